@@ -1,0 +1,100 @@
+"""The seam every catalog backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from arcodex.model import FieldSummary, Operation, Query, Record
+
+__all__ = ["BackendStats", "CatalogBackend", "Page"]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of search results; ``next_cursor`` is None on the last page."""
+
+    records: list[Record]
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class BackendStats:
+    """Counts for ``catalog.info()``."""
+
+    records_by_kind: dict[str, int] = field(default_factory=dict)
+    records_by_status: dict[str, int] = field(default_factory=dict)
+    artifacts_by_format: dict[str, int] = field(default_factory=dict)
+    artifacts_by_status: dict[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class CatalogBackend(Protocol):
+    """Where records live. Every method is atomic: it fully happens or not at all.
+
+    Implementations raise :class:`~arcodex.errors.NotFoundError` for unknown
+    ids, :class:`~arcodex.errors.ConflictError` for duplicate ids and version
+    mismatches, :class:`~arcodex.errors.LockTimeoutError` when the store stays
+    locked, and :class:`~arcodex.errors.StorageError` when it is unreadable.
+    The contract is :class:`arcodex.testing.BackendContract`.
+    """
+
+    url: str
+    """Where the backend lives, without credentials."""
+
+    def add(self, records: Sequence[Record]) -> None:
+        """Insert records in one transaction (all or none)."""
+        ...
+
+    def get(self, record_id: str) -> Record:
+        """The record with exactly this id, deleted or not."""
+        ...
+
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        """Up to ``limit`` ids starting with ``prefix``, sorted."""
+        ...
+
+    def update(self, record: Record, expected_version: int) -> None:
+        """Replace a record if its stored version is ``expected_version``."""
+        ...
+
+    def delete(self, record_id: str, *, user: str | None = None) -> Record:
+        """Tombstone a record (status ``deleted``), remembering its status for restore."""
+        ...
+
+    def restore(self, record_id: str, *, user: str | None = None) -> Record:
+        """Undo :meth:`delete`: the record gets back the status it had."""
+        ...
+
+    def purge(self, record_id: str) -> Record:
+        """Remove a record for good and return what it was."""
+        ...
+
+    def search(self, query: Query) -> Page:
+        """Records matching ``query`` (``deleted`` ones only when asked by status)."""
+        ...
+
+    def count(self, query: Query) -> int:
+        """How many records match ``query`` (limit and cursor ignored)."""
+        ...
+
+    def fields(self, prefix: str | None = None) -> list[FieldSummary]:
+        """Metadata paths seen in records that are not deleted."""
+        ...
+
+    def stats(self) -> BackendStats:
+        """Counts of records and artifacts."""
+        ...
+
+    def save_operation(self, operation: Operation) -> None:
+        """Insert or replace an operation."""
+        ...
+
+    def operations(self, status: str | None = None, limit: int = 20) -> list[Operation]:
+        """Operations, newest first, optionally with one status."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

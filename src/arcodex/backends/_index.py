@@ -1,0 +1,146 @@
+"""What a record contributes to the search indexes, shared by every SQL backend.
+
+Metadata is flattened into typed rows, one per leaf value (list elements
+each get a row under the list's path), so that any dotted path can be found
+through an index instead of by reading JSON documents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from arcodex.model import Record, normalize_bbox, parse_iso_period, to_epoch
+from arcodex.model._values import DATE_RE
+
+__all__ = ["TXT_INDEX_CHARS", "IndexRows", "index_rows", "stat_type"]
+
+#: Longer strings are indexed by their first characters (and checked in full).
+TXT_INDEX_CHARS = 200
+
+# Index value kinds in the numeric table.
+NUMBER, BOOLEAN, DATE, OBJECT, ARRAY, NULL = "n", "b", "d", "o", "l", "x"
+
+
+@dataclass(slots=True)
+class IndexRows:
+    """Rows one record adds to the indexes."""
+
+    txt: set[tuple[str, str]]
+    num: set[tuple[str, str, float]]
+    stats: set[tuple[str, str]]
+    text: str
+    boxes: list[tuple[float, float, float, float]]
+    time: tuple[float, float] | None
+
+
+def stat_type(value: Any) -> str:
+    """The JSON type name reported by ``fields``."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "date" if _is_date(value) else "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "null"
+
+
+def _is_date(text: str) -> bool:
+    return len(text) >= 7 and text[4] == "-" and DATE_RE.match(text) is not None
+
+
+def _date_epoch(text: str) -> float | None:
+    """Epoch seconds of the start of an ISO date, or None if it is not one."""
+    if len(text) < 7 or text[4] != "-" or DATE_RE.match(text) is None:
+        return None
+    try:
+        # fromisoformat is fast and covers full dates and timestamps; partial
+        # dates ("2020-06") fall back to the period parser.
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return to_epoch(parse_iso_period(text)[0])
+        except ValueError:
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp() if moment.year > 1 else to_epoch(moment)
+
+
+#: Extent keys have their own spatial and time indexes; their parts are not metadata rows.
+_EXTENT_ARRAYS = frozenset({"bbox"})
+
+
+def index_rows(record: Record) -> IndexRows:
+    """Flatten a record's metadata into index rows; collect its text and extent."""
+    txt: set[tuple[str, str]] = set()
+    num: set[tuple[str, str, float]] = set()
+    stats: set[tuple[str, str]] = set()
+    words: list[str] = []
+
+    def visit(path: str, value: Any, in_list: bool) -> None:
+        kind = type(value)
+        if kind is str:
+            txt.add((path, value[:TXT_INDEX_CHARS]))
+            words.append(value)
+            epoch = _date_epoch(value)
+            if epoch is not None:
+                num.add((path, DATE, epoch))
+                stats.add((path, "date"))
+            else:
+                stats.add((path, "string"))
+        elif kind is bool:
+            num.add((path, BOOLEAN, 1.0 if value else 0.0))
+            stats.add((path, "boolean"))
+        elif kind is int:
+            num.add((path, NUMBER, float(value)))
+            stats.add((path, "integer"))
+        elif kind is float:
+            num.add((path, NUMBER, value))
+            stats.add((path, "number"))
+        elif kind is dict:
+            num.add((path, OBJECT, 0.0))
+            stats.add((path, "object"))
+            for key, item in value.items():
+                visit(f"{path}.{key}", item, False)
+        elif kind is list:
+            if not in_list:
+                num.add((path, ARRAY, 0.0))
+                stats.add((path, "array"))
+            if path in _EXTENT_ARRAYS:
+                return
+            for item in value:
+                visit(path, item, True)
+        elif value is None:
+            num.add((path, NULL, 0.0))
+            stats.add((path, "null"))
+
+    for key, value in record.metadata.items():
+        visit(key, value, False)
+
+    meta = record.metadata
+    boxes: list[tuple[float, float, float, float]] = []
+    bbox = meta.get("bbox")
+    if isinstance(bbox, list) and len(bbox) == 4:
+        boxes = normalize_bbox(bbox)
+    time: tuple[float, float] | None = None
+    start_text = meta.get("start_datetime") or meta.get("datetime")
+    end_text = meta.get("end_datetime") or meta.get("datetime") or start_text
+    if isinstance(start_text, str) and isinstance(end_text, str):
+        try:
+            start = to_epoch(parse_iso_period(start_text)[0])
+            first, after = parse_iso_period(end_text)
+            # A partial end date ("2020") means the end of that period.
+            end = to_epoch(first) if first == after else to_epoch(after) - 1e-6
+            time = (start, max(start, end))
+        except ValueError:
+            time = None
+    parts = [record.title or "", record.description or "", " ".join(record.tags), " ".join(words)]
+    return IndexRows(txt=txt, num=num, stats=stats, text="\n".join(parts), boxes=boxes, time=time)

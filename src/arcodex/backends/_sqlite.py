@@ -1,0 +1,638 @@
+"""The embedded default backend: one SQLite file in WAL mode.
+
+Layout: ``records`` holds each record's JSON document and its structural
+columns; metadata is indexed in two clustered tables (``meta_txt`` for text,
+``meta_num`` for numbers, booleans, dates and structure), each also indexed
+by record for cheap per-record checks; ``fts`` (FTS5) holds free text;
+``extent`` (an R*Tree over longitude, latitude and time) holds extents.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from arcodex.backends._base import BackendStats, Page
+from arcodex.backends._index import IndexRows, index_rows
+from arcodex.backends._sqlite_query import compile_query, encode_cursor, query_paths, regexp
+from arcodex.errors import (
+    ConflictError,
+    LockTimeoutError,
+    NotACatalogError,
+    NotFoundError,
+    StorageError,
+)
+from arcodex.model import (
+    TRUSTED,
+    FieldSummary,
+    Operation,
+    Query,
+    Record,
+    to_epoch,
+    utcnow,
+)
+
+__all__ = ["SQLiteBackend"]
+
+SCHEMA_VERSION = 1
+_TRUSTED = {TRUSTED: True}
+
+_SCHEMA = """
+CREATE TABLE records (
+    rid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    prior_status TEXT,
+    version INTEGER NOT NULL,
+    title TEXT,
+    description TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    created_by TEXT,
+    updated_by TEXT,
+    schema_name TEXT,
+    schema_version TEXT,
+    doc TEXT NOT NULL
+);
+CREATE INDEX records_kind ON records(kind, status);
+CREATE INDEX records_status ON records(status);
+CREATE TABLE paths (pid INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
+CREATE TABLE meta_txt (
+    pid INTEGER NOT NULL, txt TEXT NOT NULL, rid INTEGER NOT NULL,
+    PRIMARY KEY (pid, txt, rid)
+) WITHOUT ROWID;
+CREATE TABLE meta_num (
+    pid INTEGER NOT NULL, typ TEXT NOT NULL, num REAL NOT NULL, rid INTEGER NOT NULL,
+    PRIMARY KEY (pid, typ, num, rid)
+) WITHOUT ROWID;
+CREATE TABLE field_stats (
+    pid INTEGER NOT NULL, typ TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (pid, typ)
+) WITHOUT ROWID;
+CREATE TABLE tags (tag TEXT NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (tag, rid)) WITHOUT ROWID;
+CREATE INDEX tags_rid ON tags(rid);
+CREATE TABLE artifacts (
+    aid TEXT PRIMARY KEY, rid INTEGER NOT NULL, role TEXT, format TEXT, media_type TEXT,
+    status TEXT, size_bytes INTEGER, managed INTEGER NOT NULL, locator_type TEXT, location TEXT
+) WITHOUT ROWID;
+CREATE INDEX artifacts_rid ON artifacts(rid);
+CREATE VIRTUAL TABLE fts USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
+CREATE VIRTUAL TABLE extent USING rtree(
+    id, minx, maxx, miny, maxy, tmin, tmax, +w REAL, +e REAL, +s REAL, +n REAL, +t0 REAL, +t1 REAL
+);
+CREATE TABLE operations (
+    id TEXT PRIMARY KEY, action TEXT NOT NULL, status TEXT NOT NULL, user TEXT,
+    started_at REAL NOT NULL, doc TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX operations_status ON operations(status, started_at);
+"""
+
+
+class SQLiteBackend:
+    """Records in one SQLite file (WAL, busy timeout, real transactions)."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = False, busy_timeout: float = 30.0
+    ) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._paths: dict[str, int] = {}
+        self._paths_lock = threading.Lock()
+        if not create and not self.path.exists():
+            raise NotACatalogError(
+                f"catalog database {self.path} is missing; restore it from a backup or create a new catalog"
+            )
+        conn = self._conn()
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if tables and not create:
+                    raise NotACatalogError(
+                        f"{self.path} is a SQLite file but not an arcodex catalog database"
+                    )
+                if not tables:
+                    with self._write() as c:
+                        for statement in _SCHEMA.split(";"):
+                            if statement.strip():
+                                c.execute(statement)
+                        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"catalog database {self.path} was made by a newer arcodex (schema {version}); upgrade arcodex"
+                )
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise self._translate(exc) from exc
+
+    # -- connections and transactions -------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode survives a killed process; only a power cut can lose the last commit.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA cache_size=-131072")
+            conn.execute("PRAGMA temp_store=MEMORY")
+            conn.execute("PRAGMA mmap_size=268435456")
+            conn.create_function("regexp", 2, regexp, deterministic=True)
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from exc
+        self._local.conn = conn
+        return conn
+
+    def _translate(self, exc: sqlite3.Error) -> Exception:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return LockTimeoutError(
+                f"catalog database {self.path} stayed locked by another process for {self.busy_timeout:g}s; "
+                "retry, or raise busy_timeout in arcodex.yaml"
+            )
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return StorageError(
+                f"catalog database {self.path} is damaged ({text}); restore it from a backup"
+            )
+        if "unable to open" in text or "readonly" in text:
+            return StorageError(
+                f"cannot open catalog database {self.path} ({text}); check the path and permissions"
+            )
+        return StorageError(f"catalog database {self.path} failed: {text}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        pending: dict[str, int] = {}
+        self._local.pending_paths = pending
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._translate(exc) from exc
+            raise
+        finally:
+            self._local.pending_paths = None
+        # Path ids become shared knowledge only once they are committed.
+        with self._paths_lock:
+            self._paths.update(pending)
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- path ids -----------------------------------------------------------------------
+
+    def _pid(self, conn: sqlite3.Connection, path: str) -> int:
+        pid = self._paths.get(path)
+        if pid is not None:
+            return pid
+        pending: dict[str, int] = self._local.pending_paths
+        pid = pending.get(path)
+        if pid is not None:
+            return pid
+        row = conn.execute("SELECT pid FROM paths WHERE path = ?", (path,)).fetchone()
+        if row is None:
+            pid = conn.execute("INSERT INTO paths(path) VALUES (?)", (path,)).lastrowid
+            assert pid is not None
+            pending[path] = pid
+        else:
+            pid = row[0]
+            with self._paths_lock:
+                self._paths[path] = pid
+        return pid
+
+    def _lookup_pids(self, paths: Sequence[str]) -> dict[str, int]:
+        missing = [p for p in paths if p not in self._paths]
+        if missing:
+            marks = ",".join("?" * len(missing))
+            rows = self._read(f"SELECT path, pid FROM paths WHERE path IN ({marks})", missing)
+            with self._paths_lock:
+                self._paths.update(dict(rows))
+        return {p: self._paths[p] for p in paths if p in self._paths}
+
+    # -- writing ------------------------------------------------------------------------
+
+    def add(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        with self._write() as conn:
+            next_rid = conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM records").fetchone()[0]
+            rows = []
+            indexed = []
+            for offset, record in enumerate(records):
+                rid = next_rid + offset
+                rows.append(self._record_row(rid, record, None))
+                indexed.append((rid, record, index_rows(record)))
+            try:
+                conn.executemany(
+                    "INSERT INTO records(rid, id, kind, status, prior_status, version, title, description,"
+                    " created_at, updated_at, created_by, updated_by, schema_name, schema_version, doc)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    rows,
+                )
+            except sqlite3.IntegrityError:
+                ids = [r.id for r in records]
+                taken = self._taken(conn, ids)
+                raise ConflictError(
+                    f"record id {taken} already exists; choose another id or update the existing record"
+                ) from None
+            self._insert_index(conn, indexed)
+
+    def _taken(self, conn: sqlite3.Connection, ids: list[str]) -> str:
+        seen: set[str] = set()
+        for rid in ids:
+            if rid in seen:
+                return rid
+            seen.add(rid)
+        for chunk_start in range(0, len(ids), 500):
+            chunk = ids[chunk_start : chunk_start + 500]
+            row = conn.execute(
+                f"SELECT id FROM records WHERE id IN ({','.join('?' * len(chunk))}) LIMIT 1", chunk
+            ).fetchone()
+            if row:
+                return str(row[0])
+        return "?"
+
+    @staticmethod
+    def _record_row(rid: int, record: Record, prior_status: str | None) -> tuple[Any, ...]:
+        return (
+            rid,
+            record.id,
+            record.kind,
+            record.status,
+            prior_status,
+            record.version,
+            record.title,
+            record.description,
+            to_epoch(record.created_at),
+            to_epoch(record.updated_at),
+            record.created_by,
+            record.updated_by,
+            record.schema_name,
+            record.schema_version,
+            record.model_dump_json(),
+        )
+
+    def _pids_for(self, conn: sqlite3.Connection, paths: set[str]) -> dict[str, int]:
+        return {path: self._pid(conn, path) for path in paths}
+
+    def _insert_index(
+        self, conn: sqlite3.Connection, items: list[tuple[int, Record, IndexRows]]
+    ) -> None:
+        txt_rows: list[tuple[int, str, int]] = []
+        num_rows: list[tuple[int, str, float, int]] = []
+        tag_rows: list[tuple[str, int]] = []
+        fts_rows: list[tuple[int, str]] = []
+        extent_rows: list[tuple[Any, ...]] = []
+        art_rows: list[tuple[Any, ...]] = []
+        stats: Counter[tuple[str, str]] = Counter()
+        paths: set[str] = set()
+        for _, _, idx in items:
+            paths.update(p for p, _ in idx.stats)
+        pid = self._pids_for(conn, paths)
+        for rid, record, idx in items:
+            txt_rows.extend([(pid[p], v, rid) for p, v in idx.txt])
+            num_rows.extend([(pid[p], t, v, rid) for p, t, v in idx.num])
+            if record.status != "deleted":
+                _count(stats, idx, +1)
+            tag_rows.extend([(tag, rid) for tag in record.tags])
+            fts_rows.append((rid, idx.text))
+            extent_rows.extend(_extent_rows(rid, idx))
+            for art in record.artifacts:
+                loc = art.locator
+                location = (
+                    getattr(loc, "path", None)
+                    or getattr(loc, "url", None)
+                    or getattr(loc, "uri", None)
+                )
+                art_rows.append(
+                    (
+                        art.id,
+                        rid,
+                        art.role,
+                        art.format,
+                        art.media_type,
+                        art.status,
+                        art.size_bytes,
+                        int(art.managed),
+                        loc.type,
+                        location,
+                    )
+                )
+        conn.executemany("INSERT INTO meta_txt(pid, txt, rid) VALUES (?,?,?)", txt_rows)
+        conn.executemany("INSERT INTO meta_num(pid, typ, num, rid) VALUES (?,?,?,?)", num_rows)
+        conn.executemany("INSERT INTO tags(tag, rid) VALUES (?,?)", tag_rows)
+        conn.executemany("INSERT INTO fts(rowid, body) VALUES (?,?)", fts_rows)
+        conn.executemany("INSERT INTO extent VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", extent_rows)
+        try:
+            conn.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?,?,?,?,?,?)", art_rows)
+        except sqlite3.IntegrityError:
+            raise ConflictError(
+                "an artifact id is used twice; give each artifact its own id"
+            ) from None
+        self._apply_stats(conn, stats, pid)
+
+    def _apply_stats(
+        self, conn: sqlite3.Connection, stats: Counter[tuple[str, str]], pid: dict[str, int]
+    ) -> None:
+        conn.executemany(
+            "INSERT INTO field_stats(pid, typ, n) VALUES (?,?,?)"
+            " ON CONFLICT(pid, typ) DO UPDATE SET n = n + excluded.n",
+            [(pid[path], typ, n) for (path, typ), n in stats.items() if n],
+        )
+
+    def _remove_index(
+        self, conn: sqlite3.Connection, rid: int, record: Record, counted: bool
+    ) -> None:
+        idx = index_rows(record)
+        pid = self._pid
+        conn.executemany(
+            "DELETE FROM meta_txt WHERE pid = ? AND txt = ? AND rid = ?",
+            [(pid(conn, p), v, rid) for p, v in idx.txt],
+        )
+        conn.executemany(
+            "DELETE FROM meta_num WHERE pid = ? AND typ = ? AND num = ? AND rid = ?",
+            [(pid(conn, p), t, v, rid) for p, t, v in idx.num],
+        )
+        conn.execute("DELETE FROM tags WHERE rid = ?", (rid,))
+        conn.execute("DELETE FROM fts WHERE rowid = ?", (rid,))
+        conn.execute("DELETE FROM extent WHERE id IN (?, ?)", (rid * 2, rid * 2 + 1))
+        conn.execute("DELETE FROM artifacts WHERE rid = ?", (rid,))
+        if counted:
+            stats: Counter[tuple[str, str]] = Counter()
+            _count(stats, idx, -1)
+            self._apply_stats(conn, stats, self._pids_for(conn, {p for p, _ in idx.stats}))
+
+    def _current(self, conn: sqlite3.Connection, record_id: str) -> tuple[int, Record, str | None]:
+        row = conn.execute(
+            "SELECT rid, doc, prior_status FROM records WHERE id = ?", (record_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no record {record_id!r}; run `arcodex search` to list ids")
+        return row[0], Record.model_validate_json(row[1], context=_TRUSTED), row[2]
+
+    def update(self, record: Record, expected_version: int) -> None:
+        with self._write() as conn:
+            rid, old, prior = self._current(conn, record.id)
+            if old.version != expected_version:
+                raise ConflictError(
+                    f"record {record.id} is at version {old.version}, not {expected_version}: "
+                    "someone changed it; reload it and apply your change again"
+                )
+            self._remove_index(conn, rid, old, counted=old.status != "deleted")
+            conn.execute("DELETE FROM records WHERE rid = ?", (rid,))
+            conn.execute(
+                "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                self._record_row(rid, record, prior),
+            )
+            self._insert_index(conn, [(rid, record, index_rows(record))])
+
+    def _set_status(self, record_id: str, user: str | None, restoring: bool) -> Record:
+        with self._write() as conn:
+            rid, old, prior = self._current(conn, record_id)
+            if restoring and old.status != "deleted":
+                raise ConflictError(f"record {record_id} is not deleted; nothing to restore")
+            if not restoring and old.status == "deleted":
+                raise ConflictError(f"record {record_id} is already deleted")
+            status = (prior or "active") if restoring else "deleted"
+            new = old.model_copy(
+                update={
+                    "status": status,
+                    "version": old.version + 1,
+                    "updated_at": utcnow(),
+                    "updated_by": user,
+                }
+            )
+            conn.execute(
+                "UPDATE records SET status = ?, prior_status = ?, version = ?, updated_at = ?, updated_by = ?,"
+                " doc = ? WHERE rid = ?",
+                (
+                    new.status,
+                    None if restoring else old.status,
+                    new.version,
+                    to_epoch(new.updated_at),
+                    user,
+                    new.model_dump_json(),
+                    rid,
+                ),
+            )
+            stats: Counter[tuple[str, str]] = Counter()
+            idx = index_rows(old)
+            _count(stats, idx, +1 if restoring else -1)
+            self._apply_stats(conn, stats, self._pids_for(conn, {p for p, _ in idx.stats}))
+            return new
+
+    def delete(self, record_id: str, *, user: str | None = None) -> Record:
+        return self._set_status(record_id, user, restoring=False)
+
+    def restore(self, record_id: str, *, user: str | None = None) -> Record:
+        return self._set_status(record_id, user, restoring=True)
+
+    def purge(self, record_id: str) -> Record:
+        with self._write() as conn:
+            rid, old, _ = self._current(conn, record_id)
+            self._remove_index(conn, rid, old, counted=old.status != "deleted")
+            conn.execute("DELETE FROM records WHERE rid = ?", (rid,))
+            return old
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, record_id: str) -> Record:
+        rows = self._read("SELECT doc FROM records WHERE id = ?", (record_id,))
+        if not rows:
+            raise NotFoundError(f"no record {record_id!r}; run `arcodex search` to list ids")
+        return Record.model_validate_json(rows[0][0], context=_TRUSTED)
+
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        rows = self._read(
+            "SELECT id FROM records WHERE id >= ? AND id < ? ORDER BY id LIMIT ?",
+            (prefix, prefix + "\U0010ffff", limit),
+        )
+        return [r[0] for r in rows]
+
+    def _compile(self, query: Query) -> tuple[str, list[Any], str, list[tuple[str, bool]]]:
+        return compile_query(query, self._lookup_pids(query_paths(query)))
+
+    def search(self, query: Query) -> Page:
+        sql, params, order, sort_exprs = self._compile(query)
+        limit = query.limit
+        select_keys = "".join(f", {expr}" for expr, _ in sort_exprs)
+        text = f"SELECT r.rid{select_keys} FROM records r {sql} ORDER BY {order}"
+        if limit is not None:
+            text += f" LIMIT {int(limit) + 1}"
+        rows = self._read(text, params)
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit is not None else rows
+        if not rows:
+            return Page([], None)
+        rids = [r[0] for r in rows]
+        docs: dict[int, str] = {}
+        for start in range(0, len(rids), 500):
+            chunk = rids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            docs.update(self._read(f"SELECT rid, doc FROM records WHERE rid IN ({marks})", chunk))
+        records = [
+            Record.model_validate_json(docs[rid], context=_TRUSTED) for rid in rids if rid in docs
+        ]
+        cursor = encode_cursor(rows[-1]) if more else None
+        return Page(records, cursor)
+
+    def count(self, query: Query) -> int:
+        sql, params, _, _ = self._compile(query.model_copy(update={"cursor": None, "sort": []}))
+        return int(self._read(f"SELECT count(*) FROM records r {sql}", params)[0][0])
+
+    # -- fields, stats, operations ---------------------------------------------------------
+
+    def fields(self, prefix: str | None = None) -> list[FieldSummary]:
+        sql = "SELECT p.path, p.pid, s.typ, s.n FROM field_stats s JOIN paths p ON p.pid = s.pid WHERE s.n > 0"
+        params: list[Any] = []
+        if prefix:
+            sql += " AND (p.path = ? OR (p.path >= ? AND p.path < ?))"
+            params += [prefix, prefix + ".", prefix + ".\U0010ffff"]
+        grouped: dict[str, dict[str, Any]] = {}
+        for path, pid, typ, n in self._read(sql + " ORDER BY p.path", params):
+            entry = grouped.setdefault(path, {"pid": pid, "types": [], "count": 0})
+            if typ == "*":
+                entry["count"] = n
+            else:
+                entry["types"].append(typ)
+        out = []
+        for path, entry in grouped.items():
+            out.append(
+                FieldSummary(
+                    path=path,
+                    types=sorted(entry["types"]),
+                    count=entry["count"],
+                    examples=self._examples(entry["pid"], entry["types"]),
+                )
+            )
+        return out
+
+    def _examples(self, pid: int, types: list[str]) -> list[Any]:
+        examples: list[Any] = []
+        if {"string", "date"} & set(types):
+            rows = self._read(
+                "SELECT DISTINCT m.txt FROM meta_txt m JOIN records r ON r.rid = m.rid"
+                " WHERE m.pid = ? AND r.status != 'deleted' LIMIT 5",
+                (pid,),
+            )
+            examples += [r[0] for r in rows]
+        if {"integer", "number", "boolean"} & set(types) and len(examples) < 5:
+            rows = self._read(
+                "SELECT DISTINCT m.typ, m.num FROM meta_num m JOIN records r ON r.rid = m.rid"
+                " WHERE m.pid = ? AND m.typ IN ('n','b') AND r.status != 'deleted' LIMIT ?",
+                (pid, 5 - len(examples)),
+            )
+            for typ, num in rows:
+                if typ == "b":
+                    examples.append(bool(num))
+                else:
+                    examples.append(
+                        int(num) if float(num).is_integer() and "number" not in types else num
+                    )
+        return examples
+
+    def stats(self) -> BackendStats:
+        by_kind: Counter[str] = Counter()
+        by_status: Counter[str] = Counter()
+        for kind, status, n in self._read(
+            "SELECT kind, status, count(*) FROM records GROUP BY kind, status"
+        ):
+            by_status[status] += n
+            if status != "deleted":
+                by_kind[kind] += n
+        art_format: Counter[str] = Counter()
+        art_status: Counter[str] = Counter()
+        for fmt, status, n in self._read(
+            "SELECT a.format, a.status, count(*) FROM artifacts a JOIN records r ON r.rid = a.rid"
+            " WHERE r.status != 'deleted' GROUP BY a.format, a.status"
+        ):
+            art_format[fmt or "unknown"] += n
+            art_status[status] += n
+        return BackendStats(dict(by_kind), dict(by_status), dict(art_format), dict(art_status))
+
+    def save_operation(self, operation: Operation) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO operations(id, action, status, user, started_at, doc) VALUES (?,?,?,?,?,?)",
+                (
+                    operation.id,
+                    operation.action,
+                    operation.status,
+                    operation.user,
+                    to_epoch(operation.started_at),
+                    operation.model_dump_json(),
+                ),
+            )
+
+    def operations(self, status: str | None = None, limit: int = 20) -> list[Operation]:
+        if status:
+            rows = self._read(
+                "SELECT doc FROM operations WHERE status = ? ORDER BY started_at DESC LIMIT ?",
+                (status, limit),
+            )
+        else:
+            rows = self._read(
+                "SELECT doc FROM operations ORDER BY started_at DESC LIMIT ?", (limit,)
+            )
+        return [Operation.model_validate_json(r[0]) for r in rows]
+
+
+# Records without a bbox or a time range sit far outside real values in the
+# R*Tree; their exact columns are NULL, so no search matches them on that axis.
+_NO_X, _NO_T = 1.0e6, -1.0e18
+
+
+def _extent_rows(rid: int, idx: IndexRows) -> list[tuple[Any, ...]]:
+    if not idx.boxes and idx.time is None:
+        return []
+    t0, t1 = idx.time if idx.time is not None else (None, None)
+    tlo, thi = idx.time if idx.time is not None else (_NO_T, _NO_T)
+    boxes: list[tuple[Any, Any, Any, Any]] = list(idx.boxes) or [(None, None, None, None)]
+    rows = []
+    for part, (w, s, e, n) in enumerate(boxes):
+        if w is None:
+            rows.append(
+                (rid * 2, _NO_X, _NO_X, _NO_X, _NO_X, tlo, thi, None, None, None, None, t0, t1)
+            )
+        else:
+            rows.append((rid * 2 + part, w, e, s, n, tlo, thi, w, e, s, n, t0, t1))
+    return rows
+
+
+def _count(stats: Counter[tuple[str, str]], idx: IndexRows, sign: int) -> None:
+    """Add one record's paths and types to field counts (``*`` counts records per path)."""
+    for key in idx.stats:
+        stats[key] += sign
+    for path in {p for p, _ in idx.stats}:
+        stats[(path, "*")] += sign

@@ -1,0 +1,418 @@
+"""Compiling a :class:`~arcodex.model.Query` into SQLite SQL over the index tables.
+
+Each term becomes a test on the candidate records ``r``. The first
+equality-like term (or full text, or the extent) *drives* the search: its
+rid set is read from an index and every other term is checked against those
+candidates, so no search reads JSON documents or scans the records table
+when any indexed term is given.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from arcodex.backends._index import TXT_INDEX_CHARS
+from arcodex.errors import QueryError
+from arcodex.model import Condition, Query, looks_like_date, parse_iso_period, to_epoch
+
+__all__ = ["compile_query", "encode_cursor", "query_paths", "regexp"]
+
+_RECORD_COLUMNS = {
+    "id": "r.id",
+    "kind": "r.kind",
+    "status": "r.status",
+    "title": "r.title",
+    "description": "r.description",
+    "created_by": "r.created_by",
+    "updated_by": "r.updated_by",
+    "schema_name": "r.schema_name",
+    "schema_version": "r.schema_version",
+    "version": "r.version",
+    "created_at": "r.created_at",
+    "updated_at": "r.updated_at",
+}
+_TIME_COLUMNS = {"created_at", "updated_at"}
+_CMP = {"eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
+
+
+@lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def regexp(pattern: str, value: Any) -> bool:
+    return value is not None and _compiled(pattern).search(str(value)) is not None
+
+
+def _fts_expression(text: str) -> str:
+    """User words as an FTS5 query: every word must appear; ``word*`` is a prefix."""
+    terms = []
+    for word in text.split():
+        prefix = word.endswith("*")
+        core = word.rstrip("*").replace('"', '""')
+        if not core.strip():
+            continue
+        terms.append(f'"{core}"' + ("*" if prefix else ""))
+    if not terms:
+        raise QueryError(f"bad text search {text!r}: give at least one word")
+    return " AND ".join(terms)
+
+
+def _epoch_bounds(value: str) -> tuple[float, float]:
+    """First instant and the instant after an ISO period (equal for a full timestamp)."""
+    first, after = parse_iso_period(value)
+    return to_epoch(first), to_epoch(after)
+
+
+@dataclass
+class _Sql:
+    """A WHERE clause under construction."""
+
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    driver: str | None = None
+    driver_params: list[Any] = field(default_factory=list)
+
+    def add(self, clause: str, *params: Any) -> None:
+        self.where.append(clause)
+        self.params.extend(params)
+
+    def drive(self, rid_select: str, *params: Any) -> bool:
+        """Make ``rid_select`` the candidate set if none is chosen yet."""
+        if self.driver is not None:
+            return False
+        self.driver = rid_select
+        self.driver_params = list(params)
+        return True
+
+    def within(self, rid_select: str, *params: Any) -> None:
+        """Keep records whose rid ``rid_select`` returns (it drives the search if it is first)."""
+        if not self.drive(rid_select, *params):
+            # SQLite runs an uncorrelated IN subquery once and probes its result by rid.
+            self.add(f"r.rid IN ({rid_select})", *params)
+
+
+def compile_query(
+    query: Query, pids: dict[str, int]
+) -> tuple[str, list[Any], str, list[tuple[str, bool]]]:
+    """FROM/WHERE text and params, ORDER BY text, and the sort expressions."""
+    q = _Sql()
+    statuses = query.statuses
+    if statuses is None:
+        q.add("r.status != 'deleted'")
+    # Equality-like terms drive the search: they are usually the most selective.
+    ordered = sorted(query.conditions, key=lambda c: c.op not in ("eq", "in"))
+    for cond in ordered:
+        _condition(q, cond, pids)
+    if query.text:
+        q.within("SELECT rowid FROM fts WHERE fts MATCH ?", _fts_expression(query.text))
+    if query.bbox is not None or query.time is not None:
+        _extent(q, query.bbox.boxes() if query.bbox else None, query.time)
+    # Sort expressions carry no parameters (column names and integer path ids
+    # only), so the same text can appear in SELECT, WHERE and ORDER BY.
+    sort_exprs = [(_sort_expr(key.field, pids), key.descending) for key in query.sort]
+    if query.cursor:
+        _after_cursor(q, query.cursor, sort_exprs)
+    order = ", ".join(f"({e}) IS NULL, ({e}) {'DESC' if d else 'ASC'}" for e, d in sort_exprs)
+    order = f"{order}, r.rid ASC" if order else "r.rid ASC"
+    where = list(q.where)
+    params = list(q.params)
+    if q.driver is not None:
+        where.insert(0, f"r.rid IN ({q.driver})")
+        params = q.driver_params + params
+    sql = ("WHERE " + " AND ".join(where)) if where else ""
+    return sql, params, order, sort_exprs
+
+
+def _sort_expr(name: str, pids: dict[str, int]) -> str:
+    if name in _RECORD_COLUMNS:
+        return _RECORD_COLUMNS[name]
+    # Field names are validated dotted identifiers, so quoting them is safe.
+    path = "".join(f'."{part}"' for part in name.removeprefix("metadata.").split("."))
+    return f"json_extract(r.doc, '$.metadata{path}')"
+
+
+def _after_cursor(q: _Sql, cursor: str, sort_exprs: list[tuple[str, bool]]) -> None:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
+        values, last_rid = data["k"], int(data["r"])
+        if not isinstance(values, list) or len(values) != len(sort_exprs):
+            raise ValueError("cursor does not match the sort keys")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise QueryError(
+            "bad cursor: it belongs to another query or was cut short; start again without --cursor"
+        ) from exc
+    params: list[Any] = []
+
+    def after(i: int) -> str:
+        if i == len(sort_exprs):
+            params.append(last_rid)
+            return "r.rid > ?"
+        expr, desc = sort_exprs[i]
+        value = values[i]
+        if value is None:
+            # Nulls sort last: after a null only nulls with a later tie-break follow.
+            return f"(({expr}) IS NULL AND {after(i + 1)})"
+        cmp = "<" if desc else ">"
+        params.append(value)
+        first = f"({expr}) {cmp} ?"
+        params.append(value)
+        same = f"({expr}) = ?"
+        rest = after(i + 1)
+        return f"(({expr}) IS NULL OR {first} OR ({same} AND {rest}))"
+
+    clause = after(0)
+    q.add(clause, *params)
+
+
+# -- conditions ---------------------------------------------------------------------
+
+
+def _condition(q: _Sql, cond: Condition, pids: dict[str, int]) -> None:
+    if cond.field == "tag":
+        _tag_condition(q, cond)
+        return
+    path = cond.metadata_path
+    if path is None:
+        _column_condition(q, cond)
+        return
+    pid = pids.get(path)
+    op = cond.op
+    if pid is None:
+        # Nobody ever stored this path: only negative terms can match.
+        q.add("1" if op in ("missing", "ne") else "0")
+        return
+    if op in ("exists", "missing"):
+        present = (
+            "SELECT rid FROM meta_num WHERE pid = ? UNION SELECT rid FROM meta_txt WHERE pid = ?"
+        )
+        if op == "exists":
+            q.within(present, pid, pid)
+        else:
+            q.add(f"r.rid NOT IN ({present})", pid, pid)
+        return
+    if op in ("eq", "in", "ne"):
+        values = cond.value if isinstance(cond.value, list) else [cond.value]
+        parts, params = _value_tests(values)
+        flat = [x for p in params for x in (pid, *p)]
+        if op == "ne":
+            q.add(f"NOT {_probe(parts)}", *flat)
+            return
+        if not q.drive(_driver_union(parts), *flat):
+            q.add(_probe(parts), *flat)
+        _confirm_long_text(q, values)
+        return
+    if op in ("lt", "le", "gt", "ge"):
+        tests = [_range_test(op, cond.value)]
+        if (
+            isinstance(cond.value, int)
+            and not isinstance(cond.value, bool)
+            and 1000 <= cond.value <= 9999
+        ):
+            # A bare year compared with a date field means that year ("start_datetime>=2021").
+            tests.append(_range_test(op, str(cond.value)))
+        q.within(
+            " UNION ".join(
+                f"SELECT rid FROM meta_num WHERE pid = ? AND typ = ? AND num {sym} ?"
+                for _, sym, _ in tests
+            ),
+            *[x for typ, _, bound in tests for x in (pid, typ, bound)],
+        )
+        return
+    test = "txt GLOB ?" if op == "glob" else "regexp(?, txt)"
+    q.within(f"SELECT rid FROM meta_txt WHERE pid = ? AND {test}", pid, cond.value)
+
+
+def _tag_condition(q: _Sql, cond: Condition) -> None:
+    op = cond.op
+    if op in ("eq", "in", "ne"):
+        values = [str(v) for v in (cond.value if isinstance(cond.value, list) else [cond.value])]
+        marks = ",".join("?" * len(values))
+        if op != "ne" and q.drive(f"SELECT rid FROM tags WHERE tag IN ({marks})", *values):
+            return
+        probe = f"EXISTS (SELECT 1 FROM tags WHERE rid = r.rid AND tag IN ({marks}))"
+        q.add(probe if op != "ne" else f"NOT {probe}", *values)
+    elif op in ("exists", "missing"):
+        probe = "EXISTS (SELECT 1 FROM tags WHERE rid = r.rid)"
+        q.add(probe if op == "exists" else f"NOT {probe}")
+    elif op in ("glob", "regex"):
+        test = "tag GLOB ?" if op == "glob" else "regexp(?, tag)"
+        q.within(f"SELECT rid FROM tags WHERE {test}", cond.value)
+    else:
+        raise QueryError(
+            f"bad query term {cond.to_text()!r}: tags compare with =, !=, ~ or :exists"
+        )
+
+
+def _column_condition(q: _Sql, cond: Condition) -> None:
+    column = _RECORD_COLUMNS[cond.field]
+    op = cond.op
+    values = cond.value if isinstance(cond.value, list) else [cond.value]
+    if cond.field in _TIME_COLUMNS:
+        # A bare year means that year, as it does for date metadata.
+        values = [_year_text(v) for v in values]
+        cond = cond.model_copy(update={"value": values if op == "in" else values[0]})
+    if cond.field in _TIME_COLUMNS and op not in ("exists", "missing"):
+        if not all(isinstance(v, str) and looks_like_date(v) for v in values):
+            raise QueryError(
+                f"bad query term {cond.to_text()!r}: {cond.field} compares with ISO dates"
+            )
+        if op in ("lt", "le", "gt", "ge"):
+            _, sym, bound = _range_test(op, cond.value)
+            q.add(f"{column} {sym} ?", bound)
+            return
+        spans = [_epoch_bounds(str(v)) for v in values]
+        test = " OR ".join(
+            f"({column} >= ? AND {column} < ?)" if a != b else f"{column} = ?" for a, b in spans
+        )
+        flat = [x for a, b in spans for x in ((a, b) if a != b else (a,))]
+        q.add(f"({test})" if op != "ne" else f"NOT ({test})", *flat)
+        return
+    if op == "exists":
+        q.add(f"{column} IS NOT NULL")
+    elif op == "missing":
+        q.add(f"{column} IS NULL")
+    elif op in ("eq", "in"):
+        marks = ",".join("?" * len(values))
+        q.add(f"{column} IN ({marks})", *values)
+    elif op == "ne":
+        q.add(f"({column} IS NULL OR {column} != ?)", values[0])
+    elif op in ("lt", "le", "gt", "ge"):
+        q.add(f"{column} {_CMP[op]} ?", cond.value)
+    elif op == "glob":
+        q.add(f"{column} GLOB ?", cond.value)
+    else:
+        q.add(f"regexp(?, {column})", cond.value)
+
+
+def _extent(q: _Sql, boxes: list[tuple[float, float, float, float]] | None, time: Any) -> None:
+    """Bbox intersection and time overlap, answered by the R*Tree.
+
+    The tree stores 32-bit bounds rounded outwards, so it finds candidates and
+    the exact ``+`` columns decide.
+    """
+    tests: list[str] = []
+    params: list[Any] = []
+    if boxes:
+        ors = []
+        for w, _, e, _ in boxes:
+            ors.append("(minx <= ? AND maxx >= ? AND w <= ? AND e >= ?)")
+            params.extend([e, w, e, w])
+        tests.append("(" + " OR ".join(ors) + ")")
+        south, north = boxes[0][1], boxes[0][3]
+        tests.append("miny <= ? AND maxy >= ? AND s <= ? AND n >= ?")
+        params.extend([north, south, north, south])
+    if time is not None:
+        lo = to_epoch(time.start) if time.start is not None else -math.inf
+        hi = to_epoch(time.end) if time.end is not None else math.inf
+        tests.append("tmin <= ? AND tmax >= ? AND t0 <= ? AND t1 >= ?")
+        params.extend([hi, lo, hi, lo])
+    match = " AND ".join(tests)
+    if q.drive(f"SELECT DISTINCT id >> 1 FROM extent WHERE {match}", *params):
+        return
+    q.add(
+        f"EXISTS (SELECT 1 FROM extent WHERE id IN (r.rid * 2, r.rid * 2 + 1) AND {match})", *params
+    )
+
+
+def _year_text(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and 1000 <= value <= 9999:
+        return str(value)
+    return value
+
+
+def query_paths(query: Query) -> list[str]:
+    """The metadata paths a query names (their ids are looked up before compiling)."""
+    paths = [c.metadata_path for c in query.conditions if c.metadata_path]
+    paths += [s.field.removeprefix("metadata.") for s in query.sort if _is_meta(s.field)]
+    return paths
+
+
+def _is_meta(name: str) -> bool:
+    return name.startswith("metadata.") or name not in _RECORD_COLUMNS
+
+
+def _range_test(op: str, value: Any) -> tuple[str, str, float]:
+    """Index kind, SQL operator and bound of a comparison.
+
+    Dates compare by whole periods: ``>2020`` is after all of 2020 and
+    ``<=2020-06`` includes all of June.
+    """
+    if not isinstance(value, str):
+        return "n", _CMP[op], float(value)
+    first, after = _epoch_bounds(value)
+    if after != first and op == "gt":
+        return "d", ">=", after
+    if after != first and op == "le":
+        return "d", "<", after
+    return "d", _CMP[op], first
+
+
+def _value_tests(values: list[Any]) -> tuple[list[str], list[list[Any]]]:
+    """Per value: which table and test finds it ('txt' or 'num:<typ>'), with params."""
+    parts: list[str] = []
+    params: list[list[Any]] = []
+    for value in values:
+        if isinstance(value, bool):
+            parts.append("num")
+            params.append(["b", 1.0 if value else 0.0])
+        elif isinstance(value, int | float):
+            parts.append("num")
+            params.append(["n", float(value)])
+        elif value is None:
+            parts.append("num")
+            params.append(["x", 0.0])
+        else:
+            text = str(value)
+            parts.append("txt")
+            params.append([text[:TXT_INDEX_CHARS]])
+            if looks_like_date(text):
+                try:
+                    first, _ = _epoch_bounds(text)
+                except ValueError:
+                    continue
+                parts.append("num")
+                params.append(["d", first])
+    return parts, params
+
+
+def _driver_union(parts: list[str]) -> str:
+    selects = [
+        "SELECT rid FROM meta_txt WHERE pid = ? AND txt = ?"
+        if p == "txt"
+        else "SELECT rid FROM meta_num WHERE pid = ? AND typ = ? AND num = ?"
+        for p in parts
+    ]
+    return " UNION ".join(selects)
+
+
+def _probe(parts: list[str]) -> str:
+    tests = [
+        "EXISTS (SELECT 1 FROM meta_txt WHERE pid = ? AND txt = ? AND rid = r.rid)"
+        if p == "txt"
+        else "EXISTS (SELECT 1 FROM meta_num WHERE pid = ? AND typ = ? AND num = ? AND rid = r.rid)"
+        for p in parts
+    ]
+    return "(" + " OR ".join(tests) + ")"
+
+
+def _confirm_long_text(q: _Sql, values: list[Any]) -> None:
+    # Text is indexed by its first characters; long values are confirmed on the document.
+    if not values or not all(isinstance(v, str) and len(v) > TXT_INDEX_CHARS for v in values):
+        return
+    q.add(
+        "(" + " OR ".join("instr(r.doc, ?) > 0" for _ in values) + ")",
+        *(json.dumps(v) for v in values),
+    )
+
+
+def encode_cursor(row: Sequence[Any]) -> str:
+    data = {"r": row[0], "k": list(row[1:])}
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()

@@ -1,0 +1,919 @@
+"""The Catalog service: the one Python API the CLI and the server call."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from arcodex import __version__
+from arcodex.backends import BackendStats, CatalogBackend, Page, open_backend
+from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
+from arcodex.errors import (
+    ArcodexError,
+    CatalogExistsError,
+    ConflictError,
+    NotACatalogError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
+from arcodex.extract import Extracted, extract_file
+from arcodex.model import (
+    Artifact,
+    Condition,
+    ExternalUri,
+    FieldSummary,
+    LocalPath,
+    Operation,
+    OperationError,
+    Query,
+    Record,
+    check_metadata,
+    new_id,
+    utcnow,
+)
+from arcodex.storage import LocalStore, hash_file, render_path
+
+__all__ = ["ENV_CATALOG", "Catalog", "CatalogInfo", "find_catalog_root", "open_catalog"]
+
+DB_FILE = "catalog.sqlite"
+STATE_DIR = "state"
+ENV_CATALOG = "ARCODEX_CATALOG"
+
+
+@dataclass(frozen=True)
+class CatalogInfo:
+    """A curated summary of a catalog (``arcodex info``)."""
+
+    root: str
+    backend: str
+    version: str
+    records: int
+    records_by_kind: dict[str, int]
+    records_by_status: dict[str, int]
+    artifacts_by_format: dict[str, int]
+    artifacts_by_status: dict[str, int]
+    profiles: dict[str, dict[str, Any]]
+    default_profile: str
+    schema_policy: str
+    schemas: list[str]
+    recent_failed_operations: list[dict[str, Any]]
+    state_dir: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with stable keys."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def find_catalog_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The catalog a command means: ``start`` if given, else ``$ARCODEX_CATALOG``,
+    else the nearest directory upwards from the current one holding ``arcodex.yaml``."""
+    if start is not None:
+        return Path(start).expanduser().resolve()
+    env = os.environ.get(ENV_CATALOG)
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path.cwd().resolve()
+    for directory in (here, *here.parents):
+        if (directory / CONFIG_FILE).is_file():
+            return directory
+    raise NotACatalogError(
+        f"no arcodex catalog in {here} or above; run `arcodex init PATH`, "
+        f"pass --catalog PATH or set {ENV_CATALOG}"
+    )
+
+
+def open_catalog(path_or_url: str | os.PathLike[str] | None = None) -> Catalog:
+    """Open an existing catalog: a directory, or None to search as the CLI does."""
+    return Catalog.open(find_catalog_root(path_or_url))
+
+
+def _current_user() -> str:
+    with suppress(Exception):
+        return os.environ.get("ARCODEX_USER") or getpass.getuser()
+    return "unknown"
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``extra`` into a copy of ``base`` (``extra`` wins)."""
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _unset(metadata: dict[str, Any], dotted: str) -> bool:
+    parts = dotted.split(".")
+    node: Any = metadata
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    if isinstance(node, dict) and parts[-1] in node:
+        del node[parts[-1]]
+        return True
+    return False
+
+
+def _set(metadata: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = metadata
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+class Catalog:
+    """One arcodex catalog: records in a backend, managed files in storage profiles.
+
+    Open one with :func:`open_catalog` or create one with :meth:`create`.
+    """
+
+    def __init__(self, root: Path, config: CatalogConfig, backend: CatalogBackend) -> None:
+        self.root = root
+        self.config = config
+        self.backend = backend
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, path: str | os.PathLike[str], *, config: CatalogConfig | None = None
+    ) -> Catalog:
+        """Make a new catalog in ``path`` (created if missing); refuses an existing catalog."""
+        root = Path(path).expanduser().resolve()
+        if (root / CONFIG_FILE).exists():
+            raise CatalogExistsError(
+                f"{root} already holds an arcodex catalog; open it, or choose another directory"
+            )
+        if root.exists() and not root.is_dir():
+            raise ValidationError(f"{root} is a file, not a directory; choose a directory path")
+        config = config or CatalogConfig()
+        created_root = not root.exists()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / STATE_DIR).mkdir(exist_ok=True)
+            backend = open_backend(cls._database_url(root, config), create=True, config=config)
+            # Written last: a directory is a catalog only once everything else exists.
+            tmp = root / f".{CONFIG_FILE}.tmp"
+            tmp.write_text(config.to_yaml(), encoding="utf-8")
+            os.replace(tmp, root / CONFIG_FILE)
+        except OSError as exc:
+            if created_root:
+                import shutil
+
+                shutil.rmtree(root, ignore_errors=True)
+            raise StorageError(
+                f"could not create a catalog in {root}: {exc.strerror or exc}"
+            ) from exc
+        return cls(root, config, backend)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str]) -> Catalog:
+        """Open the catalog in directory ``path``."""
+        root = Path(path).expanduser().resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise NotACatalogError(
+                f"{root} is not an arcodex catalog (no {CONFIG_FILE}); run `arcodex init {root}` "
+                "to make one, or pass the right --catalog"
+            )
+        config = load_config(root)
+        backend = open_backend(cls._database_url(root, config), create=False, config=config)
+        return cls(root, config, backend)
+
+    @staticmethod
+    def _database_url(root: Path, config: CatalogConfig) -> str:
+        return config.database_url or f"sqlite:///{root / DB_FILE}"
+
+    def close(self) -> None:
+        """Release the backend's connections."""
+        self.backend.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Catalog({str(self.root)!r}, backend={self.backend.url!r})"
+
+    # -- storage ---------------------------------------------------------------
+
+    def _store(self, profile: str | None = None) -> tuple[LocalStore, str, str]:
+        name = profile or self.config.default_profile
+        try:
+            prof = self.config.profiles[name]
+        except KeyError:
+            known = ", ".join(sorted(self.config.profiles)) or "none"
+            raise NotFoundError(
+                f"no storage profile {name!r} (known: {known}); add it to {CONFIG_FILE}"
+            ) from None
+        root = Path(prof.root)
+        in_catalog = not root.is_absolute()
+        store = LocalStore(self.root / root if in_catalog else root)
+        # Keys inside the catalog are kept relative so that the catalog can move.
+        prefix = root.as_posix() + "/" if in_catalog else str(root) + "/"
+        return store, prof.path_template, prefix
+
+    # -- adding ------------------------------------------------------------------
+
+    def add_file(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        kind: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        title: str | None = None,
+        description: str | None = None,
+        record_id: str | None = None,
+        in_place: bool = False,
+        extract: bool = True,
+        profile: str | None = None,
+        user: str | None = None,
+    ) -> Record:
+        """Add one file: copied into managed storage, or registered where it is (``in_place``)."""
+        return self.add_files(
+            [path],
+            kind=kind,
+            metadata=metadata,
+            tags=tags,
+            title=title,
+            description=description,
+            record_ids=[record_id] if record_id else None,
+            in_place=in_place,
+            extract=extract,
+            profile=profile,
+            user=user,
+        )[0]
+
+    def add_files(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        kind: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        title: str | None = None,
+        description: str | None = None,
+        record_ids: Sequence[str] | None = None,
+        in_place: bool = False,
+        extract: bool = True,
+        profile: str | None = None,
+        user: str | None = None,
+    ) -> list[Record]:
+        """Add files as one operation: every file is checked and read before anything is
+        written, and either all records are added or none."""
+        user = user or _current_user()
+        files = [Path(p).expanduser() for p in paths]
+        if record_ids is not None and len(record_ids) != len(files):
+            raise ValidationError(
+                f"{len(record_ids)} ids given for {len(files)} files; give one id per file"
+            )
+        for file in files:
+            _check_readable(file)
+        tags = list(tags)
+        user_meta = check_metadata(dict(metadata or {}))
+        drafts: list[tuple[Path, Record, Extracted]] = []
+        for i, file in enumerate(files):
+            found = extract_file(file) if extract else _bare(file)
+            rec_kwargs: dict[str, Any] = {}
+            if record_ids is not None:
+                rec_kwargs["id"] = record_ids[i]
+            try:
+                record = Record(
+                    kind=kind or found.kind or "document",
+                    title=title or found.metadata.get("title") or file.name,
+                    description=description,
+                    metadata=_merge(found.metadata, user_meta),
+                    tags=tags,
+                    created_by=user,
+                    updated_by=user,
+                    **rec_kwargs,
+                )
+            except ValueError as exc:
+                raise ValidationError(f"cannot add {file}: {_pydantic_message(exc)}") from None
+            drafts.append((file, record, found))
+        operation = Operation(
+            action="add",
+            user=user,
+            inputs=[str(f.resolve()) for f in files],
+            parameters={"in_place": in_place, "extract": extract, "profile": profile, "kind": kind},
+        )
+        written: list[tuple[LocalStore, str]] = []
+        records: list[Record] = []
+        try:
+            for file, record, found in drafts:
+                if in_place:
+                    size, sha = _hash(file)
+                    locator = LocalPath(path=str(file.resolve()))
+                    managed = False
+                else:
+                    store, template, prefix = self._store(profile)
+                    key = render_path(
+                        template,
+                        {
+                            "id": record.id,
+                            "kind": record.kind,
+                            "ext": "".join(file.suffixes[-1:]),
+                            "name": file.name,
+                            "stem": file.stem,
+                            "metadata": record.metadata,
+                        },
+                    )
+                    key, size, sha = store.write_file(file, key)
+                    written.append((store, key))
+                    locator = LocalPath(path=prefix + key)
+                    managed = True
+                artifact = Artifact(
+                    role="primary",
+                    locator=locator,
+                    media_type=found.media_type,
+                    format=found.format,
+                    size_bytes=size,
+                    hashes={"sha256": sha},
+                    managed=managed,
+                    metadata={"source_path": str(file.resolve()), "extractors": found.extractors},
+                )
+                records.append(record.model_copy(update={"artifacts": [artifact]}))
+            self.backend.add(records)
+        except BaseException as exc:
+            # Compensate: remove only the files this call wrote.
+            for store, key in reversed(written):
+                with suppress(Exception):
+                    store.delete(key)
+            self._finish(operation, error=exc)
+            raise
+        operation.outputs = [r.id for r in records]
+        self._finish(operation)
+        return records
+
+    def add_bytes(
+        self,
+        data: bytes,
+        *,
+        name: str,
+        kind: str = "document",
+        metadata: Mapping[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        title: str | None = None,
+        description: str | None = None,
+        record_id: str | None = None,
+        media_type: str | None = None,
+        profile: str | None = None,
+        user: str | None = None,
+    ) -> Record:
+        """Store ``data`` as a managed file called ``name`` and add a record for it."""
+        user = user or _current_user()
+        if not name or "/" in name or name in (".", ".."):
+            raise ValidationError(f"bad name {name!r}: give a file name like notes.txt")
+        found = Extracted()
+        from arcodex.extract import FileExtractor
+
+        FileExtractor().extract(Path(name), found)
+        try:
+            record = Record(
+                kind=kind,
+                title=title or name,
+                description=description,
+                metadata=_merge(found.metadata, check_metadata(dict(metadata or {}))),
+                tags=list(tags),
+                created_by=user,
+                updated_by=user,
+                **({"id": record_id} if record_id else {}),
+            )
+        except ValueError as exc:
+            raise ValidationError(f"cannot add {name}: {_pydantic_message(exc)}") from None
+        store, template, prefix = self._store(profile)
+        key = render_path(
+            template,
+            {
+                "id": record.id,
+                "kind": record.kind,
+                "ext": "".join(Path(name).suffixes[-1:]),
+                "name": name,
+                "stem": Path(name).stem,
+                "metadata": record.metadata,
+            },
+        )
+        operation = Operation(
+            action="add", user=user, inputs=[f"bytes:{name}"], parameters={"profile": profile}
+        )
+        key, size, sha = store.write_bytes(data, key)
+        artifact = Artifact(
+            locator=LocalPath(path=prefix + key),
+            media_type=media_type or found.media_type,
+            format=found.format,
+            size_bytes=size,
+            hashes={"sha256": sha},
+            managed=True,
+        )
+        record = record.model_copy(update={"artifacts": [artifact]})
+        try:
+            self.backend.add([record])
+        except BaseException as exc:
+            with suppress(Exception):
+                store.delete(key)
+            self._finish(operation, error=exc)
+            raise
+        operation.outputs = [record.id]
+        self._finish(operation)
+        return record
+
+    def add_external(
+        self,
+        uri: str,
+        *,
+        kind: str = "external",
+        metadata: Mapping[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        title: str | None = None,
+        description: str | None = None,
+        record_id: str | None = None,
+        media_type: str | None = None,
+        format: str | None = None,
+        user: str | None = None,
+    ) -> Record:
+        """Register a URI arcodex does not manage; nothing is downloaded."""
+        return self.add_externals(
+            [uri],
+            kind=kind,
+            metadata=metadata,
+            tags=tags,
+            title=title,
+            description=description,
+            record_ids=[record_id] if record_id else None,
+            media_type=media_type,
+            format=format,
+            user=user,
+        )[0]
+
+    def add_externals(
+        self,
+        uris: Sequence[str],
+        *,
+        kind: str = "external",
+        metadata: Mapping[str, Any] | None = None,
+        tags: Iterable[str] = (),
+        title: str | None = None,
+        description: str | None = None,
+        record_ids: Sequence[str] | None = None,
+        media_type: str | None = None,
+        format: str | None = None,
+        user: str | None = None,
+    ) -> list[Record]:
+        """Register URIs as one operation: all are added, or none (nothing is downloaded)."""
+        user = user or _current_user()
+        if record_ids is not None and len(record_ids) != len(uris):
+            raise ValidationError(
+                f"{len(record_ids)} ids given for {len(uris)} URIs; give one id per URI"
+            )
+        tags = list(tags)
+        meta = check_metadata(dict(metadata or {}))
+        records = []
+        for i, uri in enumerate(uris):
+            _check_uri(uri)
+            try:
+                records.append(
+                    Record(
+                        kind=kind,
+                        title=title or uri,
+                        description=description,
+                        metadata=meta,
+                        tags=tags,
+                        created_by=user,
+                        updated_by=user,
+                        artifacts=[
+                            Artifact(
+                                locator=ExternalUri(uri=uri),
+                                media_type=media_type,
+                                format=format,
+                                status="external",
+                            )
+                        ],
+                        **({"id": record_ids[i]} if record_ids is not None else {}),
+                    )
+                )
+            except ValueError as exc:
+                raise ValidationError(f"cannot add {uri}: {_pydantic_message(exc)}") from None
+        operation = Operation(action="add", user=user, inputs=list(uris))
+        try:
+            self.backend.add(records)
+        except BaseException as exc:
+            self._finish(operation, error=exc)
+            raise
+        operation.outputs = [r.id for r in records]
+        self._finish(operation)
+        return records
+
+    def add_records(self, records: Sequence[Record], *, user: str | None = None) -> list[Record]:
+        """Add prepared records (their artifacts already in place) in one transaction."""
+        operation = Operation(
+            action="add", user=user or _current_user(), parameters={"count": len(records)}
+        )
+        try:
+            self.backend.add(records)
+        except BaseException as exc:
+            self._finish(operation, error=exc)
+            raise
+        operation.outputs = [r.id for r in records[:1000]]
+        self._finish(operation)
+        return list(records)
+
+    # -- reading -------------------------------------------------------------------
+
+    def get(self, id_or_prefix: str) -> Record:
+        """The record with this id, or the only one whose id starts with it."""
+        try:
+            return self.backend.get(id_or_prefix)
+        except NotFoundError:
+            pass
+        matches = self.backend.ids_with_prefix(id_or_prefix, limit=6) if id_or_prefix else []
+        if not matches:
+            raise NotFoundError(
+                f"no record matches {id_or_prefix!r}; run `arcodex search` to list ids"
+            ) from None
+        if len(matches) > 1:
+            shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
+            raise ConflictError(
+                f"{id_or_prefix!r} matches several records ({shown}); give more characters of the id"
+            )
+        return self.backend.get(matches[0])
+
+    def path(self, id_or_prefix: str, role: str = "primary") -> str:
+        """Where the ``role`` artifact of a record lives: a local path or a URI."""
+        record = self.get(id_or_prefix)
+        try:
+            artifact = record.artifact(role)
+        except LookupError:
+            roles = ", ".join(sorted({a.role for a in record.artifacts})) or "none"
+            raise NotFoundError(
+                f"record {record.id} has no {role!r} artifact (roles: {roles}); pass --role"
+            ) from None
+        return self.locate(artifact)
+
+    def locate(self, artifact: Artifact) -> str:
+        """The absolute path or URI of an artifact."""
+        loc = artifact.locator
+        if isinstance(loc, LocalPath):
+            p = Path(loc.path)
+            return str(p if p.is_absolute() else self.root / p)
+        if isinstance(loc, ExternalUri):
+            return loc.uri
+        url = getattr(loc, "url", None) or getattr(loc, "path", None)
+        if url:
+            return str(url)
+        raise NotFoundError(
+            f"artifact {artifact.id} ({loc.type}) has no path; read it with the API"
+        )
+
+    def search(
+        self,
+        query: Query | str | Sequence[str] | None = None,
+        *,
+        text: str | None = None,
+        bbox: str | Sequence[float] | None = None,
+        time: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        tags: Iterable[str] = (),
+        sort: str | Sequence[str] | None = None,
+        limit: int | None = 100,
+        cursor: str | None = None,
+        **metadata: Any,
+    ) -> Page:
+        """Find records. ``query`` is a Query or CLI terms (``"site=MHD year>=2020"``);
+        keyword arguments add conditions (``site="MHD"``)."""
+        q = self._query(
+            query,
+            text=text,
+            bbox=bbox,
+            time=time,
+            kind=kind,
+            status=status,
+            tags=tags,
+            sort=sort,
+            limit=limit,
+            cursor=cursor,
+            metadata=metadata,
+        )
+        return self.backend.search(q)
+
+    def count(self, query: Query | str | Sequence[str] | None = None, **kwargs: Any) -> int:
+        """How many records match (same arguments as :meth:`search`)."""
+        kwargs.setdefault("limit", None)
+        q = self._query(
+            query, **{k: kwargs.pop(k) for k in list(kwargs) if k in _QUERY_KW}, metadata=kwargs
+        )
+        return self.backend.count(q)
+
+    def _query(
+        self,
+        query: Query | str | Sequence[str] | None,
+        *,
+        text: str | None = None,
+        bbox: str | Sequence[float] | None = None,
+        time: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        tags: Iterable[str] = (),
+        sort: str | Sequence[str] | None = None,
+        limit: int | None = 100,
+        cursor: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Query:
+        if isinstance(query, Query):
+            q = query
+        else:
+            q = Query.parse(
+                query or (), text=text, bbox=bbox, time=time, sort=sort, limit=limit, cursor=cursor
+            )
+        extra: list[Condition] = []
+        try:
+            if kind:
+                extra.append(Condition(field="kind", value=kind))
+            if status:
+                extra.append(Condition(field="status", value=status))
+            extra.extend(Condition(field="tag", value=t) for t in tags)
+            for key, value in (metadata or {}).items():
+                op = "in" if isinstance(value, list) else "eq"
+                extra.append(Condition(field=key, op=op, value=value))
+        except ValueError as exc:
+            from arcodex.errors import QueryError
+
+            raise QueryError(f"bad search argument: {_pydantic_message(exc)}") from None
+        if extra:
+            q = q.model_copy(update={"conditions": [*q.conditions, *extra]})
+        return q
+
+    def fields(self, prefix: str | None = None) -> list[FieldSummary]:
+        """Every metadata path in use, with its types, record count and example values."""
+        return self.backend.fields(prefix)
+
+    def info(self) -> CatalogInfo:
+        """A curated summary: where, what backend, how many of what, recent failures."""
+        stats: BackendStats = self.backend.stats()
+        failed = [
+            {
+                "id": op.id,
+                "action": op.action,
+                "user": op.user,
+                "started_at": op.started_at.isoformat(),
+                "error": op.error.model_dump() if op.error else None,
+            }
+            for op in self.backend.operations(status="failed", limit=5)
+        ]
+        return CatalogInfo(
+            root=str(self.root),
+            backend=self.backend.url,
+            version=__version__,
+            records=sum(stats.records_by_status.values()),
+            records_by_kind=stats.records_by_kind,
+            records_by_status=stats.records_by_status,
+            artifacts_by_format=stats.artifacts_by_format,
+            artifacts_by_status=stats.artifacts_by_status,
+            profiles={name: p.model_dump() for name, p in self.config.profiles.items()},
+            default_profile=self.config.default_profile,
+            schema_policy=self.config.schema_policy,
+            schemas=[],
+            recent_failed_operations=failed,
+            state_dir=str(self.root / STATE_DIR),
+        )
+
+    def operations(self, status: str | None = None, limit: int = 20) -> list[Operation]:
+        """Recent operations, newest first."""
+        return self.backend.operations(status=status, limit=limit)
+
+    # -- changing ----------------------------------------------------------------
+
+    def update(
+        self,
+        id_or_prefix: str,
+        *,
+        set: Mapping[str, Any] | None = None,
+        unset: Iterable[str] = (),
+        add_tags: Iterable[str] = (),
+        remove_tags: Iterable[str] = (),
+        title: str | None = None,
+        description: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        expected_version: int | None = None,
+        user: str | None = None,
+    ) -> Record:
+        """Change a record. ``set``/``unset`` take dotted metadata paths. With
+        ``expected_version`` the update fails (ConflictError) if the record changed since."""
+        user = user or _current_user()
+        current = self.get(id_or_prefix)
+        if current.status == "deleted":
+            raise ConflictError(
+                f"record {current.id} is deleted; run `arcodex restore {current.id}` first"
+            )
+        if status == "deleted":
+            raise ValidationError("use delete to remove a record, not update --status deleted")
+        version = current.version if expected_version is None else expected_version
+        if version != current.version:
+            raise ConflictError(
+                f"record {current.id} is at version {current.version}, not {expected_version}; "
+                "reload it and apply the change again"
+            )
+        if not (set or unset or add_tags or remove_tags) and all(
+            v is None for v in (title, description, kind, status)
+        ):
+            raise ValidationError(
+                f"nothing to change on {current.id}: give metadata to set or unset, tags, "
+                "title, description, kind or status"
+            )
+        metadata = current.model_dump(mode="json")["metadata"]
+        for path in unset:
+            if not _unset(metadata, path):
+                raise NotFoundError(
+                    f"record {current.id} has no metadata {path!r} to unset; see `arcodex show {current.id}`"
+                )
+        for path, value in (set or {}).items():
+            _set(metadata, path, value)
+        tags = [t for t in current.tags if t not in set_of(remove_tags)] + list(add_tags)
+        changes: dict[str, Any] = {
+            "metadata": metadata,
+            "tags": tags,
+            "version": current.version + 1,
+            "updated_at": utcnow(),
+            "updated_by": user,
+        }
+        for name, value in (
+            ("title", title),
+            ("description", description),
+            ("kind", kind),
+            ("status", status),
+        ):
+            if value is not None:
+                changes[name] = value
+        try:
+            new = Record.model_validate({**current.model_dump(), **changes})
+        except ValueError as exc:
+            raise ValidationError(f"cannot update {current.id}: {_pydantic_message(exc)}") from None
+        operation = Operation(
+            action="update",
+            user=user,
+            inputs=[current.id],
+            parameters={"set": sorted((set or {}).keys()), "unset": list(unset)},
+        )
+        try:
+            self.backend.update(new, expected_version=version)
+        except BaseException as exc:
+            self._finish(operation, error=exc)
+            raise
+        operation.outputs = [new.id]
+        self._finish(operation)
+        return new
+
+    def delete(self, id_or_prefix: str, *, purge: bool = False, user: str | None = None) -> Record:
+        """Tombstone a record (restorable); with ``purge`` remove it and its managed files."""
+        if purge:
+            return self.purge(id_or_prefix, user=user)
+        user = user or _current_user()
+        record = self.get(id_or_prefix)
+        if record.status == "deleted":
+            raise ConflictError(
+                f"record {record.id} is already deleted; `arcodex purge {record.id}` removes it"
+            )
+        return self._run(
+            "delete", record.id, user, lambda: self.backend.delete(record.id, user=user)
+        )
+
+    def restore(self, id_or_prefix: str, *, user: str | None = None) -> Record:
+        """Bring back a deleted record with the status it had."""
+        user = user or _current_user()
+        record = self.get(id_or_prefix)
+        if record.status != "deleted":
+            raise ConflictError(
+                f"record {record.id} is not deleted (status {record.status}); nothing to restore"
+            )
+        return self._run(
+            "restore", record.id, user, lambda: self.backend.restore(record.id, user=user)
+        )
+
+    def purge(self, id_or_prefix: str, *, user: str | None = None) -> Record:
+        """Remove a record for good, and the files arcodex wrote for it (never others)."""
+        user = user or _current_user()
+        record = self.get(id_or_prefix)
+        purged = self._run("purge", record.id, user, lambda: self.backend.purge(record.id))
+        for artifact in purged.artifacts:
+            if artifact.managed and isinstance(artifact.locator, LocalPath):
+                path = Path(self.locate(artifact))
+                with suppress(FileNotFoundError):
+                    if path.is_dir():
+                        import shutil
+
+                        shutil.rmtree(path)
+                    else:
+                        path.unlink()
+        return purged
+
+    def _run(self, action: str, record_id: str, user: str, fn: Any) -> Record:
+        operation = Operation(action=action, user=user, inputs=[record_id])
+        try:
+            result: Record = fn()
+        except BaseException as exc:
+            self._finish(operation, error=exc)
+            raise
+        operation.outputs = [record_id]
+        self._finish(operation)
+        return result
+
+    def _finish(self, operation: Operation, error: BaseException | None = None) -> None:
+        operation.finished_at = utcnow()
+        if error is None:
+            operation.status = "succeeded"
+        else:
+            operation.status = "failed"
+            operation.error = OperationError(type=type(error).__name__, message=str(error)[:2000])
+        try:
+            self.backend.save_operation(operation)
+        except ArcodexError:
+            if error is None:
+                raise
+            # The original failure matters more than the failure to log it.
+
+
+_QUERY_KW = {"text", "bbox", "time", "kind", "status", "tags", "sort", "limit", "cursor"}
+
+
+def set_of(items: Iterable[str]) -> set[str]:
+    """``items`` as a set (helper for readable comprehensions)."""
+    return set(items)
+
+
+def _check_uri(uri: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if not parts.scheme or not (parts.netloc or parts.path) or any(c.isspace() for c in uri):
+        raise ValidationError(
+            f"{uri!r} is not a URI; give one like https://host/path or doi:10.1000/x"
+        )
+    if parts.password:
+        raise ValidationError(
+            "the URI carries a password; put credentials in a storage profile, not the URI"
+        )
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise NotFoundError(f"{path} does not exist; check the path")
+    if path.is_dir():
+        raise ValidationError(f"{path} is a directory; add the files in it (e.g. {path}/*.nc)")
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot read {path}: {exc.strerror or exc}; check its permissions"
+        ) from exc
+
+
+def _hash(path: Path) -> tuple[int, str]:
+    try:
+        return hash_file(path)
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+def _bare(path: Path) -> Extracted:
+    from arcodex.extract import FileExtractor
+
+    found = Extracted()
+    FileExtractor().extract(path, found)
+    return found
+
+
+def _pydantic_message(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        with suppress(Exception):
+            first = errors()[0]
+            loc = ".".join(str(p) for p in first.get("loc", ()))
+            msg = str(first.get("msg", exc)).removeprefix("Value error, ")
+            return f"{loc}: {msg}" if loc else msg
+    return str(exc)
+
+
+def new_operation_id() -> str:
+    """A fresh operation id."""
+    return new_id()

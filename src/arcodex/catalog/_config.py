@@ -1,0 +1,88 @@
+"""``arcodex.yaml``: catalog configuration, every key overridable by ``ARCODEX_*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from arcodex.errors import ValidationError
+
+__all__ = ["CONFIG_FILE", "CatalogConfig", "FileProfileConfig", "load_config"]
+
+CONFIG_FILE = "arcodex.yaml"
+
+
+class FileProfileConfig(BaseModel):
+    """A storage profile on a local or shared filesystem."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["file"] = "file"
+    root: str = Field(
+        default="store", description="directory; relative paths are under the catalog root"
+    )
+    path_template: str = "{kind}/{id}{ext}"
+
+
+class CatalogConfig(BaseSettings):
+    """Settings of one catalog. Environment variables win over the file (``ARCODEX_DATABASE_URL``,
+    ``ARCODEX_PROFILES__LOCAL__ROOT`` …)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ARCODEX_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    database_url: str | None = Field(
+        default=None,
+        description="sqlite:///path or postgresql://…; default catalog.sqlite in the root",
+    )
+    default_profile: str = "local"
+    profiles: dict[str, FileProfileConfig] = Field(
+        default_factory=lambda: {"local": FileProfileConfig()}
+    )
+    schema_policy: Literal["off", "warn", "strict"] = "warn"
+    busy_timeout: float = Field(
+        default=30.0, gt=0, description="seconds to wait for a locked database"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's values arrive as init kwargs; the environment overrides them.
+        return env_settings, init_settings
+
+    def to_yaml(self) -> str:
+        """The settings as YAML, for writing ``arcodex.yaml``."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def load_config(root: Path) -> CatalogConfig:
+    """Read ``root/arcodex.yaml`` (if present) and apply the environment."""
+    path = root / CONFIG_FILE
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ValidationError(f"{path} is not valid YAML ({exc}); fix the file") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValidationError(f"{path} must hold a mapping of settings; fix the file")
+        data = loaded or {}
+    try:
+        return CatalogConfig(**data)
+    except ValueError as exc:
+        first = exc.errors()[0] if hasattr(exc, "errors") else None  # pydantic ValidationError
+        where = ".".join(str(p) for p in first["loc"]) if first else "?"
+        what = first["msg"] if first else str(exc)
+        raise ValidationError(f"bad setting {where!r} in {path} or ARCODEX_*: {what}") from None

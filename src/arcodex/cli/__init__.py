@@ -1,0 +1,5 @@
+"""The ``arcodex`` command line: a thin shell over :class:`arcodex.catalog.Catalog`."""
+
+from arcodex.cli._app import COMMAND_METHODS, EXIT_ERROR, EXIT_INTERNAL, app, main
+
+__all__ = ["COMMAND_METHODS", "EXIT_ERROR", "EXIT_INTERNAL", "app", "main"]

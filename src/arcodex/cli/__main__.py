@@ -1,0 +1,5 @@
+"""``python -m arcodex.cli``."""
+
+from arcodex.cli import main
+
+main()

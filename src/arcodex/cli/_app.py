@@ -1,0 +1,582 @@
+"""The ``arcodex`` Typer app: every command is one call of the public Catalog API.
+
+Each command is registered with :func:`command`, which records the Catalog
+methods it calls in :data:`COMMAND_METHODS` (checked by the parity tests) and
+turns errors into one line on stderr: ``error: …`` and exit 1 for an
+:class:`~arcodex.errors.ArcodexError`, ``internal error: …`` and exit 70 for
+anything else; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
+
+import typer
+
+from arcodex import __version__
+from arcodex.errors import ArcodexError, ValidationError
+
+if TYPE_CHECKING:
+    from arcodex.catalog import Catalog
+    from arcodex.model import Query, Record
+
+__all__ = ["COMMAND_METHODS", "EXIT_ERROR", "EXIT_INTERNAL", "app", "main"]
+
+P = ParamSpec("P")
+
+EXIT_ERROR = 1
+#: EX_SOFTWARE from sysexits.h: a bug in arcodex, not in what the user asked.
+EXIT_INTERNAL = 70
+#: Same as arcodex.catalog.ENV_CATALOG (kept here so `arcodex --help` needs no pydantic).
+ENV_CATALOG = "ARCODEX_CATALOG"
+
+#: CLI command -> the public Catalog methods it calls (CLI/API parity, see tests).
+COMMAND_METHODS: dict[str, tuple[str, ...]] = {}
+
+app = typer.Typer(
+    name="arcodex",
+    help="Catalog archival Earth-science files and find them again.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class _State:
+    """What the global options say, and the catalog once a command opens it."""
+
+    catalog_path: Path | None = None
+    debug: bool = False
+    _catalog: Catalog | None = None
+
+    def catalog(self) -> Catalog:
+        """The catalog the command means (``--catalog``, ``$ARCODEX_CATALOG``, cwd upwards)."""
+        if self._catalog is None:
+            from arcodex.catalog import open_catalog
+
+            self._catalog = open_catalog(self.catalog_path)
+        return self._catalog
+
+    def close(self) -> None:
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
+
+def _state(ctx: typer.Context) -> _State:
+    state = ctx.find_object(_State)
+    if state is None:  # a command invoked without the root callback (not via the app)
+        state = ctx.ensure_object(_State)
+    return state
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    return text or type(exc).__name__
+
+
+def _fail(state: _State | None, exc: BaseException, line: str, code: int) -> NoReturn:
+    if state is not None and state.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    typer.echo(line, err=True)
+    raise typer.Exit(code)
+
+
+def command(name: str, *, api: tuple[str, ...]) -> Callable[[Callable[P, None]], Callable[P, None]]:
+    """Register a command that calls the Catalog methods ``api``, with arcodex error handling."""
+
+    def register(fn: Callable[P, None]) -> Callable[P, None]:
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> None:
+            # Typer passes the context by keyword (as its base click class, hence duck typing).
+            find = getattr(kwargs.get("ctx"), "find_object", None)
+            state = find(_State) if callable(find) else None
+            try:
+                fn(*args, **kwargs)
+            except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
+                raise
+            except ArcodexError as exc:
+                _fail(state, exc, f"error: {_one_line(exc)}", EXIT_ERROR)
+            except Exception as exc:
+                _fail(
+                    state,
+                    exc,
+                    f"internal error: {type(exc).__name__}: {_one_line(exc)} "
+                    "(run again with --debug and report it)",
+                    EXIT_INTERNAL,
+                )
+            finally:
+                if state is not None:
+                    state.close()
+
+        if name in COMMAND_METHODS:
+            raise ValueError(f"command {name!r} is registered twice")
+        COMMAND_METHODS[name] = api
+        app.command(name)(run)
+        return fn
+
+    return register
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"arcodex {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    catalog: Annotated[
+        Path | None,
+        typer.Option(
+            "--catalog",
+            "-C",
+            metavar="PATH",
+            help=f"Catalog directory (default: ${ENV_CATALOG}, else the nearest one upwards).",
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Catalog archival Earth-science files and find them again."""
+    ctx.obj = _State(catalog_path=catalog, debug=debug)
+
+
+# -- shared options ---------------------------------------------------------------
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON (stable shape) instead of a table.")
+]
+IdsOpt = Annotated[bool, typer.Option("--ids", help="Print only record ids, one per line.")]
+IdArg = Annotated[str, typer.Argument(metavar="ID", help="Record id, or a unique prefix of one.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def _record_json(record: Record) -> dict[str, Any]:
+    return record.model_dump(mode="json")
+
+
+def _no_json_and_ids(as_json: bool, ids_only: bool) -> None:
+    if as_json and ids_only:
+        raise ValidationError("--json and --ids print different things; pass one of them")
+
+
+def _confirm_purge(record: Record, yes: bool) -> None:
+    if yes:
+        return
+    what = f"record {record.id} ({record.title or 'untitled'}) and the files arcodex stored for it"
+    if not _interactive():
+        raise ValidationError(f"purging removes {what}, for good; pass --yes to confirm")
+    if not typer.confirm(f"Remove {what}, for good?", default=False, err=True):
+        raise typer.Exit(EXIT_ERROR)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+@command("init", api=("create", "info"))
+def init(
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help=f"Directory for the new catalog (default: --catalog, ${ENV_CATALOG}, "
+            "else the current directory)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a new, empty catalog."""
+    from arcodex.catalog import Catalog
+
+    state = _state(ctx)
+    env = os.environ.get(ENV_CATALOG)
+    target = path or state.catalog_path or (Path(env) if env else Path.cwd())
+    with Catalog.create(target) as catalog:
+        info = catalog.info()
+    if as_json:
+        from arcodex.cli._render import print_json
+
+        print_json(info.to_dict())
+        return
+    typer.echo(f"created an arcodex catalog in {info.root}")
+    typer.echo(
+        f"next: arcodex --catalog {info.root} add FILE…  (or cd there, or set {ENV_CATALOG})"
+    )
+
+
+@command("add", api=("add_files", "add_externals"))
+def add(
+    ctx: typer.Context,
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="FILE", help="Files to add (URIs with --external).", show_default=False
+        ),
+    ],
+    meta: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--meta", "-m", metavar="KEY=VALUE", help="Metadata; dotted keys nest (a.b=1)."
+        ),
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag (repeatable).")] = None,
+    kind: Annotated[str | None, typer.Option(help="Record kind (default: guessed).")] = None,
+    title: Annotated[str | None, typer.Option(help="Title (default: from the file).")] = None,
+    description: Annotated[str | None, typer.Option(help="Description.")] = None,
+    record_id: Annotated[
+        list[str] | None, typer.Option("--id", help="Record id, one per file, in order.")
+    ] = None,
+    in_place: Annotated[
+        bool,
+        typer.Option("--in-place", help="Register files where they are instead of copying them."),
+    ] = False,
+    no_extract: Annotated[
+        bool, typer.Option("--no-extract", help="Do not read metadata from the files.")
+    ] = False,
+    profile: Annotated[str | None, typer.Option(help="Storage profile to copy into.")] = None,
+    external: Annotated[
+        bool,
+        typer.Option(
+            "--external", help="Register URIs arcodex does not manage (nothing is fetched)."
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+    ids_only: IdsOpt = False,
+) -> None:
+    """Add files (or external URIs) as records."""
+    from arcodex.cli._parse import nest, parse_assignments
+
+    _no_json_and_ids(as_json, ids_only)
+    metadata = nest(parse_assignments(meta or (), "--meta"))
+    tags = list(tag or ())
+    ids = list(record_id or ())
+    if ids and len(ids) != len(files):
+        raise ValidationError(
+            f"{len(ids)} --id given for {len(files)} files; give one --id per file"
+        )
+    catalog = _state(ctx).catalog()
+    if external:
+        for flag, used in (
+            ("--in-place", in_place),
+            ("--no-extract", no_extract),
+            ("--profile", profile),
+        ):
+            if used:
+                raise ValidationError(f"{flag} does not apply to --external URIs; drop it")
+        records = catalog.add_externals(
+            files,
+            **({"kind": kind} if kind else {}),
+            metadata=metadata,
+            tags=tags,
+            title=title,
+            description=description,
+            record_ids=ids or None,
+        )
+    else:
+        records = catalog.add_files(
+            files,
+            kind=kind,
+            metadata=metadata,
+            tags=tags,
+            title=title,
+            description=description,
+            record_ids=ids or None,
+            in_place=in_place,
+            extract=not no_extract,
+            profile=profile,
+        )
+    _print_records(
+        records, as_json=as_json, ids_only=ids_only, title=f"added {len(records)} records"
+    )
+
+
+def _print_records(
+    records: list[Record],
+    *,
+    as_json: bool,
+    ids_only: bool,
+    title: str | None = None,
+    next_cursor: str | None = None,
+    query: Query | None = None,
+) -> None:
+    from arcodex.cli import _render
+
+    if as_json:
+        _render.print_json(
+            {"records": [_record_json(r) for r in records], "next_cursor": next_cursor}
+        )
+        return
+    if ids_only:
+        for record in records:
+            typer.echo(record.id)
+        if next_cursor:
+            typer.echo(f"more results: pass --cursor {next_cursor}", err=True)
+        return
+    from arcodex.model import RECORD_FIELDS
+
+    wanted: list[str] = []
+    if query is not None:
+        wanted = [c.metadata_path for c in query.conditions if c.metadata_path]
+        wanted += [
+            k.field.removeprefix("metadata.") for k in query.sort if k.field not in RECORD_FIELDS
+        ]
+    _render.print_records(records, wanted_metadata=wanted, title=title)
+    if next_cursor:
+        typer.echo(f"more results: run the same search with --cursor {next_cursor}")
+
+
+@command("search", api=("search", "count"))
+def search(
+    ctx: typer.Context,
+    terms: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="TERMS",
+            help="Conditions like site=MHD 'year>=2020' tag=ch4 'title~Mace*' doi:exists.",
+            show_default=False,
+        ),
+    ] = None,
+    text: Annotated[str | None, typer.Option(help="Full-text search.")] = None,
+    bbox: Annotated[
+        str | None, typer.Option(metavar="W,S,E,N", help="Bounding box in degrees.")
+    ] = None,
+    time: Annotated[
+        str | None, typer.Option(metavar="START/END", help="Time range, e.g. 2020/2021-06.")
+    ] = None,
+    sort: Annotated[
+        list[str] | None,
+        typer.Option(metavar="[-]FIELD", help="Sort key(s); -FIELD for descending."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Records per page.")] = 100,
+    cursor: Annotated[str | None, typer.Option(help="Continue from a previous page.")] = None,
+    count: Annotated[bool, typer.Option("--count", help="Print how many records match.")] = False,
+    as_json: JsonOpt = False,
+    ids_only: IdsOpt = False,
+) -> None:
+    """Find records."""
+    from arcodex.model import Query
+
+    _no_json_and_ids(as_json, ids_only)
+    catalog = _state(ctx).catalog()
+    if count:
+        if ids_only:
+            raise ValidationError("--count prints a number; drop --ids")
+        n = catalog.count(list(terms or ()), text=text, bbox=bbox, time=time)
+        if as_json:
+            from arcodex.cli._render import print_json
+
+            print_json({"count": n})
+        else:
+            typer.echo(str(n))
+        return
+    # Parsed here too so that the table can show the metadata keys the user asked about.
+    query = Query.parse(
+        list(terms or ()), text=text, bbox=bbox, time=time, sort=sort, limit=limit, cursor=cursor
+    )
+    page = catalog.search(query)
+    _print_records(
+        page.records, as_json=as_json, ids_only=ids_only, next_cursor=page.next_cursor, query=query
+    )
+
+
+@command("show", api=("get", "locate"))
+def show(ctx: typer.Context, record_id: IdArg, as_json: JsonOpt = False) -> None:
+    """Show one record."""
+    from arcodex.cli import _render
+
+    catalog = _state(ctx).catalog()
+    record = catalog.get(record_id)
+    if as_json:
+        _render.print_json(_record_json(record))
+    else:
+        _render.print_record(record, catalog.locate)
+
+
+@command("path", api=("get", "path"))
+def path(
+    ctx: typer.Context,
+    record_id: IdArg,
+    role: Annotated[str, typer.Option(help="Artifact role.")] = "primary",
+    as_json: JsonOpt = False,
+) -> None:
+    """Print where a record's artifact lives (a local path or a URI)."""
+    catalog = _state(ctx).catalog()
+    record = catalog.get(record_id)
+    where = catalog.path(record.id, role=role)
+    if as_json:
+        from arcodex.cli._render import print_json
+
+        print_json({"id": record.id, "role": role, "path": where})
+    else:
+        typer.echo(where)
+
+
+@command("update", api=("update",))
+def update(
+    ctx: typer.Context,
+    record_id: IdArg,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", metavar="KEY=VALUE", help="Set metadata at a dotted path."),
+    ] = None,
+    unset: Annotated[
+        list[str] | None,
+        typer.Option("--unset", metavar="KEY", help="Remove metadata at a dotted path."),
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Add a tag.")] = None,
+    untag: Annotated[list[str] | None, typer.Option("--untag", help="Remove a tag.")] = None,
+    title: Annotated[str | None, typer.Option(help="New title.")] = None,
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    kind: Annotated[str | None, typer.Option(help="New kind.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="New status: active, planned, failed or deprecated.")
+    ] = None,
+    expected_version: Annotated[
+        int | None,
+        typer.Option(
+            "--expected-version", metavar="N", help="Fail if the record is not at version N."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a record's metadata, tags, title, description, kind or status."""
+    from arcodex.cli._parse import parse_assignments, parse_paths
+
+    changes = parse_assignments(set_ or (), "--set")
+    removals = parse_paths(unset or (), "--unset")
+    if not (changes or removals or tag or untag) and all(
+        v is None for v in (title, description, kind, status)
+    ):
+        raise ValidationError(
+            "nothing to change; pass --set, --unset, --tag, --untag, --title, --description, "
+            "--kind or --status"
+        )
+    both = set(changes) & set(removals)
+    if both:
+        raise ValidationError(f"{sorted(both)[0]!r} is both --set and --unset; pick one")
+    record = (
+        _state(ctx)
+        .catalog()
+        .update(
+            record_id,
+            set=changes,
+            unset=removals,
+            add_tags=list(tag or ()),
+            remove_tags=list(untag or ()),
+            title=title,
+            description=description,
+            kind=kind,
+            status=status,
+            expected_version=expected_version,
+        )
+    )
+    _print_record_result(record, as_json, f"updated {record.id} (version {record.version})")
+
+
+def _print_record_result(record: Record, as_json: bool, line: str) -> None:
+    if as_json:
+        from arcodex.cli._render import print_json
+
+        print_json(_record_json(record))
+    else:
+        typer.echo(line)
+
+
+@command("delete", api=("get", "delete"))
+def delete(
+    ctx: typer.Context,
+    record_id: IdArg,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Remove the record and its stored files for good.")
+    ] = False,
+    yes: YesOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete a record (restorable), or with --purge remove it for good."""
+    catalog = _state(ctx).catalog()
+    target = record_id
+    if purge:
+        found = catalog.get(record_id)
+        _confirm_purge(found, yes)
+        target = found.id
+    record = catalog.delete(target, purge=purge)
+    if purge:
+        _print_record_result(record, as_json, f"purged {record.id}")
+    else:
+        _print_record_result(
+            record, as_json, f"deleted {record.id} (undo with `arcodex restore {record.id}`)"
+        )
+
+
+@command("restore", api=("restore",))
+def restore(ctx: typer.Context, record_id: IdArg, as_json: JsonOpt = False) -> None:
+    """Bring back a deleted record."""
+    record = _state(ctx).catalog().restore(record_id)
+    _print_record_result(record, as_json, f"restored {record.id} (status {record.status})")
+
+
+@command("purge", api=("get", "purge"))
+def purge(
+    ctx: typer.Context, record_id: IdArg, yes: YesOpt = False, as_json: JsonOpt = False
+) -> None:
+    """Remove a record and the files arcodex stored for it, for good."""
+    catalog = _state(ctx).catalog()
+    found = catalog.get(record_id)
+    _confirm_purge(found, yes)
+    record = catalog.purge(found.id)
+    _print_record_result(record, as_json, f"purged {record.id}")
+
+
+@command("info", api=("info",))
+def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Summarise the catalog: where, what backend, how many of what, recent failures."""
+    from arcodex.cli import _render
+
+    summary = _state(ctx).catalog().info()
+    if as_json:
+        _render.print_json(summary.to_dict())
+    else:
+        _render.print_info(summary)
+
+
+@command("fields", api=("fields",))
+def fields(
+    ctx: typer.Context,
+    prefix: Annotated[
+        str | None, typer.Argument(help="Only paths starting with this (e.g. netcdf.attrs).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the metadata paths in use, with their types and example values."""
+    from arcodex.cli import _render
+
+    found = _state(ctx).catalog().fields(prefix)
+    if as_json:
+        _render.print_json([f.model_dump(mode="json") for f in found])
+    else:
+        _render.print_fields(found)
+
+
+def main() -> None:
+    """Entry point of the ``arcodex`` console script."""
+    app()

@@ -1,0 +1,226 @@
+"""A guided tour of arcodex: ``python -m arcodex.demo`` (or ``./dev demo``).
+
+It writes two small NetCDF files from two measurement sites, makes a catalog
+and runs the real ``arcodex`` command line against it, printing each command
+before its output, as a tutorial would. Run it again and it starts afresh.
+
+Needs the ``netcdf`` extra (xarray, netCDF4) to write and read the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+__all__ = ["main", "run_demo"]
+
+#: Marks a directory made by this demo, so that a rerun only ever removes its own work.
+MARKER = ".arcodex-demo"
+CATALOG = "catalog"
+INCOMING = "incoming"
+
+
+@dataclass(frozen=True)
+class _Site:
+    file: str
+    code: str
+    name: str
+    month: str
+    days: int
+    lat: tuple[float, float]
+    lon: tuple[float, float]
+    variables: tuple[str, ...]
+    seed: int
+
+
+SITES = (
+    _Site(
+        file="mhd-2020-01.nc",
+        code="MHD",
+        name="Mace Head",
+        month="2020-01",
+        days=31,
+        lat=(51.0, 56.0),
+        lon=(-13.0, -7.0),
+        variables=("ch4", "tas"),
+        seed=1,
+    ),
+    _Site(
+        file="tac-2020-02.nc",
+        code="TAC",
+        name="Tacolneston",
+        month="2020-02",
+        days=29,
+        lat=(50.0, 55.0),
+        lon=(-1.0, 4.0),
+        variables=("ch4", "co2"),
+        seed=2,
+    ),
+)
+
+
+class DemoError(Exception):
+    """A demo step failed; the message says which."""
+
+
+def _prepare(directory: Path) -> None:
+    if directory.exists():
+        if not directory.is_dir():
+            raise DemoError(f"{directory} is a file; pass --dir with a directory path")
+        if any(directory.iterdir()) and not (directory / MARKER).exists():
+            raise DemoError(
+                f"{directory} exists and was not made by the demo; "
+                "pass --dir with a new or empty directory"
+            )
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / MARKER).write_text("made by `python -m arcodex.demo`; safe to delete\n")
+
+
+def _write_samples(directory: Path) -> list[Path]:
+    from arcodex.samples import write_sample_netcdf
+
+    paths = []
+    for site in SITES:
+        names = " and ".join(
+            {"ch4": "methane", "tas": "air temperature", "co2": "carbon dioxide"}[v]
+            for v in site.variables
+        )
+        paths.append(
+            write_sample_netcdf(
+                directory / INCOMING / site.file,
+                start=f"{site.month}-01",
+                days=site.days,
+                lat=site.lat,
+                lon=site.lon,
+                nlat=6,
+                nlon=8,
+                variables=site.variables,
+                seed=site.seed,
+                attrs={
+                    "title": f"{site.name} ({site.code}) {names}, {site.month}",
+                    "site": site.code,
+                    "site_name": site.name,
+                    "institution": "arcodex demo network",
+                },
+            )
+        )
+    return paths
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # The demo names its catalog on every command; a catalog from the environment must not win.
+    env.pop("ARCODEX_CATALOG", None)
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.setdefault("COLUMNS", str(shutil.get_terminal_size((100, 24)).columns))
+    return env
+
+
+def _run(args: Sequence[str], *, cwd: Path, note: str, out: TextIO) -> str:
+    """Run one ``arcodex`` command like a tutorial step; its stdout, or DemoError."""
+    print(f"\n# {note}", file=out)
+    print(f"$ arcodex {shlex.join(args)}", file=out, flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "arcodex.cli", *args],
+        cwd=cwd,
+        env=_child_env(),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        check=False,
+    )
+    if done.stdout:
+        print(done.stdout.rstrip("\n"), file=out, flush=True)
+    if done.stderr:
+        print(done.stderr.rstrip("\n"), file=sys.stderr, flush=True)
+    if done.returncode != 0:
+        raise DemoError(f"`arcodex {shlex.join(args)}` exited with {done.returncode}")
+    return done.stdout
+
+
+def run_demo(directory: Path, *, out: TextIO | None = None) -> None:
+    """Make a fresh demo catalog in ``directory`` and walk through the CLI; DemoError on failure."""
+    out = out or sys.stdout
+    directory = directory.expanduser().resolve()
+    _prepare(directory)
+    files = [p.relative_to(directory).as_posix() for p in _write_samples(directory)]
+    print(f"arcodex demo in {directory}", file=out)
+    print(f"wrote {len(files)} sample NetCDF files: {', '.join(files)}", file=out)
+    cat = ["--catalog", CATALOG]
+
+    def step(note: str, *args: str) -> str:
+        return _run(list(args), cwd=directory, note=note, out=out)
+
+    step("Make an empty catalog (one SQLite file, nothing to start).", "init", CATALOG)
+    step(
+        "Add both files; arcodex reads dimensions, variables, attributes, bbox and time "
+        "from each and copies it into managed storage.",
+        *cat, "add", *files, "--meta", "project=demo", "--tag", "methane",
+    )  # fmt: skip
+    step(
+        "Find records by a metadata value, an area (W,S,E,N) and a month.",
+        *cat, "search", "netcdf.attrs.site=MHD", "--bbox", "-15,45,0,60", "--time", "2020-01",
+    )  # fmt: skip
+    step(
+        "Full-text search over titles, tags and metadata.", *cat, "search", "--text", "Tacolneston"
+    )
+    ids = step(
+        "Ids only, for scripts: every record with carbon dioxide data.",
+        *cat, "search", "netcdf.variables.co2:exists", "--ids",
+    ).split()  # fmt: skip
+    if len(ids) != 1:
+        raise DemoError(f"expected one record with carbon dioxide data, found {len(ids)}")
+    step("Everything the catalog knows about one record.", *cat, "show", ids[0])
+    step(
+        "Which metadata fields exist, with their types and examples.",
+        *cat,
+        "fields",
+        "netcdf.attrs",
+    )
+    step("A summary of the catalog.", *cat, "info")
+    print(
+        f"\ndone: the catalog is in {directory / CATALOG}; try "
+        f"`arcodex --catalog {directory / CATALOG} search --help`",
+        file=out,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code."""
+    parser = argparse.ArgumentParser(
+        prog="python -m arcodex.demo",
+        description="Write two sample NetCDF files, then catalog and search them with the CLI.",
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("demo-catalog"),
+        help="directory for the demo, removed and made afresh each run (default: ./demo-catalog)",
+    )
+    options = parser.parse_args(argv)
+    try:
+        run_demo(options.dir)
+    except DemoError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    except ImportError as exc:
+        print(
+            f"demo failed: {exc}; install the netcdf extra: pip install 'arcodex[netcdf]'",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

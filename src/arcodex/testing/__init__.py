@@ -1,0 +1,26 @@
+"""Test helpers for arcodex and for packages that extend it.
+
+:class:`BackendContract` is the shared contract every catalog backend passes
+(subclass it once per backend); :mod:`arcodex.testing.strategies` holds
+Hypothesis strategies for the models. Both need the ``test`` extra (pytest,
+hypothesis), so they load lazily: the pytest plugin in
+:mod:`arcodex.testing.plugin` imports this package in every pytest run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["BackendContract", "clear_backend", "sample_records", "search_ids"]
+
+if TYPE_CHECKING:
+    from arcodex.testing._contract import BackendContract, clear_backend, sample_records, search_ids
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that loading the pytest plugin does not import pytest-only helpers or pydantic.
+    if name in __all__:
+        from arcodex.testing import _contract
+
+        return getattr(_contract, name)
+    raise AttributeError(f"module 'arcodex.testing' has no attribute {name!r}")
