@@ -14,10 +14,7 @@ from typing import Any
 from arcodex.model import Record, normalize_bbox, parse_iso_period, to_epoch
 from arcodex.model._values import DATE_RE
 
-__all__ = ["TXT_INDEX_CHARS", "IndexRows", "index_rows", "stat_type"]
-
-#: Longer strings are indexed by their first characters (and checked in full).
-TXT_INDEX_CHARS = 200
+__all__ = ["IndexRows", "index_rows", "stat_type"]
 
 # Index value kinds in the numeric table.
 NUMBER, BOOLEAN, DATE, OBJECT, ARRAY, NULL = "n", "b", "d", "o", "l", "x"
@@ -88,7 +85,7 @@ def index_rows(record: Record) -> IndexRows:
     def visit(path: str, value: Any, in_list: bool) -> None:
         kind = type(value)
         if kind is str:
-            txt.add((path, value[:TXT_INDEX_CHARS]))
+            txt.add((path, value))
             words.append(value)
             epoch = _date_epoch(value)
             if epoch is not None:

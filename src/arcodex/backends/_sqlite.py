@@ -1,7 +1,8 @@
 """The embedded default backend: one SQLite file in WAL mode.
 
-Layout: ``records`` holds each record's JSON document and its structural
-columns; metadata is indexed in two clustered tables (``meta_txt`` for text,
+Layout: ``records`` holds each record's structural columns and exact
+extent (kept narrow, so that checking candidates is cheap), ``docs`` its JSON
+document; metadata is indexed in two clustered tables (``meta_txt`` for text,
 ``meta_num`` for numbers, booleans, dates and structure), each also indexed
 by record for cheap per-record checks; ``fts`` (FTS5) holds free text;
 ``extent`` (an R*Tree over longitude, latitude and time) holds extents.
@@ -59,8 +60,10 @@ CREATE TABLE records (
     updated_by TEXT,
     schema_name TEXT,
     schema_version TEXT,
-    doc TEXT NOT NULL
+    bw REAL, be REAL, bw2 REAL, be2 REAL, bs REAL, bn REAL,
+    t0 REAL, t1 REAL
 );
+CREATE TABLE docs (rid INTEGER PRIMARY KEY, doc TEXT NOT NULL);
 CREATE INDEX records_kind ON records(kind, status);
 CREATE INDEX records_status ON records(status);
 CREATE TABLE paths (pid INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
@@ -111,25 +114,30 @@ class SQLiteBackend:
             raise NotACatalogError(
                 f"catalog database {self.path} is missing; restore it from a backup or create a new catalog"
             )
-        conn = self._conn()
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                if tables and not create:
-                    raise NotACatalogError(
-                        f"{self.path} is a SQLite file but not an arcodex catalog database"
-                    )
-                if not tables:
-                    with self._write() as c:
-                        for statement in _SCHEMA.split(";"):
-                            if statement.strip():
-                                c.execute(statement)
-                        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise StorageError(
-                    f"catalog database {self.path} was made by a newer arcodex (schema {version}); upgrade arcodex"
+            # Look before touching: setting WAL mode would already change a foreign file.
+            probe = sqlite3.connect(self.path, timeout=self.busy_timeout)
+            try:
+                version = probe.execute("PRAGMA user_version").fetchone()[0]
+                tables = probe.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            finally:
+                probe.close()
+            if version == 0 and tables:
+                raise NotACatalogError(
+                    f"{self.path} is a SQLite file but not an arcodex catalog database;"
+                    " choose another path"
                 )
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"catalog database {self.path} was made by a newer arcodex (schema {version});"
+                    " upgrade arcodex"
+                )
+            if version == 0:
+                with self._write() as conn:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             self.close()
             raise self._translate(exc) from exc
@@ -248,18 +256,17 @@ class SQLiteBackend:
         with self._write() as conn:
             next_rid = conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM records").fetchone()[0]
             rows = []
+            docs = []
             indexed = []
             for offset, record in enumerate(records):
                 rid = next_rid + offset
-                rows.append(self._record_row(rid, record, None))
-                indexed.append((rid, record, index_rows(record)))
+                idx = index_rows(record)
+                rows.append(_record_row(rid, record, None, idx))
+                docs.append((rid, record.model_dump_json()))
+                indexed.append((rid, record, idx))
             try:
-                conn.executemany(
-                    "INSERT INTO records(rid, id, kind, status, prior_status, version, title, description,"
-                    " created_at, updated_at, created_by, updated_by, schema_name, schema_version, doc)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    rows,
-                )
+                conn.executemany(_INSERT_RECORD, rows)
+                conn.executemany("INSERT INTO docs(rid, doc) VALUES (?, ?)", docs)
             except sqlite3.IntegrityError:
                 ids = [r.id for r in records]
                 taken = self._taken(conn, ids)
@@ -282,26 +289,6 @@ class SQLiteBackend:
             if row:
                 return str(row[0])
         return "?"
-
-    @staticmethod
-    def _record_row(rid: int, record: Record, prior_status: str | None) -> tuple[Any, ...]:
-        return (
-            rid,
-            record.id,
-            record.kind,
-            record.status,
-            prior_status,
-            record.version,
-            record.title,
-            record.description,
-            to_epoch(record.created_at),
-            to_epoch(record.updated_at),
-            record.created_by,
-            record.updated_by,
-            record.schema_name,
-            record.schema_version,
-            record.model_dump_json(),
-        )
 
     def _pids_for(self, conn: sqlite3.Connection, paths: set[str]) -> dict[str, int]:
         return {path: self._pid(conn, path) for path in paths}
@@ -395,7 +382,9 @@ class SQLiteBackend:
 
     def _current(self, conn: sqlite3.Connection, record_id: str) -> tuple[int, Record, str | None]:
         row = conn.execute(
-            "SELECT rid, doc, prior_status FROM records WHERE id = ?", (record_id,)
+            "SELECT r.rid, d.doc, r.prior_status FROM records r JOIN docs d ON d.rid = r.rid"
+            " WHERE r.id = ?",
+            (record_id,),
         ).fetchone()
         if row is None:
             raise NotFoundError(f"no record {record_id!r}; run `arcodex search` to list ids")
@@ -410,12 +399,11 @@ class SQLiteBackend:
                     "someone changed it; reload it and apply your change again"
                 )
             self._remove_index(conn, rid, old, counted=old.status != "deleted")
+            idx = index_rows(record)
             conn.execute("DELETE FROM records WHERE rid = ?", (rid,))
-            conn.execute(
-                "INSERT INTO records VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                self._record_row(rid, record, prior),
-            )
-            self._insert_index(conn, [(rid, record, index_rows(record))])
+            conn.execute(_INSERT_RECORD, _record_row(rid, record, prior, idx))
+            conn.execute("UPDATE docs SET doc = ? WHERE rid = ?", (record.model_dump_json(), rid))
+            self._insert_index(conn, [(rid, record, idx)])
 
     def _set_status(self, record_id: str, user: str | None, restoring: bool) -> Record:
         with self._write() as conn:
@@ -434,18 +422,18 @@ class SQLiteBackend:
                 }
             )
             conn.execute(
-                "UPDATE records SET status = ?, prior_status = ?, version = ?, updated_at = ?, updated_by = ?,"
-                " doc = ? WHERE rid = ?",
+                "UPDATE records SET status = ?, prior_status = ?, version = ?, updated_at = ?,"
+                " updated_by = ? WHERE rid = ?",
                 (
                     new.status,
                     None if restoring else old.status,
                     new.version,
                     to_epoch(new.updated_at),
                     user,
-                    new.model_dump_json(),
                     rid,
                 ),
             )
+            conn.execute("UPDATE docs SET doc = ? WHERE rid = ?", (new.model_dump_json(), rid))
             stats: Counter[tuple[str, str]] = Counter()
             idx = index_rows(old)
             _count(stats, idx, +1 if restoring else -1)
@@ -463,12 +451,15 @@ class SQLiteBackend:
             rid, old, _ = self._current(conn, record_id)
             self._remove_index(conn, rid, old, counted=old.status != "deleted")
             conn.execute("DELETE FROM records WHERE rid = ?", (rid,))
+            conn.execute("DELETE FROM docs WHERE rid = ?", (rid,))
             return old
 
     # -- reading ------------------------------------------------------------------------
 
     def get(self, record_id: str) -> Record:
-        rows = self._read("SELECT doc FROM records WHERE id = ?", (record_id,))
+        rows = self._read(
+            "SELECT d.doc FROM records r JOIN docs d ON d.rid = r.rid WHERE r.id = ?", (record_id,)
+        )
         if not rows:
             raise NotFoundError(f"no record {record_id!r}; run `arcodex search` to list ids")
         return Record.model_validate_json(rows[0][0], context=_TRUSTED)
@@ -500,7 +491,7 @@ class SQLiteBackend:
         for start in range(0, len(rids), 500):
             chunk = rids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            docs.update(self._read(f"SELECT rid, doc FROM records WHERE rid IN ({marks})", chunk))
+            docs.update(self._read(f"SELECT rid, doc FROM docs WHERE rid IN ({marks})", chunk))
         records = [
             Record.model_validate_json(docs[rid], context=_TRUSTED) for rid in rids if rid in docs
         ]
@@ -606,6 +597,46 @@ class SQLiteBackend:
                 "SELECT doc FROM operations ORDER BY started_at DESC LIMIT ?", (limit,)
             )
         return [Operation.model_validate_json(r[0]) for r in rows]
+
+
+_INSERT_RECORD = (
+    "INSERT INTO records(rid, id, kind, status, prior_status, version, title, description,"
+    " created_at, updated_at, created_by, updated_by, schema_name, schema_version,"
+    " bw, be, bw2, be2, bs, bn, t0, t1) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+
+
+def _record_row(
+    rid: int, record: Record, prior_status: str | None, idx: IndexRows
+) -> tuple[Any, ...]:
+    boxes = idx.boxes
+    first = boxes[0] if boxes else (None, None, None, None)
+    second = boxes[1] if len(boxes) > 1 else (None, None, None, None)
+    t0, t1 = idx.time if idx.time is not None else (None, None)
+    return (
+        rid,
+        record.id,
+        record.kind,
+        record.status,
+        prior_status,
+        record.version,
+        record.title,
+        record.description,
+        to_epoch(record.created_at),
+        to_epoch(record.updated_at),
+        record.created_by,
+        record.updated_by,
+        record.schema_name,
+        record.schema_version,
+        first[0],
+        first[2],
+        second[0],
+        second[2],
+        first[1],
+        first[3],
+        t0,
+        t1,
+    )
 
 
 # Records without a bbox or a time range sit far outside real values in the

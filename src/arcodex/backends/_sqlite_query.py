@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from arcodex.backends._index import TXT_INDEX_CHARS
 from arcodex.errors import QueryError
 from arcodex.model import Condition, Query, looks_like_date, parse_iso_period, to_epoch
 
@@ -136,7 +135,7 @@ def _sort_expr(name: str, pids: dict[str, int]) -> str:
         return _RECORD_COLUMNS[name]
     # Field names are validated dotted identifiers, so quoting them is safe.
     path = "".join(f'."{part}"' for part in name.removeprefix("metadata.").split("."))
-    return f"json_extract(r.doc, '$.metadata{path}')"
+    return f"(SELECT json_extract(doc, '$.metadata{path}') FROM docs WHERE rid = r.rid)"
 
 
 def _after_cursor(q: _Sql, cursor: str, sort_exprs: list[tuple[str, bool]]) -> None:
@@ -176,7 +175,7 @@ def _after_cursor(q: _Sql, cursor: str, sort_exprs: list[tuple[str, bool]]) -> N
 
 
 def _condition(q: _Sql, cond: Condition, pids: dict[str, int]) -> None:
-    if cond.field == "tag":
+    if cond.field in ("tag", "tags"):
         _tag_condition(q, cond)
         return
     path = cond.metadata_path
@@ -200,30 +199,29 @@ def _condition(q: _Sql, cond: Condition, pids: dict[str, int]) -> None:
         return
     if op in ("eq", "in", "ne"):
         values = cond.value if isinstance(cond.value, list) else [cond.value]
-        parts, params = _value_tests(values)
-        flat = [x for p in params for x in (pid, *p)]
+        tests = _value_tests(pid, values)
+        params = [x for _, _, p in tests for x in p]
+        probe = "(" + " OR ".join(probe for _, probe, _ in tests) + ")"
         if op == "ne":
-            q.add(f"NOT {_probe(parts)}", *flat)
-            return
-        if not q.drive(_driver_union(parts), *flat):
-            q.add(_probe(parts), *flat)
-        _confirm_long_text(q, values)
+            q.add(f"NOT {probe}", *params)
+        elif not q.drive(" UNION ".join(select for select, _, _ in tests), *params):
+            q.add(probe, *params)
         return
     if op in ("lt", "le", "gt", "ge"):
-        tests = [_range_test(op, cond.value)]
+        ranges = [_range_test(op, cond.value)]
         if (
             isinstance(cond.value, int)
             and not isinstance(cond.value, bool)
             and 1000 <= cond.value <= 9999
         ):
             # A bare year compared with a date field means that year ("start_datetime>=2021").
-            tests.append(_range_test(op, str(cond.value)))
+            ranges.append(_range_test(op, str(cond.value)))
         q.within(
             " UNION ".join(
                 f"SELECT rid FROM meta_num WHERE pid = ? AND typ = ? AND num {sym} ?"
-                for _, sym, _ in tests
+                for _, sym, _ in ranges
             ),
-            *[x for typ, _, bound in tests for x in (pid, typ, bound)],
+            *[x for typ, _, bound in ranges for x in (pid, typ, bound)],
         )
         return
     test = "txt GLOB ?" if op == "glob" else "regexp(?, txt)"
@@ -260,7 +258,7 @@ def _column_condition(q: _Sql, cond: Condition) -> None:
         values = [_year_text(v) for v in values]
         cond = cond.model_copy(update={"value": values if op == "in" else values[0]})
     if cond.field in _TIME_COLUMNS and op not in ("exists", "missing"):
-        if not all(isinstance(v, str) and looks_like_date(v) for v in values):
+        if not all(isinstance(v, str) and _date_span(v) is not None for v in values):
             raise QueryError(
                 f"bad query term {cond.to_text()!r}: {cond.field} compares with ISO dates"
             )
@@ -292,34 +290,56 @@ def _column_condition(q: _Sql, cond: Condition) -> None:
         q.add(f"regexp(?, {column})", cond.value)
 
 
-def _extent(q: _Sql, boxes: list[tuple[float, float, float, float]] | None, time: Any) -> None:
-    """Bbox intersection and time overlap, answered by the R*Tree.
+def _with_seam(
+    boxes: list[tuple[float, float, float, float]],
+) -> list[tuple[float, float, float, float]]:
+    """Longitudes -180 and 180 are one meridian: a box touching one touches the other."""
+    extra = []
+    for w, s, e, n in boxes:
+        if w == -180.0 and e < 180.0:
+            extra.append((180.0, s, 180.0, n))
+        if e == 180.0 and w > -180.0:
+            extra.append((-180.0, s, -180.0, n))
+    return boxes + extra
 
-    The tree stores 32-bit bounds rounded outwards, so it finds candidates and
-    the exact ``+`` columns decide.
+
+def _extent(q: _Sql, boxes: list[tuple[float, float, float, float]] | None, time: Any) -> None:
+    """Bbox intersection and time overlap.
+
+    Driving, the R*Tree finds candidates (it stores 32-bit bounds rounded
+    outwards, so its exact ``+`` columns decide); otherwise the exact extent
+    columns of the record row decide, which costs nothing extra.
     """
-    tests: list[str] = []
-    params: list[Any] = []
+    tree: list[str] = []
+    row: list[str] = []
+    tree_params: list[Any] = []
+    row_params: list[Any] = []
     if boxes:
-        ors = []
+        boxes = _with_seam(boxes)
+        tree_or = []
+        row_or = []
         for w, _, e, _ in boxes:
-            ors.append("(minx <= ? AND maxx >= ? AND w <= ? AND e >= ?)")
-            params.extend([e, w, e, w])
-        tests.append("(" + " OR ".join(ors) + ")")
+            tree_or.append("(minx <= ? AND maxx >= ? AND w <= ? AND e >= ?)")
+            tree_params.extend([e, w, e, w])
+            row_or.append("(r.bw <= ? AND r.be >= ?) OR (r.bw2 <= ? AND r.be2 >= ?)")
+            row_params.extend([e, w, e, w])
         south, north = boxes[0][1], boxes[0][3]
-        tests.append("miny <= ? AND maxy >= ? AND s <= ? AND n >= ?")
-        params.extend([north, south, north, south])
+        tree.append("(" + " OR ".join(tree_or) + ")")
+        tree.append("miny <= ? AND maxy >= ? AND s <= ? AND n >= ?")
+        tree_params.extend([north, south, north, south])
+        row.append("(" + " OR ".join(row_or) + ")")
+        row.append("r.bs <= ? AND r.bn >= ?")
+        row_params.extend([north, south])
     if time is not None:
         lo = to_epoch(time.start) if time.start is not None else -math.inf
         hi = to_epoch(time.end) if time.end is not None else math.inf
-        tests.append("tmin <= ? AND tmax >= ? AND t0 <= ? AND t1 >= ?")
-        params.extend([hi, lo, hi, lo])
-    match = " AND ".join(tests)
-    if q.drive(f"SELECT DISTINCT id >> 1 FROM extent WHERE {match}", *params):
+        tree.append("tmin <= ? AND tmax >= ? AND t0 <= ? AND t1 >= ?")
+        tree_params.extend([hi, lo, hi, lo])
+        row.append("r.t0 <= ? AND r.t1 >= ?")
+        row_params.extend([hi, lo])
+    if q.drive(f"SELECT DISTINCT id >> 1 FROM extent WHERE {' AND '.join(tree)}", *tree_params):
         return
-    q.add(
-        f"EXISTS (SELECT 1 FROM extent WHERE id IN (r.rid * 2, r.rid * 2 + 1) AND {match})", *params
-    )
+    q.add(" AND ".join(row), *row_params)
 
 
 def _year_text(value: Any) -> Any:
@@ -355,62 +375,55 @@ def _range_test(op: str, value: Any) -> tuple[str, str, float]:
     return "d", _CMP[op], first
 
 
-def _value_tests(values: list[Any]) -> tuple[list[str], list[list[Any]]]:
-    """Per value: which table and test finds it ('txt' or 'num:<typ>'), with params."""
-    parts: list[str] = []
-    params: list[list[Any]] = []
+def _value_tests(pid: int, values: list[Any]) -> list[tuple[str, str, list[Any]]]:
+    """Per value: a rid SELECT, a test on candidate ``r`` and their params.
+
+    A date value means its whole period (``obs=2020-06`` is any time in June
+    2020), as in comparisons.
+    """
+    tests: list[tuple[str, str, list[Any]]] = []
+
+    def exact(table: str, where: str, params: list[Any]) -> None:
+        tests.append(
+            (
+                f"SELECT rid FROM {table} WHERE {where}",
+                f"EXISTS (SELECT 1 FROM {table} WHERE {where} AND rid = r.rid)",
+                params,
+            )
+        )
+
     for value in values:
         if isinstance(value, bool):
-            parts.append("num")
-            params.append(["b", 1.0 if value else 0.0])
+            exact("meta_num", "pid = ? AND typ = 'b' AND num = ?", [pid, 1.0 if value else 0.0])
         elif isinstance(value, int | float):
-            parts.append("num")
-            params.append(["n", float(value)])
+            exact("meta_num", "pid = ? AND typ = 'n' AND num = ?", [pid, float(value)])
+            if isinstance(value, int) and 1000 <= value <= 9999:
+                # A bare year compared with a date field means that year.
+                tests.extend(_value_tests(pid, [str(value)]))
         elif value is None:
-            parts.append("num")
-            params.append(["x", 0.0])
+            exact("meta_num", "pid = ? AND typ = 'x'", [pid])
         else:
             text = str(value)
-            parts.append("txt")
-            params.append([text[:TXT_INDEX_CHARS]])
-            if looks_like_date(text):
-                try:
-                    first, _ = _epoch_bounds(text)
-                except ValueError:
-                    continue
-                parts.append("num")
-                params.append(["d", first])
-    return parts, params
+            span = _date_span(text)
+            if span is None:
+                exact("meta_txt", "pid = ? AND txt = ?", [pid, text])
+            elif span[0] == span[1]:
+                exact("meta_num", "pid = ? AND typ = 'd' AND num = ?", [pid, span[0]])
+            else:
+                select = (
+                    "SELECT rid FROM meta_num WHERE pid = ? AND typ = 'd' AND num >= ? AND num < ?"
+                )
+                tests.append((select, f"r.rid IN ({select})", [pid, span[0], span[1]]))
+    return tests
 
 
-def _driver_union(parts: list[str]) -> str:
-    selects = [
-        "SELECT rid FROM meta_txt WHERE pid = ? AND txt = ?"
-        if p == "txt"
-        else "SELECT rid FROM meta_num WHERE pid = ? AND typ = ? AND num = ?"
-        for p in parts
-    ]
-    return " UNION ".join(selects)
-
-
-def _probe(parts: list[str]) -> str:
-    tests = [
-        "EXISTS (SELECT 1 FROM meta_txt WHERE pid = ? AND txt = ? AND rid = r.rid)"
-        if p == "txt"
-        else "EXISTS (SELECT 1 FROM meta_num WHERE pid = ? AND typ = ? AND num = ? AND rid = r.rid)"
-        for p in parts
-    ]
-    return "(" + " OR ".join(tests) + ")"
-
-
-def _confirm_long_text(q: _Sql, values: list[Any]) -> None:
-    # Text is indexed by its first characters; long values are confirmed on the document.
-    if not values or not all(isinstance(v, str) and len(v) > TXT_INDEX_CHARS for v in values):
-        return
-    q.add(
-        "(" + " OR ".join("instr(r.doc, ?) > 0" for _ in values) + ")",
-        *(json.dumps(v) for v in values),
-    )
+def _date_span(text: str) -> tuple[float, float] | None:
+    if not (looks_like_date(text) or (len(text) == 4 and text.isdigit())):
+        return None
+    try:
+        return _epoch_bounds(text)
+    except ValueError:
+        return None
 
 
 def encode_cursor(row: Sequence[Any]) -> str:

@@ -137,7 +137,13 @@ def _orderable(value: Any) -> bool:
         return False
     if isinstance(value, int | float):
         return math.isfinite(value)
-    return isinstance(value, str) and looks_like_date(value)
+    if not (isinstance(value, str) and looks_like_date(value)):
+        return False
+    try:
+        parse_iso_period(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _format(value: Any) -> str:

@@ -114,7 +114,7 @@ class Artifact(_Model):
     locator: Locator
     media_type: str | None = None
     format: str | None = None
-    size_bytes: int | None = Field(default=None, ge=0)
+    size_bytes: int | None = Field(default=None, ge=0, lt=2**63)
     hashes: dict[str, str] = Field(default_factory=dict)
     status: ArtifactStatus = "available"
     managed: bool = Field(
@@ -138,6 +138,12 @@ class Lineage(_Model):
     operation_id: str | None = None
     sources: list[str] = Field(default_factory=list)
     relation: str = "derived_from"
+
+
+def _starts_before_end(start: tuple[datetime, datetime], end: tuple[datetime, datetime]) -> bool:
+    """Whether a start period begins no later than the last instant of an end period."""
+    first, after = end
+    return start[0] <= first if first == after else start[0] < after
 
 
 def _check_extent(metadata: dict[str, Any]) -> None:
@@ -174,7 +180,7 @@ def _check_extent(metadata: dict[str, Any]) -> None:
     if (
         "start_datetime" in spans
         and "end_datetime" in spans
-        and spans["start_datetime"][0] > spans["end_datetime"][1]
+        and not _starts_before_end(spans["start_datetime"], spans["end_datetime"])
     ):
         raise ValueError("metadata.start_datetime is after metadata.end_datetime")
 
@@ -199,7 +205,7 @@ class Record(_Model):
     tags: list[str] = Field(default_factory=list)
     artifacts: list[Artifact] = Field(default_factory=list)
     status: RecordStatus = "active"
-    version: int = Field(default=1, ge=1)
+    version: int = Field(default=1, ge=1, lt=2**63)
     lineage: list[Lineage] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -287,7 +287,7 @@ class BackendContract:
     and implement :meth:`create_backend`.
     """
 
-    pytestmark = [pytest.mark.arcodex_contract]
+    pytestmark: ClassVar[list[pytest.MarkDecorator]] = [pytest.mark.arcodex_contract]
 
     def create_backend(self, path: Path) -> CatalogBackend:
         """A new, empty backend keeping its data under ``path``.
@@ -1018,13 +1018,28 @@ class BackendContract:
 
     # -- values the index must carry exactly ---------------------------------------------------------
 
-    def test_big_integers(self, backend: CatalogBackend) -> None:
-        """JSON integers of any size are metadata like any other."""
-        record = Record(id="big", metadata={"n": 2**64, "m": -(2**70), "small": 2**53})
+    def test_64_bit_integers(self, backend: CatalogBackend) -> None:
+        """Integers keep every digit, and leave no index rows behind when they change."""
+        big, low, odd = 2**63 - 1, -(2**63), 2**53 + 1
+        record = Record(
+            id="big",
+            metadata={"n": big, "m": low, "p": odd},
+            version=2**62,
+            artifacts=[Artifact(locator=LocalPath(path="huge.nc"), size_bytes=2**63 - 1)],
+        )
         backend.add([record])
         assert backend.get("big") == record
-        assert search_ids(backend, "small>1e15") == ["big"]
-        assert search_ids(backend, "n>1e19") == ["big"]
+        assert search_ids(backend, "n>1e18") == ["big"]
+        assert search_ids(backend, "m<-1e18") == ["big"]
+        assert search_ids(backend, "p>9e15") == ["big"]
+        changed = record.model_copy(update={"metadata": {"n": 1}, "version": 2**62 + 1})
+        backend.update(changed, expected_version=2**62)
+        assert search_ids(backend, "n>1e18") == []
+        assert search_ids(backend, "p:exists") == []
+        backend.purge("big")
+        backend.add([Record(id="after")])
+        assert search_ids(backend, "n:exists") == []
+        assert backend.fields() == []
 
     def test_long_text_values(self, backend: CatalogBackend) -> None:
         """Equality, patterns and sorting see the whole of a long string, not its first characters."""

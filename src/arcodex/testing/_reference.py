@@ -10,8 +10,9 @@ anything else), which is what the contract's strategies generate.
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from fractions import Fraction
 from typing import Any
@@ -54,6 +55,12 @@ _TEXT_COLUMNS = frozenset(
 )
 _TIME_COLUMNS = frozenset({"created_at", "updated_at"})
 _MICROSECOND = timedelta(microseconds=1)
+_ORDER: dict[str, Callable[[Any, Any], Any]] = {
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+}
 
 
 # -- values at a metadata path ------------------------------------------------------------
@@ -169,14 +176,7 @@ def _scalar_eq(stored: Any, wanted: Any) -> bool:
 
 def _scalar_order(stored: Any, op: str, bound: Any) -> bool:
     if _is_number(bound) and _is_number(stored):
-        return bool(
-            {
-                "lt": stored < bound,
-                "le": stored <= bound,
-                "gt": stored > bound,
-                "ge": stored >= bound,
-            }[op]
-        )
+        return bool(_ORDER[op](stored, bound))
     period = _date_query_period(bound)
     start = _date_start(stored)
     return period is not None and start is not None and _compare_moment(start, op, period)
@@ -285,12 +285,7 @@ def _column_condition(record: Record, cond: Condition) -> bool:
     if value is None:
         return False
     if op in ("lt", "le", "gt", "ge"):
-        bound = cond.value
-        return bool(
-            {"lt": value < bound, "le": value <= bound, "gt": value > bound, "ge": value >= bound}[
-                op
-            ]
-        )  # type: ignore[operator]
+        return bool(_ORDER[op](value, cond.value))
     if op == "glob":
         return sqlite_glob(str(cond.value)).fullmatch(str(value)) is not None
     return re.search(str(cond.value), str(value)) is not None
@@ -468,7 +463,7 @@ def _compare_values(a: Any, b: Any) -> int | None:
             return None
         return (a > b) - (a < b)
     if _is_number(a) and _is_number(b):
-        return (a > b) - (a < b)
+        return int((a > b) - (a < b))
     if isinstance(a, str) and isinstance(b, str):
         textual = (a > b) - (a < b)
         sa, sb = _date_start(a), _date_start(b)

@@ -61,18 +61,20 @@ _EXTENT_KEYS = frozenset({"bbox", "datetime", "start_datetime", "end_datetime"})
 
 ids = st.from_regex(ID_PATTERN, fullmatch=True)
 names = st.from_regex(r"^[a-z][a-z0-9_-]{0,15}$", fullmatch=True)
-timezones = st.sampled_from(
+timezones: st.SearchStrategy[Any] = st.sampled_from(
     [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8)), None]
 )
 moments = st.datetimes(
     min_value=datetime(1000, 1, 1), max_value=datetime(9998, 12, 31), timezones=timezones
 )
 finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+#: Metadata integers are 64-bit (every SQL engine stores them natively).
+int64s = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 
 
 def json_scalars() -> st.SearchStrategy[str | int | float | bool | None]:
     """Any value JSON can carry as a scalar."""
-    return st.one_of(st.none(), st.booleans(), st.integers(), finite_floats, st.text(max_size=20))
+    return st.one_of(st.none(), st.booleans(), int64s, finite_floats, st.text(max_size=20))
 
 
 _keys = st.text(min_size=1, max_size=10).filter(lambda k: "." not in k)
@@ -113,7 +115,7 @@ def artifacts() -> st.SearchStrategy[Artifact]:
         locator=locators(),
         media_type=st.none() | st.text(max_size=20),
         format=st.none() | names,
-        size_bytes=st.none() | st.integers(min_value=0),
+        size_bytes=st.none() | st.integers(min_value=0, max_value=2**63 - 1),
         hashes=st.dictionaries(names, st.text(max_size=20), max_size=2),
         status=st.sampled_from(["planned", "available", "missing", "failed", "external"]),
         managed=st.booleans(),
@@ -154,7 +156,7 @@ def records() -> st.SearchStrategy[Record]:
             ),
             artifacts=draw(st.lists(artifacts(), max_size=3)),
             status=draw(st.sampled_from(RECORD_STATUSES)),
-            version=draw(st.integers(min_value=1, max_value=10**6)),
+            version=draw(st.integers(min_value=1, max_value=2**63 - 1)),
             lineage=draw(
                 st.lists(
                     st.builds(
@@ -198,7 +200,7 @@ _field_names = st.from_regex(
     r"^[A-Za-z_][A-Za-z0-9_\-]{0,8}(\.[A-Za-z0-9_\-]{1,8}){0,2}$", fullmatch=True
 )
 _orderable = st.one_of(
-    st.integers(),
+    int64s,
     finite_floats,
     st.sampled_from(["2020", "2020-06", "2020-06-15", "2020-06-15T12:00:00Z"]).filter(
         lambda s: len(s) >= 7
@@ -291,7 +293,7 @@ def field_summaries() -> st.SearchStrategy[FieldSummary]:
             ),
             unique=True,
         ).map(sorted),
-        count=st.integers(min_value=0),
+        count=st.integers(min_value=0, max_value=2**63 - 1),
         examples=st.lists(json_scalars(), max_size=5),
     )
 
