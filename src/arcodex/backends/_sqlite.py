@@ -108,6 +108,10 @@ class SQLiteBackend:
         self.url = f"sqlite:///{self.path}"
         self.busy_timeout = busy_timeout
         self._local = threading.local()
+        # Every thread gets its own connection; close() must reach all of them.
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._generation = 0
         self._paths: dict[str, int] = {}
         self._paths_lock = threading.Lock()
         if not create and not self.path.exists():
@@ -146,7 +150,8 @@ class SQLiteBackend:
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
+        # A connection from before close() belongs to an older generation: open anew.
+        if conn is not None and getattr(self._local, "generation", None) == self._generation:
             return conn
         try:
             conn = sqlite3.connect(
@@ -163,6 +168,9 @@ class SQLiteBackend:
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from exc
         self._local.conn = conn
+        self._local.generation = self._generation
+        with self._conns_lock:
+            self._conns.append(conn)
         return conn
 
     def _translate(self, exc: sqlite3.Error) -> Exception:
@@ -213,10 +221,12 @@ class SQLiteBackend:
             raise self._translate(exc) from exc
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        with self._conns_lock:
+            conns, self._conns = self._conns, []
+            self._generation += 1
+        for conn in conns:
             conn.close()
-            self._local.conn = None
+        self._local.conn = None
 
     # -- path ids -----------------------------------------------------------------------
 

@@ -258,7 +258,7 @@ def _column_condition(q: _Sql, cond: Condition) -> None:
         values = [_year_text(v) for v in values]
         cond = cond.model_copy(update={"value": values if op == "in" else values[0]})
     if cond.field in _TIME_COLUMNS and op not in ("exists", "missing"):
-        if not all(isinstance(v, str) and _date_span(v) is not None for v in values):
+        if not all(isinstance(v, str) and _date_span(v, years=True) is not None for v in values):
             raise QueryError(
                 f"bad query term {cond.to_text()!r}: {cond.field} compares with ISO dates"
             )
@@ -399,15 +399,20 @@ def _value_tests(pid: int, values: list[Any]) -> list[tuple[str, str, list[Any]]
             exact("meta_num", "pid = ? AND typ = 'n' AND num = ?", [pid, float(value)])
             if isinstance(value, int) and 1000 <= value <= 9999:
                 # A bare year compared with a date field means that year.
-                tests.extend(_value_tests(pid, [str(value)]))
+                first, after = _epoch_bounds(str(value))
+                select = (
+                    "SELECT rid FROM meta_num WHERE pid = ? AND typ = 'd' AND num >= ? AND num < ?"
+                )
+                tests.append((select, f"r.rid IN ({select})", [pid, first, after]))
         elif value is None:
             exact("meta_num", "pid = ? AND typ = 'x'", [pid])
         else:
             text = str(value)
+            exact("meta_txt", "pid = ? AND txt = ?", [pid, text])
             span = _date_span(text)
             if span is None:
-                exact("meta_txt", "pid = ? AND txt = ?", [pid, text])
-            elif span[0] == span[1]:
+                continue
+            if span[0] == span[1]:
                 exact("meta_num", "pid = ? AND typ = 'd' AND num = ?", [pid, span[0]])
             else:
                 select = (
@@ -417,8 +422,9 @@ def _value_tests(pid: int, values: list[Any]) -> list[tuple[str, str, list[Any]]
     return tests
 
 
-def _date_span(text: str) -> tuple[float, float] | None:
-    if not (looks_like_date(text) or (len(text) == 4 and text.isdigit())):
+def _date_span(text: str, *, years: bool = False) -> tuple[float, float] | None:
+    """Epoch bounds of an ISO date's period; ``years`` also reads ``2020`` as a year."""
+    if not (looks_like_date(text) or (years and len(text) == 4 and text.isdigit())):
         return None
     try:
         return _epoch_bounds(text)

@@ -85,6 +85,9 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
+_SHOWN_FIELDS = frozenset({"title", "description", "kind", "status", "id"})
+
+
 def metadata_columns(records: Sequence[Record], wanted: Sequence[str]) -> list[str]:
     """Metadata paths worth a column: those the user asked about, else common top-level scalars."""
     columns = [
@@ -95,7 +98,8 @@ def metadata_columns(records: Sequence[Record], wanted: Sequence[str]) -> list[s
     common: Counter[str] = Counter()
     for record in records:
         for key, value in record.metadata.items():
-            if not isinstance(value, dict | list):
+            # Keys that repeat a column already shown (title, description) add nothing.
+            if not isinstance(value, dict | list) and key not in _SHOWN_FIELDS:
                 common[key] += 1
     return [key for key, _ in common.most_common(MAX_METADATA_COLUMNS)]
 

@@ -148,7 +148,8 @@ def _orderable(value: Any) -> bool:
 
 def _format(value: Any) -> str:
     if isinstance(value, str):
-        return value if parse_value(value) == value else f'"{value}"'
+        plain = value and parse_value(value) == value and not value.startswith("[")
+        return value if plain else f'"{value}"'
     if value is None:
         return "null"
     if isinstance(value, bool):

@@ -38,6 +38,7 @@ from arcodex.model import (
     TimeRange,
     parse_iso_period,
 )
+from arcodex.testing._reference import nodes_at
 
 __all__ = [
     "artifacts",
@@ -154,7 +155,7 @@ def records() -> st.SearchStrategy[Record]:
             tags=draw(
                 st.lists(st.from_regex(r"^[A-Za-z0-9_:.-]{1,10}$", fullmatch=True), max_size=4)
             ),
-            artifacts=draw(st.lists(artifacts(), max_size=3)),
+            artifacts=draw(st.lists(artifacts(), max_size=3, unique_by=lambda a: a.id)),
             status=draw(st.sampled_from(RECORD_STATUSES)),
             version=draw(st.integers(min_value=1, max_value=2**63 - 1)),
             lineage=draw(
@@ -545,7 +546,8 @@ def _conditions_for(
 
 def _date_conditions(field: str, moments: list[datetime]) -> st.SearchStrategy[Condition]:
     texts = [m.isoformat().replace("+00:00", "Z") for m in moments]
-    near = [t[:n] for t in texts for n in (7, 10, len(t))] + _DATES
+    near: list[Any] = [t[:n] for t in texts for n in (7, 10, len(t))] + _DATES
+    near += [m.year for m in moments]  # a bare year means that year
     values = st.sampled_from(near)
     return st.one_of(
         st.builds(
@@ -572,8 +574,6 @@ def _words_of(records: list[Record]) -> list[str]:
 
 
 def _scalars_at(record: Record, path: str) -> list[Any]:
-    from arcodex.testing._reference import nodes_at
-
     return [
         n
         for n in nodes_at(record.metadata, path.removeprefix("metadata."))
