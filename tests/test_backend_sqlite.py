@@ -162,10 +162,9 @@ def test_locked_database(backend: SQLiteBackend, db_path: Path) -> None:
 
 def _plan(backend: SQLiteBackend, query: Query) -> list[str]:
     # White-box: the backend's own SQL for the query, planned by SQLite.
-    compile_sql = getattr(backend, "_compile", None) or backend._select  # type: ignore[attr-defined]
-    sql, params, order, _ = compile_sql(query)
+    sql, params, order, _ = backend._compile(query)
     rows = backend._conn().execute(
-        f"EXPLAIN QUERY PLAN SELECT r.rid FROM records r {sql} ORDER BY {order}", params
+        f"EXPLAIN QUERY PLAN SELECT r.rid {sql} ORDER BY {order}", params
     )
     return [str(row[-1]) for row in rows]
 

@@ -13,7 +13,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -70,38 +70,94 @@ def _epoch_bounds(value: str) -> tuple[float, float]:
     return to_epoch(first), to_epoch(after)
 
 
+#: Counts the rows of a SELECT (which carries its own LIMIT); the backend runs it.
+Estimator = Callable[[str, Sequence[Any]], int]
+#: Estimates stop counting here: enough to tell a selective term from a broad one.
+ESTIMATE_CAP = 1000
+#: A driving term with at most this many rids is cheap enough; no need to look further.
+CHEAP_DRIVER = 200
+
+
+@dataclass
+class _Option:
+    """A term that can drive the search: its rid SELECT, and its test on a candidate."""
+
+    select: str
+    params: list[Any]
+    test: str
+    test_params: list[Any]
+    unique: bool
+    #: A cheaper SELECT returning about as many rows, for estimating.
+    estimate: tuple[str, list[Any]] | None = None
+
+
 @dataclass
 class _Sql:
     """A WHERE clause under construction."""
 
     where: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
-    driver: str | None = None
-    driver_params: list[Any] = field(default_factory=list)
+    options: list[_Option] = field(default_factory=list)
 
     def add(self, clause: str, *params: Any) -> None:
         self.where.append(clause)
         self.params.extend(params)
 
-    def drive(self, rid_select: str, *params: Any) -> bool:
-        """Make ``rid_select`` the candidate set if none is chosen yet."""
-        if self.driver is not None:
-            return False
-        self.driver = rid_select
-        self.driver_params = list(params)
-        return True
+    def option(
+        self,
+        select: str,
+        params: Sequence[Any],
+        test: str,
+        test_params: Sequence[Any],
+        *,
+        unique: bool = True,
+        estimate: tuple[str, list[Any]] | None = None,
+    ) -> None:
+        """A term that either drives the search (``select``, returning each rid once
+        unless ``unique`` is False) or checks candidates (``test``)."""
+        self.options.append(
+            _Option(select, list(params), test, list(test_params), unique, estimate)
+        )
 
     def within(self, rid_select: str, *params: Any) -> None:
-        """Keep records whose rid ``rid_select`` returns (it drives the search if it is first)."""
-        if not self.drive(rid_select, *params):
-            # SQLite runs an uncorrelated IN subquery once and probes its result by rid.
-            self.add(f"r.rid IN ({rid_select})", *params)
+        """Keep records whose rid ``rid_select`` returns (possibly more than once)."""
+        # As a test, SQLite runs the uncorrelated IN subquery once and probes its result.
+        self.option(rid_select, params, f"r.rid IN ({rid_select})", params, unique=False)
+
+    def choose(self, estimate: Estimator | None) -> _Option | None:
+        """The driving term: the one with the fewest rids; the others become tests."""
+        if not self.options:
+            return None
+        best = 0
+        if estimate is not None and len(self.options) > 1:
+            # Terms are estimated in order, each only up to the best count so far,
+            # and a term selective enough to be cheap ends the search for better.
+            cap = ESTIMATE_CAP
+            for i, opt in enumerate(self.options):
+                select, params = opt.estimate or (opt.select, opt.params)
+                count = estimate(f"{select} LIMIT {cap}", params)
+                if count < cap:
+                    best, cap = i, count
+                if cap <= CHEAP_DRIVER:
+                    break
+        for i, opt in enumerate(self.options):
+            if i != best:
+                self.add(opt.test, *opt.test_params)
+        return self.options[best]
 
 
 def compile_query(
-    query: Query, pids: dict[str, int]
+    query: Query, pids: dict[str, int], estimate: Estimator | None = None
 ) -> tuple[str, list[Any], str, list[tuple[str, bool]]]:
-    """FROM/WHERE text and params, ORDER BY text, and the sort expressions."""
+    """FROM/WHERE text and params, ORDER BY text, and the sort expressions.
+
+    The candidate records are ``r``; the driving term's rids are joined as
+    ``d``, so an index that yields rids in order streams the first page
+    without reading every match.
+
+    ``estimate`` lets the most selective term drive; without it the first
+    equality-like term does.
+    """
     q = _Sql()
     statuses = query.statuses
     if statuses is None:
@@ -111,7 +167,9 @@ def compile_query(
     for cond in ordered:
         _condition(q, cond, pids)
     if query.text:
-        q.within("SELECT rowid FROM fts WHERE fts MATCH ?", _fts_expression(query.text))
+        expr = _fts_expression(query.text)
+        select = "SELECT rowid AS rid FROM fts WHERE fts MATCH ?"
+        q.option(select, [expr], f"r.rid IN ({select})", [expr])
     if query.bbox is not None or query.time is not None:
         _extent(q, query.bbox.boxes() if query.bbox else None, query.time)
     # Sort expressions carry no parameters (column names and integer path ids
@@ -120,14 +178,16 @@ def compile_query(
     if query.cursor:
         _after_cursor(q, query.cursor, sort_exprs)
     order = ", ".join(f"({e}) IS NULL, ({e}) {'DESC' if d else 'ASC'}" for e, d in sort_exprs)
-    order = f"{order}, r.rid ASC" if order else "r.rid ASC"
-    where = list(q.where)
-    params = list(q.params)
-    if q.driver is not None:
-        where.insert(0, f"r.rid IN ({q.driver})")
-        params = q.driver_params + params
-    sql = ("WHERE " + " AND ".join(where)) if where else ""
-    return sql, params, order, sort_exprs
+    driver = q.choose(estimate)
+    rid = "d.rid" if driver is not None else "r.rid"
+    order = f"{order}, {rid} ASC" if order else f"{rid} ASC"
+    where = " AND ".join(q.where)
+    where = f" WHERE {where}" if where else ""
+    if driver is None:
+        return f"FROM records r{where}", list(q.params), order, sort_exprs
+    select = driver.select if driver.unique else f"SELECT DISTINCT rid FROM ({driver.select})"
+    source = f"FROM ({select}) AS d JOIN records r ON r.rid = d.rid"
+    return f"{source}{where}", driver.params + q.params, order, sort_exprs
 
 
 def _sort_expr(name: str, pids: dict[str, int]) -> str:
@@ -204,8 +264,8 @@ def _condition(q: _Sql, cond: Condition, pids: dict[str, int]) -> None:
         probe = "(" + " OR ".join(probe for _, probe, _ in tests) + ")"
         if op == "ne":
             q.add(f"NOT {probe}", *params)
-        elif not q.drive(" UNION ".join(select for select, _, _ in tests), *params):
-            q.add(probe, *params)
+        else:
+            q.option(" UNION ".join(select for select, _, _ in tests), params, probe, params)
         return
     if op in ("lt", "le", "gt", "ge"):
         ranges = [_range_test(op, cond.value)]
@@ -233,10 +293,11 @@ def _tag_condition(q: _Sql, cond: Condition) -> None:
     if op in ("eq", "in", "ne"):
         values = [str(v) for v in (cond.value if isinstance(cond.value, list) else [cond.value])]
         marks = ",".join("?" * len(values))
-        if op != "ne" and q.drive(f"SELECT rid FROM tags WHERE tag IN ({marks})", *values):
-            return
         probe = f"EXISTS (SELECT 1 FROM tags WHERE rid = r.rid AND tag IN ({marks}))"
-        q.add(probe if op != "ne" else f"NOT {probe}", *values)
+        if op == "ne":
+            q.add(f"NOT {probe}", *values)
+        else:
+            q.option(f"SELECT rid FROM tags WHERE tag IN ({marks})", values, probe, values)
     elif op in ("exists", "missing"):
         probe = "EXISTS (SELECT 1 FROM tags WHERE rid = r.rid)"
         q.add(probe if op == "exists" else f"NOT {probe}")
@@ -311,6 +372,8 @@ def _extent(q: _Sql, boxes: list[tuple[float, float, float, float]] | None, time
     columns of the record row decide, which costs nothing extra.
     """
     tree: list[str] = []
+    coarse: list[str] = []  # the R*Tree bounds alone, to estimate with
+    coarse_params: list[Any] = []
     row: list[str] = []
     tree_params: list[Any] = []
     row_params: list[Any] = []
@@ -327,6 +390,10 @@ def _extent(q: _Sql, boxes: list[tuple[float, float, float, float]] | None, time
         tree.append("(" + " OR ".join(tree_or) + ")")
         tree.append("miny <= ? AND maxy >= ? AND s <= ? AND n >= ?")
         tree_params.extend([north, south, north, south])
+        coarse.append(f"({' OR '.join('(minx <= ? AND maxx >= ?)' for _ in boxes)})")
+        coarse_params.extend(x for w, _, e, _ in boxes for x in (e, w))
+        coarse.append("miny <= ? AND maxy >= ?")
+        coarse_params.extend([north, south])
         row.append("(" + " OR ".join(row_or) + ")")
         row.append("r.bs <= ? AND r.bn >= ?")
         row_params.extend([north, south])
@@ -335,11 +402,17 @@ def _extent(q: _Sql, boxes: list[tuple[float, float, float, float]] | None, time
         hi = to_epoch(time.end) if time.end is not None else math.inf
         tree.append("tmin <= ? AND tmax >= ? AND t0 <= ? AND t1 >= ?")
         tree_params.extend([hi, lo, hi, lo])
+        coarse.append("tmin <= ? AND tmax >= ?")
+        coarse_params.extend([hi, lo])
         row.append("r.t0 <= ? AND r.t1 >= ?")
         row_params.extend([hi, lo])
-    if q.drive(f"SELECT DISTINCT id >> 1 FROM extent WHERE {' AND '.join(tree)}", *tree_params):
-        return
-    q.add(" AND ".join(row), *row_params)
+    q.option(
+        f"SELECT DISTINCT id >> 1 AS rid FROM extent WHERE {' AND '.join(tree)}",
+        tree_params,
+        " AND ".join(row),
+        row_params,
+        estimate=(f"SELECT id FROM extent WHERE {' AND '.join(coarse)}", coarse_params),
+    )
 
 
 def _year_text(value: Any) -> Any:
