@@ -7,6 +7,7 @@ through an index instead of by reading JSON documents.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from arcodex.model import Record, normalize_bbox, parse_iso_period, to_epoch
 from arcodex.model._values import DATE_RE
 
-__all__ = ["IndexRows", "index_rows", "stat_type"]
+__all__ = ["IndexRows", "Prepared", "index_rows", "prepare", "prepare_many", "stat_type"]
 
 # Index value kinds in the numeric table.
 NUMBER, BOOLEAN, DATE, OBJECT, ARRAY, NULL = "n", "b", "d", "o", "l", "x"
@@ -77,6 +78,12 @@ _EXTENT_ARRAYS = frozenset({"bbox"})
 
 def index_rows(record: Record) -> IndexRows:
     """Flatten a record's metadata into index rows; collect its text and extent."""
+    return _index(record.title, record.description, record.tags, record.metadata)
+
+
+def _index(
+    title: str | None, description: str | None, tags: list[str], metadata: dict[str, Any]
+) -> IndexRows:
     txt: set[tuple[str, str]] = set()
     num: set[tuple[str, str, float]] = set()
     stats: set[tuple[str, str]] = set()
@@ -119,10 +126,10 @@ def index_rows(record: Record) -> IndexRows:
             num.add((path, NULL, 0.0))
             stats.add((path, "null"))
 
-    for key, value in record.metadata.items():
+    for key, value in metadata.items():
         visit(key, value, False)
 
-    meta = record.metadata
+    meta = metadata
     boxes: list[tuple[float, float, float, float]] = []
     bbox = meta.get("bbox")
     if isinstance(bbox, list) and len(bbox) == 4:
@@ -139,5 +146,58 @@ def index_rows(record: Record) -> IndexRows:
             time = (start, max(start, end))
         except ValueError:
             time = None
-    parts = [record.title or "", record.description or "", " ".join(record.tags), " ".join(words)]
+    parts = [title or "", description or "", " ".join(tags), " ".join(words)]
     return IndexRows(txt=txt, num=num, stats=stats, text="\n".join(parts), boxes=boxes, time=time)
+
+
+#: A record ready to insert: its column values (no rid), JSON document, tags,
+#: index rows and artifact rows. Plain tuples, so that it pickles fast.
+Prepared = tuple[tuple[Any, ...], str, list[str], IndexRows, list[tuple[Any, ...]]]
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def prepare(doc: str) -> Prepared:
+    """Everything a backend writes for one record, from its JSON document alone
+    (the same document it stores, so index and document cannot disagree)."""
+    data = json.loads(doc)
+    boxes_time = _index(data["title"], data["description"], data["tags"], data["metadata"])
+    columns = (
+        data["id"],
+        data["kind"],
+        data["status"],
+        data["version"],
+        data["title"],
+        data["description"],
+        _epoch(data["created_at"]),
+        _epoch(data["updated_at"]),
+        data["created_by"],
+        data["updated_by"],
+        data["schema_name"],
+        data["schema_version"],
+    )
+    artifacts = []
+    for art in data["artifacts"]:
+        loc = art["locator"]
+        location = loc.get("path") or loc.get("url") or loc.get("uri")
+        artifacts.append(
+            (
+                art["id"],
+                art["role"],
+                art["format"],
+                art["media_type"],
+                art["status"],
+                art["size_bytes"],
+                int(art["managed"]),
+                loc["type"],
+                location,
+            )
+        )
+    return columns, doc, data["tags"], boxes_time, artifacts
+
+
+def prepare_many(docs: list[str]) -> list[Prepared]:
+    """:func:`prepare` for a batch."""
+    return [prepare(doc) for doc in docs]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from arcodex.backends._base import BackendStats, Page
-from arcodex.backends._index import IndexRows, index_rows
+from arcodex.backends._index import IndexRows, Prepared, index_rows, prepare, prepare_many
 from arcodex.backends._sqlite_query import compile_query, encode_cursor, query_paths, regexp
 from arcodex.errors import (
     ConflictError,
@@ -43,6 +43,9 @@ __all__ = ["SQLiteBackend"]
 
 SCHEMA_VERSION = 1
 _TRUSTED = {TRUSTED: True}
+_PAGE_SIZE = 16384
+#: Records written per batch inside one add (sorted together for locality).
+_BATCH = 5_000
 
 _SCHEMA = """
 CREATE TABLE records (
@@ -124,6 +127,10 @@ class SQLiteBackend:
             try:
                 version = probe.execute("PRAGMA user_version").fetchone()[0]
                 tables = probe.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if version == 0 and not tables:
+                    # Larger pages suit wide index B-trees; fixed once the file has content.
+                    probe.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
+                    probe.execute("PRAGMA journal_mode = WAL")
             finally:
                 probe.close()
             if version == 0 and tables:
@@ -263,36 +270,41 @@ class SQLiteBackend:
     def add(self, records: Sequence[Record]) -> None:
         if not records:
             return
+        docs = [record.model_dump_json() for record in records]
+        ids = [record.id for record in records]
         with self._write() as conn:
-            next_rid = conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM records").fetchone()[0]
-            rows = []
-            docs = []
-            indexed = []
-            for offset, record in enumerate(records):
-                rid = next_rid + offset
-                idx = index_rows(record)
-                rows.append(_record_row(rid, record, None, idx))
-                docs.append((rid, record.model_dump_json()))
-                indexed.append((rid, record, idx))
-            try:
-                conn.executemany(_INSERT_RECORD, rows)
-                conn.executemany("INSERT INTO docs(rid, doc) VALUES (?, ?)", docs)
-            except sqlite3.IntegrityError:
-                ids = [r.id for r in records]
-                taken = self._taken(conn, ids)
-                raise ConflictError(
-                    f"record id {taken} already exists; choose another id or update the existing record"
-                ) from None
-            self._insert_index(conn, indexed)
+            rid = conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM records").fetchone()[0]
+            done = 0
+            for batch in self._prepared(docs):
+                try:
+                    self._insert(conn, rid, batch)
+                except sqlite3.IntegrityError as exc:
+                    if "artifacts" in str(exc):
+                        raise ConflictError(
+                            "an artifact id is used twice; give each artifact its own id"
+                        ) from None
+                    taken = self._taken(conn, ids, ids[done : done + len(batch)])
+                    raise ConflictError(
+                        f"record id {taken} already exists; choose another id or update the existing record"
+                    ) from None
+                rid += len(batch)
+                done += len(batch)
 
-    def _taken(self, conn: sqlite3.Connection, ids: list[str]) -> str:
+    @staticmethod
+    def _prepared(docs: list[str]) -> Iterator[list[Prepared]]:
+        """Prepared records in batches (each batch's index rows are sorted together)."""
+        for i in range(0, len(docs), _BATCH):
+            yield prepare_many(docs[i : i + _BATCH])
+
+    def _taken(self, conn: sqlite3.Connection, ids: list[str], failed: list[str]) -> str:
+        """The id that broke an add: repeated within ``ids``, else one of ``failed`` stored before."""
         seen: set[str] = set()
         for rid in ids:
             if rid in seen:
                 return rid
             seen.add(rid)
-        for chunk_start in range(0, len(ids), 500):
-            chunk = ids[chunk_start : chunk_start + 500]
+        for chunk_start in range(0, len(failed), 500):
+            chunk = failed[chunk_start : chunk_start + 500]
             row = conn.execute(
                 f"SELECT id FROM records WHERE id IN ({','.join('?' * len(chunk))}) LIMIT 1", chunk
             ).fetchone()
@@ -303,9 +315,10 @@ class SQLiteBackend:
     def _pids_for(self, conn: sqlite3.Connection, paths: set[str]) -> dict[str, int]:
         return {path: self._pid(conn, path) for path in paths}
 
-    def _insert_index(
-        self, conn: sqlite3.Connection, items: list[tuple[int, Record, IndexRows]]
-    ) -> None:
+    def _insert(self, conn: sqlite3.Connection, first_rid: int, batch: list[Prepared]) -> None:
+        """Write prepared records with rids from ``first_rid`` on, into every table."""
+        rows: list[tuple[Any, ...]] = []
+        docs: list[tuple[int, str]] = []
         txt_rows: list[tuple[int, str, int]] = []
         num_rows: list[tuple[int, str, float, int]] = []
         tag_rows: list[tuple[str, int]] = []
@@ -314,38 +327,22 @@ class SQLiteBackend:
         art_rows: list[tuple[Any, ...]] = []
         stats: Counter[tuple[str, str]] = Counter()
         paths: set[str] = set()
-        for _, _, idx in items:
-            paths.update(p for p, _ in idx.stats)
+        for item in batch:
+            paths.update(p for p, _ in item[3].stats)
         pid = self._pids_for(conn, paths)
-        for rid, record, idx in items:
+        for rid, (columns, doc, tags, idx, artifacts) in enumerate(batch, first_rid):
+            rows.append(_record_row(rid, columns, idx))
+            docs.append((rid, doc))
             txt_rows.extend([(pid[p], v, rid) for p, v in idx.txt])
             num_rows.extend([(pid[p], t, v, rid) for p, t, v in idx.num])
-            if record.status != "deleted":
+            if columns[2] != "deleted":
                 _count(stats, idx, +1)
-            tag_rows.extend([(tag, rid) for tag in record.tags])
+            tag_rows.extend([(tag, rid) for tag in tags])
             fts_rows.append((rid, idx.text))
             extent_rows.extend(_extent_rows(rid, idx))
-            for art in record.artifacts:
-                loc = art.locator
-                location = (
-                    getattr(loc, "path", None)
-                    or getattr(loc, "url", None)
-                    or getattr(loc, "uri", None)
-                )
-                art_rows.append(
-                    (
-                        art.id,
-                        rid,
-                        art.role,
-                        art.format,
-                        art.media_type,
-                        art.status,
-                        art.size_bytes,
-                        int(art.managed),
-                        loc.type,
-                        location,
-                    )
-                )
+            art_rows.extend([(art[0], rid, *art[1:]) for art in artifacts])
+        conn.executemany(_INSERT_RECORD, rows)
+        conn.executemany("INSERT INTO docs(rid, doc) VALUES (?, ?)", docs)
         # In key order, B-tree inserts touch each page once instead of at random.
         txt_rows.sort()
         num_rows.sort()
@@ -354,12 +351,7 @@ class SQLiteBackend:
         conn.executemany("INSERT INTO tags(tag, rid) VALUES (?,?)", tag_rows)
         conn.executemany("INSERT INTO fts(rowid, body) VALUES (?,?)", fts_rows)
         conn.executemany("INSERT INTO extent VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", extent_rows)
-        try:
-            conn.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?,?,?,?,?,?)", art_rows)
-        except sqlite3.IntegrityError:
-            raise ConflictError(
-                "an artifact id is used twice; give each artifact its own id"
-            ) from None
+        conn.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?,?,?,?,?,?)", art_rows)
         self._apply_stats(conn, stats, pid)
 
     def _apply_stats(
@@ -412,11 +404,10 @@ class SQLiteBackend:
                     "someone changed it; reload it and apply your change again"
                 )
             self._remove_index(conn, rid, old, counted=old.status != "deleted")
-            idx = index_rows(record)
             conn.execute("DELETE FROM records WHERE rid = ?", (rid,))
-            conn.execute(_INSERT_RECORD, _record_row(rid, record, prior, idx))
-            conn.execute("UPDATE docs SET doc = ? WHERE rid = ?", (record.model_dump_json(), rid))
-            self._insert_index(conn, [(rid, record, idx)])
+            conn.execute("DELETE FROM docs WHERE rid = ?", (rid,))
+            self._insert(conn, rid, [prepare(record.model_dump_json())])
+            conn.execute("UPDATE records SET prior_status = ? WHERE rid = ?", (prior, rid))
 
     def _set_status(self, record_id: str, user: str | None, restoring: bool) -> Record:
         with self._write() as conn:
@@ -624,28 +615,20 @@ _INSERT_RECORD = (
 )
 
 
-def _record_row(
-    rid: int, record: Record, prior_status: str | None, idx: IndexRows
-) -> tuple[Any, ...]:
+def _record_row(rid: int, columns: tuple[Any, ...], idx: IndexRows) -> tuple[Any, ...]:
+    """The ``records`` row: structural columns (prior_status NULL) and the exact extent."""
     boxes = idx.boxes
     first = boxes[0] if boxes else (None, None, None, None)
     second = boxes[1] if len(boxes) > 1 else (None, None, None, None)
     t0, t1 = idx.time if idx.time is not None else (None, None)
+    record_id, kind, status, *rest = columns
     return (
         rid,
-        record.id,
-        record.kind,
-        record.status,
-        prior_status,
-        record.version,
-        record.title,
-        record.description,
-        to_epoch(record.created_at),
-        to_epoch(record.updated_at),
-        record.created_by,
-        record.updated_by,
-        record.schema_name,
-        record.schema_version,
+        record_id,
+        kind,
+        status,
+        None,
+        *rest,
         first[0],
         first[2],
         second[0],
