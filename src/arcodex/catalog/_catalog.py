@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -513,13 +513,9 @@ class Catalog:
             except ValueError as exc:
                 raise ValidationError(f"cannot add {uri}: {_pydantic_message(exc)}") from None
         operation = Operation(action="add", user=user, inputs=list(uris))
-        try:
+        with self._recording(operation):
             self.backend.add(records)
-        except BaseException as exc:
-            self._finish(operation, error=exc)
-            raise
-        operation.outputs = [r.id for r in records]
-        self._finish(operation)
+            operation.outputs = [r.id for r in records]
         return records
 
     def add_records(self, records: Sequence[Record], *, user: str | None = None) -> list[Record]:
@@ -527,13 +523,9 @@ class Catalog:
         operation = Operation(
             action="add", user=user or _current_user(), parameters={"count": len(records)}
         )
-        try:
+        with self._recording(operation):
             self.backend.add(records)
-        except BaseException as exc:
-            self._finish(operation, error=exc)
-            raise
-        operation.outputs = [r.id for r in records[:1000]]
-        self._finish(operation)
+            operation.outputs = [r.id for r in records[:1000]]
         return list(records)
 
     # -- reading -------------------------------------------------------------------
@@ -774,13 +766,9 @@ class Catalog:
             inputs=[current.id],
             parameters={"set": sorted((set or {}).keys()), "unset": list(unset)},
         )
-        try:
+        with self._recording(operation):
             self.backend.update(new, expected_version=version)
-        except BaseException as exc:
-            self._finish(operation, error=exc)
-            raise
-        operation.outputs = [new.id]
-        self._finish(operation)
+            operation.outputs = [new.id]
         return new
 
     def delete(self, id_or_prefix: str, *, purge: bool = False, user: str | None = None) -> Record:
@@ -828,14 +816,20 @@ class Catalog:
 
     def _run(self, action: str, record_id: str, user: str, fn: Any) -> Record:
         operation = Operation(action=action, user=user, inputs=[record_id])
-        try:
+        with self._recording(operation):
             result: Record = fn()
+            operation.outputs = [record_id]
+        return result
+
+    @contextmanager
+    def _recording(self, operation: Operation) -> Iterator[Operation]:
+        """Save ``operation`` as succeeded, or failed with the error that escaped the block."""
+        try:
+            yield operation
         except BaseException as exc:
             self._finish(operation, error=exc)
             raise
-        operation.outputs = [record_id]
         self._finish(operation)
-        return result
 
     def _finish(self, operation: Operation, error: BaseException | None = None) -> None:
         operation.finished_at = utcnow()
