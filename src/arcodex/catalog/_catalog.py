@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import getpass
 import os
+import shutil
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from arcodex import __version__
 from arcodex.backends import BackendStats, CatalogBackend, Page, open_backend
@@ -34,7 +36,6 @@ from arcodex.model import (
     Query,
     Record,
     check_metadata,
-    new_id,
     utcnow,
 )
 from arcodex.storage import LocalStore, hash_file, render_path
@@ -68,8 +69,6 @@ class CatalogInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with stable keys."""
-        from dataclasses import asdict
-
         return asdict(self)
 
 
@@ -175,8 +174,6 @@ class Catalog:
             os.replace(tmp, root / CONFIG_FILE)
         except OSError as exc:
             if created_root:
-                import shutil
-
                 shutil.rmtree(root, ignore_errors=True)
             raise StorageError(
                 f"could not create a catalog in {root}: {exc.strerror or exc}"
@@ -740,7 +737,8 @@ class Catalog:
                 )
         for path, value in (set or {}).items():
             _set(metadata, path, value)
-        tags = [t for t in current.tags if t not in set_of(remove_tags)] + list(add_tags)
+        dropped = frozenset(remove_tags)  # `set` is a parameter here
+        tags = [t for t in current.tags if t not in dropped] + list(add_tags)
         changes: dict[str, Any] = {
             "metadata": metadata,
             "tags": tags,
@@ -807,8 +805,6 @@ class Catalog:
                 path = Path(self.locate(artifact))
                 with suppress(FileNotFoundError):
                     if path.is_dir():
-                        import shutil
-
                         shutil.rmtree(path)
                     else:
                         path.unlink()
@@ -849,14 +845,7 @@ class Catalog:
 _QUERY_KW = {"text", "bbox", "time", "kind", "status", "tags", "sort", "limit", "cursor"}
 
 
-def set_of(items: Iterable[str]) -> set[str]:
-    """``items`` as a set (helper for readable comprehensions)."""
-    return set(items)
-
-
 def _check_uri(uri: str) -> None:
-    from urllib.parse import urlsplit
-
     parts = urlsplit(uri)
     if not parts.scheme or not (parts.netloc or parts.path) or any(c.isspace() for c in uri):
         raise ValidationError(
@@ -906,8 +895,3 @@ def _pydantic_message(exc: Exception) -> str:
             msg = str(first.get("msg", exc)).removeprefix("Value error, ")
             return f"{loc}: {msg}" if loc else msg
     return str(exc)
-
-
-def new_operation_id() -> str:
-    """A fresh operation id."""
-    return new_id()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -252,8 +252,6 @@ class TimeRange(BaseModel):
 
 
 def _last_instant(first: datetime, after: datetime) -> datetime:
-    from datetime import timedelta
-
     return first if after == first else after - timedelta(microseconds=1)
 
 
