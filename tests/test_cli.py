@@ -628,3 +628,37 @@ def test_internal_error_is_one_line_exit_70(seeded: Path) -> None:
     result = cli("--debug", "info", catalog=seeded)
     assert result.exit_code == EXIT_INTERNAL
     assert "Traceback" in result.stderr
+
+
+# -- a damaged or busy database ------------------------------------------------------
+
+
+def test_corrupt_database_is_one_line_and_untouched(tmp_path: Path) -> None:
+    root = tmp_path / "cat"
+    ok("init", str(root))
+    db = root / "catalog.sqlite"
+    for suffix in ("-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    garbage = b"\x00not a database\xff" * 512
+    db.write_bytes(garbage)
+    line = error_line(cli("search", catalog=root))
+    assert "damaged" in line and "backup" in line
+    assert db.read_bytes() == garbage
+
+
+def test_locked_database_names_the_wait_and_changes_nothing(tmp_path: Path) -> None:
+    import sqlite3
+
+    root = tmp_path / "cat"
+    ok("init", str(root))
+    (root / "arcodex.yaml").write_text((root / "arcodex.yaml").read_text() + "busy_timeout: 0.2\n")
+    before = snapshot(root)
+    holder = sqlite3.connect(root / "catalog.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        line = error_line(cli("add", "--external", "https://example.org/x", catalog=root))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "locked" in line and "busy_timeout" in line
+    assert snapshot(root) == before

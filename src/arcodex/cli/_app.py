@@ -306,7 +306,10 @@ def add(
             profile=profile,
         )
     _print_records(
-        records, as_json=as_json, ids_only=ids_only, title=f"added {len(records)} records"
+        records,
+        as_json=as_json,
+        ids_only=ids_only,
+        title=f"added {len(records)} record{'' if len(records) == 1 else 's'}",
     )
 
 
