@@ -7,7 +7,8 @@ from arcodex.catalog._catalog import (
     find_catalog_root,
     open_catalog,
 )
-from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, FileProfileConfig, load_config
+from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
+from arcodex.storage import FileProfileConfig
 
 __all__ = [
     "CONFIG_FILE",

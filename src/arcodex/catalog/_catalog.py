@@ -30,6 +30,7 @@ from arcodex.model import (
     Condition,
     ExternalUri,
     FieldSummary,
+    FsspecUrl,
     LocalPath,
     Operation,
     OperationError,
@@ -38,7 +39,7 @@ from arcodex.model import (
     check_metadata,
     utcnow,
 )
-from arcodex.storage import LocalStore, hash_file, render_path
+from arcodex.storage import FsspecStore, LocalStore, hash_file, open_storage, render_path
 
 __all__ = ["ENV_CATALOG", "Catalog", "CatalogInfo", "find_catalog_root", "open_catalog"]
 
@@ -212,7 +213,8 @@ class Catalog:
 
     # -- storage ---------------------------------------------------------------
 
-    def _store(self, profile: str | None = None) -> tuple[LocalStore, str, str]:
+    def _store(self, profile: str | None = None) -> tuple[LocalStore | FsspecStore, str]:
+        """The storage of a profile (default: the catalog's) and its path template."""
         name = profile or self.config.default_profile
         try:
             prof = self.config.profiles[name]
@@ -221,12 +223,29 @@ class Catalog:
             raise NotFoundError(
                 f"no storage profile {name!r} (known: {known}); add it to {CONFIG_FILE}"
             ) from None
-        root = Path(prof.root)
-        in_catalog = not root.is_absolute()
-        store = LocalStore(self.root / root if in_catalog else root)
-        # Keys inside the catalog are kept relative so that the catalog can move.
-        prefix = root.as_posix() + "/" if in_catalog else str(root) + "/"
-        return store, prof.path_template, prefix
+        return open_storage(name, prof, self.root), prof.path_template
+
+    def _delete_managed(self, artifact: Artifact) -> None:
+        """Remove an object arcodex wrote (never anything else)."""
+        if not artifact.managed:
+            return
+        loc = artifact.locator
+        if isinstance(loc, LocalPath):
+            path = Path(self.locate(artifact))
+            with suppress(FileNotFoundError):
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+        elif isinstance(loc, FsspecUrl) and loc.profile:
+            store, _ = self._store(loc.profile)
+            key = store.key_of(loc.url) if isinstance(store, FsspecStore) else None
+            if key is None:
+                raise StorageError(
+                    f"{loc.url} is not under storage profile {loc.profile!r} any more; "
+                    "remove it by hand if it should go"
+                )
+            store.delete(key)
 
     # -- adding ------------------------------------------------------------------
 
@@ -313,16 +332,17 @@ class Catalog:
             inputs=[str(f.resolve()) for f in files],
             parameters={"in_place": in_place, "extract": extract, "profile": profile, "kind": kind},
         )
-        written: list[tuple[LocalStore, str]] = []
+        written: list[tuple[LocalStore | FsspecStore, str]] = []
         records: list[Record] = []
         try:
             for file, record, found in drafts:
+                locator: LocalPath | FsspecUrl
                 if in_place:
                     size, sha = _hash(file)
                     locator = LocalPath(path=str(file.resolve()))
                     managed = False
                 else:
-                    store, template, prefix = self._store(profile)
+                    store, template = self._store(profile)
                     key = render_path(
                         template,
                         {
@@ -336,7 +356,7 @@ class Catalog:
                     )
                     key, size, sha = store.write_file(file, key)
                     written.append((store, key))
-                    locator = LocalPath(path=prefix + key)
+                    locator = store.locator(key)
                     managed = True
                 artifact = Artifact(
                     role="primary",
@@ -397,7 +417,7 @@ class Catalog:
             )
         except ValueError as exc:
             raise ValidationError(f"cannot add {name}: {_pydantic_message(exc)}") from None
-        store, template, prefix = self._store(profile)
+        store, template = self._store(profile)
         key = render_path(
             template,
             {
@@ -414,7 +434,7 @@ class Catalog:
         )
         key, size, sha = store.write_bytes(data, key)
         artifact = Artifact(
-            locator=LocalPath(path=prefix + key),
+            locator=store.locator(key),
             media_type=media_type or found.media_type,
             format=found.format,
             size_bytes=size,
@@ -801,13 +821,7 @@ class Catalog:
         record = self.get(id_or_prefix)
         purged = self._run("purge", record.id, user, lambda: self.backend.purge(record.id))
         for artifact in purged.artifacts:
-            if artifact.managed and isinstance(artifact.locator, LocalPath):
-                path = Path(self.locate(artifact))
-                with suppress(FileNotFoundError):
-                    if path.is_dir():
-                        shutil.rmtree(path)
-                    else:
-                        path.unlink()
+            self._delete_managed(artifact)
         return purged
 
     def _run(self, action: str, record_id: str, user: str, fn: Any) -> Record:

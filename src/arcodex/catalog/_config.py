@@ -6,26 +6,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from arcodex.errors import ValidationError
+from arcodex.storage import FileProfileConfig, ProfileConfig
 
 __all__ = ["CONFIG_FILE", "CatalogConfig", "FileProfileConfig", "load_config"]
 
 CONFIG_FILE = "arcodex.yaml"
 
 
-class FileProfileConfig(BaseModel):
-    """A storage profile on a local or shared filesystem."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["file"] = "file"
-    root: str = Field(
-        default="store", description="directory; relative paths are under the catalog root"
-    )
-    path_template: str = "{kind}/{id}{ext}"
+def _default_profiles() -> dict[str, ProfileConfig]:
+    return {"local": FileProfileConfig()}
 
 
 class CatalogConfig(BaseSettings):
@@ -41,9 +34,7 @@ class CatalogConfig(BaseSettings):
         description="sqlite:///path or postgresql://…; default catalog.sqlite in the root",
     )
     default_profile: str = "local"
-    profiles: dict[str, FileProfileConfig] = Field(
-        default_factory=lambda: {"local": FileProfileConfig()}
-    )
+    profiles: dict[str, ProfileConfig] = Field(default_factory=_default_profiles)
     schema_policy: Literal["off", "warn", "strict"] = "warn"
     busy_timeout: float = Field(
         default=30.0, gt=0, description="seconds to wait for a locked database"

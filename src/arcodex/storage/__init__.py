@@ -1,5 +1,23 @@
-"""Storage: managed files, path planning, atomic writes, hashing."""
+"""Storage: profiles, managed files and objects, path planning, atomic writes, hashing."""
 
+from arcodex.storage._fsspec import FsspecStore
 from arcodex.storage._local import LocalStore, hash_file, render_path
+from arcodex.storage._profiles import (
+    FileProfileConfig,
+    MemoryProfileConfig,
+    ProfileConfig,
+    S3ProfileConfig,
+    open_storage,
+)
 
-__all__ = ["LocalStore", "hash_file", "render_path"]
+__all__ = [
+    "FileProfileConfig",
+    "FsspecStore",
+    "LocalStore",
+    "MemoryProfileConfig",
+    "ProfileConfig",
+    "S3ProfileConfig",
+    "hash_file",
+    "open_storage",
+    "render_path",
+]

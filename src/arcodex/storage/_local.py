@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from arcodex.errors import StorageError, ValidationError
+from arcodex.model import LocalPath
 
 __all__ = ["LocalStore", "hash_file", "render_path"]
 
@@ -71,8 +72,16 @@ def render_path(template: str, values: Mapping[str, Any]) -> str:
 class LocalStore:
     """Files under one root directory, written atomically (temp + fsync + rename)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, locator_prefix: str | None = None) -> None:
         self.root = root
+        self.locator_prefix = locator_prefix if locator_prefix is not None else str(root) + "/"
+
+    def locator(self, key: str) -> LocalPath:
+        """How a record points at ``key``."""
+        return LocalPath(path=self.locator_prefix + key)
+
+    def exists(self, key: str) -> bool:
+        return self.full_path(key).exists()
 
     def full_path(self, key: str) -> Path:
         """The absolute path of ``key`` (a relative path under the root)."""
