@@ -49,6 +49,7 @@ INVOCATIONS: list[tuple[list[str], set[str]]] = [
     (["purge", "{rid2}", "--yes"], {"get", "purge"}),
     (["info"], {"info"}),
     (["fields"], {"fields"}),
+    (["logs", "--level", "error"], {"logs"}),
 ]
 
 

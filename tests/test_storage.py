@@ -165,6 +165,7 @@ def test_secrets_never_reach_records_config_or_database(
     src.write_bytes(b"x\n")
     rec = s3_catalog.add_file(src, profile="s3-project")
     s3_catalog.close()
+    assert list((s3_catalog.root / "state" / "logs").glob("*.jsonl")), "the add was logged"
     for path in s3_catalog.root.rglob("*"):
         if path.is_file():
             data = path.read_bytes()

@@ -188,6 +188,10 @@ def run_demo(directory: Path, *, out: TextIO | None = None) -> None:
         "netcdf.attrs",
     )
     step("A summary of the catalog.", *cat, "info")
+    step(
+        "The catalog's own event log: who did what, when, and what failed.",
+        *cat, "logs", "--event", "operation.*", "--limit", "6",
+    )  # fmt: skip
     print(
         f"\ndone: the catalog is in {directory / CATALOG}; try "
         f"`arcodex --catalog {directory / CATALOG} search --help`",

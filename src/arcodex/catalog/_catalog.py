@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 from arcodex import __version__
 from arcodex.backends import BackendStats, CatalogBackend, Page, open_backend
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
+from arcodex.catalog._events import EventLog
 from arcodex.errors import (
     ArcodexError,
     CatalogExistsError,
@@ -39,12 +41,23 @@ from arcodex.model import (
     check_metadata,
     utcnow,
 )
-from arcodex.storage import FsspecStore, LocalStore, hash_file, open_storage, render_path
+from arcodex.storage import (
+    FsspecStore,
+    LocalStore,
+    S3ProfileConfig,
+    hash_file,
+    open_storage,
+    render_path,
+)
 
 __all__ = ["ENV_CATALOG", "Catalog", "CatalogInfo", "find_catalog_root", "open_catalog"]
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 DB_FILE = "catalog.sqlite"
 STATE_DIR = "state"
+LOG_DIR = "logs"
 ENV_CATALOG = "ARCODEX_CATALOG"
 
 
@@ -66,11 +79,29 @@ class CatalogInfo:
     schemas: list[str]
     recent_failed_operations: list[dict[str, Any]]
     state_dir: str
+    event_log: str
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with stable keys."""
         return asdict(self)
+
+
+def _refusals_logged(
+    action: str,
+) -> Callable[[Callable[Concatenate[Catalog, P], R]], Callable[Concatenate[Catalog, P], R]]:
+    """Log a ValidationError the method raises (bad input is refused, and logged)."""
+
+    def wrap(fn: Callable[Concatenate[Catalog, P], R]) -> Callable[Concatenate[Catalog, P], R]:
+        def run(self: Catalog, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            user = kwargs.get("user")
+            with self._checking(action, user if isinstance(user, str) else _current_user()):
+                return fn(self, *args, **kwargs)
+
+        functools.update_wrapper(run, fn)
+        return run
+
+    return wrap
 
 
 def find_catalog_root(start: str | os.PathLike[str] | None = None) -> Path:
@@ -148,6 +179,7 @@ class Catalog:
         self.root = root
         self.config = config
         self.backend = backend
+        self.events = EventLog(root / STATE_DIR / LOG_DIR, secrets=_profile_secrets(config))
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -279,6 +311,7 @@ class Catalog:
             user=user,
         )[0]
 
+    @_refusals_logged("add")
     def add_files(
         self,
         paths: Sequence[str | os.PathLike[str]],
@@ -305,7 +338,7 @@ class Catalog:
         for file in files:
             _check_readable(file)
         tags = list(tags)
-        user_meta = check_metadata(dict(metadata or {}))
+        user_meta = _metadata(metadata)
         drafts: list[tuple[Path, Record, Extracted]] = []
         for i, file in enumerate(files):
             found = extract_file(file) if extract else _bare(file)
@@ -334,53 +367,56 @@ class Catalog:
         )
         written: list[tuple[LocalStore | FsspecStore, str]] = []
         records: list[Record] = []
-        try:
-            for file, record, found in drafts:
-                locator: LocalPath | FsspecUrl
-                if in_place:
-                    size, sha = _hash(file)
-                    locator = LocalPath(path=str(file.resolve()))
-                    managed = False
-                else:
-                    store, template = self._store(profile)
-                    key = render_path(
-                        template,
-                        {
-                            "id": record.id,
-                            "kind": record.kind,
-                            "ext": "".join(file.suffixes[-1:]),
-                            "name": file.name,
-                            "stem": file.stem,
-                            "metadata": record.metadata,
+        with self._recording(operation):
+            try:
+                for file, record, found in drafts:
+                    locator: LocalPath | FsspecUrl
+                    if in_place:
+                        size, sha = _hash(file)
+                        locator = LocalPath(path=str(file.resolve()))
+                        managed = False
+                    else:
+                        store, template = self._store(profile)
+                        key = render_path(
+                            template,
+                            {
+                                "id": record.id,
+                                "kind": record.kind,
+                                "ext": "".join(file.suffixes[-1:]),
+                                "name": file.name,
+                                "stem": file.stem,
+                                "metadata": record.metadata,
+                            },
+                        )
+                        key, size, sha = store.write_file(file, key)
+                        written.append((store, key))
+                        locator = store.locator(key)
+                        managed = True
+                    artifact = Artifact(
+                        role="primary",
+                        locator=locator,
+                        media_type=found.media_type,
+                        format=found.format,
+                        size_bytes=size,
+                        hashes={"sha256": sha},
+                        managed=managed,
+                        metadata={
+                            "source_path": str(file.resolve()),
+                            "extractors": found.extractors,
                         },
                     )
-                    key, size, sha = store.write_file(file, key)
-                    written.append((store, key))
-                    locator = store.locator(key)
-                    managed = True
-                artifact = Artifact(
-                    role="primary",
-                    locator=locator,
-                    media_type=found.media_type,
-                    format=found.format,
-                    size_bytes=size,
-                    hashes={"sha256": sha},
-                    managed=managed,
-                    metadata={"source_path": str(file.resolve()), "extractors": found.extractors},
-                )
-                records.append(record.model_copy(update={"artifacts": [artifact]}))
-            self.backend.add(records)
-        except BaseException as exc:
-            # Compensate: remove only the files this call wrote.
-            for store, key in reversed(written):
-                with suppress(Exception):
-                    store.delete(key)
-            self._finish(operation, error=exc)
-            raise
-        operation.outputs = [r.id for r in records]
-        self._finish(operation)
+                    records.append(record.model_copy(update={"artifacts": [artifact]}))
+                self.backend.add(records)
+            except BaseException:
+                # Compensate: remove only the files this call wrote.
+                for store, key in reversed(written):
+                    with suppress(Exception):
+                        store.delete(key)
+                raise
+            operation.outputs = [r.id for r in records]
         return records
 
+    @_refusals_logged("add")
     def add_bytes(
         self,
         data: bytes,
@@ -409,7 +445,7 @@ class Catalog:
                 kind=kind,
                 title=title or name,
                 description=description,
-                metadata=_merge(found.metadata, check_metadata(dict(metadata or {}))),
+                metadata=_merge(found.metadata, _metadata(metadata)),
                 tags=list(tags),
                 created_by=user,
                 updated_by=user,
@@ -432,25 +468,25 @@ class Catalog:
         operation = Operation(
             action="add", user=user, inputs=[f"bytes:{name}"], parameters={"profile": profile}
         )
-        key, size, sha = store.write_bytes(data, key)
-        artifact = Artifact(
-            locator=store.locator(key),
-            media_type=media_type or found.media_type,
-            format=found.format,
-            size_bytes=size,
-            hashes={"sha256": sha},
-            managed=True,
-        )
-        record = record.model_copy(update={"artifacts": [artifact]})
-        try:
-            self.backend.add([record])
-        except BaseException as exc:
-            with suppress(Exception):
-                store.delete(key)
-            self._finish(operation, error=exc)
-            raise
-        operation.outputs = [record.id]
-        self._finish(operation)
+        with self._recording(operation):
+            key, size, sha = store.write_bytes(data, key)
+            artifact = Artifact(
+                locator=store.locator(key),
+                media_type=media_type or found.media_type,
+                format=found.format,
+                size_bytes=size,
+                hashes={"sha256": sha},
+                managed=True,
+            )
+            record = record.model_copy(update={"artifacts": [artifact]})
+            try:
+                self.backend.add([record])
+            except BaseException:
+                # Compensate: remove the object this call wrote.
+                with suppress(Exception):
+                    store.delete(key)
+                raise
+            operation.outputs = [record.id]
         return record
 
     def add_external(
@@ -481,6 +517,7 @@ class Catalog:
             user=user,
         )[0]
 
+    @_refusals_logged("add")
     def add_externals(
         self,
         uris: Sequence[str],
@@ -502,7 +539,7 @@ class Catalog:
                 f"{len(record_ids)} ids given for {len(uris)} URIs; give one id per URI"
             )
         tags = list(tags)
-        meta = check_metadata(dict(metadata or {}))
+        meta = _metadata(metadata)
         records = []
         for i, uri in enumerate(uris):
             _check_uri(uri)
@@ -703,6 +740,7 @@ class Catalog:
             schemas=[],
             recent_failed_operations=failed,
             state_dir=str(self.root / STATE_DIR),
+            event_log=str(self.events.directory),
         )
 
     def operations(self, status: str | None = None, limit: int = 20) -> list[Operation]:
@@ -711,6 +749,7 @@ class Catalog:
 
     # -- changing ----------------------------------------------------------------
 
+    @_refusals_logged("update")
     def update(
         self,
         id_or_prefix: str,
@@ -833,13 +872,62 @@ class Catalog:
 
     @contextmanager
     def _recording(self, operation: Operation) -> Iterator[Operation]:
-        """Save ``operation`` as succeeded, or failed with the error that escaped the block."""
+        """Log ``operation`` and save it as succeeded, or failed with the error that
+        escaped the block."""
+        self.events.emit(
+            "operation.started",
+            f"{operation.action} started",
+            operation_id=operation.id,
+            user=operation.user,
+            action=operation.action,
+        )
         try:
             yield operation
         except BaseException as exc:
             self._finish(operation, error=exc)
             raise
         self._finish(operation)
+
+    @contextmanager
+    def _checking(self, action: str, user: str) -> Iterator[None]:
+        """Log input that is refused before an operation starts."""
+        try:
+            yield
+        except ValidationError as exc:
+            with suppress(ArcodexError):
+                self.events.emit(
+                    "validation.failed",
+                    f"{action} refused: {exc}",
+                    level="warning",
+                    user=user,
+                    error=exc,
+                    action=action,
+                )
+            raise
+
+    def logs(
+        self,
+        *,
+        user: str | None = None,
+        record: str | None = None,
+        operation: str | None = None,
+        level: str | None = None,
+        event: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events of this catalog, oldest first (``level`` is a minimum; ``event`` may end in ``*``)."""
+        return self.events.query(
+            user=user,
+            record=record,
+            operation=operation,
+            level=level,
+            event=event,
+            since=since,
+            until=until,
+            limit=limit,
+        )
 
     def _finish(self, operation: Operation, error: BaseException | None = None) -> None:
         operation.finished_at = utcnow()
@@ -848,6 +936,21 @@ class Catalog:
         else:
             operation.status = "failed"
             operation.error = OperationError(type=type(error).__name__, message=str(error)[:2000])
+        # The operation has happened (or failed) already: a log that cannot be
+        # written must not turn that into a different error.
+        with suppress(ArcodexError):
+            self.events.emit(
+                f"operation.{operation.status}",
+                f"{operation.action} {operation.status}"
+                + (f": {operation.error.message}" if operation.error else ""),
+                level="error" if error is not None else "info",
+                operation_id=operation.id,
+                record_id=operation.outputs[0] if len(operation.outputs) == 1 else None,
+                user=operation.user,
+                error=error,
+                action=operation.action,
+                outputs=operation.outputs[:100],
+            )
         try:
             self.backend.save_operation(operation)
         except ArcodexError:
@@ -857,6 +960,36 @@ class Catalog:
 
 
 _QUERY_KW = {"text", "bbox", "time", "kind", "status", "tags", "sort", "limit", "cursor"}
+
+
+def _profile_secrets(config: CatalogConfig) -> list[str]:
+    """Credential values the catalog's profiles may use, to keep them out of the log."""
+    import configparser
+
+    found: list[str] = []
+    for profile in config.profiles.values():
+        if not isinstance(profile, S3ProfileConfig):
+            continue
+        for name in (profile.key_env, profile.secret_env, profile.token_env):
+            value = os.environ.get(name)
+            if value:
+                found.append(value)
+        if profile.credentials_file:
+            parser = configparser.ConfigParser()
+            with suppress(OSError, configparser.Error):
+                parser.read(Path(profile.credentials_file).expanduser())
+                for section in parser.sections():
+                    found.extend(v for k, v in parser[section].items() if k.startswith("aws_"))
+    return found
+
+
+def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """User metadata as plain JSON, or a ValidationError naming what is wrong."""
+    try:
+        result: dict[str, Any] = check_metadata(dict(metadata or {}))
+    except ValueError as exc:
+        raise ValidationError(f"bad metadata: {exc}") from None
+    return result
 
 
 def _check_uri(uri: str) -> None:

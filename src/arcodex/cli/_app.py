@@ -580,6 +580,57 @@ def fields(
         _render.print_fields(found)
 
 
+@command("logs", api=("logs",))
+def logs(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's events.")] = None,
+    record: Annotated[
+        str | None, typer.Option("--record", help="Only events of this record (id or prefix).")
+    ] = None,
+    operation: Annotated[
+        str | None,
+        typer.Option("--operation", help="Only events of this operation (id or prefix)."),
+    ] = None,
+    level: Annotated[
+        str | None, typer.Option("--level", help="Minimum level: debug, info, warning, error.")
+    ] = None,
+    event: Annotated[
+        str | None, typer.Option("--event", help="Event name; a trailing * matches a prefix.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="From this ISO date or period (2026-11).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Up to the end of this ISO date or period.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the last N matching events.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the catalog's event log: who did what, when, and what failed."""
+    from arcodex.cli import _render
+
+    found = (
+        _state(ctx)
+        .catalog()
+        .logs(
+            user=user,
+            record=record,
+            operation=operation,
+            level=level,
+            event=event,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+    )
+    if as_json:
+        _render.print_json(found)
+    else:
+        _render.print_events(found)
+
+
 def main() -> None:
     """Entry point of the ``arcodex`` console script."""
     app()

@@ -274,3 +274,28 @@ def print_fields(fields: Sequence[FieldSummary]) -> None:
             Text(", ".join(_scalar(v) for v in summary.examples)),
         )
     out.print(table)
+
+
+def print_events(events: Sequence[dict[str, Any]]) -> None:
+    """Event log entries, oldest first."""
+    out = console()
+    if not events:
+        out.print("no events match")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("time", "level", "event", "user", "record", "operation"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("message", overflow="fold")
+    styles = {"error": "red", "warning": "yellow"}
+    for event in events:
+        level = str(event.get("level", ""))
+        table.add_row(
+            Text(str(event.get("timestamp", ""))[:19].replace("T", " ")),
+            Text(level, style=styles.get(level, "")),
+            Text(str(event.get("event", ""))),
+            Text(str(event.get("user") or "")),
+            Text(str(event.get("record_id") or "")[:12]),
+            Text(str(event.get("operation_id") or "")[:12]),
+            Text(str(event.get("message", ""))),
+        )
+    out.print(table)
