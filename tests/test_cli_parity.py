@@ -50,6 +50,9 @@ INVOCATIONS: list[tuple[list[str], set[str]]] = [
     (["info"], {"info"}),
     (["fields"], {"fields"}),
     (["logs", "--level", "error"], {"logs"}),
+    (["schemas"], {"list_schemas"}),
+    (["validate", "{rid}"], {"validate"}),
+    (["schema-add", "obs@1", "{schema}"], {"register_schema"}),
 ]
 
 
@@ -137,7 +140,11 @@ def test_commands_call_exactly_their_methods(
         if argv[0] == "restore":
             catalog.delete("r1")
     spied.clear()
-    args = [a.format(new=tmp_path / "new", file=data, rid="r1", rid2="r2") for a in argv]
+    schema = tmp_path / "schema.json"
+    schema.write_text('{"type": "object"}', encoding="utf-8")
+    args = [
+        a.format(new=tmp_path / "new", file=data, rid="r1", rid2="r2", schema=schema) for a in argv
+    ]
     result = CliRunner().invoke(app, ["--catalog", str(root), *args])
     assert result.exit_code == 0, result.stderr
     assert set(spied) == methods

@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel
+
 from arcodex import __version__
 from arcodex.backends import BackendStats, CatalogBackend, Page, open_backend
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.catalog._events import EventLog
+from arcodex.catalog._schemas import Policy, SchemaRegistry, SchemaResult, parse_schema_ref
 from arcodex.errors import (
     ArcodexError,
     CatalogExistsError,
@@ -58,6 +61,7 @@ R = TypeVar("R")
 DB_FILE = "catalog.sqlite"
 STATE_DIR = "state"
 LOG_DIR = "logs"
+SCHEMA_DIR = "schemas"
 ENV_CATALOG = "ARCODEX_CATALOG"
 
 
@@ -180,6 +184,7 @@ class Catalog:
         self.config = config
         self.backend = backend
         self.events = EventLog(root / STATE_DIR / LOG_DIR, secrets=_profile_secrets(config))
+        self.schemas = SchemaRegistry(root / SCHEMA_DIR)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -294,6 +299,8 @@ class Catalog:
         in_place: bool = False,
         extract: bool = True,
         profile: str | None = None,
+        schema: str | None = None,
+        schema_policy: Policy | None = None,
         user: str | None = None,
     ) -> Record:
         """Add one file: copied into managed storage, or registered where it is (``in_place``)."""
@@ -308,6 +315,8 @@ class Catalog:
             in_place=in_place,
             extract=extract,
             profile=profile,
+            schema=schema,
+            schema_policy=schema_policy,
             user=user,
         )[0]
 
@@ -325,6 +334,8 @@ class Catalog:
         in_place: bool = False,
         extract: bool = True,
         profile: str | None = None,
+        schema: str | None = None,
+        schema_policy: Policy | None = None,
         user: str | None = None,
     ) -> list[Record]:
         """Add files as one operation: every file is checked and read before anything is
@@ -358,7 +369,7 @@ class Catalog:
                 )
             except ValueError as exc:
                 raise ValidationError(f"cannot add {file}: {_pydantic_message(exc)}") from None
-            drafts.append((file, record, found))
+            drafts.append((file, self._with_schema(record, schema, schema_policy, user), found))
         operation = Operation(
             action="add",
             user=user,
@@ -430,6 +441,8 @@ class Catalog:
         record_id: str | None = None,
         media_type: str | None = None,
         profile: str | None = None,
+        schema: str | None = None,
+        schema_policy: Policy | None = None,
         user: str | None = None,
     ) -> Record:
         """Store ``data`` as a managed file called ``name`` and add a record for it."""
@@ -453,6 +466,7 @@ class Catalog:
             )
         except ValueError as exc:
             raise ValidationError(f"cannot add {name}: {_pydantic_message(exc)}") from None
+        record = self._with_schema(record, schema, schema_policy, user)
         store, template = self._store(profile)
         key = render_path(
             template,
@@ -501,6 +515,8 @@ class Catalog:
         record_id: str | None = None,
         media_type: str | None = None,
         format: str | None = None,
+        schema: str | None = None,
+        schema_policy: Policy | None = None,
         user: str | None = None,
     ) -> Record:
         """Register a URI arcodex does not manage; nothing is downloaded."""
@@ -514,6 +530,8 @@ class Catalog:
             record_ids=[record_id] if record_id else None,
             media_type=media_type,
             format=format,
+            schema=schema,
+            schema_policy=schema_policy,
             user=user,
         )[0]
 
@@ -530,6 +548,8 @@ class Catalog:
         record_ids: Sequence[str] | None = None,
         media_type: str | None = None,
         format: str | None = None,
+        schema: str | None = None,
+        schema_policy: Policy | None = None,
         user: str | None = None,
     ) -> list[Record]:
         """Register URIs as one operation: all are added, or none (nothing is downloaded)."""
@@ -566,6 +586,7 @@ class Catalog:
                 )
             except ValueError as exc:
                 raise ValidationError(f"cannot add {uri}: {_pydantic_message(exc)}") from None
+        records = [self._with_schema(r, schema, schema_policy, user) for r in records]
         operation = Operation(action="add", user=user, inputs=list(uris))
         with self._recording(operation):
             self.backend.add(records)
@@ -737,7 +758,7 @@ class Catalog:
             profiles={name: p.model_dump() for name, p in self.config.profiles.items()},
             default_profile=self.config.default_profile,
             schema_policy=self.config.schema_policy,
-            schemas=[],
+            schemas=self.schemas.names(),
             recent_failed_operations=failed,
             state_dir=str(self.root / STATE_DIR),
             event_log=str(self.events.directory),
@@ -763,6 +784,8 @@ class Catalog:
         kind: str | None = None,
         status: str | None = None,
         expected_version: int | None = None,
+        schema: str | None = None,
+        schema_policy: Policy | None = None,
         user: str | None = None,
     ) -> Record:
         """Change a record. ``set``/``unset`` take dotted metadata paths. With
@@ -782,7 +805,7 @@ class Catalog:
                 "reload it and apply the change again"
             )
         if not (set or unset or add_tags or remove_tags) and all(
-            v is None for v in (title, description, kind, status)
+            v is None for v in (title, description, kind, status, schema)
         ):
             raise ValidationError(
                 f"nothing to change on {current.id}: give metadata to set or unset, tags, "
@@ -817,6 +840,7 @@ class Catalog:
             new = Record.model_validate({**current.model_dump(), **changes})
         except ValueError as exc:
             raise ValidationError(f"cannot update {current.id}: {_pydantic_message(exc)}") from None
+        new = self._with_schema(new, schema, schema_policy, user)
         operation = Operation(
             action="update",
             user=user,
@@ -905,6 +929,90 @@ class Catalog:
                 )
             raise
 
+    # -- schemas -------------------------------------------------------------------
+
+    def register_schema(
+        self, ref: str, schema: type[BaseModel] | dict[str, Any] | str | os.PathLike[str]
+    ) -> str:
+        """Register a JSON Schema (dict or file, kept with the catalog) or a Pydantic model
+        (this process only) under ``name@version``; returns the reference."""
+        return self.schemas.register(
+            ref, schema if not isinstance(schema, os.PathLike) else str(schema)
+        )
+
+    def list_schemas(self) -> list[str]:
+        """Every registered ``name@version``."""
+        return self.schemas.names()
+
+    def validate(
+        self,
+        id_or_prefix: str | None = None,
+        *,
+        all: bool = False,
+        document: Mapping[str, Any] | None = None,
+        schema: str | None = None,
+    ) -> list[SchemaResult]:
+        """Check records against their schemas: one record, every record (``all``), or a
+        record document that is not in the catalog. Nothing is changed."""
+        if document is not None:
+            try:
+                record = Record.model_validate(dict(document))
+            except ValueError as exc:
+                return [SchemaResult(False, schema, [_pydantic_message(exc)])]
+            targets = [record]
+        elif all:
+            targets = self.backend.search(Query(limit=None)).records
+        elif id_or_prefix:
+            targets = [self.get(id_or_prefix)]
+        else:
+            raise ValidationError("say what to validate: a record id, all=True, or a document")
+        return [self._check_schema(r, schema) for r in targets]
+
+    def _check_schema(self, record: Record, schema: str | None = None) -> SchemaResult:
+        name, version = record.schema_name, record.schema_version
+        if schema:
+            name, version = _schema_parts(schema)
+        if not name:
+            return SchemaResult(
+                True, None, warnings=["the record names no schema"], record_id=record.id
+            )
+        result = self.schemas.validate(record.metadata, name, version)
+        result.record_id = record.id
+        return result
+
+    def _with_schema(
+        self, record: Record, schema: str | None, policy: Policy | None, user: str
+    ) -> Record:
+        """Attach ``schema`` to a record about to be written and apply the policy to it."""
+        policy = policy or self.config.schema_policy
+        if schema:
+            name, version = _schema_parts(schema)
+            name, version = self.schemas.resolve(name, version).split("@", 1)
+            record = record.model_copy(update={"schema_name": name, "schema_version": version})
+        if policy == "off" or not record.schema_name:
+            return record
+        result = self._check_schema(record)
+        if result.valid:
+            return record
+        summary = result.errors[0] + (
+            f" (and {len(result.errors) - 1} more)" if len(result.errors) > 1 else ""
+        )
+        if policy == "strict":
+            raise ValidationError(
+                f"record {record.id} does not match schema {result.schema}: {summary}; "
+                "fix the metadata, or use schema policy warn"
+            )
+        self.events.emit(
+            "validation.warning",
+            f"record {record.id} does not match schema {result.schema}: {summary}",
+            level="warning",
+            record_id=record.id,
+            user=user,
+            schema=result.schema,
+            errors=result.errors[:50],
+        )
+        return record
+
     def logs(
         self,
         *,
@@ -981,6 +1089,14 @@ def _profile_secrets(config: CatalogConfig) -> list[str]:
                 for section in parser.sections():
                     found.extend(v for k, v in parser[section].items() if k.startswith("aws_"))
     return found
+
+
+def _schema_parts(ref: str) -> tuple[str, str | None]:
+    """``name@version`` or a bare ``name`` (meaning its latest version)."""
+    if "@" in ref:
+        return parse_schema_ref(ref)
+    parse_schema_ref(f"{ref}@1")  # checks the name
+    return ref, None
 
 
 def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

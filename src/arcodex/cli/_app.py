@@ -16,12 +16,14 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec
 
 import typer
 
 from arcodex import __version__
 from arcodex.errors import ArcodexError, ValidationError
+
+Policy = Literal["off", "warn", "strict"]
 
 if TYPE_CHECKING:
     from arcodex.catalog import Catalog
@@ -163,6 +165,14 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print JSON (stable shape) instead of a table.")
 ]
 IdsOpt = Annotated[bool, typer.Option("--ids", help="Print only record ids, one per line.")]
+SchemaOpt = Annotated[
+    str | None,
+    typer.Option("--schema", help="Validate the metadata with this schema (NAME or NAME@VERSION)."),
+]
+PolicyOpt = Annotated[
+    Policy | None,
+    typer.Option("--schema-policy", help="What a schema mismatch does: off, warn or strict."),
+]
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Record id, or a unique prefix of one.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
@@ -254,6 +264,8 @@ def add(
         bool, typer.Option("--no-extract", help="Do not read metadata from the files.")
     ] = False,
     profile: Annotated[str | None, typer.Option(help="Storage profile to copy into.")] = None,
+    schema: SchemaOpt = None,
+    schema_policy: PolicyOpt = None,
     external: Annotated[
         bool,
         typer.Option(
@@ -285,12 +297,14 @@ def add(
                 raise ValidationError(f"{flag} does not apply to --external URIs; drop it")
         records = catalog.add_externals(
             files,
-            **({"kind": kind} if kind else {}),
+            kind=kind or "external",
             metadata=metadata,
             tags=tags,
             title=title,
             description=description,
             record_ids=ids or None,
+            schema=schema,
+            schema_policy=schema_policy,
         )
     else:
         records = catalog.add_files(
@@ -304,6 +318,8 @@ def add(
             in_place=in_place,
             extract=not no_extract,
             profile=profile,
+            schema=schema,
+            schema_policy=schema_policy,
         )
     _print_records(
         records,
@@ -629,6 +645,73 @@ def logs(
         _render.print_json(found)
     else:
         _render.print_events(found)
+
+
+@command("validate", api=("validate",))
+def validate(
+    ctx: typer.Context,
+    record_id: Annotated[str | None, typer.Argument(help="Record id or prefix.")] = None,
+    all_records: Annotated[bool, typer.Option("--all", help="Every record.")] = False,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="A record as JSON, not in the catalog.")
+    ] = None,
+    schema: Annotated[
+        str | None, typer.Option("--schema", help="Check against this schema instead.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check records against their schemas; exit status 1 if any does not match."""
+    import json
+
+    from arcodex.cli import _render
+
+    if [record_id is not None, file is not None, all_records].count(True) != 1:
+        raise ValidationError("give one of: a record id, --all, or --file record.json")
+    document = None
+    if file is not None:
+        try:
+            document = json.loads(file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ValidationError(f"cannot read {file}: {exc.strerror or exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"{file} is not JSON ({exc.msg} at line {exc.lineno})") from None
+    results = (
+        _state(ctx).catalog().validate(record_id, all=all_records, document=document, schema=schema)
+    )
+    if as_json:
+        _render.print_json([r.to_dict() for r in results])
+    else:
+        for r in results:
+            state = "valid" if r.valid else "INVALID"
+            _render.console().print(f"{r.record_id or '(file)'}  {r.schema or '-'}  {state}")
+            for line in r.errors + r.warnings:
+                _render.console().print(f"    {line}")
+    if not all(r.valid for r in results):
+        raise typer.Exit(1)
+
+
+@command("schema-add", api=("register_schema",))
+def schema_add(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION, e.g. obs@1.")],
+    file: Annotated[Path, typer.Argument(help="A JSON Schema file.")],
+) -> None:
+    """Register a JSON Schema with the catalog."""
+    key = _state(ctx).catalog().register_schema(ref, str(file))
+    typer.echo(f"registered schema {key}")
+
+
+@command("schemas", api=("list_schemas",))
+def schemas(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the registered schemas."""
+    from arcodex.cli import _render
+
+    names = _state(ctx).catalog().list_schemas()
+    if as_json:
+        _render.print_json(names)
+    else:
+        for name in names:
+            typer.echo(name)
 
 
 def main() -> None:

@@ -1,0 +1,163 @@
+"""Optional validation of a record's metadata by a named, versioned schema.
+
+A schema is a JSON Schema (a file kept in the catalog's ``schemas/``
+directory as ``NAME@VERSION.json``, so every process sees it) or a Pydantic
+model registered in-process (by a plugin). Records name theirs with
+``schema_name``/``schema_version``; the policy says what a failure does:
+``off`` (nothing), ``warn`` (logged, written anyway) or ``strict`` (refused
+before anything is written).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from arcodex.errors import NotFoundError, ValidationError
+
+__all__ = ["Policy", "SchemaRegistry", "SchemaResult", "parse_schema_ref"]
+
+Policy = Literal["off", "warn", "strict"]
+_REF = re.compile(
+    r"^(?P<name>[A-Za-z][A-Za-z0-9_.-]{0,99})@(?P<version>[A-Za-z0-9][A-Za-z0-9_.-]{0,49})$"
+)
+
+
+def parse_schema_ref(ref: str) -> tuple[str, str]:
+    """``name@version`` as its two parts; ValidationError otherwise."""
+    match = _REF.match(ref.strip())
+    if match is None:
+        raise ValidationError(f"bad schema reference {ref!r}; write NAME@VERSION, e.g. obs@1")
+    return match["name"], match["version"]
+
+
+@dataclass
+class SchemaResult:
+    """The outcome of validating one record (or document) against its schema."""
+
+    valid: bool
+    schema: str | None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    record_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with stable keys."""
+        return asdict(self)
+
+
+class SchemaRegistry:
+    """JSON Schemas on disk plus Pydantic models registered in this process."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._models: dict[str, type[BaseModel]] = {}
+
+    def register(self, ref: str, schema: type[BaseModel] | dict[str, Any] | str | Path) -> str:
+        """Add a schema under ``name@version``: a Pydantic model (this process only),
+        or a JSON Schema (a dict or a file), checked and then stored with the catalog."""
+        name, version = parse_schema_ref(ref)
+        key = f"{name}@{version}"
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            self._models[key] = schema
+            return key
+        document = _load_schema(schema) if not isinstance(schema, dict) else schema
+        _check_schema(document, key)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.directory / f"{key}.json"
+        tmp = target.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(document, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(target)
+        return key
+
+    def names(self) -> list[str]:
+        """Every registered ``name@version``, sorted."""
+        on_disk = (
+            {p.stem for p in self.directory.glob("*@*.json")} if self.directory.is_dir() else set()
+        )
+        return sorted(on_disk | set(self._models))
+
+    def validate(self, metadata: dict[str, Any], name: str, version: str | None) -> SchemaResult:
+        """Check ``metadata`` against ``name@version`` (latest registered if no version)."""
+        key = self._resolve(name, version)
+        model = self._models.get(key)
+        if model is not None:
+            try:
+                model.model_validate(metadata)
+            except ValueError as exc:
+                details: list[dict[str, Any]] = getattr(exc, "errors", list)()
+                return SchemaResult(
+                    False,
+                    key,
+                    [
+                        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                        for e in details
+                    ]
+                    or [str(exc)],
+                )
+            return SchemaResult(True, key)
+        import jsonschema
+
+        document = json.loads((self.directory / f"{key}.json").read_text(encoding="utf-8"))
+        validator = jsonschema.validators.validator_for(document)(document)
+        problems = sorted(validator.iter_errors(metadata), key=lambda e: list(e.absolute_path))
+        errors: list[str] = [
+            f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+            for e in problems
+        ]
+        return SchemaResult(not errors, key, errors)
+
+    def resolve(self, name: str, version: str | None) -> str:
+        """The registered ``name@version`` meant (latest version when none is given)."""
+        return self._resolve(name, version)
+
+    def _resolve(self, name: str, version: str | None) -> str:
+        if version:
+            key = f"{name}@{version}"
+            if key in self._models or (self.directory / f"{key}.json").is_file():
+                return key
+        else:
+            candidates = [n for n in self.names() if n.split("@", 1)[0] == name]
+            if candidates:
+                return max(candidates, key=lambda n: _version_key(n.split("@", 1)[1]))
+        known = ", ".join(self.names()) or "none"
+        wanted = f"{name}@{version}" if version else name
+        raise NotFoundError(
+            f"no schema {wanted!r} (registered: {known}); register it with `arcodex schema add`"
+        )
+
+
+def _version_key(version: str) -> tuple[Any, ...]:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[._-]", version))
+
+
+def _load_schema(source: str | Path) -> dict[str, Any]:
+    path = Path(source).expanduser()
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise NotFoundError(f"cannot read schema file {path}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"schema file {path} is not JSON ({exc.msg} at line {exc.lineno})"
+        ) from None
+    if not isinstance(document, dict):
+        raise ValidationError(f"schema file {path} must hold a JSON object (a JSON Schema)")
+    return document
+
+
+def _check_schema(document: dict[str, Any], key: str) -> None:
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(document).check_schema(document)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise ValidationError(
+            f"schema {key} is not a valid JSON Schema at {where}: {exc.message}"
+        ) from None
