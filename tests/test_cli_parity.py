@@ -30,6 +30,7 @@ API_ONLY = {
     "add_external": "one-URI form of add_externals, which `arcodex add --external` calls",
     "add_bytes": "adds bytes held in memory; a command has files (add_files) instead",
     "add_records": "adds prepared records; for converters and plugins, not people",
+    "unit_of_work": "the boundary that commands run inside, for plugins and converters",
     "operations": "the operation log gets its own command group with the journal work",
 }
 

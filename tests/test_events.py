@@ -22,8 +22,17 @@ def cat(tmp_path: Path) -> Catalog:
 
 def test_operations_are_logged_with_who_and_what(cat: Catalog) -> None:
     rec = cat.add_external("https://example.org/a", user="alice")
-    events = cat.logs(operation=cat.operations(limit=1)[0].id)
+    events = cat.logs(operation=cat.operations(limit=1)[0].id, event="operation.*")
     assert [e["event"] for e in events] == ["operation.started", "operation.succeeded"]
+    steps = [e["event"] for e in cat.logs(operation=done_id(cat), event="uow.*")]
+    assert steps == [
+        "uow.started",
+        "uow.planned",
+        "uow.catalog_write_started",
+        "uow.catalog_write_succeeded",
+        "uow.hooks_started",
+        "uow.committed",
+    ]
     done = events[-1]
     assert done["record_id"] == rec.id
     assert done["user"] == "alice"
@@ -33,11 +42,15 @@ def test_operations_are_logged_with_who_and_what(cat: Catalog) -> None:
     assert done["timestamp"].endswith("Z")
 
 
+def done_id(cat: Catalog) -> str:
+    return cat.operations(limit=1)[0].id
+
+
 def test_failures_carry_the_exception(cat: Catalog) -> None:
     cat.add_external("https://example.org/a", record_id="dup")
     with pytest.raises(ConflictError):
         cat.add_external("https://example.org/b", record_id="dup", user="bob")
-    (failed,) = cat.logs(level="error")
+    (failed,) = cat.logs(level="error", event="operation.*")
     assert failed["event"] == "operation.failed"
     assert failed["exc_type"] == "ConflictError"
     assert "already exists" in failed["exc_message"]
@@ -65,7 +78,7 @@ def test_filters(cat: Catalog) -> None:
     assert len(cat.logs(event="operation.*")) == 6
     assert cat.logs(level="warning") == []
     assert len(cat.logs(limit=2)) == 2
-    assert len(cat.logs(since="2000", until="2999")) == 6
+    assert len(cat.logs(since="2000", until="2999", event="operation.*")) == 6
     assert cat.logs(until="2001-01") == []
     assert cat.logs(since="2999-01-01") == []
     with pytest.raises(ValidationError, match="unknown level"):

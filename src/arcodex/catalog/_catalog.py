@@ -19,6 +19,7 @@ from arcodex import __version__
 from arcodex.backends import BackendStats, CatalogBackend, Page, open_backend
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.catalog._events import EventLog
+from arcodex.catalog._journal import Journal, UnitOfWork
 from arcodex.catalog._schemas import Policy, SchemaRegistry, SchemaResult, parse_schema_ref
 from arcodex.errors import (
     ArcodexError,
@@ -61,6 +62,7 @@ R = TypeVar("R")
 DB_FILE = "catalog.sqlite"
 STATE_DIR = "state"
 LOG_DIR = "logs"
+JOURNAL_DIR = "journal"
 SCHEMA_DIR = "schemas"
 ENV_CATALOG = "ARCODEX_CATALOG"
 
@@ -185,6 +187,7 @@ class Catalog:
         self.backend = backend
         self.events = EventLog(root / STATE_DIR / LOG_DIR, secrets=_profile_secrets(config))
         self.schemas = SchemaRegistry(root / SCHEMA_DIR)
+        self.journal = Journal(root / STATE_DIR / JOURNAL_DIR)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -370,61 +373,51 @@ class Catalog:
             except ValueError as exc:
                 raise ValidationError(f"cannot add {file}: {_pydantic_message(exc)}") from None
             drafts.append((file, self._with_schema(record, schema, schema_policy, user), found))
-        operation = Operation(
-            action="add",
+        records: list[Record] = []
+        with self.unit_of_work(
+            "add",
             user=user,
             inputs=[str(f.resolve()) for f in files],
             parameters={"in_place": in_place, "extract": extract, "profile": profile, "kind": kind},
-        )
-        written: list[tuple[LocalStore | FsspecStore, str]] = []
-        records: list[Record] = []
-        with self._recording(operation):
-            try:
-                for file, record, found in drafts:
-                    locator: LocalPath | FsspecUrl
-                    if in_place:
-                        size, sha = _hash(file)
-                        locator = LocalPath(path=str(file.resolve()))
-                        managed = False
-                    else:
-                        store, template = self._store(profile)
-                        key = render_path(
-                            template,
-                            {
-                                "id": record.id,
-                                "kind": record.kind,
-                                "ext": "".join(file.suffixes[-1:]),
-                                "name": file.name,
-                                "stem": file.stem,
-                                "metadata": record.metadata,
-                            },
-                        )
-                        key, size, sha = store.write_file(file, key)
-                        written.append((store, key))
-                        locator = store.locator(key)
-                        managed = True
-                    artifact = Artifact(
-                        role="primary",
-                        locator=locator,
-                        media_type=found.media_type,
-                        format=found.format,
-                        size_bytes=size,
-                        hashes={"sha256": sha},
-                        managed=managed,
-                        metadata={
-                            "source_path": str(file.resolve()),
-                            "extractors": found.extractors,
+        ) as uow:
+            uow.transition("planned", records=[r.id for _, r, _ in drafts], profile=profile)
+            uow.transition("artifact_write_started")
+            for file, record, found in drafts:
+                locator: LocalPath | FsspecUrl
+                if in_place:
+                    size, sha = _hash(file)
+                    locator = LocalPath(path=str(file.resolve()))
+                    managed = False
+                else:
+                    store, template = self._store(profile)
+                    key = render_path(
+                        template,
+                        {
+                            "id": record.id,
+                            "kind": record.kind,
+                            "ext": "".join(file.suffixes[-1:]),
+                            "name": file.name,
+                            "stem": file.stem,
+                            "metadata": record.metadata,
                         },
                     )
-                    records.append(record.model_copy(update={"artifacts": [artifact]}))
-                self.backend.add(records)
-            except BaseException:
-                # Compensate: remove only the files this call wrote.
-                for store, key in reversed(written):
-                    with suppress(Exception):
-                        store.delete(key)
-                raise
-            operation.outputs = [r.id for r in records]
+                    key, size, sha = store.write_file(file, key)
+                    _undo_write(uow, store, key, profile or self.config.default_profile)
+                    locator = store.locator(key)
+                    managed = True
+                artifact = Artifact(
+                    role="primary",
+                    locator=locator,
+                    media_type=found.media_type,
+                    format=found.format,
+                    size_bytes=size,
+                    hashes={"sha256": sha},
+                    managed=managed,
+                    metadata={"source_path": str(file.resolve()), "extractors": found.extractors},
+                )
+                records.append(record.model_copy(update={"artifacts": [artifact]}))
+            uow.transition("artifact_write_succeeded")
+            self._write_records(uow, records)
         return records
 
     @_refusals_logged("add")
@@ -479,11 +472,13 @@ class Catalog:
                 "metadata": record.metadata,
             },
         )
-        operation = Operation(
-            action="add", user=user, inputs=[f"bytes:{name}"], parameters={"profile": profile}
-        )
-        with self._recording(operation):
+        with self.unit_of_work(
+            "add", user=user, inputs=[f"bytes:{name}"], parameters={"profile": profile}
+        ) as uow:
+            uow.transition("planned", records=[record.id], profile=profile)
+            uow.transition("artifact_write_started")
             key, size, sha = store.write_bytes(data, key)
+            _undo_write(uow, store, key, profile or self.config.default_profile)
             artifact = Artifact(
                 locator=store.locator(key),
                 media_type=media_type or found.media_type,
@@ -493,14 +488,8 @@ class Catalog:
                 managed=True,
             )
             record = record.model_copy(update={"artifacts": [artifact]})
-            try:
-                self.backend.add([record])
-            except BaseException:
-                # Compensate: remove the object this call wrote.
-                with suppress(Exception):
-                    store.delete(key)
-                raise
-            operation.outputs = [record.id]
+            uow.transition("artifact_write_succeeded")
+            self._write_records(uow, [record])
         return record
 
     def add_external(
@@ -587,20 +576,16 @@ class Catalog:
             except ValueError as exc:
                 raise ValidationError(f"cannot add {uri}: {_pydantic_message(exc)}") from None
         records = [self._with_schema(r, schema, schema_policy, user) for r in records]
-        operation = Operation(action="add", user=user, inputs=list(uris))
-        with self._recording(operation):
-            self.backend.add(records)
-            operation.outputs = [r.id for r in records]
+        with self.unit_of_work("add", user=user, inputs=list(uris)) as uow:
+            uow.transition("planned", records=[r.id for r in records])
+            self._write_records(uow, records)
         return records
 
     def add_records(self, records: Sequence[Record], *, user: str | None = None) -> list[Record]:
         """Add prepared records (their artifacts already in place) in one transaction."""
-        operation = Operation(
-            action="add", user=user or _current_user(), parameters={"count": len(records)}
-        )
-        with self._recording(operation):
-            self.backend.add(records)
-            operation.outputs = [r.id for r in records[:1000]]
+        with self.unit_of_work("add", user=user, parameters={"count": len(records)}) as uow:
+            uow.transition("planned", count=len(records))
+            self._write_records(uow, records)
         return list(records)
 
     # -- reading -------------------------------------------------------------------
@@ -841,15 +826,27 @@ class Catalog:
         except ValueError as exc:
             raise ValidationError(f"cannot update {current.id}: {_pydantic_message(exc)}") from None
         new = self._with_schema(new, schema, schema_policy, user)
-        operation = Operation(
-            action="update",
+        with self.unit_of_work(
+            "update",
             user=user,
             inputs=[current.id],
             parameters={"set": sorted((set or {}).keys()), "unset": list(unset)},
-        )
-        with self._recording(operation):
+        ) as uow:
+            uow.transition("planned", records=[current.id], version=version)
+            uow.transition("catalog_write_started")
             self.backend.update(new, expected_version=version)
-            operation.outputs = [new.id]
+            # Undo by writing the old content back over the new version.
+            uow.on_rollback(
+                f"restore {current.id} as it was",
+                lambda: self.backend.update(
+                    current.model_copy(update={"version": new.version + 1}),
+                    expected_version=new.version,
+                ),
+                record_id=current.id,
+            )
+            uow.transition("catalog_write_succeeded")
+            uow.transition("hooks_started")
+            uow.operation.outputs = [new.id]
         return new
 
     def delete(self, id_or_prefix: str, *, purge: bool = False, user: str | None = None) -> Record:
@@ -863,7 +860,11 @@ class Catalog:
                 f"record {record.id} is already deleted; `arcodex purge {record.id}` removes it"
             )
         return self._run(
-            "delete", record.id, user, lambda: self.backend.delete(record.id, user=user)
+            "delete",
+            record.id,
+            user,
+            lambda: self.backend.delete(record.id, user=user),
+            undo=lambda: self.backend.restore(record.id, user=user),
         )
 
     def restore(self, id_or_prefix: str, *, user: str | None = None) -> Record:
@@ -875,7 +876,11 @@ class Catalog:
                 f"record {record.id} is not deleted (status {record.status}); nothing to restore"
             )
         return self._run(
-            "restore", record.id, user, lambda: self.backend.restore(record.id, user=user)
+            "restore",
+            record.id,
+            user,
+            lambda: self.backend.restore(record.id, user=user),
+            undo=lambda: self.backend.delete(record.id, user=user),
         )
 
     def purge(self, id_or_prefix: str, *, user: str | None = None) -> Record:
@@ -887,30 +892,88 @@ class Catalog:
             self._delete_managed(artifact)
         return purged
 
-    def _run(self, action: str, record_id: str, user: str, fn: Any) -> Record:
-        operation = Operation(action=action, user=user, inputs=[record_id])
-        with self._recording(operation):
-            result: Record = fn()
-            operation.outputs = [record_id]
+    def _run(
+        self,
+        action: str,
+        record_id: str,
+        user: str,
+        fn: Callable[[], Record],
+        undo: Callable[[], Any] | None = None,
+    ) -> Record:
+        with self.unit_of_work(action, user=user, inputs=[record_id]) as uow:
+            uow.transition("planned", records=[record_id])
+            uow.transition("catalog_write_started")
+            result = fn()
+            if undo is not None:
+                uow.on_rollback(f"undo {action} of {record_id}", undo, record_id=record_id)
+            uow.transition("catalog_write_succeeded")
+            uow.operation.outputs = [record_id]
         return result
 
+    def _write_records(self, uow: UnitOfWork, records: Sequence[Record]) -> None:
+        """Insert records in one transaction, undoable by purging them again."""
+        uow.transition("catalog_write_started")
+        self.backend.add(records)
+        ids = [r.id for r in records]
+        uow.on_rollback(
+            "remove the records added",
+            lambda: [self.backend.purge(i) for i in ids if _exists(self.backend, i)],
+            records=ids[:1000],
+        )
+        uow.transition("catalog_write_succeeded")
+        uow.transition("hooks_started")
+        uow.operation.outputs = ids[:1000]
+
     @contextmanager
-    def _recording(self, operation: Operation) -> Iterator[Operation]:
-        """Log ``operation`` and save it as succeeded, or failed with the error that
-        escaped the block."""
+    def unit_of_work(
+        self,
+        action: str,
+        *,
+        user: str | None = None,
+        inputs: Sequence[str] = (),
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Iterator[UnitOfWork]:
+        """Run one operation: journaled, logged, recorded, and rolled back on failure.
+
+        ``uow.transition(state)`` journals progress durably;
+        ``uow.on_rollback(description, fn)`` registers what undoes the work done so far.
+        """
+        operation = Operation(
+            action=action,
+            user=user or _current_user(),
+            inputs=list(inputs),
+            parameters=dict(parameters or {}),
+        )
         self.events.emit(
             "operation.started",
-            f"{operation.action} started",
+            f"{action} started",
             operation_id=operation.id,
             user=operation.user,
-            action=operation.action,
+            action=action,
         )
+        uow = UnitOfWork(operation, self.journal, self.events)
         try:
-            yield operation
+            uow.transition("started")
+            yield uow
+            uow.transition("committed")
         except BaseException as exc:
-            self._finish(operation, error=exc)
+            if uow.state == "committed":
+                # Only the failure injection after the commit lands here: the work is done.
+                self._finish(operation)
+                self._close_journal(operation.id)
+                raise
+            try:
+                uow.rollback(exc)
+                self._close_journal(operation.id)
+            finally:
+                self._finish(operation, error=exc)
             raise
         self._finish(operation)
+        self._close_journal(operation.id)
+
+    def _close_journal(self, operation_id: str) -> None:
+        with suppress(OSError):
+            self.journal.close(operation_id)
 
     @contextmanager
     def _checking(self, action: str, user: str) -> Iterator[None]:
@@ -1097,6 +1160,20 @@ def _schema_parts(ref: str) -> tuple[str, str | None]:
         return parse_schema_ref(ref)
     parse_schema_ref(f"{ref}@1")  # checks the name
     return ref, None
+
+
+def _undo_write(uow: UnitOfWork, store: LocalStore | FsspecStore, key: str, profile: str) -> None:
+    """Journal an object this unit created and register its removal."""
+    uow.on_rollback(f"delete {key} from profile {profile}", lambda: store.delete(key), key=key)
+    uow.transition("artifact_written", profile=profile, key=key)
+
+
+def _exists(backend: CatalogBackend, record_id: str) -> bool:
+    try:
+        backend.get(record_id)
+    except NotFoundError:
+        return False
+    return True
 
 
 def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,0 +1,169 @@
+"""Units of work and their durable journal.
+
+Every mutating operation runs in a :class:`UnitOfWork`. Each state it passes
+is appended to ``state/journal/<operation_id>.jsonl`` and fsync'd before the
+work of the next state starts, so after a crash the journal says exactly how
+far an operation got. Work that cannot be part of the database transaction
+(files, objects) registers a compensating action; on failure they run in
+reverse order. They are idempotent and only ever undo what this unit did.
+A finished unit's journal moves to ``journal/done/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from arcodex.catalog._events import EventLog
+from arcodex.errors import ArcodexError, StorageError
+from arcodex.model import Operation
+
+__all__ = ["FAIL_AT_ENV", "KILL_AT_ENV", "STATES", "InjectedFailure", "Journal", "UnitOfWork"]
+
+#: The states an operation passes, in order.
+STATES = (
+    "started",
+    "planned",
+    "artifact_write_started",
+    "artifact_write_succeeded",
+    "catalog_write_started",
+    "catalog_write_succeeded",
+    "hooks_started",
+    "committed",
+)
+#: Failure injection for tests: raise (or SIGKILL the process) right after
+#: journaling this state. Never set in production.
+FAIL_AT_ENV = "ARCODEX_FAIL_AT"
+KILL_AT_ENV = "ARCODEX_KILL_AT"
+
+
+class InjectedFailure(ArcodexError, RuntimeError):
+    """Raised by the failure-injection point (tests only)."""
+
+
+class Journal:
+    """The journal directory of one catalog."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.done = directory / "done"
+
+    def path(self, operation_id: str) -> Path:
+        return self.directory / f"{operation_id}.jsonl"
+
+    def append(self, operation_id: str, entry: dict[str, Any]) -> None:
+        """Append one entry durably (written, then fsync'd)."""
+        path = self.path(operation_id)
+        line = json.dumps(entry, default=str, ensure_ascii=False) + "\n"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot write the journal {path}: {exc.strerror or exc}") from exc
+
+    def close(self, operation_id: str) -> None:
+        """Move a finished operation's journal out of the way of recovery."""
+        self.done.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path(operation_id), self.done / f"{operation_id}.jsonl")
+
+    def read(self, operation_id: str) -> list[dict[str, Any]]:
+        """Every entry of an operation (open or done); a line cut by a crash is skipped."""
+        for path in (self.path(operation_id), self.done / f"{operation_id}.jsonl"):
+            if path.exists():
+                entries = []
+                for line in path.read_text(encoding="utf-8").splitlines():
+                    try:
+                        entries.append(json.loads(line))
+                    except json.JSONDecodeError:
+                        continue
+                return entries
+        return []
+
+    def open_operations(self) -> list[str]:
+        """Operations whose journal never reached a final state (after a crash)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.stem for p in self.directory.glob("*.jsonl"))
+
+
+@dataclass
+class _Undo:
+    description: str
+    action: Callable[[], Any]
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class UnitOfWork:
+    """One operation's boundary: journaled transitions and compensating actions."""
+
+    def __init__(self, operation: Operation, journal: Journal, events: EventLog) -> None:
+        self.operation = operation
+        self.journal = journal
+        self.events = events
+        self.state: str | None = None
+        self._undo: list[_Undo] = []
+
+    def transition(self, state: str, **data: Any) -> None:
+        """Journal ``state`` durably (and log it), then go on."""
+        entry = {
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "operation_id": self.operation.id,
+            "action": self.operation.action,
+            "state": state,
+            "user": self.operation.user,
+            "pid": os.getpid(),
+            **data,
+        }
+        self.journal.append(self.operation.id, entry)
+        self.state = state
+        self.events.emit(
+            f"uow.{state}",
+            f"{self.operation.action} {state}",
+            level="debug",
+            operation_id=self.operation.id,
+            user=self.operation.user,
+            action=self.operation.action,
+        )
+        _inject(state)
+
+    def on_rollback(self, description: str, action: Callable[[], Any], **data: Any) -> None:
+        """Register a compensating action (run in reverse order if the unit fails)."""
+        self._undo.append(_Undo(description, action, data))
+
+    def rollback(self, error: BaseException) -> bool:
+        """Run every compensating action in reverse; True if all of them succeeded."""
+        self.transition("rollback_started", error_type=type(error).__name__)
+        ok = True
+        for undo in reversed(self._undo):
+            try:
+                undo.action()
+            except Exception as exc:  # keep undoing the rest; report what failed
+                ok = False
+                self.events.emit(
+                    "uow.compensation_failed",
+                    f"could not undo: {undo.description}",
+                    level="error",
+                    operation_id=self.operation.id,
+                    error=exc,
+                    **undo.data,
+                )
+        self.transition("rolled_back" if ok else "failed")
+        return ok
+
+
+def _inject(state: str) -> None:
+    if os.environ.get(KILL_AT_ENV) == state:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(FAIL_AT_ENV) == state:
+        raise InjectedFailure(f"failure injected after {state} ({FAIL_AT_ENV})")
