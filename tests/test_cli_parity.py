@@ -52,6 +52,8 @@ INVOCATIONS: list[tuple[list[str], set[str]]] = [
     (["fields"], {"fields"}),
     (["logs", "--level", "error"], {"logs"}),
     (["schemas"], {"list_schemas"}),
+    (["doctor"], {"doctor"}),
+    (["recover", "--dry-run"], {"recover"}),
     (["validate", "{rid}"], {"validate"}),
     (["schema-add", "obs@1", "{schema}"], {"register_schema"}),
 ]

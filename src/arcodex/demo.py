@@ -188,6 +188,7 @@ def run_demo(directory: Path, *, out: TextIO | None = None) -> None:
         "netcdf.attrs",
     )
     step("A summary of the catalog.", *cat, "info")
+    step("A health check: interrupted operations, orphaned or changed files.", *cat, "doctor")
     step(
         "The catalog's own event log: who did what, when, and what failed.",
         *cat, "logs", "--event", "operation.*", "--limit", "6",

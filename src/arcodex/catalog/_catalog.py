@@ -18,6 +18,8 @@ from pydantic import BaseModel
 from arcodex import __version__
 from arcodex.backends import BackendStats, CatalogBackend, Page, open_backend
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
+from arcodex.catalog._doctor import DoctorReport, Recovery, diagnose
+from arcodex.catalog._doctor import recover as recover_operations
 from arcodex.catalog._events import EventLog
 from arcodex.catalog._journal import Journal, UnitOfWork
 from arcodex.catalog._schemas import Policy, SchemaRegistry, SchemaResult, parse_schema_ref
@@ -991,6 +993,16 @@ class Catalog:
                     action=action,
                 )
             raise
+
+    # -- health ----------------------------------------------------------------------
+
+    def doctor(self, *, verify_hashes: bool = False) -> DoctorReport:
+        """Interrupted operations, orphaned managed files, missing or changed artifacts."""
+        return diagnose(self, verify_hashes=verify_hashes)
+
+    def recover(self, *, dry_run: bool = False) -> list[Recovery]:
+        """Roll interrupted operations forward (data complete) or back; ``dry_run`` only says."""
+        return recover_operations(self, dry_run=dry_run)
 
     # -- schemas -------------------------------------------------------------------
 

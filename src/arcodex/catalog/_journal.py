@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -123,6 +124,7 @@ class UnitOfWork:
             "state": state,
             "user": self.operation.user,
             "pid": os.getpid(),
+            "host": socket.gethostname(),
             **data,
         }
         self.journal.append(self.operation.id, entry)

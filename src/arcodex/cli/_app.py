@@ -714,6 +714,66 @@ def schemas(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             typer.echo(name)
 
 
+@command("doctor", api=("doctor",))
+def doctor(
+    ctx: typer.Context,
+    verify_hashes: Annotated[
+        bool, typer.Option("--verify-hashes", help="Also re-hash every managed file (slow).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Report interrupted operations, orphaned files and broken artifacts (exit 1 if any)."""
+    from arcodex.cli import _render
+
+    report = _state(ctx).catalog().doctor(verify_hashes=verify_hashes)
+    if as_json:
+        _render.print_json(report.to_dict())
+    else:
+        out = _render.console()
+        if report.clean:
+            out.print("clean: nothing to repair")
+        for op in report.incomplete_operations:
+            out.print(
+                f"incomplete operation {op['operation_id']} ({op['action']}, stopped after "
+                f"{op['last_state']}, pid {op['pid']}): run `arcodex recover`"
+            )
+        for item in report.orphaned_files:
+            out.print(f"orphaned file {item['profile']}:{item['key']} (no record points at it)")
+        for item in report.missing_artifacts:
+            out.print(f"missing artifact of {item['record_id']}: {item['location']}")
+        for item in report.mismatched_artifacts:
+            out.print(f"changed artifact of {item['record_id']}: {item['location']}")
+    if not report.clean:
+        raise typer.Exit(1)
+
+
+@command("recover", api=("recover",))
+def recover(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be done.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Finish or undo operations a crash interrupted, and remove leftover temporary files."""
+    from arcodex.cli import _render
+
+    done = _state(ctx).catalog().recover(dry_run=dry_run)
+    if as_json:
+        _render.print_json([r.to_dict() for r in done])
+        return
+    out = _render.console()
+    if not done:
+        out.print("nothing to recover")
+    for r in done:
+        verb = "would" if dry_run else "did"
+        out.print(
+            f"{r.operation_id} ({r.action}, stopped after {r.last_state}): {verb} "
+            f"{r.decision.replace('_', ' ')}"
+            + (f", removing {', '.join(r.removed)}" if r.removed else "")
+        )
+
+
 def main() -> None:
     """Entry point of the ``arcodex`` console script."""
     app()
