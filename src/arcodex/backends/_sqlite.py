@@ -10,12 +10,17 @@ by record for cheap per-record checks; ``fts`` (FTS5) holds free text;
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import json
 import os
+import socket
 import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -183,8 +188,15 @@ class SQLiteBackend:
     def _translate(self, exc: sqlite3.Error) -> Exception:
         text = str(exc)
         if "locked" in text or "busy" in text:
+            holder = self.lock_holder()
+            who = (
+                f" by pid {holder.get('pid')} of {holder.get('user')} on {holder.get('host')}"
+                f" since {holder.get('since')}"
+                if holder
+                else " by another process"
+            )
             return LockTimeoutError(
-                f"catalog database {self.path} stayed locked by another process for {self.busy_timeout:g}s; "
+                f"catalog database {self.path} stayed locked{who} for {self.busy_timeout:g}s; "
                 "retry, or raise busy_timeout in arcodex.yaml"
             )
         if "not a database" in text or "malformed" in text or "corrupt" in text:
@@ -206,6 +218,7 @@ class SQLiteBackend:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
+        self._claim()
         try:
             yield conn
             conn.execute("COMMIT")
@@ -217,9 +230,37 @@ class SQLiteBackend:
             raise
         finally:
             self._local.pending_paths = None
+            self._release()
         # Path ids become shared knowledge only once they are committed.
         with self._paths_lock:
             self._paths.update(pending)
+
+    @property
+    def holder_path(self) -> Path:
+        """Who holds the write lock, written by the holder (SQLite cannot say)."""
+        return self.path.with_name(self.path.name + ".writer")
+
+    def _claim(self) -> None:
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "user": _user(),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        with contextlib.suppress(OSError):
+            self.holder_path.write_text(json.dumps(info), encoding="utf-8")
+
+    def _release(self) -> None:
+        with contextlib.suppress(OSError):
+            self.holder_path.unlink()
+
+    def lock_holder(self) -> dict[str, Any] | None:
+        """The last writer's note (pid, host, user, since), if one is there."""
+        try:
+            data = json.loads(self.holder_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         try:
@@ -613,6 +654,13 @@ _INSERT_RECORD = (
     " created_at, updated_at, created_by, updated_by, schema_name, schema_version,"
     " bw, be, bw2, be2, bs, bn, t0, t1) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def _record_row(rid: int, columns: tuple[Any, ...], idx: IndexRows) -> tuple[Any, ...]:

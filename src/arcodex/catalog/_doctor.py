@@ -34,11 +34,13 @@ class DoctorReport:
     orphaned_files: list[dict[str, str]] = field(default_factory=list)
     missing_artifacts: list[dict[str, str]] = field(default_factory=list)
     mismatched_artifacts: list[dict[str, Any]] = field(default_factory=list)
+    stale_locks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         return not (
-            self.incomplete_operations
+            self.stale_locks
+            or self.incomplete_operations
             or self.orphaned_files
             or self.missing_artifacts
             or self.mismatched_artifacts
@@ -65,6 +67,9 @@ class Recovery:
 def diagnose(catalog: Catalog, *, verify_hashes: bool = False) -> DoctorReport:
     """Look for interrupted operations, orphaned managed files and broken artifacts."""
     report = DoctorReport()
+    holder = _holder(catalog)
+    if holder is not None and not _still_running({**holder, "pid": holder.get("pid")}):
+        report.stale_locks.append(holder)
     for op_id in catalog.journal.open_operations():
         entries = catalog.journal.read(op_id)
         last = entries[-1] if entries else {}
@@ -170,6 +175,15 @@ def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
         if not dry_run:
             _close(catalog, entries, decision)
         done.append(recovery)
+    holder = _holder(catalog)
+    if holder is not None and not _still_running(holder):
+        done.append(
+            Recovery("-", "lock", "stale", "roll_back", [f"lock note of pid {holder.get('pid')}"])
+        )
+        if not dry_run:
+            release = getattr(catalog.backend, "_release", None)
+            if callable(release):
+                release()
     if not catalog.journal.open_operations():
         # With nothing in flight, temporary files are leftovers of killed writes.
         for name in catalog.config.profiles:
@@ -229,6 +243,13 @@ def _close(catalog: Catalog, entries: list[dict[str, Any]], decision: str) -> No
         operation_id=op_id,
     )
     catalog.journal.close(op_id)
+
+
+def _holder(catalog: Catalog) -> dict[str, Any] | None:
+    """The backend's note of its write-lock holder, if it keeps one."""
+    lock_holder = getattr(catalog.backend, "lock_holder", None)
+    holder = lock_holder() if callable(lock_holder) else None
+    return holder if isinstance(holder, dict) else None
 
 
 def _exists(catalog: Catalog, record_id: str) -> bool:

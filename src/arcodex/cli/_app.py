@@ -732,6 +732,11 @@ def doctor(
         out = _render.console()
         if report.clean:
             out.print("clean: nothing to repair")
+        for lock in report.stale_locks:
+            out.print(
+                f"stale lock note: pid {lock.get('pid')} of {lock.get('user')} on "
+                f"{lock.get('host')} since {lock.get('since')} is gone; run `arcodex recover`"
+            )
         for op in report.incomplete_operations:
             out.print(
                 f"incomplete operation {op['operation_id']} ({op['action']}, stopped after "
