@@ -21,6 +21,7 @@ from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.catalog._doctor import DoctorReport, Recovery, diagnose
 from arcodex.catalog._doctor import recover as recover_operations
 from arcodex.catalog._events import EventLog
+from arcodex.catalog._hooks import HookContext, HookRegistry, HookResult
 from arcodex.catalog._journal import Journal, UnitOfWork
 from arcodex.catalog._schemas import Policy, SchemaRegistry, SchemaResult, parse_schema_ref
 from arcodex.errors import (
@@ -190,6 +191,7 @@ class Catalog:
         self.events = EventLog(root / STATE_DIR / LOG_DIR, secrets=_profile_secrets(config))
         self.schemas = SchemaRegistry(root / SCHEMA_DIR)
         self.journal = Journal(root / STATE_DIR / JOURNAL_DIR)
+        self.hooks = HookRegistry(self.events)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -357,16 +359,24 @@ class Catalog:
         user_meta = _metadata(metadata)
         drafts: list[tuple[Path, Record, Extracted]] = []
         for i, file in enumerate(files):
+            before = self._hook("before_metadata_extract", path=file).metadata
             found = extract_file(file) if extract else _bare(file)
+            found.metadata = _merge(_merge(before, found.metadata), self._hook(
+                "after_metadata_extract", path=file, metadata=found.metadata
+            ).metadata)  # fmt: skip
             rec_kwargs: dict[str, Any] = {}
             if record_ids is not None:
                 rec_kwargs["id"] = record_ids[i]
+            merged = _merge(found.metadata, user_meta)
+            merged = _merge(
+                merged, self._hook("before_record_validate", path=file, metadata=merged).metadata
+            )
             try:
                 record = Record(
                     kind=kind or found.kind or "document",
                     title=title or found.metadata.get("title") or file.name,
                     description=description,
-                    metadata=_merge(found.metadata, user_meta),
+                    metadata=merged,
                     tags=tags,
                     created_by=user,
                     updated_by=user,
@@ -374,7 +384,9 @@ class Catalog:
                 )
             except ValueError as exc:
                 raise ValidationError(f"cannot add {file}: {_pydantic_message(exc)}") from None
-            drafts.append((file, self._with_schema(record, schema, schema_policy, user), found))
+            record = self._with_schema(record, schema, schema_policy, user)
+            self._hook("after_record_validate", record=record, path=file)
+            drafts.append((file, record, found))
         records: list[Record] = []
         with self.unit_of_work(
             "add",
@@ -392,6 +404,7 @@ class Catalog:
                     managed = False
                 else:
                     store, template = self._store(profile)
+                    self._hook("before_path_plan", uow=uow, record=record, path=file)
                     key = render_path(
                         template,
                         {
@@ -403,8 +416,11 @@ class Catalog:
                             "metadata": record.metadata,
                         },
                     )
+                    self._hook("after_path_plan", uow=uow, record=record, path=file, key=key)
+                    self._hook("before_artifact_write", uow=uow, record=record, path=file, key=key)
                     key, size, sha = store.write_file(file, key)
                     _undo_write(uow, store, key, profile or self.config.default_profile)
+                    self._hook("after_artifact_write", uow=uow, record=record, path=file, key=key)
                     locator = store.locator(key)
                     managed = True
                 artifact = Artifact(
@@ -914,6 +930,8 @@ class Catalog:
 
     def _write_records(self, uow: UnitOfWork, records: Sequence[Record]) -> None:
         """Insert records in one transaction, undoable by purging them again."""
+        if self.hooks.names("before_record_commit"):
+            records = [self._before_commit(uow, r) for r in records]
         uow.transition("catalog_write_started")
         self.backend.add(records)
         ids = [r.id for r in records]
@@ -924,7 +942,46 @@ class Catalog:
         )
         uow.transition("catalog_write_succeeded")
         uow.transition("hooks_started")
+        if self.hooks.names("after_record_commit"):
+            for record in records:
+                self._hook("after_record_commit", uow=uow, record=record)
         uow.operation.outputs = ids[:1000]
+
+    def _before_commit(self, uow: UnitOfWork, record: Record) -> Record:
+        updates = self._hook("before_record_commit", uow=uow, record=record).metadata
+        if not updates:
+            return record
+        try:
+            return Record.model_validate(
+                {**record.model_dump(), "metadata": _merge(record.metadata, updates)}
+            )
+        except ValueError as exc:
+            raise ValidationError(
+                f"a before_record_commit hook gave {record.id} bad metadata: {_pydantic_message(exc)}"
+            ) from None
+
+    def _hook(
+        self,
+        point: str,
+        *,
+        uow: UnitOfWork | None = None,
+        record: Record | None = None,
+        path: Path | None = None,
+        key: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> HookResult:
+        """Run the hooks at ``point`` (nothing to do when none is registered)."""
+        if not self.hooks.names(point):
+            return HookResult()
+        context = HookContext(
+            point,
+            operation=uow.operation if uow else None,
+            record=record,
+            path=path,
+            key=key,
+            metadata=dict(metadata or {}),
+        )
+        return self.hooks.run(context)
 
     @contextmanager
     def unit_of_work(
@@ -965,8 +1022,16 @@ class Catalog:
                 self._close_journal(operation.id)
                 raise
             try:
+                self.hooks.run(
+                    HookContext("on_operation_error", operation=operation, error=exc),
+                    raise_required=False,
+                )
                 uow.rollback(exc)
                 self._close_journal(operation.id)
+                self.hooks.run(
+                    HookContext("on_operation_rollback", operation=operation, error=exc),
+                    raise_required=False,
+                )
             finally:
                 self._finish(operation, error=exc)
             raise
