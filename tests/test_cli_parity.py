@@ -53,6 +53,7 @@ INVOCATIONS: list[tuple[list[str], set[str]]] = [
     (["logs", "--level", "error"], {"logs"}),
     (["schemas"], {"list_schemas"}),
     (["doctor"], {"doctor"}),
+    (["extract", "{file}", "--json"], {"extract"}),
     (["recover", "--dry-run"], {"recover"}),
     (["validate", "{rid}"], {"validate"}),
     (["schema-add", "obs@1", "{schema}"], {"register_schema"}),

@@ -308,6 +308,7 @@ class Catalog:
         profile: str | None = None,
         schema: str | None = None,
         schema_policy: Policy | None = None,
+        require_metadata: bool = False,
         user: str | None = None,
     ) -> Record:
         """Add one file: copied into managed storage, or registered where it is (``in_place``)."""
@@ -324,6 +325,7 @@ class Catalog:
             profile=profile,
             schema=schema,
             schema_policy=schema_policy,
+            require_metadata=require_metadata,
             user=user,
         )[0]
 
@@ -343,6 +345,7 @@ class Catalog:
         profile: str | None = None,
         schema: str | None = None,
         schema_policy: Policy | None = None,
+        require_metadata: bool = False,
         user: str | None = None,
     ) -> list[Record]:
         """Add files as one operation: every file is checked and read before anything is
@@ -354,13 +357,22 @@ class Catalog:
                 f"{len(record_ids)} ids given for {len(files)} files; give one id per file"
             )
         for file in files:
-            _check_readable(file)
+            _check_readable(file, in_place=in_place)
         tags = list(tags)
         user_meta = _metadata(metadata)
         drafts: list[tuple[Path, Record, Extracted]] = []
         for i, file in enumerate(files):
             before = self._hook("before_metadata_extract", path=file).metadata
-            found = extract_file(file) if extract else _bare(file)
+            found = extract_file(file, require=require_metadata) if extract else _bare(file)
+            for problem in found.errors:
+                with suppress(ArcodexError):
+                    self.events.emit(
+                        "extract.failed",
+                        f"metadata of {file} only partly read: {problem}",
+                        level="warning",
+                        user=user,
+                        path=str(file),
+                    )
             found.metadata = _merge(_merge(before, found.metadata), self._hook(
                 "after_metadata_extract", path=file, metadata=found.metadata
             ).metadata)  # fmt: skip
@@ -399,7 +411,7 @@ class Catalog:
             for file, record, found in drafts:
                 locator: LocalPath | FsspecUrl
                 if in_place:
-                    size, sha = _hash(file)
+                    size, sha = _dir_size(file) if file.is_dir() else _hash(file)
                     locator = LocalPath(path=str(file.resolve()))
                     managed = False
                 else:
@@ -429,9 +441,13 @@ class Catalog:
                     media_type=found.media_type,
                     format=found.format,
                     size_bytes=size,
-                    hashes={"sha256": sha},
+                    hashes={"sha256": sha} if sha else {},
                     managed=managed,
-                    metadata={"source_path": str(file.resolve()), "extractors": found.extractors},
+                    metadata={
+                        "source_path": str(file.resolve()),
+                        "extractors": found.extractors,
+                        **({"extract_errors": found.errors} if found.errors else {}),
+                    },
                 )
                 records.append(record.model_copy(update={"artifacts": [artifact]}))
             uow.transition("artifact_write_succeeded")
@@ -1059,6 +1075,25 @@ class Catalog:
                 )
             raise
 
+    # -- extraction ------------------------------------------------------------------
+
+    @staticmethod
+    def extract(path: str | os.PathLike[str], *, require_metadata: bool = False) -> dict[str, Any]:
+        """What ``add`` would read from a file or store, without a catalog or any write."""
+        target = Path(path).expanduser()
+        if not target.exists():
+            raise NotFoundError(f"{target} does not exist; check the path")
+        found = extract_file(target, require=require_metadata)
+        return {
+            "path": str(target.resolve()),
+            "kind": found.kind,
+            "format": found.format,
+            "media_type": found.media_type,
+            "extractors": found.extractors,
+            "errors": found.errors,
+            "metadata": check_metadata(found.metadata),
+        }
+
     # -- health ----------------------------------------------------------------------
 
     def doctor(self, *, verify_hashes: bool = False) -> DoctorReport:
@@ -1274,11 +1309,16 @@ def _check_uri(uri: str) -> None:
         )
 
 
-def _check_readable(path: Path) -> None:
+def _check_readable(path: Path, *, in_place: bool = False) -> None:
     if not path.exists():
         raise NotFoundError(f"{path} does not exist; check the path")
     if path.is_dir():
-        raise ValidationError(f"{path} is a directory; add the files in it (e.g. {path}/*.nc)")
+        if in_place:
+            return
+        raise ValidationError(
+            f"{path} is a directory; add the files in it (e.g. {path}/*.nc), or register "
+            "the whole directory (a Zarr store, say) where it is with --in-place"
+        )
     try:
         with open(path, "rb") as fh:
             fh.read(1)
@@ -1286,6 +1326,11 @@ def _check_readable(path: Path) -> None:
         raise StorageError(
             f"cannot read {path}: {exc.strerror or exc}; check its permissions"
         ) from exc
+
+
+def _dir_size(path: Path) -> tuple[int, str]:
+    """Total size of a directory tree; directories carry no single hash."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()), ""
 
 
 def _hash(path: Path) -> tuple[int, str]:

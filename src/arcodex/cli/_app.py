@@ -266,6 +266,12 @@ def add(
     profile: Annotated[str | None, typer.Option(help="Storage profile to copy into.")] = None,
     schema: SchemaOpt = None,
     schema_policy: PolicyOpt = None,
+    require_metadata: Annotated[
+        bool,
+        typer.Option(
+            "--require-metadata", help="Fail if any extractor cannot read a file (default: warn)."
+        ),
+    ] = False,
     external: Annotated[
         bool,
         typer.Option(
@@ -320,6 +326,7 @@ def add(
             profile=profile,
             schema=schema,
             schema_policy=schema_policy,
+            require_metadata=require_metadata,
         )
     _print_records(
         records,
@@ -777,6 +784,32 @@ def recover(
             f"{r.decision.replace('_', ' ')}"
             + (f", removing {', '.join(r.removed)}" if r.removed else "")
         )
+
+
+@command("extract", api=("extract",))
+def extract(
+    path: Annotated[
+        Path, typer.Argument(help="A file, directory, Zarr store or Icechunk repository.")
+    ],
+    require_metadata: Annotated[
+        bool, typer.Option("--require-metadata", help="Fail if any extractor cannot read it.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the metadata `add` would read from PATH (no catalog needed, nothing written)."""
+    from arcodex.catalog import Catalog
+    from arcodex.cli import _render
+
+    found = Catalog.extract(path, require_metadata=require_metadata)
+    if as_json:
+        _render.print_json(found)
+        return
+    out = _render.console()
+    out.print(f"{found['path']}: {found['kind']}, {found['format']} ({found['media_type']})")
+    out.print(f"extractors: {', '.join(found['extractors'])}")
+    for problem in found["errors"]:
+        out.print(f"warning: {problem}")
+    out.print_json(data=found["metadata"])
 
 
 def main() -> None:

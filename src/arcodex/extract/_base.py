@@ -18,6 +18,7 @@ class Extracted:
     format: str | None = None
     kind: str | None = None
     extractors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 @runtime_checkable

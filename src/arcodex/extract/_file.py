@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mimetypes
+from datetime import UTC, datetime
 from pathlib import Path
 
 from arcodex.extract._base import Extracted
@@ -39,12 +40,22 @@ class FileExtractor:
     def extract(self, path: Path, into: Extracted) -> None:
         suffix = "".join(path.suffixes[-1:]).lower()
         media_type, fmt = _KNOWN.get(suffix, (None, None))
+        if media_type is None and path.is_dir():
+            # A directory's nature comes from its content (the directory and store extractors).
+            into.metadata.setdefault("file", {}).update({"name": path.name, "suffix": suffix})
+            return
         if media_type is None:
             media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             fmt = suffix.lstrip(".") or None
         into.media_type = into.media_type or media_type
         into.format = into.format or fmt
-        into.metadata.setdefault("file", {}).update({"name": path.name, "suffix": suffix})
+        facts: dict[str, object] = {"name": path.name, "suffix": suffix}
+        if path.is_file():
+            stat = path.stat()
+            facts.update(
+                size=stat.st_size, mtime=datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()
+            )
+        into.metadata.setdefault("file", {}).update(facts)
         if into.kind is None:
             into.kind = (
                 "dataset" if fmt in ("netcdf", "hdf5", "zarr", "grib", "geotiff") else "document"

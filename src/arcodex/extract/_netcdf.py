@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arcodex.errors import ValidationError
+from arcodex.errors import PluginError, ValidationError
 from arcodex.extract._base import Extracted
 
 if TYPE_CHECKING:
@@ -64,11 +64,7 @@ class NetCDFExtractor:
     name = "netcdf"
 
     def matches(self, path: Path) -> bool:
-        # Without the netcdf extra, files are still added, just without this extractor.
-        if (
-            importlib.util.find_spec("xarray") is None
-            or importlib.util.find_spec("netCDF4") is None
-        ):
+        if not path.is_file():
             return False
         if path.suffix.lower() in _SUFFIXES:
             return True
@@ -80,6 +76,14 @@ class NetCDFExtractor:
         return head in _MAGIC
 
     def extract(self, path: Path, into: Extracted) -> None:
+        if (
+            importlib.util.find_spec("xarray") is None
+            or importlib.util.find_spec("netCDF4") is None
+        ):
+            raise PluginError(
+                f"reading {path.name} as NetCDF needs xarray and netCDF4; "
+                "install them with pip install 'arcodex[netcdf]'"
+            )
         try:
             info = _read(path)
         except (OSError, RuntimeError, ValueError, KeyError, IndexError, TypeError) as exc:
