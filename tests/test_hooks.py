@@ -121,3 +121,45 @@ def test_hook_metadata_is_validated(cat: Catalog) -> None:
     with pytest.raises(ValidationError, match=r"before_record_commit hook gave"):
         cat.add_external("https://example.org/a")
     assert cat.count() == 0
+
+
+def test_update_and_bytes_run_their_hooks(cat: Catalog) -> None:
+    seen: list[str] = []
+
+    def note(ctx: HookContext) -> HookResult:
+        seen.append(ctx.point)
+        return HookResult(metadata={"stamped": True} if ctx.point == "before_record_commit" else {})
+
+    for point in ("after_record_validate", "before_record_commit", "after_record_commit",
+                  "before_artifact_write", "after_artifact_write"):  # fmt: skip
+        cat.hooks.register(point, note, name=f"note-{point}")
+    rec = cat.add_bytes(b"x", name="n.txt")
+    assert seen == [
+        "after_record_validate",
+        "before_artifact_write",
+        "after_artifact_write",
+        "before_record_commit",
+        "after_record_commit",
+    ]
+    seen.clear()
+    new = cat.update(rec.id, set={"q": 1})
+    assert seen == ["after_record_validate", "before_record_commit", "after_record_commit"]
+    assert new.metadata["stamped"] is True and cat.get(rec.id).metadata["q"] == 1
+
+
+def test_storage_failures_are_logged(tmp_path: Path) -> None:
+    from arcodex.catalog import CatalogConfig, FileProfileConfig
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the store directory should be")
+    cat = Catalog.create(
+        tmp_path / "cat",
+        config=CatalogConfig(profiles={"local": FileProfileConfig(root=str(blocked))}),
+    )
+    from arcodex.errors import StorageError
+
+    with pytest.raises(StorageError, match="could not write"):
+        cat.add_bytes(b"x", name="n.txt")
+    (failed,) = cat.logs(event="operation.failed")
+    assert failed["exc_type"] == "StorageError"
+    assert cat.count() == 0

@@ -494,7 +494,9 @@ class Catalog:
         except ValueError as exc:
             raise ValidationError(f"cannot add {name}: {_pydantic_message(exc)}") from None
         record = self._with_schema(record, schema, schema_policy, user)
+        self._hook("after_record_validate", record=record)
         store, template = self._store(profile)
+        self._hook("before_path_plan", record=record)
         key = render_path(
             template,
             {
@@ -510,9 +512,12 @@ class Catalog:
             "add", user=user, inputs=[f"bytes:{name}"], parameters={"profile": profile}
         ) as uow:
             uow.transition("planned", records=[record.id], profile=profile)
+            self._hook("after_path_plan", uow=uow, record=record, key=key)
             uow.transition("artifact_write_started")
+            self._hook("before_artifact_write", uow=uow, record=record, key=key)
             key, size, sha = store.write_bytes(data, key)
             _undo_write(uow, store, key, profile or self.config.default_profile)
+            self._hook("after_artifact_write", uow=uow, record=record, key=key)
             artifact = Artifact(
                 locator=store.locator(key),
                 media_type=media_type or found.media_type,
@@ -610,6 +615,8 @@ class Catalog:
             except ValueError as exc:
                 raise ValidationError(f"cannot add {uri}: {_pydantic_message(exc)}") from None
         records = [self._with_schema(r, schema, schema_policy, user) for r in records]
+        for record in records:
+            self._hook("after_record_validate", record=record)
         with self.unit_of_work("add", user=user, inputs=list(uris)) as uow:
             uow.transition("planned", records=[r.id for r in records])
             self._write_records(uow, records)
@@ -860,6 +867,7 @@ class Catalog:
         except ValueError as exc:
             raise ValidationError(f"cannot update {current.id}: {_pydantic_message(exc)}") from None
         new = self._with_schema(new, schema, schema_policy, user)
+        self._hook("after_record_validate", record=new)
         with self.unit_of_work(
             "update",
             user=user,
@@ -867,6 +875,8 @@ class Catalog:
             parameters={"set": sorted((set or {}).keys()), "unset": list(unset)},
         ) as uow:
             uow.transition("planned", records=[current.id], version=version)
+            if self.hooks.names("before_record_commit"):
+                new = self._before_commit(uow, new)
             uow.transition("catalog_write_started")
             self.backend.update(new, expected_version=version)
             # Undo by writing the old content back over the new version.
@@ -880,6 +890,7 @@ class Catalog:
             )
             uow.transition("catalog_write_succeeded")
             uow.transition("hooks_started")
+            self._hook("after_record_commit", uow=uow, record=new)
             uow.operation.outputs = [new.id]
         return new
 
