@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,3 +266,60 @@ def test_memory_profile_through_the_catalog(tmp_path: Path) -> None:
     cat.purge(rec.id)
     store, _ = cat._store("mem")
     assert list(store.iter_keys()) == []
+
+
+@pytest.fixture(scope="module")
+def s3_checking_credentials() -> Iterator[str]:
+    """A moto S3 server that checks credentials (every request is authenticated)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_wrong_credentials_are_one_clear_error(
+    tmp_path: Path, s3_checking_credentials: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    profile = S3ProfileConfig(
+        bucket="some-bucket",
+        endpoint_url=s3_checking_credentials,
+        region="us-east-1",
+        path_style=True,
+    )
+    cat = Catalog.create(tmp_path / "cat", config=CatalogConfig(profiles={"s3": profile}))
+    src = tmp_path / "a.txt"
+    src.write_text("a")
+    with pytest.raises(AuthError, match="access denied; check the credentials") as info:
+        cat.add_file(src, profile="s3")
+    assert SECRET not in str(info.value)
+    assert cat.count() == 0
+    (failed,) = cat.logs(event="operation.failed")
+    assert failed["exc_type"] == "AuthError"
+    logs = "".join(p.read_text() for p in (cat.root / "state" / "logs").glob("*.jsonl"))
+    assert SECRET not in logs
