@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import getpass
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -11,7 +10,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
@@ -23,7 +21,24 @@ from arcodex.catalog._doctor import recover as recover_operations
 from arcodex.catalog._events import EventLog
 from arcodex.catalog._hooks import HookContext, HookRegistry, HookResult
 from arcodex.catalog._journal import Journal, UnitOfWork
-from arcodex.catalog._schemas import Policy, SchemaRegistry, SchemaResult, parse_schema_ref
+from arcodex.catalog._schemas import Policy, SchemaRegistry, SchemaResult
+from arcodex.catalog._support import (
+    bare,
+    check_readable,
+    check_uri,
+    current_user,
+    dir_size,
+    exists,
+    file_hash,
+    merge,
+    metadata_of,
+    profile_secrets,
+    pydantic_message,
+    schema_parts,
+    set_path,
+    undo_write,
+    unset_path,
+)
 from arcodex.errors import (
     ArcodexError,
     CatalogExistsError,
@@ -51,8 +66,6 @@ from arcodex.model import (
 from arcodex.storage import (
     FsspecStore,
     LocalStore,
-    S3ProfileConfig,
-    hash_file,
     open_storage,
     render_path,
 )
@@ -104,7 +117,7 @@ def _refusals_logged(
     def wrap(fn: Callable[Concatenate[Catalog, P], R]) -> Callable[Concatenate[Catalog, P], R]:
         def run(self: Catalog, /, *args: P.args, **kwargs: P.kwargs) -> R:
             user = kwargs.get("user")
-            with self._checking(action, user if isinstance(user, str) else _current_user()):
+            with self._checking(action, user if isinstance(user, str) else current_user()):
                 return fn(self, *args, **kwargs)
 
         functools.update_wrapper(run, fn)
@@ -136,48 +149,6 @@ def open_catalog(path_or_url: str | os.PathLike[str] | None = None) -> Catalog:
     return Catalog.open(find_catalog_root(path_or_url))
 
 
-def _current_user() -> str:
-    with suppress(Exception):
-        return os.environ.get("ARCODEX_USER") or getpass.getuser()
-    return "unknown"
-
-
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``extra`` into a copy of ``base`` (``extra`` wins)."""
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _unset(metadata: dict[str, Any], dotted: str) -> bool:
-    parts = dotted.split(".")
-    node: Any = metadata
-    for part in parts[:-1]:
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    if isinstance(node, dict) and parts[-1] in node:
-        del node[parts[-1]]
-        return True
-    return False
-
-
-def _set(metadata: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = metadata
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
 class Catalog:
     """One arcodex catalog: records in a backend, managed files in storage profiles.
 
@@ -188,7 +159,7 @@ class Catalog:
         self.root = root
         self.config = config
         self.backend = backend
-        self.events = EventLog(root / STATE_DIR / LOG_DIR, secrets=_profile_secrets(config))
+        self.events = EventLog(root / STATE_DIR / LOG_DIR, secrets=profile_secrets(config))
         self.schemas = SchemaRegistry(root / SCHEMA_DIR)
         self.journal = Journal(root / STATE_DIR / JOURNAL_DIR)
         self.hooks = HookRegistry(self.events)
@@ -350,20 +321,20 @@ class Catalog:
     ) -> list[Record]:
         """Add files as one operation: every file is checked and read before anything is
         written, and either all records are added or none."""
-        user = user or _current_user()
+        user = user or current_user()
         files = [Path(p).expanduser() for p in paths]
         if record_ids is not None and len(record_ids) != len(files):
             raise ValidationError(
                 f"{len(record_ids)} ids given for {len(files)} files; give one id per file"
             )
         for file in files:
-            _check_readable(file, in_place=in_place)
+            check_readable(file, in_place=in_place)
         tags = list(tags)
-        user_meta = _metadata(metadata)
+        user_meta = metadata_of(metadata)
         drafts: list[tuple[Path, Record, Extracted]] = []
         for i, file in enumerate(files):
             before = self._hook("before_metadata_extract", path=file).metadata
-            found = extract_file(file, require=require_metadata) if extract else _bare(file)
+            found = extract_file(file, require=require_metadata) if extract else bare(file)
             for problem in found.errors:
                 with suppress(ArcodexError):
                     self.events.emit(
@@ -373,14 +344,14 @@ class Catalog:
                         user=user,
                         path=str(file),
                     )
-            found.metadata = _merge(_merge(before, found.metadata), self._hook(
+            found.metadata = merge(merge(before, found.metadata), self._hook(
                 "after_metadata_extract", path=file, metadata=found.metadata
             ).metadata)  # fmt: skip
             rec_kwargs: dict[str, Any] = {}
             if record_ids is not None:
                 rec_kwargs["id"] = record_ids[i]
-            merged = _merge(found.metadata, user_meta)
-            merged = _merge(
+            merged = merge(found.metadata, user_meta)
+            merged = merge(
                 merged, self._hook("before_record_validate", path=file, metadata=merged).metadata
             )
             try:
@@ -395,7 +366,7 @@ class Catalog:
                     **rec_kwargs,
                 )
             except ValueError as exc:
-                raise ValidationError(f"cannot add {file}: {_pydantic_message(exc)}") from None
+                raise ValidationError(f"cannot add {file}: {pydantic_message(exc)}") from None
             record = self._with_schema(record, schema, schema_policy, user)
             self._hook("after_record_validate", record=record, path=file)
             drafts.append((file, record, found))
@@ -411,7 +382,7 @@ class Catalog:
             for file, record, found in drafts:
                 locator: LocalPath | FsspecUrl
                 if in_place:
-                    size, sha = _dir_size(file) if file.is_dir() else _hash(file)
+                    size, sha = dir_size(file) if file.is_dir() else file_hash(file)
                     locator = LocalPath(path=str(file.resolve()))
                     managed = False
                 else:
@@ -431,7 +402,7 @@ class Catalog:
                     self._hook("after_path_plan", uow=uow, record=record, path=file, key=key)
                     self._hook("before_artifact_write", uow=uow, record=record, path=file, key=key)
                     key, size, sha = store.write_file(file, key)
-                    _undo_write(uow, store, key, profile or self.config.default_profile)
+                    undo_write(uow, store, key, profile or self.config.default_profile)
                     self._hook("after_artifact_write", uow=uow, record=record, path=file, key=key)
                     locator = store.locator(key)
                     managed = True
@@ -473,7 +444,7 @@ class Catalog:
         user: str | None = None,
     ) -> Record:
         """Store ``data`` as a managed file called ``name`` and add a record for it."""
-        user = user or _current_user()
+        user = user or current_user()
         if not name or "/" in name or name in (".", ".."):
             raise ValidationError(f"bad name {name!r}: give a file name like notes.txt")
         found = Extracted()
@@ -485,14 +456,14 @@ class Catalog:
                 kind=kind,
                 title=title or name,
                 description=description,
-                metadata=_merge(found.metadata, _metadata(metadata)),
+                metadata=merge(found.metadata, metadata_of(metadata)),
                 tags=list(tags),
                 created_by=user,
                 updated_by=user,
                 **({"id": record_id} if record_id else {}),
             )
         except ValueError as exc:
-            raise ValidationError(f"cannot add {name}: {_pydantic_message(exc)}") from None
+            raise ValidationError(f"cannot add {name}: {pydantic_message(exc)}") from None
         record = self._with_schema(record, schema, schema_policy, user)
         self._hook("after_record_validate", record=record)
         store, template = self._store(profile)
@@ -516,7 +487,7 @@ class Catalog:
             uow.transition("artifact_write_started")
             self._hook("before_artifact_write", uow=uow, record=record, key=key)
             key, size, sha = store.write_bytes(data, key)
-            _undo_write(uow, store, key, profile or self.config.default_profile)
+            undo_write(uow, store, key, profile or self.config.default_profile)
             self._hook("after_artifact_write", uow=uow, record=record, key=key)
             artifact = Artifact(
                 locator=store.locator(key),
@@ -581,16 +552,16 @@ class Catalog:
         user: str | None = None,
     ) -> list[Record]:
         """Register URIs as one operation: all are added, or none (nothing is downloaded)."""
-        user = user or _current_user()
+        user = user or current_user()
         if record_ids is not None and len(record_ids) != len(uris):
             raise ValidationError(
                 f"{len(record_ids)} ids given for {len(uris)} URIs; give one id per URI"
             )
         tags = list(tags)
-        meta = _metadata(metadata)
+        meta = metadata_of(metadata)
         records = []
         for i, uri in enumerate(uris):
-            _check_uri(uri)
+            check_uri(uri)
             try:
                 records.append(
                     Record(
@@ -613,7 +584,7 @@ class Catalog:
                     )
                 )
             except ValueError as exc:
-                raise ValidationError(f"cannot add {uri}: {_pydantic_message(exc)}") from None
+                raise ValidationError(f"cannot add {uri}: {pydantic_message(exc)}") from None
         records = [self._with_schema(r, schema, schema_policy, user) for r in records]
         for record in records:
             self._hook("after_record_validate", record=record)
@@ -750,7 +721,7 @@ class Catalog:
         except ValueError as exc:
             from arcodex.errors import QueryError
 
-            raise QueryError(f"bad search argument: {_pydantic_message(exc)}") from None
+            raise QueryError(f"bad search argument: {pydantic_message(exc)}") from None
         if extra:
             q = q.model_copy(update={"conditions": [*q.conditions, *extra]})
         return q
@@ -816,7 +787,7 @@ class Catalog:
     ) -> Record:
         """Change a record. ``set``/``unset`` take dotted metadata paths. With
         ``expected_version`` the update fails (ConflictError) if the record changed since."""
-        user = user or _current_user()
+        user = user or current_user()
         current = self.get(id_or_prefix)
         if current.status == "deleted":
             raise ConflictError(
@@ -839,12 +810,12 @@ class Catalog:
             )
         metadata = current.model_dump(mode="json")["metadata"]
         for path in unset:
-            if not _unset(metadata, path):
+            if not unset_path(metadata, path):
                 raise NotFoundError(
                     f"record {current.id} has no metadata {path!r} to unset; see `arcodex show {current.id}`"
                 )
         for path, value in (set or {}).items():
-            _set(metadata, path, value)
+            set_path(metadata, path, value)
         dropped = frozenset(remove_tags)  # `set` is a parameter here
         tags = [t for t in current.tags if t not in dropped] + list(add_tags)
         changes: dict[str, Any] = {
@@ -865,7 +836,7 @@ class Catalog:
         try:
             new = Record.model_validate({**current.model_dump(), **changes})
         except ValueError as exc:
-            raise ValidationError(f"cannot update {current.id}: {_pydantic_message(exc)}") from None
+            raise ValidationError(f"cannot update {current.id}: {pydantic_message(exc)}") from None
         new = self._with_schema(new, schema, schema_policy, user)
         self._hook("after_record_validate", record=new)
         with self.unit_of_work(
@@ -898,7 +869,7 @@ class Catalog:
         """Tombstone a record (restorable); with ``purge`` remove it and its managed files."""
         if purge:
             return self.purge(id_or_prefix, user=user)
-        user = user or _current_user()
+        user = user or current_user()
         record = self.get(id_or_prefix)
         if record.status == "deleted":
             raise ConflictError(
@@ -914,7 +885,7 @@ class Catalog:
 
     def restore(self, id_or_prefix: str, *, user: str | None = None) -> Record:
         """Bring back a deleted record with the status it had."""
-        user = user or _current_user()
+        user = user or current_user()
         record = self.get(id_or_prefix)
         if record.status != "deleted":
             raise ConflictError(
@@ -930,7 +901,7 @@ class Catalog:
 
     def purge(self, id_or_prefix: str, *, user: str | None = None) -> Record:
         """Remove a record for good, and the files arcodex wrote for it (never others)."""
-        user = user or _current_user()
+        user = user or current_user()
         record = self.get(id_or_prefix)
         purged = self._run("purge", record.id, user, lambda: self.backend.purge(record.id))
         for artifact in purged.artifacts:
@@ -964,7 +935,7 @@ class Catalog:
         ids = [r.id for r in records]
         uow.on_rollback(
             "remove the records added",
-            lambda: [self.backend.purge(i) for i in ids if _exists(self.backend, i)],
+            lambda: [self.backend.purge(i) for i in ids if exists(self.backend, i)],
             records=ids[:1000],
         )
         uow.transition("catalog_write_succeeded")
@@ -980,11 +951,11 @@ class Catalog:
             return record
         try:
             return Record.model_validate(
-                {**record.model_dump(), "metadata": _merge(record.metadata, updates)}
+                {**record.model_dump(), "metadata": merge(record.metadata, updates)}
             )
         except ValueError as exc:
             raise ValidationError(
-                f"a before_record_commit hook gave {record.id} bad metadata: {_pydantic_message(exc)}"
+                f"a before_record_commit hook gave {record.id} bad metadata: {pydantic_message(exc)}"
             ) from None
 
     def _hook(
@@ -1026,7 +997,7 @@ class Catalog:
         """
         operation = Operation(
             action=action,
-            user=user or _current_user(),
+            user=user or current_user(),
             inputs=list(inputs),
             parameters=dict(parameters or {}),
         )
@@ -1144,7 +1115,7 @@ class Catalog:
             try:
                 record = Record.model_validate(dict(document))
             except ValueError as exc:
-                return [SchemaResult(False, schema, [_pydantic_message(exc)])]
+                return [SchemaResult(False, schema, [pydantic_message(exc)])]
             targets = [record]
         elif all:
             targets = self.backend.search(Query(limit=None)).records
@@ -1157,7 +1128,7 @@ class Catalog:
     def _check_schema(self, record: Record, schema: str | None = None) -> SchemaResult:
         name, version = record.schema_name, record.schema_version
         if schema:
-            name, version = _schema_parts(schema)
+            name, version = schema_parts(schema)
         if not name:
             return SchemaResult(
                 True, None, warnings=["the record names no schema"], record_id=record.id
@@ -1172,7 +1143,7 @@ class Catalog:
         """Attach ``schema`` to a record about to be written and apply the policy to it."""
         policy = policy or self.config.schema_policy
         if schema:
-            name, version = _schema_parts(schema)
+            name, version = schema_parts(schema)
             name, version = self.schemas.resolve(name, version).split("@", 1)
             record = record.model_copy(update={"schema_name": name, "schema_version": version})
         if policy == "off" or not record.schema_name:
@@ -1254,117 +1225,3 @@ class Catalog:
 
 
 _QUERY_KW = {"text", "bbox", "time", "kind", "status", "tags", "sort", "limit", "cursor"}
-
-
-def _profile_secrets(config: CatalogConfig) -> list[str]:
-    """Credential values the catalog's profiles may use, to keep them out of the log."""
-    import configparser
-
-    found: list[str] = []
-    for profile in config.profiles.values():
-        if not isinstance(profile, S3ProfileConfig):
-            continue
-        for name in (profile.key_env, profile.secret_env, profile.token_env):
-            value = os.environ.get(name)
-            if value:
-                found.append(value)
-        if profile.credentials_file:
-            parser = configparser.ConfigParser()
-            with suppress(OSError, configparser.Error):
-                parser.read(Path(profile.credentials_file).expanduser())
-                for section in parser.sections():
-                    found.extend(v for k, v in parser[section].items() if k.startswith("aws_"))
-    return found
-
-
-def _schema_parts(ref: str) -> tuple[str, str | None]:
-    """``name@version`` or a bare ``name`` (meaning its latest version)."""
-    if "@" in ref:
-        return parse_schema_ref(ref)
-    parse_schema_ref(f"{ref}@1")  # checks the name
-    return ref, None
-
-
-def _undo_write(uow: UnitOfWork, store: LocalStore | FsspecStore, key: str, profile: str) -> None:
-    """Journal an object this unit created and register its removal."""
-    uow.on_rollback(f"delete {key} from profile {profile}", lambda: store.delete(key), key=key)
-    uow.transition("artifact_written", profile=profile, key=key)
-
-
-def _exists(backend: CatalogBackend, record_id: str) -> bool:
-    try:
-        backend.get(record_id)
-    except NotFoundError:
-        return False
-    return True
-
-
-def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
-    """User metadata as plain JSON, or a ValidationError naming what is wrong."""
-    try:
-        result: dict[str, Any] = check_metadata(dict(metadata or {}))
-    except ValueError as exc:
-        raise ValidationError(f"bad metadata: {exc}") from None
-    return result
-
-
-def _check_uri(uri: str) -> None:
-    parts = urlsplit(uri)
-    if not parts.scheme or not (parts.netloc or parts.path) or any(c.isspace() for c in uri):
-        raise ValidationError(
-            f"{uri!r} is not a URI; give one like https://host/path or doi:10.1000/x"
-        )
-    if parts.password:
-        raise ValidationError(
-            "the URI carries a password; put credentials in a storage profile, not the URI"
-        )
-
-
-def _check_readable(path: Path, *, in_place: bool = False) -> None:
-    if not path.exists():
-        raise NotFoundError(f"{path} does not exist; check the path")
-    if path.is_dir():
-        if in_place:
-            return
-        raise ValidationError(
-            f"{path} is a directory; add the files in it (e.g. {path}/*.nc), or register "
-            "the whole directory (a Zarr store, say) where it is with --in-place"
-        )
-    try:
-        with open(path, "rb") as fh:
-            fh.read(1)
-    except OSError as exc:
-        raise StorageError(
-            f"cannot read {path}: {exc.strerror or exc}; check its permissions"
-        ) from exc
-
-
-def _dir_size(path: Path) -> tuple[int, str]:
-    """Total size of a directory tree; directories carry no single hash."""
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()), ""
-
-
-def _hash(path: Path) -> tuple[int, str]:
-    try:
-        return hash_file(path)
-    except OSError as exc:
-        raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-
-
-def _bare(path: Path) -> Extracted:
-    from arcodex.extract import FileExtractor
-
-    found = Extracted()
-    FileExtractor().extract(path, found)
-    return found
-
-
-def _pydantic_message(exc: Exception) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        with suppress(Exception):
-            first = errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ()))
-            msg = str(first.get("msg", exc)).removeprefix("Value error, ")
-            return f"{loc}: {msg}" if loc else msg
-    return str(exc)
