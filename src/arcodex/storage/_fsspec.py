@@ -17,6 +17,7 @@ from typing import Any, BinaryIO
 
 from arcodex.errors import AuthError, StorageError
 from arcodex.model import FsspecUrl
+from arcodex.storage._local import candidate_keys
 
 __all__ = ["FsspecStore"]
 
@@ -88,12 +89,8 @@ class FsspecStore:
                 self.fs.rm(self._path(key))
 
     def _free_key(self, key: str) -> str:
-        stem, dot, ext = key.rpartition("/")[2].partition(".")
-        prefix = key.rpartition("/")[0]
         with self._errors("list", key):
-            for attempt in range(1000):
-                name = f"{stem}-{attempt}{dot}{ext}" if attempt else f"{stem}{dot}{ext}"
-                candidate = f"{prefix}/{name}" if prefix else name
+            for candidate in candidate_keys(key):
                 if not self.fs.exists(self._path(candidate)):
                     return candidate
         raise StorageError(f"no free name for {key} after 1000 tries; change the path template")

@@ -16,11 +16,21 @@ from typing import Any, BinaryIO
 from arcodex.errors import StorageError, ValidationError
 from arcodex.model import LocalPath
 
-__all__ = ["LocalStore", "hash_file", "render_path"]
+__all__ = ["LocalStore", "candidate_keys", "hash_file", "render_path"]
 
 _CHUNK = 4 * 1024 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+
+
+def candidate_keys(key: str, tries: int = 1000) -> Iterator[str]:
+    """``key``, then ``key`` with ``-1``, ``-2`` … before its extension: names to try
+    until one is free (writes never overwrite)."""
+    stem, dot, ext = key.rpartition("/")[2].partition(".")
+    prefix = key.rpartition("/")[0]
+    for attempt in range(tries):
+        name = f"{stem}-{attempt}{dot}{ext}" if attempt else f"{stem}{dot}{ext}"
+        yield f"{prefix}/{name}" if prefix else name
 
 
 def hash_file(path: Path) -> tuple[int, str]:
@@ -124,11 +134,7 @@ class LocalStore:
         return final_key, size, digest.hexdigest()
 
     def _link_no_clobber(self, tmp: Path, key: str) -> str:
-        stem, dot, ext = key.rpartition("/")[2].partition(".")
-        prefix = key.rpartition("/")[0]
-        for attempt in range(1000):
-            candidate_name = f"{stem}-{attempt}{dot}{ext}" if attempt else f"{stem}{dot}{ext}"
-            candidate = f"{prefix}/{candidate_name}" if prefix else candidate_name
+        for candidate in candidate_keys(key):
             try:
                 # link() refuses to replace an existing file, unlike rename().
                 os.link(tmp, self.full_path(candidate))
