@@ -240,6 +240,10 @@ class Catalog:
             ) from None
         return open_storage(name, prof, self.root), prof.path_template
 
+    def storage(self, profile: str | None = None) -> LocalStore | FsspecStore:
+        """The storage of a profile (default: the catalog's), to read or write objects."""
+        return self._store(profile)[0]
+
     def _delete_managed(self, artifact: Artifact) -> None:
         """Remove an object arcodex wrote (never anything else)."""
         if not artifact.managed:
@@ -846,23 +850,7 @@ class Catalog:
             parameters={"set": sorted((set or {}).keys()), "unset": list(unset)},
         ) as uow:
             uow.transition("planned", records=[current.id], version=version)
-            if self.hooks.names("before_record_commit"):
-                new = self._before_commit(uow, new)
-            uow.transition("catalog_write_started")
-            self.backend.update(new, expected_version=version)
-            # Undo by writing the old content back over the new version.
-            uow.on_rollback(
-                f"restore {current.id} as it was",
-                lambda: self.backend.update(
-                    current.model_copy(update={"version": new.version + 1}),
-                    expected_version=new.version,
-                ),
-                record_id=current.id,
-            )
-            uow.transition("catalog_write_succeeded")
-            uow.transition("hooks_started")
-            self._hook("after_record_commit", uow=uow, record=new)
-            uow.operation.outputs = [new.id]
+            new = self._replace_record(uow, current, new, version)
         return new
 
     def delete(self, id_or_prefix: str, *, purge: bool = False, user: str | None = None) -> Record:
@@ -944,6 +932,29 @@ class Catalog:
             for record in records:
                 self._hook("after_record_commit", uow=uow, record=record)
         uow.operation.outputs = ids[:1000]
+
+    def _replace_record(
+        self, uow: UnitOfWork, current: Record, new: Record, expected_version: int | None = None
+    ) -> Record:
+        """Write ``new`` over ``current`` in this unit, undoable by writing ``current`` back."""
+        version = current.version if expected_version is None else expected_version
+        if self.hooks.names("before_record_commit"):
+            new = self._before_commit(uow, new)
+        uow.transition("catalog_write_started")
+        self.backend.update(new, expected_version=version)
+        uow.on_rollback(
+            f"restore {current.id} as it was",
+            lambda: self.backend.update(
+                current.model_copy(update={"version": new.version + 1}),
+                expected_version=new.version,
+            ),
+            record_id=current.id,
+        )
+        uow.transition("catalog_write_succeeded")
+        uow.transition("hooks_started")
+        self._hook("after_record_commit", uow=uow, record=new)
+        uow.operation.outputs = [new.id]
+        return new
 
     def _before_commit(self, uow: UnitOfWork, record: Record) -> Record:
         updates = self._hook("before_record_commit", uow=uow, record=record).metadata

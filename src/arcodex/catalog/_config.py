@@ -6,19 +6,35 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from arcodex.errors import ValidationError
 from arcodex.storage import FileProfileConfig, ProfileConfig
 
-__all__ = ["CONFIG_FILE", "CatalogConfig", "FileProfileConfig", "load_config"]
+__all__ = ["CONFIG_FILE", "CatalogConfig", "ClusterConfig", "FileProfileConfig", "load_config"]
 
 CONFIG_FILE = "arcodex.yaml"
 
 
 def _default_profiles() -> dict[str, ProfileConfig]:
     return {"local": FileProfileConfig()}
+
+
+class ClusterConfig(BaseModel):
+    """Cluster settings (the ``cluster`` section of ``arcodex.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(default="local", description="local, threads, tcp://host:port, slurm or pbs")
+    workers: int | None = Field(default=None, ge=1, description="default: the number of cores")
+    threads: int = Field(default=1, ge=1, description="threads per worker")
+    memory_limit: str = Field(default="auto", description="per worker, e.g. '2GiB'")
+    jobqueue: dict[str, Any] = Field(
+        default_factory=dict,
+        description="keyword arguments of SLURMCluster/PBSCluster (queue, account, cores, memory, walltime…)",
+    )
+    jobs: int = Field(default=1, ge=1, description="jobs to start on a batch cluster")
 
 
 class CatalogConfig(BaseSettings):
@@ -36,6 +52,9 @@ class CatalogConfig(BaseSettings):
     default_profile: str = "local"
     profiles: dict[str, ProfileConfig] = Field(default_factory=_default_profiles)
     schema_policy: Literal["off", "warn", "strict"] = "warn"
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig, description="the Dask cluster conversions run on"
+    )
     busy_timeout: float = Field(
         default=30.0, gt=0, description="seconds to wait for a locked database"
     )

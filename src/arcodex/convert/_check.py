@@ -1,0 +1,331 @@
+"""Is a product faithful to its sources?
+
+Three checks, on the values as stored (no CF decoding, so packing and fill
+values are compared too):
+
+- **structure**: every planned variable is there with its dims, shape, dtype
+  and attributes (including the corrections asked for), and nothing else;
+- **coverage**: the concatenation coordinate equals the sources' steps, each
+  exactly once and in order (decoded with cftime, whatever the calendar);
+- **values**: NaN-aware exact equality of the first, last and some random
+  sources' first and last steps and one random block, and of every variable
+  without the concatenation dimension.
+
+The result is ``pass``, ``warn`` (faithful, with something to know, such as
+a static variable that differs between sources) or ``fail``, with reasons.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from arcodex.convert._plan import Plan, jsonable
+from arcodex.convert._product import PROVENANCE_ATTR, Product
+from arcodex.convert._sources import open_raw
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["CheckReport", "check_product"]
+
+Status = Literal["pass", "warn", "fail"]
+#: Variables without the concat dimension are compared whole up to this size.
+_WHOLE_LIMIT = 64 * 2**20
+
+
+@dataclass
+class CheckReport:
+    """The verdict on a product, with the reasons."""
+
+    status: Status
+    product: str
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    checked: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "fail"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "product": self.product,
+            "reasons": list(self.reasons),
+            "warnings": list(self.warnings),
+            "checked": jsonable(self.checked),
+            "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckReport:
+        return cls(
+            status=data["status"],
+            product=data["product"],
+            reasons=list(data.get("reasons", [])),
+            warnings=list(data.get("warnings", [])),
+            checked=dict(data.get("checked", {})),
+            seconds=float(data.get("seconds", 0.0)),
+        )
+
+
+class _Failures:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+        self.limit = 50
+
+    def add(self, reason: str) -> None:
+        if len(self.reasons) < self.limit:
+            self.reasons.append(reason)
+
+
+def check_product(product: Product, plan: Plan, *, samples: int = 3, seed: int = 0) -> CheckReport:
+    """Compare ``product`` with the sources ``plan`` describes."""
+    started = time.perf_counter()
+    failures = _Failures()
+    warnings = list(plan.warnings)
+    checked: dict[str, Any] = {"variables": 0, "steps": 0, "blocks": 0, "sources_sampled": []}
+    try:
+        ds = product.open(raw=True)
+    except Exception as exc:
+        return CheckReport(
+            "fail",
+            product.target.url,
+            [f"the product cannot be opened: {exc}"],
+            warnings,
+            checked,
+            time.perf_counter() - started,
+        )
+    with ds:
+        _structure(ds, plan, failures, checked)
+        _coverage(ds, plan, failures, checked)
+        if not failures.reasons:
+            _values(ds, plan, failures, checked, samples=samples, seed=seed)
+    status: Status = "fail" if failures.reasons else ("warn" if warnings else "pass")
+    return CheckReport(
+        status,
+        product.target.url,
+        failures.reasons,
+        warnings,
+        checked,
+        time.perf_counter() - started,
+    )
+
+
+def _structure(ds: Any, plan: Plan, failures: _Failures, checked: dict[str, Any]) -> None:
+    import numpy as np
+
+    for name, var in plan.variables.items():
+        if name not in ds.variables:
+            failures.add(f"variable {name} is missing from the product")
+            continue
+        got = ds.variables[name]
+        checked["variables"] += 1
+        if tuple(got.dims) != var.dims:
+            failures.add(f"{name} has dims {tuple(got.dims)}, its sources {var.dims}")
+        if tuple(got.shape) != var.shape:
+            failures.add(f"{name} has shape {tuple(got.shape)}, expected {var.shape}")
+        if np.dtype(got.dtype) != np.dtype(var.dtype):
+            failures.add(f"{name} is stored as {got.dtype}, its sources as {var.dtype}")
+        _attrs(f"{name}", got.attrs, var.attrs, failures)
+    extra = [str(n) for n in ds.variables if n not in plan.variables]
+    if extra:
+        failures.add(f"the product holds variables its sources lack: {', '.join(sorted(extra))}")
+    product_attrs = {k: v for k, v in ds.attrs.items() if k != PROVENANCE_ATTR}
+    planned = {k: v for k, v in plan.attrs.items() if k != PROVENANCE_ATTR}
+    _attrs("global", product_attrs, planned, failures)
+
+
+def _attrs(where: str, got: Mapping[str, Any], want: Mapping[str, Any], failures: _Failures) -> None:
+    a, b = _norm(got), _norm(want)
+    for key in sorted(set(a) | set(b)):
+        if key not in a:
+            failures.add(f"{where} attribute {key} is missing (expected {_short(b[key])})")
+        elif key not in b:
+            failures.add(f"{where} attribute {key} should not be there (found {_short(a[key])})")
+        elif not _equal_attr(a[key], b[key]):
+            failures.add(f"{where} attribute {key} is {_short(a[key])}, expected {_short(b[key])}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _norm(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k): jsonable(v) for k, v in attrs.items() if k != "_ARRAY_DIMENSIONS"}
+
+
+def _equal_attr(a: Any, b: Any) -> bool:
+    if isinstance(a, list) and len(a) == 1 and not isinstance(b, list):
+        a = a[0]
+    if isinstance(b, list) and len(b) == 1 and not isinstance(a, list):
+        b = b[0]
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return float(a) == float(b) or (a != a and b != b)
+    return bool(a == b)
+
+
+def _coverage(ds: Any, plan: Plan, failures: _Failures, checked: dict[str, Any]) -> None:
+    import numpy as np
+
+    dim = plan.concat_dim
+    if dim not in ds.variables:
+        if ds.sizes.get(dim) != plan.length:
+            failures.add(f"the product has {ds.sizes.get(dim)} steps along {dim}, its sources {plan.length}")
+        return
+    values = np.asarray(ds.variables[dim].values)
+    got = _decode(values, ds.variables[dim].attrs)
+    expected = _decode(np.asarray(plan.concat_values), {"units": plan.concat_units, "calendar": plan.calendar})
+    checked["steps"] = len(got)
+    if len(got) != len(expected):
+        missing = len(expected) - len(got)
+        failures.add(
+            f"the product has {len(got)} steps along {dim}, its sources {len(expected)}"
+            + (f" ({missing} missing)" if missing > 0 else f" ({-missing} too many)")
+        )
+    for source in plan.sources:
+        part = got[source.start : source.start + source.length]
+        want = expected[source.start : source.start + source.length]
+        if len(part) != len(want) or any(x != y for x, y in zip(part, want, strict=True)):
+            failures.add(
+                f"steps {source.start}-{source.start + source.length - 1} of {dim} do not match "
+                f"{source.url.rsplit('/', 1)[-1]} ({source.first} to {source.last}): missing, moved or reordered"
+            )
+    for i, (x, y) in enumerate(zip(got, got[1:], strict=False)):
+        if not y > x:
+            failures.add(f"{dim} does not increase at step {i + 1} ({_label(x)} then {_label(y)})")
+            break
+
+
+def _decode(values: np.ndarray, attrs: Mapping[str, Any]) -> list[Any]:
+    units = attrs.get("units")
+    if isinstance(units, str) and " since " in units:
+        import cftime
+        import numpy as np
+
+        dates = cftime.num2date(
+            values, units, str(attrs.get("calendar") or "standard"), only_use_cftime_datetimes=True
+        )
+        return list(np.atleast_1d(dates)) if hasattr(dates, "__len__") else [dates]
+    return list(values.tolist())
+
+
+def _label(value: Any) -> str:
+    return str(value.isoformat()) if hasattr(value, "isoformat") else str(value)
+
+
+def _values(
+    ds: Any,
+    plan: Plan,
+    failures: _Failures,
+    checked: dict[str, Any],
+    *,
+    samples: int,
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    n = len(plan.sources)
+    picks = sorted({0, n - 1, *rng.sample(range(n), min(samples, n))})
+    checked["sources_sampled"] = [plan.sources[i].url.rsplit("/", 1)[-1] for i in picks]
+    from arcodex.convert._write import ReadSpec, read_block
+
+    spec = ReadSpec.of(plan)
+    for name, var in plan.variables.items():
+        if name == plan.concat_dim:
+            continue
+        regions: list[tuple[slice, ...]] = []
+        if not var.concat:
+            regions.extend(_static_regions(var.shape, var.dtype))
+        else:
+            t = var.dims.index(plan.concat_dim)
+            for i in picks:
+                source = plan.sources[i]
+                if source.length == 0:
+                    continue
+                for step in sorted({source.start, source.start + source.length - 1}):
+                    region = [slice(0, s) for s in var.shape]
+                    region[t] = slice(step, step + 1)
+                    regions.append(tuple(region))
+                block = []
+                for j, (size, chunk) in enumerate(zip(var.shape, var.chunks, strict=True)):
+                    lo, hi = (source.start, source.start + source.length) if j == t else (0, size)
+                    start = rng.randrange(lo, max(lo + 1, hi - min(chunk, hi - lo) + 1))
+                    block.append(slice(start, min(hi, start + chunk)))
+                regions.append(tuple(block))
+        for region in regions:
+            _compare(ds, plan, spec, name, region, failures, read_block)
+            checked["blocks"] += 1
+
+
+def _static_regions(shape: Sequence[int], dtype: str) -> list[tuple[slice, ...]]:
+    import math
+
+    import numpy as np
+
+    if math.prod(shape) * np.dtype(dtype if dtype != "str" else "O").itemsize <= _WHOLE_LIMIT:
+        return [tuple(slice(0, s) for s in shape)]
+    regions = []
+    for i, size in enumerate(shape):
+        for edge in (slice(0, 1), slice(size - 1, size)):
+            region = [slice(0, s) for s in shape]
+            region[i] = edge
+            regions.append(tuple(region))
+    return regions
+
+
+def _compare(
+    ds: Any,
+    plan: Plan,
+    spec: Any,
+    name: str,
+    region: tuple[slice, ...],
+    failures: _Failures,
+    read_block: Any,
+) -> None:
+    import numpy as np
+
+    from arcodex.convert._plan import Block, Piece
+
+    var = plan.variables[name]
+    if var.concat:
+        t = var.dims.index(plan.concat_dim)
+        lo, hi = region[t].start, region[t].stop
+        pieces = [
+            Piece(
+                i,
+                slice(max(lo, s.start) - s.start, min(hi, s.start + s.length) - s.start),
+                slice(max(lo, s.start) - lo, min(hi, s.start + s.length) - lo),
+            )
+            for i, s in enumerate(plan.sources)
+            if s.start < hi and s.start + s.length > lo
+        ]
+    else:
+        pieces = [Piece(0, slice(None), slice(None))]
+    want = read_block(Block(name, region, pieces), spec)
+    got = np.asarray(ds.variables[name][region].values)
+    if got.shape != want.shape:
+        failures.add(f"{name}{_where(region)} has shape {got.shape}, its source {want.shape}")
+        return
+    equal_nan = want.dtype.kind in "fc"
+    if not np.array_equal(got, want, equal_nan=equal_nan):
+        diff = int(np.sum(~((got == want) | ((got != got) & (want != want)) if equal_nan else (got == want))))
+        failures.add(f"{name}{_where(region)} differs from its sources in {diff} values")
+
+
+def _where(region: tuple[slice, ...]) -> str:
+    return "[" + ", ".join(f"{s.start}:{s.stop}" for s in region) + "]"
+
+
+def close_sources(plan: Plan) -> None:
+    """Close the files the check opened (they may be replaced later)."""
+    from arcodex.convert._sources import _open_files
+
+    for ref in plan.refs:
+        _open_files.forget(ref.url)
+    _ = open_raw

@@ -1,0 +1,245 @@
+"""A product: its format, where it lives, and how to open it.
+
+Every product carries its provenance (the sources with their fingerprints
+and places, the parameters of the conversion) as the root attribute
+``arcodex_provenance``, so ``update`` and ``check`` work with or without a
+catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from arcodex.convert._target import Target, s3_settings
+from arcodex.errors import ConversionError, NotFoundError, ValidationError
+
+__all__ = ["FORMATS", "MEDIA_TYPES", "PROVENANCE_ATTR", "Product", "ProductFormat"]
+
+ProductFormat = Literal["zarr", "icechunk", "virtual-icechunk", "kerchunk", "kerchunk-parquet"]
+FORMATS: tuple[str, ...] = ("zarr", "icechunk", "virtual-icechunk", "kerchunk", "kerchunk-parquet")
+MEDIA_TYPES = {
+    "zarr": "application/vnd+zarr",
+    "icechunk": "application/vnd.icechunk",
+    "virtual-icechunk": "application/vnd.icechunk",
+    "kerchunk": "application/json",
+    "kerchunk-parquet": "application/vnd.apache.parquet",
+}
+PROVENANCE_ATTR = "arcodex_provenance"
+
+
+@dataclass(frozen=True)
+class Product:
+    """A converted product."""
+
+    format: ProductFormat
+    target: Target
+    group: str | None = None
+    branch: str = "main"
+    containers: tuple[str, ...] = ()  # virtual chunk container prefixes (virtual-icechunk)
+    source_options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            **self.target.describe(),
+            **({"group": self.group} if self.group else {}),
+            **({"branch": self.branch} if "icechunk" in self.format else {}),
+            **({"containers": list(self.containers)} if self.containers else {}),
+        }
+
+    @classmethod
+    def detect(
+        cls,
+        dest: str | os.PathLike[str],
+        storage_options: Mapping[str, Any] | None = None,
+        *,
+        group: str | None = None,
+        branch: str = "main",
+        source_options: Mapping[str, Any] | None = None,
+    ) -> Product:
+        """Recognise a product from its location (Zarr store, Icechunk repository, references)."""
+        target = Target.of(dest, storage_options)
+        if not target.exists():
+            raise NotFoundError(f"no product at {target.url}; check the path or run `arcodex convert`")
+        fs, path = target.fs()
+        name = target.url.rsplit("/", 1)[-1]
+        if name.endswith(".json") and not fs.isdir(path):
+            with fs.open(path, "rb") as fh:
+                refs = json.load(fh).get("refs", {})
+            containers = _reference_containers(refs.get(".zattrs"))
+            return cls("kerchunk", target, group, branch, containers, source_options or {})
+        if fs.isdir(path) and fs.exists(f"{path}/.zmetadata") and not fs.exists(f"{path}/.zgroup"):
+            with fs.open(f"{path}/.zmetadata", "rb") as fh:
+                meta = json.load(fh).get("metadata", {})
+            containers = _reference_containers(meta.get(".zattrs"))
+            return cls("kerchunk-parquet", target, group, branch, containers, source_options or {})
+        if _is_repository(target):
+            fmt: ProductFormat = "icechunk"
+            product = cls(fmt, target, group, branch, source_options=source_options or {})
+            config = product._repo_config()
+            if config is not None and config.virtual_chunk_containers:
+                prefixes = tuple(sorted(config.virtual_chunk_containers))
+                return cls("virtual-icechunk", target, group, branch, prefixes, source_options or {})
+            return product
+        if fs.exists(f"{path}/zarr.json") or fs.exists(f"{path}/.zgroup"):
+            return cls("zarr", target, group, branch, source_options=source_options or {})
+        raise ValidationError(
+            f"{target.url} is not a Zarr store, Icechunk repository or kerchunk reference file"
+        )
+
+    # -- icechunk ----------------------------------------------------------------------
+
+    def _repo_config(self) -> Any:
+        import icechunk
+
+        with _quiet():
+            return icechunk.Repository.fetch_config(self.target.icechunk_storage())
+
+    def credentials(self) -> dict[str, Any] | None:
+        """Authorisation of the virtual chunk containers (from the source storage options)."""
+        if not self.containers:
+            return None
+        import icechunk
+
+        creds: dict[str, Any] = {}
+        for prefix in self.containers:
+            if prefix.startswith("file://"):
+                creds[prefix] = icechunk.credentials.LocalFileSystemAccess
+            elif prefix.startswith("s3://"):
+                settings = s3_settings(self.source_options)
+                if settings.get("anonymous"):
+                    creds[prefix] = icechunk.s3_credentials(anonymous=True)
+                elif settings.get("access_key_id"):
+                    creds[prefix] = icechunk.s3_credentials(
+                        access_key_id=settings["access_key_id"],
+                        secret_access_key=settings["secret_access_key"],
+                        session_token=settings.get("session_token"),
+                    )
+                else:
+                    creds[prefix] = icechunk.s3_credentials(from_env=True)
+            else:
+                creds[prefix] = None
+        return icechunk.containers_credentials(creds)
+
+    def repository(self, *, create: bool = False, config: Any = None) -> Any:
+        import icechunk
+
+        storage = self.target.icechunk_storage()
+        with _quiet():
+            try:
+                if create:
+                    return icechunk.Repository.create(
+                        storage, config=config, authorize_virtual_chunk_access=self.credentials()
+                    )
+                return icechunk.Repository.open(
+                    storage, authorize_virtual_chunk_access=self.credentials()
+                )
+            except icechunk.IcechunkError as exc:
+                raise ConversionError(f"cannot open the Icechunk repository {self.target.url}: {exc}") from exc
+
+    # -- opening -------------------------------------------------------------------------
+
+    def open(self, *, raw: bool = False, chunks: Any = None, snapshot: str | None = None) -> Any:
+        """The product as an ``xarray.Dataset`` (``raw``: values as stored, no CF decoding)."""
+        import xarray as xr
+
+        kwargs: dict[str, Any] = {"decode_cf": False} if raw else {}
+        if chunks is not None:
+            kwargs["chunks"] = chunks
+        with _quiet():
+            if self.format == "zarr":
+                return xr.open_zarr(
+                    self.target.zarr_store(read_only=True),
+                    group=self.group,
+                    consolidated=None,
+                    **({"chunks": None} | kwargs),
+                )
+            if self.format in ("icechunk", "virtual-icechunk"):
+                repo = self.repository()
+                session = (
+                    repo.readonly_session(snapshot_id=snapshot)
+                    if snapshot
+                    else repo.readonly_session(branch=self.branch)
+                )
+                return xr.open_zarr(
+                    session.store, group=self.group, consolidated=False, **({"chunks": None} | kwargs)
+                )
+            import fsspec
+
+            fs = fsspec.filesystem("reference", fo=self.target.url, **self._reference_options())
+            return xr.open_zarr(
+                fs.get_mapper(""),
+                group=self.group,
+                consolidated=False,
+                zarr_format=2,
+                **({"chunks": None} | kwargs),
+            )
+
+    def _reference_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        protocol = _protocol(self.containers)
+        if protocol:
+            options["remote_protocol"] = protocol
+        if self.source_options:
+            options["remote_options"] = dict(self.source_options)
+        if not self.target.is_local:
+            options["target_options"] = dict(self.target.storage_options)
+        return options
+
+    def provenance(self) -> dict[str, Any]:
+        """The provenance stored in the product (empty if it was not made by arcodex)."""
+        ds = self.open(raw=True)
+        with ds:
+            text = ds.attrs.get(PROVENANCE_ATTR)
+        if not text:
+            return {}
+        try:
+            data: dict[str, Any] = json.loads(text)
+        except ValueError:
+            return {}
+        return data
+
+
+def _reference_containers(zattrs: Any) -> tuple[str, ...]:
+    """The source locations of kerchunk references, from their arcodex provenance."""
+    if isinstance(zattrs, str):
+        zattrs = json.loads(zattrs)
+    try:
+        provenance = json.loads(zattrs[PROVENANCE_ATTR])
+        urls = [s["url"] for s in provenance["sources"]]
+    except (KeyError, TypeError, ValueError):
+        return ("file://",)
+    protocols = sorted({u.split("://", 1)[0] if "://" in u else "file" for u in urls})
+    return tuple(f"{p}://" for p in protocols)
+
+
+def _is_repository(target: Target) -> bool:
+    try:
+        import icechunk
+    except ImportError:
+        return False
+    with _quiet():
+        try:
+            return bool(icechunk.Repository.exists(target.icechunk_storage()))
+        except (icechunk.IcechunkError, ValidationError):
+            return False
+
+
+def _protocol(containers: tuple[str, ...]) -> str | None:
+    for prefix in containers:
+        return prefix.split("://", 1)[0]
+    return None
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # Consolidated metadata is not part of the Zarr 3 spec; arcodex writes it on purpose.
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        yield

@@ -1,0 +1,157 @@
+"""The catalog record of a product: the product, its sources and its check report."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from arcodex.convert._plan import jsonable
+from arcodex.convert._product import MEDIA_TYPES
+
+if TYPE_CHECKING:
+    from arcodex.convert._api import ConvertResult, _Placed
+    from arcodex.model import Record
+
+__all__ = ["product_record"]
+
+#: The largest report kept inline in the record; bigger ones are cut to their reasons.
+_INLINE_LIMIT = 256 * 1024
+
+
+def product_record(
+    result: ConvertResult,
+    placed: _Placed,
+    record_id: str,
+    title: str | None,
+    operation_id: str,
+    *,
+    current: Record | None = None,
+    user: str | None = None,
+) -> Record:
+    from arcodex.model import Artifact, ExternalUri, Inline, Lineage, LocalPath, Record, utcnow
+
+    product, plan = result.product, result.plan
+    described = _describe(result)
+    top = described.pop("_top", {})
+    first, last = plan.time_range()
+    metadata: dict[str, Any] = {
+        **top,
+        "dims": described.get("dims", dict(plan.dims)),
+        "variables": described.get("variables", {}),
+        "convert": {
+            **product.to_dict(),
+            "product": product.to_dict(),
+            "concat_dim": plan.concat_dim,
+            "steps": plan.length,
+            "sources": len(plan.sources),
+            "first": first,
+            "last": last,
+            "chunks": {k: list(v.chunks) for k, v in plan.variables.items()},
+            "check": result.status,
+            "group": product.group,
+            **({"snapshot": result.snapshot} if result.snapshot else {}),
+            **({"warnings": plan.warnings} if plan.warnings else {}),
+        },
+    }
+    locator: Any
+    if placed.locator is not None:
+        locator = placed.locator
+    elif product.target.is_local:
+        locator = LocalPath(path=product.target.url)
+    else:
+        locator = ExternalUri(uri=product.target.url)
+    if current is not None:
+        old = next((a for a in current.artifacts if a.role == "primary"), None)
+        if old is not None:
+            locator = old.locator
+    artifacts = [
+        Artifact(
+            role="primary",
+            locator=locator,
+            media_type=MEDIA_TYPES[product.format],
+            format=product.format,
+            size_bytes=_size(product),
+            managed=placed.managed,
+            metadata=jsonable(product.to_dict()),
+        )
+    ]
+    for source in plan.sources:
+        artifacts.append(
+            Artifact(
+                role="source",
+                locator=ExternalUri(uri=source.url) if "://" in source.url else LocalPath(path=source.url),
+                media_type="application/x-netcdf",
+                format="netcdf",
+                size_bytes=source.size,
+                metadata={
+                    "fingerprint": source.fingerprint,
+                    "start": source.start,
+                    "length": source.length,
+                    "first": source.first,
+                    "last": source.last,
+                },
+            )
+        )
+    if result.report is not None:
+        report = result.report.to_dict()
+        text = json.dumps(report, sort_keys=True)
+        if len(text) > _INLINE_LIMIT:
+            report["reasons"] = report["reasons"][:20]
+            text = json.dumps(report, sort_keys=True)[:_INLINE_LIMIT]
+        artifacts.append(
+            Artifact(
+                role="report",
+                locator=Inline(data=text),
+                media_type="application/json",
+                format="check-report",
+                size_bytes=len(text.encode()),
+                metadata={"status": result.report.status},
+            )
+        )
+    lineage = [Lineage(operation_id=operation_id, relation="derived_from")]
+    if current is not None:
+        return Record.model_validate(
+            {
+                **current.model_dump(),
+                "metadata": {**current.metadata, **metadata},
+                "artifacts": [a.model_dump() for a in artifacts],
+                "lineage": [*(x.model_dump() for x in current.lineage), lineage[0].model_dump()],
+                "updated_by": user or current.updated_by,
+                "version": current.version + 1,
+                "updated_at": utcnow(),
+            }
+        )
+    return Record(
+        id=record_id,
+        kind="dataset",
+        title=title or top.get("title") or product.target.url.rsplit("/", 1)[-1],
+        metadata=metadata,
+        tags=[product.format],
+        artifacts=artifacts,
+        lineage=lineage,
+        created_by=user,
+        updated_by=user,
+    )
+
+
+def _describe(result: ConvertResult) -> dict[str, Any]:
+    """Dims, variables, bbox and time coverage of the product as written."""
+    from arcodex.extract._netcdf import _describe as describe
+
+    try:
+        ds = result.product.open(raw=True)
+    except Exception:
+        return {}
+    with ds:
+        info: dict[str, Any] = describe(ds, "zarr", [], True)
+    info.pop("attrs", None)
+    info.pop("_plain_hdf5", None)
+    return info
+
+
+def _size(product: Any) -> int | None:
+    try:
+        fs, path = product.target.fs()
+        return int(fs.du(path, total=True)) if fs.isdir(path) else int(fs.size(path))
+    except (OSError, ValueError):
+        return None

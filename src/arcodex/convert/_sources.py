@@ -1,0 +1,386 @@
+"""Sources of a conversion: where they are, how to open them, what they hold.
+
+A source spec is a list of paths or URLs, a glob, a directory, or a manifest
+file (CSV with a ``path`` or ``url`` column, or YAML: a list, or a mapping
+with ``sources:``). ``s3://``/``https://`` URLs are read through fsspec with
+the storage options of a profile (credentials stay in memory, never in a
+record, log or error message).
+
+:func:`scan_source` runs on Dask workers: it opens one file and returns a
+:class:`SourceScan`, a small picklable summary (dims, variables with raw
+dtypes and attributes, chunking, the concatenation coordinate's values).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arcodex.errors import ConversionError, ValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "SourceRef",
+    "SourceScan",
+    "VarScan",
+    "open_raw",
+    "resolve_sources",
+    "scan_source",
+]
+
+_NETCDF_SUFFIXES = (".nc", ".nc4", ".h5", ".hdf5", ".he5", ".hdf", ".cdf", ".netcdf")
+_REMOTE = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://", "memory://")
+#: Static variables up to this size are hashed at scan time, so that a
+#: difference between sources is reported instead of silently taking the first.
+_STATIC_HASH_LIMIT = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """One source file: a local path or a URL (plus the fsspec options to read it)."""
+
+    url: str
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_local(self) -> bool:
+        return not self.url.startswith(_REMOTE)
+
+    @property
+    def name(self) -> str:
+        return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+@dataclass
+class VarScan:
+    """One variable of one source, as stored (no CF decoding)."""
+
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    attrs: dict[str, Any]
+    chunks: tuple[int, ...] | None
+    digest: str | None = None  # of the raw bytes, for variables without the concat dim
+
+
+@dataclass
+class SourceScan:
+    """What one source holds."""
+
+    ref: SourceRef
+    size: int
+    fingerprint: str  # size and modification time (or ETag): changes when the file does
+    dims: dict[str, int]
+    unlimited: tuple[str, ...]
+    variables: dict[str, VarScan]
+    attrs: dict[str, Any]
+    concat_dim: str | None = None
+    concat_values: np.ndarray | None = None  # raw, as stored
+    concat_attrs: dict[str, Any] = field(default_factory=dict)
+
+    def length(self, dim: str) -> int:
+        return self.dims.get(dim, 0)
+
+
+def resolve_sources(
+    spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    storage_options: Mapping[str, Any] | None = None,
+) -> list[SourceRef]:
+    """Expand a source spec into files (deduplicated, in the order given).
+
+    Raises:
+        ValidationError: nothing matches, or a named file does not exist.
+    """
+    options = dict(storage_options or {})
+    items = [spec] if isinstance(spec, str | os.PathLike) else list(spec)
+    if not items:
+        raise ValidationError("no sources given; pass files, a glob, a directory or a manifest")
+    refs: list[SourceRef] = []
+    for item in items:
+        refs.extend(_expand(os.fspath(item), options))
+    seen: set[str] = set()
+    unique = [r for r in refs if not (r.url in seen or seen.add(r.url))]  # type: ignore[func-returns-value]
+    if not unique:
+        raise ValidationError(f"no source files match {items[0]!s}; check the path or glob")
+    return unique
+
+
+def _expand(item: str, options: dict[str, Any]) -> Iterator[SourceRef]:
+    if item.startswith(_REMOTE):
+        if any(c in item for c in "*?["):
+            fs, _, paths = _fsspec_paths(item, options)
+            protocol = item.split("://", 1)[0]
+            for p in sorted(paths):
+                yield SourceRef(f"{protocol}://{p}", options)
+        else:
+            yield SourceRef(item, options)
+        return
+    path = Path(item).expanduser()
+    if any(c in item for c in "*?["):
+        matches = sorted(glob.glob(str(path), recursive=True))
+        for m in matches:
+            if Path(m).is_file():
+                yield SourceRef(str(Path(m).resolve()))
+        return
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _NETCDF_SUFFIXES
+        )
+        if not files:
+            raise ValidationError(f"directory {path} holds no NetCDF/HDF5 files")
+        for p in files:
+            yield SourceRef(str(p.resolve()))
+        return
+    if not path.exists():
+        raise ValidationError(f"source {item} does not exist; check the path")
+    if path.suffix.lower() in (".csv", ".yaml", ".yml", ".txt"):
+        base = path.parent
+        for entry in _manifest(path):
+            resolved = entry if entry.startswith(_REMOTE) else str((base / entry).expanduser())
+            yield from _expand(resolved, options)
+        return
+    yield SourceRef(str(path.resolve()))
+
+
+def _manifest(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        column = next((c for c in ("path", "url", "file", "source") if rows and c in rows[0]), None)
+        if column is None:
+            raise ValidationError(
+                f"manifest {path.name} needs a 'path' or 'url' column (found {', '.join(rows[0]) if rows else 'no rows'})"
+            )
+        return [r[column].strip() for r in rows if r[column].strip()]
+    if path.suffix.lower() == ".txt":
+        return [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+    import yaml
+
+    data = yaml.safe_load(text)
+    if isinstance(data, dict):
+        data = data.get("sources")
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        raise ValidationError(
+            f"manifest {path.name} must be a list of paths, or a mapping with a 'sources' list"
+        )
+    return data
+
+
+def _fsspec_paths(url: str, options: Mapping[str, Any]) -> tuple[Any, str, list[str]]:
+    try:
+        import fsspec
+    except ImportError as exc:  # pragma: no cover - the s3 extra is part of 'all'
+        raise ConversionError("reading remote sources needs fsspec: pip install 'arcodex[s3]'") from exc
+    fs, path = fsspec.core.url_to_fs(url, **dict(options))
+    return fs, path, list(fs.glob(path))
+
+
+# -- opening ---------------------------------------------------------------------------
+
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+class RawFile:
+    """A source opened for reading raw (still encoded) values."""
+
+    def __init__(self, ref: SourceRef) -> None:
+        self.ref = ref
+        self._fh: Any = None
+        if ref.is_local:
+            with open(ref.url, "rb") as fh:
+                magic = fh.read(8)
+        else:
+            import fsspec
+
+            self._fh = fsspec.open(ref.url, "rb", **dict(ref.storage_options)).open()
+            magic = self._fh.read(8)
+            self._fh.seek(0)
+        self.hdf5 = magic == _HDF5_MAGIC
+        if self.hdf5:
+            import h5py
+
+            # A small chunk cache: every slab is read once, so caching only costs memory.
+            self.h5: Any = h5py.File(self._fh or ref.url, "r", rdcc_nbytes=2**20)
+        else:
+            if self._fh is not None:
+                raise ConversionError(
+                    f"{ref.url} is not HDF5/NetCDF4; remote NetCDF3 files are not supported, copy them locally first"
+                )
+            import netCDF4
+
+            self.nc: Any = netCDF4.Dataset(ref.url, "r")
+            self.nc.set_auto_maskandscale(False)
+            self.nc.set_always_mask(False)
+
+    def read(self, name: str, selection: tuple[slice, ...]) -> np.ndarray:
+        import numpy as np
+
+        if self.hdf5:
+            dset = self.h5[name]
+            if dset.shape == () or not selection:
+                return np.asarray(dset[()])
+            return np.asarray(dset[selection])
+        var = self.nc.variables[name]
+        return np.asarray(var[selection] if selection else var[...])
+
+    def close(self) -> None:
+        try:
+            if self.hdf5:
+                self.h5.close()
+            else:
+                self.nc.close()
+        finally:
+            if self._fh is not None:
+                self._fh.close()
+
+
+class _OpenFiles:
+    """A few files kept open per process, closed least-recently-used first."""
+
+    def __init__(self, limit: int = 4) -> None:
+        self.limit = limit
+        self.files: dict[str, RawFile] = {}
+
+    def get(self, ref: SourceRef) -> RawFile:
+        found = self.files.pop(ref.url, None)
+        if found is None:
+            found = RawFile(ref)
+        self.files[ref.url] = found
+        while len(self.files) > self.limit:
+            oldest = next(iter(self.files))
+            self.files.pop(oldest).close()
+        return found
+
+    def forget(self, url: str) -> None:
+        found = self.files.pop(url, None)
+        if found is not None:
+            found.close()
+
+
+_open_files = _OpenFiles()
+
+
+def open_raw(ref: SourceRef) -> RawFile:
+    """The raw reader of ``ref``, shared within this process."""
+    try:
+        return _open_files.get(ref)
+    except FileNotFoundError as exc:
+        raise ConversionError(f"source {ref.url} is gone; check the path") from exc
+    except OSError as exc:
+        raise ConversionError(f"cannot open source {ref.url}: {exc}") from exc
+
+
+# -- scanning --------------------------------------------------------------------------
+
+
+def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
+    """Summarise one source (runs on a worker)."""
+    import numpy as np
+    import xarray as xr
+
+    try:
+        size, fingerprint = _fingerprint(ref)
+        if ref.is_local:
+            hdf5 = hdf5_magic(ref.url)
+            target: Any = ref.url
+        else:
+            import fsspec
+
+            target = fsspec.open(ref.url, "rb", **dict(ref.storage_options)).open()
+            hdf5 = target.read(8) == _HDF5_MAGIC
+            target.seek(0)
+        if hdf5:
+            ds = xr.open_dataset(
+                target, engine="h5netcdf", decode_cf=False, cache=False, phony_dims="access"
+            )
+        elif ref.is_local:
+            ds = xr.open_dataset(target, engine="netcdf4", decode_cf=False, cache=False)
+        else:
+            raise ConversionError(
+                f"{ref.url} is not HDF5/NetCDF4; remote NetCDF3 files are not supported, copy them locally first"
+            )
+    except ConversionError:
+        raise
+    except FileNotFoundError as exc:
+        raise ConversionError(f"source {ref.url} does not exist; check the path") from exc
+    except Exception as exc:
+        raise ConversionError(f"cannot read source {ref.url}: {exc}") from exc
+    with ds:
+        unlimited = tuple(ds.encoding.get("unlimited_dims", ()) or ())
+        variables: dict[str, VarScan] = {}
+        for name, var in ds.variables.items():
+            chunks = var.encoding.get("chunksizes")
+            variables[str(name)] = VarScan(
+                dims=tuple(str(d) for d in var.dims),
+                shape=tuple(int(s) for s in var.shape),
+                dtype=var.dtype.str if var.dtype.kind != "O" else "str",
+                attrs=dict(var.attrs),
+                chunks=tuple(int(c) for c in chunks) if chunks else None,
+            )
+        dim = concat_dim or detect_concat_dim(ds, unlimited)
+        scan = SourceScan(
+            ref=ref,
+            size=size,
+            fingerprint=fingerprint,
+            dims={str(k): int(v) for k, v in ds.sizes.items()},
+            unlimited=unlimited,
+            variables=variables,
+            attrs=dict(ds.attrs),
+            concat_dim=dim,
+        )
+        if dim is not None and dim in ds.variables:
+            scan.concat_values = np.asarray(ds.variables[dim].values)
+            scan.concat_attrs = dict(ds.variables[dim].attrs)
+        for name, info in variables.items():
+            if (dim is None or dim not in info.dims) and info.dtype != "str":
+                nbytes = int(np.prod(info.shape)) * np.dtype(info.dtype).itemsize
+                if nbytes <= _STATIC_HASH_LIMIT and name != dim:
+                    values = np.ascontiguousarray(ds.variables[name].values)
+                    info.digest = hashlib.sha1(values.tobytes()).hexdigest()
+    return scan
+
+
+def detect_concat_dim(ds: Any, unlimited: Sequence[str] = ()) -> str | None:
+    """The dimension to concatenate along: CF time (``axis=T``/``standard_name=time``), else unlimited."""
+    for name, var in ds.variables.items():
+        attrs = var.attrs
+        if len(var.dims) == 1 and (
+            str(attrs.get("axis", "")).upper() == "T" or attrs.get("standard_name") == "time"
+        ):
+            return str(var.dims[0])
+    for name in unlimited:
+        return str(name)
+    for name in ("time", "time_counter", "t"):
+        if name in ds.dims:
+            return name
+    return None
+
+
+def _fingerprint(ref: SourceRef) -> tuple[int, str]:
+    if ref.is_local:
+        st = os.stat(ref.url)
+        return st.st_size, f"{st.st_size}:{st.st_mtime_ns}"
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(ref.url, **dict(ref.storage_options))
+    info = fs.info(path)
+    tag = info.get("ETag") or info.get("etag") or info.get("LastModified") or info.get("mtime")
+    size = int(info.get("size") or 0)
+    return size, f"{size}:{str(tag).strip(chr(34))}"
+
+
+def hdf5_magic(path: str | os.PathLike[str]) -> bool:
+    """Whether a local file is HDF5 (NetCDF4) rather than NetCDF3."""
+    with open(path, "rb") as fh:
+        return fh.read(8) == _HDF5_MAGIC

@@ -1,0 +1,415 @@
+"""Writing products: the layout (metadata) on the client, the chunks on Dask workers.
+
+The layout is made by xarray (``to_zarr(compute=False)`` on a lazy template
+of the raw variables), so products open with plain ``xr.open_zarr`` and
+decode exactly as their sources do. The data never passes through xarray:
+each task reads whole source chunks as stored (h5py, no CF decoding), puts
+them together in memory and writes whole output chunks (or shards) with
+zarr, so a task holds at most one block (bounded by a budget) and no two
+tasks touch the same chunk.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from arcodex.convert._plan import Block, Plan
+from arcodex.convert._sources import SourceRef, open_raw
+from arcodex.convert._target import Target
+from arcodex.errors import ConversionError, ValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = [
+    "CODECS",
+    "ReadSpec",
+    "WriteOptions",
+    "create_layout",
+    "read_block",
+    "run_tasks",
+    "write_blocks",
+]
+
+CODECS = ("blosc-zstd", "zstd", "blosc-lz4", "zlib", "none")
+#: The largest block one task holds in memory.
+BLOCK_BUDGET = 256 * 2**20
+#: Blocks are grouped into tasks of about this many bytes (fewer, larger tasks).
+TASK_BYTES = 96 * 2**20
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How chunks are encoded."""
+
+    zarr_format: Literal[2, 3] = 3
+    codec: str = "blosc-zstd"
+    level: int | None = None
+    shards: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise ValidationError(f"unknown codec {self.codec!r}; choose one of {', '.join(CODECS)}")
+        if self.zarr_format not in (2, 3):
+            raise ValidationError("--zarr-format must be 2 or 3")
+        if self.shards and self.zarr_format == 2:
+            raise ValidationError("sharding needs Zarr format 3; drop --shards or use --zarr-format 3")
+
+    def compressors(self) -> list[Any]:
+        level = self.level
+        if self.zarr_format == 3:
+            from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
+
+            if self.codec == "zstd":
+                return [ZstdCodec(level=3 if level is None else level)]
+            if self.codec == "blosc-zstd":
+                return [BloscCodec(cname="zstd", clevel=3 if level is None else level, shuffle="shuffle")]
+            if self.codec == "blosc-lz4":
+                return [BloscCodec(cname="lz4", clevel=5 if level is None else level, shuffle="shuffle")]
+            if self.codec == "zlib":
+                return [GzipCodec(level=4 if level is None else level)]
+            return []
+        import numcodecs
+
+        if self.codec == "zstd":
+            return [numcodecs.Zstd(level=3 if level is None else level)]
+        if self.codec == "blosc-zstd":
+            return [numcodecs.Blosc(cname="zstd", clevel=3 if level is None else level, shuffle=1)]
+        if self.codec == "blosc-lz4":
+            return [numcodecs.Blosc(cname="lz4", clevel=5 if level is None else level, shuffle=1)]
+        if self.codec == "zlib":
+            return [numcodecs.Zlib(level=4 if level is None else level)]
+        return []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "zarr_format": self.zarr_format,
+            "codec": self.codec,
+            "level": self.level,
+            **({"shards": dict(self.shards)} if self.shards else {}),
+        }
+
+
+@dataclass(frozen=True)
+class _VarRead:
+    dims: tuple[str, ...]
+    dtype: str
+    recode: bool
+    grid: str | None
+
+
+@dataclass(frozen=True)
+class ReadSpec:
+    """What workers need to read blocks: the sources and how each variable is read."""
+
+    refs: tuple[SourceRef, ...]
+    concat_dim: str
+    units: str | None
+    calendar: str | None
+    source_units: tuple[str | None, ...]
+    variables: Mapping[str, _VarRead]
+    grid: SourceRef | None = None
+
+    @classmethod
+    def of(cls, plan: Plan) -> ReadSpec:
+        units = tuple(scan.concat_attrs.get("units") for scan in plan.scans)
+        return cls(
+            refs=tuple(plan.refs),
+            concat_dim=plan.concat_dim,
+            units=plan.concat_units,
+            calendar=plan.calendar,
+            source_units=units if units else tuple(None for _ in plan.refs),
+            variables={
+                name: _VarRead(v.dims, v.dtype, v.recode, v.grid)
+                for name, v in plan.variables.items()
+            },
+            grid=plan.grid,
+        )
+
+
+def read_block(block: Block, spec: ReadSpec) -> np.ndarray:
+    """The values of ``block``, as stored in the sources."""
+    import numpy as np
+
+    var = spec.variables[block.var]
+    shape = tuple(s.stop - s.start for s in block.region)
+    if var.grid is not None:
+        assert spec.grid is not None
+        full = open_raw(spec.grid).read(var.grid, ())
+        full = full.reshape(tuple(s for s in full.shape if s != 1) or full.shape)
+        full = full.reshape(tuple(s.stop - s.start if False else n for s, n in zip(block.region, _full_shape(full, len(block.region)), strict=True)))
+        return np.ascontiguousarray(full[block.region])
+    if spec.concat_dim not in var.dims:
+        return open_raw(spec.refs[0]).read(block.var, block.region)
+    t = var.dims.index(spec.concat_dim)
+    out = np.empty(shape, dtype=np.dtype(var.dtype))
+    for piece in block.pieces:
+        src = list(block.region)
+        src[t] = piece.src
+        dst: list[slice] = [slice(None)] * len(shape)
+        dst[t] = piece.dst
+        values = open_raw(spec.refs[piece.source]).read(block.var, tuple(src))
+        if var.recode and spec.units and spec.source_units[piece.source] != spec.units:
+            values = _recode(values, spec.source_units[piece.source], spec.units, spec.calendar)
+        out[tuple(dst)] = values
+    return out
+
+
+def _full_shape(values: np.ndarray, ndim: int) -> tuple[int, ...]:
+    if values.ndim != ndim:
+        raise ConversionError(f"grid variable has {values.ndim} dims, the product's has {ndim}")
+    return tuple(values.shape)
+
+
+def _recode(values: np.ndarray, source: str | None, target: str, calendar: str | None) -> np.ndarray:
+    import cftime
+    import numpy as np
+
+    dates = cftime.num2date(values, source, calendar or "standard", only_use_cftime_datetimes=True)
+    out = np.asarray(cftime.date2num(dates, target, calendar or "standard"))
+    return out.astype(values.dtype)
+
+
+# -- layout ------------------------------------------------------------------------------
+
+
+def template(plan: Plan, options: WriteOptions) -> tuple[Any, dict[str, Any]]:
+    """A lazy dataset with the product's raw variables, and its zarr encoding."""
+    import dask.array as da
+    import xarray as xr
+
+    variables: dict[str, Any] = {}
+    encoding: dict[str, Any] = {}
+    for name, var in plan.variables.items():
+        data = da.zeros(var.shape, dtype=var.dtype, chunks=var.shape or ())
+        variables[name] = xr.Variable(var.dims, data, attrs=dict(var.attrs))
+        enc: dict[str, Any] = {"chunks": var.chunks, "compressors": options.compressors()}
+        if var.shards:
+            enc["shards"] = var.shards
+        if "_FillValue" not in var.attrs:
+            # Otherwise xarray gives float variables a NaN fill value their sources lack.
+            enc["_FillValue"] = None
+        encoding[name] = enc
+    ds = xr.Dataset(variables, attrs=dict(plan.attrs))
+    coords = [n for n in plan.variables if n in plan.dims or _is_coord(plan, n)]
+    ds = ds.set_coords([c for c in coords if c in ds.variables])
+    return ds, encoding
+
+
+def _is_coord(plan: Plan, name: str) -> bool:
+    for var in plan.variables.values():
+        if name in str(var.attrs.get("coordinates", "")).split() or name == var.attrs.get("bounds"):
+            return True
+    return False
+
+
+def shard_shape(
+    dims: Sequence[str], chunks: Sequence[int], shape: Sequence[int], shards: Mapping[str, int]
+) -> tuple[int, ...]:
+    out = []
+    for dim, chunk, size in zip(dims, chunks, shape, strict=True):
+        want = shards.get(dim, chunk)
+        want = size if want == -1 else want
+        if want % chunk:
+            raise ValidationError(
+                f"shard size {want} of {dim} is not a multiple of its chunk size {chunk}; fix --shards"
+            )
+        out.append(want)
+    return tuple(out)
+
+
+def apply_shards(plan: Plan, options: WriteOptions) -> None:
+    """Set each variable's shard shape (the grid tasks write on) from the options."""
+    if not options.shards:
+        return
+    for var in plan.variables.values():
+        if var.dims:
+            var.shards = shard_shape(var.dims, var.chunks, var.shape, options.shards)
+
+
+def create_layout(
+    store: Any,
+    plan: Plan,
+    options: WriteOptions,
+    *,
+    group: str | None = None,
+    mode: Literal["w", "w-", "a"] = "w-",
+) -> None:
+    """Write the product's metadata and its concatenation coordinate."""
+    import zarr
+
+    apply_shards(plan, options)
+    ds, encoding = template(plan, options)
+    with warnings.catch_warnings():
+        # Consolidated metadata is not part of the Zarr 3 spec; we write it on purpose.
+        warnings.simplefilter("ignore", category=UserWarning)
+        ds.to_zarr(
+            store,
+            group=group,
+            mode=mode,
+            compute=False,
+            zarr_format=options.zarr_format,
+            consolidated=False,
+            encoding=encoding,
+        )
+    root = zarr.open_group(store, path=group or "", mode="r+", zarr_format=options.zarr_format)
+    if plan.concat_dim in plan.variables:
+        root[plan.concat_dim][:] = plan.concat_values
+
+
+def consolidate(store: Any, zarr_format: int, group: str | None = None) -> None:
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        zarr.consolidate_metadata(store, path=group or None, zarr_format=zarr_format)
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+
+def plan_blocks(
+    plan: Plan, names: Iterable[str], start: int = 0, stop: int | None = None
+) -> list[Block]:
+    """Every block to write over concat ``[start, stop)``, skipping the concat coordinate."""
+    blocks: list[Block] = []
+    for name in names:
+        var = plan.variables[name]
+        if name == plan.concat_dim:
+            continue
+        if not var.concat and (start > 0 or stop is not None):
+            continue
+        itemsize = _itemsize(var.dtype)
+        blocks.extend(plan.blocks(name, start, stop, budget=BLOCK_BUDGET, itemsize=itemsize))
+    return blocks
+
+
+def group_tasks(blocks: Sequence[Block], plan: Plan, workers: int) -> list[list[Block]]:
+    """Blocks grouped so that every worker gets several tasks and none is huge."""
+    total = sum(_block_bytes(b, plan) for b in blocks)
+    per_task = max(1, min(TASK_BYTES, total // max(1, workers * 4)))
+    tasks: list[list[Block]] = []
+    current: list[Block] = []
+    size = 0
+    for block in blocks:
+        nbytes = _block_bytes(block, plan)
+        if current and size + nbytes > per_task:
+            tasks.append(current)
+            current, size = [], 0
+        current.append(block)
+        size += nbytes
+    if current:
+        tasks.append(current)
+    return tasks
+
+
+def _block_bytes(block: Block, plan: Plan) -> int:
+    return block.nbytes_hint * _itemsize(plan.variables[block.var].dtype)
+
+
+def _itemsize(dtype: str) -> int:
+    import numpy as np
+
+    try:
+        return int(np.dtype(dtype).itemsize) or 8
+    except TypeError:
+        return 8
+
+
+_arrays: dict[tuple[str, str, str], Any] = {}
+
+
+def write_blocks(
+    blocks: Sequence[Block], spec: ReadSpec, target: Target, group: str | None
+) -> int:
+    """Task: read and write ``blocks`` into a Zarr product; the bytes written."""
+    import zarr
+
+    written = 0
+    for block in blocks:
+        key = (target.url, group or "", block.var)
+        arr = _arrays.get(key)
+        if arr is None:
+            root = zarr.open_group(target.zarr_store(), path=group or "", mode="r+")
+            arr = root[block.var]
+            if len(_arrays) > 64:
+                _arrays.clear()
+            _arrays[key] = arr
+        data = read_block(block, spec)
+        arr[block.region] = data
+        written += data.nbytes
+    return written
+
+
+def write_blocks_icechunk(
+    blocks: Sequence[Block], spec: ReadSpec, fork: Any, group: str | None
+) -> tuple[int, Any]:
+    """Task: write ``blocks`` into a forked Icechunk session; the bytes and the fork."""
+    import zarr
+
+    root = zarr.open_group(fork.store, path=group or "", mode="r+")
+    written = 0
+    arrays: dict[str, Any] = {}
+    for block in blocks:
+        arr = arrays.get(block.var)
+        if arr is None:
+            arr = arrays[block.var] = root[block.var]
+        data = read_block(block, spec)
+        arr[block.region] = data
+        written += data.nbytes
+    return written, fork
+
+
+def run_tasks(
+    client: Any,
+    fn: Callable[..., Any],
+    tasks: Sequence[Sequence[Block]],
+    *args: Any,
+    progress: Progress | None = None,
+    total: int = 0,
+) -> list[Any]:
+    """Run ``fn(task, *args)`` for every task on the cluster; results in completion order."""
+    from distributed import as_completed
+
+    if not tasks:
+        return []
+    shared = [client.scatter(a, broadcast=True) if isinstance(a, ReadSpec) else a for a in args]
+    futures = client.map(fn, list(tasks), *[[a] * len(tasks) for a in shared], pure=False)
+    results: list[Any] = []
+    done = 0
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            result = future.result()
+            results.append(result)
+            done += result[0] if isinstance(result, tuple) else int(result)
+            if progress is not None:
+                progress(done, total)
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return results
+
+
+def task_total(tasks: Iterable[Sequence[Block]], plan: Plan) -> int:
+    return sum(_block_bytes(b, plan) for task in tasks for b in task)
+
+
+def chunks_of(plan: Plan, name: str, start: int, stop: int) -> Iterator[tuple[int, ...]]:
+    """Chunk indices of ``name`` whose concat range touches ``[start, stop)``."""
+    import itertools
+
+    var = plan.variables[name]
+    ranges = []
+    for dim, size, chunk in zip(var.dims, var.shape, var.chunks, strict=True):
+        n = math.ceil(size / chunk) if size else 0
+        if dim == plan.concat_dim:
+            ranges.append(range(start // chunk, math.ceil(stop / chunk)))
+        else:
+            ranges.append(range(n))
+    return itertools.product(*ranges)

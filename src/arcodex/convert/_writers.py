@@ -1,0 +1,332 @@
+"""The three writers: Zarr store, Icechunk repository, virtual references."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from arcodex.convert._plan import Plan
+from arcodex.convert._product import Product, _quiet
+from arcodex.convert._sources import SourceRef
+from arcodex.convert._write import (
+    ReadSpec,
+    WriteOptions,
+    consolidate,
+    create_layout,
+    group_tasks,
+    plan_blocks,
+    run_tasks,
+    task_total,
+    write_blocks,
+    write_blocks_icechunk,
+)
+from arcodex.errors import ConversionError
+
+__all__ = ["write_icechunk", "write_virtual", "write_zarr"]
+
+Progress = Callable[[str, int, int], None]
+
+
+def _workers(client: Any) -> int:
+    try:
+        return max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+    except Exception:
+        return 1
+
+
+def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(stage, done, total)
+
+
+def write_zarr(
+    client: Any, product: Product, plan: Plan, options: WriteOptions, progress: Progress | None
+) -> int:
+    """Write a new Zarr store; the bytes written."""
+    store = product.target.zarr_store()
+    create_layout(store, plan, options, group=product.group, mode="w-")
+    tasks = group_tasks(plan_blocks(plan, plan.variables), plan, _workers(client))
+    results = run_tasks(
+        client,
+        write_blocks,
+        tasks,
+        ReadSpec.of(plan),
+        product.target,
+        product.group,
+        progress=_stage(progress, "write"),
+        total=task_total(tasks, plan),
+    )
+    consolidate(store, options.zarr_format, product.group)
+    return sum(int(r) for r in results)
+
+
+def write_icechunk(
+    client: Any,
+    product: Product,
+    plan: Plan,
+    options: WriteOptions,
+    message: str,
+    tag: str | None,
+    progress: Progress | None,
+) -> tuple[int, str]:
+    """Create an Icechunk repository and commit the product once; the bytes and the snapshot."""
+    repo = product.repository(create=True)
+    session = repo.writable_session(product.branch) if product.branch == "main" else None
+    if session is None:
+        _branch(repo, product.branch)
+        session = repo.writable_session(product.branch)
+    create_layout(session.store, plan, options, group=product.group, mode="w-")
+    tasks = group_tasks(plan_blocks(plan, plan.variables), plan, _workers(client))
+    written = fork_and_merge(client, session, plan, tasks, product.group, progress)
+    snapshot = commit(repo, session, message, tag)
+    return written, snapshot
+
+
+def fork_and_merge(
+    client: Any,
+    session: Any,
+    plan: Plan,
+    tasks: Sequence[Sequence[Any]],
+    group: str | None,
+    progress: Progress | None,
+) -> int:
+    """Write blocks through forks of ``session`` on the workers and merge them back."""
+    if not tasks:
+        return 0
+    fork = session.fork()
+    results = run_tasks(
+        client,
+        write_blocks_icechunk,
+        tasks,
+        ReadSpec.of(plan),
+        fork,
+        group,
+        progress=_stage(progress, "write"),
+        total=task_total(tasks, plan),
+    )
+    session.merge(*[fork for _, fork in results])
+    return sum(n for n, _ in results)
+
+
+def commit(repo: Any, session: Any, message: str, tag: str | None) -> str:
+    import icechunk
+
+    try:
+        snapshot = str(session.commit(message))
+    except icechunk.ConflictError as exc:
+        raise ConversionError(
+            f"someone else committed to the repository meanwhile; run the update again ({exc})"
+        ) from exc
+    if tag:
+        try:
+            repo.create_tag(tag, snapshot)
+        except icechunk.IcechunkError as exc:
+            raise ConversionError(f"committed {snapshot} but cannot tag it {tag!r}: {exc}") from exc
+    return snapshot
+
+
+def _branch(repo: Any, branch: str) -> None:
+    import icechunk
+
+    try:
+        repo.lookup_branch(branch)
+    except icechunk.IcechunkError:
+        main = repo.lookup_branch("main")
+        repo.create_branch(branch, main)
+
+
+# -- virtual ------------------------------------------------------------------------------
+
+
+def open_virtual(ref: SourceRef, loadable: Sequence[str]) -> Any:
+    """Task: one source as a virtual dataset (references to its chunks)."""
+    from obspec_utils.registry import ObjectStoreRegistry
+    from virtualizarr import open_virtual_dataset
+    from virtualizarr.parsers import HDFParser
+
+    if ref.is_local:
+        from obstore.store import LocalStore
+
+        registry = ObjectStoreRegistry({"file://": LocalStore()})
+        url = Path(ref.url).as_uri()
+    else:
+        registry = ObjectStoreRegistry({_bucket(ref.url): _object_store(ref)})
+        url = ref.url
+    try:
+        return open_virtual_dataset(
+            url, registry=registry, parser=HDFParser(), loadable_variables=list(loadable), decode_times=False
+        )
+    except Exception as exc:
+        raise ConversionError(f"cannot make references to {ref.url}: {exc}") from exc
+
+
+def _bucket(url: str) -> str:
+    protocol, rest = url.split("://", 1)
+    return f"{protocol}://{rest.split('/', 1)[0]}"
+
+
+def _object_store(ref: SourceRef) -> Any:
+    from obstore.store import S3Store
+
+    from arcodex.convert._target import s3_settings
+
+    settings = s3_settings(ref.storage_options)
+    bucket = ref.url.split("://", 1)[1].split("/", 1)[0]
+    config: dict[str, Any] = {}
+    if settings.get("endpoint_url"):
+        config["endpoint"] = settings["endpoint_url"]
+        config["allow_http"] = bool(settings.get("allow_http"))
+        config["virtual_hosted_style_request"] = False
+    if settings.get("region"):
+        config["region"] = settings["region"]
+    if settings.get("anonymous"):
+        config["skip_signature"] = True
+    elif settings.get("access_key_id"):
+        config["access_key_id"] = settings["access_key_id"]
+        config["secret_access_key"] = settings["secret_access_key"]
+        if settings.get("session_token"):
+            config["session_token"] = settings["session_token"]
+    return S3Store(bucket, **config)
+
+
+def virtual_dataset(client: Any, plan: Plan, indices: Sequence[int], progress: Progress | None) -> Any:
+    """The virtual dataset of the sources ``indices`` of ``plan``, concatenated in order."""
+    import numpy as np
+    import xarray as xr
+    from distributed import as_completed
+
+    loadable = [n for n, v in plan.variables.items() if n in plan.dims or v.grid]
+    loadable = [n for n in loadable if n in plan.scans[0].variables]
+    refs = [plan.refs[i] for i in indices]
+    futures = client.map(open_virtual, refs, loadable=loadable, pure=False)
+    order = {f.key: i for i, f in enumerate(futures)}
+    parts: list[Any] = [None] * len(refs)
+    done = 0
+    for future in as_completed(futures, loop=client.loop):
+        parts[order[future.key]] = future.result()
+        done += 1
+        if progress:
+            progress("references", done, len(refs))
+    dim = plan.concat_dim
+    keep = [n for n in plan.variables]
+    parts = [p.drop_vars([v for v in p.variables if v not in keep]) for p in parts]
+    with _quiet():
+        combined = xr.concat(
+            parts,
+            dim=dim,
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="exact",
+            combine_attrs="override",
+        )
+    lo = plan.sources[indices[0]].start
+    hi = plan.sources[indices[-1]].start + plan.sources[indices[-1]].length
+    if dim in plan.variables:
+        values = np.asarray(plan.concat_values)[lo:hi]
+        combined[dim] = xr.Variable((dim,), values, attrs=dict(plan.variables[dim].attrs))
+        combined[dim].encoding = {"_FillValue": None, "chunks": plan.variables[dim].chunks}
+    for name, var in plan.variables.items():
+        if name not in combined.variables:
+            continue
+        if var.grid is not None:
+            from arcodex.convert._sources import open_raw
+
+            assert plan.grid is not None
+            raw = open_raw(plan.grid).read(var.grid, ())
+            combined[name] = xr.Variable(var.dims, raw.reshape(var.shape), attrs=dict(var.attrs))
+            continue
+        encoding = dict(combined[name].encoding)
+        attrs = dict(var.attrs)
+        if "_FillValue" in combined[name].attrs:
+            # Virtual arrays carry the fill value already encoded for their Zarr format.
+            attrs["_FillValue"] = combined[name].attrs["_FillValue"]
+        if "_FillValue" not in attrs and not hasattr(combined[name].data, "manifest"):
+            encoding["_FillValue"] = None  # loaded coordinates: no fill value their sources lack
+        combined[name].attrs = attrs
+        combined[name].encoding = encoding
+    combined.attrs = dict(plan.attrs)
+    return combined
+
+
+def write_virtual(
+    client: Any, product: Product, plan: Plan, message: str, tag: str | None, progress: Progress | None
+) -> tuple[int, str | None]:
+    """Write references to the sources' chunks (Icechunk or kerchunk); nothing is copied."""
+    combined = virtual_dataset(client, plan, list(range(len(plan.sources))), progress)
+    if product.format == "virtual-icechunk":
+        repo = product.repository(create=True, config=container_config(product))
+        if product.branch != "main":
+            _branch(repo, product.branch)
+        session = repo.writable_session(product.branch)
+        with _quiet():
+            combined.vz.to_icechunk(session.store, group=product.group)
+        set_root_attrs(session.store, product.group, plan.attrs)
+        return 0, commit(repo, session, message, tag)
+    write_references(combined, product)
+    return 0, None
+
+
+def set_root_attrs(store: Any, group: str | None, attrs: dict[str, Any]) -> None:
+    """Make the root group's attributes exactly ``attrs`` (writers add their own)."""
+    import zarr
+
+    from arcodex.convert._plan import jsonable
+
+    root = zarr.open_group(store, path=group or "", mode="r+")
+    root.attrs.put(jsonable(attrs))
+
+
+def container_config(product: Product) -> Any:
+    import icechunk
+
+    from arcodex.convert._target import s3_settings
+
+    config = icechunk.RepositoryConfig.default()
+    for prefix in product.containers:
+        if prefix.startswith("file://"):
+            store = icechunk.local_filesystem_store(prefix.removeprefix("file://").rstrip("/") or "/")
+        elif prefix.startswith("s3://"):
+            settings = s3_settings(product.source_options)
+            store = icechunk.s3_store(
+                region=settings.get("region"),
+                endpoint_url=settings.get("endpoint_url"),
+                allow_http=bool(settings.get("allow_http")),
+                force_path_style=bool(settings.get("force_path_style")),
+                s3_compatible=bool(settings.get("endpoint_url")),
+            )
+        else:
+            raise ConversionError(f"virtual references to {prefix} are not supported; use local or s3 sources")
+        config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, store))
+    return config
+
+
+def write_references(combined: Any, product: Product) -> None:
+    """Kerchunk references, written beside the target then moved into place."""
+    target = product.target
+    fmt = "json" if product.format == "kerchunk" else "parquet"
+    with tempfile.TemporaryDirectory(prefix="arcodex-refs-") as tmp:
+        local = os.path.join(tmp, "refs.json" if fmt == "json" else "refs.parq")
+        with _quiet():
+            combined.vz.to_kerchunk(local, format=fmt)
+        if target.is_local:
+            dest = Path(target.url)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            staging = dest.with_name(f".{dest.name}.arcodex-tmp")
+            if staging.exists():
+                import shutil
+
+                shutil.rmtree(staging) if staging.is_dir() else staging.unlink()
+            os.replace(local, staging)
+            if dest.is_dir():
+                import shutil
+
+                shutil.rmtree(dest)
+            os.replace(staging, dest)
+        else:
+            fs, path = target.fs()
+            fs.put(local, path, recursive=fmt == "parquet")
