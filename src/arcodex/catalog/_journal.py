@@ -114,6 +114,11 @@ class UnitOfWork:
         self.events = events
         self.state: str | None = None
         self._undo: list[_Undo] = []
+        self.after: list[Callable[[], Any]] = []
+
+    def after_commit(self, action: Callable[[], Any]) -> None:
+        """Run ``action`` once the unit has committed (clean-ups that must not happen before)."""
+        self.after.append(action)
 
     def transition(self, state: str, **data: Any) -> None:
         """Journal ``state`` durably (and log it), then go on."""

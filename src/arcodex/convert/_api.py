@@ -411,26 +411,32 @@ def update(
             if uow is not None:
                 uow.transition("planned", records=[record.id] if record else [], sources=len(refs))
                 uow.transition("artifact_write_started")
-            written, snapshot = run_update.apply(
-                client, prod, delta, uow, message=message, tag=tag, progress=progress
-            )
-            result = ConvertResult(
-                "update", prod, delta.plan, bytes_written=written, snapshot=snapshot
-            )
-            result.changes = delta.changes()
-            _finish(
-                result,
-                cat,
-                uow,
-                placed,
-                record.id if record else _new_id(),
-                check,
-                samples,
-                progress,
-                record.title if record else None,
-                user,
-                current=record,
-            )
+            try:
+                written, snapshot = run_update.apply(
+                    client, prod, delta, uow, message=message, tag=tag, progress=progress
+                )
+                result = ConvertResult(
+                    "update", prod, delta.plan, bytes_written=written, snapshot=snapshot
+                )
+                result.changes = delta.changes()
+                _finish(
+                    result,
+                    cat,
+                    uow,
+                    placed,
+                    record.id if record else _new_id(),
+                    check,
+                    samples,
+                    progress,
+                    record.title if record else None,
+                    user,
+                    current=record,
+                )
+            except BaseException:
+                if uow is None:
+                    delta.undo()
+                raise
+        delta.cleanup()
         result.seconds = time.perf_counter() - started
         return result
 
@@ -538,10 +544,11 @@ def _product_name(refs: Sequence[SourceRef]) -> str:
 def _containers(refs: Sequence[SourceRef]) -> tuple[str, ...]:
     """The virtual chunk container prefixes that cover the sources."""
     prefixes: set[str] = set()
-    local = [r.url for r in refs if r.is_local]
-    if local:
-        common = os.path.commonpath([os.path.dirname(p) for p in local])
-        prefixes.add(Path(common).as_uri().rstrip("/") + "/")
+    for ref in refs:
+        if ref.is_local:
+            # The top directory: updates may bring files from other directories below it.
+            top = Path(ref.url).parts[1] if len(Path(ref.url).parts) > 2 else ""
+            prefixes.add(f"file:///{top}/" if top else "file:///")
     for ref in refs:
         if not ref.is_local:
             protocol, rest = ref.url.split("://", 1)
@@ -718,9 +725,7 @@ def _resolve_product(
 def _record_of(cat: Catalog | None, product: Product) -> Record | None:
     if cat is None:
         return None
-    from arcodex.model import Query
-
-    page = cat.search(Query.parse([f"convert.product.url={product.target.url}"]))
+    page = cat.search(kind="dataset", **{"convert.product.url": product.target.url})
     records = list(page.records if hasattr(page, "records") else page)
     return records[0] if records else None
 

@@ -232,8 +232,12 @@ def build_plan(
     fixes: AttrFixes | None = None,
     grid: SourceScan | None = None,
     grid_coords: Mapping[str, str] | None = None,
+    concat_units: str | None = None,
 ) -> Plan:
-    """Check that the sources fit together and lay out the product."""
+    """Check that the sources fit together and lay out the product.
+
+    ``concat_units`` encodes the concatenation coordinate (default: the first source's units).
+    """
     import numpy as np
 
     if not scans:
@@ -250,7 +254,7 @@ def build_plan(
             raise ValidationError(
                 f"{scan.ref.name} has no dimension {dim!r} (it has {dims}); pass --concat-dim"
             )
-    units, calendar, encoded, decoded = _concat_values(scans, dim)
+    units, calendar, encoded, decoded = _concat_values(scans, dim, concat_units)
     order = sorted(range(len(scans)), key=lambda i: _sort_key(decoded[i]))
     scans = [scans[i] for i in order]
     encoded = [encoded[i] for i in order]
@@ -458,13 +462,13 @@ def _check_compatible(
 
 
 def _concat_values(
-    scans: Sequence[SourceScan], dim: str
+    scans: Sequence[SourceScan], dim: str, target_units: str | None = None
 ) -> tuple[str | None, str | None, list[np.ndarray], list[Sequence[Any]]]:
     """Each source's concat values, encoded with the first's units, and decoded for ordering."""
     import numpy as np
 
     first = scans[0]
-    units = first.concat_attrs.get("units")
+    units = target_units or first.concat_attrs.get("units")
     if first.concat_values is None:
         # No coordinate variable: positions only, in the given order.
         out, offset = [], 0

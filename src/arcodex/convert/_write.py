@@ -258,7 +258,7 @@ def create_layout(
             consolidated=False,
             encoding=encoding,
         )
-    root = zarr.open_group(store, path=group or "", mode="r+", zarr_format=options.zarr_format)
+    root = zarr.open_group(store, path=group or "", mode="r+", zarr_format=options.zarr_format, use_consolidated=False)
     if plan.concat_dim in plan.variables:
         root[plan.concat_dim][:] = plan.concat_values
 
@@ -322,25 +322,20 @@ def _itemsize(dtype: str) -> int:
         return 8
 
 
-_arrays: dict[tuple[str, str, str], Any] = {}
-
-
 def write_blocks(
     blocks: Sequence[Block], spec: ReadSpec, target: Target, group: str | None
 ) -> int:
     """Task: read and write ``blocks`` into a Zarr product; the bytes written."""
     import zarr
 
+    # Opened afresh by every task: an update changes the arrays' shapes between writes.
+    root = zarr.open_group(target.zarr_store(), path=group or "", mode="r+", use_consolidated=False)
+    arrays: dict[str, Any] = {}
     written = 0
     for block in blocks:
-        key = (target.url, group or "", block.var)
-        arr = _arrays.get(key)
+        arr = arrays.get(block.var)
         if arr is None:
-            root = zarr.open_group(target.zarr_store(), path=group or "", mode="r+")
-            arr = root[block.var]
-            if len(_arrays) > 64:
-                _arrays.clear()
-            _arrays[key] = arr
+            arr = arrays[block.var] = root[block.var]
         data = read_block(block, spec)
         arr[block.region] = data
         written += data.nbytes
@@ -353,7 +348,7 @@ def write_blocks_icechunk(
     """Task: write ``blocks`` into a forked Icechunk session; the bytes and the fork."""
     import zarr
 
-    root = zarr.open_group(fork.store, path=group or "", mode="r+")
+    root = zarr.open_group(fork.store, path=group or "", mode="r+", use_consolidated=False)
     written = 0
     arrays: dict[str, Any] = {}
     for block in blocks:

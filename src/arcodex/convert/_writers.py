@@ -277,7 +277,7 @@ def set_root_attrs(store: Any, group: str | None, attrs: dict[str, Any]) -> None
 
     from arcodex.convert._plan import jsonable
 
-    root = zarr.open_group(store, path=group or "", mode="r+")
+    root = zarr.open_group(store, path=group or "", mode="r+", use_consolidated=False)
     root.attrs.put(jsonable(attrs))
 
 
