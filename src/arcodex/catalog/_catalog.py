@@ -1046,9 +1046,9 @@ class Catalog:
             raise
         self._finish(operation)
         self._close_journal(operation.id)
-        for action in uow.after:
+        for after in uow.after:
             with suppress(Exception):
-                action()
+                after()
 
     def _close_journal(self, operation_id: str) -> None:
         with suppress(OSError):

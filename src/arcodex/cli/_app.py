@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec
 import typer
 
 from arcodex import __version__
+from arcodex.cli import _convert
 from arcodex.errors import ArcodexError, ValidationError
 
 Policy = Literal["off", "warn", "strict"]
@@ -93,8 +94,13 @@ def _fail(state: _State | None, exc: BaseException, line: str, code: int) -> NoR
     raise typer.Exit(code)
 
 
-def command(name: str, *, api: tuple[str, ...]) -> Callable[[Callable[P, None]], Callable[P, None]]:
-    """Register a command that calls the Catalog methods ``api``, with arcodex error handling."""
+def command(
+    name: str, *, api: tuple[str, ...], engine: bool = False
+) -> Callable[[Callable[P, None]], Callable[P, None]]:
+    """Register a command that calls the Catalog methods ``api``, with arcodex error handling.
+
+    ``engine`` commands call the conversion engine, not the catalog, and stay out of the parity map.
+    """
 
     def register(fn: Callable[P, None]) -> Callable[P, None]:
         @functools.wraps(fn)
@@ -122,7 +128,8 @@ def command(name: str, *, api: tuple[str, ...]) -> Callable[[Callable[P, None]],
 
         if name in COMMAND_METHODS:
             raise ValueError(f"command {name!r} is registered twice")
-        COMMAND_METHODS[name] = api
+        if not engine:
+            COMMAND_METHODS[name] = api
         app.command(name)(run)
         return fn
 
@@ -460,7 +467,13 @@ def path(
 @command("update", api=("update",))
 def update(
     ctx: typer.Context,
-    record_id: IdArg,
+    record_id: Annotated[
+        str, typer.Argument(help="A record id (or prefix); with SOURCES, a product path or id.")
+    ],
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help="Bring the product up to date with these files (see `convert`)."),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", "-s", metavar="KEY=VALUE", help="Set metadata at a dotted path."),
@@ -483,10 +496,25 @@ def update(
             "--expected-version", metavar="N", help="Fail if the record is not at version N."
         ),
     ] = None,
+    cluster: Annotated[
+        str | None, typer.Option("--cluster", help="With SOURCES: the Dask cluster.")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="With SOURCES.")] = None,
+    no_check: Annotated[
+        bool, typer.Option("--no-check", help="With SOURCES: skip the product check.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a record's metadata, tags, title, description, kind or status."""
+    """Change a record's metadata, tags, title, description, kind or status.
+
+    With SOURCES, update a converted product instead: append new steps, rewrite
+    changed sources, add variables (`arcodex update PRODUCT new/*.nc`).
+    """
     from arcodex.cli._parse import parse_assignments, parse_paths
+
+    if sources:
+        _update_product(ctx, record_id, sources, cluster, workers, no_check, tag, as_json)
+        return
 
     changes = parse_assignments(set_ or (), "--set")
     removals = parse_paths(unset or (), "--unset")
@@ -517,6 +545,35 @@ def update(
         )
     )
     _print_record_result(record, as_json, f"updated {record.id} (version {record.version})")
+
+
+def _update_product(
+    ctx: typer.Context,
+    product: str,
+    sources: list[str],
+    cluster: str | None,
+    workers: int | None,
+    no_check: bool,
+    tag: list[str] | None,
+    as_json: bool,
+) -> None:
+    from arcodex.cli._convert import _has_catalog, _print_result, convert_progress
+    from arcodex.convert import update as run
+
+    state = _state(ctx)
+    cat = state.catalog() if _has_catalog(state) else None
+    with convert_progress(not as_json) as progress:
+        result = run(
+            product,
+            sources if len(sources) > 1 else sources[0],
+            catalog=cat,
+            cluster=cluster,
+            workers=workers,
+            check=not no_check,
+            tag=tag[0] if tag else None,
+            progress=progress,
+        )
+    _print_result(result, as_json)
 
 
 def _print_record_result(record: Record, as_json: bool, line: str) -> None:
@@ -810,6 +867,9 @@ def extract(
     for problem in found["errors"]:
         out.print(f"warning: {problem}")
     out.print_json(data=found["metadata"])
+
+
+_convert.register(app, command, _state)
 
 
 def main() -> None:

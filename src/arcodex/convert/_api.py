@@ -18,15 +18,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
+from os.path import commonpath
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from arcodex.convert._attrs import AttrFixes
-from arcodex.convert._chunking import ChunkPattern, parse_chunks
 from arcodex.convert._check import CheckReport, check_product, close_sources
+from arcodex.convert._chunking import ChunkPattern, parse_chunks
 from arcodex.convert._cluster import ClusterConfig, open_client
 from arcodex.convert._plan import Plan, build_plan, jsonable
-from arcodex.convert._product import MEDIA_TYPES, PROVENANCE_ATTR, Product, ProductFormat
+from arcodex.convert._product import PROVENANCE_ATTR, Product, ProductFormat
 from arcodex.convert._sources import SourceRef, SourceScan, resolve_sources, scan_source
 from arcodex.convert._target import Target
 from arcodex.convert._write import WriteOptions
@@ -199,11 +200,10 @@ def convert(
             containers=_containers(refs) if fmt != "zarr" and fmt != "icechunk" else (),
             source_options=src_options,
         )
-        if placed.target.exists():
-            if not overwrite:
-                raise ConflictError(
-                    f"a product already exists at {placed.target.url}; run `arcodex update` to add sources, or pass --overwrite"
-                )
+        if placed.target.exists() and not overwrite:
+            raise ConflictError(
+                f"a product already exists at {placed.target.url}; run `arcodex update` to add sources, or pass --overwrite"
+            )
         client = stack.enter_context(
             open_client(
                 cluster,
@@ -463,7 +463,9 @@ def _format(to: str, format: str) -> ProductFormat:
             return "virtual-icechunk"
         if format in ("kerchunk", "kerchunk-parquet"):
             return format  # type: ignore[return-value]
-        raise ValidationError(f"unknown virtual format {format!r}; use icechunk, kerchunk or kerchunk-parquet")
+        raise ValidationError(
+            f"unknown virtual format {format!r}; use icechunk, kerchunk or kerchunk-parquet"
+        )
     raise ValidationError(f"unknown target {to!r}; use zarr, icechunk or virtual")
 
 
@@ -536,7 +538,7 @@ def _place(
 
 def _product_name(refs: Sequence[SourceRef]) -> str:
     stems = [r.name.rsplit(".", 1)[0] for r in refs]
-    prefix = os.path.commonprefix(stems) if stems else ""
+    prefix = commonpath(stems) if stems else ""
     prefix = re.sub(r"[_\-.\d]+$", "", prefix)
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", prefix) or "product"
 
@@ -674,13 +676,19 @@ def _finish(
         if result.report.status == "fail":
             raise ConversionError(
                 f"the product failed its check and was rolled back: {result.report.reasons[0]}"
-                + (f" (and {len(result.report.reasons) - 1} more)" if len(result.report.reasons) > 1 else "")
+                + (
+                    f" (and {len(result.report.reasons) - 1} more)"
+                    if len(result.report.reasons) > 1
+                    else ""
+                )
             )
     if cat is None or uow is None:
         return
     from arcodex.convert._record import product_record
 
-    record = product_record(result, placed, record_id, title, uow.operation.id, current=current, user=user)
+    record = product_record(
+        result, placed, record_id, title, uow.operation.id, current=current, user=user
+    )
     result.operation_id = uow.operation.id
     uow.transition("artifact_write_succeeded")
     if current is None:
@@ -725,8 +733,8 @@ def _resolve_product(
 def _record_of(cat: Catalog | None, product: Product) -> Record | None:
     if cat is None:
         return None
-    page = cat.search(kind="dataset", **{"convert.product.url": product.target.url})
-    records = list(page.records if hasattr(page, "records") else page)
+    found = cat.search(kind="dataset", **{"convert.product.url": product.target.url})  # type: ignore[arg-type]
+    records: list[Record] = list(found.records)
     return records[0] if records else None
 
 

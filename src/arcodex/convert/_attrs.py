@@ -136,9 +136,7 @@ class AttrFixes:
 
 def _fix_dict(fix: AttrFix) -> dict[str, Any]:
     return {
-        k: v
-        for k, v in (("set", fix.set), ("delete", fix.delete), ("rename", fix.rename))
-        if v
+        k: v for k, v in (("set", fix.set), ("delete", fix.delete), ("rename", fix.rename)) if v
     }
 
 

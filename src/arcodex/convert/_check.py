@@ -17,6 +17,7 @@ a static variable that differs between sources) or ``fail``, with reasons.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -141,7 +142,9 @@ def _structure(ds: Any, plan: Plan, failures: _Failures, checked: dict[str, Any]
     _attrs("global", product_attrs, planned, failures)
 
 
-def _attrs(where: str, got: Mapping[str, Any], want: Mapping[str, Any], failures: _Failures) -> None:
+def _attrs(
+    where: str, got: Mapping[str, Any], want: Mapping[str, Any], failures: _Failures
+) -> None:
     a, b = _norm(got), _norm(want)
     for key in sorted(set(a) | set(b)):
         if key not in a:
@@ -177,11 +180,15 @@ def _coverage(ds: Any, plan: Plan, failures: _Failures, checked: dict[str, Any])
     dim = plan.concat_dim
     if dim not in ds.variables:
         if ds.sizes.get(dim) != plan.length:
-            failures.add(f"the product has {ds.sizes.get(dim)} steps along {dim}, its sources {plan.length}")
+            failures.add(
+                f"the product has {ds.sizes.get(dim)} steps along {dim}, its sources {plan.length}"
+            )
         return
     values = np.asarray(ds.variables[dim].values)
     got = _decode(values, ds.variables[dim].attrs)
-    expected = _decode(np.asarray(plan.concat_values), {"units": plan.concat_units, "calendar": plan.calendar})
+    expected = _decode(
+        np.asarray(plan.concat_values), {"units": plan.concat_units, "calendar": plan.calendar}
+    )
     checked["steps"] = len(got)
     if len(got) != len(expected):
         missing = len(expected) - len(got)
@@ -197,7 +204,7 @@ def _coverage(ds: Any, plan: Plan, failures: _Failures, checked: dict[str, Any])
                 f"steps {source.start}-{source.start + source.length - 1} of {dim} do not match "
                 f"{source.url.rsplit('/', 1)[-1]} ({source.first} to {source.last}): missing, moved or reordered"
             )
-    for i, (x, y) in enumerate(zip(got, got[1:], strict=False)):
+    for i, (x, y) in enumerate(itertools.pairwise(got)):
         if not y > x:
             failures.add(f"{dim} does not increase at step {i + 1} ({_label(x)} then {_label(y)})")
             break
@@ -249,10 +256,10 @@ def _values(
                 if source.length == 0:
                     continue
                 for step in sorted({source.start, source.start + source.length - 1}):
-                    region = [slice(0, s) for s in var.shape]
-                    region[t] = slice(step, step + 1)
-                    regions.append(tuple(region))
-                block = []
+                    edge = [slice(0, s) for s in var.shape]
+                    edge[t] = slice(step, step + 1)
+                    regions.append(tuple(edge))
+                block: list[slice] = []
                 for j, (size, chunk) in enumerate(zip(var.shape, var.chunks, strict=True)):
                     lo, hi = (source.start, source.start + source.length) if j == t else (0, size)
                     start = rng.randrange(lo, max(lo + 1, hi - min(chunk, hi - lo) + 1))
@@ -314,7 +321,11 @@ def _compare(
         return
     equal_nan = want.dtype.kind in "fc"
     if not np.array_equal(got, want, equal_nan=equal_nan):
-        diff = int(np.sum(~((got == want) | ((got != got) & (want != want)) if equal_nan else (got == want))))
+        diff = int(
+            np.sum(
+                ~((got == want) | ((got != got) & (want != want)) if equal_nan else (got == want))
+            )
+        )
         failures.add(f"{name}{_where(region)} differs from its sources in {diff} values")
 
 

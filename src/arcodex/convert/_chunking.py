@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from arcodex.errors import ValidationError
 
@@ -25,7 +25,7 @@ def parse_chunks(text: str | Mapping[str, int | str] | None) -> dict[str, int]:
     """``time=24,lat=180`` (or a mapping) to sizes; ``-1``/``full`` means the whole dimension."""
     if text is None or text == "":
         return {}
-    items: list[tuple[str, object]]
+    items: list[tuple[str, Any]]
     if isinstance(text, Mapping):
         items = list(text.items())
     else:
@@ -43,9 +43,13 @@ def parse_chunks(text: str | Mapping[str, int | str] | None) -> dict[str, int]:
         try:
             size = int(str(value))
         except ValueError:
-            raise ValidationError(f"chunk size of {name} must be a whole number, not {value!r}") from None
+            raise ValidationError(
+                f"chunk size of {name} must be a whole number, not {value!r}"
+            ) from None
         if size <= 0:
-            raise ValidationError(f"chunk size of {name} must be positive (or -1 for the whole dimension)")
+            raise ValidationError(
+                f"chunk size of {name} must be positive (or -1 for the whole dimension)"
+            )
         out[str(name)] = size
     return out
 

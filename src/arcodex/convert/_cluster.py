@@ -34,7 +34,9 @@ def open_client(
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - part of the convert extra
-        raise ConversionError("conversion needs dask.distributed: pip install 'arcodex[convert]'") from exc
+        raise ConversionError(
+            "conversion needs dask.distributed: pip install 'arcodex[convert]'"
+        ) from exc
     if isinstance(cluster, Client):
         yield cluster
         return

@@ -23,6 +23,7 @@ Rules (documented in the README):
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -183,8 +184,11 @@ class Plan:
                 continue
             lo, hi = combo[t]
             pieces = [
-                Piece(i, slice(max(lo, s.start) - s.start, min(hi, s.start + s.length) - s.start),
-                      slice(max(lo, s.start) - lo, min(hi, s.start + s.length) - lo))
+                Piece(
+                    i,
+                    slice(max(lo, s.start) - s.start, min(hi, s.start + s.length) - s.start),
+                    slice(max(lo, s.start) - lo, min(hi, s.start + s.length) - lo),
+                )
                 for i, s in enumerate(self.sources)
                 if s.start < hi and s.start + s.length > lo
             ]
@@ -250,9 +254,9 @@ def build_plan(
         )
     for scan in scans:
         if dim not in scan.dims:
-            dims = ", ".join(scan.dims) or "none"
+            known = ", ".join(scan.dims) or "none"
             raise ValidationError(
-                f"{scan.ref.name} has no dimension {dim!r} (it has {dims}); pass --concat-dim"
+                f"{scan.ref.name} has no dimension {dim!r} (it has {known}); pass --concat-dim"
             )
     units, calendar, encoded, decoded = _concat_values(scans, dim, concat_units)
     order = sorted(range(len(scans)), key=lambda i: _sort_key(decoded[i]))
@@ -292,7 +296,7 @@ def build_plan(
             )
         )
         offset += n
-    dims = {d: s for d, s in first.dims.items()}
+    dims = dict(first.dims.items())
     dims[dim] = offset
     warnings: list[str] = []
     varying: dict[str, list[Any]] = {}
@@ -328,8 +332,10 @@ def build_plan(
             attrs["units"] = units
             if calendar is not None:
                 attrs["calendar"] = calendar
-        elif is_concat and units is not None and info.attrs.get("units") == first.concat_attrs.get(
-            "units"
+        elif (
+            is_concat
+            and units is not None
+            and info.attrs.get("units") == first.concat_attrs.get("units")
         ):
             recode = True  # bounds of the concat coordinate share its units
         planned[name] = PlannedVar(
@@ -440,7 +446,11 @@ def _check_compatible(
         raise ConversionError(
             f"{where} have different dims ({', '.join(info.dims)} vs {', '.join(other.dims)})"
         )
-    fixed = [(d, a, b) for d, a, b in zip(info.dims, info.shape, other.shape, strict=True) if d != dim and a != b]
+    fixed = [
+        (d, a, b)
+        for d, a, b in zip(info.dims, info.shape, other.shape, strict=True)
+        if d != dim and a != b
+    ]
     if fixed:
         d, a, b = fixed[0]
         raise ConversionError(f"{where} differ along {d} ({a} vs {b}); only {dim} may differ")
@@ -503,25 +513,22 @@ def _concat_values(
         )
         dates = np.atleast_1d(dates)
         if scan.concat_attrs.get("units") == units:
-            values = raw
+            recoded = raw
         else:
-            values = np.asarray(cftime.date2num(dates, units, calendar))
-            if raw.dtype.kind in "iu":
-                if not np.all(np.mod(values, 1) == 0):
-                    raise ConversionError(
-                        f"{dim} of {scan.ref.name} cannot be written in {units!r} as whole numbers"
-                    )
-                values = values.astype(raw.dtype)
-            else:
-                values = values.astype(raw.dtype)
-        encoded.append(values)
+            recoded = np.asarray(cftime.date2num(dates, units, calendar))
+            if raw.dtype.kind in "iu" and not np.all(np.mod(recoded, 1) == 0):
+                raise ConversionError(
+                    f"{dim} of {scan.ref.name} cannot be written in {units!r} as whole numbers"
+                )
+            recoded = recoded.astype(raw.dtype)
+        encoded.append(recoded)
         decoded.append(list(dates))
     return str(units), calendar, encoded, decoded
 
 
 def _check_order(scans: Sequence[SourceScan], decoded: Sequence[Sequence[Any]]) -> None:
     for scan, values in zip(scans, decoded, strict=True):
-        for a, b in zip(values, values[1:], strict=False):
+        for a, b in itertools.pairwise(values):
             if not b > a:
                 raise ConversionError(
                     f"{scan.ref.name} has {_label(b)} after {_label(a)}: its steps must increase"

@@ -66,7 +66,9 @@ class Product:
         """Recognise a product from its location (Zarr store, Icechunk repository, references)."""
         target = Target.of(dest, storage_options)
         if not target.exists():
-            raise NotFoundError(f"no product at {target.url}; check the path or run `arcodex convert`")
+            raise NotFoundError(
+                f"no product at {target.url}; check the path or run `arcodex convert`"
+            )
         fs, path = target.fs()
         name = target.url.rsplit("/", 1)[-1]
         if name.endswith(".json") and not fs.isdir(path):
@@ -85,7 +87,9 @@ class Product:
             config = product._repo_config()
             if config is not None and config.virtual_chunk_containers:
                 prefixes = tuple(sorted(config.virtual_chunk_containers))
-                return cls("virtual-icechunk", target, group, branch, prefixes, source_options or {})
+                return cls(
+                    "virtual-icechunk", target, group, branch, prefixes, source_options or {}
+                )
             return product
         if fs.exists(f"{path}/zarr.json") or fs.exists(f"{path}/.zgroup"):
             return cls("zarr", target, group, branch, source_options=source_options or {})
@@ -141,7 +145,9 @@ class Product:
                     storage, authorize_virtual_chunk_access=self.credentials()
                 )
             except icechunk.IcechunkError as exc:
-                raise ConversionError(f"cannot open the Icechunk repository {self.target.url}: {exc}") from exc
+                raise ConversionError(
+                    f"cannot open the Icechunk repository {self.target.url}: {exc}"
+                ) from exc
 
     # -- opening -------------------------------------------------------------------------
 
@@ -168,7 +174,10 @@ class Product:
                     else repo.readonly_session(branch=self.branch)
                 )
                 return xr.open_zarr(
-                    session.store, group=self.group, consolidated=False, **({"chunks": None} | kwargs)
+                    session.store,
+                    group=self.group,
+                    consolidated=False,
+                    **({"chunks": None} | kwargs),
                 )
             import fsspec
 

@@ -79,7 +79,9 @@ def product_record(
         artifacts.append(
             Artifact(
                 role="source",
-                locator=ExternalUri(uri=source.url) if "://" in source.url else LocalPath(path=source.url),
+                locator=ExternalUri(uri=source.url)
+                if "://" in source.url
+                else LocalPath(path=source.url),
                 media_type="application/x-netcdf",
                 format="netcdf",
                 size_bytes=source.size,

@@ -119,7 +119,7 @@ def resolve_sources(
 def _expand(item: str, options: dict[str, Any]) -> Iterator[SourceRef]:
     if item.startswith(_REMOTE):
         if any(c in item for c in "*?["):
-            fs, _, paths = _fsspec_paths(item, options)
+            _fs, _, paths = _fsspec_paths(item, options)
             protocol = item.split("://", 1)[0]
             for p in sorted(paths):
                 yield SourceRef(f"{protocol}://{p}", options)
@@ -135,12 +135,12 @@ def _expand(item: str, options: dict[str, Any]) -> Iterator[SourceRef]:
         return
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _NETCDF_SUFFIXES
+            f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in _NETCDF_SUFFIXES
         )
         if not files:
             raise ValidationError(f"directory {path} holds no NetCDF/HDF5 files")
-        for p in files:
-            yield SourceRef(str(p.resolve()))
+        for found in files:
+            yield SourceRef(str(found.resolve()))
         return
     if not path.exists():
         raise ValidationError(f"source {item} does not exist; check the path")
@@ -181,7 +181,9 @@ def _fsspec_paths(url: str, options: Mapping[str, Any]) -> tuple[Any, str, list[
     try:
         import fsspec
     except ImportError as exc:  # pragma: no cover - the s3 extra is part of 'all'
-        raise ConversionError("reading remote sources needs fsspec: pip install 'arcodex[s3]'") from exc
+        raise ConversionError(
+            "reading remote sources needs fsspec: pip install 'arcodex[s3]'"
+        ) from exc
     fs, path = fsspec.core.url_to_fs(url, **dict(options))
     return fs, path, list(fs.glob(path))
 
@@ -208,7 +210,7 @@ class RawFile:
             self._fh.seek(0)
         self.hdf5 = magic == _HDF5_MAGIC
         if self.hdf5:
-            import h5py
+            import h5py  # type: ignore[import-untyped,unused-ignore]
 
             # A small chunk cache: every slab is read once, so caching only costs memory.
             self.h5: Any = h5py.File(self._fh or ref.url, "r", rdcc_nbytes=2**20)
@@ -353,7 +355,7 @@ def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
 
 def detect_concat_dim(ds: Any, unlimited: Sequence[str] = ()) -> str | None:
     """The dimension to concatenate along: CF time (``axis=T``/``standard_name=time``), else unlimited."""
-    for name, var in ds.variables.items():
+    for var in ds.variables.values():
         attrs = var.attrs
         if len(var.dims) == 1 and (
             str(attrs.get("axis", "")).upper() == "T" or attrs.get("standard_name") == "time"

@@ -28,7 +28,9 @@ class Target:
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def of(cls, dest: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Target:
+    def of(
+        cls, dest: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+    ) -> Target:
         text = os.fspath(dest)
         if "://" in text and not text.startswith("file://"):
             return cls(text.rstrip("/"), dict(storage_options or {}))
@@ -77,10 +79,10 @@ class Target:
             elif path.exists():
                 path.unlink()
             return
-        fs, path = self.fs()
+        fs, where = self.fs()
         try:
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
+            if fs.exists(where):
+                fs.rm(where, recursive=True)
         except FileNotFoundError:
             return
         except OSError as exc:
@@ -106,9 +108,13 @@ class Target:
         if self.is_local:
             return icechunk.local_filesystem_storage(self.url)
         if self.protocol != "s3":
-            raise ValidationError(f"Icechunk products live on local disks or S3, not {self.protocol}://")
+            raise ValidationError(
+                f"Icechunk products live on local disks or S3, not {self.protocol}://"
+            )
         bucket, _, prefix = self.url.removeprefix("s3://").partition("/")
-        return icechunk.s3_storage(bucket=bucket, prefix=prefix or None, **s3_settings(self.storage_options))
+        return icechunk.s3_storage(
+            bucket=bucket, prefix=prefix or None, **s3_settings(self.storage_options)
+        )
 
 
 def s3_settings(options: Mapping[str, Any]) -> dict[str, Any]:

@@ -145,14 +145,20 @@ def prepare(
                     f"only {dim} may grow"
                 )
         if tuple(var.dims) != tuple(stored["dims"]):
-            raise ConversionError(f"{name} has dims {var.dims} in the sources but {tuple(stored['dims'])} in the product")
+            raise ConversionError(
+                f"{name} has dims {var.dims} in the sources but {tuple(stored['dims'])} in the product"
+            )
     delta = Delta(plan=plan, old_length=old_length, new_variables=new_variables)
     for source in plan.sources:
         old = old_sources.get(source.url)
         if old is None:
             if source.start < old_length:
                 first = plan.sources[0].first
-                where = "before the product's first step" if source.first < first or source.start == 0 else "between the product's steps"
+                where = (
+                    "before the product's first step"
+                    if source.first < first or source.start == 0
+                    else "between the product's steps"
+                )
                 raise ConversionError(
                     f"{source.url.rsplit('/', 1)[-1]} starts at {source.first}, {where}; "
                     "updates only append after the last step — convert the archive anew to prepend or insert"
@@ -185,7 +191,9 @@ def _covers(plan: Plan, length: int) -> bool:
 def _grid(params: Mapping[str, Any], options: Mapping[str, Any]) -> SourceScan | None:
     if not params.get("grid"):
         return None
-    return scan_source(SourceRef(params["grid"], options if "://" in params["grid"] else {}), "__none__")
+    return scan_source(
+        SourceRef(params["grid"], options if "://" in params["grid"] else {}), "__none__"
+    )
 
 
 def apply(
@@ -206,9 +214,13 @@ def apply(
     if product.format == "zarr":
         return _apply_zarr(client, product, delta, uow, progress), None
     if product.format == "icechunk":
-        return _apply_icechunk(client, product, delta, message or _message("update", delta.plan), tag, progress)
+        return _apply_icechunk(
+            client, product, delta, message or _message("update", delta.plan), tag, progress
+        )
     if product.format == "virtual-icechunk":
-        return _apply_virtual_icechunk(client, product, delta, message or _message("update", delta.plan), tag, progress)
+        return _apply_virtual_icechunk(
+            client, product, delta, message or _message("update", delta.plan), tag, progress
+        )
     return _apply_references(client, product, delta, uow, progress)
 
 
@@ -260,7 +272,7 @@ def _add_variables(store: Any, delta: Delta, options: Any, group: str | None) ->
     keep = sorted(delta.new_variables)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        ds[keep].drop_vars([c for c in ds[keep].coords]).to_zarr(
+        ds[keep].drop_vars(list(ds[keep].coords)).to_zarr(
             store,
             group=group,
             mode="a",
@@ -301,7 +313,14 @@ def _apply_zarr(
 ) -> int:
     import zarr
 
-    from arcodex.convert._write import ReadSpec, apply_shards, consolidate, run_tasks, task_total, write_blocks
+    from arcodex.convert._write import (
+        ReadSpec,
+        apply_shards,
+        consolidate,
+        run_tasks,
+        task_total,
+        write_blocks,
+    )
     from arcodex.convert._writers import _stage, _workers
 
     options = _options(product)
@@ -320,8 +339,14 @@ def _apply_zarr(
         spec = ReadSpec.of(delta.plan)
         for tasks in _write_grid_tasks(delta, _workers(client)):
             results = run_tasks(
-                client, write_blocks, tasks, spec, product.target, product.group,
-                progress=_stage(progress, "write"), total=task_total(tasks, delta.plan),
+                client,
+                write_blocks,
+                tasks,
+                spec,
+                product.target,
+                product.group,
+                progress=_stage(progress, "write"),
+                total=task_total(tasks, delta.plan),
             )
             written += sum(int(r) for r in results)
         root = zarr.open_group(store, path=product.group or "", mode="r+", use_consolidated=False)
@@ -335,7 +360,12 @@ def _apply_zarr(
 
 
 def _apply_icechunk(
-    client: Any, product: Product, delta: Delta, message: str, tag: str | None, progress: Progress | None
+    client: Any,
+    product: Product,
+    delta: Delta,
+    message: str,
+    tag: str | None,
+    progress: Progress | None,
 ) -> tuple[int, str]:
     import zarr
 
@@ -347,21 +377,31 @@ def _apply_icechunk(
     apply_shards(delta.plan, options)
     repo = product.repository()
     session = repo.writable_session(product.branch)
-    root = zarr.open_group(session.store, path=product.group or "", mode="r+", use_consolidated=False)
+    root = zarr.open_group(
+        session.store, path=product.group or "", mode="r+", use_consolidated=False
+    )
     _resize(root, delta)
     _add_variables(session.store, delta, options, product.group)
     written = 0
     for tasks in _write_grid_tasks(delta, _workers(client)):
         written += fork_and_merge(client, session, delta.plan, tasks, product.group, progress)
-    root = zarr.open_group(session.store, path=product.group or "", mode="r+", use_consolidated=False)
+    root = zarr.open_group(
+        session.store, path=product.group or "", mode="r+", use_consolidated=False
+    )
     _set_attrs(root, delta.plan)
     return written, commit(repo, session, message, tag)
 
 
 def _apply_virtual_icechunk(
-    client: Any, product: Product, delta: Delta, message: str, tag: str | None, progress: Progress | None
+    client: Any,
+    product: Product,
+    delta: Delta,
+    message: str,
+    tag: str | None,
+    progress: Progress | None,
 ) -> tuple[int, str]:
-    from arcodex.convert._writers import _quiet, commit, set_root_attrs, virtual_dataset
+    from arcodex.convert._product import _quiet
+    from arcodex.convert._writers import commit, set_root_attrs, virtual_dataset
 
     if delta.new_variables:
         raise ConversionError(
@@ -453,7 +493,7 @@ class _Backup:
 
     def _all_keys(self) -> list[str]:
         prefix = self.root.rstrip("/") + "/"
-        return [str(p)[len(prefix):] for p in self.fs.find(self.root)]
+        return [str(p)[len(prefix) :] for p in self.fs.find(self.root)]
 
     def restore(self) -> None:
         """Put the product back as it was before the update (idempotent)."""
@@ -488,7 +528,7 @@ class _Backup:
             if not self.fs.exists(path):
                 continue
             for full in self.fs.find(path):
-                key = str(full)[len(path) + 1:]
+                key = str(full)[len(path) + 1 :]
                 index = _chunk_index(key, t)
                 if index is not None and index >= first_new:
                     self.fs.rm(full)

@@ -55,11 +55,15 @@ class WriteOptions:
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
-            raise ValidationError(f"unknown codec {self.codec!r}; choose one of {', '.join(CODECS)}")
+            raise ValidationError(
+                f"unknown codec {self.codec!r}; choose one of {', '.join(CODECS)}"
+            )
         if self.zarr_format not in (2, 3):
             raise ValidationError("--zarr-format must be 2 or 3")
         if self.shards and self.zarr_format == 2:
-            raise ValidationError("sharding needs Zarr format 3; drop --shards or use --zarr-format 3")
+            raise ValidationError(
+                "sharding needs Zarr format 3; drop --shards or use --zarr-format 3"
+            )
 
     def compressors(self) -> list[Any]:
         level = self.level
@@ -69,9 +73,15 @@ class WriteOptions:
             if self.codec == "zstd":
                 return [ZstdCodec(level=3 if level is None else level)]
             if self.codec == "blosc-zstd":
-                return [BloscCodec(cname="zstd", clevel=3 if level is None else level, shuffle="shuffle")]
+                return [
+                    BloscCodec(
+                        cname="zstd", clevel=3 if level is None else level, shuffle="shuffle"
+                    )
+                ]
             if self.codec == "blosc-lz4":
-                return [BloscCodec(cname="lz4", clevel=5 if level is None else level, shuffle="shuffle")]
+                return [
+                    BloscCodec(cname="lz4", clevel=5 if level is None else level, shuffle="shuffle")
+                ]
             if self.codec == "zlib":
                 return [GzipCodec(level=4 if level is None else level)]
             return []
@@ -143,7 +153,12 @@ def read_block(block: Block, spec: ReadSpec) -> np.ndarray:
         assert spec.grid is not None
         full = open_raw(spec.grid).read(var.grid, ())
         full = full.reshape(tuple(s for s in full.shape if s != 1) or full.shape)
-        full = full.reshape(tuple(s.stop - s.start if False else n for s, n in zip(block.region, _full_shape(full, len(block.region)), strict=True)))
+        full = full.reshape(
+            tuple(
+                s.stop - s.start if False else n
+                for s, n in zip(block.region, _full_shape(full, len(block.region)), strict=True)
+            )
+        )
         return np.ascontiguousarray(full[block.region])
     if spec.concat_dim not in var.dims:
         return open_raw(spec.refs[0]).read(block.var, block.region)
@@ -167,7 +182,9 @@ def _full_shape(values: np.ndarray, ndim: int) -> tuple[int, ...]:
     return tuple(values.shape)
 
 
-def _recode(values: np.ndarray, source: str | None, target: str, calendar: str | None) -> np.ndarray:
+def _recode(
+    values: np.ndarray, source: str | None, target: str, calendar: str | None
+) -> np.ndarray:
     import cftime
     import numpy as np
 
@@ -258,7 +275,9 @@ def create_layout(
             consolidated=False,
             encoding=encoding,
         )
-    root = zarr.open_group(store, path=group or "", mode="r+", zarr_format=options.zarr_format, use_consolidated=False)
+    root: Any = zarr.open_group(
+        store, path=group or "", mode="r+", zarr_format=options.zarr_format, use_consolidated=False
+    )
     if plan.concat_dim in plan.variables:
         root[plan.concat_dim][:] = plan.concat_values
 
@@ -268,7 +287,7 @@ def consolidate(store: Any, zarr_format: int, group: str | None = None) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        zarr.consolidate_metadata(store, path=group or None, zarr_format=zarr_format)
+        zarr.consolidate_metadata(store, path=group or None, zarr_format=zarr_format)  # type: ignore[arg-type]
 
 
 # -- tasks ---------------------------------------------------------------------------------
@@ -322,14 +341,14 @@ def _itemsize(dtype: str) -> int:
         return 8
 
 
-def write_blocks(
-    blocks: Sequence[Block], spec: ReadSpec, target: Target, group: str | None
-) -> int:
+def write_blocks(blocks: Sequence[Block], spec: ReadSpec, target: Target, group: str | None) -> int:
     """Task: read and write ``blocks`` into a Zarr product; the bytes written."""
     import zarr
 
     # Opened afresh by every task: an update changes the arrays' shapes between writes.
-    root = zarr.open_group(target.zarr_store(), path=group or "", mode="r+", use_consolidated=False)
+    root: Any = zarr.open_group(
+        target.zarr_store(), path=group or "", mode="r+", use_consolidated=False
+    )
     arrays: dict[str, Any] = {}
     written = 0
     for block in blocks:
@@ -348,7 +367,7 @@ def write_blocks_icechunk(
     """Task: write ``blocks`` into a forked Icechunk session; the bytes and the fork."""
     import zarr
 
-    root = zarr.open_group(fork.store, path=group or "", mode="r+", use_consolidated=False)
+    root: Any = zarr.open_group(fork.store, path=group or "", mode="r+", use_consolidated=False)
     written = 0
     arrays: dict[str, Any] = {}
     for block in blocks:

@@ -158,7 +158,11 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str]) -> Any:
         url = ref.url
     try:
         return open_virtual_dataset(
-            url, registry=registry, parser=HDFParser(), loadable_variables=list(loadable), decode_times=False
+            url,
+            registry=registry,
+            parser=HDFParser(),
+            loadable_variables=list(loadable),
+            decode_times=False,
         )
     except Exception as exc:
         raise ConversionError(f"cannot make references to {ref.url}: {exc}") from exc
@@ -193,7 +197,9 @@ def _object_store(ref: SourceRef) -> Any:
     return S3Store(bucket, **config)
 
 
-def virtual_dataset(client: Any, plan: Plan, indices: Sequence[int], progress: Progress | None) -> Any:
+def virtual_dataset(
+    client: Any, plan: Plan, indices: Sequence[int], progress: Progress | None
+) -> Any:
     """The virtual dataset of the sources ``indices`` of ``plan``, concatenated in order."""
     import numpy as np
     import xarray as xr
@@ -205,14 +211,12 @@ def virtual_dataset(client: Any, plan: Plan, indices: Sequence[int], progress: P
     futures = client.map(open_virtual, refs, loadable=loadable, pure=False)
     order = {f.key: i for i, f in enumerate(futures)}
     parts: list[Any] = [None] * len(refs)
-    done = 0
-    for future in as_completed(futures, loop=client.loop):
+    for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
         parts[order[future.key]] = future.result()
-        done += 1
         if progress:
             progress("references", done, len(refs))
     dim = plan.concat_dim
-    keep = [n for n in plan.variables]
+    keep = list(plan.variables)
     parts = [p.drop_vars([v for v in p.variables if v not in keep]) for p in parts]
     with _quiet():
         combined = xr.concat(
@@ -254,7 +258,12 @@ def virtual_dataset(client: Any, plan: Plan, indices: Sequence[int], progress: P
 
 
 def write_virtual(
-    client: Any, product: Product, plan: Plan, message: str, tag: str | None, progress: Progress | None
+    client: Any,
+    product: Product,
+    plan: Plan,
+    message: str,
+    tag: str | None,
+    progress: Progress | None,
 ) -> tuple[int, str | None]:
     """Write references to the sources' chunks (Icechunk or kerchunk); nothing is copied."""
     combined = virtual_dataset(client, plan, list(range(len(plan.sources))), progress)
@@ -288,8 +297,11 @@ def container_config(product: Product) -> Any:
 
     config = icechunk.RepositoryConfig.default()
     for prefix in product.containers:
+        store: Any
         if prefix.startswith("file://"):
-            store = icechunk.local_filesystem_store(prefix.removeprefix("file://").rstrip("/") or "/")
+            store = icechunk.local_filesystem_store(
+                prefix.removeprefix("file://").rstrip("/") or "/"
+            )
         elif prefix.startswith("s3://"):
             settings = s3_settings(product.source_options)
             store = icechunk.s3_store(
@@ -300,7 +312,9 @@ def container_config(product: Product) -> Any:
                 s3_compatible=bool(settings.get("endpoint_url")),
             )
         else:
-            raise ConversionError(f"virtual references to {prefix} are not supported; use local or s3 sources")
+            raise ConversionError(
+                f"virtual references to {prefix} are not supported; use local or s3 sources"
+            )
         config.set_virtual_chunk_container(icechunk.VirtualChunkContainer(prefix, store))
     return config
 

@@ -1,0 +1,261 @@
+"""``arcodex convert`` and ``arcodex check`` (``arcodex update PRODUCT SOURCES`` lives in _app).
+
+These call :mod:`arcodex.convert`, not Catalog methods, so they are listed in
+``ENGINE_COMMANDS`` rather than in the catalog parity map.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec
+
+import typer
+
+from arcodex.errors import ArcodexError
+
+__all__ = ["ENGINE_COMMANDS", "convert_progress", "register"]
+
+P = ParamSpec("P")
+ENGINE_COMMANDS: set[str] = set()
+
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        help="local (default), threads, tcp://HOST:PORT, slurm or pbs (see arcodex.yaml).",
+    ),
+]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Workers of a local cluster.")]
+NoCheckOpt = Annotated[
+    bool, typer.Option("--no-check", help="Skip the check of the product against its sources.")
+]
+
+
+@contextmanager
+def convert_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A rich progress bar fed by ``progress(stage, done, total)``."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    tasks: dict[str, Any] = {}
+    with Progress(
+        TextColumn("{task.description:>10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=max(total, 1))
+            bar.update(tasks[stage], completed=done, total=max(total, 1))
+
+        yield update
+
+
+def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[..., Any]) -> None:
+    """Add the engine commands to ``app`` (``command`` is the CLI's error-handling wrapper)."""
+
+    def engine(name: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
+        def wrap(fn: Callable[P, None]) -> Callable[P, None]:
+            ENGINE_COMMANDS.add(name)
+            return command(name, api=(), engine=True)(fn)  # type: ignore[no-any-return]
+
+        return wrap
+
+    @engine("convert")
+    def convert(
+        ctx: typer.Context,
+        sources: Annotated[
+            list[str], typer.Argument(help="Files, a glob, a directory, a manifest or URLs.")
+        ],
+        to: Annotated[str, typer.Option("--to", help="zarr, icechunk or virtual.")] = "zarr",
+        dest: Annotated[
+            str | None,
+            typer.Option(
+                "--dest", help="Where to write (path or URL); default: the catalog's storage."
+            ),
+        ] = None,
+        format: Annotated[
+            str,
+            typer.Option("--format", help="For virtual: icechunk, kerchunk or kerchunk-parquet."),
+        ] = "icechunk",
+        concat_dim: Annotated[str | None, typer.Option("--concat-dim")] = None,
+        variables: Annotated[
+            str | None, typer.Option("--variables", help="Comma-separated variables to keep.")
+        ] = None,
+        chunks: Annotated[str | None, typer.Option("--chunks", help="e.g. time=24,lat=180")] = None,
+        chunking: Annotated[
+            str, typer.Option("--chunking", help="map, timeseries or balanced.")
+        ] = "balanced",
+        chunk_mb: Annotated[float, typer.Option("--chunk-mb")] = 8.0,
+        zarr_format: Annotated[int, typer.Option("--zarr-format")] = 3,
+        codec: Annotated[str, typer.Option("--codec")] = "blosc-zstd",
+        level: Annotated[int | None, typer.Option("--level")] = None,
+        shards: Annotated[str | None, typer.Option("--shards", help="e.g. time=96")] = None,
+        set_attr: Annotated[
+            list[str] | None, typer.Option("--set-attr", metavar="[VAR:]NAME=VALUE")
+        ] = None,
+        del_attr: Annotated[
+            list[str] | None, typer.Option("--del-attr", metavar="[VAR:]NAME")
+        ] = None,
+        rename_attr: Annotated[
+            list[str] | None, typer.Option("--rename-attr", metavar="[VAR:]OLD=NEW")
+        ] = None,
+        attrs_file: Annotated[
+            Path | None, typer.Option("--attrs", help="A YAML file of attribute fixes.")
+        ] = None,
+        grid: Annotated[
+            Path | None, typer.Option("--grid", help="A grid file of coordinates.")
+        ] = None,
+        coords: Annotated[
+            str | None,
+            typer.Option("--coords", help="Replace coordinates: nav_lon=glamt,nav_lat=gphit"),
+        ] = None,
+        group: Annotated[str | None, typer.Option("--group")] = None,
+        branch: Annotated[str, typer.Option("--branch")] = "main",
+        tag: Annotated[str | None, typer.Option("--tag")] = None,
+        cluster: ClusterOpt = None,
+        workers: WorkersOpt = None,
+        no_check: NoCheckOpt = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+        no_catalog: Annotated[
+            bool, typer.Option("--no-catalog", help="Do not register the product in a catalog.")
+        ] = False,
+        source_profile: Annotated[
+            str | None,
+            typer.Option("--source-profile", help="Read s3:// sources with this profile."),
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Convert NetCDF/HDF5 files into a Zarr store, an Icechunk repository or virtual references."""
+        from arcodex.convert import AttrFixes
+        from arcodex.convert import convert as run
+
+        state = state_of(ctx)
+        cat = None if no_catalog or (dest and not _has_catalog(state)) else state.catalog()
+        fixes = AttrFixes.parse(set_attr or (), del_attr or (), rename_attr or (), attrs_file)
+        with convert_progress(not as_json) as progress:
+            result = run(
+                sources if len(sources) > 1 else sources[0],
+                to=to,  # type: ignore[arg-type]
+                dest=dest,
+                catalog=cat,
+                format=format,  # type: ignore[arg-type]
+                concat_dim=concat_dim,
+                variables=_list(variables),
+                chunks=chunks,
+                chunking=chunking,  # type: ignore[arg-type]
+                chunk_mb=chunk_mb,
+                zarr_format=zarr_format,  # type: ignore[arg-type]
+                codec=codec,
+                level=level,
+                shards=shards,
+                attrs=fixes,
+                grid=grid,
+                grid_coords=_pairs(coords),
+                group=group,
+                branch=branch,
+                tag=tag,
+                cluster=cluster,
+                workers=workers,
+                check=not no_check,
+                overwrite=overwrite,
+                source_profile=source_profile,
+                progress=progress,
+            )
+        _print_result(result, as_json)
+
+    @engine("check")
+    def check(
+        ctx: typer.Context,
+        product: Annotated[str, typer.Argument(help="A product path/URL, or a record id.")],
+        sources: Annotated[
+            list[str] | None, typer.Option("--sources", help="Check against these files instead.")
+        ] = None,
+        samples: Annotated[int, typer.Option("--samples", help="Random sources to compare.")] = 3,
+        cluster: ClusterOpt = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Check a product against its sources: structure, coverage and values."""
+        from arcodex.cli._render import console, print_json
+        from arcodex.convert import check as run
+
+        state = state_of(ctx)
+        cat = state.catalog() if _has_catalog(state) and not Path(product).exists() else None
+        report = run(
+            product, sources=sources, catalog=cat, samples=samples, cluster=cluster or "threads"
+        )
+        if as_json:
+            print_json(report.to_dict())
+        else:
+            out = console()
+            out.print(f"{report.status}: {report.product} ({report.seconds:.1f} s)")
+            for reason in report.reasons:
+                out.print(f"  fail: {reason}")
+            for warning in report.warnings:
+                out.print(f"  warn: {warning}")
+        if report.status == "fail":
+            raise typer.Exit(1)
+
+
+def _has_catalog(state: Any) -> bool:
+    from arcodex.errors import NotFoundError
+
+    try:
+        state.catalog()
+    except (NotFoundError, ArcodexError):
+        return False
+    return True
+
+
+def _list(text: str | None) -> list[str] | None:
+    return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+
+def _pairs(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    from arcodex.errors import ValidationError
+
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise ValidationError(f"bad --coords term {part!r}; write PRODUCT_VAR=GRID_VAR")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    from arcodex.cli._render import console, print_json
+
+    if as_json:
+        print_json(result.to_dict())
+        return
+    out = console()
+    data = result.to_dict()
+    if data["changes"].get("unchanged"):
+        out.print(f"{data['product']['url']} is up to date; nothing written")
+        return
+    out.print(
+        f"{result.action}: {data['product']['format']} at {data['product']['url']} — "
+        f"{data['sources']} sources, {data['steps']} steps ({data['first']} to {data['last']}), "
+        f"check {data['status']}, {data['seconds']:.1f} s"
+    )
+    if result.record is not None:
+        out.print(f"record {result.record.id}")
+    if result.report is not None:
+        for warning in result.report.warnings:
+            out.print(f"  warn: {warning}")
+
+
+_ = functools
