@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from os.path import commonpath
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -538,7 +537,10 @@ def _place(
 
 def _product_name(refs: Sequence[SourceRef]) -> str:
     stems = [r.name.rsplit(".", 1)[0] for r in refs]
-    prefix = commonpath(stems) if stems else ""
+    prefix = stems[0] if stems else ""
+    for stem in stems[1:]:
+        while not stem.startswith(prefix):
+            prefix = prefix[:-1]
     prefix = re.sub(r"[_\-.\d]+$", "", prefix)
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", prefix) or "product"
 

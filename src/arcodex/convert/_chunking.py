@@ -99,8 +99,6 @@ def derive_chunks(
     if pattern == "map":
         chunks[t] = 1
         shrink(others, target)
-        steps = max(1, target // volume())
-        chunks[t] = _align(min(steps, shape[t]), steps_per_file, shape[t]) if steps > 1 else 1
     elif pattern == "timeseries":
         chunks[t] = shape[t]
         shrink(others, target)

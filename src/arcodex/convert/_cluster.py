@@ -68,7 +68,7 @@ def open_client(
             threads_per_worker=per,
             processes=processes,
             memory_limit=memory if processes else None,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: 8787 may be taken by another cluster
             silence_logs=40,
         )
         try:

@@ -180,10 +180,14 @@ class Product:
                     **({"chunks": None} | kwargs),
                 )
             import fsspec
+            import zarr.storage
 
-            fs = fsspec.filesystem("reference", fo=self.target.url, **self._reference_options())
+            # zarr reads through an asynchronous filesystem; build it so, remote side included.
+            fs = fsspec.filesystem(
+                "reference", fo=self.target.url, asynchronous=True, **self._reference_options()
+            )
             return xr.open_zarr(
-                fs.get_mapper(""),
+                zarr.storage.FsspecStore(fs, read_only=True, path=""),
                 group=self.group,
                 consolidated=False,
                 zarr_format=2,
@@ -195,8 +199,8 @@ class Product:
         protocol = _protocol(self.containers)
         if protocol:
             options["remote_protocol"] = protocol
-        if self.source_options:
-            options["remote_options"] = dict(self.source_options)
+        if protocol and protocol != "file":
+            options["remote_options"] = {**self.source_options, "asynchronous": True}
         if not self.target.is_local:
             options["target_options"] = dict(self.target.storage_options)
         return options

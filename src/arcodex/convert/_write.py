@@ -214,16 +214,10 @@ def template(plan: Plan, options: WriteOptions) -> tuple[Any, dict[str, Any]]:
             enc["_FillValue"] = None
         encoding[name] = enc
     ds = xr.Dataset(variables, attrs=dict(plan.attrs))
-    coords = [n for n in plan.variables if n in plan.dims or _is_coord(plan, n)]
-    ds = ds.set_coords([c for c in coords if c in ds.variables])
+    # As in the sources read raw: only dimension variables are coordinates; the
+    # `coordinates` and `bounds` attributes are kept as they are.
+    ds = ds.set_coords([n for n in plan.variables if n in plan.dims])
     return ds, encoding
-
-
-def _is_coord(plan: Plan, name: str) -> bool:
-    for var in plan.variables.values():
-        if name in str(var.attrs.get("coordinates", "")).split() or name == var.attrs.get("bounds"):
-            return True
-    return False
 
 
 def shard_shape(
