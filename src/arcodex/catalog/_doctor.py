@@ -9,6 +9,8 @@ removed. Nothing that arcodex did not write is ever deleted.
 
 from __future__ import annotations
 
+import importlib
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,13 +163,27 @@ def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
         recovery = Recovery(op_id, str(last.get("action")), str(last.get("state")), decision)
         if decision == "roll_back":
             for entry in reversed(entries):
+                if entry.get("state") == "artifact_backup":
+                    _restore(entry, recovery, dry_run)
+                    continue
                 if entry.get("state") != "artifact_written":
+                    continue
+                if entry.get("profile") is None and entry.get("url"):
+                    _remove_url(str(entry["url"]), recovery, dry_run)
                     continue
                 profile, key = entry.get("profile"), entry.get("key")
                 recovery.removed.append(f"{profile}:{key}")
                 if not dry_run:
                     store, _ = catalog._store(str(profile))
                     store.delete(str(key))
+        else:
+            for entry in entries:
+                if entry.get("state") == "artifact_backup" and entry.get("args"):
+                    # The update is kept: its backup is no longer needed.
+                    backup = Path(str(entry["args"]["backup"]))
+                    recovery.removed.append(f"backup {backup}")
+                    if not dry_run and backup.exists():
+                        shutil.rmtree(backup, ignore_errors=True)
             if not dry_run and last.get("action") == "add" and "catalog_write_started" in states:
                 for record_id in record_ids:
                     if _exists(catalog, record_id):
@@ -196,6 +212,37 @@ def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
                     if not dry_run:
                         store.delete(key)
     return done
+
+
+def _restore(entry: dict[str, Any], recovery: Recovery, dry_run: bool) -> None:
+    """Run the restore an operation journaled with its backup (named by dotted path)."""
+    target = entry.get("recover")
+    if not target:
+        recovery.removed.append(f"orphaned backup (restore by hand): {entry.get('backup')}")
+        return
+    recovery.removed.append(f"restored {entry.get('url')} from {entry.get('backup')}")
+    if dry_run:
+        return
+    module, _, name = str(target).partition(":")
+    if not module.startswith("arcodex."):
+        return  # only arcodex's own restore functions are ever run from a journal
+    function = getattr(importlib.import_module(module), name)
+    function(**dict(entry.get("args") or {}))
+
+
+def _remove_url(url: str, recovery: Recovery, dry_run: bool) -> None:
+    """Remove a product written outside the catalog's storage (local only; else report it)."""
+    if "://" in url:
+        recovery.removed.append(f"orphaned (remove by hand): {url}")
+        return
+    recovery.removed.append(url)
+    path = Path(url)
+    if dry_run or not path.exists():
+        return
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink()
 
 
 def _still_running(entry: dict[str, Any]) -> bool:

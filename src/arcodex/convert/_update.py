@@ -328,9 +328,7 @@ def _apply_zarr(
     store = product.target.zarr_store()
     backup = _Backup(product, delta)
     backup.save()
-    if uow is not None:
-        uow.on_rollback(f"restore {product.target.url} as it was", backup.restore, url=backup.url)
-        uow.transition("artifact_backup", url=product.target.url, backup=backup.url)
+    _journal_backup(uow, product, backup)
     try:
         root = zarr.open_group(store, path=product.group or "", mode="r+", use_consolidated=False)
         _resize(root, delta)
@@ -440,9 +438,7 @@ def _apply_references(
     combined = virtual_dataset(client, delta.plan, list(range(len(delta.plan.sources))), progress)
     backup = _Backup(product, delta)
     backup.save(everything=True)
-    if uow is not None:
-        uow.on_rollback(f"restore {product.target.url} as it was", backup.restore, url=backup.url)
-        uow.transition("artifact_backup", url=product.target.url, backup=backup.url)
+    _journal_backup(uow, product, backup)
     try:
         write_references(combined, product)
     except BaseException:
@@ -450,6 +446,23 @@ def _apply_references(
         raise
     backup.keep_until_done(uow)
     return 0, None
+
+
+def _journal_backup(uow: UnitOfWork | None, product: Product, backup: _Backup) -> None:
+    """Journal the backup, so that `arcodex recover` can restore it after a crash."""
+    if uow is None:
+        return
+    uow.on_rollback(f"restore {product.target.url} as it was", backup.restore, url=backup.url)
+    uow.transition(
+        "artifact_backup",
+        url=product.target.url,
+        backup=backup.url,
+        **(
+            {"recover": "arcodex.convert._update:restore_backup", "args": backup.recovery()}
+            if product.target.is_local
+            else {}
+        ),
+    )
 
 
 class _Backup:
@@ -497,41 +510,25 @@ class _Backup:
 
     def restore(self) -> None:
         """Put the product back as it was before the update (idempotent)."""
-        if not self.fs.exists(self.path):
-            return
-        if self.everything:
-            if self.fs.exists(self.root):
-                self.fs.rm(self.root, recursive=True)
-            self.fs.mv(self.path, self.root, recursive=True)
-            return
-        self._drop_new()
-        for key in self.saved:
-            self.fs.cp_file(f"{self.path}/{key}", f"{self.root}/{key}")
-        self.fs.rm(self.path, recursive=True)
+        restore_backup(**self.recovery(), fs=self.fs)
 
-    def _drop_new(self) -> None:
-        """Remove chunks beyond the old extent and arrays of new variables."""
+    def recovery(self) -> dict[str, Any]:
+        """What :func:`restore_backup` needs, as JSON (journaled for ``arcodex recover``)."""
         plan = self.delta.plan
-        group = self.product.group or ""
-        base = f"{self.root}/{group}".rstrip("/")
-        for name in self.delta.new_variables:
-            path = f"{base}/{name}"
-            if self.fs.exists(path):
-                self.fs.rm(path, recursive=True)
-        for name, var in plan.variables.items():
-            if not var.concat or name in self.delta.new_variables:
-                continue
-            t = var.dims.index(plan.concat_dim)
-            size = var.write_grid[t]
-            first_new = self.delta.old_length // size
-            path = f"{base}/{name}"
-            if not self.fs.exists(path):
-                continue
-            for full in self.fs.find(path):
-                key = str(full)[len(path) + 1 :]
-                index = _chunk_index(key, t)
-                if index is not None and index >= first_new:
-                    self.fs.rm(full)
+        grids = {
+            name: [var.dims.index(plan.concat_dim), var.write_grid[var.dims.index(plan.concat_dim)]]
+            for name, var in plan.variables.items()
+            if var.concat and name not in self.delta.new_variables
+        }
+        return {
+            "root": self.root,
+            "backup": self.path,
+            "everything": self.everything,
+            "old_length": self.delta.old_length,
+            "new_variables": sorted(self.delta.new_variables),
+            "grids": grids,
+            "group": self.product.group,
+        }
 
     def keep_until_done(self, uow: UnitOfWork | None) -> None:
         """Keep the backup until the update is kept (its check passed, its record written)."""
@@ -546,6 +543,53 @@ class _Backup:
 
 
 _META = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+
+
+def restore_backup(
+    root: str,
+    backup: str,
+    everything: bool,
+    old_length: int,
+    new_variables: Sequence[str],
+    grids: Mapping[str, Sequence[int]],
+    group: str | None = None,
+    fs: Any = None,
+) -> None:
+    """Put a product back from its update backup (idempotent; also run by ``arcodex recover``).
+
+    Removes the arrays of new variables and the chunks past the old extent,
+    then copies the saved metadata and chunks back and drops the backup.
+    """
+    if fs is None:
+        import fsspec
+
+        fs = fsspec.filesystem("file")
+    if not fs.exists(backup):
+        return
+    if everything:
+        if fs.exists(root):
+            fs.rm(root, recursive=True)
+        fs.mv(backup, root, recursive=True)
+        return
+    base = f"{root}/{group}".rstrip("/") if group else root
+    for name in new_variables:
+        if fs.exists(f"{base}/{name}"):
+            fs.rm(f"{base}/{name}", recursive=True)
+    for name, (t, size) in grids.items():
+        path = f"{base}/{name}"
+        if not fs.exists(path):
+            continue
+        first_new = old_length // size
+        for full in fs.find(path):
+            index = _chunk_index(str(full)[len(path) + 1 :], t)
+            if index is not None and index >= first_new:
+                fs.rm(full)
+    prefix = backup.rstrip("/") + "/"
+    for full in fs.find(backup):
+        key = str(full)[len(prefix) :]
+        fs.makedirs(f"{root}/{key}".rsplit("/", 1)[0], exist_ok=True)
+        fs.cp_file(full, f"{root}/{key}")
+    fs.rm(backup, recursive=True)
 
 
 def _chunk_keys(
