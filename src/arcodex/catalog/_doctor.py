@@ -176,6 +176,10 @@ def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
                 if not dry_run:
                     store, _ = catalog._store(str(profile))
                     store.delete(str(key))
+            if not dry_run and last.get("action") == "add" and "catalog_write_started" in states:
+                for record_id in record_ids:
+                    if _exists(catalog, record_id):
+                        catalog.backend.purge(record_id)
         else:
             for entry in entries:
                 if entry.get("state") == "artifact_backup" and entry.get("args"):
@@ -184,10 +188,6 @@ def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
                     recovery.removed.append(f"backup {backup}")
                     if not dry_run and backup.exists():
                         shutil.rmtree(backup, ignore_errors=True)
-            if not dry_run and last.get("action") == "add" and "catalog_write_started" in states:
-                for record_id in record_ids:
-                    if _exists(catalog, record_id):
-                        catalog.backend.purge(record_id)
         if not dry_run:
             _close(catalog, entries, decision)
         done.append(recovery)
