@@ -453,13 +453,29 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
-    for command in ("init", "add", "search", "show", "fields", "info"):
+    for command in (
+        "init",
+        "add",
+        "search",
+        "show",
+        "fields",
+        "info",
+        "convert",
+        "update",
+        "check",
+    ):
         assert f"\n$ arcodex {command} " in done.stdout or f" catalog {command}" in done.stdout
+    assert "is up to date; nothing written" in done.stdout
 
     from arcodex import open_catalog
 
     with open_catalog(directory / "catalog") as catalog:
-        everything = catalog.search().records
+        products = [r for r in catalog.search().records if "convert" in r.metadata]
+        assert sorted(r.metadata["convert"]["format"] for r in products) == ["kerchunk", "zarr"]
+        zarr_product = next(r for r in products if r.metadata["convert"]["format"] == "zarr")
+        assert zarr_product.metadata["convert"]["steps"] == 32
+        assert zarr_product.metadata["convert"]["check"] == "pass"
+        everything = [r for r in catalog.search().records if "convert" not in r.metadata]
         assert len(everything) == 2
         found = catalog.search(
             ["netcdf.attrs.site=MHD"], bbox="-15,45,0,60", time="2020-01"

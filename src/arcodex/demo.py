@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 __all__ = ["main", "run_demo"]
 
@@ -26,6 +26,8 @@ __all__ = ["main", "run_demo"]
 MARKER = ".arcodex-demo"
 CATALOG = "catalog"
 INCOMING = "incoming"
+ARCHIVE = "archive"
+NEW = "archive-new"
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ def run_demo(directory: Path, *, out: TextIO | None = None) -> None:
     )
     step("A summary of the catalog.", *cat, "info")
     step("A health check: interrupted operations, orphaned or changed files.", *cat, "doctor")
+    _convert_tour(directory, cat, step)
     step(
         "The catalog's own event log: who did what, when, and what failed.",
         *cat, "logs", "--event", "operation.*", "--limit", "6",
@@ -198,6 +201,41 @@ def run_demo(directory: Path, *, out: TextIO | None = None) -> None:
         f"`arcodex --catalog {directory / CATALOG} search --help`",
         file=out,
     )
+
+
+def _convert_tour(directory: Path, cat: list[str], step: Any) -> None:
+    """Convert a generated archive to Zarr and to virtual references, update and check it."""
+    import json
+
+    from arcodex.samples import write_archive
+
+    files = write_archive(directory / ARCHIVE, "regular", files=4, steps=8)
+    (directory / NEW).mkdir()
+    files[-1].rename(directory / NEW / files[-1].name)
+    print(
+        f"\nwrote an archive of {len(files) - 1} daily files in {ARCHIVE}/ and the next month in {NEW}/",
+        file=sys.stdout,
+    )
+    made = step(
+        "Convert the archive to Zarr on Dask (threads here; `--cluster local` for processes): "
+        "files are ordered by time, values copied as stored, the product checked against "
+        "its sources and registered with them.",
+        *cat, "convert", f"{ARCHIVE}/*.nc", "--to", "zarr", "--chunks", "time=8", "--cluster", "threads", "--json",
+    )  # fmt: skip
+    product = json.loads(made)["record"]
+    step(
+        "The same archive as virtual references (kerchunk JSON): nothing copied.",
+        *cat, "convert", f"{ARCHIVE}/*.nc", "--to", "virtual", "--format", "kerchunk", "--cluster", "threads",
+    )  # fmt: skip
+    step(
+        "A new month arrives: append it to the Zarr product.",
+        *cat, "update", product, f"{NEW}/*.nc", "--cluster", "threads",
+    )  # fmt: skip
+    step(
+        "The same update again changes nothing.",
+        *cat, "update", product, f"{NEW}/*.nc", "--cluster", "threads",
+    )  # fmt: skip
+    step("Check the product against every source again.", *cat, "check", product)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["SAMPLE_VARIABLES", "NetCDFFormat", "write_sample_netcdf"]
+from arcodex._archives import ARCHIVE_KINDS, ArchiveKind, write_archive
+
+__all__ = [
+    "ARCHIVE_KINDS",
+    "SAMPLE_VARIABLES",
+    "ArchiveKind",
+    "NetCDFFormat",
+    "write_archive",
+    "write_sample_netcdf",
+]
 
 NetCDFFormat = Literal["NETCDF4", "NETCDF4_CLASSIC", "NETCDF3_64BIT", "NETCDF3_CLASSIC"]
 
