@@ -287,27 +287,29 @@ def open_raw(ref: SourceRef) -> RawFile:
 
 
 def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
-    """Summarise one source (runs on a worker)."""
+    """Summarise one source (runs on a worker; h5netcdf or netCDF4 only, no xarray)."""
     import numpy as np
-    import xarray as xr
 
     try:
         size, fingerprint = _fingerprint(ref)
+        handle: Any = None
         if ref.is_local:
             hdf5 = hdf5_magic(ref.url)
-            target: Any = ref.url
         else:
             import fsspec
 
-            target = fsspec.open(ref.url, "rb", **dict(ref.storage_options)).open()
-            hdf5 = target.read(8) == _HDF5_MAGIC
-            target.seek(0)
+            handle = fsspec.open(ref.url, "rb", **dict(ref.storage_options)).open()
+            hdf5 = handle.read(8) == _HDF5_MAGIC
+            handle.seek(0)
         if hdf5:
-            ds = xr.open_dataset(
-                target, engine="h5netcdf", decode_cf=False, cache=False, phony_dims="access"
-            )
+            import h5netcdf
+
+            nc: Any = h5netcdf.File(handle or ref.url, "r", phony_dims="access")
         elif ref.is_local:
-            ds = xr.open_dataset(target, engine="netcdf4", decode_cf=False, cache=False)
+            import netCDF4
+
+            nc = netCDF4.Dataset(ref.url, "r")
+            nc.set_auto_maskandscale(False)
         else:
             raise ConversionError(
                 f"{ref.url} is not HDF5/NetCDF4; remote NetCDF3 files are not supported, copy them locally first"
@@ -318,53 +320,80 @@ def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
         raise ConversionError(f"source {ref.url} does not exist; check the path") from exc
     except Exception as exc:
         raise ConversionError(f"cannot read source {ref.url}: {exc}") from exc
-    with ds:
-        unlimited = tuple(ds.encoding.get("unlimited_dims", ()) or ())
+    try:
+        dims = {str(k): int(v.size) for k, v in nc.dimensions.items()}
+        unlimited = tuple(str(k) for k, v in nc.dimensions.items() if v.isunlimited())
         variables: dict[str, VarScan] = {}
-        for name, var in ds.variables.items():
-            chunks = var.encoding.get("chunksizes")
+        for name, var in nc.variables.items():
+            attrs = _attrs(var.attrs) if hdf5 else {k: var.getncattr(k) for k in var.ncattrs()}
+            chunks = var.chunks if hdf5 else var.chunking()
+            dtype = np.dtype(var.dtype) if not isinstance(var.dtype, type) else np.dtype(object)
             variables[str(name)] = VarScan(
-                dims=tuple(str(d) for d in var.dims),
-                shape=tuple(int(s) for s in var.shape),
-                dtype=var.dtype.str if var.dtype.kind != "O" else "str",
-                attrs=dict(var.attrs),
-                chunks=tuple(int(c) for c in chunks) if chunks else None,
+                dims=tuple(str(d) for d in var.dimensions),
+                shape=tuple(int(n) for n in var.shape),
+                dtype=dtype.str if dtype.kind not in "OSU" else "str",
+                attrs=attrs,
+                chunks=tuple(int(c) for c in chunks) if isinstance(chunks, tuple | list) else None,
             )
-        dim = concat_dim or detect_concat_dim(ds, unlimited)
+        attrs = _attrs(nc.attrs) if hdf5 else {k: nc.getncattr(k) for k in nc.ncattrs()}
+        dim = concat_dim or _detect(variables, unlimited, dims)
         scan = SourceScan(
             ref=ref,
             size=size,
             fingerprint=fingerprint,
-            dims={str(k): int(v) for k, v in ds.sizes.items()},
+            dims=dims,
             unlimited=unlimited,
             variables=variables,
-            attrs=dict(ds.attrs),
+            attrs=attrs,
             concat_dim=dim,
         )
-        if dim is not None and dim in ds.variables:
-            scan.concat_values = np.asarray(ds.variables[dim].values)
-            scan.concat_attrs = dict(ds.variables[dim].attrs)
+        if dim is not None and dim in variables:
+            scan.concat_values = np.asarray(nc.variables[dim][...])
+            scan.concat_attrs = dict(variables[dim].attrs)
         for name, info in variables.items():
-            if (dim is None or dim not in info.dims) and info.dtype != "str":
+            if (dim is None or dim not in info.dims) and info.dtype != "str" and name != dim:
                 nbytes = int(np.prod(info.shape)) * np.dtype(info.dtype).itemsize
-                if nbytes <= _STATIC_HASH_LIMIT and name != dim:
-                    values = np.ascontiguousarray(ds.variables[name].values)
+                if nbytes <= _STATIC_HASH_LIMIT:
+                    values = np.ascontiguousarray(nc.variables[name][...])
                     info.digest = hashlib.sha1(values.tobytes()).hexdigest()
+    except Exception as exc:
+        raise ConversionError(f"cannot read source {ref.url}: {exc}") from exc
+    finally:
+        nc.close()
+        if handle is not None:
+            handle.close()
     return scan
 
 
-def detect_concat_dim(ds: Any, unlimited: Sequence[str] = ()) -> str | None:
-    """The dimension to concatenate along: CF time (``axis=T``/``standard_name=time``), else unlimited."""
-    for var in ds.variables.values():
-        attrs = var.attrs
-        if len(var.dims) == 1 and (
-            str(attrs.get("axis", "")).upper() == "T" or attrs.get("standard_name") == "time"
+def _attrs(raw: Any) -> dict[str, Any]:
+    """HDF5 attributes as netCDF4 reads them: byte strings decoded, fill values as stored."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for key in raw:
+        value = raw[key]
+        if key not in ("_FillValue", "missing_value"):
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            elif isinstance(value, np.ndarray) and value.dtype.kind in "SO":
+                value = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in value]
+        out[str(key)] = value
+    return out
+
+
+def _detect(
+    variables: Mapping[str, VarScan], unlimited: Sequence[str], dims: Mapping[str, int]
+) -> str | None:
+    for info in variables.values():
+        if len(info.dims) == 1 and (
+            str(info.attrs.get("axis", "")).upper() == "T"
+            or info.attrs.get("standard_name") == "time"
         ):
-            return str(var.dims[0])
+            return info.dims[0]
     for name in unlimited:
         return str(name)
     for name in ("time", "time_counter", "t"):
-        if name in ds.dims:
+        if name in dims:
             return name
     return None
 
