@@ -213,7 +213,8 @@ def convert(
             )
         )
         _say(progress, "scan", 0, len(refs))
-        scans = _scan(client, refs, concat_dim, progress)
+        virtual = fmt not in ("zarr", "icechunk")
+        scans, parts = _scan(client, refs, concat_dim, progress, virtual=virtual)
         grid_scan = _grid(grid, src_options) if grid else None
         plan = build_plan(
             scans,
@@ -243,6 +244,7 @@ def convert(
             "check": check,
             **({"grid": str(grid), "grid_coords": dict(grid_coords or {})} if grid else {}),
         }
+        plan.virtual_parts = parts
         provenance = {**plan.summary(), "parameters": parameters}
         with _unit(cat, "convert", refs, parameters, user) as uow:
             record_id = _new_id()
@@ -383,7 +385,7 @@ def update(
                 config=_cluster_config(cat),
             )
         )
-        scans = _scan(client, refs, provenance.get("concat_dim"), progress)
+        scans, _ = _scan(client, refs, provenance.get("concat_dim"), progress)
         params = provenance.get("parameters", {})
         fixes = _fixes(attrs) if attrs else AttrFixes.from_dict(params.get("attr_fixes") or {})
         explicit = parse_chunks(chunks)
@@ -561,23 +563,32 @@ def _containers(refs: Sequence[SourceRef]) -> tuple[str, ...]:
 
 
 def _scan(
-    client: Any, refs: Sequence[SourceRef], concat_dim: str | None, progress: Progress | None
-) -> list[SourceScan]:
+    client: Any,
+    refs: Sequence[SourceRef],
+    concat_dim: str | None,
+    progress: Progress | None,
+    *,
+    virtual: bool = False,
+) -> tuple[list[SourceScan], dict[str, Any]]:
+    """Scan every source on the cluster (and, for virtual targets, make its references too)."""
     from distributed import as_completed
 
-    futures = client.map(scan_source, list(refs), concat_dim=concat_dim, pure=False)
+    from arcodex.convert._writers import scan_virtual
+
+    task = scan_virtual if virtual else scan_source
+    futures = client.map(task, list(refs), concat_dim=concat_dim, pure=False)
     index = {f.key: i for i, f in enumerate(futures)}
-    scans: list[SourceScan | None] = [None] * len(refs)
-    done = 0
+    results: list[Any] = [None] * len(refs)
     try:
-        for future in as_completed(futures, loop=client.loop):
-            scans[index[future.key]] = future.result()
-            done += 1
+        for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
+            results[index[future.key]] = future.result()
             _say(progress, "scan", done, len(refs))
     except BaseException:
         client.cancel(futures)
         raise
-    return [s for s in scans if s is not None]
+    if not virtual:
+        return list(results), {}
+    return [s for s, _ in results], {s.ref.url: part for s, part in results}
 
 
 def _grid(grid: str | os.PathLike[str], options: Mapping[str, Any]) -> SourceScan:
@@ -751,7 +762,7 @@ def _replan(
     """The plan the product was made with, from its sources as they are now."""
     client = stack.enter_context(open_client(cluster, config=_cluster_config(cat)))
     dim = provenance.get("concat_dim")
-    scans = _scan(client, refs, dim, None)
+    scans, _ = _scan(client, refs, dim, None)
     params = provenance.get("parameters", {})
     grid_scan = None
     if params.get("grid"):

@@ -129,6 +129,8 @@ class Plan:
     grid: SourceRef | None = None
     fixes: AttrFixes = field(default_factory=AttrFixes)
     scans: list[SourceScan] = field(default_factory=list, repr=False)
+    #: Virtual datasets already made while scanning, by source URL (virtual targets).
+    virtual_parts: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def length(self) -> int:

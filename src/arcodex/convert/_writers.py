@@ -168,6 +168,15 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str]) -> Any:
         raise ConversionError(f"cannot make references to {ref.url}: {exc}") from exc
 
 
+def scan_virtual(ref: SourceRef, concat_dim: str | None) -> tuple[Any, Any]:
+    """Task: scan one source and make its virtual dataset in the same pass."""
+    from arcodex.convert._sources import scan_source
+
+    scan = scan_source(ref, concat_dim)
+    loadable = [n for n in scan.variables if n in scan.dims]
+    return scan, open_virtual(ref, loadable)
+
+
 def _bucket(url: str) -> str:
     protocol, rest = url.split("://", 1)
     return f"{protocol}://{rest.split('/', 1)[0]}"
@@ -208,13 +217,14 @@ def virtual_dataset(
     loadable = [n for n, v in plan.variables.items() if n in plan.dims or v.grid]
     loadable = [n for n in loadable if n in plan.scans[0].variables]
     refs = [plan.refs[i] for i in indices]
-    futures = client.map(open_virtual, refs, loadable=loadable, pure=False)
-    order = {f.key: i for i, f in enumerate(futures)}
-    parts: list[Any] = [None] * len(refs)
+    parts: list[Any] = [plan.virtual_parts.get(r.url) for r in refs]
+    missing = [r for r, p in zip(refs, parts, strict=True) if p is None]
+    futures = client.map(open_virtual, missing, loadable=loadable, pure=False)
+    where = {f.key: refs.index(r) for f, r in zip(futures, missing, strict=True)}
     for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
-        parts[order[future.key]] = future.result()
+        parts[where[future.key]] = future.result()
         if progress:
-            progress("references", done, len(refs))
+            progress("references", done, len(missing))
     dim = plan.concat_dim
     keep = list(plan.variables)
     parts = [p.drop_vars([v for v in p.variables if v not in keep]) for p in parts]
