@@ -109,8 +109,13 @@ def diagnose(catalog: Catalog, *, verify_hashes: bool = False) -> DoctorReport:
                 continue
             if isinstance(store, LocalStore) and artifact.size_bytes is not None:
                 path = store.full_path(key)
-                size = path.stat().st_size
-                sha = hash_file(path)[1] if verify_hashes else None
+                if path.is_dir():
+                    # A store (Zarr, Icechunk, references): the size of what it holds.
+                    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+                    sha = None
+                else:
+                    size = path.stat().st_size
+                    sha = hash_file(path)[1] if verify_hashes else None
                 expected_sha = artifact.hashes.get("sha256")
                 if size != artifact.size_bytes or (sha and expected_sha and sha != expected_sha):
                     report.mismatched_artifacts.append(
@@ -131,8 +136,9 @@ def diagnose(catalog: Catalog, *, verify_hashes: bool = False) -> DoctorReport:
         except Exception:  # an unreachable profile is not a reason to stop looking
             continue
         known = referenced.get(name, set())
+        busy = {k for p, k in in_flight if p == name}
         for key in keys:
-            if key not in known and (name, key) not in in_flight:
+            if not _covered(key, known) and not _covered(key, busy):
                 report.orphaned_files.append({"profile": name, "key": key})
     return report
 
@@ -151,9 +157,7 @@ def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
         planned = next((e for e in entries if e.get("state") == "planned"), {})
         record_ids = list(planned.get("records") or [])
         complete = bool(states & _CATALOG_WRITTEN) or (
-            "catalog_write_started" in states
-            and record_ids
-            and all(_exists(catalog, i) for i in record_ids)
+            "catalog_write_started" in states and _records_written(catalog, planned, record_ids)
         )
         if last.get("state") == "rollback_started":
             complete = False
@@ -325,6 +329,31 @@ def _where(catalog: Catalog, locator: Any) -> tuple[str | None, str | None]:
         ):
             return name, store.key_of(locator.url)
     return None, None
+
+
+def _records_written(catalog: Catalog, planned: dict[str, Any], record_ids: list[str]) -> bool:
+    """Whether a killed operation's one database transaction landed.
+
+    New records exist only if it did; a changed record has moved past the
+    version the operation planned from.
+    """
+    if not record_ids:
+        return False
+    version = planned.get("version")
+    if version is None:
+        return all(_exists(catalog, i) for i in record_ids)
+    try:
+        return all(catalog.backend.get(i).version > int(version) for i in record_ids)
+    except NotFoundError:
+        return False
+
+
+def _covered(key: str, keys: set[str]) -> bool:
+    """Whether ``key`` is one of ``keys`` or lies inside one of them (a store's objects)."""
+    if key in keys:
+        return True
+    parts = key.split("/")
+    return any("/".join(parts[:i]) in keys for i in range(1, len(parts)))
 
 
 def _in_flight_keys(catalog: Catalog) -> set[tuple[str, str]]:

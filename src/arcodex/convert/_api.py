@@ -410,7 +410,12 @@ def update(
         placed = _Placed(prod.target, None, None, record is not None and _managed(record))
         with _unit(cat, "update", refs, parameters, user) as uow:
             if uow is not None:
-                uow.transition("planned", records=[record.id] if record else [], sources=len(refs))
+                uow.transition(
+                    "planned",
+                    records=[record.id] if record else [],
+                    sources=len(refs),
+                    **({"version": record.version} if record else {}),
+                )
                 uow.transition("artifact_write_started")
             try:
                 written, snapshot = run_update.apply(

@@ -387,7 +387,11 @@ def run_tasks(
 
     if not tasks:
         return []
-    shared = [client.scatter(a, broadcast=True) if isinstance(a, ReadSpec) else a for a in args]
+    # Not hashed: an update scatters a spec per pass, and equal keys would cancel each other.
+    shared = [
+        client.scatter(a, broadcast=True, hash=False) if isinstance(a, ReadSpec) else a
+        for a in args
+    ]
     futures = client.map(fn, list(tasks), *[[a] * len(tasks) for a in shared], pure=False)
     results: list[Any] = []
     done = 0
