@@ -335,14 +335,38 @@ def _itemsize(dtype: str) -> int:
         return 8
 
 
+#: zarr's synchronous codec pipeline: no coroutine per chunk. A task encodes on its
+#: own thread; Dask runs one task per worker thread, so the cores stay busy.
+_PIPELINE = {
+    "codec_pipeline.path": "zarr.core.codec_pipeline.FusedCodecPipeline",
+    "codec_pipeline.max_workers": 1,
+}
+
+
 def write_blocks(blocks: Sequence[Block], spec: ReadSpec, target: Target, group: str | None) -> int:
     """Task: read and write ``blocks`` into a Zarr product; the bytes written."""
     import zarr
 
-    # Opened afresh by every task: an update changes the arrays' shapes between writes.
-    root: Any = zarr.open_group(
-        target.zarr_store(), path=group or "", mode="r+", use_consolidated=False
-    )
+    with zarr.config.set(_PIPELINE):
+        # Opened afresh by every task: an update changes the arrays' shapes between writes.
+        root: Any = zarr.open_group(
+            target.zarr_store(), path=group or "", mode="r+", use_consolidated=False
+        )
+        return _write_all(blocks, spec, root)
+
+
+def write_blocks_icechunk(
+    blocks: Sequence[Block], spec: ReadSpec, fork: Any, group: str | None
+) -> tuple[int, Any]:
+    """Task: write ``blocks`` into a forked Icechunk session; the bytes and the fork."""
+    import zarr
+
+    with zarr.config.set(_PIPELINE):
+        root: Any = zarr.open_group(fork.store, path=group or "", mode="r+", use_consolidated=False)
+        return _write_all(blocks, spec, root), fork
+
+
+def _write_all(blocks: Sequence[Block], spec: ReadSpec, root: Any) -> int:
     arrays: dict[str, Any] = {}
     written = 0
     for block in blocks:
@@ -353,25 +377,6 @@ def write_blocks(blocks: Sequence[Block], spec: ReadSpec, target: Target, group:
         arr[block.region] = data
         written += data.nbytes
     return written
-
-
-def write_blocks_icechunk(
-    blocks: Sequence[Block], spec: ReadSpec, fork: Any, group: str | None
-) -> tuple[int, Any]:
-    """Task: write ``blocks`` into a forked Icechunk session; the bytes and the fork."""
-    import zarr
-
-    root: Any = zarr.open_group(fork.store, path=group or "", mode="r+", use_consolidated=False)
-    written = 0
-    arrays: dict[str, Any] = {}
-    for block in blocks:
-        arr = arrays.get(block.var)
-        if arr is None:
-            arr = arrays[block.var] = root[block.var]
-        data = read_block(block, spec)
-        arr[block.region] = data
-        written += data.nbytes
-    return written, fork
 
 
 def run_tasks(
