@@ -512,9 +512,12 @@ def start_cluster(workers: int) -> tuple[Any, Any]:
         import zarr  # noqa: F401
 
         with contextlib.suppress(Exception):
+            import virtualizarr  # noqa: F401
+
             import arcodex.convert  # noqa: F401
 
     client.run(warm)
+    warm()  # the client runs the kerchunk baseline and arcodex's planning: same imports there
     return cluster, client
 
 

@@ -575,25 +575,33 @@ def _scan(
     *,
     virtual: bool = False,
 ) -> tuple[list[SourceScan], dict[str, Any]]:
-    """Scan every source on the cluster (and, for virtual targets, make its references too)."""
+    """Scan every source on the cluster (and, for virtual targets, make its references too).
+
+    Sources go in batches, a few per worker, so that a task is worth its scheduling.
+    """
     from distributed import as_completed
 
-    from arcodex.convert._writers import scan_virtual
+    from arcodex.convert._writers import scan_batch
 
-    task = scan_virtual if virtual else scan_source
-    futures = client.map(task, list(refs), concat_dim=concat_dim, pure=False)
+    workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+    size = max(1, min(16, len(refs) // (workers * 3)))
+    batches = [list(refs[i : i + size]) for i in range(0, len(refs), size)]
+    futures = client.map(scan_batch, batches, concat_dim=concat_dim, virtual=virtual, pure=False)
     index = {f.key: i for i, f in enumerate(futures)}
-    results: list[Any] = [None] * len(refs)
+    results: list[Any] = [None] * len(batches)
+    done = 0
     try:
-        for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
+        for future in as_completed(futures, loop=client.loop):
             results[index[future.key]] = future.result()
+            done += len(batches[index[future.key]])
             _say(progress, "scan", done, len(refs))
     except BaseException:
         client.cancel(futures)
         raise
+    flat = [item for batch in results for item in batch]
     if not virtual:
-        return list(results), {}
-    return [s for s, _ in results], {s.ref.url: part for s, part in results}
+        return flat, {}
+    return [s for s, _ in flat], {s.ref.url: part for s, part in flat}
 
 
 def _grid(grid: str | os.PathLike[str], options: Mapping[str, Any]) -> SourceScan:

@@ -177,6 +177,15 @@ def scan_virtual(ref: SourceRef, concat_dim: str | None) -> tuple[Any, Any]:
     return scan, open_virtual(ref, loadable)
 
 
+def scan_batch(refs: Sequence[SourceRef], concat_dim: str | None, virtual: bool) -> list[Any]:
+    """Task: scan several sources (with their virtual datasets for virtual targets)."""
+    from arcodex.convert._sources import scan_source
+
+    if virtual:
+        return [scan_virtual(ref, concat_dim) for ref in refs]
+    return [scan_source(ref, concat_dim) for ref in refs]
+
+
 def _bucket(url: str) -> str:
     protocol, rest = url.split("://", 1)
     return f"{protocol}://{rest.split('/', 1)[0]}"
