@@ -365,6 +365,82 @@ def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
     return scan
 
 
+def scan_virtual_dataset(ref: SourceRef, vds: Any, concat_dim: str | None) -> SourceScan:
+    """The summary of a source read off its virtual dataset (no second opening of the file).
+
+    Virtual arrays keep their fill value encoded for Zarr (base64 for floats); it
+    is decoded here so that plans compare the values the sources hold.
+    Variables without the concat dim are only hashed when they were loaded.
+    """
+    import numpy as np
+
+    size, fingerprint = _fingerprint(ref)
+    variables: dict[str, VarScan] = {}
+    for name, var in vds.variables.items():
+        data = var.data
+        attrs = dict(var.attrs)
+        virtual = hasattr(data, "manifest")
+        if virtual and "_FillValue" in attrs:
+            attrs["_FillValue"] = _decode_fill(attrs["_FillValue"], var.dtype)
+        chunks = _virtual_chunks(data) if virtual else var.encoding.get("chunks")
+        dtype = np.dtype(var.dtype)
+        variables[str(name)] = VarScan(
+            dims=tuple(str(d) for d in var.dims),
+            shape=tuple(int(n) for n in var.shape),
+            dtype=dtype.str if dtype.kind not in "OSU" else "str",
+            attrs=attrs,
+            chunks=tuple(int(c) for c in chunks) if chunks else None,
+        )
+        if not virtual and dtype.kind not in "OSU":
+            variables[str(name)].digest = hashlib.sha1(
+                np.ascontiguousarray(var.values).tobytes()
+            ).hexdigest()
+    dims = {str(k): int(v) for k, v in vds.sizes.items()}
+    dim = concat_dim or _detect(variables, (), dims)
+    scan = SourceScan(
+        ref=ref,
+        size=size,
+        fingerprint=fingerprint,
+        dims=dims,
+        unlimited=(),
+        variables=variables,
+        attrs=dict(vds.attrs),
+        concat_dim=dim,
+    )
+    if dim is not None and dim in vds.variables and not hasattr(vds[dim].data, "manifest"):
+        scan.concat_values = np.asarray(vds[dim].values)
+        scan.concat_attrs = dict(variables[dim].attrs)
+        variables[dim].digest = None
+    return scan
+
+
+def _virtual_chunks(data: Any) -> tuple[int, ...] | None:
+    from virtualizarr.manifests import utils
+
+    shape = utils.manifest_chunk_shape(data.metadata)
+    return tuple(int(c) for c in shape) if shape else None
+
+
+def _decode_fill(value: Any, dtype: Any) -> Any:
+    import base64
+
+    import numpy as np
+
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value)
+        except ValueError:
+            return value
+        want = np.dtype(dtype)
+        if len(raw) == want.itemsize:
+            return np.frombuffer(raw, dtype=want)[0]
+        if len(raw) == 8 and want.kind in "fiu":
+            wide = np.dtype("f8" if want.kind == "f" else "i8")
+            return np.frombuffer(raw, dtype=wide).astype(want)[0]
+        return value
+    return np.asarray(value, dtype=dtype)[()] if value is not None else value
+
+
 def _attrs(raw: Any) -> dict[str, Any]:
     """HDF5 attributes as netCDF4 reads them: byte strings decoded, fill values as stored."""
     import numpy as np

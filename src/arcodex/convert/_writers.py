@@ -142,8 +142,11 @@ def _branch(repo: Any, branch: str) -> None:
 # -- virtual ------------------------------------------------------------------------------
 
 
-def open_virtual(ref: SourceRef, loadable: Sequence[str]) -> Any:
-    """Task: one source as a virtual dataset (references to its chunks)."""
+def open_virtual(ref: SourceRef, loadable: Sequence[str] | None) -> Any:
+    """Task: one source as a virtual dataset (references to its chunks).
+
+    ``loadable`` variables are read into memory; None loads the dimension coordinates.
+    """
     from obspec_utils.registry import ObjectStoreRegistry
     from virtualizarr import open_virtual_dataset
     from virtualizarr.parsers import HDFParser
@@ -161,7 +164,7 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str]) -> Any:
             url,
             registry=registry,
             parser=HDFParser(),
-            loadable_variables=list(loadable),
+            loadable_variables=None if loadable is None else list(loadable),
             decode_times=False,
         )
     except Exception as exc:
@@ -169,12 +172,18 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str]) -> Any:
 
 
 def scan_virtual(ref: SourceRef, concat_dim: str | None) -> tuple[Any, Any]:
-    """Task: scan one source and make its virtual dataset in the same pass."""
-    from arcodex.convert._sources import scan_source
+    """Task: make one source's virtual dataset and read its summary off it (one pass).
 
-    scan = scan_source(ref, concat_dim)
-    loadable = [n for n in scan.variables if n in scan.dims]
-    return scan, open_virtual(ref, loadable)
+    Falls back to a full scan when the virtual dataset cannot tell the
+    concatenation dimension (no CF time axis and no usual name).
+    """
+    from arcodex.convert._sources import scan_source, scan_virtual_dataset
+
+    vds = open_virtual(ref, None)
+    scan = scan_virtual_dataset(ref, vds, concat_dim)
+    if scan.concat_dim is None:
+        scan = scan_source(ref, concat_dim)
+    return scan, vds
 
 
 def scan_batch(refs: Sequence[SourceRef], concat_dim: str | None, virtual: bool) -> list[Any]:
