@@ -6,7 +6,6 @@ These call :mod:`arcodex.convert`, not Catalog methods, so they are listed in
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -256,6 +255,3 @@ def _print_result(result: Any, as_json: bool) -> None:
     if result.report is not None:
         for warning in result.report.warnings:
             out.print(f"  warn: {warning}")
-
-
-_ = functools

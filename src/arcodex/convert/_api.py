@@ -11,12 +11,13 @@ registered.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -30,7 +31,7 @@ from arcodex.convert._product import PROVENANCE_ATTR, Product, ProductFormat
 from arcodex.convert._sources import SourceRef, SourceScan, resolve_sources, scan_source
 from arcodex.convert._target import Target
 from arcodex.convert._write import WriteOptions
-from arcodex.errors import ArcodexError, ConflictError, ConversionError, ValidationError
+from arcodex.errors import ConflictError, ConversionError, ValidationError
 
 if TYPE_CHECKING:
     from arcodex.catalog import Catalog
@@ -242,6 +243,8 @@ def convert(
             "branch": branch,
             "tag": tag,
             "check": check,
+            # The profile's name only: `update` and `check` read the sources with it again.
+            "source_profile": source_profile,
             **({"grid": str(grid), "grid_coords": dict(grid_coords or {})} if grid else {}),
         }
         plan.virtual_parts = parts
@@ -295,6 +298,7 @@ def check(
             raise ValidationError(
                 f"{prod.target.url} carries no arcodex provenance; pass --sources to check it against files"
             )
+        prod, src_options = _recorded_profile(prod, provenance, cat, src_options)
         if sources is None:
             urls = [s["url"] for s in provenance.get("sources", [])]
             refs = [SourceRef(u, src_options if "://" in u else {}) for u in urls]
@@ -370,12 +374,13 @@ def update(
         src_options = _source_options(cat, source_profile, storage_options)
         prod = _resolve_product(product, cat, dest_options, src_options, group, branch)
         record = _record_of(cat, prod)
-        refs = resolve_sources(sources, src_options)
         provenance = prod.provenance()
         if not provenance:
             raise ValidationError(
                 f"{prod.target.url} was not made by arcodex (no provenance); convert the sources instead"
             )
+        prod, src_options = _recorded_profile(prod, provenance, cat, src_options)
+        refs = resolve_sources(sources, src_options)
         client = stack.enter_context(
             open_client(
                 cluster,
@@ -756,6 +761,20 @@ def _resolve_product(
     return prod
 
 
+def _recorded_profile(
+    product: Product,
+    provenance: Mapping[str, Any],
+    cat: Catalog | None,
+    src_options: dict[str, Any],
+) -> tuple[Product, dict[str, Any]]:
+    """Read remote sources with the profile the conversion used, unless told otherwise."""
+    name = provenance.get("parameters", {}).get("source_profile")
+    if src_options or not name or cat is None:
+        return product, src_options
+    options = _profile_options(cat, str(name))
+    return dataclasses.replace(product, source_options=options), options
+
+
 def _record_of(cat: Catalog | None, product: Product) -> Record | None:
     if cat is None:
         return None
@@ -797,14 +816,3 @@ def _replan(
     plan.attrs[PROVENANCE_ATTR] = ""
     plan.attrs.pop(PROVENANCE_ATTR)
     return plan
-
-
-def _raise_first(errors: Sequence[BaseException]) -> None:
-    for exc in errors:
-        if isinstance(exc, ArcodexError):
-            raise exc
-    if errors:
-        raise ConversionError(str(errors[0])) from errors[0]
-
-
-_ = (nullcontext, _raise_first)

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from arcodex.convert._plan import Plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product
-from arcodex.convert._sources import open_raw
 
 if TYPE_CHECKING:
     import numpy as np
@@ -339,4 +338,3 @@ def close_sources(plan: Plan) -> None:
 
     for ref in plan.refs:
         _open_files.forget(ref.url)
-    _ = open_raw
