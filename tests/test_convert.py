@@ -653,3 +653,67 @@ def test_cluster_does_not_claim_port_8787(port_8787: None) -> None:
         with open_client("threads", workers=1):
             pass
     assert not [w for w in caught if "8787" in str(w.message)]
+
+
+# -- a running scheduler, groups, manifests -----------------------------------------------
+
+
+def test_existing_scheduler_by_address(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    src, files = _archive(tmp_path)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+    ) as cluster:
+        result = convert(
+            _glob(src), to="zarr", dest=tmp_path / "out.zarr", cluster=cluster.scheduler_address
+        )
+    assert result.status == "pass", result.report.reasons
+    with result.product.open(raw=True) as ds:
+        _assert_same_values(ds, _reference(files, "time", raw=True))
+
+
+def test_no_scheduler_at_the_address_is_one_clear_error(tmp_path: Path) -> None:
+    src, _ = _archive(tmp_path, files=1)
+    with pytest.raises(ConversionError, match="no Dask scheduler answers"):
+        convert(_glob(src), to="zarr", dest=tmp_path / "out.zarr", cluster="tcp://127.0.0.1:9")
+    assert not (tmp_path / "out.zarr").exists()
+
+
+@pytest.mark.parametrize("target", ["zarr", "icechunk"])
+def test_product_in_a_group(tmp_path: Path, target: str) -> None:
+    src, files = _archive(tmp_path)
+    dest = tmp_path / f"out{EXT[target]}"
+    result = _convert(_glob(src), target, dest, group="ocean/daily")
+    assert result.status == "pass", result.report.reasons
+    with result.product.open(raw=True) as ds:
+        _assert_same_values(ds, _reference(files, "time", raw=True))
+    if target == "zarr":
+        with xr.open_zarr(dest, group="ocean/daily") as ds:
+            assert ds.sizes["time"] == 12
+    more = write_archive(tmp_path / "more", "regular", files=4)[-1]
+    assert _update_group(dest, more, "ocean/daily").changes["appended_steps"] == 4
+
+
+def _update_group(dest: Path, new: Path, group: str) -> Any:
+    from arcodex.convert import update
+
+    return update(dest, str(new), group=group, cluster="threads")
+
+
+def test_manifest_sources_in_any_order(tmp_path: Path) -> None:
+    _, files = _archive(tmp_path)
+    csv = tmp_path / "sources.csv"
+    csv.write_text("path\n" + "\n".join(str(f) for f in reversed(files)) + "\n")
+    yaml_file = tmp_path / "sources.yaml"
+    yaml_file.write_text("sources:\n" + "".join(f"  - {f.name}\n" for f in files))
+    (tmp_path / "src" / "sources.yaml").write_text(yaml_file.read_text())
+    for manifest in (csv, tmp_path / "src" / "sources.yaml"):
+        dest = tmp_path / f"{manifest.stem}-{manifest.suffix[1:]}.zarr"
+        result = _convert(str(manifest), "zarr", dest)
+        assert result.status == "pass"
+        assert [s.url for s in result.plan.sources] == [str(f) for f in files]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file_name\nx.nc\n")
+    with pytest.raises(ValidationError, match="needs a 'path' or 'url' column"):
+        _convert(str(bad), "zarr", tmp_path / "bad.zarr")

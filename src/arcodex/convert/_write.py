@@ -277,11 +277,13 @@ def create_layout(
 
 
 def consolidate(store: Any, zarr_format: int, group: str | None = None) -> None:
+    """Consolidate the metadata of the product's group and of the store's root."""
     import zarr
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        zarr.consolidate_metadata(store, path=group or None, zarr_format=zarr_format)  # type: ignore[arg-type]
+        for path in dict.fromkeys([group or None, None]):
+            zarr.consolidate_metadata(store, path=path, zarr_format=zarr_format)  # type: ignore[arg-type]
 
 
 # -- tasks ---------------------------------------------------------------------------------
