@@ -627,7 +627,7 @@ def test_failed_zarr_update_is_rolled_back(
 def test_failed_check_rolls_back_without_catalog(
     tmp_path: Path, periods: Periods, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from arcodex.convert import _api
+    from arcodex.convert import _steps
     from arcodex.convert._check import CheckReport
 
     dest = tmp_path / "out.zarr"
@@ -637,7 +637,8 @@ def test_failed_check_rolls_back_without_catalog(
     def failing(product: Any, plan: Any, **kwargs: Any) -> CheckReport:
         return CheckReport("fail", str(product.target.url), reasons=["made to fail"])
 
-    monkeypatch.setattr(_api, "check_product", failing)
+    # The check is the step after the writes: make it fail to see the update undone.
+    monkeypatch.setattr(_steps, "check_product", failing)
     with pytest.raises(ConversionError, match="made to fail"):
         _update(dest, periods.new_glob)
     monkeypatch.undo()

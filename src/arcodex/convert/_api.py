@@ -11,31 +11,48 @@ registered.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from arcodex.convert._attrs import AttrFixes
 from arcodex.convert._check import CheckReport, check_product, close_sources
 from arcodex.convert._chunking import ChunkPattern, parse_chunks
-from arcodex.convert._cluster import ClusterConfig, open_client
-from arcodex.convert._plan import Plan, build_plan, jsonable
-from arcodex.convert._product import PROVENANCE_ATTR, Product, ProductFormat
-from arcodex.convert._sources import SourceRef, SourceScan, resolve_sources, scan_source
-from arcodex.convert._target import Target
+from arcodex.convert._cluster import open_client
+from arcodex.convert._plan import Plan, build_plan
+from arcodex.convert._product import Product
+from arcodex.convert._sources import SourceRef, resolve_sources
+from arcodex.convert._steps import (
+    Placed,
+    attr_fixes,
+    cluster_config,
+    containers,
+    finish,
+    journal_target,
+    managed,
+    open_catalog_arg,
+    place,
+    product_format,
+    record_of,
+    recorded_profile,
+    replan,
+    resolve_product,
+    say,
+    scan_all,
+    scan_grid,
+    source_options,
+    unit,
+    write_new,
+)
 from arcodex.convert._write import WriteOptions
-from arcodex.errors import ConflictError, ConversionError, ValidationError
+from arcodex.errors import ConflictError, ValidationError
+from arcodex.model import new_id
 
 if TYPE_CHECKING:
     from arcodex.catalog import Catalog
-    from arcodex.catalog._journal import UnitOfWork
     from arcodex.model import Record
 
 __all__ = ["ConvertResult", "check", "convert", "open_product", "update"]
@@ -43,13 +60,6 @@ __all__ = ["ConvertResult", "check", "convert", "open_product", "update"]
 Progress = Callable[[str, int, int], None]
 SourceSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 TargetKind = Literal["zarr", "icechunk", "virtual"]
-_EXT = {
-    "zarr": ".zarr",
-    "icechunk": ".icechunk",
-    "virtual-icechunk": ".icechunk",
-    "kerchunk": ".json",
-    "kerchunk-parquet": ".parq",
-}
 
 
 @dataclass
@@ -180,24 +190,24 @@ def convert(
         A :class:`ConvertResult`.
     """
     started = time.perf_counter()
-    fmt = _format(to, format)
-    fixes = _fixes(attrs)
+    fmt = product_format(to, format)
+    fixes = attr_fixes(attrs)
     options = WriteOptions(
         zarr_format=zarr_format, codec=codec, level=level, shards=parse_chunks(shards)
     )
     if fmt in ("icechunk",) and zarr_format == 2:
         raise ValidationError("Icechunk stores Zarr format 3 only; drop --zarr-format 2")
     with ExitStack() as stack:
-        cat = _open_catalog(catalog, stack)
-        src_options = _source_options(cat, source_profile, storage_options)
+        cat = open_catalog_arg(catalog, stack)
+        src_options = source_options(cat, source_profile, storage_options)
         refs = resolve_sources(sources, src_options)
-        placed = _place(cat, fmt, dest, dest_options, profile, key, refs)
+        placed = place(cat, fmt, dest, dest_options, profile, key, refs)
         product = Product(
             fmt,
             placed.target,
             group=group,
             branch=branch,
-            containers=_containers(refs) if fmt != "zarr" and fmt != "icechunk" else (),
+            containers=containers(refs) if fmt != "zarr" and fmt != "icechunk" else (),
             source_options=src_options,
         )
         if placed.target.exists() and not overwrite:
@@ -210,13 +220,13 @@ def convert(
                 workers=workers,
                 threads=threads,
                 memory_limit=memory_limit,
-                config=_cluster_config(cat),
+                config=cluster_config(cat),
             )
         )
-        _say(progress, "scan", 0, len(refs))
+        say(progress, "scan", 0, len(refs))
         virtual = fmt not in ("zarr", "icechunk")
-        scans, parts = _scan(client, refs, concat_dim, progress, virtual=virtual)
-        grid_scan = _grid(grid, src_options) if grid else None
+        scans, parts = scan_all(client, refs, concat_dim, progress, virtual=virtual)
+        grid_scan = scan_grid(grid, src_options) if grid else None
         plan = build_plan(
             scans,
             concat_dim=concat_dim,
@@ -249,23 +259,23 @@ def convert(
         }
         plan.virtual_parts = parts
         provenance = {**plan.summary(), "parameters": parameters}
-        with _unit(cat, "convert", refs, parameters, user) as uow:
-            record_id = _new_id()
+        with unit(cat, "convert", refs, parameters, user) as uow:
+            record_id = new_id()
             if uow is not None:
                 uow.transition("planned", records=[record_id], sources=len(refs))
                 uow.transition("artifact_write_started")
-                _journal_target(uow, placed, product)
+                journal_target(uow, placed, product)
             try:
                 if overwrite and placed.target.exists():
                     placed.target.remove()
-                written, snapshot = _write_new(
+                written, snapshot = write_new(
                     client, product, plan, options, provenance, message, tag, progress
                 )
                 result = ConvertResult(
                     "convert", product, plan, bytes_written=written, snapshot=snapshot
                 )
                 result.changes = {"appended_steps": plan.length, "sources": len(plan.sources)}
-                _finish(result, cat, uow, placed, record_id, check, samples, progress, title, user)
+                finish(result, cat, uow, placed, record_id, check, samples, progress, title, user)
             except BaseException:
                 if uow is None:
                     placed.target.remove()
@@ -290,21 +300,21 @@ def check(
 ) -> CheckReport:
     """Check a product against its sources (by default the sources it records)."""
     with ExitStack() as stack:
-        cat = _open_catalog(catalog, stack)
-        src_options = _source_options(cat, source_profile, storage_options)
-        prod = _resolve_product(product, cat, dest_options, src_options, group, branch)
+        cat = open_catalog_arg(catalog, stack)
+        src_options = source_options(cat, source_profile, storage_options)
+        prod = resolve_product(product, cat, dest_options, src_options, group, branch)
         provenance = prod.provenance()
         if not provenance:
             raise ValidationError(
                 f"{prod.target.url} carries no arcodex provenance; pass --sources to check it against files"
             )
-        prod, src_options = _recorded_profile(prod, provenance, cat, src_options)
+        prod, src_options = recorded_profile(prod, provenance, cat, src_options)
         if sources is None:
             urls = [s["url"] for s in provenance.get("sources", [])]
             refs = [SourceRef(u, src_options if "://" in u else {}) for u in urls]
         else:
             refs = resolve_sources(sources, src_options)
-        plan = _replan(stack, cat, refs, provenance, cluster, src_options)
+        plan = replan(stack, cat, refs, provenance, cluster, src_options)
         try:
             return check_product(prod, plan, samples=samples, seed=seed)
         finally:
@@ -324,9 +334,9 @@ def open_product(
 ) -> Any:
     """Open a product (path, URL, record id with a catalog) as an ``xarray.Dataset``."""
     with ExitStack() as stack:
-        cat = _open_catalog(catalog, stack)
-        src_options = _source_options(cat, source_profile, storage_options)
-        prod = _resolve_product(product, cat, dest_options, src_options, group, branch)
+        cat = open_catalog_arg(catalog, stack)
+        src_options = source_options(cat, source_profile, storage_options)
+        prod = resolve_product(product, cat, dest_options, src_options, group, branch)
         if chunks is None:
             # Whole source chunks become one task each: open with the product's chunks instead.
             return prod.open(chunks={} if prod.format in ("zarr", "icechunk") else "auto")
@@ -370,16 +380,16 @@ def update(
 
     started = time.perf_counter()
     with ExitStack() as stack:
-        cat = _open_catalog(catalog, stack)
-        src_options = _source_options(cat, source_profile, storage_options)
-        prod = _resolve_product(product, cat, dest_options, src_options, group, branch)
-        record = _record_of(cat, prod)
+        cat = open_catalog_arg(catalog, stack)
+        src_options = source_options(cat, source_profile, storage_options)
+        prod = resolve_product(product, cat, dest_options, src_options, group, branch)
+        record = record_of(cat, prod)
         provenance = prod.provenance()
         if not provenance:
             raise ValidationError(
                 f"{prod.target.url} was not made by arcodex (no provenance); convert the sources instead"
             )
-        prod, src_options = _recorded_profile(prod, provenance, cat, src_options)
+        prod, src_options = recorded_profile(prod, provenance, cat, src_options)
         refs = resolve_sources(sources, src_options)
         client = stack.enter_context(
             open_client(
@@ -387,12 +397,12 @@ def update(
                 workers=workers,
                 threads=threads,
                 memory_limit=memory_limit,
-                config=_cluster_config(cat),
+                config=cluster_config(cat),
             )
         )
-        scans, _ = _scan(client, refs, provenance.get("concat_dim"), progress)
+        scans, _ = scan_all(client, refs, provenance.get("concat_dim"), progress)
         params = provenance.get("parameters", {})
-        fixes = _fixes(attrs) if attrs else AttrFixes.from_dict(params.get("attr_fixes") or {})
+        fixes = attr_fixes(attrs) if attrs else AttrFixes.from_dict(params.get("attr_fixes") or {})
         explicit = parse_chunks(chunks)
         delta = run_update.prepare(
             prod, provenance, scans, variables=variables, chunks=explicit, fixes=fixes
@@ -412,8 +422,8 @@ def update(
             "tag": tag,
             "check": check,
         }
-        placed = _Placed(prod.target, None, None, record is not None and _managed(record))
-        with _unit(cat, "update", refs, parameters, user) as uow:
+        placed = Placed(prod.target, None, None, record is not None and managed(record))
+        with unit(cat, "update", refs, parameters, user) as uow:
             if uow is not None:
                 uow.transition(
                     "planned",
@@ -430,12 +440,12 @@ def update(
                     "update", prod, delta.plan, bytes_written=written, snapshot=snapshot
                 )
                 result.changes = delta.changes()
-                _finish(
+                finish(
                     result,
                     cat,
                     uow,
                     placed,
-                    record.id if record else _new_id(),
+                    record.id if record else new_id(),
                     check,
                     samples,
                     progress,
@@ -450,369 +460,3 @@ def update(
         delta.cleanup()
         result.seconds = time.perf_counter() - started
         return result
-
-
-# -- pieces -------------------------------------------------------------------------------
-
-
-@dataclass
-class _Placed:
-    target: Target
-    profile: str | None
-    key: str | None
-    managed: bool
-    locator: Any = None
-
-
-def _format(to: str, format: str) -> ProductFormat:
-    if to == "zarr":
-        return "zarr"
-    if to == "icechunk":
-        return "icechunk"
-    if to == "virtual":
-        if format == "icechunk":
-            return "virtual-icechunk"
-        if format in ("kerchunk", "kerchunk-parquet"):
-            return format  # type: ignore[return-value]
-        raise ValidationError(
-            f"unknown virtual format {format!r}; use icechunk, kerchunk or kerchunk-parquet"
-        )
-    raise ValidationError(f"unknown target {to!r}; use zarr, icechunk or virtual")
-
-
-def _fixes(attrs: AttrFixes | Mapping[str, Any] | None) -> AttrFixes:
-    if attrs is None:
-        return AttrFixes()
-    if isinstance(attrs, AttrFixes):
-        return attrs
-    return AttrFixes.from_dict(attrs)
-
-
-def _open_catalog(catalog: Any, stack: ExitStack) -> Catalog | None:
-    if catalog is None:
-        return None
-    from arcodex.catalog import Catalog
-
-    if isinstance(catalog, Catalog):
-        return catalog
-    return stack.enter_context(Catalog.open(catalog))
-
-
-def _cluster_config(cat: Catalog | None) -> ClusterConfig | None:
-    if cat is None:
-        return None
-    return cat.config.cluster
-
-
-def _source_options(
-    cat: Catalog | None, source_profile: str | None, storage_options: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    if storage_options:
-        return dict(storage_options)
-    if source_profile:
-        if cat is None:
-            raise ValidationError("--source-profile needs a catalog (--catalog) that defines it")
-        return _profile_options(cat, source_profile)
-    return {}
-
-
-def _profile_options(cat: Catalog, name: str) -> dict[str, Any]:
-    store = cat.storage(name)
-    fs = getattr(store, "fs", None)
-    return dict(getattr(fs, "storage_options", {}) or {})
-
-
-def _place(
-    cat: Catalog | None,
-    fmt: ProductFormat,
-    dest: str | os.PathLike[str] | None,
-    dest_options: Mapping[str, Any] | None,
-    profile: str | None,
-    key: str | None,
-    refs: Sequence[SourceRef],
-) -> _Placed:
-    if dest is not None:
-        return _Placed(Target.of(dest, dest_options), None, None, False)
-    if cat is None:
-        raise ValidationError("say where the product goes: --dest PATH_OR_URL, or use a catalog")
-    from arcodex.storage import LocalStore
-
-    name = profile or cat.config.default_profile
-    store = cat.storage(name)
-    key = key or f"products/{_product_name(refs)}{_EXT[fmt]}"
-    if isinstance(store, LocalStore):
-        return _Placed(Target(str(store.full_path(key))), name, key, True, store.locator(key))
-    return _Placed(
-        Target(store.url(key), dict(store.fs.storage_options)), name, key, True, store.locator(key)
-    )
-
-
-def _product_name(refs: Sequence[SourceRef]) -> str:
-    stems = [r.name.rsplit(".", 1)[0] for r in refs]
-    prefix = stems[0] if stems else ""
-    for stem in stems[1:]:
-        while not stem.startswith(prefix):
-            prefix = prefix[:-1]
-    prefix = re.sub(r"[_\-.\d]+$", "", prefix)
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", prefix) or "product"
-
-
-def _containers(refs: Sequence[SourceRef]) -> tuple[str, ...]:
-    """The virtual chunk container prefixes that cover the sources."""
-    prefixes: set[str] = set()
-    for ref in refs:
-        if ref.is_local:
-            # The top directory: updates may bring files from other directories below it.
-            top = Path(ref.url).parts[1] if len(Path(ref.url).parts) > 2 else ""
-            prefixes.add(f"file:///{top}/" if top else "file:///")
-    for ref in refs:
-        if not ref.is_local:
-            protocol, rest = ref.url.split("://", 1)
-            prefixes.add(f"{protocol}://{rest.split('/', 1)[0]}/")
-    return tuple(sorted(prefixes))
-
-
-def _scan(
-    client: Any,
-    refs: Sequence[SourceRef],
-    concat_dim: str | None,
-    progress: Progress | None,
-    *,
-    virtual: bool = False,
-) -> tuple[list[SourceScan], dict[str, Any]]:
-    """Scan every source on the cluster (and, for virtual targets, make its references too).
-
-    Sources go in batches, a few per worker, so that a task is worth its scheduling.
-    """
-    from distributed import as_completed
-
-    from arcodex.convert._writers import scan_batch
-
-    workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
-    size = max(1, min(16, len(refs) // (workers * 3)))
-    batches = [list(refs[i : i + size]) for i in range(0, len(refs), size)]
-    futures = client.map(scan_batch, batches, concat_dim=concat_dim, virtual=virtual, pure=False)
-    index = {f.key: i for i, f in enumerate(futures)}
-    results: list[Any] = [None] * len(batches)
-    done = 0
-    try:
-        for future in as_completed(futures, loop=client.loop):
-            results[index[future.key]] = future.result()
-            done += len(batches[index[future.key]])
-            _say(progress, "scan", done, len(refs))
-    except BaseException:
-        client.cancel(futures)
-        raise
-    flat = [item for batch in results for item in batch]
-    if not virtual:
-        return flat, {}
-    return [s for s, _ in flat], {s.ref.url: part for s, part in flat}
-
-
-def _grid(grid: str | os.PathLike[str], options: Mapping[str, Any]) -> SourceScan:
-    [ref] = resolve_sources(os.fspath(grid), options)[:1]
-    return scan_source(ref, concat_dim="__none__")
-
-
-def _say(progress: Progress | None, stage: str, done: int, total: int) -> None:
-    if progress is not None:
-        progress(stage, done, total)
-
-
-def _new_id() -> str:
-    from arcodex.model import new_id
-
-    return new_id()
-
-
-@contextmanager
-def _unit(
-    cat: Catalog | None,
-    action: str,
-    refs: Sequence[SourceRef],
-    parameters: Mapping[str, Any],
-    user: str | None,
-) -> Iterator[UnitOfWork | None]:
-    if cat is None:
-        yield None
-        return
-    with cat.unit_of_work(
-        action, user=user, inputs=[r.url for r in refs][:1000], parameters=jsonable(parameters)
-    ) as uow:
-        yield uow
-
-
-def _journal_target(uow: UnitOfWork, placed: _Placed, product: Product) -> None:
-    """Journal the product before writing it: a crash leaves it listed for `recover`."""
-    if placed.profile is not None and placed.key is not None:
-        uow.on_rollback(f"remove {placed.key}", placed.target.remove, key=placed.key)
-        uow.transition("artifact_written", profile=placed.profile, key=placed.key)
-    else:
-        uow.on_rollback(f"remove {placed.target.url}", placed.target.remove, url=placed.target.url)
-        uow.transition("artifact_written", url=placed.target.url, format=product.format)
-
-
-def _write_new(
-    client: Any,
-    product: Product,
-    plan: Plan,
-    options: WriteOptions,
-    provenance: Mapping[str, Any],
-    message: str | None,
-    tag: str | None,
-    progress: Progress | None,
-) -> tuple[int, str | None]:
-    from arcodex.convert import _writers
-
-    plan.attrs[PROVENANCE_ATTR] = json.dumps(jsonable(provenance), sort_keys=True)
-    if product.format == "zarr":
-        return _writers.write_zarr(client, product, plan, options, progress), None
-    if product.format == "icechunk":
-        return _writers.write_icechunk(
-            client, product, plan, options, message or _message("convert", plan), tag, progress
-        )
-    return _writers.write_virtual(
-        client, product, plan, message or _message("convert", plan), tag, progress
-    )
-
-
-def _message(action: str, plan: Plan) -> str:
-    first, last = plan.time_range()
-    names = [s.url.rsplit("/", 1)[-1] for s in plan.sources]
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return f"arcodex {action}: {len(names)} sources ({shown}), {plan.concat_dim} {first} to {last}"
-
-
-def _finish(
-    result: ConvertResult,
-    cat: Catalog | None,
-    uow: UnitOfWork | None,
-    placed: _Placed,
-    record_id: str,
-    run_check: bool,
-    samples: int,
-    progress: Progress | None,
-    title: str | None,
-    user: str | None,
-    *,
-    current: Record | None = None,
-) -> None:
-    if run_check:
-        _say(progress, "check", 0, 1)
-        try:
-            result.report = check_product(result.product, result.plan, samples=samples)
-        finally:
-            close_sources(result.plan)
-        _say(progress, "check", 1, 1)
-        if result.report.status == "fail":
-            raise ConversionError(
-                f"the product failed its check and was rolled back: {result.report.reasons[0]}"
-                + (
-                    f" (and {len(result.report.reasons) - 1} more)"
-                    if len(result.report.reasons) > 1
-                    else ""
-                )
-            )
-    if cat is None or uow is None:
-        return
-    from arcodex.convert._record import product_record
-
-    record = product_record(
-        result, placed, record_id, title, uow.operation.id, current=current, user=user
-    )
-    result.operation_id = uow.operation.id
-    uow.transition("artifact_write_succeeded")
-    if current is None:
-        cat._write_records(uow, [record])
-    else:
-        record = cat._replace_record(uow, current, record)
-    result.record = record
-
-
-def _managed(record: Record) -> bool:
-    return any(a.managed for a in record.artifacts if a.role == "primary")
-
-
-def _resolve_product(
-    product: str | os.PathLike[str] | Product,
-    cat: Catalog | None,
-    dest_options: Mapping[str, Any] | None,
-    src_options: Mapping[str, Any],
-    group: str | None,
-    branch: str,
-) -> Product:
-    if isinstance(product, Product):
-        return product
-    text = os.fspath(product)
-    if cat is not None and "/" not in text and not Path(text).exists():
-        record = cat.get(text)
-        primary = next((a for a in record.artifacts if a.role == "primary"), None)
-        if primary is None:
-            raise ValidationError(f"record {record.id} has no product artifact")
-        text = cat.locate(primary)
-        conv = record.metadata.get("convert", {})
-        group = group or conv.get("group")
-        if not dest_options and "://" in text:
-            name = getattr(primary.locator, "profile", None)
-            dest_options = _profile_options(cat, name) if name else None
-    prod = Product.detect(
-        text, dest_options, group=group, branch=branch, source_options=src_options
-    )
-    return prod
-
-
-def _recorded_profile(
-    product: Product,
-    provenance: Mapping[str, Any],
-    cat: Catalog | None,
-    src_options: dict[str, Any],
-) -> tuple[Product, dict[str, Any]]:
-    """Read remote sources with the profile the conversion used, unless told otherwise."""
-    name = provenance.get("parameters", {}).get("source_profile")
-    if src_options or not name or cat is None:
-        return product, src_options
-    options = _profile_options(cat, str(name))
-    return dataclasses.replace(product, source_options=options), options
-
-
-def _record_of(cat: Catalog | None, product: Product) -> Record | None:
-    if cat is None:
-        return None
-    found = cat.search(kind="dataset", **{"convert.product.url": product.target.url})  # type: ignore[arg-type]
-    records: list[Record] = list(found.records)
-    return records[0] if records else None
-
-
-def _replan(
-    stack: ExitStack,
-    cat: Catalog | None,
-    refs: Sequence[SourceRef],
-    provenance: Mapping[str, Any],
-    cluster: Any,
-    src_options: Mapping[str, Any],
-) -> Plan:
-    """The plan the product was made with, from its sources as they are now."""
-    client = stack.enter_context(open_client(cluster, config=_cluster_config(cat)))
-    dim = provenance.get("concat_dim")
-    scans, _ = _scan(client, refs, dim, None)
-    params = provenance.get("parameters", {})
-    grid_scan = None
-    if params.get("grid"):
-        grid_scan = _grid(params["grid"], src_options)
-    variables = list(provenance.get("variables", {}))
-    plan = build_plan(
-        scans,
-        concat_dim=dim,
-        variables=variables or None,
-        chunks={},
-        fixes=AttrFixes.from_dict(params.get("attr_fixes") or {}),
-        grid=grid_scan,
-        grid_coords=params.get("grid_coords"),
-    )
-    for name, var in plan.variables.items():
-        stored = provenance.get("variables", {}).get(name)
-        if stored:
-            var.chunks = tuple(stored["chunks"])
-    plan.attrs[PROVENANCE_ATTR] = ""
-    plan.attrs.pop(PROVENANCE_ATTR)
-    return plan

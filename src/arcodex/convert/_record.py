@@ -9,7 +9,8 @@ from arcodex.convert._plan import jsonable
 from arcodex.convert._product import MEDIA_TYPES
 
 if TYPE_CHECKING:
-    from arcodex.convert._api import ConvertResult, _Placed
+    from arcodex.convert._api import ConvertResult
+    from arcodex.convert._steps import Placed
     from arcodex.model import Record
 
 __all__ = ["product_record"]
@@ -20,7 +21,7 @@ _INLINE_LIMIT = 256 * 1024
 
 def product_record(
     result: ConvertResult,
-    placed: _Placed,
+    placed: Placed,
     record_id: str,
     title: str | None,
     operation_id: str,

@@ -207,7 +207,7 @@ def apply(
     progress: Progress | None,
 ) -> tuple[int, str | None]:
     """Write the update; the bytes written and the new snapshot (Icechunk)."""
-    from arcodex.convert._api import _message
+    from arcodex.convert._steps import commit_message
 
     provenance = _provenance(product, delta)
     delta.plan.attrs[PROVENANCE_ATTR] = json.dumps(jsonable(provenance), sort_keys=True)
@@ -215,11 +215,11 @@ def apply(
         return _apply_zarr(client, product, delta, uow, progress), None
     if product.format == "icechunk":
         return _apply_icechunk(
-            client, product, delta, message or _message("update", delta.plan), tag, progress
+            client, product, delta, message or commit_message("update", delta.plan), tag, progress
         )
     if product.format == "virtual-icechunk":
         return _apply_virtual_icechunk(
-            client, product, delta, message or _message("update", delta.plan), tag, progress
+            client, product, delta, message or commit_message("update", delta.plan), tag, progress
         )
     return _apply_references(client, product, delta, uow, progress)
 

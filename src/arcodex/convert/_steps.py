@@ -1,0 +1,405 @@
+"""The steps the public API is made of: where a product goes, scanning, journaling,
+checking and registering it, and finding it again."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arcodex.convert._attrs import AttrFixes
+from arcodex.convert._check import check_product, close_sources
+from arcodex.convert._cluster import ClusterConfig, open_client
+from arcodex.convert._plan import Plan, build_plan, jsonable
+from arcodex.convert._product import PROVENANCE_ATTR, Product, ProductFormat
+from arcodex.convert._sources import SourceRef, SourceScan, resolve_sources, scan_source
+from arcodex.convert._target import Target
+from arcodex.convert._write import WriteOptions
+from arcodex.errors import ConversionError, ValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from arcodex.catalog import Catalog
+    from arcodex.catalog._journal import UnitOfWork
+    from arcodex.convert._api import ConvertResult
+    from arcodex.model import Record
+
+    Progress = Callable[[str, int, int], None]
+
+_EXT = {
+    "zarr": ".zarr",
+    "icechunk": ".icechunk",
+    "virtual-icechunk": ".icechunk",
+    "kerchunk": ".json",
+    "kerchunk-parquet": ".parq",
+}
+
+
+@dataclass
+class Placed:
+    target: Target
+    profile: str | None
+    key: str | None
+    managed: bool
+    locator: Any = None
+
+
+def product_format(to: str, format: str) -> ProductFormat:
+    if to == "zarr":
+        return "zarr"
+    if to == "icechunk":
+        return "icechunk"
+    if to == "virtual":
+        if format == "icechunk":
+            return "virtual-icechunk"
+        if format in ("kerchunk", "kerchunk-parquet"):
+            return format  # type: ignore[return-value]
+        raise ValidationError(
+            f"unknown virtual format {format!r}; use icechunk, kerchunk or kerchunk-parquet"
+        )
+    raise ValidationError(f"unknown target {to!r}; use zarr, icechunk or virtual")
+
+
+def attr_fixes(attrs: AttrFixes | Mapping[str, Any] | None) -> AttrFixes:
+    if attrs is None:
+        return AttrFixes()
+    if isinstance(attrs, AttrFixes):
+        return attrs
+    return AttrFixes.from_dict(attrs)
+
+
+def open_catalog_arg(catalog: Any, stack: ExitStack) -> Catalog | None:
+    if catalog is None:
+        return None
+    from arcodex.catalog import Catalog
+
+    if isinstance(catalog, Catalog):
+        return catalog
+    return stack.enter_context(Catalog.open(catalog))
+
+
+def cluster_config(cat: Catalog | None) -> ClusterConfig | None:
+    if cat is None:
+        return None
+    return cat.config.cluster
+
+
+def source_options(
+    cat: Catalog | None, source_profile: str | None, storage_options: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    if storage_options:
+        return dict(storage_options)
+    if source_profile:
+        if cat is None:
+            raise ValidationError("--source-profile needs a catalog (--catalog) that defines it")
+        return profile_options(cat, source_profile)
+    return {}
+
+
+def profile_options(cat: Catalog, name: str) -> dict[str, Any]:
+    store = cat.storage(name)
+    fs = getattr(store, "fs", None)
+    return dict(getattr(fs, "storage_options", {}) or {})
+
+
+def place(
+    cat: Catalog | None,
+    fmt: ProductFormat,
+    dest: str | os.PathLike[str] | None,
+    dest_options: Mapping[str, Any] | None,
+    profile: str | None,
+    key: str | None,
+    refs: Sequence[SourceRef],
+) -> Placed:
+    if dest is not None:
+        return Placed(Target.of(dest, dest_options), None, None, False)
+    if cat is None:
+        raise ValidationError("say where the product goes: --dest PATH_OR_URL, or use a catalog")
+    from arcodex.storage import LocalStore
+
+    name = profile or cat.config.default_profile
+    store = cat.storage(name)
+    key = key or f"products/{product_name(refs)}{_EXT[fmt]}"
+    if isinstance(store, LocalStore):
+        return Placed(Target(str(store.full_path(key))), name, key, True, store.locator(key))
+    return Placed(
+        Target(store.url(key), dict(store.fs.storage_options)), name, key, True, store.locator(key)
+    )
+
+
+def product_name(refs: Sequence[SourceRef]) -> str:
+    stems = [r.name.rsplit(".", 1)[0] for r in refs]
+    prefix = stems[0] if stems else ""
+    for stem in stems[1:]:
+        while not stem.startswith(prefix):
+            prefix = prefix[:-1]
+    prefix = re.sub(r"[_\-.\d]+$", "", prefix)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", prefix) or "product"
+
+
+def containers(refs: Sequence[SourceRef]) -> tuple[str, ...]:
+    """The virtual chunk container prefixes that cover the sources."""
+    prefixes: set[str] = set()
+    for ref in refs:
+        if ref.is_local:
+            # The top directory: updates may bring files from other directories below it.
+            top = Path(ref.url).parts[1] if len(Path(ref.url).parts) > 2 else ""
+            prefixes.add(f"file:///{top}/" if top else "file:///")
+    for ref in refs:
+        if not ref.is_local:
+            protocol, rest = ref.url.split("://", 1)
+            prefixes.add(f"{protocol}://{rest.split('/', 1)[0]}/")
+    return tuple(sorted(prefixes))
+
+
+def scan_all(
+    client: Any,
+    refs: Sequence[SourceRef],
+    concat_dim: str | None,
+    progress: Progress | None,
+    *,
+    virtual: bool = False,
+) -> tuple[list[SourceScan], dict[str, Any]]:
+    """Scan every source on the cluster (and, for virtual targets, make its references too).
+
+    Sources go in batches, a few per worker, so that a task is worth its scheduling.
+    """
+    from distributed import as_completed
+
+    from arcodex.convert._writers import scan_batch
+
+    workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+    size = max(1, min(16, len(refs) // (workers * 3)))
+    batches = [list(refs[i : i + size]) for i in range(0, len(refs), size)]
+    futures = client.map(scan_batch, batches, concat_dim=concat_dim, virtual=virtual, pure=False)
+    index = {f.key: i for i, f in enumerate(futures)}
+    results: list[Any] = [None] * len(batches)
+    done = 0
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            results[index[future.key]] = future.result()
+            done += len(batches[index[future.key]])
+            say(progress, "scan", done, len(refs))
+    except BaseException:
+        client.cancel(futures)
+        raise
+    flat = [item for batch in results for item in batch]
+    if not virtual:
+        return flat, {}
+    return [s for s, _ in flat], {s.ref.url: part for s, part in flat}
+
+
+def scan_grid(grid: str | os.PathLike[str], options: Mapping[str, Any]) -> SourceScan:
+    [ref] = resolve_sources(os.fspath(grid), options)[:1]
+    return scan_source(ref, concat_dim="__none__")
+
+
+def say(progress: Progress | None, stage: str, done: int, total: int) -> None:
+    if progress is not None:
+        progress(stage, done, total)
+
+
+@contextmanager
+def unit(
+    cat: Catalog | None,
+    action: str,
+    refs: Sequence[SourceRef],
+    parameters: Mapping[str, Any],
+    user: str | None,
+) -> Iterator[UnitOfWork | None]:
+    if cat is None:
+        yield None
+        return
+    with cat.unit_of_work(
+        action, user=user, inputs=[r.url for r in refs][:1000], parameters=jsonable(parameters)
+    ) as uow:
+        yield uow
+
+
+def journal_target(uow: UnitOfWork, placed: Placed, product: Product) -> None:
+    """Journal the product before writing it: a crash leaves it listed for `recover`."""
+    if placed.profile is not None and placed.key is not None:
+        uow.on_rollback(f"remove {placed.key}", placed.target.remove, key=placed.key)
+        uow.transition("artifact_written", profile=placed.profile, key=placed.key)
+    else:
+        uow.on_rollback(f"remove {placed.target.url}", placed.target.remove, url=placed.target.url)
+        uow.transition("artifact_written", url=placed.target.url, format=product.format)
+
+
+def write_new(
+    client: Any,
+    product: Product,
+    plan: Plan,
+    options: WriteOptions,
+    provenance: Mapping[str, Any],
+    message: str | None,
+    tag: str | None,
+    progress: Progress | None,
+) -> tuple[int, str | None]:
+    from arcodex.convert import _writers
+
+    plan.attrs[PROVENANCE_ATTR] = json.dumps(jsonable(provenance), sort_keys=True)
+    if product.format == "zarr":
+        return _writers.write_zarr(client, product, plan, options, progress), None
+    if product.format == "icechunk":
+        return _writers.write_icechunk(
+            client,
+            product,
+            plan,
+            options,
+            message or commit_message("convert", plan),
+            tag,
+            progress,
+        )
+    return _writers.write_virtual(
+        client, product, plan, message or commit_message("convert", plan), tag, progress
+    )
+
+
+def commit_message(action: str, plan: Plan) -> str:
+    first, last = plan.time_range()
+    names = [s.url.rsplit("/", 1)[-1] for s in plan.sources]
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return f"arcodex {action}: {len(names)} sources ({shown}), {plan.concat_dim} {first} to {last}"
+
+
+def finish(
+    result: ConvertResult,
+    cat: Catalog | None,
+    uow: UnitOfWork | None,
+    placed: Placed,
+    record_id: str,
+    run_check: bool,
+    samples: int,
+    progress: Progress | None,
+    title: str | None,
+    user: str | None,
+    *,
+    current: Record | None = None,
+) -> None:
+    if run_check:
+        say(progress, "check", 0, 1)
+        try:
+            result.report = check_product(result.product, result.plan, samples=samples)
+        finally:
+            close_sources(result.plan)
+        say(progress, "check", 1, 1)
+        if result.report.status == "fail":
+            raise ConversionError(
+                f"the product failed its check and was rolled back: {result.report.reasons[0]}"
+                + (
+                    f" (and {len(result.report.reasons) - 1} more)"
+                    if len(result.report.reasons) > 1
+                    else ""
+                )
+            )
+    if cat is None or uow is None:
+        return
+    from arcodex.convert._record import product_record
+
+    record = product_record(
+        result, placed, record_id, title, uow.operation.id, current=current, user=user
+    )
+    result.operation_id = uow.operation.id
+    uow.transition("artifact_write_succeeded")
+    if current is None:
+        cat._write_records(uow, [record])
+    else:
+        record = cat._replace_record(uow, current, record)
+    result.record = record
+
+
+def managed(record: Record) -> bool:
+    return any(a.managed for a in record.artifacts if a.role == "primary")
+
+
+def resolve_product(
+    product: str | os.PathLike[str] | Product,
+    cat: Catalog | None,
+    dest_options: Mapping[str, Any] | None,
+    src_options: Mapping[str, Any],
+    group: str | None,
+    branch: str,
+) -> Product:
+    if isinstance(product, Product):
+        return product
+    text = os.fspath(product)
+    if cat is not None and "/" not in text and not Path(text).exists():
+        record = cat.get(text)
+        primary = next((a for a in record.artifacts if a.role == "primary"), None)
+        if primary is None:
+            raise ValidationError(f"record {record.id} has no product artifact")
+        text = cat.locate(primary)
+        conv = record.metadata.get("convert", {})
+        group = group or conv.get("group")
+        if not dest_options and "://" in text:
+            name = getattr(primary.locator, "profile", None)
+            dest_options = profile_options(cat, name) if name else None
+    prod = Product.detect(
+        text, dest_options, group=group, branch=branch, source_options=src_options
+    )
+    return prod
+
+
+def recorded_profile(
+    product: Product,
+    provenance: Mapping[str, Any],
+    cat: Catalog | None,
+    src_options: dict[str, Any],
+) -> tuple[Product, dict[str, Any]]:
+    """Read remote sources with the profile the conversion used, unless told otherwise."""
+    name = provenance.get("parameters", {}).get("source_profile")
+    if src_options or not name or cat is None:
+        return product, src_options
+    options = profile_options(cat, str(name))
+    return dataclasses.replace(product, source_options=options), options
+
+
+def record_of(cat: Catalog | None, product: Product) -> Record | None:
+    if cat is None:
+        return None
+    found = cat.search(kind="dataset", **{"convert.product.url": product.target.url})  # type: ignore[arg-type]
+    records: list[Record] = list(found.records)
+    return records[0] if records else None
+
+
+def replan(
+    stack: ExitStack,
+    cat: Catalog | None,
+    refs: Sequence[SourceRef],
+    provenance: Mapping[str, Any],
+    cluster: Any,
+    src_options: Mapping[str, Any],
+) -> Plan:
+    """The plan the product was made with, from its sources as they are now."""
+    client = stack.enter_context(open_client(cluster, config=cluster_config(cat)))
+    dim = provenance.get("concat_dim")
+    scans, _ = scan_all(client, refs, dim, None)
+    params = provenance.get("parameters", {})
+    grid_scan = None
+    if params.get("grid"):
+        grid_scan = scan_grid(params["grid"], src_options)
+    variables = list(provenance.get("variables", {}))
+    plan = build_plan(
+        scans,
+        concat_dim=dim,
+        variables=variables or None,
+        chunks={},
+        fixes=AttrFixes.from_dict(params.get("attr_fixes") or {}),
+        grid=grid_scan,
+        grid_coords=params.get("grid_coords"),
+    )
+    for name, var in plan.variables.items():
+        stored = provenance.get("variables", {}).get(name)
+        if stored:
+            var.chunks = tuple(stored["chunks"])
+    plan.attrs[PROVENANCE_ATTR] = ""
+    plan.attrs.pop(PROVENANCE_ATTR)
+    return plan
