@@ -590,6 +590,36 @@ def test_local_sources_to_s3_zarr(tmp_path: Path, s3_sources: Any) -> None:
     assert check(dest, dest_options=options).status == "pass"
 
 
+@pytest.mark.parametrize("target", ["zarr", "icechunk", "virtual-icechunk"])
+def test_s3_to_s3_product_is_updated(tmp_path: Path, s3_sources: Any, target: str) -> None:
+    import boto3
+
+    from arcodex.convert import update
+
+    bucket, options, files = s3_sources
+    more = write_archive(tmp_path / "more", "regular", files=5)[3:]
+    endpoint = options["endpoint_url"]
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
+    )
+    for f in more:
+        client.upload_file(str(f), bucket, f"new/{f.name}")
+    dest = f"s3://{bucket}/products/out{EXT[target]}"
+    both = {"dest_options": options, "storage_options": options}
+    result = _convert(f"s3://{bucket}/src/*.nc", target, dest, **both)
+    assert result.status == "pass", result.report.reasons
+    updated = update(dest, f"s3://{bucket}/new/*.nc", cluster="threads", **both)
+    assert updated.status == "pass", updated.report.reasons
+    assert updated.changes["appended_steps"] == 8
+    with updated.product.open(raw=True) as ds:
+        _assert_same_values(ds, _reference([*files, *more], "time", raw=True))
+    assert check(dest, **both).status == "pass"
+
+
 def test_s3_sources_to_virtual_icechunk(tmp_path: Path, s3_sources: Any) -> None:
     bucket, options, files = s3_sources
     dest = tmp_path / "out.icechunk"
