@@ -747,3 +747,62 @@ def test_manifest_sources_in_any_order(tmp_path: Path) -> None:
     bad.write_text("file_name\nx.nc\n")
     with pytest.raises(ValidationError, match="needs a 'path' or 'url' column"):
         _convert(str(bad), "zarr", tmp_path / "bad.zarr")
+
+
+@pytest.mark.parametrize("target", ["zarr", "virtual-icechunk"])
+def test_s3_profile_secrets_reach_no_record_product_log_or_journal(
+    tmp_path: Path, s3_sources: Any, target: str
+) -> None:
+    """Sources and product through a catalog S3 profile whose credentials come from the
+    environment: the secret is in no file of the catalog and no object of the product."""
+    import boto3
+
+    from arcodex.catalog import CatalogConfig
+    from arcodex.storage import FileProfileConfig, S3ProfileConfig
+
+    bucket, options, _ = s3_sources
+    profile = S3ProfileConfig(
+        bucket=bucket,
+        prefix="managed",
+        endpoint_url=options["endpoint_url"],
+        region="us-east-1",
+        path_style=True,
+    )
+    config = CatalogConfig(profiles={"local": FileProfileConfig(), "s3": profile})
+    with Catalog.create(tmp_path / "cat", config=config) as cat:
+        to, fmt = TARGETS[target]
+        result = convert(
+            f"s3://{bucket}/src/*.nc",
+            to=to,
+            format=fmt,
+            catalog=cat,
+            profile="s3",
+            source_profile="s3",
+            cluster="threads",
+        )
+        assert result.status == "pass", result.report.reasons
+        assert check(result.record.id, catalog=cat).status == "pass"
+        assert result.record.metadata["convert"]["url"].startswith(f"s3://{bucket}/managed/")
+    for path in (tmp_path / "cat").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data, path
+            assert KEY_ID.encode() not in data, path
+    client = boto3.client(
+        "s3",
+        endpoint_url=options["endpoint_url"],
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        region_name="us-east-1",
+    )
+    keys = [
+        o["Key"]
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix="managed/"
+        )
+        for o in page.get("Contents", [])
+    ]
+    assert keys, "the product is in the profile's bucket"
+    for key in keys:
+        body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert SECRET.encode() not in body, key
