@@ -6,6 +6,7 @@ These call :mod:`arcodex.convert`, not Catalog methods, so they are listed in
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Annotated, Any, ParamSpec
 
 import typer
 
-from arcodex.errors import ArcodexError
+from arcodex.errors import ArcodexError, ValidationError
 
 __all__ = ["ENGINE_COMMANDS", "convert_progress", "register"]
 
@@ -36,7 +37,7 @@ NoCheckOpt = Annotated[
 @contextmanager
 def convert_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
     """A rich progress bar fed by ``progress(stage, done, total)``."""
-    if not enabled:
+    if not enabled or not sys.stderr.isatty():
         yield None
         return
     from rich.console import Console
@@ -140,7 +141,12 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
         from arcodex.convert import convert as run
 
         state = state_of(ctx)
-        cat = None if no_catalog or (dest and not _has_catalog(state)) else state.catalog()
+        if not dest and (no_catalog or not _has_catalog(state)):
+            raise ValidationError(
+                "say where the product goes: --dest PATH_OR_URL, or run inside a catalog "
+                "(`arcodex init PATH`, --catalog PATH or ARCODEX_CATALOG)"
+            )
+        cat = None if no_catalog or not _has_catalog(state) else state.catalog()
         fixes = AttrFixes.parse(set_attr or (), del_attr or (), rename_attr or (), attrs_file)
         with convert_progress(not as_json) as progress:
             result = run(
@@ -223,8 +229,6 @@ def _list(text: str | None) -> list[str] | None:
 def _pairs(text: str | None) -> dict[str, str] | None:
     if not text:
         return None
-    from arcodex.errors import ValidationError
-
     out: dict[str, str] = {}
     for part in text.split(","):
         key, eq, value = part.partition("=")
