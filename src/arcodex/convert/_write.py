@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from arcodex.convert._plan import Block, Plan
 from arcodex.convert._sources import SourceRef, open_raw
 from arcodex.convert._target import Target
-from arcodex.errors import ConversionError, ValidationError
+from arcodex.errors import ValidationError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -109,6 +109,7 @@ class WriteOptions:
 @dataclass(frozen=True)
 class _VarRead:
     dims: tuple[str, ...]
+    shape: tuple[int, ...]
     dtype: str
     recode: bool
     grid: str | None
@@ -136,7 +137,7 @@ class ReadSpec:
             calendar=plan.calendar,
             source_units=units if units else tuple(None for _ in plan.refs),
             variables={
-                name: _VarRead(v.dims, v.dtype, v.recode, v.grid)
+                name: _VarRead(v.dims, v.shape, v.dtype, v.recode, v.grid)
                 for name, v in plan.variables.items()
             },
             grid=plan.grid,
@@ -151,14 +152,8 @@ def read_block(block: Block, spec: ReadSpec) -> np.ndarray:
     shape = tuple(s.stop - s.start for s in block.region)
     if var.grid is not None:
         assert spec.grid is not None
-        full = open_raw(spec.grid).read(var.grid, ())
-        full = full.reshape(tuple(s for s in full.shape if s != 1) or full.shape)
-        full = full.reshape(
-            tuple(
-                s.stop - s.start if False else n
-                for s, n in zip(block.region, _full_shape(full, len(block.region)), strict=True)
-            )
-        )
+        # The plan checked the sizes; the grid file may add size-1 dims (NEMO's t).
+        full = open_raw(spec.grid).read(var.grid, ()).reshape(var.shape)
         return np.ascontiguousarray(full[block.region])
     if spec.concat_dim not in var.dims:
         return open_raw(spec.refs[0]).read(block.var, block.region)
@@ -174,12 +169,6 @@ def read_block(block: Block, spec: ReadSpec) -> np.ndarray:
             values = _recode(values, spec.source_units[piece.source], spec.units, spec.calendar)
         out[tuple(dst)] = values
     return out
-
-
-def _full_shape(values: np.ndarray, ndim: int) -> tuple[int, ...]:
-    if values.ndim != ndim:
-        raise ConversionError(f"grid variable has {values.ndim} dims, the product's has {ndim}")
-    return tuple(values.shape)
 
 
 def _recode(
