@@ -27,7 +27,7 @@ import pytest
 from arcodex._archives import write_archive
 from arcodex.catalog import Catalog
 from arcodex.catalog._journal import FAIL_AT_ENV, KILL_AT_ENV, InjectedFailure
-from arcodex.convert import check, convert, update
+from arcodex.convert import Product, check, convert, update
 from arcodex.errors import ConversionError, ValidationError
 
 xr = pytest.importorskip("xarray")
@@ -798,3 +798,47 @@ def _assert_product_equals_path(path: Path, files: list[Path], steps: int) -> No
     from arcodex.convert._product import Product
 
     _assert_product_equals(Product.detect(str(path)), files, steps)
+
+
+# -- Icechunk: commits that are undone, tags that come last ---------------------------------
+
+
+@pytest.mark.parametrize("target", ["icechunk", "virtual-icechunk"])
+def test_failed_icechunk_update_resets_the_branch_and_tags_nothing(
+    tmp_path: Path, periods: Periods, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
+    from arcodex.convert import _steps
+    from arcodex.convert._check import CheckReport
+
+    dest = tmp_path / f"out{EXT[target]}"
+    assert _convert(periods.src_glob, target, dest, tag="v1").status == "pass"
+    product = Product.detect(dest)
+    repo = product.repository()
+    before = repo.lookup_branch("main")
+    assert set(repo.list_tags()) == {"v1"}
+
+    def failing(product: Any, plan: Any, **kwargs: Any) -> CheckReport:
+        return CheckReport("fail", str(product.target.url), reasons=["made to fail"])
+
+    monkeypatch.setattr(_steps, "check_product", failing)
+    with pytest.raises(ConversionError, match="made to fail"):
+        _update(dest, periods.new_glob, tag="v2")
+    monkeypatch.undo()
+    repo = product.repository()
+    assert repo.lookup_branch("main") == before, "the branch is back at its snapshot"
+    assert set(repo.list_tags()) == {"v1"}, "the tag of a rolled-back update is never made"
+    # The same update, tag included, goes through afterwards.
+    result = _update(dest, periods.new_glob, tag="v2")
+    assert result.status == "pass"
+    repo = product.repository()
+    assert repo.lookup_tag("v2") == result.snapshot == repo.lookup_branch("main")
+
+
+def test_taken_tag_is_refused_before_writing(tmp_path: Path, periods: Periods) -> None:
+    dest = tmp_path / "out.icechunk"
+    assert _convert(periods.src_glob, "icechunk", dest, tag="v1").status == "pass"
+    repo = Product.detect(dest).repository()
+    before = repo.lookup_branch("main")
+    with pytest.raises(ValidationError, match="already has a tag 'v1'"):
+        _update(dest, periods.new_glob, tag="v1")
+    assert Product.detect(dest).repository().lookup_branch("main") == before

@@ -167,7 +167,7 @@ def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
         recovery = Recovery(op_id, str(last.get("action")), str(last.get("state")), decision)
         if decision == "roll_back":
             for entry in reversed(entries):
-                if entry.get("state") == "artifact_backup":
+                if entry.get("state") in ("artifact_backup", "artifact_undo"):
                     _restore(entry, recovery, dry_run)
                     continue
                 if entry.get("state") != "artifact_written":
@@ -222,9 +222,10 @@ def _restore(entry: dict[str, Any], recovery: Recovery, dry_run: bool) -> None:
     """Run the restore an operation journaled with its backup (named by dotted path)."""
     target = entry.get("recover")
     if not target:
-        recovery.removed.append(f"orphaned backup (restore by hand): {entry.get('backup')}")
+        what = f"backup {entry.get('backup')}" if entry.get("backup") else "commit"
+        recovery.removed.append(f"undo by hand: {entry.get('url')} ({what})")
         return
-    recovery.removed.append(f"restored {entry.get('url')} from {entry.get('backup')}")
+    recovery.removed.append(f"restored {entry.get('url')}")
     if dry_run:
         return
     module, _, name = str(target).partition(":")

@@ -48,6 +48,7 @@ from arcodex.convert._steps import (
     write_new,
 )
 from arcodex.convert._write import WriteOptions
+from arcodex.convert._writers import check_tag_free
 from arcodex.errors import ConflictError, ValidationError
 from arcodex.model import new_id
 
@@ -269,13 +270,25 @@ def convert(
                 if overwrite and placed.target.exists():
                     placed.target.remove()
                 written, snapshot = write_new(
-                    client, product, plan, options, provenance, message, tag, progress
+                    client, product, plan, options, provenance, message, progress
                 )
                 result = ConvertResult(
                     "convert", product, plan, bytes_written=written, snapshot=snapshot
                 )
                 result.changes = {"appended_steps": plan.length, "sources": len(plan.sources)}
-                finish(result, cat, uow, placed, record_id, check, samples, progress, title, user)
+                finish(
+                    result,
+                    cat,
+                    uow,
+                    placed,
+                    record_id,
+                    check,
+                    samples,
+                    progress,
+                    title,
+                    user,
+                    tag=tag,
+                )
             except BaseException:
                 if uow is None:
                     placed.target.remove()
@@ -390,6 +403,7 @@ def update(
                 f"{prod.target.url} was not made by arcodex (no provenance); convert the sources instead"
             )
         prod, src_options = recorded_profile(prod, provenance, cat, src_options)
+        check_tag_free(prod, tag)
         refs = resolve_sources(sources, src_options)
         client = stack.enter_context(
             open_client(
@@ -434,7 +448,7 @@ def update(
                 uow.transition("artifact_write_started")
             try:
                 written, snapshot = run_update.apply(
-                    client, prod, delta, uow, message=message, tag=tag, progress=progress
+                    client, prod, delta, uow, message=message, progress=progress
                 )
                 result = ConvertResult(
                     "update", prod, delta.plan, bytes_written=written, snapshot=snapshot
@@ -452,6 +466,7 @@ def update(
                     record.title if record else None,
                     user,
                     current=record,
+                    tag=tag,
                 )
             except BaseException:
                 if uow is None:

@@ -240,7 +240,6 @@ def write_new(
     options: WriteOptions,
     provenance: Mapping[str, Any],
     message: str | None,
-    tag: str | None,
     progress: Progress | None,
 ) -> tuple[int, str | None]:
     from arcodex.convert import _writers
@@ -255,11 +254,10 @@ def write_new(
             plan,
             options,
             message or commit_message("convert", plan),
-            tag,
             progress,
         )
     return _writers.write_virtual(
-        client, product, plan, message or commit_message("convert", plan), tag, progress
+        client, product, plan, message or commit_message("convert", plan), progress
     )
 
 
@@ -283,7 +281,10 @@ def finish(
     user: str | None,
     *,
     current: Record | None = None,
+    tag: str | None = None,
 ) -> None:
+    """Check the product, register it, and tag its snapshot: in that order, so that a
+    failure at any step leaves nothing behind (Icechunk never reuses a tag name)."""
     if run_check:
         say(progress, "check", 0, 1)
         try:
@@ -300,8 +301,25 @@ def finish(
                     else ""
                 )
             )
-    if cat is None or uow is None:
-        return
+    if cat is not None and uow is not None:
+        register(result, cat, uow, placed, record_id, title, user, current)
+    if tag and result.snapshot:
+        from arcodex.convert._writers import tag_snapshot
+
+        tag_snapshot(result.product, tag, result.snapshot)
+
+
+def register(
+    result: ConvertResult,
+    cat: Catalog,
+    uow: UnitOfWork,
+    placed: Placed,
+    record_id: str,
+    title: str | None,
+    user: str | None,
+    current: Record | None,
+) -> None:
+    """Write (or replace) the product's record in the unit of work."""
     from arcodex.convert._record import product_record
 
     record = product_record(

@@ -203,10 +203,9 @@ def apply(
     uow: UnitOfWork | None,
     *,
     message: str | None,
-    tag: str | None,
     progress: Progress | None,
 ) -> tuple[int, str | None]:
-    """Write the update; the bytes written and the new snapshot (Icechunk)."""
+    """Write the update; the bytes written and the new snapshot (Icechunk, not yet tagged)."""
     from arcodex.convert._steps import commit_message
 
     provenance = _provenance(product, delta)
@@ -215,11 +214,21 @@ def apply(
         return _apply_zarr(client, product, delta, uow, progress), None
     if product.format == "icechunk":
         return _apply_icechunk(
-            client, product, delta, message or commit_message("update", delta.plan), tag, progress
+            client,
+            product,
+            delta,
+            uow,
+            message or commit_message("update", delta.plan),
+            progress,
         )
     if product.format == "virtual-icechunk":
         return _apply_virtual_icechunk(
-            client, product, delta, message or commit_message("update", delta.plan), tag, progress
+            client,
+            product,
+            delta,
+            uow,
+            message or commit_message("update", delta.plan),
+            progress,
         )
     return _apply_references(client, product, delta, uow, progress)
 
@@ -361,13 +370,13 @@ def _apply_icechunk(
     client: Any,
     product: Product,
     delta: Delta,
+    uow: UnitOfWork | None,
     message: str,
-    tag: str | None,
     progress: Progress | None,
 ) -> tuple[int, str]:
     import zarr
 
-    from arcodex.convert._writers import _workers, commit, fork_and_merge
+    from arcodex.convert._writers import _workers, fork_and_merge
 
     options = _options(product)
     from arcodex.convert._write import apply_shards
@@ -387,19 +396,19 @@ def _apply_icechunk(
         session.store, path=product.group or "", mode="r+", use_consolidated=False
     )
     _set_attrs(root, delta.plan)
-    return written, commit(repo, session, message, tag)
+    return written, _commit_undoably(repo, session, product, delta, uow, message)
 
 
 def _apply_virtual_icechunk(
     client: Any,
     product: Product,
     delta: Delta,
+    uow: UnitOfWork | None,
     message: str,
-    tag: str | None,
     progress: Progress | None,
 ) -> tuple[int, str]:
     from arcodex.convert._product import _quiet
-    from arcodex.convert._writers import commit, set_root_attrs, virtual_dataset
+    from arcodex.convert._writers import set_root_attrs, virtual_dataset
 
     if delta.new_variables:
         raise ConversionError(
@@ -427,7 +436,58 @@ def _apply_virtual_icechunk(
                 session.store, group=product.group, append_dim=plan.concat_dim
             )
     set_root_attrs(session.store, product.group, plan.attrs)
-    return 0, commit(repo, session, message, tag)
+    return 0, _commit_undoably(repo, session, product, delta, uow, message)
+
+
+def _commit_undoably(
+    repo: Any,
+    session: Any,
+    product: Product,
+    delta: Delta,
+    uow: UnitOfWork | None,
+    message: str,
+) -> str:
+    """Commit, and make the commit undoable until the update is kept (check, record)."""
+    from arcodex.convert._writers import commit
+
+    previous = str(repo.lookup_branch(product.branch))
+    snapshot = commit(repo, session, message)
+    args: dict[str, Any] = {
+        "root": product.target.url,
+        "branch": product.branch,
+        "previous": previous,
+        "snapshot": snapshot,
+    }
+    delta.undo = lambda: reset_branch(**args, repository=repo)
+    if uow is not None:
+        uow.on_rollback(f"reset {product.branch} to {previous}", delta.undo, snapshot=snapshot)
+        uow.transition(
+            "artifact_undo",
+            url=product.target.url,
+            **(
+                {"recover": "arcodex.convert._update:reset_branch", "args": args}
+                if product.target.is_local
+                else {}
+            ),
+        )
+    return snapshot
+
+
+def reset_branch(
+    root: str, branch: str, previous: str, snapshot: str, repository: Any = None
+) -> None:
+    """Move ``branch`` back to ``previous`` if it still points at ``snapshot``
+    (also run by ``arcodex recover``)."""
+    import contextlib
+
+    import icechunk
+
+    from arcodex.convert._product import _quiet
+
+    with _quiet():
+        repo = repository or icechunk.Repository.open(icechunk.local_filesystem_storage(root))
+        with contextlib.suppress(icechunk.IcechunkError):
+            repo.reset_branch(branch, previous, from_snapshot_id=snapshot)
 
 
 def _apply_references(

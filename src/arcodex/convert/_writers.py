@@ -23,7 +23,7 @@ from arcodex.convert._write import (
     write_blocks,
     write_blocks_icechunk,
 )
-from arcodex.errors import ConversionError
+from arcodex.errors import ConversionError, ValidationError
 
 __all__ = ["write_icechunk", "write_virtual", "write_zarr"]
 
@@ -70,7 +70,6 @@ def write_icechunk(
     plan: Plan,
     options: WriteOptions,
     message: str,
-    tag: str | None,
     progress: Progress | None,
 ) -> tuple[int, str]:
     """Create an Icechunk repository and commit the product once; the bytes and the snapshot."""
@@ -82,8 +81,7 @@ def write_icechunk(
     create_layout(session.store, plan, options, group=product.group, mode="w-")
     tasks = group_tasks(plan_blocks(plan, plan.variables), plan, _workers(client))
     written = fork_and_merge(client, session, plan, tasks, product.group, progress)
-    snapshot = commit(repo, session, message, tag)
-    return written, snapshot
+    return written, commit(repo, session, message)
 
 
 def fork_and_merge(
@@ -112,21 +110,40 @@ def fork_and_merge(
     return sum(n for n, _ in results)
 
 
-def commit(repo: Any, session: Any, message: str, tag: str | None) -> str:
+def commit(repo: Any, session: Any, message: str) -> str:
+    """Commit the session; the snapshot id. Tags come once the product is kept."""
     import icechunk
 
     try:
-        snapshot = str(session.commit(message))
+        return str(session.commit(message))
     except icechunk.ConflictError as exc:
         raise ConversionError(
             f"someone else committed to the repository meanwhile; run the update again ({exc})"
         ) from exc
-    if tag:
-        try:
-            repo.create_tag(tag, snapshot)
-        except icechunk.IcechunkError as exc:
-            raise ConversionError(f"committed {snapshot} but cannot tag it {tag!r}: {exc}") from exc
-    return snapshot
+
+
+def tag_snapshot(product: Product, tag: str, snapshot: str) -> None:
+    """Tag a kept snapshot (Icechunk never reuses a tag name, even a deleted one)."""
+    import icechunk
+
+    try:
+        product.repository().create_tag(tag, snapshot)
+    except icechunk.IcechunkError as exc:
+        raise ConversionError(f"cannot tag {snapshot} {tag!r}: {exc}") from exc
+
+
+def check_tag_free(product: Product, tag: str | None) -> None:
+    """Refuse a tag the repository already has (or had), before anything is written."""
+    if not tag or "icechunk" not in product.format or not product.target.exists():
+        return
+    import icechunk
+
+    try:
+        taken = tag in set(product.repository().list_tags())
+    except icechunk.IcechunkError:
+        return
+    if taken:
+        raise ValidationError(f"the repository already has a tag {tag!r}; choose another --tag")
 
 
 def _branch(repo: Any, branch: str) -> None:
@@ -290,7 +307,6 @@ def write_virtual(
     product: Product,
     plan: Plan,
     message: str,
-    tag: str | None,
     progress: Progress | None,
 ) -> tuple[int, str | None]:
     """Write references to the sources' chunks (Icechunk or kerchunk); nothing is copied."""
@@ -303,7 +319,7 @@ def write_virtual(
         with _quiet():
             combined.vz.to_icechunk(session.store, group=product.group)
         set_root_attrs(session.store, product.group, plan.attrs)
-        return 0, commit(repo, session, message, tag)
+        return 0, commit(repo, session, message)
     write_references(combined, product)
     return 0, None
 
