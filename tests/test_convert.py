@@ -830,3 +830,21 @@ def test_cli_convert_needs_a_destination(tmp_path: Path, monkeypatch: pytest.Mon
     done = CliRunner().invoke(app, ["convert", _glob(src), "--cluster", "threads"])
     assert done.exit_code == 1
     assert "say where the product goes: --dest" in done.output
+
+
+def test_netcdf3_sources_on_threads(tmp_path: Path) -> None:
+    """NetCDF3 files go through the netCDF-C library, which is not thread safe: two
+    threads convert them without crashing. Virtual references are refused in one line."""
+    _, files = _archive(tmp_path)
+    classic = tmp_path / "classic"
+    classic.mkdir()
+    for f in files:
+        with xr.open_dataset(f) as ds:
+            ds.load().to_netcdf(classic / f.name, format="NETCDF3_64BIT", engine="netcdf4")
+    result = _convert(str(classic / "*.nc"), "zarr", tmp_path / "out.zarr")
+    assert result.status == "pass", result.report.reasons
+    with result.product.open(raw=True) as ds:
+        _assert_same_values(ds, _reference(sorted(classic.glob("*.nc")), "time", raw=True))
+    with pytest.raises(ConversionError, match="is NetCDF3, which virtual references do not cover"):
+        _convert(str(classic / "*.nc"), "kerchunk", tmp_path / "out.json")
+    assert not (tmp_path / "out.json").exists()

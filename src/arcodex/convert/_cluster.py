@@ -60,8 +60,10 @@ def open_client(
     if kind in ("local", "processes", "threads"):
         import logging
 
-        # Shutting a cluster down logs closed connections as tracebacks at INFO level.
+        # Shutting a cluster down logs closed connections as tracebacks at INFO level, and a
+        # task's error is logged with its traceback before it reaches us as an exception.
         logging.getLogger("distributed").setLevel(logging.WARNING)
+        logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
         processes = kind != "threads"
         lc = LocalCluster(
             n_workers=n,
@@ -69,7 +71,7 @@ def open_client(
             processes=processes,
             memory_limit=memory if processes else None,
             dashboard_address=":0",  # a free port: 8787 may be taken by another cluster
-            silence_logs=40,
+            silence_logs=logging.CRITICAL,
         )
         try:
             with Client(lc, set_as_default=False) as client:

@@ -17,6 +17,7 @@ import csv
 import glob
 import hashlib
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,9 @@ def _fsspec_paths(url: str, options: Mapping[str, Any]) -> tuple[Any, str, list[
 # -- opening ---------------------------------------------------------------------------
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: The netCDF-C library is not thread safe: every call into it holds this lock
+#: (h5py, used for HDF5 files, has its own).
+NETCDF_LOCK = threading.RLock()
 
 
 class RawFile:
@@ -221,9 +225,10 @@ class RawFile:
                 )
             import netCDF4
 
-            self.nc: Any = netCDF4.Dataset(ref.url, "r")
-            self.nc.set_auto_maskandscale(False)
-            self.nc.set_always_mask(False)
+            with NETCDF_LOCK:
+                self.nc: Any = netCDF4.Dataset(ref.url, "r")
+                self.nc.set_auto_maskandscale(False)
+                self.nc.set_always_mask(False)
 
     def read(self, name: str, selection: tuple[slice, ...]) -> np.ndarray:
         import numpy as np
@@ -233,15 +238,17 @@ class RawFile:
             if dset.shape == () or not selection:
                 return np.asarray(dset[()])
             return np.asarray(dset[selection])
-        var = self.nc.variables[name]
-        return np.asarray(var[selection] if selection else var[...])
+        with NETCDF_LOCK:
+            var = self.nc.variables[name]
+            return np.asarray(var[selection] if selection else var[...])
 
     def close(self) -> None:
         try:
             if self.hdf5:
                 self.h5.close()
             else:
-                self.nc.close()
+                with NETCDF_LOCK:
+                    self.nc.close()
         finally:
             if self._fh is not None:
                 self._fh.close()
@@ -308,8 +315,13 @@ def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
         elif ref.is_local:
             import netCDF4
 
-            nc = netCDF4.Dataset(ref.url, "r")
-            nc.set_auto_maskandscale(False)
+            NETCDF_LOCK.acquire()
+            try:
+                nc = netCDF4.Dataset(ref.url, "r")
+                nc.set_auto_maskandscale(False)
+            except BaseException:
+                NETCDF_LOCK.release()
+                raise
         else:
             raise ConversionError(
                 f"{ref.url} is not HDF5/NetCDF4; remote NetCDF3 files are not supported, copy them locally first"
@@ -360,6 +372,8 @@ def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
         raise ConversionError(f"cannot read source {ref.url}: {exc}") from exc
     finally:
         nc.close()
+        if not hdf5:
+            NETCDF_LOCK.release()
         if handle is not None:
             handle.close()
     return scan

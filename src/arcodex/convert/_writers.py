@@ -171,6 +171,13 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str] | None) -> Any:
     if ref.is_local:
         from obstore.store import LocalStore
 
+        from arcodex.convert._sources import hdf5_magic
+
+        if not hdf5_magic(ref.url):
+            raise ConversionError(
+                f"{ref.url} is NetCDF3, which virtual references do not cover here; "
+                "convert it with --to zarr or --to icechunk"
+            )
         registry = ObjectStoreRegistry({"file://": LocalStore()})
         url = Path(ref.url).as_uri()
     else:
