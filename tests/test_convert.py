@@ -133,7 +133,7 @@ def _histories(files: list[Path]) -> list[str]:
 
 CASES = [(kind, "zarr") for kind in KINDS] + [
     (kind, target)
-    for kind in ("regular", "packed", "noleap")
+    for kind in ("regular", "packed", "noleap", "curvilinear")
     for target in ("icechunk", "virtual-icechunk", "kerchunk")
 ]
 

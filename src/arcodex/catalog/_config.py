@@ -52,6 +52,10 @@ class CatalogConfig(BaseSettings):
     default_profile: str = "local"
     profiles: dict[str, ProfileConfig] = Field(default_factory=_default_profiles)
     schema_policy: Literal["off", "warn", "strict"] = "warn"
+    stac_profile: str | None = Field(
+        default=None,
+        description="a JSON Schema replacing arcodex's STAC metadata profile (relative to the root)",
+    )
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig, description="the Dask cluster conversions run on"
     )

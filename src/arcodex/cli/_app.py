@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec
 import typer
 
 from arcodex import __version__
-from arcodex.cli import _convert
+from arcodex.cli import _convert, _stac
 from arcodex.errors import ArcodexError, ValidationError
 
 Policy = Literal["off", "warn", "strict"]
@@ -95,11 +95,12 @@ def _fail(state: _State | None, exc: BaseException, line: str, code: int) -> NoR
 
 
 def command(
-    name: str, *, api: tuple[str, ...], engine: bool = False
+    name: str, *, api: tuple[str, ...], engine: bool = False, on: typer.Typer | None = None
 ) -> Callable[[Callable[P, None]], Callable[P, None]]:
     """Register a command that calls the Catalog methods ``api``, with arcodex error handling.
 
-    ``engine`` commands call the conversion engine, not the catalog, and stay out of the parity map.
+    ``engine`` commands call the conversion engine or STAC, not the catalog, and stay out
+    of the parity map; ``on`` registers the command in a group instead of the top level.
     """
 
     def register(fn: Callable[P, None]) -> Callable[P, None]:
@@ -126,11 +127,11 @@ def command(
                 if state is not None:
                     state.close()
 
-        if name in COMMAND_METHODS:
+        if on is None and name in COMMAND_METHODS:
             raise ValueError(f"command {name!r} is registered twice")
         if not engine:
             COMMAND_METHODS[name] = api
-        app.command(name)(run)
+        (on or app).command(name)(run)
         return fn
 
     return register
@@ -870,6 +871,7 @@ def extract(
 
 
 _convert.register(app, command, _state)
+_stac.register(app, command, _state)
 
 
 def main() -> None:

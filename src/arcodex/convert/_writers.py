@@ -370,6 +370,26 @@ def container_config(product: Product) -> Any:
     return config
 
 
+def _no_fill_where_sources_have_none(refs: dict[str, Any], combined: Any) -> None:
+    """Zarr 2 metadata without a fill value for variables whose sources declare none.
+
+    HDF5 always has a fill value (netCDF's default); written into ``.zarray`` it
+    would surface as a ``_FillValue`` attribute the sources never had.
+    """
+    import json
+
+    store = refs.get("refs", refs)
+    for name, var in combined.variables.items():
+        key = f"{name}/.zarray"
+        if "_FillValue" in var.attrs or key not in store:
+            continue
+        meta = store[key]
+        data = json.loads(meta) if isinstance(meta, str | bytes) else dict(meta)
+        if data.get("fill_value") is not None:
+            data["fill_value"] = None
+            store[key] = json.dumps(data)
+
+
 def write_references(combined: Any, product: Product) -> None:
     """Kerchunk references, written beside the target then moved into place."""
     target = product.target
@@ -377,7 +397,17 @@ def write_references(combined: Any, product: Product) -> None:
     with tempfile.TemporaryDirectory(prefix="arcodex-refs-") as tmp:
         local = os.path.join(tmp, "refs.json" if fmt == "json" else "refs.parq")
         with _quiet():
-            combined.vz.to_kerchunk(local, format=fmt)
+            refs = combined.vz.to_kerchunk(format="dict")
+        _no_fill_where_sources_have_none(refs, combined)
+        if fmt == "json":
+            import ujson
+
+            with open(local, "w", encoding="utf-8") as fh:
+                ujson.dump(refs, fh)
+        else:
+            from kerchunk.df import refs_to_dataframe
+
+            refs_to_dataframe(refs, url=local)
         if target.is_local:
             dest = Path(target.url)
             dest.parent.mkdir(parents=True, exist_ok=True)

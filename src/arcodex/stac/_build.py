@@ -1,0 +1,511 @@
+"""STAC for catalog records: one Collection per dataset record, an Item for its product.
+
+The datacube extension is filled from the opened dataset (dimensions with
+extents, steps and reference systems; variables with units and long names);
+assets carry media types, roles, ``xarray:open_kwargs`` and non-secret
+``xarray:storage_options`` so that any client can open them; CF global
+attributes become STAC fields (title, description, license, providers,
+keywords, DOI and citation).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from arcodex.stac._extents import bbox_geometry, normalise_bbox, rfc3339
+
+if TYPE_CHECKING:
+    import pystac
+
+    from arcodex.catalog import Catalog
+    from arcodex.model import Record
+
+__all__ = ["EXTENSIONS", "STAC_VERSION", "collection_for", "item_for", "stac_for"]
+
+STAC_VERSION = "1.1.0"
+EXTENSIONS = {
+    "datacube": "https://stac-extensions.github.io/datacube/v2.2.0/schema.json",
+    "projection": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "xarray": "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json",
+    "scientific": "https://stac-extensions.github.io/scientific/v1.0.0/schema.json",
+}
+_MEDIA = {
+    "zarr": "application/vnd+zarr",
+    "icechunk": "application/vnd.icechunk",
+    "virtual-icechunk": "application/vnd.icechunk",
+    "kerchunk": "application/json",
+    "kerchunk-parquet": "application/vnd.apache.parquet",
+    "netcdf": "application/netcdf",
+}
+_LICENSES = {
+    "cc-by-4.0": "CC-BY-4.0",
+    "cc by 4.0": "CC-BY-4.0",
+    "creative commons attribution 4.0": "CC-BY-4.0",
+    "cc0": "CC0-1.0",
+    "cc0-1.0": "CC0-1.0",
+    "odc-by": "ODC-By-1.0",
+    "apache-2.0": "Apache-2.0",
+    "mit": "MIT",
+}
+_SECRET_KEYS = {"key", "secret", "token", "password", "aws_secret_access_key", "session_token"}
+
+
+def stac_for(
+    record: Record, catalog: Catalog | None = None, *, open_data: bool = True
+) -> tuple[pystac.Collection, pystac.Item]:
+    """The Collection and Item of one dataset record (the data opened for the datacube)."""
+    info = _describe(record, catalog, open_data=open_data)
+    item = _item(record, info)
+    collection = _collection(record, info, item)
+    collection.add_item(item)
+    return collection, item
+
+
+def collection_for(
+    record: Record, catalog: Catalog | None = None, *, open_data: bool = True
+) -> pystac.Collection:
+    return stac_for(record, catalog, open_data=open_data)[0]
+
+
+def item_for(
+    record: Record, catalog: Catalog | None = None, *, open_data: bool = True
+) -> pystac.Item:
+    return stac_for(record, catalog, open_data=open_data)[1]
+
+
+# -- what a record holds -----------------------------------------------------------------
+
+
+class _Info:
+    """What STAC needs from a record: extents, attributes, cube, assets."""
+
+    def __init__(self) -> None:
+        self.bbox: list[float] | None = None
+        self.start: str | None = None
+        self.end: str | None = None
+        self.attrs: dict[str, Any] = {}
+        self.dimensions: dict[str, Any] = {}
+        self.variables: dict[str, Any] = {}
+        self.regular_grid = False
+        self.assets: dict[str, dict[str, Any]] = {}
+
+
+def _describe(record: Record, catalog: Catalog | None, *, open_data: bool) -> _Info:
+    info = _Info()
+    meta = record.metadata
+    if meta.get("bbox"):
+        info.bbox = normalise_bbox(meta["bbox"])
+    info.start = rfc3339(meta.get("start_datetime") or meta.get("datetime"))
+    info.end = rfc3339(meta.get("end_datetime") or meta.get("datetime"))
+    netcdf = meta.get("netcdf") if isinstance(meta.get("netcdf"), Mapping) else {}
+    info.attrs = {
+        **dict((netcdf or {}).get("attrs", {}).items()),
+        **{k: v for k, v in meta.items() if isinstance(v, str | int | float)},
+    }
+    info.assets = _assets(record, catalog)
+    if open_data and info.assets:
+        ds = _open(record, catalog)
+        if ds is not None:
+            with ds:
+                _cube(ds, info)
+                info.attrs = {**{str(k): v for k, v in ds.attrs.items()}, **info.attrs}
+    if not info.variables:
+        _cube_from_metadata(meta, info)
+    return info
+
+
+def _open(record: Record, catalog: Catalog | None) -> Any:
+    conv = record.metadata.get("convert")
+    try:
+        if conv:
+            from arcodex.convert import open_product
+
+            return open_product(record.id, catalog=catalog) if catalog else None
+        primary = next((a for a in record.artifacts if a.role == "primary"), None)
+        if primary is None or catalog is None:
+            return None
+        import xarray as xr
+
+        return xr.open_dataset(catalog.locate(primary), chunks={})
+    except Exception:  # a record whose data cannot be opened still gets STAC from metadata
+        return None
+
+
+# -- the datacube --------------------------------------------------------------------------
+
+
+def _role(name: str, var: Any) -> str | None:
+    attrs = var.attrs
+    std = str(attrs.get("standard_name", "")).lower()
+    units = str(attrs.get("units", "")).lower()
+    axis = str(attrs.get("axis", "")).upper()
+    lname = name.lower()
+    if (
+        std == "longitude"
+        or units in ("degrees_east", "degree_east")
+        or axis == "X"
+        or lname
+        in (
+            "lon",
+            "longitude",
+            "nav_lon",
+        )
+    ):
+        return "x"
+    if (
+        std == "latitude"
+        or units in ("degrees_north", "degree_north")
+        or axis == "Y"
+        or lname
+        in (
+            "lat",
+            "latitude",
+            "nav_lat",
+        )
+    ):
+        return "y"
+    if std == "time" or axis == "T" or lname in ("time", "time_counter"):
+        return "t"
+    if axis == "Z" or "positive" in attrs or std in ("depth", "height", "altitude", "air_pressure"):
+        return "z"
+    return None
+
+
+def _cube(ds: Any, info: _Info) -> None:
+    import numpy as np
+
+    dims: dict[str, Any] = {}
+    regular = 0
+    for name in ds.dims:
+        var = ds.variables.get(name)
+        role = _role(str(name), var) if var is not None else None
+        size = int(ds.sizes[name])
+        if var is None or var.ndim != 1:
+            dims[str(name)] = {"type": "index", "extent": [0, max(0, size - 1)]}
+            continue
+        values = np.asarray(var.values)
+        if role in ("x", "y") and values.dtype.kind in "fiu" and size:
+            lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+            entry: dict[str, Any] = {
+                "type": "spatial",
+                "axis": role,
+                "extent": [lo, hi],
+                "reference_system": 4326,
+            }
+            step = _step(values)
+            if step is not None:
+                entry["step"] = step
+            dims[str(name)] = entry
+            regular += 1
+        elif role == "t" and size:
+            first, last = values[0], values[-1]
+            entry = {"type": "temporal", "extent": [_time(first), _time(last)]}
+            duration = _duration(values)
+            if duration:
+                entry["step"] = duration
+            dims[str(name)] = entry
+        elif role == "z" and values.dtype.kind in "fiu" and size:
+            entry = {
+                "type": "spatial",
+                "axis": "z",
+                "extent": [float(np.nanmin(values)), float(np.nanmax(values))],
+            }
+            if var.attrs.get("units"):
+                entry["unit"] = str(var.attrs["units"])
+            dims[str(name)] = entry
+        elif values.dtype.kind in "fiu" and size:
+            dims[str(name)] = {
+                "type": "other",
+                "extent": [float(np.nanmin(values)), float(np.nanmax(values))],
+            }
+        else:
+            dims[str(name)] = {"type": "index", "extent": [0, max(0, size - 1)]}
+    variables: dict[str, Any] = {}
+    for name, var in ds.variables.items():
+        if name in ds.dims:
+            continue
+        entry = {
+            "dimensions": [str(d) for d in var.dims],
+            "type": "auxiliary" if name in ds.coords else "data",
+        }
+        if var.attrs.get("units"):
+            entry["unit"] = str(var.attrs["units"])
+        if var.attrs.get("long_name"):
+            entry["description"] = str(var.attrs["long_name"])
+        variables[str(name)] = entry
+    info.dimensions = dims
+    info.variables = variables
+    info.regular_grid = regular == 2
+
+
+def _step(values: Any) -> float | None:
+    import numpy as np
+
+    if len(values) < 2:
+        return None
+    diffs = np.diff(values.astype("f8"))
+    if np.allclose(diffs, diffs[0], rtol=1e-6, atol=0):
+        return float(diffs[0])
+    return None
+
+
+def _time(value: Any) -> str | None:
+    import numpy as np
+
+    if isinstance(value, np.datetime64):
+        text = str(np.datetime_as_string(value, unit="s"))
+        return text + "Z"
+    if hasattr(value, "year"):
+        return rfc3339(value)
+    return None
+
+
+def _duration(values: Any) -> str | None:
+    import numpy as np
+
+    if len(values) < 2:
+        return None
+    if values.dtype.kind == "M":
+        seconds = np.diff(values).astype("timedelta64[s]").astype("i8")
+    else:
+        try:
+            seconds = np.array([(b - a).total_seconds() for a, b in itertools.pairwise(values)])
+        except (TypeError, AttributeError):
+            return None
+    if not len(seconds) or not np.all(seconds == seconds[0]) or seconds[0] <= 0:
+        return None
+    step = int(seconds[0])
+    if step % 86400 == 0:
+        return f"P{step // 86400}D"
+    if step % 3600 == 0:
+        return f"PT{step // 3600}H"
+    return f"PT{step}S"
+
+
+def _cube_from_metadata(meta: Mapping[str, Any], info: _Info) -> None:
+    """A datacube from the record's extracted metadata, when the data cannot be opened."""
+    variables = meta.get("variables") or (meta.get("netcdf") or {}).get("variables") or {}
+    dims = meta.get("dims") or (meta.get("netcdf") or {}).get("dims") or {}
+    for name, size in dims.items():
+        info.dimensions.setdefault(
+            str(name), {"type": "index", "extent": [0, max(0, int(size) - 1)]}
+        )
+    for name, var in variables.items():
+        if name in dims or not isinstance(var, Mapping):
+            continue
+        entry: dict[str, Any] = {"dimensions": list(var.get("dims", [])), "type": "data"}
+        if var.get("units"):
+            entry["unit"] = str(var["units"])
+        if var.get("long_name"):
+            entry["description"] = str(var["long_name"])
+        info.variables[str(name)] = entry
+
+
+# -- assets ---------------------------------------------------------------------------------
+
+
+def _assets(record: Record, catalog: Catalog | None) -> dict[str, dict[str, Any]]:
+    primary = next((a for a in record.artifacts if a.role == "primary"), None)
+    if primary is None:
+        return {}
+    found = record.metadata.get("convert")
+    conv: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    href = catalog.locate(primary) if catalog is not None else _href(primary.locator)
+    fmt = conv.get("format") or primary.format or "netcdf"
+    asset: dict[str, Any] = {
+        "href": href,
+        "type": _MEDIA.get(fmt, primary.media_type or "application/octet-stream"),
+        "roles": ["data"],
+        "title": f"{fmt} product" if conv else "data file",
+    }
+    open_kwargs: dict[str, Any] = {}
+    if fmt == "zarr":
+        open_kwargs = {"engine": "zarr", "consolidated": True, "chunks": {}}
+    elif fmt in ("kerchunk", "kerchunk-parquet"):
+        asset["roles"] = ["data", "references"]
+        open_kwargs = {"engine": "kerchunk", "chunks": {}}
+    elif fmt in ("icechunk", "virtual-icechunk"):
+        asset["icechunk:branch"] = conv.get("branch", "main")
+        if conv.get("snapshot"):
+            asset["icechunk:snapshot"] = conv["snapshot"]
+        containers = conv.get("containers") or []
+        if containers:
+            asset["icechunk:virtual_chunk_containers"] = list(containers)
+        open_kwargs = {"engine": "zarr", "consolidated": False, "chunks": {}}
+    elif fmt == "netcdf":
+        open_kwargs = {"chunks": {}}
+    if conv.get("group"):
+        open_kwargs["group"] = conv["group"]
+    if open_kwargs:
+        asset["xarray:open_kwargs"] = open_kwargs
+    options = conv.get("options")
+    if isinstance(options, Mapping) and options:
+        asset["xarray:storage_options"] = {
+            k: v for k, v in options.items() if k not in _SECRET_KEYS
+        }
+    if primary.size_bytes is not None:
+        asset["file:size"] = primary.size_bytes
+    return {"data": asset}
+
+
+def _href(locator: Any) -> str:
+    for field in ("path", "url", "uri"):
+        value = getattr(locator, field, None)
+        if value:
+            return str(value)
+    return ""
+
+
+# -- Items and Collections -----------------------------------------------------------------
+
+
+def _item(record: Record, info: _Info) -> pystac.Item:
+    import pystac
+
+    bbox = info.bbox or [-180.0, -90.0, 180.0, 90.0]
+    start = info.start
+    end = info.end or start
+    properties: dict[str, Any] = {
+        "title": record.title or record.id,
+        "start_datetime": start,
+        "end_datetime": end,
+        "arcodex:record": record.id,
+        "arcodex:kind": record.kind,
+    }
+    if record.description:
+        properties["description"] = record.description
+    conv = record.metadata.get("convert")
+    if isinstance(conv, Mapping) and conv.get("check"):
+        properties["arcodex:check"] = conv["check"]
+    extensions = [EXTENSIONS["datacube"], EXTENSIONS["xarray"]]
+    if info.dimensions:
+        properties["cube:dimensions"] = info.dimensions
+        properties["cube:variables"] = info.variables
+    if info.regular_grid:
+        properties["proj:code"] = "EPSG:4326"
+        extensions.append(EXTENSIONS["projection"])
+    _science(info.attrs, properties, extensions)
+    item = pystac.Item(
+        id=record.id,
+        geometry=bbox_geometry(bbox),
+        bbox=bbox,
+        datetime=None if start else _epoch(),
+        properties={k: v for k, v in properties.items() if v is not None},
+        stac_extensions=sorted(set(extensions)),
+    )
+    for key, asset in info.assets.items():
+        extra = {k: v for k, v in asset.items() if k not in ("href", "type", "roles", "title")}
+        item.add_asset(
+            key,
+            pystac.Asset(
+                href=asset["href"],
+                media_type=asset["type"],
+                roles=asset["roles"],
+                title=asset.get("title"),
+                extra_fields=extra,
+            ),
+        )
+    return item
+
+
+def _epoch() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _collection(record: Record, info: _Info, item: pystac.Item) -> pystac.Collection:
+    from datetime import datetime
+
+    import pystac
+
+    attrs = info.attrs
+    bbox = info.bbox or [-180.0, -90.0, 180.0, 90.0]
+    bboxes = [bbox]
+    if bbox[0] > bbox[2]:
+        # STAC: the first box is the overall extent; the two sides of the antimeridian follow.
+        bboxes = [bbox, [bbox[0], bbox[1], 180.0, bbox[3]], [-180.0, bbox[1], bbox[2], bbox[3]]]
+    start = datetime.fromisoformat(info.start.replace("Z", "+00:00")) if info.start else None
+    end = datetime.fromisoformat(info.end.replace("Z", "+00:00")) if info.end else None
+    description = (
+        record.description
+        or _text(attrs.get("summary"))
+        or _text(attrs.get("comment"))
+        or _text(attrs.get("title"))
+        or record.title
+        or record.id
+    )
+    extensions = [EXTENSIONS["datacube"]]
+    extra: dict[str, Any] = {}
+    if info.dimensions:
+        extra["cube:dimensions"] = info.dimensions
+        extra["cube:variables"] = info.variables
+    _science(attrs, extra, extensions)
+    collection = pystac.Collection(
+        id=record.id,
+        title=record.title or _text(attrs.get("title")) or record.id,
+        description=description,
+        extent=pystac.Extent(pystac.SpatialExtent(bboxes), pystac.TemporalExtent([[start, end]])),
+        license=_license(attrs.get("license")),
+        keywords=_keywords(attrs.get("keywords"), record.tags) or None,
+        providers=_providers(attrs) or None,
+        stac_extensions=sorted(set(extensions)),
+        extra_fields=extra,
+    )
+    return collection
+
+
+def _science(attrs: Mapping[str, Any], fields: dict[str, Any], extensions: list[str]) -> None:
+    doi = _text(attrs.get("doi") or attrs.get("DOI"))
+    citation = _text(attrs.get("citation") or attrs.get("references"))
+    if doi:
+        fields["sci:doi"] = doi.removeprefix("https://doi.org/").removeprefix("doi:")
+    if citation:
+        fields["sci:citation"] = citation
+    if doi or citation:
+        extensions.append(EXTENSIONS["scientific"])
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _license(value: Any) -> str:
+    text = _text(value)
+    if not text:
+        return "other"
+    mapped = _LICENSES.get(text.lower())
+    if mapped:
+        return mapped
+    # An SPDX-looking identifier is kept; free text means "other" (the text stays in the attrs).
+    return text if all(c.isalnum() or c in "-.+" for c in text) else "other"
+
+
+def _keywords(value: Any, tags: Sequence[str]) -> list[str]:
+    words: list[str] = []
+    if isinstance(value, str):
+        words = [w.strip() for w in value.replace(";", ",").split(",") if w.strip()]
+    elif isinstance(value, list | tuple):
+        words = [str(w).strip() for w in value if str(w).strip()]
+    return list(dict.fromkeys([*words, *tags]))
+
+
+def _providers(attrs: Mapping[str, Any]) -> list[Any]:
+    import pystac
+
+    providers: list[pystac.Provider] = []
+    for key, roles in (
+        ("institution", [pystac.ProviderRole.PRODUCER]),
+        ("creator_name", [pystac.ProviderRole.PRODUCER]),
+        ("publisher_name", [pystac.ProviderRole.HOST]),
+    ):
+        name = _text(attrs.get(key))
+        if name and name not in [p.name for p in providers]:
+            url = _text(attrs.get(key.replace("_name", "_url"))) if "_name" in key else None
+            providers.append(pystac.Provider(name=name, roles=roles, url=url))
+    return providers

@@ -1,0 +1,266 @@
+"""STAC built from catalog records: extents, the datacube, assets, validation and export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arcodex._archives import write_archive
+from arcodex.catalog import Catalog
+from arcodex.stac import (
+    bbox_geometry,
+    build_documents,
+    export_stac,
+    load_profile,
+    normalise_bbox,
+    rfc3339,
+    stac_for,
+    validate_stac,
+)
+
+pystac = pytest.importorskip("pystac")
+xr = pytest.importorskip("xarray")
+
+
+# -- extents ----------------------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    west=st.floats(-180, 540, allow_nan=False),
+    width=st.floats(0.1, 359.9, allow_nan=False),
+    south=st.floats(-90, 89, allow_nan=False),
+    height=st.floats(0.1, 90, allow_nan=False),
+)
+def test_bbox_is_normalised_and_its_geometry_covers_the_same_longitudes(
+    west: float, width: float, south: float, height: float
+) -> None:
+    north = min(90.0, south + height)
+    east = west + width
+    w, s, e, n = normalise_bbox([west, south, east, north])
+    assert -180 <= w <= 180 and -180 <= e <= 180 and (s, n) == (south, north)
+
+    def inside(lon: float, box_w: float, box_e: float) -> bool:
+        return box_w <= lon <= box_e if box_w <= box_e else (lon >= box_w or lon <= box_e)
+
+    geometry = bbox_geometry([w, s, e, n])
+    assert geometry["type"] == ("Polygon" if w <= e else "MultiPolygon")
+    # A longitude well inside the original (0–360 or not) box is inside the normalised one.
+    probe = west + width / 2
+    folded = ((probe + 180) % 360) - 180
+    if min(width / 2, 1.0) > 1e-6:
+        assert inside(folded, w, e), (west, east, w, e, folded)
+
+
+def test_whole_world_and_bad_boxes() -> None:
+    assert normalise_bbox([0, -90, 360, 90]) == [-180.0, -90.0, 180.0, 90.0]
+    assert normalise_bbox([170, -10, 190, 10]) == [170.0, -10.0, -170.0, 10.0]
+    assert normalise_bbox([350, 0, 370, 5]) == [-10.0, 0.0, 10.0, 5.0]
+    with pytest.raises(ValueError, match="south"):
+        normalise_bbox([0, 10, 5, 0])
+    with pytest.raises(ValueError, match="4 numbers"):
+        normalise_bbox([0, 1, 2])
+
+
+def test_rfc3339() -> None:
+    assert rfc3339("2000-01-01") == "2000-01-01T00:00:00Z"
+    assert rfc3339("2000-01-01T06:00:00+02:00") == "2000-01-01T04:00:00Z"
+    import cftime
+
+    assert rfc3339(cftime.DatetimeNoLeap(2001, 2, 28)) == "2001-02-28T00:00:00Z"
+    assert rfc3339(None) is None
+    with pytest.raises(ValueError, match="ISO 8601"):
+        rfc3339("yesterday")
+
+
+# -- built from converted products --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A catalog with a product of several archive kinds and formats (record ids by label)."""
+    from arcodex.convert import convert
+
+    root = tmp_path_factory.mktemp("stac")
+    ids: dict[str, str] = {}
+    with Catalog.create(root / "cat") as cat:
+        for kind, to, fmt in (
+            ("regular", "zarr", "icechunk"),
+            ("lon360", "icechunk", "icechunk"),
+            ("curvilinear", "virtual", "kerchunk"),
+            ("noleap", "virtual", "icechunk"),
+            ("depth", "zarr", "icechunk"),
+        ):
+            files = write_archive(root / kind, kind, files=2, steps=3)
+            result = convert(
+                [str(f) for f in files], to=to, format=fmt, catalog=cat, cluster="threads"
+            )
+            ids[kind] = result.record.id
+        [added] = cat.add_files([write_archive(root / "plain", "packed", files=1)[0]])
+        ids["netcdf"] = added.id
+    return root / "cat", ids
+
+
+def _docs(cat: Catalog, record_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    collection, item = stac_for(cat.get(record_id), cat)
+    collection.normalize_hrefs(f"/stac/{record_id}")
+    return (
+        collection.to_dict(include_self_link=False, transform_hrefs=False),
+        item.to_dict(include_self_link=False, transform_hrefs=False),
+    )
+
+
+def test_every_record_gives_valid_stac(products: tuple[Path, dict[str, str]]) -> None:
+    root, ids = products
+    with Catalog.open(root) as cat:
+        docs = [doc for record_id in ids.values() for doc in _docs(cat, record_id)]
+    report = validate_stac(docs)
+    assert report.valid, [p.to_dict() for p in report.problems]
+    assert report.checked == 2 * len(ids)
+
+
+def test_datacube_and_assets(products: tuple[Path, dict[str, str]]) -> None:
+    root, ids = products
+    with Catalog.open(root) as cat:
+        collection, item = _docs(cat, ids["regular"])
+        dims = item["properties"]["cube:dimensions"]
+        assert dims["time"]["type"] == "temporal" and dims["time"]["step"] == "P1D"
+        assert dims["time"]["extent"] == ["2000-01-01T00:00:00Z", "2000-01-06T00:00:00Z"]
+        assert dims["lon"]["axis"] == "x" and dims["lat"]["axis"] == "y"
+        assert dims["lat"]["reference_system"] == 4326
+        assert item["properties"]["cube:variables"]["tas"]["unit"] == "K"
+        assert item["properties"]["proj:code"] == "EPSG:4326"
+        asset = item["assets"]["data"]
+        assert asset["type"] == "application/vnd+zarr" and "data" in asset["roles"]
+        assert asset["xarray:open_kwargs"]["engine"] == "zarr"
+        opened = xr.open_dataset(asset["href"], **asset["xarray:open_kwargs"])
+        assert opened.sizes["time"] == 6
+        assert collection["extent"]["temporal"]["interval"] == [
+            ["2000-01-01T00:00:00Z", "2000-01-06T00:00:00Z"]
+        ]
+        assert collection["providers"][0]["name"]
+
+        _, depth = _docs(cat, ids["depth"])
+        assert depth["properties"]["cube:dimensions"]["depth"]["axis"] == "z"
+
+        _, lon360 = _docs(cat, ids["lon360"])
+        west, _, east, _ = lon360["bbox"]
+        assert -180 <= west <= 180 and -180 <= east <= 180
+        assert lon360["assets"]["data"]["type"] == "application/vnd.icechunk"
+
+        _, refs = _docs(cat, ids["curvilinear"])
+        assert refs["assets"]["data"]["roles"] == ["data", "references"]
+        assert "proj:code" not in refs["properties"], "a curvilinear grid is not EPSG:4326"
+
+        _, virtual = _docs(cat, ids["noleap"])
+        containers = virtual["assets"]["data"]["icechunk:virtual_chunk_containers"]
+        assert containers and all(c.startswith("file://") for c in containers)
+        assert virtual["properties"]["start_datetime"] == "2001-02-26T00:00:00Z"
+
+
+def test_profile_and_core_problems_are_reported() -> None:
+    item = pystac.Item(
+        "x",
+        geometry={"type": "Point", "coordinates": [0, 0]},
+        bbox=[0, 0, 0, 0],
+        datetime=None,
+        properties={
+            "start_datetime": "2000-01-01T00:00:00Z",
+            "end_datetime": "2000-01-02T00:00:00Z",
+        },
+    ).to_dict(include_self_link=False)
+    report = validate_stac([item])
+    assert not report.valid
+    assert {p.schema for p in report.problems} == {"profile"}, "core STAC is fine, the profile not"
+    assert any("cube:dimensions" in p.message or "assets" in p.message for p in report.problems)
+    broken = dict(item, bbox=[0, 0, 0])
+    assert any(p.schema == "core" for p in validate_stac([broken]).problems)
+
+
+def test_a_replaced_profile_is_used(tmp_path: Path, products: tuple[Path, dict[str, str]]) -> None:
+    root, ids = products
+    profile = {"type": "object", "required": ["needs-this"]}
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(profile))
+    with Catalog.open(root) as cat:
+        docs = list(_docs(cat, ids["regular"]))
+    assert validate_stac(docs).valid
+    report = validate_stac(docs, profile=load_profile(path))
+    assert not report.valid and "needs-this" in report.problems[0].message
+
+
+# -- static export ---------------------------------------------------------------------------------
+
+
+def test_export_is_self_contained_incremental_and_checkable(
+    tmp_path: Path, products: tuple[Path, dict[str, str]]
+) -> None:
+    root, ids = products
+    dest = tmp_path / "published"
+    with Catalog.open(root) as cat:
+        first = export_stac(cat, dest)
+        assert first.report.valid and first.written and not first.removed
+        again = export_stac(cat, dest)
+        assert again.written == [] and again.unchanged == len(first.written)
+        assert export_stac(cat, dest, check=True).ok
+        cat.update(ids["regular"], title="A new title")
+        stale = export_stac(cat, dest, check=True)
+        assert not stale.ok and stale.written, "the changed record makes the export stale"
+        assert all(ids["regular"] in rel for rel in stale.written if rel != "catalog.json")
+        updated = export_stac(cat, dest)
+        assert sorted(updated.written) == sorted(stale.written)
+        cat.delete(ids["depth"])
+        gone = export_stac(cat, dest)
+        assert gone.removed and all(ids["depth"] in rel for rel in gone.removed)
+        assert not (dest / ids["depth"] / "collection.json").exists()
+    # Anyone can read it with plain pystac; links are relative, so it can move.
+    moved = tmp_path / "moved"
+    dest.rename(moved)
+    published = pystac.Catalog.from_file(str(moved / "catalog.json"))
+    items = list(published.get_items(recursive=True))
+    assert {i.id for i in items} == set(ids.values()) - {ids["depth"]}
+    regular = next(i for i in items if i.id == ids["regular"])
+    assert regular.properties["title"] == "A new title"
+    for path in moved.rglob("*.json"):
+        text = path.read_text()
+        assert str(tmp_path / "published") not in text, f"{path} links by absolute path"
+
+
+def test_build_documents_links_are_relative(products: tuple[Path, dict[str, str]]) -> None:
+    root, _ = products
+    with Catalog.open(root) as cat:
+        docs = build_documents(cat, open_data=False)
+    assert "catalog.json" in docs
+    for rel, doc in docs.items():
+        for link in doc["links"]:
+            if link["rel"] in ("root", "parent", "child", "item", "collection"):
+                assert link["href"].startswith("."), (rel, link)
+
+
+def test_cli_validate_and_export(tmp_path: Path, products: tuple[Path, dict[str, str]]) -> None:
+    from typer.testing import CliRunner
+
+    from arcodex.cli import app
+
+    root, ids = products
+    runner = CliRunner()
+    done = runner.invoke(app, ["--catalog", str(root), "stac", "validate", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["valid"] is True
+    done = runner.invoke(app, ["--catalog", str(root), "stac", "validate", ids["regular"]])
+    assert done.exit_code == 0 and "valid" in done.output
+    dest = tmp_path / "out"
+    done = runner.invoke(app, ["--catalog", str(root), "stac", "export", str(dest)])
+    assert done.exit_code == 0, done.output
+    done = runner.invoke(app, ["--catalog", str(root), "stac", "export", str(dest), "--check"])
+    assert done.exit_code == 0, done.output
+    (dest / "catalog.json").write_text("{}")
+    done = runner.invoke(app, ["--catalog", str(root), "stac", "export", str(dest), "--check"])
+    assert done.exit_code == 1, "a tampered catalog is stale"
+    done = runner.invoke(app, ["stac", "validate", str(dest)])
+    assert done.exit_code != 0
