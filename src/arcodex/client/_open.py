@@ -1,0 +1,402 @@
+"""Open a STAC item or asset as a lazy ``xarray.Dataset``.
+
+The asset conventions are those of the STAC xarray-assets extension and of
+the products arcodex writes:
+
+- Zarr: ``type: application/vnd+zarr`` (or ``application/vnd.zarr``, or an href
+  ending ``.zarr``), with ``xarray:open_kwargs`` and ``xarray:storage_options``;
+- kerchunk references: ``type: application/json`` (JSON) or
+  ``application/vnd.apache.parquet`` (Parquet) with the role ``references``
+  (or ``kerchunk``), or a ``.json`` href with ``xarray:open_kwargs.engine ==
+  "kerchunk"``; ``xarray:storage_options`` gives ``remote_protocol`` and
+  ``remote_options`` for the referenced files;
+- Icechunk: ``type: application/vnd.icechunk``, with ``icechunk:branch``,
+  ``icechunk:snapshot``, ``icechunk:tag`` and ``icechunk:virtual_chunk_containers``
+  (the URL prefixes of virtual chunks to authorise).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from arcodex.client._subset import TimeRange, subset
+from arcodex.errors import NotFoundError, StorageError, ValidationError
+
+if TYPE_CHECKING:
+    import pystac
+    import xarray as xr
+
+__all__ = ["AssetKind", "OpenableAsset", "asset_kind", "open_dataset", "pick_asset"]
+
+AssetKind = Literal["zarr", "kerchunk", "kerchunk-parquet", "icechunk"]
+
+_ZARR_TYPES = {"application/vnd+zarr", "application/vnd.zarr", "application/x-zarr"}
+_ICECHUNK_TYPES = {"application/vnd.icechunk", "application/x-icechunk"}
+_PARQUET_TYPES = {"application/vnd.apache.parquet", "application/x-parquet"}
+_REFERENCE_ROLES = {"references", "kerchunk", "reference"}
+_KINDS_TEXT = (
+    "Zarr (application/vnd+zarr), Icechunk (application/vnd.icechunk) or kerchunk references"
+)
+
+
+@dataclass(frozen=True)
+class OpenableAsset:
+    """An asset arcodex can open: its key, absolute href, kind and fields."""
+
+    key: str | None
+    href: str
+    kind: AssetKind
+    fields: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def open_kwargs(self) -> dict[str, Any]:
+        value = self.fields.get("xarray:open_kwargs") or {}
+        return dict(value) if isinstance(value, Mapping) else {}
+
+    @property
+    def storage_options(self) -> dict[str, Any]:
+        value = self.fields.get("xarray:storage_options") or {}
+        return dict(value) if isinstance(value, Mapping) else {}
+
+
+def asset_kind(asset: pystac.Asset) -> AssetKind | None:
+    """How ``asset`` opens (``zarr``, ``kerchunk``, ``kerchunk-parquet``, ``icechunk``), or None."""
+    media = (asset.media_type or "").split(";", 1)[0].strip().lower()
+    roles = {r.lower() for r in asset.roles or ()}
+    href = asset.href.rstrip("/").lower()
+    open_kwargs = asset.extra_fields.get("xarray:open_kwargs") or {}
+    engine = open_kwargs.get("engine") if isinstance(open_kwargs, Mapping) else None
+    if media in _ICECHUNK_TYPES:
+        return "icechunk"
+    if media in _ZARR_TYPES:
+        return "zarr"
+    references = bool(roles & _REFERENCE_ROLES) or engine == "kerchunk"
+    if media == "application/json" and references:
+        return "kerchunk"
+    if media in _PARQUET_TYPES and references:
+        return "kerchunk-parquet"
+    # No type, or a generic one: go by the href's extension.
+    if media in ("", "application/octet-stream", "application/x-directory"):
+        if href.endswith(".zarr"):
+            return "zarr"
+        if href.endswith(".icechunk"):
+            return "icechunk"
+        if href.endswith((".parq", ".parquet")) and references:
+            return "kerchunk-parquet"
+    if href.endswith(".json") and references and media in ("", "application/octet-stream"):
+        return "kerchunk"
+    if href.endswith(".json") and engine == "kerchunk":
+        return "kerchunk"
+    return None
+
+
+def pick_asset(item: pystac.Item) -> OpenableAsset:
+    """The asset of ``item`` to open: the first openable one with role ``data``, else the first openable.
+
+    Raises:
+        ValidationError: If no asset of the item can be opened.
+    """
+    openable: list[tuple[str, pystac.Asset, AssetKind]] = []
+    for key, asset in item.assets.items():
+        kind = asset_kind(asset)
+        if kind is not None:
+            openable.append((key, asset, kind))
+    data = [entry for entry in openable if "data" in (entry[1].roles or ())]
+    if not openable:
+        listing = ", ".join(f"{k} ({a.media_type or 'no type'})" for k, a in item.assets.items())
+        raise ValidationError(
+            f"item {item.id!r} has no asset that can be opened among {listing or 'no assets'}; "
+            f"add a {_KINDS_TEXT} asset"
+        )
+    key, asset, kind = (data or openable)[0]
+    return _resolve(key, asset, kind, item)
+
+
+def open_dataset(
+    asset_or_item: pystac.Item | pystac.Asset | Mapping[str, Any],
+    *,
+    variables: Sequence[str] | str | None = None,
+    bbox: Sequence[float] | None = None,
+    time: TimeRange | None = None,
+    chunks: Any = None,
+) -> xr.Dataset:
+    """Open a STAC item or asset as a lazy ``xarray.Dataset``, optionally subset.
+
+    Args:
+        asset_or_item: A ``pystac.Item`` (its first openable data asset is
+            opened), a ``pystac.Asset``, or the dict of either.
+        variables: Data variables to keep (see :func:`arcodex.client.subset`).
+        bbox: ``(west, south, east, north)`` in WGS84 degrees.
+        time: ``(start, end)`` ISO strings (either may be None) or one string.
+        chunks: Dask chunks; by default the asset's ``xarray:open_kwargs.chunks``,
+            else the store's own chunks (``{}``).
+
+    Returns:
+        The dataset, lazy (dask arrays).
+
+    Raises:
+        ValidationError: If nothing in the input can be opened, or a subset is malformed.
+        NotFoundError: If the asset's href holds no store.
+        StorageError: If the store cannot be read.
+    """
+    target = _openable(asset_or_item)
+    with _quiet():
+        ds: xr.Dataset
+        if target.kind == "zarr":
+            ds = _open_zarr(target, chunks)
+        elif target.kind == "icechunk":
+            ds = _open_icechunk(target, chunks)
+        else:
+            ds = _open_references(target, chunks)
+    if variables is None and bbox is None and time is None:
+        return ds
+    return subset(ds, variables=variables, bbox=bbox, time=time)
+
+
+# -- what to open --------------------------------------------------------------------------
+
+
+def _openable(obj: Any) -> OpenableAsset:
+    import pystac
+
+    if isinstance(obj, Mapping):
+        obj = _from_dict(obj)
+    if isinstance(obj, pystac.Item):
+        return pick_asset(obj)
+    if isinstance(obj, pystac.Asset):
+        kind = asset_kind(obj)
+        if kind is None:
+            raise ValidationError(
+                f"the asset {obj.href} (type {obj.media_type or 'none'}) is not {_KINDS_TEXT}; "
+                "give one of those or set its type"
+            )
+        owner = obj.owner if isinstance(obj.owner, pystac.Item) else None
+        return _resolve(None, obj, kind, owner)
+    raise ValidationError(
+        f"cannot open a {type(obj).__name__}; give a pystac Item or Asset, or the dict of one"
+    )
+
+
+def _from_dict(data: Mapping[str, Any]) -> Any:
+    import pystac
+
+    try:
+        if data.get("type") == "Feature" or "assets" in data:
+            return pystac.Item.from_dict(dict(data))
+        if "href" in data:
+            return pystac.Asset.from_dict(dict(data))
+    except (KeyError, TypeError, ValueError, pystac.STACError) as exc:
+        raise ValidationError(f"not a valid STAC item or asset: {exc}; check the dict") from exc
+    raise ValidationError("a dict to open is a STAC item (with assets) or an asset (with an href)")
+
+
+def _resolve(
+    key: str | None, asset: pystac.Asset, kind: AssetKind, item: pystac.Item | None
+) -> OpenableAsset:
+    href = asset.get_absolute_href() or asset.href
+    fields: dict[str, Any] = {}
+    if item is not None:
+        fields.update(
+            {k: v for k, v in item.properties.items() if k.startswith(("xarray:", "icechunk:"))}
+        )
+    fields.update(asset.extra_fields)
+    return OpenableAsset(key, _local(href), kind, fields)
+
+
+def _local(href: str) -> str:
+    """A local path for ``file://`` and plain paths; URLs unchanged."""
+    if href.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return os.path.abspath(unquote(urlparse(href).path))
+    if "://" not in href:
+        return os.path.abspath(href)
+    return href.rstrip("/")
+
+
+def _is_local(href: str) -> bool:
+    return "://" not in href
+
+
+def _chunks(target: OpenableAsset, chunks: Any) -> Any:
+    if chunks is not None:
+        return chunks
+    return target.open_kwargs.get("chunks", {})
+
+
+# -- Zarr ---------------------------------------------------------------------------------------
+
+
+def _open_zarr(target: OpenableAsset, chunks: Any) -> Any:
+    import xarray as xr
+
+    kwargs = target.open_kwargs
+    kwargs.pop("engine", None)
+    kwargs["chunks"] = _chunks(target, chunks)
+    if _is_local(target.href):
+        if not os.path.exists(target.href):
+            raise NotFoundError(f"no Zarr store at {target.href}; check the asset's href")
+        kwargs.pop("storage_options", None)
+    else:
+        options = {**target.storage_options, **kwargs.pop("storage_options", {})}
+        if options:
+            kwargs["storage_options"] = options
+    try:
+        return xr.open_zarr(target.href, **kwargs)
+    except FileNotFoundError as exc:
+        raise NotFoundError(
+            f"no Zarr store at {target.href}; check the asset's href: {exc}"
+        ) from exc
+    except OSError as exc:
+        raise StorageError(f"cannot read the Zarr store {target.href}: {exc}") from exc
+    except ValueError as exc:
+        if type(exc).__name__.endswith("NotFoundError"):
+            raise NotFoundError(
+                f"no Zarr group at {target.href}; check the href and xarray:open_kwargs.group"
+            ) from exc
+        raise
+
+
+# -- kerchunk references --------------------------------------------------------------------
+
+
+def _open_references(target: OpenableAsset, chunks: Any) -> Any:
+    import fsspec
+    import xarray as xr
+    import zarr.storage
+
+    kwargs = target.open_kwargs
+    for key in ("engine", "chunks", "consolidated", "zarr_format", "storage_options"):
+        kwargs.pop(key, None)
+    if _is_local(target.href) and not os.path.exists(target.href):
+        raise NotFoundError(f"no reference file at {target.href}; check the asset's href")
+    options = _reference_options(target)
+    try:
+        # zarr 3 reads through an asynchronous filesystem: build it so, remote side included.
+        fs = fsspec.filesystem("reference", fo=target.href, asynchronous=True, **options)
+        store = zarr.storage.FsspecStore(fs, read_only=True, path="")
+        return xr.open_zarr(
+            store, consolidated=False, zarr_format=2, chunks=_chunks(target, chunks), **kwargs
+        )
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"a reference of {target.href} points nowhere: {exc}") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot read the references {target.href}: {exc}") from exc
+
+
+def _reference_options(target: OpenableAsset) -> dict[str, Any]:
+    storage = target.storage_options
+    pangeo = target.open_kwargs.get("storage_options")
+    if isinstance(pangeo, Mapping):
+        storage = {**storage, **pangeo}
+    options: dict[str, Any] = {}
+    protocol = storage.get("remote_protocol")
+    remote = dict(storage.get("remote_options") or {})
+    if protocol:
+        options["remote_protocol"] = protocol
+    if remote or (protocol and protocol not in ("file", "local")):
+        options["remote_options"] = {**remote, "asynchronous": True}
+    for key in ("target_protocol", "target_options"):
+        if storage.get(key):
+            options[key] = storage[key]
+    return options
+
+
+# -- Icechunk ---------------------------------------------------------------------------------
+
+
+def _open_icechunk(target: OpenableAsset, chunks: Any) -> Any:
+    import icechunk
+    import xarray as xr
+
+    fields = target.fields
+    storage = _icechunk_storage(target)
+    containers = fields.get("icechunk:virtual_chunk_containers") or []
+    if isinstance(containers, str):
+        containers = [containers]
+    credentials = _container_credentials(list(containers), target.storage_options)
+    try:
+        if not icechunk.Repository.exists(storage):
+            raise NotFoundError(f"no Icechunk repository at {target.href}; check the asset's href")
+        repo = icechunk.Repository.open(storage, authorize_virtual_chunk_access=credentials)
+        if fields.get("icechunk:snapshot"):
+            session = repo.readonly_session(snapshot_id=str(fields["icechunk:snapshot"]))
+        elif fields.get("icechunk:tag"):
+            session = repo.readonly_session(tag=str(fields["icechunk:tag"]))
+        else:
+            session = repo.readonly_session(branch=str(fields.get("icechunk:branch") or "main"))
+    except icechunk.IcechunkError as exc:
+        raise StorageError(
+            f"cannot open the Icechunk repository {target.href}: {exc}; "
+            "check icechunk:branch/snapshot and the storage options"
+        ) from exc
+    kwargs = target.open_kwargs
+    for key in ("engine", "chunks", "consolidated", "storage_options"):
+        kwargs.pop(key, None)
+    return xr.open_zarr(session.store, consolidated=False, chunks=_chunks(target, chunks), **kwargs)
+
+
+def _icechunk_storage(target: OpenableAsset) -> Any:
+    import icechunk
+
+    from arcodex.convert._target import s3_settings
+
+    href = target.href
+    if _is_local(href):
+        return icechunk.local_filesystem_storage(href)
+    protocol = href.split("://", 1)[0].lower()
+    if protocol in ("s3", "s3a"):
+        bucket, _, prefix = href.split("://", 1)[1].partition("/")
+        return icechunk.s3_storage(
+            bucket=bucket, prefix=prefix or None, **s3_settings(target.storage_options)
+        )
+    if protocol in ("http", "https"):
+        return icechunk.http_storage(href)
+    raise ValidationError(
+        f"cannot open an Icechunk repository over {protocol}://; use a local path, s3:// or http(s)://"
+    )
+
+
+def _container_credentials(prefixes: list[str], storage_options: Mapping[str, Any]) -> Any:
+    """Authorisation for the virtual chunk containers the asset names."""
+    if not prefixes:
+        return None
+    import icechunk
+
+    from arcodex.convert._target import s3_settings
+
+    remote = storage_options.get("remote_options")
+    settings = s3_settings(remote if isinstance(remote, Mapping) else storage_options)
+    creds: dict[str, Any] = {}
+    for prefix in prefixes:
+        if prefix.startswith("file://"):
+            creds[prefix] = icechunk.credentials.LocalFileSystemAccess
+        elif prefix.startswith(("http://", "https://")):
+            creds[prefix] = icechunk.credentials.HttpAccess
+        elif prefix.startswith("s3://"):
+            if settings.get("anonymous"):
+                creds[prefix] = icechunk.s3_credentials(anonymous=True)
+            elif settings.get("access_key_id"):
+                creds[prefix] = icechunk.s3_credentials(
+                    access_key_id=settings["access_key_id"],
+                    secret_access_key=settings["secret_access_key"],
+                    session_token=settings.get("session_token"),
+                )
+            else:
+                creds[prefix] = icechunk.s3_credentials(from_env=True)
+        else:
+            creds[prefix] = None
+    return icechunk.containers_credentials(creds)
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # Zarr 3 stores often carry consolidated metadata on purpose (arcodex writes it).
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        yield
