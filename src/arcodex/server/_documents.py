@@ -1,0 +1,150 @@
+"""STAC documents of records, built once per record version and linked per request.
+
+Building a Collection and Item (:func:`arcodex.stac.stac_for`) opens the data
+for the datacube, which is slow; the documents are kept in memory per
+``(record id, record version)``, so a record that changes is rebuilt and one
+that does not is never reopened. Links depend on the request (its base URL),
+so they are added to a copy on the way out.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from arcodex.catalog import Catalog
+    from arcodex.model import Record
+
+__all__ = ["DocumentCache", "apply_fields", "scrub"]
+
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+_JSON = "application/json"
+_GEOJSON = "application/geo+json"
+#: Keys whose values are never sent, wherever they appear (storage options, attributes).
+_SECRET_KEYS = frozenset(
+    {
+        "key",
+        "secret",
+        "token",
+        "password",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "session_token",
+        "secret_access_key",
+        "access_key_id",
+        "credentials",
+    }
+)
+
+
+class DocumentCache:
+    """Collection and Item dicts per (record id, version), least recently used dropped first."""
+
+    def __init__(self, catalog: Catalog, *, open_data: bool = True, size: int = 1024) -> None:
+        self.catalog = catalog
+        self.open_data = open_data
+        self.size = size
+        self._docs: OrderedDict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = (
+            OrderedDict()
+        )
+        self._lock = threading.Lock()
+
+    def documents(self, record: Record) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The unlinked Collection and Item of a record (shared: copy before changing)."""
+        key = (record.id, record.version)
+        with self._lock:
+            found = self._docs.get(key)
+            if found is not None:
+                self._docs.move_to_end(key)
+                return found
+        from arcodex.stac import stac_for
+
+        collection, item = stac_for(record, self.catalog, open_data=self.open_data)
+        docs = (_unlinked(collection.to_dict), _unlinked(item.to_dict))
+        with self._lock:
+            self._docs[key] = docs
+            self._docs.move_to_end(key)
+            while len(self._docs) > self.size:
+                self._docs.popitem(last=False)
+        return docs
+
+    def collection(self, record: Record, base_url: str) -> dict[str, Any]:
+        doc = copy.deepcopy(self.documents(record)[0])
+        url = f"{base_url}collections/{record.id}"
+        doc["links"] = [
+            {"rel": "self", "href": url, "type": _JSON},
+            {"rel": "parent", "href": base_url, "type": _JSON},
+            {"rel": "root", "href": base_url, "type": _JSON},
+            {"rel": "items", "href": f"{url}/items", "type": _GEOJSON},
+            {"rel": QUERYABLES_REL, "href": f"{url}/queryables", "type": "application/schema+json"},
+        ]
+        return doc
+
+    def item(self, record: Record, base_url: str) -> dict[str, Any]:
+        doc = copy.deepcopy(self.documents(record)[1])
+        collection = f"{base_url}collections/{record.id}"
+        doc["collection"] = record.id
+        doc["links"] = [
+            {"rel": "self", "href": f"{collection}/items/{record.id}", "type": _GEOJSON},
+            {"rel": "parent", "href": collection, "type": _JSON},
+            {"rel": "collection", "href": collection, "type": _JSON},
+            {"rel": "root", "href": base_url, "type": _JSON},
+        ]
+        return doc
+
+
+def _unlinked(to_dict: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = to_dict(include_self_link=False, transform_hrefs=False)
+    doc.pop("links", None)
+    scrub(doc)
+    return doc
+
+
+def scrub(doc: Any) -> None:
+    """Remove secret-looking keys from a JSON document, in place, at any depth."""
+    if isinstance(doc, dict):
+        for key in [k for k in doc if str(k).lower() in _SECRET_KEYS]:
+            del doc[key]
+        for value in doc.values():
+            scrub(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            scrub(value)
+
+
+def apply_fields(
+    doc: dict[str, Any], include: Iterable[str] = (), exclude: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The Fields extension: keep ``include`` (plus id, type, links), drop ``exclude``.
+
+    Paths are top-level keys or ``properties.<name>``.
+    """
+    include = set(include)
+    exclude = set(exclude)
+    if include:
+        kept: dict[str, Any] = {}
+        for path in include | {"id", "type", "links", "collection", "stac_version"}:
+            _copy_path(doc, kept, path)
+        doc = kept
+    for path in exclude - {"id", "type", "links"}:
+        head, _, rest = path.partition(".")
+        if rest and isinstance(doc.get(head), dict):
+            doc[head] = {k: v for k, v in doc[head].items() if k != rest}
+        elif not rest:
+            doc.pop(head, None)
+    return doc
+
+
+def _copy_path(src: Mapping[str, Any], dst: dict[str, Any], path: str) -> None:
+    head, _, rest = path.partition(".")
+    if head not in src:
+        return
+    if not rest:
+        dst[head] = src[head]
+    elif isinstance(src[head], Mapping) and rest in src[head]:
+        dst.setdefault(head, {})[rest] = src[head][rest]

@@ -1,0 +1,533 @@
+"""The STAC API over a live catalog, with stac-fastapi.
+
+Every dataset record is a Collection holding one Item of the same id. Searches
+become :class:`~arcodex.model.Query` objects answered by the catalog backend's
+indexes (terms, bbox, time range, keyset cursor); the page token is the
+backend's cursor. A CQL2 filter with ``OR`` runs one indexed query per branch
+and merges them by id (see :mod:`arcodex.server._cql2`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+import attr
+from stac_fastapi.extensions.filter.client import BaseFiltersClient
+from stac_fastapi.types.core import BaseCoreClient
+from stac_fastapi.types.errors import NotFoundError as StacNotFoundError
+from stac_fastapi.types.requests import get_base_url
+
+from arcodex.errors import QueryError
+from arcodex.model import BBox, Condition, Query, SortKey, TimeRange
+from arcodex.server._cql2 import Branch, branches_for, geometry_bbox, parse_filter
+from arcodex.server._documents import DocumentCache, apply_fields
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from starlette.requests import Request
+
+    from arcodex.catalog import Catalog
+    from arcodex.model import Record
+
+__all__ = ["CatalogClient", "FiltersClient", "add_stac_api"]
+
+#: Statuses of the records the API publishes (planned and failed ones have no data yet).
+PUBLISHED = ["active", "deprecated"]
+_SORT_FIELDS = {
+    "id": "id",
+    "collection": "id",
+    "title": "title",
+    "datetime": "start_datetime",
+    "start_datetime": "start_datetime",
+    "end_datetime": "end_datetime",
+    "arcodex:check": "convert.check",
+    "created": "created_at",
+    "updated": "updated_at",
+}
+_QUERYABLES: dict[str, Any] = {
+    "id": {"title": "Item ID", "type": "string"},
+    "collection": {"title": "Collection ID", "type": "string"},
+    "title": {"title": "Title", "type": "string"},
+    "description": {"title": "Description", "type": "string"},
+    "datetime": {
+        "title": "Datetime (the start/end range)",
+        "type": "string",
+        "format": "date-time",
+    },
+    "start_datetime": {"title": "Start", "type": "string", "format": "date-time"},
+    "end_datetime": {"title": "End", "type": "string", "format": "date-time"},
+    "geometry": {"title": "Footprint", "$ref": "https://geojson.org/schema/Geometry.json"},
+    "arcodex:check": {"title": "Product check", "type": "string", "enum": ["pass", "fail"]},
+}
+
+
+@attr.s
+class FiltersClient(BaseFiltersClient):
+    """Queryables: the item properties a filter can name (any other is a metadata path)."""
+
+    def get_queryables(self, collection_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        request: Request = kwargs["request"]
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": str(request.url),
+            "type": "object",
+            "title": f"Queryables of {collection_id}" if collection_id else "Queryables",
+            "description": "Item properties; other names are read as catalog metadata paths.",
+            "properties": _QUERYABLES,
+            "additionalProperties": True,
+        }
+
+
+@attr.s
+class CatalogClient(BaseCoreClient):
+    """The core STAC API endpoints, answered by a :class:`~arcodex.catalog.Catalog`."""
+
+    cache: DocumentCache = attr.ib(kw_only=True)
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.cache.catalog
+
+    # -- collections --------------------------------------------------------------------
+
+    def all_collections(self, **kwargs: Any) -> Any:
+        request: Request = kwargs["request"]
+        base = get_base_url(request)
+        limit = _int(request.query_params.get("limit"), 100)
+        token = request.query_params.get("token") or None
+        query = Query(conditions=_published(), limit=min(limit, 10_000), cursor=token)
+        page = self.catalog.search(query)
+        links = [
+            {"rel": "self", "href": str(request.url), "type": "application/json"},
+            {"rel": "root", "href": base, "type": "application/json"},
+            {"rel": "parent", "href": base, "type": "application/json"},
+        ]
+        if page.next_cursor:
+            href = str(request.url.include_query_params(token=page.next_cursor))
+            links.append({"rel": "next", "href": href, "type": "application/json"})
+        return {
+            "collections": [self.cache.collection(r, base) for r in page.records],
+            "links": links,
+            "numberReturned": len(page.records),
+        }
+
+    def get_collection(self, collection_id: str, **kwargs: Any) -> Any:
+        request: Request = kwargs["request"]
+        return self.cache.collection(self._record(collection_id), get_base_url(request))
+
+    def _record(self, record_id: str) -> Record:
+        """The published record with exactly this id (no prefix matching), from the index."""
+        query = Query(conditions=[*_published(), Condition(field="id", value=record_id)], limit=1)
+        found = self.catalog.search(query).records
+        if not found:
+            raise StacNotFoundError(
+                f"no collection {record_id!r}; GET /collections lists the collections"
+            )
+        return found[0]
+
+    # -- items --------------------------------------------------------------------------
+
+    def get_item(self, item_id: str, collection_id: str, **kwargs: Any) -> Any:
+        request: Request = kwargs["request"]
+        record = self._record(collection_id)
+        if item_id != record.id:
+            raise StacNotFoundError(
+                f"collection {collection_id!r} holds one item, {record.id!r}, not {item_id!r}"
+            )
+        return self.cache.item(record, get_base_url(request))
+
+    def item_collection(
+        self,
+        collection_id: str,
+        bbox: Sequence[float] | None = None,
+        datetime: str | None = None,
+        limit: int = 10,
+        token: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        self._record(collection_id)
+        return self._search(
+            kwargs["request"],
+            collections=[collection_id],
+            bbox=bbox,
+            datetime=datetime,
+            limit=limit,
+            token=token,
+            filter_expr=kwargs.get("filter_expr"),
+            filter_lang=kwargs.get("filter_lang"),
+            sortby=_get_sort(kwargs.get("sortby")),
+            fields=_get_fields(kwargs.get("fields")),
+        )
+
+    # -- search -------------------------------------------------------------------------
+
+    def get_search(
+        self,
+        collections: list[str] | None = None,
+        ids: list[str] | None = None,
+        bbox: Sequence[float] | None = None,
+        intersects: Any = None,  # the GeoJSON text of GET, typed as a geometry upstream
+        datetime: str | None = None,
+        limit: int | None = 10,
+        **kwargs: Any,
+    ) -> Any:
+        geometry = None
+        if intersects:
+            try:
+                geometry = json.loads(intersects)
+            except json.JSONDecodeError:
+                raise QueryError("intersects is not GeoJSON; send a GeoJSON geometry") from None
+            if not isinstance(geometry, dict) or "type" not in geometry:
+                raise QueryError("intersects is not a GeoJSON geometry")
+            if geometry.get("type") == "Feature":
+                geometry = geometry.get("geometry") or {}
+        if bbox is not None and geometry is not None:
+            raise QueryError("bbox and intersects exclude each other; send one of them")
+        return self._search(
+            kwargs["request"],
+            collections=collections,
+            ids=ids,
+            bbox=bbox,
+            intersects=geometry,
+            datetime=datetime,
+            limit=limit or 10,
+            token=kwargs.get("token"),
+            filter_expr=kwargs.get("filter_expr"),
+            filter_lang=kwargs.get("filter_lang"),
+            sortby=_get_sort(kwargs.get("sortby")),
+            fields=_get_fields(kwargs.get("fields")),
+        )
+
+    def post_search(self, search_request: Any, **kwargs: Any) -> Any:
+        geometry = None
+        if search_request.intersects is not None:
+            geometry = json.loads(search_request.intersects.model_dump_json(exclude_none=True))
+        sortby = [
+            (str(s.field), str(getattr(s.direction, "value", s.direction)) == "desc")
+            for s in getattr(search_request, "sortby", None) or []
+        ]
+        fields = getattr(search_request, "fields", None)
+        body = search_request.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        return self._search(
+            kwargs["request"],
+            collections=search_request.collections,
+            ids=search_request.ids,
+            bbox=search_request.bbox,
+            intersects=geometry,
+            datetime=search_request.datetime,
+            limit=search_request.limit or 10,
+            token=getattr(search_request, "token", None),
+            filter_expr=getattr(search_request, "filter_expr", None),
+            filter_lang=getattr(search_request, "filter_lang", None),
+            sortby=sortby,
+            fields=(
+                (set(fields.include or ()), set(fields.exclude or ())) if fields else (set(), set())
+            ),
+            post_body=body,
+        )
+
+    def _search(
+        self,
+        request: Request,
+        *,
+        collections: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+        bbox: Sequence[float] | None = None,
+        intersects: Mapping[str, Any] | None = None,
+        datetime: str | None = None,
+        limit: int = 10,
+        token: str | None = None,
+        filter_expr: str | Mapping[str, Any] | None = None,
+        filter_lang: str | None = None,
+        sortby: Sequence[tuple[str, bool]] = (),
+        fields: tuple[set[str], set[str]] = (set(), set()),
+        post_body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        base = Branch(conditions=tuple(_published()))
+        if collections:
+            base = _and(
+                base, Branch(conditions=(Condition(field="id", op="in", value=list(collections)),))
+            )
+        if ids:
+            base = _and(base, Branch(conditions=(Condition(field="id", op="in", value=list(ids)),)))
+        if bbox is not None:
+            box = list(bbox)
+            box = [box[0], box[1], box[3], box[4]] if len(box) == 6 else box
+            base = _and(base, Branch(boxes=((box[0], box[1], box[2], box[3]),)))
+        if intersects is not None:
+            base = _and(base, Branch(boxes=(geometry_bbox(intersects),), shapes=(intersects,)))
+        if datetime:
+            base = _and(base, Branch(time=_interval(datetime)))
+        branches = [base]
+        if filter_expr:
+            expr = parse_filter(filter_expr, filter_lang)
+            branches = [m for b in branches_for(expr) if (m := base.merge(b)) is not None]
+        sort = [SortKey(field=_sort_field(name), descending=desc) for name, desc in sortby]
+        records, next_token = self._run(branches, sort, limit, token)
+        base_url = get_base_url(request)
+        include, exclude = fields
+        features = [apply_fields(self.cache.item(r, base_url), include, exclude) for r in records]
+        links: list[dict[str, Any]] = [
+            {"rel": "root", "href": base_url, "type": "application/json"},
+        ]
+        if post_body is None:
+            links.append({"rel": "self", "href": str(request.url), "type": "application/geo+json"})
+            if next_token:
+                href = str(request.url.include_query_params(token=next_token))
+                links.append(
+                    {"rel": "next", "href": href, "type": "application/geo+json", "method": "GET"}
+                )
+        elif next_token:
+            links.append(
+                {
+                    "rel": "next",
+                    "href": str(request.url),
+                    "type": "application/geo+json",
+                    "method": "POST",
+                    "body": {**post_body, "token": next_token},
+                    "merge": False,
+                }
+            )
+        return {
+            "type": "FeatureCollection",
+            "features": features,
+            "links": links,
+            "numberReturned": len(features),
+        }
+
+    def _run(
+        self, branches: list[Branch], sort: list[SortKey], limit: int, token: str | None
+    ) -> tuple[list[Record], str | None]:
+        """One page of records matching any branch, and the token of the next page."""
+        if not branches:
+            return [], None
+        if len(branches) == 1:
+            if token and token.startswith("u."):
+                raise QueryError("the token belongs to another search; start again without it")
+            page = self.catalog.search(_query(branches[0], sort, limit, token))
+            records = [r for r in page.records if self._fits(r, branches[0])]
+            return records, page.next_cursor
+        if sort:
+            raise QueryError("sortby cannot be combined with OR in a filter yet; drop one of them")
+        offset = 0
+        if token:
+            try:
+                offset = int(token.removeprefix("u."))
+            except ValueError:
+                raise QueryError(
+                    "the token belongs to another search; start again without it"
+                ) from None
+        # Every branch in id order: the first offset+limit ids of the union are among
+        # the first offset+limit of each branch, so each query stays bounded.
+        want = offset + limit + 1
+        found: dict[str, Record] = {}
+        for branch in branches:
+            page = self.catalog.search(_query(branch, [SortKey(field="id")], want, None))
+            for record in page.records:
+                if record.id not in found and self._fits(record, branch):
+                    found[record.id] = record
+        ordered = [found[k] for k in sorted(found)][offset : offset + limit + 1]
+        more = len(ordered) > limit
+        return ordered[:limit], (f"u.{offset + limit}" if more else None)
+
+    def _fits(self, record: Record, branch: Branch) -> bool:
+        """The exact test of the shapes the bbox index only approximated."""
+        shapes = list(branch.shapes)
+        if len(branch.boxes) > 1:
+            from arcodex.stac import bbox_geometry, normalise_bbox
+
+            shapes.extend(bbox_geometry(normalise_bbox(b)) for b in branch.boxes[1:])
+        if not shapes:
+            return True
+        try:
+            from shapely.geometry import shape  # type: ignore[import-untyped]  # no stubs
+        except ImportError:  # without shapely the bbox index is the answer
+            return True
+        footprint = shape(self.cache.documents(record)[1]["geometry"])
+        return all(footprint.intersects(shape(s)) for s in shapes)
+
+
+def _and(left: Branch, right: Branch) -> Branch:
+    merged = left.merge(right)
+    if merged is None:
+        return Branch(conditions=(Condition(field="id", op="in", value=[""]),))
+    return merged
+
+
+def _published() -> list[Condition]:
+    return [
+        Condition(field="kind", value="dataset"),
+        Condition(field="status", op="in", value=list(PUBLISHED)),
+    ]
+
+
+def _query(branch: Branch, sort: list[SortKey], limit: int, cursor: str | None) -> Query:
+    box = BBox.parse(list(branch.boxes[0])) if branch.boxes else None
+    return Query(
+        conditions=list(branch.conditions),
+        bbox=box,
+        time=branch.time_range(),
+        sort=sort,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def _interval(text: str) -> tuple[datetime | None, datetime | None]:
+    from stac_fastapi.types.rfc3339 import str_to_interval
+
+    try:
+        parsed = str_to_interval(text)
+    except Exception as exc:  # FastAPI's HTTPException or ValueError, depending on the input
+        detail = getattr(exc, "detail", str(exc))
+        raise QueryError(f"bad datetime {text!r}: {detail}") from None
+    if isinstance(parsed, tuple):
+        start, end = parsed
+    else:
+        start = end = parsed
+    try:
+        TimeRange(start=start, end=end)
+    except ValueError:
+        raise QueryError(f"bad datetime {text!r}: it starts after it ends") from None
+    return start, end
+
+
+def _sort_field(name: str) -> str:
+    name = name.removeprefix("properties.")
+    if name in _SORT_FIELDS:
+        return _SORT_FIELDS[name]
+    try:
+        return SortKey(field=name).field
+    except ValueError:
+        raise QueryError(
+            f"cannot sort by {name!r}; sort by {', '.join(sorted(_SORT_FIELDS))} or a metadata path"
+        ) from None
+
+
+def _get_sort(values: Iterable[str] | None) -> list[tuple[str, bool]]:
+    return [(v.strip().lstrip("+-"), v.strip().startswith("-")) for v in values or () if v.strip()]
+
+
+def _get_fields(values: Iterable[str] | None) -> tuple[set[str], set[str]]:
+    include: set[str] = set()
+    exclude: set[str] = set()
+    for value in values or ():
+        value = value.strip()
+        if value.startswith("-"):
+            exclude.add(value[1:])
+        elif value:
+            include.add(value.lstrip("+"))
+    return include, exclude
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        value = int(text) if text else default
+    except ValueError:
+        raise QueryError(f"bad limit {text!r}: give a positive number") from None
+    if value < 1:
+        raise QueryError(f"bad limit {text!r}: give a positive number")
+    return value
+
+
+def add_stac_api(
+    app: FastAPI,
+    catalog: Catalog,
+    *,
+    prefix: str = "/stac",
+    title: str = "arcodex",
+    description: str | None = None,
+    open_data: bool = True,
+) -> None:
+    """Add the STAC API to ``app`` under ``prefix`` (its landing page is ``{prefix}/``)."""
+    from fastapi import APIRouter
+    from stac_fastapi.api.app import StacApi
+    from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
+    from stac_fastapi.api.models import (
+        ItemCollectionUri,
+        create_get_request_model,
+        create_post_request_model,
+        create_request_model,
+    )
+    from stac_fastapi.extensions import (
+        FieldsExtension,
+        ItemCollectionFilterExtension,
+        SearchFilterExtension,
+        SortExtension,
+        TokenPaginationExtension,
+    )
+    from stac_fastapi.extensions.fields.fields import FieldsConformanceClasses
+    from stac_fastapi.extensions.filter.filter import FilterConformanceClasses
+    from stac_fastapi.extensions.sort.sort import SortConformanceClasses
+    from stac_fastapi.types.config import ApiSettings
+    from stac_fastapi.types.search import APIRequest
+
+    from arcodex import __version__
+    from arcodex.errors import ConflictError, NotFoundError, ValidationError
+    from arcodex.stac import STAC_VERSION
+
+    filters = FiltersClient()
+    cql2 = [
+        FilterConformanceClasses.FILTER,
+        FilterConformanceClasses.BASIC_CQL2,
+        FilterConformanceClasses.CQL2_JSON,
+        FilterConformanceClasses.CQL2_TEXT,
+        FilterConformanceClasses.ADVANCED_COMPARISON_OPERATORS,
+        FilterConformanceClasses.BASIC_SPATIAL_FUNCTIONS,
+    ]
+    search_extensions = [
+        SearchFilterExtension(
+            client=filters, conformance_classes=[*cql2, FilterConformanceClasses.SEARCH]
+        ),
+        SortExtension(conformance_classes=[SortConformanceClasses.ITEM_SEARCH_SORT]),
+        FieldsExtension(conformance_classes=[FieldsConformanceClasses.SEARCH]),
+        TokenPaginationExtension(),
+    ]
+    item_extensions = [
+        ItemCollectionFilterExtension(
+            client=filters, conformance_classes=[*cql2, FilterConformanceClasses.ITEMS]
+        ),
+        SortExtension(conformance_classes=[SortConformanceClasses.FEATURES_SORT]),
+        FieldsExtension(conformance_classes=[FieldsConformanceClasses.ITEMS]),
+        TokenPaginationExtension(),
+    ]
+    settings = ApiSettings(
+        _env_file=None,  # no .env of the working directory
+        stac_fastapi_title=title,
+        stac_fastapi_description=description
+        or f"STAC API of the arcodex catalog at {catalog.root}",
+        stac_fastapi_landing_id="arcodex",
+        stac_fastapi_version=__version__,
+    )
+    StacApi(
+        app=app,
+        router=APIRouter(prefix=prefix),
+        settings=settings,
+        title=title,
+        stac_version=STAC_VERSION,
+        client=CatalogClient(
+            cache=DocumentCache(catalog, open_data=open_data), landing_page_id="arcodex"
+        ),
+        extensions=[*search_extensions, *item_extensions],
+        exceptions={
+            **DEFAULT_STATUS_CODES,
+            QueryError: 400,
+            ValidationError: 400,
+            NotFoundError: 404,
+            ConflictError: 409,
+        },
+        search_get_request_model=create_get_request_model(search_extensions),
+        search_post_request_model=create_post_request_model(search_extensions),
+        items_get_request_model=cast(
+            type[APIRequest],
+            create_request_model(
+                "ItemCollectionUri",
+                base_model=ItemCollectionUri,
+                extensions=item_extensions,
+                request_type="GET",
+            ),
+        ),
+    )
