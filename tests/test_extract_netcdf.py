@@ -466,6 +466,9 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     ):
         assert f"\n$ arcodex {command} " in done.stdout or f" catalog {command}" in done.stdout
     assert "is up to date; nothing written" in done.stdout
+    assert "/stac/ --variables tas" in done.stdout and "found" in done.stdout, "found via the API"
+    opened = json.loads(done.stdout.rsplit("--json\n", 1)[1].split("\n\n#", 1)[0])
+    assert opened["variables"] == ["tas"] and opened["dims"]["time"] == 7
 
     from arcodex import open_catalog
 

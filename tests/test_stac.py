@@ -264,3 +264,26 @@ def test_cli_validate_and_export(tmp_path: Path, products: tuple[Path, dict[str,
     assert done.exit_code == 1, "a tampered catalog is stale"
     done = runner.invoke(app, ["stac", "validate", str(dest)])
     assert done.exit_code != 0
+
+
+def test_cli_find_and_open_in_the_catalog(products: tuple[Path, dict[str, str]]) -> None:
+    from typer.testing import CliRunner
+
+    from arcodex.cli import app
+
+    root, ids = products
+    runner = CliRunner()
+    done = runner.invoke(app, ["--catalog", str(root), "find", "--variables", "thetao", "--json"])
+    assert done.exit_code == 0, done.output
+    found = [f["id"] for f in json.loads(done.output)["features"]]
+    assert found == [ids["depth"]]
+    done = runner.invoke(
+        app,
+        ["--catalog", str(root), "open", ids["regular"], "--variables", "tas",
+         "--bbox", "-30,-20,30,20", "--time", "2000-01-02/2000-01-03", "--json"],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    opened = json.loads(done.output)
+    assert opened["variables"] == ["tas"] and opened["dims"]["time"] == 2
+    done = runner.invoke(app, ["--catalog", str(root), "find", "--bbox", "1,2,3"])
+    assert done.exit_code == 1 and "west,south,east,north" in done.output

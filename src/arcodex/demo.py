@@ -236,6 +236,57 @@ def _convert_tour(directory: Path, cat: list[str], step: Any) -> None:
         *cat, "update", product, f"{NEW}/*.nc", "--cluster", "threads",
     )  # fmt: skip
     step("Check the product against every source again.", *cat, "check", product)
+    _stac_tour(directory, cat, step, product)
+
+
+def _stac_tour(directory: Path, cat: list[str], step: Any, product: str) -> None:
+    """Serve the catalog as a STAC API, find the converted product through it and open it."""
+    import socket
+    import time
+    import urllib.request
+
+    step(
+        "Validate the catalog's STAC (core schemas and arcodex's profile), offline.",
+        *cat,
+        "stac",
+        "validate",
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/stac/"
+    print(f"\n# Serve the catalog: a STAC API at {url}", file=sys.stdout)
+    print(f"$ arcodex {shlex.join([*cat, 'serve', '--port', str(port)])} &", flush=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "arcodex.cli", *cat, "serve", "--port", str(port)],
+        cwd=directory,
+        env=_child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise DemoError("the STAC API did not start") from None
+                time.sleep(0.3)
+        step(
+            "Find datasets with air temperature over Europe through the STAC API.",
+            "find", "--source", url, "--variables", "tas", "--bbox", "-20,30,40,70",
+        )  # fmt: skip
+        step(
+            "Open the converted product through the API, subset to a box and a week, lazily.",
+            "open", product, "--source", url, "--variables", "tas",
+            "--bbox", "-20,30,40,70", "--time", "2000-01-03/2000-01-09", "--json",
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

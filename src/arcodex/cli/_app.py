@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec
 import typer
 
 from arcodex import __version__
-from arcodex.cli import _convert, _stac
+from arcodex.cli import _convert, _discover, _stac
 from arcodex.errors import ArcodexError, ValidationError
 
 Policy = Literal["off", "warn", "strict"]
@@ -872,6 +872,7 @@ def extract(
 
 _convert.register(app, command, _state)
 _stac.register(app, command, _state)
+_discover.register(app, command, _state)
 
 
 def main() -> None:

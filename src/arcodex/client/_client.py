@@ -124,7 +124,8 @@ class Client:
 
     Args:
         source: A STAC API URL (``https://…``), a static ``catalog.json`` or
-            ``collection.json`` (path or URL), or a directory holding one.
+            ``collection.json`` (path or URL), a directory holding one, or an
+            arcodex catalog directory (searched through its indexes directly).
 
     Raises:
         NotFoundError: If the path holds no catalog.
@@ -136,8 +137,13 @@ class Client:
         self.source = text
         self._api: Any = None
         self._root: Any = None
+        self._catalog: Any = None
         if text.startswith(("http://", "https://")) and not text.split("?", 1)[0].endswith(".json"):
             self._api = _open_api(text)
+        elif os.path.isfile(os.path.join(text, "arcodex.yaml")):
+            from arcodex.catalog import Catalog
+
+            self._catalog = Catalog.open(text)
         else:
             self._root = _open_static(text)
 
@@ -147,12 +153,15 @@ class Client:
         return self._api is not None
 
     def __repr__(self) -> str:
-        return f"Client({self.source!r}, {'api' if self.is_api else 'static'})"
+        kind = "api" if self.is_api else "catalog" if self._catalog is not None else "static"
+        return f"Client({self.source!r}, {kind})"
 
     def list_collections(self) -> list[pystac.Collection]:
         """The collections of the catalog (all of them, nested ones included)."""
         import pystac
 
+        if self._catalog is not None:
+            return [c for c, _ in self._catalog_stac(self._datasets())]
         if self._api is not None:
             try:
                 return list(self._api.get_collections())
@@ -207,6 +216,23 @@ class Client:
             items = self._search_api(
                 collections, box, datetime, ids, filter, query, limit, max_items, wanted
             )
+        elif self._catalog is not None:
+            if filter is not None or query is not None:
+                raise ValidationError(
+                    "filter and query need a STAC API: run `arcodex serve` and search its URL"
+                )
+            records = self._datasets(box, datetime)
+            items = []
+            for _, item in self._catalog_stac(records):
+                if collections is not None and item.collection_id not in collections:
+                    continue
+                if ids is not None and item.id not in ids:
+                    continue
+                if wanted and not _has_variables(item, wanted):
+                    continue
+                items.append(item)
+                if max_items is not None and len(items) >= max_items:
+                    break
         else:
             if filter is not None or query is not None:
                 raise ValidationError(
@@ -246,6 +272,35 @@ class Client:
         return open_dataset(item_or_id, **kwargs)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _datasets(self, box: Any = None, datetime: Any = None) -> Iterator[Any]:
+        """Dataset records of a local catalog, through its bbox and time indexes."""
+        time = None
+        if datetime is not None:
+            time = (
+                datetime
+                if isinstance(datetime, str)
+                else "/".join("" if v is None else str(v) for v in _parse_interval(datetime))
+            )
+        cursor = None
+        while True:
+            page = self._catalog.search(
+                kind="dataset",
+                bbox=",".join(str(v) for v in box) if box is not None else None,
+                time=time.replace("..", "") if time else None,
+                limit=500,
+                cursor=cursor,
+            )
+            yield from page.records
+            cursor = page.next_cursor
+            if not cursor:
+                return
+
+    def _catalog_stac(self, records: Iterator[Any]) -> Iterator[tuple[Any, pystac.Item]]:
+        from arcodex.stac import stac_for
+
+        for record in records:
+            yield stac_for(record, self._catalog, open_data=False)
 
     def _walk(self) -> Iterator[pystac.Item]:
         yield from self._root.get_items(recursive=True)

@@ -11,7 +11,9 @@ keywords, DOI and citation).
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arcodex.stac._extents import bbox_geometry, normalise_bbox, rfc3339
@@ -313,6 +315,9 @@ def _assets(record: Record, catalog: Catalog | None) -> dict[str, dict[str, Any]
     found = record.metadata.get("convert")
     conv: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     href = catalog.locate(primary) if catalog is not None else _href(primary.locator)
+    if href and "://" not in href and os.path.isabs(href):
+        # An absolute path would read as relative to the document's own (HTTP) URL.
+        href = Path(href).as_uri()
     fmt = conv.get("format") or primary.format or "netcdf"
     asset: dict[str, Any] = {
         "href": href,
