@@ -287,3 +287,26 @@ def test_cli_find_and_open_in_the_catalog(products: tuple[Path, dict[str, str]])
     assert opened["variables"] == ["tas"] and opened["dims"]["time"] == 2
     done = runner.invoke(app, ["--catalog", str(root), "find", "--bbox", "1,2,3"])
     assert done.exit_code == 1 and "west,south,east,north" in done.output
+
+
+def test_client_opens_every_product_of_the_catalog(products: tuple[Path, dict[str, str]]) -> None:
+    """Through the STAC the catalog describes: NetCDF, Zarr, Icechunk, kerchunk, virtual Icechunk."""
+    import numpy as np
+
+    from arcodex.client import Client
+    from arcodex.convert import open_product
+
+    root, ids = products
+    client = Client(str(root))
+    with Catalog.open(root) as cat:
+        for label, record_id in ids.items():
+            with client.open_dataset(record_id) as ds:
+                if label == "netcdf":
+                    want = xr.open_dataset(cat.path(record_id))
+                else:
+                    want = open_product(record_id, catalog=cat)
+                with want:
+                    for name in want.data_vars:
+                        np.testing.assert_array_equal(
+                            ds[name].values, want[name].values, err_msg=f"{label}: {name}"
+                        )

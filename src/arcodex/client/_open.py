@@ -33,14 +33,16 @@ if TYPE_CHECKING:
 
 __all__ = ["AssetKind", "OpenableAsset", "asset_kind", "open_dataset", "pick_asset"]
 
-AssetKind = Literal["zarr", "kerchunk", "kerchunk-parquet", "icechunk"]
+AssetKind = Literal["zarr", "kerchunk", "kerchunk-parquet", "icechunk", "netcdf"]
 
 _ZARR_TYPES = {"application/vnd+zarr", "application/vnd.zarr", "application/x-zarr"}
 _ICECHUNK_TYPES = {"application/vnd.icechunk", "application/x-icechunk"}
 _PARQUET_TYPES = {"application/vnd.apache.parquet", "application/x-parquet"}
 _REFERENCE_ROLES = {"references", "kerchunk", "reference"}
+_NETCDF_TYPES = {"application/netcdf", "application/x-netcdf", "application/x-hdf5"}
 _KINDS_TEXT = (
-    "Zarr (application/vnd+zarr), Icechunk (application/vnd.icechunk) or kerchunk references"
+    "Zarr (application/vnd+zarr), Icechunk (application/vnd.icechunk), kerchunk references "
+    "or NetCDF (application/netcdf)"
 )
 
 
@@ -75,6 +77,8 @@ def asset_kind(asset: pystac.Asset) -> AssetKind | None:
         return "icechunk"
     if media in _ZARR_TYPES:
         return "zarr"
+    if media in _NETCDF_TYPES or (media == "" and href.endswith((".nc", ".nc4", ".h5"))):
+        return "netcdf"
     references = bool(roles & _REFERENCE_ROLES) or engine == "kerchunk"
     if media == "application/json" and references:
         return "kerchunk"
@@ -151,6 +155,8 @@ def open_dataset(
             ds = _open_zarr(target, chunks)
         elif target.kind == "icechunk":
             ds = _open_icechunk(target, chunks)
+        elif target.kind == "netcdf":
+            ds = _open_netcdf(target, chunks)
         else:
             ds = _open_references(target, chunks)
     if variables is None and bbox is None and time is None:
@@ -263,6 +269,26 @@ def _open_zarr(target: OpenableAsset, chunks: Any) -> Any:
 
 
 # -- kerchunk references --------------------------------------------------------------------
+
+
+def _open_netcdf(target: OpenableAsset, chunks: Any) -> Any:
+    """A NetCDF/HDF5 file, local or through fsspec (HTTP, S3), lazily with h5netcdf."""
+    import xarray as xr
+
+    kwargs = {k: v for k, v in target.open_kwargs.items() if k != "chunks"}
+    href = target.href.removeprefix("file://")
+    try:
+        if "://" in href:
+            import fsspec
+
+            handle = fsspec.open(href, "rb", **target.storage_options).open()
+            kwargs.setdefault("engine", "h5netcdf")
+            return xr.open_dataset(handle, chunks=_chunks(target, chunks), **kwargs)
+        return xr.open_dataset(href, chunks=_chunks(target, chunks), **kwargs)
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"no file at {target.href}; check the asset's href") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot read {target.href}: {exc}") from exc
 
 
 def _open_references(target: OpenableAsset, chunks: Any) -> Any:

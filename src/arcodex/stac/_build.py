@@ -341,6 +341,8 @@ def _assets(record: Record, catalog: Catalog | None) -> dict[str, dict[str, Any]
         open_kwargs = {"engine": "zarr", "consolidated": False, "chunks": {}}
     elif fmt == "netcdf":
         open_kwargs = {"chunks": {}}
+    if fmt in ("kerchunk", "kerchunk-parquet", "virtual-icechunk"):
+        open_kwargs["chunks"] = _virtual_chunks(conv)
     if conv.get("group"):
         open_kwargs["group"] = conv["group"]
     if open_kwargs:
@@ -353,6 +355,19 @@ def _assets(record: Record, catalog: Catalog | None) -> dict[str, dict[str, Any]
     if primary.size_bytes is not None:
         asset["file:size"] = primary.size_bytes
     return {"data": asset}
+
+
+def _virtual_chunks(conv: Mapping[str, Any]) -> dict[str, int]:
+    """Dask chunks for a virtual product: one source file per chunk along the concat dim.
+
+    Its Zarr chunks are the sources' (often one step of about 1 MB); a Dask task
+    per chunk costs more than reading it, so the product is opened a file at a time.
+    """
+    dim = conv.get("concat_dim")
+    steps, sources = int(conv.get("steps") or 0), int(conv.get("sources") or 0)
+    if not dim or not steps or not sources:
+        return {}
+    return {str(dim): max(1, steps // sources)}
 
 
 def _href(locator: Any) -> str:

@@ -1,0 +1,306 @@
+"""STAC API search latency, open-to-first-data, and virtual reads through the client.
+
+One run measures three things:
+
+1. ``/stac/search`` on a catalog of ``--items`` (default 100,000) dataset
+   records (realistic metadata, bbox, time range; the records of
+   ``catalog_bench.py``), served by ``arcodex serve``'s app under uvicorn on
+   loopback. Each request is a POST with a bbox, a datetime interval and a
+   CQL2 filter on a metadata key, ``limit=100``; ``--concurrency`` clients
+   (httpx, asyncio) send ``--requests`` of them. It prints p50/p95 latency and
+   requests/s. The baseline, measured in the same run, answers the same
+   searches the way a server without indexes does: a scan over the items'
+   JSON already in memory (generous to the baseline: no HTTP).
+2. Open-to-first-data: ``Client(url).search(ids=[…]).open_dataset(…)`` of a
+   Zarr product in that catalog, through the API, until the first value is
+   in memory.
+3. Virtual reads: the global mean of ``tas`` over an archive
+   (``--files`` × 31 × 360 × 720 float32, zlib) read through virtual products
+   (kerchunk JSON and virtual Icechunk) opened by the client with the chunks
+   their STAC asset advertises, against plain
+   ``xr.open_dataset(refs, engine="kerchunk")`` with its default chunks.
+
+    python benchmarks/stac_bench.py [--items 100000] [--files 12]
+
+Targets on these machines: ``/search`` p50 < 50 ms at 100k items,
+open-to-first-data < 1 s, virtual reads ≥ 2× plain kerchunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from arcodex.catalog import Catalog
+from catalog_bench import SITES, make_record
+from convert_bench import generate_archive
+
+GOALS = {"search_p50_ms": 50.0, "first_data_s": 1.0, "virtual_ratio": 2.0}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """The arcodex app under uvicorn in a thread, on loopback."""
+
+    def __init__(self, root: Path) -> None:
+        import uvicorn
+
+        from arcodex.server import create_app
+
+        self.port = free_port()
+        config = uvicorn.Config(
+            create_app(root, open_data=False), host="127.0.0.1", port=self.port, log_level="error"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stac/"
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def build_catalog(root: Path, n: int, seed: int) -> list[dict[str, Any]]:
+    """The catalog of n records; their STAC item JSON (for the baseline scan)."""
+    from arcodex.stac import item_for
+
+    rng = random.Random(seed)
+    shutil.rmtree(root, ignore_errors=True)
+    items: list[dict[str, Any]] = []
+    with Catalog.create(root) as catalog:
+        for start in range(0, n, 20_000):
+            records = [make_record(i, rng) for i in range(start, min(n, start + 20_000))]
+            catalog.add_records(records, user="bench")
+            items.extend(
+                item_for(r, None, open_data=False).to_dict(include_self_link=False) for r in records
+            )
+    return items
+
+
+def queries(count: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        lon, lat = rng.uniform(-170, 150), rng.uniform(-70, 50)
+        year = rng.randrange(2001, 2023)
+        out.append(
+            {
+                "bbox": [lon, lat, lon + 30, lat + 25],
+                "datetime": f"{year}-01-01T00:00:00Z/{year + 1}-12-31T23:59:59Z",
+                "filter-lang": "cql2-json",
+                "filter": {"op": "=", "args": [{"property": "site"}, rng.choice(SITES)]},
+                "limit": 100,
+            }
+        )
+    return out
+
+
+async def run_searches(
+    url: str, bodies: list[dict[str, Any]], concurrency: int
+) -> tuple[list[float], float, list[int]]:
+    import httpx
+
+    latencies: list[float] = []
+    counts: list[int] = []
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            body = queue.get_nowait()
+            t0 = time.perf_counter()
+            answer = await client.post(url + "search", json=body)
+            latencies.append(time.perf_counter() - t0)
+            answer.raise_for_status()
+            counts.append(len(answer.json()["features"]))
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return latencies, elapsed, counts
+
+
+def scan(items: list[dict[str, Any]], body: dict[str, Any]) -> list[str]:
+    """The baseline: every item's JSON checked in Python, first page in insertion order."""
+    west, south, east, north = body["bbox"]
+    lo, hi = body["datetime"].split("/")
+    site = body["filter"]["args"][1]
+    out = []
+    for item in items:
+        w, s, e, n = item["bbox"]
+        props = item["properties"]
+        if e < west or w > east or n < south or s > north:
+            continue
+        if props["end_datetime"] < lo or props["start_datetime"] > hi:
+            continue
+        if props.get("site", item.get("site")) != site and _site(item) != site:
+            continue
+        out.append(item["id"])
+        if len(out) == body["limit"]:
+            break
+    return out
+
+
+def _site(item: dict[str, Any]) -> str | None:
+    return item["properties"].get("site")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--files", type=int, default=12, help="files of the virtual archive")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", dest="json_out", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="arcodex-stac-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {}
+
+    print(f"# arcodex STAC benchmark, {args.items:,} items")
+    t0 = time.perf_counter()
+    items = build_catalog(work / "catalog", args.items, args.seed)
+    print(f"catalog of {args.items:,} records built in {time.perf_counter() - t0:.1f} s")
+
+    # A Zarr product and virtual products in the same catalog, for parts 2 and 3.
+    from arcodex.convert import convert
+
+    files, _ = generate_archive(work / "archive", args.files, 31, 360, 720, args.seed)
+    mb = args.files * 31 * 360 * 720 * 4 / 1e6
+    with Catalog.open(work / "catalog") as catalog:
+        zarr_id = convert(
+            [str(f) for f in files[:2]], to="zarr", catalog=catalog, cluster="threads", check=False
+        ).record.id
+        kerchunk = convert(
+            [str(f) for f in files], to="virtual", format="kerchunk", catalog=catalog,
+            cluster="threads", check=False,
+        )  # fmt: skip
+        icechunk_id = convert(
+            [str(f) for f in files], to="virtual", format="icechunk", catalog=catalog,
+            cluster="threads", check=False,
+        ).record.id  # fmt: skip
+    refs_path = kerchunk.product.target.url
+
+    with Server(work / "catalog") as server:
+        bodies = queries(args.requests, args.seed + 1)
+        asyncio.run(run_searches(server.url, bodies[:20], 4))  # warm-up
+        latencies, elapsed, counts = asyncio.run(run_searches(server.url, bodies, args.concurrency))
+        p50, p95 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.95) * 1000
+        rps = len(latencies) / elapsed
+        base = []
+        for body in bodies[:50]:
+            s0 = time.perf_counter()
+            scan(items, body)
+            base.append(time.perf_counter() - s0)
+        base_p50 = statistics.median(base) * 1000
+        print(
+            f"\n/search (bbox + datetime + CQL2, limit 100, {args.concurrency} concurrent): "
+            f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, {rps:.0f} requests/s, "
+            f"{statistics.mean(counts):.1f} items per answer"
+        )
+        print(f"  baseline scan of the items' JSON in memory (no HTTP): p50 {base_p50:.1f} ms "
+              f"→ arcodex is {base_p50 / p50:.1f}× faster at p50")  # fmt: skip
+        results["search"] = {
+            "p50_ms": p50, "p95_ms": p95, "requests_per_s": rps, "baseline_p50_ms": base_p50,
+        }  # fmt: skip
+
+        from arcodex.client import Client
+
+        firsts = []
+        for _ in range(5):
+            s0 = time.perf_counter()
+            ds = Client(server.url).search(ids=[zarr_id]).open_dataset(0, variables=["tas"])
+            float(ds["tas"][0, 0, 0].values)
+            firsts.append(time.perf_counter() - s0)
+        first = statistics.median(firsts)
+        print(
+            f"\nClient(url).search(ids=…).open_dataset(…) to first data: {first:.2f} s (median of 5)"
+        )
+        results["first_data_s"] = first
+
+        def timed_mean(open_fn: Any) -> float:
+            s0 = time.perf_counter()
+            with open_fn() as ds:
+                float(ds["tas"].mean().values)
+            return time.perf_counter() - s0
+
+        import xarray as xr
+
+        plain = statistics.median(
+            timed_mean(lambda: xr.open_dataset(refs_path, engine="kerchunk")) for _ in range(3)
+        )
+        client = Client(server.url)
+        via_refs = statistics.median(
+            timed_mean(lambda: client.open_dataset(kerchunk.record.id)) for _ in range(3)
+        )
+        via_icechunk = statistics.median(
+            timed_mean(lambda: client.open_dataset(icechunk_id)) for _ in range(3)
+        )
+        print(f"\nglobal mean of tas over {mb:,.0f} MB (virtual, the sources' zlib chunks):")
+        print(
+            f"  plain xr.open_dataset(refs, engine='kerchunk'): {plain:.2f} s, {mb / plain:.0f} MB/s"
+        )
+        print(f"  arcodex client, kerchunk asset:                {via_refs:.2f} s, "
+              f"{mb / via_refs:.0f} MB/s ({plain / via_refs:.1f}×)")  # fmt: skip
+        print(f"  arcodex client, virtual Icechunk asset:        {via_icechunk:.2f} s, "
+              f"{mb / via_icechunk:.0f} MB/s ({plain / via_icechunk:.1f}×)")  # fmt: skip
+        results["virtual"] = {
+            "plain_s": plain, "kerchunk_s": via_refs, "icechunk_s": via_icechunk, "mb": mb,
+        }  # fmt: skip
+
+    print("\ntargets:")
+    checks = [
+        ("/search p50 < 50 ms", p50, p50 < GOALS["search_p50_ms"], "ms"),
+        ("open to first data < 1 s", first, first < GOALS["first_data_s"], "s"),
+        ("virtual (kerchunk) ≥ 2× plain", plain / via_refs, plain / via_refs >= 2, "×"),
+        ("virtual (Icechunk) ≥ 2× plain", plain / via_icechunk, plain / via_icechunk >= 2, "×"),
+    ]
+    for label, value, good, unit in checks:
+        print(f"  {label:<36}{value:>8.2f} {unit:<3} {'PASS' if good else 'FAIL'}")
+    if args.json_out:
+        args.json_out.write_text(json.dumps(results, indent=2))
+    if args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
