@@ -33,7 +33,13 @@ def create_app(
         open_data: Open each dataset once to describe its datacube in STAC
             (cached per record version); False builds STAC from metadata only.
     """
+    import logging
+
     from fastapi import FastAPI, Request
+
+    # stac-fastapi reads settings from the environment at import and warns that the title and
+    # version are its defaults; add_stac_api passes arcodex's own, so the warning is noise.
+    logging.getLogger("stac_fastapi.types.config").setLevel(logging.ERROR)
 
     from arcodex.catalog import Catalog
     from arcodex.server._stac_api import add_stac_api
