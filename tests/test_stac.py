@@ -356,3 +356,47 @@ def test_export_to_s3_is_incremental(
         assert all(href.startswith("./") for href in children)
     finally:
         server.stop()
+
+
+def test_icechunk_tags_are_versions(tmp_path: Path) -> None:
+    """Each tag of an Icechunk product is an Item of its own, opened at that snapshot."""
+    import asyncio
+
+    import httpx
+
+    from arcodex.client import open_dataset
+    from arcodex.convert import convert, update
+    from arcodex.server import create_app
+    from arcodex.stac import version_items
+
+    files = write_archive(tmp_path / "all", "regular", files=3, steps=2)
+    with Catalog.create(tmp_path / "cat") as cat:
+        made = convert(
+            [str(f) for f in files[:2]], to="icechunk", catalog=cat, tag="v1", cluster="threads"
+        )
+        update(made.record.id, str(files[2]), catalog=cat, tag="v2", cluster="threads")
+        record = cat.get(made.record.id)
+        _, item = stac_for(record, cat)
+        versions = version_items(record, item, cat)
+        assert [v.id for v in versions] == [f"{record.id}@v2", f"{record.id}@v1"]
+        assert [v.properties["version"] for v in versions] == ["v2", "v1"]
+        with open_dataset(versions[1]) as v1, open_dataset(item) as latest:
+            assert v1.sizes["time"] == 4 and latest.sizes["time"] == 6
+        docs = build_documents(cat)
+        exported = {d["id"]: d for d in docs.values() if d.get("type") == "Feature"}
+        assert set(exported) == {record.id, f"{record.id}@v1", f"{record.id}@v2"}
+        assert any(link["rel"] == "predecessor-version" for link in exported[record.id]["links"])
+        assert validate_stac(list(docs.values())).valid
+
+    async def through_the_api() -> None:
+        transport = httpx.ASGITransport(app=create_app(tmp_path / "cat"))
+        async with httpx.AsyncClient(transport=transport, base_url="http://arcodex") as http:
+            base = f"/stac/collections/{record.id}/items"
+            answer = await http.get(f"{base}/{record.id}@v1")
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["properties"]["version"] == "v1"
+            latest_doc = (await http.get(f"{base}/{record.id}")).json()
+            assert any(link["rel"] == "predecessor-version" for link in latest_doc["links"])
+            assert (await http.get(f"{base}/{record.id}@v9")).status_code == 404
+
+    asyncio.run(through_the_api())

@@ -52,6 +52,7 @@ class DocumentCache:
         self._docs: OrderedDict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = (
             OrderedDict()
         )
+        self._versions: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def documents(self, record: Record) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,6 +73,46 @@ class DocumentCache:
             while len(self._docs) > self.size:
                 self._docs.popitem(last=False)
         return docs
+
+    def versions(self, record: Record) -> list[dict[str, Any]]:
+        """The unlinked Items of the record's tagged versions (Icechunk), newest first."""
+        key = (record.id, record.version)
+        with self._lock:
+            found = self._versions.get(key)
+        if found is not None:
+            return found
+        import pystac
+
+        from arcodex.stac import version_items
+
+        latest = pystac.Item.from_dict(copy.deepcopy(self.documents(record)[1]))
+        docs = [_unlinked(v.to_dict) for v in version_items(record, latest, self.catalog)]
+        with self._lock:
+            self._versions[key] = docs
+            while len(self._versions) > self.size:
+                self._versions.pop(next(iter(self._versions)))
+        return docs
+
+    def version(self, record: Record, item_id: str, base_url: str) -> dict[str, Any] | None:
+        """A version Item (``{record}@{tag}``) with its links, or None."""
+        for doc in self.versions(record):
+            if doc["id"] == item_id:
+                out = copy.deepcopy(doc)
+                collection = f"{base_url}collections/{record.id}"
+                out["collection"] = record.id
+                out["links"] = [
+                    {"rel": "self", "href": f"{collection}/items/{item_id}", "type": _GEOJSON},
+                    {"rel": "parent", "href": collection, "type": _JSON},
+                    {"rel": "collection", "href": collection, "type": _JSON},
+                    {"rel": "root", "href": base_url, "type": _JSON},
+                    {
+                        "rel": "latest-version",
+                        "href": f"{collection}/items/{record.id}",
+                        "type": _GEOJSON,
+                    },
+                ]
+                return out
+        return None
 
     def collection(self, record: Record, base_url: str) -> dict[str, Any]:
         doc = copy.deepcopy(self.documents(record)[0])
@@ -95,7 +136,21 @@ class DocumentCache:
             {"rel": "collection", "href": collection, "type": _JSON},
             {"rel": "root", "href": base_url, "type": _JSON},
         ]
+        versions = self.versions(record) if self._versioned(record) else []
+        if versions:
+            doc["links"].append(
+                {
+                    "rel": "predecessor-version",
+                    "href": f"{collection}/items/{versions[0]['id']}",
+                    "type": _GEOJSON,
+                }
+            )
         return doc
+
+    @staticmethod
+    def _versioned(record: Record) -> bool:
+        conv = record.metadata.get("convert")
+        return isinstance(conv, dict) and conv.get("format") in ("icechunk", "virtual-icechunk")
 
 
 def _unlinked(to_dict: Any) -> dict[str, Any]:

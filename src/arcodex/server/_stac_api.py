@@ -134,9 +134,17 @@ class CatalogClient(BaseCoreClient):
         request: Request = kwargs["request"]
         record = self._record(collection_id)
         if item_id != record.id:
-            raise StacNotFoundError(
-                f"collection {collection_id!r} holds one item, {record.id!r}, not {item_id!r}"
+            version = (
+                self.cache.version(record, item_id, get_base_url(request))
+                if item_id.startswith(f"{record.id}@")
+                else None
             )
+            if version is None:
+                raise StacNotFoundError(
+                    f"collection {collection_id!r} has no item {item_id!r}; its product is "
+                    f"{record.id!r}, its versions {record.id}@TAG"
+                )
+            return version
         return self.cache.item(record, get_base_url(request))
 
     def item_collection(

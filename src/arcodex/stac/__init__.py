@@ -10,7 +10,14 @@ Needs the ``stac`` extra (pystac), imported when STAC is built::
 
 from __future__ import annotations
 
-from arcodex.stac._build import EXTENSIONS, STAC_VERSION, collection_for, item_for, stac_for
+from arcodex.stac._build import (
+    EXTENSIONS,
+    STAC_VERSION,
+    collection_for,
+    item_for,
+    stac_for,
+    version_items,
+)
 from arcodex.stac._export import ExportResult, build_documents, export_stac
 from arcodex.stac._extents import bbox_geometry, normalise_bbox, rfc3339
 from arcodex.stac._validate import PROFILE, Problem, Report, load_profile, validate_stac
@@ -32,4 +39,5 @@ __all__ = [
     "rfc3339",
     "stac_for",
     "validate_stac",
+    "version_items",
 ]

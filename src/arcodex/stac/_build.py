@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from arcodex.catalog import Catalog
     from arcodex.model import Record
 
-__all__ = ["EXTENSIONS", "STAC_VERSION", "collection_for", "item_for", "stac_for"]
+__all__ = ["EXTENSIONS", "STAC_VERSION", "collection_for", "item_for", "stac_for", "version_items"]
 
 STAC_VERSION = "1.1.0"
 EXTENSIONS = {
@@ -32,6 +32,7 @@ EXTENSIONS = {
     "projection": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
     "xarray": "https://stac-extensions.github.io/xarray-assets/v1.0.0/schema.json",
     "scientific": "https://stac-extensions.github.io/scientific/v1.0.0/schema.json",
+    "version": "https://stac-extensions.github.io/version/v1.2.0/schema.json",
 }
 _MEDIA = {
     "zarr": "application/vnd+zarr",
@@ -63,6 +64,47 @@ def stac_for(
     collection = _collection(record, info, item)
     collection.add_item(item)
     return collection, item
+
+
+def version_items(
+    record: Record, item: pystac.Item, catalog: Catalog | None = None
+) -> list[pystac.Item]:
+    """One Item per tagged snapshot of an Icechunk product (``{record}@{tag}``), newest first.
+
+    Each opens that snapshot (``icechunk:tag``); the product's own Item stays the
+    latest version. Other formats have no versions.
+    """
+    conv = record.metadata.get("convert")
+    if not isinstance(conv, Mapping) or conv.get("format") not in ("icechunk", "virtual-icechunk"):
+        return []
+    try:
+        from arcodex.convert import Product
+
+        product = Product.detect(
+            str(conv.get("url")), group=conv.get("group"), branch=conv.get("branch", "main")
+        )
+        repo = product.repository()
+        tags = sorted(
+            ((tag, str(repo.lookup_tag(tag))) for tag in repo.list_tags()),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+    except Exception:  # a repository that cannot be read (e.g. remote, no credentials): no versions
+        return []
+    out = []
+    for tag, snapshot in tags:
+        version = item.clone()
+        version.id = f"{record.id}@{tag}"
+        version.properties["version"] = tag
+        version.properties["arcodex:snapshot"] = snapshot
+        version.properties["title"] = f"{item.properties.get('title', record.id)} ({tag})"
+        version.stac_extensions = sorted({*version.stac_extensions, EXTENSIONS["version"]})
+        for asset in version.assets.values():
+            asset.extra_fields.pop("icechunk:branch", None)
+            asset.extra_fields["icechunk:tag"] = tag
+            asset.extra_fields["icechunk:snapshot"] = snapshot
+        out.append(version)
+    return out
 
 
 def collection_for(

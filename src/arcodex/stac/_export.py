@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import StorageError, ValidationError
-from arcodex.stac._build import stac_for
+from arcodex.stac._build import stac_for, version_items
 from arcodex.stac._validate import Report, load_profile, validate_stac
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["ExportResult", "build_documents", "export_stac"]
 
 MANIFEST = ".arcodex-stac.json"
+_GEOJSON = "application/geo+json"
 
 
 @dataclass
@@ -71,7 +72,13 @@ def build_documents(
         description=f"Datasets of the arcodex catalog {catalog.root.name}",
     )
     for record in _datasets(catalog):
-        collection, _ = stac_for(record, catalog, open_data=open_data)
+        collection, item = stac_for(record, catalog, open_data=open_data)
+        versions = version_items(record, item, catalog)
+        for version in versions:
+            collection.add_item(version)
+            version.add_link(pystac.Link("latest-version", item, media_type=_GEOJSON))
+        if versions:
+            item.add_link(pystac.Link("predecessor-version", versions[0], media_type=_GEOJSON))
         root.add_child(collection)
     base = "/arcodex-stac"  # a placeholder root: every link ends up relative to it
     root.normalize_hrefs(base, skip_unresolved=True)
