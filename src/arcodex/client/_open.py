@@ -406,34 +406,12 @@ def _icechunk_storage(target: OpenableAsset) -> Any:
 
 def _container_credentials(prefixes: list[str], storage_options: Mapping[str, Any]) -> Any:
     """Authorisation for the virtual chunk containers the asset names."""
-    if not prefixes:
-        return None
-    import icechunk
-
-    from arcodex.convert._target import s3_settings
+    from arcodex.convert._target import container_credentials
 
     remote = storage_options.get("remote_options")
-    settings = s3_settings(remote if isinstance(remote, Mapping) else storage_options)
-    creds: dict[str, Any] = {}
-    for prefix in prefixes:
-        if prefix.startswith("file://"):
-            creds[prefix] = icechunk.credentials.LocalFileSystemAccess
-        elif prefix.startswith(("http://", "https://")):
-            creds[prefix] = icechunk.credentials.HttpAccess
-        elif prefix.startswith("s3://"):
-            if settings.get("anonymous"):
-                creds[prefix] = icechunk.s3_credentials(anonymous=True)
-            elif settings.get("access_key_id"):
-                creds[prefix] = icechunk.s3_credentials(
-                    access_key_id=settings["access_key_id"],
-                    secret_access_key=settings["secret_access_key"],
-                    session_token=settings.get("session_token"),
-                )
-            else:
-                creds[prefix] = icechunk.s3_credentials(from_env=True)
-        else:
-            creds[prefix] = None
-    return icechunk.containers_credentials(creds)
+    return container_credentials(
+        prefixes, remote if isinstance(remote, Mapping) else storage_options
+    )
 
 
 @contextmanager

@@ -32,14 +32,14 @@ from arcodex.convert._steps import (
     containers,
     finish,
     journal_target,
+    locate_product,
     managed,
     open_catalog_arg,
     place,
     product_format,
+    provenance_of,
     record_of,
-    recorded_profile,
     replan,
-    resolve_product,
     say,
     scan_all,
     scan_grid,
@@ -313,15 +313,12 @@ def check(
 ) -> CheckReport:
     """Check a product against its sources (by default the sources it records)."""
     with ExitStack() as stack:
-        cat = open_catalog_arg(catalog, stack)
-        src_options = source_options(cat, source_profile, storage_options)
-        prod = resolve_product(product, cat, dest_options, src_options, group, branch)
-        provenance = prod.provenance()
-        if not provenance:
-            raise ValidationError(
-                f"{prod.target.url} carries no arcodex provenance; pass --sources to check it against files"
-            )
-        prod, src_options = recorded_profile(prod, provenance, cat, src_options)
+        cat, prod, src_options = locate_product(
+            stack, product, catalog, source_profile, storage_options, dest_options, group, branch
+        )
+        prod, provenance, src_options = provenance_of(
+            prod, cat, src_options, "pass --sources to check it against files"
+        )
         if sources is None:
             urls = [s["url"] for s in provenance.get("sources", [])]
             refs = [SourceRef(u, src_options if "://" in u else {}) for u in urls]
@@ -347,9 +344,9 @@ def open_product(
 ) -> Any:
     """Open a product (path, URL, record id with a catalog) as an ``xarray.Dataset``."""
     with ExitStack() as stack:
-        cat = open_catalog_arg(catalog, stack)
-        src_options = source_options(cat, source_profile, storage_options)
-        prod = resolve_product(product, cat, dest_options, src_options, group, branch)
+        _, prod, _ = locate_product(
+            stack, product, catalog, source_profile, storage_options, dest_options, group, branch
+        )
         if chunks is None:
             # Whole source chunks become one task each: open with the product's chunks instead.
             return prod.open(chunks={} if prod.format in ("zarr", "icechunk") else "auto")
@@ -393,16 +390,13 @@ def update(
 
     started = time.perf_counter()
     with ExitStack() as stack:
-        cat = open_catalog_arg(catalog, stack)
-        src_options = source_options(cat, source_profile, storage_options)
-        prod = resolve_product(product, cat, dest_options, src_options, group, branch)
+        cat, prod, src_options = locate_product(
+            stack, product, catalog, source_profile, storage_options, dest_options, group, branch
+        )
         record = record_of(cat, prod)
-        provenance = prod.provenance()
-        if not provenance:
-            raise ValidationError(
-                f"{prod.target.url} was not made by arcodex (no provenance); convert the sources instead"
-            )
-        prod, src_options = recorded_profile(prod, provenance, cat, src_options)
+        prod, provenance, src_options = provenance_of(
+            prod, cat, src_options, "convert the sources instead"
+        )
         check_tag_free(prod, tag)
         refs = resolve_sources(sources, src_options)
         client = stack.enter_context(

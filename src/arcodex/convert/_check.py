@@ -296,24 +296,7 @@ def _compare(
 ) -> None:
     import numpy as np
 
-    from arcodex.convert._plan import Block, Piece
-
-    var = plan.variables[name]
-    if var.concat:
-        t = var.dims.index(plan.concat_dim)
-        lo, hi = region[t].start, region[t].stop
-        pieces = [
-            Piece(
-                i,
-                slice(max(lo, s.start) - s.start, min(hi, s.start + s.length) - s.start),
-                slice(max(lo, s.start) - lo, min(hi, s.start + s.length) - lo),
-            )
-            for i, s in enumerate(plan.sources)
-            if s.start < hi and s.start + s.length > lo
-        ]
-    else:
-        pieces = [Piece(0, slice(None), slice(None))]
-    want = read_block(Block(name, region, pieces), spec)
+    want = read_block(plan.block(name, region), spec)
     got = np.asarray(ds.variables[name][region].values)
     if got.shape != want.shape:
         failures.add(f"{name}{_where(region)} has shape {got.shape}, its source {want.shape}")

@@ -180,21 +180,25 @@ class Plan:
                 bounds = [(a, min(a + step, size)) for a in range(0, size, step)]
             ranges.append(bounds)
         for combo in _product(ranges):
-            region = tuple(slice(a, b) for a, b in combo)
-            if t is None:
-                yield Block(name, region, [Piece(0, slice(None), slice(None))])
-                continue
-            lo, hi = combo[t]
-            pieces = [
-                Piece(
-                    i,
-                    slice(max(lo, s.start) - s.start, min(hi, s.start + s.length) - s.start),
-                    slice(max(lo, s.start) - lo, min(hi, s.start + s.length) - lo),
-                )
-                for i, s in enumerate(self.sources)
-                if s.start < hi and s.start + s.length > lo
-            ]
-            yield Block(name, region, pieces)
+            yield self.block(name, tuple(slice(a, b) for a, b in combo))
+
+    def block(self, name: str, region: tuple[slice, ...]) -> Block:
+        """The block of ``name`` over ``region``, with the source pieces it reads."""
+        var = self.variables[name]
+        if not var.concat:
+            return Block(name, region, [Piece(0, slice(None), slice(None))])
+        t = var.dims.index(self.concat_dim)
+        lo, hi = region[t].start, region[t].stop
+        pieces = [
+            Piece(
+                i,
+                slice(max(lo, s.start) - s.start, min(hi, s.start + s.length) - s.start),
+                slice(max(lo, s.start) - lo, min(hi, s.start + s.length) - lo),
+            )
+            for i, s in enumerate(self.sources)
+            if s.start < hi and s.start + s.length > lo
+        ]
+        return Block(name, region, pieces)
 
     def summary(self) -> dict[str, Any]:
         """The plan as JSON (stored in the product's record and operation)."""

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from arcodex.convert._target import Target, s3_settings
+from arcodex.convert._target import Target, container_credentials
 from arcodex.errors import ConversionError, NotFoundError, ValidationError
 
 __all__ = ["FORMATS", "MEDIA_TYPES", "PROVENANCE_ATTR", "Product", "ProductFormat"]
@@ -105,31 +105,9 @@ class Product:
         with _quiet():
             return icechunk.Repository.fetch_config(self.target.icechunk_storage())
 
-    def credentials(self) -> dict[str, Any] | None:
+    def credentials(self) -> Any:
         """Authorisation of the virtual chunk containers (from the source storage options)."""
-        if not self.containers:
-            return None
-        import icechunk
-
-        creds: dict[str, Any] = {}
-        for prefix in self.containers:
-            if prefix.startswith("file://"):
-                creds[prefix] = icechunk.credentials.LocalFileSystemAccess
-            elif prefix.startswith("s3://"):
-                settings = s3_settings(self.source_options)
-                if settings.get("anonymous"):
-                    creds[prefix] = icechunk.s3_credentials(anonymous=True)
-                elif settings.get("access_key_id"):
-                    creds[prefix] = icechunk.s3_credentials(
-                        access_key_id=settings["access_key_id"],
-                        secret_access_key=settings["secret_access_key"],
-                        session_token=settings.get("session_token"),
-                    )
-                else:
-                    creds[prefix] = icechunk.s3_credentials(from_env=True)
-            else:
-                creds[prefix] = None
-        return icechunk.containers_credentials(creds)
+        return container_credentials(self.containers, self.source_options)
 
     def repository(self, *, create: bool = False, config: Any = None) -> Any:
         import icechunk

@@ -366,6 +366,37 @@ def resolve_product(
     return prod
 
 
+def locate_product(
+    stack: ExitStack,
+    product: str | os.PathLike[str] | Product,
+    catalog: Any,
+    source_profile: str | None,
+    storage_options: Mapping[str, Any] | None,
+    dest_options: Mapping[str, Any] | None,
+    group: str | None,
+    branch: str,
+) -> tuple[Catalog | None, Product, dict[str, Any]]:
+    """The catalog (opened on ``stack``), the product, and the options to read its sources."""
+    cat = open_catalog_arg(catalog, stack)
+    options = source_options(cat, source_profile, storage_options)
+    return cat, resolve_product(product, cat, dest_options, options, group, branch), options
+
+
+def provenance_of(
+    product: Product, cat: Catalog | None, options: dict[str, Any], what_else: str
+) -> tuple[Product, dict[str, Any], dict[str, Any]]:
+    """The product's provenance, with the source profile it records applied.
+
+    Raises:
+        ValidationError: the product was not made by arcodex (``what_else`` says what to do).
+    """
+    provenance = product.provenance()
+    if not provenance:
+        raise ValidationError(f"{product.target.url} carries no arcodex provenance; {what_else}")
+    product, options = recorded_profile(product, provenance, cat, options)
+    return product, provenance, options
+
+
 def recorded_profile(
     product: Product,
     provenance: Mapping[str, Any],

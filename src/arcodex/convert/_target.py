@@ -8,14 +8,14 @@ non-secret options.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from arcodex.errors import StorageError, ValidationError
 
-__all__ = ["Target", "s3_settings"]
+__all__ = ["Target", "container_credentials", "s3_settings"]
 
 _SECRET_KEYS = {"key", "secret", "token", "password", "aws_secret_access_key", "session_token"}
 
@@ -115,6 +115,39 @@ class Target:
         return icechunk.s3_storage(
             bucket=bucket, prefix=prefix or None, **s3_settings(self.storage_options)
         )
+
+
+def container_credentials(prefixes: Sequence[str], options: Mapping[str, Any]) -> Any:
+    """Icechunk's authorisation of virtual chunk containers (None when there are none).
+
+    Local and HTTP containers need no secret; S3 ones use the key in ``options``
+    (s3fs storage options), else the environment.
+    """
+    if not prefixes:
+        return None
+    import icechunk
+
+    settings = s3_settings(options)
+    creds: dict[str, Any] = {}
+    for prefix in prefixes:
+        if prefix.startswith("file://"):
+            creds[prefix] = icechunk.credentials.LocalFileSystemAccess
+        elif prefix.startswith(("http://", "https://")):
+            creds[prefix] = icechunk.credentials.HttpAccess
+        elif prefix.startswith("s3://"):
+            if settings.get("anonymous"):
+                creds[prefix] = icechunk.s3_credentials(anonymous=True)
+            elif settings.get("access_key_id"):
+                creds[prefix] = icechunk.s3_credentials(
+                    access_key_id=settings["access_key_id"],
+                    secret_access_key=settings["secret_access_key"],
+                    session_token=settings.get("session_token"),
+                )
+            else:
+                creds[prefix] = icechunk.s3_credentials(from_env=True)
+        else:
+            creds[prefix] = None
+    return icechunk.containers_credentials(creds)
 
 
 def s3_settings(options: Mapping[str, Any]) -> dict[str, Any]:
