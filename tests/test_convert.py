@@ -32,13 +32,12 @@ from arcodex.catalog import Catalog
 from arcodex.catalog._journal import FAIL_AT_ENV, KILL_AT_ENV, InjectedFailure
 from arcodex.convert import check, convert, open_product
 from arcodex.errors import ConversionError, ValidationError
+from arcodex.testing import S3_KEY_ID, S3_SECRET, assert_same_values, sources_dataset
 
 xr = pytest.importorskip("xarray")
 zarr = pytest.importorskip("zarr")
 icechunk = pytest.importorskip("icechunk")
 
-KEY_ID = "AKIAARCODEXTESTKEY"
-SECRET = "arcodex-test-secret-7f3c9d"
 KINDS = ("regular", "curvilinear", "lon360", "noleap", "multivar", "depth", "packed")
 #: (to, format) of each product kind.
 TARGETS = {
@@ -78,34 +77,6 @@ def _convert(src: str | list[str], target: str, dest: Path, **kwargs: Any) -> An
     kwargs.setdefault("cluster", "threads")
     kwargs.setdefault("workers", 2)
     return convert(src, to=to, format=fmt, dest=dest, **kwargs)
-
-
-def _reference(files: list[Path], dim: str, *, raw: bool) -> Any:
-    """The sources as xarray concatenates them (files given in time order)."""
-    ds = xr.open_mfdataset(
-        [str(f) for f in files],
-        combine="nested",
-        concat_dim=dim,
-        decode_cf=not raw,
-        data_vars="minimal",
-        coords="minimal",
-        compat="override",
-        join="exact",
-    )
-    with ds:
-        return ds.load()
-
-
-def _assert_same_values(got: Any, want: Any) -> None:
-    """Every variable of ``want`` is in ``got`` with the same dims, dtype and values (NaN = NaN)."""
-    assert set(want.variables) <= set(got.variables), (set(want.variables), set(got.variables))
-    for name, var in want.variables.items():
-        other = got.variables[name]
-        assert other.dims == var.dims, name
-        assert other.dtype == var.dtype, (name, other.dtype, var.dtype)
-        np.testing.assert_array_equal(
-            np.asarray(other.values), np.asarray(var.values), err_msg=name
-        )
 
 
 def _zarr_group(path: Path, mode: str = "r") -> Any:
@@ -149,13 +120,13 @@ def test_product_equals_sources(tmp_path: Path, kind: str, target: str) -> None:
 
     raw = result.product.open(raw=True)
     with raw:
-        want = _reference(files, dim, raw=True)
-        _assert_same_values(raw, want)
+        want = sources_dataset(files, dim, raw=True)
+        assert_same_values(raw, want)
         assert raw.sizes[dim] == 12
 
     decoded = open_product(dest)
     with decoded:
-        want = _reference(files, dim, raw=False)
+        want = sources_dataset(files, dim, raw=False)
         got = decoded[list(want.data_vars)].load()
         # Packed int16 decodes to float64 from Zarr but float32 from NetCDF: Zarr's JSON
         # attributes keep scale_factor=0.01 as a (float64) number, not as a float32. The
@@ -176,8 +147,8 @@ def test_names_out_of_time_order_are_sorted_by_time(tmp_path: Path) -> None:
     with result.product.open(raw=True) as ds:
         times = ds["time"].values
         assert np.all(np.diff(times) > 0)
-        want = _reference(files, "time", raw=True)  # files in time order
-        _assert_same_values(ds, want)
+        want = sources_dataset(files, "time", raw=True)  # files in time order
+        assert_same_values(ds, want)
     assert [Path(s.url).name for s in result.plan.sources] == [f.name for f in files]
 
 
@@ -186,14 +157,14 @@ def test_names_out_of_time_order_are_sorted_by_time(tmp_path: Path) -> None:
 
 def test_plain_libraries_open_the_products(tmp_path: Path) -> None:
     src, files = _archive(tmp_path)
-    want = _reference(files, "time", raw=True)
+    want = sources_dataset(files, "time", raw=True)
 
     _convert(_glob(src), "zarr", tmp_path / "out.zarr")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         ds = xr.open_zarr(tmp_path / "out.zarr", decode_cf=False)
     with ds:
-        _assert_same_values(ds, want)
+        assert_same_values(ds, want)
 
     _convert(_glob(src), "icechunk", tmp_path / "out.icechunk")
     repo = icechunk.Repository.open(
@@ -201,13 +172,13 @@ def test_plain_libraries_open_the_products(tmp_path: Path) -> None:
     )
     store = repo.readonly_session("main").store
     with xr.open_zarr(store, consolidated=False, decode_cf=False) as ds:
-        _assert_same_values(ds, want)
+        assert_same_values(ds, want)
 
     _convert(_glob(src), "kerchunk", tmp_path / "out.json")
     # The kerchunk engine takes the references' path as a string (not a Path), and decodes
     # times whatever decode_cf says: compare decoded values.
     with xr.open_dataset(str(tmp_path / "out.json"), engine="kerchunk") as ds:
-        xr.testing.assert_allclose(ds.load(), _reference(files, "time", raw=False))
+        xr.testing.assert_allclose(ds.load(), sources_dataset(files, "time", raw=False))
 
 
 # -- 4. check finds damaged products ---------------------------------------------------------
@@ -348,7 +319,7 @@ def test_zarr_format_2(tmp_path: Path) -> None:
     assert _zarr_group(dest)["tas"].metadata.zarr_format == 2
     with open_product(dest) as ds:
         xr.testing.assert_allclose(
-            ds[["tas"]].load(), _reference(files, "time", raw=False)[["tas"]]
+            ds[["tas"]].load(), sources_dataset(files, "time", raw=False)[["tas"]]
         )
     assert check(dest, cluster="threads").status == "pass"
 
@@ -523,26 +494,6 @@ def test_killed_convert_is_recovered(tmp_path: Path, state: str) -> None:
 # -- 12. S3 --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on a free loopback port (as in test_storage)."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{server._server.server_port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-
-
 @pytest.fixture
 def s3_sources(
     tmp_path: Path, s3_endpoint: str, s3_env: None
@@ -554,15 +505,15 @@ def s3_sources(
     client = boto3.client(
         "s3",
         endpoint_url=s3_endpoint,
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
+        aws_access_key_id=S3_KEY_ID,
+        aws_secret_access_key=S3_SECRET,
         region_name="us-east-1",
     )
     client.create_bucket(Bucket=bucket)
     _, files = _archive(tmp_path)
     for f in files:
         client.upload_file(str(f), bucket, f"src/{f.name}")
-    options = {"key": KEY_ID, "secret": SECRET, "endpoint_url": s3_endpoint}
+    options = {"key": S3_KEY_ID, "secret": S3_SECRET, "endpoint_url": s3_endpoint}
     return bucket, options, files
 
 
@@ -573,7 +524,7 @@ def test_s3_sources_to_local_zarr(tmp_path: Path, s3_sources: Any) -> None:
     assert result.status == "pass", result.report.reasons
     assert [s.url for s in result.plan.sources] == [f"s3://{bucket}/src/{f.name}" for f in files]
     with result.product.open(raw=True) as ds:
-        _assert_same_values(ds, _reference(files, "time", raw=True))
+        assert_same_values(ds, sources_dataset(files, "time", raw=True))
     assert check(dest, storage_options=options).status == "pass"
 
 
@@ -586,7 +537,7 @@ def test_local_sources_to_s3_zarr(tmp_path: Path, s3_sources: Any) -> None:
     assert result.status == "pass", result.report.reasons
     with open_product(dest, dest_options=options) as ds:
         xr.testing.assert_allclose(
-            ds[["tas"]].load(), _reference(files, "time", raw=False)[["tas"]]
+            ds[["tas"]].load(), sources_dataset(files, "time", raw=False)[["tas"]]
         )
     assert check(dest, dest_options=options).status == "pass"
 
@@ -603,8 +554,8 @@ def test_s3_to_s3_product_is_updated(tmp_path: Path, s3_sources: Any, target: st
     client = boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
+        aws_access_key_id=S3_KEY_ID,
+        aws_secret_access_key=S3_SECRET,
         region_name="us-east-1",
     )
     for f in more:
@@ -617,7 +568,7 @@ def test_s3_to_s3_product_is_updated(tmp_path: Path, s3_sources: Any, target: st
     assert updated.status == "pass", updated.report.reasons
     assert updated.changes["appended_steps"] == 8
     with updated.product.open(raw=True) as ds:
-        _assert_same_values(ds, _reference([*files, *more], "time", raw=True))
+        assert_same_values(ds, sources_dataset([*files, *more], "time", raw=True))
     assert check(dest, **both).status == "pass"
 
 
@@ -627,7 +578,7 @@ def test_s3_sources_to_virtual_icechunk(tmp_path: Path, s3_sources: Any) -> None
     result = _convert(f"s3://{bucket}/src/*.nc", "virtual-icechunk", dest, storage_options=options)
     assert result.status == "pass", result.report.reasons
     with result.product.open(raw=True) as ds:
-        _assert_same_values(ds, _reference(files, "time", raw=True))
+        assert_same_values(ds, sources_dataset(files, "time", raw=True))
     assert check(dest, storage_options=options).status == "pass"
 
 
@@ -637,7 +588,7 @@ def test_s3_sources_to_kerchunk(tmp_path: Path, s3_sources: Any) -> None:
     result = _convert(f"s3://{bucket}/src/*.nc", "kerchunk", dest, storage_options=options)
     assert result.status == "pass", result.report.reasons
     with result.product.open(raw=True) as ds:
-        _assert_same_values(ds, _reference(files, "time", raw=True))
+        assert_same_values(ds, sources_dataset(files, "time", raw=True))
 
 
 # -- 13. a real process cluster --------------------------------------------------------------
@@ -649,7 +600,7 @@ def test_local_process_cluster(tmp_path: Path) -> None:
     result = convert(_glob(src), to="zarr", dest=dest, cluster="local", workers=2)
     assert result.status == "pass", result.report.reasons
     with result.product.open(raw=True) as ds:
-        _assert_same_values(ds, _reference(files, "time", raw=True))
+        assert_same_values(ds, sources_dataset(files, "time", raw=True))
 
 
 # -- the cluster keeps off the default dashboard port -----------------------------------------
@@ -701,7 +652,7 @@ def test_existing_scheduler_by_address(tmp_path: Path) -> None:
         )
     assert result.status == "pass", result.report.reasons
     with result.product.open(raw=True) as ds:
-        _assert_same_values(ds, _reference(files, "time", raw=True))
+        assert_same_values(ds, sources_dataset(files, "time", raw=True))
 
 
 def test_no_scheduler_at_the_address_is_one_clear_error(tmp_path: Path) -> None:
@@ -718,7 +669,7 @@ def test_product_in_a_group(tmp_path: Path, target: str) -> None:
     result = _convert(_glob(src), target, dest, group="ocean/daily")
     assert result.status == "pass", result.report.reasons
     with result.product.open(raw=True) as ds:
-        _assert_same_values(ds, _reference(files, "time", raw=True))
+        assert_same_values(ds, sources_dataset(files, "time", raw=True))
     if target == "zarr":
         with xr.open_zarr(dest, group="ocean/daily") as ds:
             assert ds.sizes["time"] == 12
@@ -787,13 +738,13 @@ def test_s3_profile_secrets_reach_no_record_product_log_or_journal(
     for path in (tmp_path / "cat").rglob("*"):
         if path.is_file():
             data = path.read_bytes()
-            assert SECRET.encode() not in data, path
-            assert KEY_ID.encode() not in data, path
+            assert S3_SECRET.encode() not in data, path
+            assert S3_KEY_ID.encode() not in data, path
     client = boto3.client(
         "s3",
         endpoint_url=options["endpoint_url"],
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
+        aws_access_key_id=S3_KEY_ID,
+        aws_secret_access_key=S3_SECRET,
         region_name="us-east-1",
     )
     keys = [
@@ -806,7 +757,7 @@ def test_s3_profile_secrets_reach_no_record_product_log_or_journal(
     assert keys, "the product is in the profile's bucket"
     for key in keys:
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-        assert SECRET.encode() not in body, key
+        assert S3_SECRET.encode() not in body, key
 
 
 def test_batch_cluster_without_dask_jobqueue_is_one_clear_error(tmp_path: Path) -> None:
@@ -844,7 +795,7 @@ def test_netcdf3_sources_on_threads(tmp_path: Path) -> None:
     result = _convert(str(classic / "*.nc"), "zarr", tmp_path / "out.zarr")
     assert result.status == "pass", result.report.reasons
     with result.product.open(raw=True) as ds:
-        _assert_same_values(ds, _reference(sorted(classic.glob("*.nc")), "time", raw=True))
+        assert_same_values(ds, sources_dataset(sorted(classic.glob("*.nc")), "time", raw=True))
     with pytest.raises(ConversionError, match="is NetCDF3, which virtual references do not cover"):
         _convert(str(classic / "*.nc"), "kerchunk", tmp_path / "out.json")
     assert not (tmp_path / "out.json").exists()

@@ -29,6 +29,7 @@ from arcodex.catalog import Catalog
 from arcodex.catalog._journal import FAIL_AT_ENV, KILL_AT_ENV, InjectedFailure
 from arcodex.convert import Product, check, convert, update
 from arcodex.errors import ConversionError, ValidationError
+from arcodex.testing import assert_same_values, sources_dataset
 
 xr = pytest.importorskip("xarray")
 zarr = pytest.importorskip("zarr")
@@ -104,38 +105,10 @@ def _update(product: Any, sources: Any, **kwargs: Any) -> Any:
     return update(product, sources, **kwargs)
 
 
-def _reference(files: list[Path], dim: str = "time", *, raw: bool = True) -> Any:
-    """The sources as xarray concatenates them (files given in time order)."""
-    ds = xr.open_mfdataset(
-        [str(f) for f in files],
-        combine="nested",
-        concat_dim=dim,
-        decode_cf=not raw,
-        data_vars="minimal",
-        coords="minimal",
-        compat="override",
-        join="exact",
-    )
-    with ds:
-        return ds.load()
-
-
-def _assert_same_values(got: Any, want: Any) -> None:
-    """Every variable of ``want`` is in ``got`` with the same dims, dtype and values (NaN = NaN)."""
-    assert set(want.variables) <= set(got.variables), (set(want.variables), set(got.variables))
-    for name, var in want.variables.items():
-        other = got.variables[name]
-        assert other.dims == var.dims, name
-        assert other.dtype == var.dtype, (name, other.dtype, var.dtype)
-        np.testing.assert_array_equal(
-            np.asarray(other.values), np.asarray(var.values), err_msg=name
-        )
-
-
 def _assert_product_equals(product: Any, files: list[Path], steps: int) -> None:
     with product.open(raw=True) as ds:
         assert ds.sizes["time"] == steps
-        _assert_same_values(ds, _reference(files))
+        assert_same_values(ds, sources_dataset(files))
 
 
 def _tree(path: Path) -> dict[str, str]:
@@ -296,7 +269,7 @@ def test_changed_source_is_overwritten(tmp_path: Path, periods: Periods, target:
     want = [periods.files[0], changed, periods.files[2]]
     _assert_product_equals(result.product, want, 12)
     with result.product.open(raw=True) as ds:
-        orig = _reference(periods.files[:3])
+        orig = sources_dataset(periods.files[:3])
         np.testing.assert_array_equal(
             ds["tas"].values[4:8], orig["tas"].values[4:8] + np.float32(1)
         )
@@ -363,10 +336,10 @@ def test_new_variable_is_added(tmp_path: Path, target: str) -> None:
         "overwritten_sources": 0,
         "new_variables": ["pr"],
     }
-    want = _reference(periods.files[:3])
+    want = sources_dataset(periods.files[:3])
     with result.product.open(raw=True) as ds:
         assert ds.sizes["time"] == 12
-        _assert_same_values(ds, want[["tas", "pr"]])
+        assert_same_values(ds, want[["tas", "pr"]])
         assert "orog" not in ds.variables
     assert check(dest, cluster="threads").status == "pass"
     assert _update(dest, periods.src_glob, variables=["pr"]).changes == {"unchanged": True}
@@ -376,7 +349,7 @@ def test_new_variable_is_added(tmp_path: Path, target: str) -> None:
     assert more.status == "pass", more.report.reasons
     assert more.changes["new_variables"] == []
     with more.product.open(raw=True) as ds:
-        _assert_same_values(ds, _reference(periods.files)[["tas", "pr"]])
+        assert_same_values(ds, sources_dataset(periods.files)[["tas", "pr"]])
     if target == "zarr":
         assert _backups(dest) == []
 

@@ -317,45 +317,34 @@ def test_client_opens_every_product_of_the_catalog(products: tuple[Path, dict[st
 
 
 def test_export_to_s3_is_incremental(
-    tmp_path: Path, products: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+    products: tuple[Path, dict[str, str]], s3_endpoint: str, s3_env: None
 ) -> None:
     """The static catalog published to an S3 endpoint (moto on loopback)."""
-    pytest.importorskip("moto")
     import boto3
     import s3fs
-    from moto.server import ThreadedMotoServer
 
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "stac-test-key")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "stac-test-secret")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            aws_access_key_id="stac-test-key",
-            aws_secret_access_key="stac-test-secret",
-            region_name="us-east-1",
-        ).create_bucket(Bucket="published-stac")
-        options = {"endpoint_url": endpoint, "skip_instance_cache": True}
-        root, ids = products
-        with Catalog.open(root) as cat:
-            first = export_stac(cat, "s3://published-stac/stac", storage_options=options)
-            assert first.written and first.report.valid
-            again = export_stac(cat, "s3://published-stac/stac", storage_options=options)
-            assert again.written == [] and again.unchanged == len(first.written)
-            assert export_stac(
-                cat, "s3://published-stac/stac", storage_options=options, check=True
-            ).ok
-        fs = s3fs.S3FileSystem(endpoint_url=endpoint, skip_instance_cache=True)
-        catalog = json.loads(fs.cat_file("published-stac/stac/catalog.json"))
-        children = [link["href"] for link in catalog["links"] if link["rel"] == "child"]
-        assert len(children) == len(ids)
-        assert all(href.startswith("./") for href in children)
-    finally:
-        server.stop()
+    from arcodex.testing import S3_KEY_ID, S3_SECRET
+
+    boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id=S3_KEY_ID,
+        aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1",
+    ).create_bucket(Bucket="published-stac")
+    options = {"endpoint_url": s3_endpoint, "skip_instance_cache": True}
+    root, ids = products
+    with Catalog.open(root) as cat:
+        first = export_stac(cat, "s3://published-stac/stac", storage_options=options)
+        assert first.written and first.report.valid
+        again = export_stac(cat, "s3://published-stac/stac", storage_options=options)
+        assert again.written == [] and again.unchanged == len(first.written)
+        assert export_stac(cat, "s3://published-stac/stac", storage_options=options, check=True).ok
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    catalog = json.loads(fs.cat_file("published-stac/stac/catalog.json"))
+    children = [link["href"] for link in catalog["links"] if link["rel"] == "child"]
+    assert len(children) == len(ids)
+    assert all(href.startswith("./") for href in children)
 
 
 def test_icechunk_tags_are_versions(tmp_path: Path) -> None:

@@ -21,29 +21,7 @@ from arcodex.storage import (
     S3ProfileConfig,
     open_storage,
 )
-
-KEY_ID = "AKIAARCODEXTESTKEY"
-SECRET = "arcodex-test-secret-7f3c9d"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on a free loopback port, as s3fs and zarr test themselves."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{server._server.server_port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+from arcodex.testing import S3_KEY_ID, S3_SECRET
 
 
 def _bucket(endpoint: str) -> str:
@@ -53,8 +31,8 @@ def _bucket(endpoint: str) -> str:
     boto3.client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id=KEY_ID,
-        aws_secret_access_key=SECRET,
+        aws_access_key_id=S3_KEY_ID,
+        aws_secret_access_key=S3_SECRET,
         region_name="us-east-1",
     ).create_bucket(Bucket=name)
     return name
@@ -170,11 +148,11 @@ def test_secrets_never_reach_records_config_or_database(
     for path in s3_catalog.root.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
-            assert SECRET.encode() not in data, path
-            assert KEY_ID.encode() not in data, path
+            assert S3_SECRET.encode() not in data, path
+            assert S3_KEY_ID.encode() not in data, path
     reopened = Catalog.open(s3_catalog.root)
-    assert SECRET not in reopened.get(rec.id).model_dump_json()
-    assert SECRET not in str(reopened.info().to_dict())
+    assert S3_SECRET not in reopened.get(rec.id).model_dump_json()
+    assert S3_SECRET not in str(reopened.info().to_dict())
 
 
 def test_missing_credentials_is_one_clear_error(
@@ -216,7 +194,7 @@ def test_unreachable_endpoint_changes_nothing(tmp_path: Path, s3_env: None) -> N
         cat.add_file(src, profile="s3")
     message = str(info.value)
     assert "\n" not in message and "profile 's3'" in message
-    assert SECRET not in message
+    assert S3_SECRET not in message
     assert cat.count() == 0
 
 
@@ -226,14 +204,16 @@ def test_credentials_file(
     monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY", raising=False)
     creds = tmp_path / "credentials"
-    creds.write_text(f"[project]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n")
+    creds.write_text(
+        f"[project]\naws_access_key_id = {S3_KEY_ID}\naws_secret_access_key = {S3_SECRET}\n"
+    )
     profile = _s3_profile(s3_endpoint, credentials_file=str(creds), credentials_section="project")
     cat = Catalog.create(tmp_path / "cat", config=CatalogConfig(profiles={"s3": profile}))
     src = tmp_path / "a.txt"
     src.write_text("a")
     rec = cat.add_file(src, profile="s3")
     assert cat.path(rec.id).startswith("s3://")
-    assert SECRET not in (cat.root / "arcodex.yaml").read_text()
+    assert S3_SECRET not in (cat.root / "arcodex.yaml").read_text()
 
 
 def test_template_cannot_escape_the_root(tmp_path: Path) -> None:
@@ -305,7 +285,7 @@ def test_wrong_credentials_are_one_clear_error(
     tmp_path: Path, s3_checking_credentials: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
     profile = S3ProfileConfig(
         bucket="some-bucket",
         endpoint_url=s3_checking_credentials,
@@ -317,9 +297,9 @@ def test_wrong_credentials_are_one_clear_error(
     src.write_text("a")
     with pytest.raises(AuthError, match="access denied; check the credentials") as info:
         cat.add_file(src, profile="s3")
-    assert SECRET not in str(info.value)
+    assert S3_SECRET not in str(info.value)
     assert cat.count() == 0
     (failed,) = cat.logs(event="operation.failed")
     assert failed["exc_type"] == "AuthError"
     logs = "".join(p.read_text() for p in (cat.root / "state" / "logs").glob("*.jsonl"))
-    assert SECRET not in logs
+    assert S3_SECRET not in logs

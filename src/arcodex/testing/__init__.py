@@ -11,14 +11,37 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["BackendContract", "clear_backend", "full_record", "sample_records", "search_ids"]
+__all__ = [
+    "S3_KEY_ID",
+    "S3_SECRET",
+    "BackendContract",
+    "assert_same_values",
+    "clear_backend",
+    "full_record",
+    "s3_server",
+    "sample_records",
+    "search_ids",
+    "sources_dataset",
+]
 
 if TYPE_CHECKING:
     from arcodex.testing._contract import BackendContract
+    from arcodex.testing._datasets import (
+        S3_KEY_ID,
+        S3_SECRET,
+        assert_same_values,
+        s3_server,
+        sources_dataset,
+    )
     from arcodex.testing._support import clear_backend, full_record, sample_records, search_ids
 
 _LAZY = {
     "BackendContract": "arcodex.testing._contract",
+    "S3_KEY_ID": "arcodex.testing._datasets",
+    "S3_SECRET": "arcodex.testing._datasets",
+    "assert_same_values": "arcodex.testing._datasets",
+    "s3_server": "arcodex.testing._datasets",
+    "sources_dataset": "arcodex.testing._datasets",
     "clear_backend": "arcodex.testing._support",
     "full_record": "arcodex.testing._support",
     "sample_records": "arcodex.testing._support",
