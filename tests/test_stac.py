@@ -369,6 +369,13 @@ def test_icechunk_tags_are_versions(tmp_path: Path) -> None:
         versions = version_items(record, item, cat)
         assert [v.id for v in versions] == [f"{record.id}@v2", f"{record.id}@v1"]
         assert [v.properties["version"] for v in versions] == ["v2", "v1"]
+        # Each version describes its own snapshot: v1 ends where the first two files end.
+        assert versions[1].properties["end_datetime"] < item.properties["end_datetime"]
+        assert versions[0].properties["end_datetime"] == item.properties["end_datetime"]
+        assert (
+            versions[1].properties["cube:dimensions"]["time"]["extent"][1]
+            == (versions[1].properties["end_datetime"])
+        )
         with open_dataset(versions[1]) as v1, open_dataset(item) as latest:
             assert v1.sizes["time"] == 4 and latest.sizes["time"] == 6
         docs = build_documents(cat)
@@ -387,5 +394,23 @@ def test_icechunk_tags_are_versions(tmp_path: Path) -> None:
             latest_doc = (await http.get(f"{base}/{record.id}")).json()
             assert any(link["rel"] == "predecessor-version" for link in latest_doc["links"])
             assert (await http.get(f"{base}/{record.id}@v9")).status_code == 404
+            every = [record.id, f"{record.id}@v2", f"{record.id}@v1"]
+            listed = (await http.get(base)).json()
+            assert [f["id"] for f in listed["features"]] == every
+            # Pages count Items: a record's versions may span pages, each sent once.
+            seen: list[str] = []
+            body: dict[str, Any] = {"collections": [record.id], "limit": 2}
+            while True:
+                page = (await http.post("/stac/search", json=body)).json()
+                seen += [f["id"] for f in page["features"]]
+                assert len(page["features"]) <= 2
+                following = [link for link in page["links"] if link["rel"] == "next"]
+                if not following:
+                    break
+                body = following[0]["body"]
+            assert seen == every
+            by_id = (await http.get("/stac/search", params={"ids": f"{record.id}@v1"})).json()
+            assert [f["id"] for f in by_id["features"]] == [f"{record.id}@v1"]
+            assert by_id["features"][0]["properties"]["version"] == "v1"
 
     asyncio.run(through_the_api())

@@ -76,6 +76,8 @@ class DocumentCache:
 
     def versions(self, record: Record) -> list[dict[str, Any]]:
         """The unlinked Items of the record's tagged versions (Icechunk), newest first."""
+        if not self._versioned(record):
+            return []
         key = (record.id, record.version)
         with self._lock:
             found = self._versions.get(key)
@@ -136,7 +138,7 @@ class DocumentCache:
             {"rel": "collection", "href": collection, "type": _JSON},
             {"rel": "root", "href": base_url, "type": _JSON},
         ]
-        versions = self.versions(record) if self._versioned(record) else []
+        versions = self.versions(record)
         if versions:
             doc["links"].append(
                 {

@@ -260,7 +260,9 @@ class CatalogClient(BaseCoreClient):
                 base, Branch(conditions=(Condition(field="id", op="in", value=list(collections)),))
             )
         if ids:
-            base = _and(base, Branch(conditions=(Condition(field="id", op="in", value=list(ids)),)))
+            # A version Item ({record}@{tag}) is found through its record.
+            records = sorted({*ids, *(i.partition("@")[0] for i in ids if "@" in i)})
+            base = _and(base, Branch(conditions=(Condition(field="id", op="in", value=records),)))
         if bbox is not None:
             box = list(bbox)
             box = [box[0], box[1], box[3], box[4]] if len(box) == 6 else box
@@ -274,10 +276,19 @@ class CatalogClient(BaseCoreClient):
             expr = parse_filter(filter_expr, filter_lang)
             branches = [m for b in branches_for(expr) if (m := base.merge(b)) is not None]
         sort = [SortKey(field=_sort_field(name), descending=desc) for name, desc in sortby]
-        records, next_token = self._run(branches, sort, limit, token)
         base_url = get_base_url(request)
+        found, next_token = self._features(branches, sort, limit, token, ids)
         include, exclude = fields
-        features = [apply_fields(self.cache.item(r, base_url), include, exclude) for r in records]
+        features = [
+            apply_fields(
+                self.cache.item(record, base_url)
+                if item_id == record.id
+                else self.cache.version(record, item_id, base_url) or {},
+                include,
+                exclude,
+            )
+            for record, item_id in found
+        ]
         links: list[dict[str, Any]] = [
             {"rel": "root", "href": base_url, "type": "application/json"},
         ]
@@ -305,6 +316,44 @@ class CatalogClient(BaseCoreClient):
             "links": links,
             "numberReturned": len(features),
         }
+
+    def _features(
+        self,
+        branches: list[Branch],
+        sort: list[SortKey],
+        limit: int,
+        token: str | None,
+        ids: Sequence[str] | None,
+    ) -> tuple[list[tuple[Record, str]], str | None]:
+        """One page of Items as (record, item id): each record's Item, then its versions.
+
+        Pages are counted in Items. A record whose versions do not fit on the page
+        is read again by the next one, whose token is ``v{skip}~{records' token}``:
+        the records from the same place, less the Items already sent.
+        """
+        skip, cursor = 0, token
+        if token and "~" in token:
+            head, _, cursor = token.partition("~")
+            try:
+                skip = int(head.removeprefix("v"))
+            except ValueError:
+                raise QueryError("bad token; start again without it") from None
+            cursor = cursor or None
+        records, next_cursor = self._run(branches, sort, skip + limit, cursor)
+        wanted = set(ids or ())
+        found = [
+            (record, item_id)
+            for record in records
+            for item_id in self._item_ids(record)
+            if not wanted or item_id in wanted
+        ]
+        if len(found) > skip + limit:
+            return found[skip : skip + limit], f"v{skip + limit}~{cursor or ''}"
+        return found[skip:], next_cursor
+
+    def _item_ids(self, record: Record) -> list[str]:
+        """The record's Item, then those of its tagged versions, newest first."""
+        return [record.id, *(doc["id"] for doc in self.cache.versions(record))]
 
     def _run(
         self, branches: list[Branch], sort: list[SortKey], limit: int, token: str | None

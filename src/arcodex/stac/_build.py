@@ -95,6 +95,7 @@ def version_items(
     for tag, snapshot in tags:
         version = item.clone()
         version.id = f"{record.id}@{tag}"
+        _describe_snapshot(version, product, snapshot)
         version.properties["version"] = tag
         version.properties["arcodex:snapshot"] = snapshot
         version.properties["title"] = f"{item.properties.get('title', record.id)} ({tag})"
@@ -105,6 +106,25 @@ def version_items(
             asset.extra_fields["icechunk:snapshot"] = snapshot
         out.append(version)
     return out
+
+
+def _describe_snapshot(version: pystac.Item, product: Any, snapshot: str) -> None:
+    """The datacube and time extent of the Item as they were at ``snapshot``."""
+    info = _Info()
+    try:
+        with product.open(snapshot=snapshot) as ds:
+            _cube(ds, info)
+    except Exception:  # a snapshot that cannot be read keeps the latest description
+        return
+    if info.dimensions:
+        version.properties["cube:dimensions"] = info.dimensions
+        version.properties["cube:variables"] = info.variables
+    for dim in info.dimensions.values():
+        start, end = dim["extent"] if dim.get("type") == "temporal" else (None, None)
+        if start and end:
+            version.properties["start_datetime"], version.properties["end_datetime"] = start, end
+            version.datetime = None
+            break
 
 
 def collection_for(
