@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules: an S3 endpoint on loopback and its credentials."""
+"""Fixtures shared by the test modules: an S3 endpoint on loopback and its credentials, and an
+empty STAC extension schema cache."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ from collections.abc import Iterator
 import pytest
 
 from arcodex.testing import S3_KEY_ID, S3_SECRET, s3_server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stac_schema_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """An empty extension schema cache: STAC validation must not depend on the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARCODEX_STAC_SCHEMAS", str(tmp_path_factory.mktemp("stac-schemas")))
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -414,3 +414,38 @@ def test_icechunk_tags_are_versions(tmp_path: Path) -> None:
             assert by_id["features"][0]["properties"]["version"] == "v1"
 
     asyncio.run(through_the_api())
+
+
+def test_published_asset_hrefs(tmp_path: Path) -> None:
+    """Configured prefixes turn local product paths into the public URLs serving them."""
+    from arcodex.catalog import CatalogConfig
+    from arcodex.client import Client
+    from arcodex.convert import convert
+    from arcodex.stac import public_href
+    from arcodex.testing import http_directory
+
+    assert public_href("file:///srv/data/a.zarr", {"/srv/data": "https://x.org/d/"}) == (
+        "https://x.org/d/a.zarr"
+    )
+    # Whole path segments only, the longest prefix first.
+    prefixes = {"/srv/data": "https://x.org/d", "/srv/data/ocean/": "https://ocean.x.org"}
+    assert public_href("file:///srv/database/a.nc", prefixes) == "file:///srv/database/a.nc"
+    assert public_href("file:///srv/data/ocean/b.zarr", prefixes) == "https://ocean.x.org/b.zarr"
+    assert public_href("s3://bucket/p/c.zarr", {"s3://bucket": "https://b.example"}) == (
+        "https://b.example/p/c.zarr"
+    )
+
+    files = write_archive(tmp_path / "src", "regular", files=2, steps=2)
+    with http_directory(tmp_path) as url:
+        config = CatalogConfig(stac_asset_hrefs={str(tmp_path / "cat"): f"{url}/cat"})
+        with Catalog.create(tmp_path / "cat", config=config) as cat:
+            made = convert([str(f) for f in files], to="zarr", catalog=cat, cluster="threads")
+            assert made.record is not None
+            docs = build_documents(cat)
+        item = next(d for d in docs.values() if d["id"] == made.record.id and "assets" in d)
+        assert item["assets"]["data"]["href"].startswith(f"{url}/cat/")
+        # Anyone can open the published Item over HTTP.
+        published = pystac.Item.from_dict(item)
+        opened = Client(tmp_path / "cat").open_dataset(published, variables=["tas"])
+        with made.product.open() as direct:
+            xr.testing.assert_identical(opened.load(), direct[["tas"]].load())

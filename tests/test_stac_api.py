@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +93,17 @@ def ids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def url(ids: dict[str, Any]) -> Iterator[str]:
+    with _uvicorn(ids["root"]) as base:
+        yield base
+
+
+@contextmanager
+def _uvicorn(root: Path) -> Iterator[str]:
+    """The arcodex server of the catalog at ``root`` on a loopback port; yields its URL."""
     from arcodex.server import create_app
 
     port = _free_port()
-    config = uvicorn.Config(
-        create_app(ids["root"]), host="127.0.0.1", port=port, log_level="critical"
-    )
+    config = uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="critical")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -105,9 +111,11 @@ def url(ids: dict[str, Any]) -> Iterator[str]:
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def _search(url: str, **params: Any) -> list[str]:
@@ -197,6 +205,10 @@ def test_or_filter_pages(url: str, ids: dict[str, Any]) -> None:
     seen = [i.id for page in client.search(filter=text, limit=1).pages() for i in page.items]
     want = [ids["japan"], ids["pacific"], ids["regular"], ids["lon360"]]
     assert sorted(seen) == sorted(want)
+    # Sorted, the union pages in the sort's order (newest first), each Item once.
+    pages = client.search(filter=text, limit=1, sortby="-properties.datetime").pages()
+    newest_first = [i.id for page in pages for i in page.items]
+    assert newest_first == [ids["japan"], ids["pacific"], ids["lon360"], ids["regular"]]
 
 
 def test_bbox_across_antimeridian_and_on_0_360_data(url: str, ids: dict[str, Any]) -> None:
@@ -344,27 +356,129 @@ def _offline_stac_validator(monkeypatch: pytest.MonkeyPatch) -> None:
 # pystac (walking the catalog for the validator) calls its own deprecated get_all_items.
 @pytest.mark.filterwarnings("ignore:get_all_items is deprecated:DeprecationWarning")
 def test_stac_api_validator(url: str, ids: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    _offline_stac_validator(monkeypatch)
+    # Its pagination check pages through one collection, and each collection here
+    # holds one item: test_configured_groups_are_collections runs it on a group.
+    errors = _validate_api(url, ids["japan"], [131, 31, 139, 39], pagination=False)
+    assert not errors, "\n".join(errors)
+
+
+def _validate_api(url: str, collection: str, box: list[float], *, pagination: bool) -> list[str]:
+    """stac-api-validator's errors for the five conformance classes arcodex serves."""
     from stac_api_validator.validations import QueryConfig, validate_api
 
-    _offline_stac_validator(monkeypatch)
+    west, south, east, north = box
     geometry = {
         "type": "Polygon",
-        "coordinates": [[[131, 31], [139, 31], [139, 39], [131, 39], [131, 31]]],
+        "coordinates": [
+            [[west, south], [east, south], [east, north], [west, north], [west, south]]
+        ],
     }
     _, errors = validate_api(
         root_url=f"{url}/stac",
         ccs_to_validate=["core", "collections", "features", "item-search", "filter"],
-        collection=ids["japan"],
+        collection=collection,
         geometry=json.dumps(geometry),
         auth_bearer_token=None,
         auth_query_parameter=None,
         fields_nested_property=None,
-        # Its pagination check pages through one collection, and each collection here
-        # holds one item; test_pagination_returns_every_item_once covers paging.
-        validate_pagination=False,
+        validate_pagination=pagination,
         query_config=QueryConfig(*[None] * 13),
         transaction_collection=None,
         headers={},
         open_assets_urls=False,
     )
-    assert not errors, "\n".join(errors)
+    return list(errors)
+
+
+@pytest.mark.filterwarnings("ignore:get_all_items is deprecated:DeprecationWarning")
+def test_configured_groups_are_collections(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records matching a configured group are Items of that Collection; the rest keep theirs."""
+    import asyncio
+
+    from arcodex.catalog import CatalogConfig
+    from arcodex.server import create_app
+    from arcodex.stac import build_documents, validate_stac
+
+    _offline_stac_validator(monkeypatch)
+    config = CatalogConfig(
+        stac_collections=[
+            {"id": "ocean", "where": ["tags=ocean"], "title": "Ocean", "license": "CC-BY-4.0"}
+        ]
+    )
+    with Catalog.create(tmp_path / "cat", config=config) as cat:
+        pacific, atlantic = cat.add_files(
+            [
+                _netcdf(
+                    tmp_path / "pacific.nc", [170.0, 175, 185, 190], [-10.0, 0, 10], "2003-01-01"
+                ),
+                _netcdf(tmp_path / "atlantic.nc", [-40.0, -30, -20], [20.0, 30, 40], "2004-01-01"),
+            ],
+            tags=["ocean"],
+        )
+        (japan,) = cat.add_files(
+            [_netcdf(tmp_path / "japan.nc", [130.0, 135, 140], [30.0, 35, 40], "2005-01-01")]
+        )
+        docs = build_documents(cat)
+        assert validate_stac(list(docs.values())).valid
+        collections = {d["id"]: d for d in docs.values() if d["type"] == "Collection"}
+        assert set(collections) == {"ocean", japan.id}
+        ocean = collections["ocean"]
+        assert ocean["license"] == "CC-BY-4.0" and ocean["title"] == "Ocean"
+        # The Pacific box crosses the antimeridian: the overall extent spans all longitudes.
+        overall = ocean["extent"]["spatial"]["bbox"][0]
+        assert overall[0] == -180.0 and overall[2] == 180.0
+        assert overall[1] == pytest.approx(-10.0) and overall[3] == pytest.approx(40.0)
+        start, end = ocean["extent"]["temporal"]["interval"][0]
+        assert start.startswith("2003-01-01") and end.startswith("2004-01-02")
+        members = {d["id"]: d["collection"] for d in docs.values() if d["type"] == "Feature"}
+        assert members == {pacific.id: "ocean", atlantic.id: "ocean", japan.id: japan.id}
+
+    async def through_the_api() -> None:
+        transport = httpx.ASGITransport(app=create_app(tmp_path / "cat"))
+        async with httpx.AsyncClient(transport=transport, base_url="http://arcodex") as http:
+            listed = (await http.get("/stac/collections")).json()["collections"]
+            assert sorted(c["id"] for c in listed) == sorted(["ocean", japan.id])
+            group = (await http.get("/stac/collections/ocean")).json()
+            assert group["extent"]["spatial"]["bbox"][0] == overall
+            items = (await http.get("/stac/collections/ocean/items")).json()["features"]
+            assert sorted(f["id"] for f in items) == sorted([pacific.id, atlantic.id])
+            assert {f["collection"] for f in items} == {"ocean"}
+            item = await http.get(f"/stac/collections/ocean/items/{pacific.id}")
+            assert item.status_code == 200 and item.json()["collection"] == "ocean"
+            # A member is not a Collection of its own, nor an Item of another.
+            assert (await http.get(f"/stac/collections/{pacific.id}")).status_code == 404
+            assert (
+                await http.get(f"/stac/collections/{japan.id}/items/{pacific.id}")
+            ).status_code == 404
+            found = (await http.get("/stac/search", params={"collections": "ocean"})).json()
+            assert sorted(f["id"] for f in found["features"]) == sorted([pacific.id, atlantic.id])
+            both = await http.post(
+                "/stac/search", json={"collections": ["ocean", japan.id], "bbox": [120, 0, 150, 50]}
+            )
+            assert [f["id"] for f in both.json()["features"]] == [japan.id]
+            mine = (await http.get("/stac/search", params={"collections": pacific.id})).json()
+            assert mine["features"] == []
+
+    asyncio.run(through_the_api())
+    with _uvicorn(tmp_path / "cat") as url:
+        errors = _validate_api(url, "ocean", [-50, 10, -10, 50], pagination=True)
+        assert not errors, "\n".join(errors)
+    # The client reading the catalog directly sees the same Collections.
+    from arcodex.client import Client
+
+    client = Client(tmp_path / "cat")
+    assert sorted(c.id for c in client.list_collections()) == sorted(["ocean", japan.id])
+    found = client.search(collections="ocean")
+    assert sorted(i.id for i in found.items) == sorted([pacific.id, atlantic.id])
+
+
+def test_bad_group_terms_are_refused_at_load(tmp_path: Path) -> None:
+    from arcodex.catalog import load_config
+    from arcodex.errors import ValidationError
+
+    (tmp_path / "arcodex.yaml").write_text(
+        "stac_collections:\n  - id: ocean\n    where: ['tags']\n", encoding="utf-8"
+    )
+    with pytest.raises(ValidationError, match=r"stac_collections\.0\.where.*bad query term"):
+        load_config(tmp_path)

@@ -6,13 +6,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from arcodex.errors import ValidationError
 from arcodex.storage import FileProfileConfig, ProfileConfig
 
-__all__ = ["CONFIG_FILE", "CatalogConfig", "ClusterConfig", "FileProfileConfig", "load_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "CatalogConfig",
+    "ClusterConfig",
+    "FileProfileConfig",
+    "StacCollectionConfig",
+    "load_config",
+]
 
 CONFIG_FILE = "arcodex.yaml"
 
@@ -37,6 +44,35 @@ class ClusterConfig(BaseModel):
     jobs: int = Field(default=1, ge=1, description="jobs to start on a batch cluster")
 
 
+class StacCollectionConfig(BaseModel):
+    """One STAC Collection grouping records (an entry of ``stac_collections``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="the Collection id")
+    where: list[str] = Field(
+        min_length=1,
+        description="query terms every member matches (tags=ocean, metadata.source=model …)",
+    )
+    title: str | None = None
+    description: str | None = None
+    license: str | None = Field(default=None, description="an SPDX id; default: the members'")
+    keywords: list[str] = Field(default_factory=list)
+    providers: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="STAC providers (name, roles, url); default: the members'",
+    )
+
+    @field_validator("where")
+    @classmethod
+    def _check_terms(cls, terms: list[str]) -> list[str]:
+        from arcodex.model import parse_term
+
+        for term in terms:
+            parse_term(term)  # a QueryError (a ValueError) names the bad term
+        return terms
+
+
 class CatalogConfig(BaseSettings):
     """Settings of one catalog. Environment variables win over the file (``ARCODEX_DATABASE_URL``,
     ``ARCODEX_PROFILES__LOCAL__ROOT`` …)."""
@@ -55,6 +91,20 @@ class CatalogConfig(BaseSettings):
     stac_profile: str | None = Field(
         default=None,
         description="a JSON Schema replacing arcodex's STAC metadata profile (relative to the root)",
+    )
+    stac_schemas: str | None = Field(
+        default=None,
+        description="the cache of STAC extension schemas (relative to the root); "
+        "default: ~/.cache/arcodex/stac-schemas",
+    )
+    stac_asset_hrefs: dict[str, str] = Field(
+        default_factory=dict,
+        description="published STAC asset hrefs: a local path or URL prefix -> the public "
+        "prefix that serves the same files (https://…); the longest prefix wins",
+    )
+    stac_collections: list[StacCollectionConfig] = Field(
+        default_factory=list,
+        description="Collections grouping records; a record in none is a Collection of its own",
     )
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig, description="the Dask cluster conversions run on"

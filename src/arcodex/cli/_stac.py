@@ -1,4 +1,5 @@
-"""``arcodex stac validate`` and ``arcodex stac export``: a command group over :mod:`arcodex.stac`."""
+"""``arcodex stac validate|export`` and ``arcodex stac schemas fetch|list``: a command group over
+:mod:`arcodex.stac`."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ def register(
 ) -> None:
     """Add the ``stac`` group to ``app`` (``command`` supplies the CLI's error handling)."""
     group = typer.Typer(
-        help="Describe the catalog as STAC: validate, export.", no_args_is_help=True
+        help="Describe the catalog as STAC: validate, export, cache extension schemas.",
+        no_args_is_help=True,
+    )
+    schemas = typer.Typer(
+        help="The offline cache of STAC extension schemas that validation uses.",
+        no_args_is_help=True,
     )
 
     @command("validate", api=(), engine=True, on=group)
@@ -33,14 +39,25 @@ def register(
                 help="A record id, a STAC file or directory, or a URL; default: every dataset."
             ),
         ] = None,
+        strict_extensions: Annotated[
+            bool,
+            typer.Option(
+                "--strict-extensions",
+                help="An extension whose schema is not cached is a problem, not a notice.",
+            ),
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Validate STAC offline: core STAC schemas, then the arcodex metadata profile."""
-        from arcodex.stac import load_profile, validate_stac
+        """Validate STAC offline: core STAC, cached extension schemas, the arcodex profile."""
+        from arcodex.stac import catalog_schema_cache, load_profile, validate_stac
 
-        state = state_of(ctx)
-        docs, profile_path = _documents(state, target)
-        report = validate_stac(docs, profile=load_profile(profile_path))
+        docs, cat = _documents(state_of(ctx), target)
+        report = validate_stac(
+            docs,
+            profile=load_profile(_profile_path(cat)),
+            schema_cache=catalog_schema_cache(cat),
+            strict_extensions=strict_extensions,
+        )
         _print_report(report.to_dict(), as_json)
         if not report.valid:
             raise typer.Exit(1)
@@ -85,26 +102,93 @@ def register(
             )
             for problem in result.report.problems:
                 out.print(f"  invalid: {problem.id} {problem.path}: {problem.message}")
+            _print_notices(result.to_dict()["notices"])
         if not result.ok:
             raise typer.Exit(1)
 
+    @command("fetch", api=(), engine=True, on=schemas)
+    def fetch(
+        ctx: typer.Context,
+        uris: Annotated[
+            list[str] | None,
+            typer.Argument(
+                metavar="[URI]...",
+                help="More schema URIs to cache, besides the extensions arcodex writes.",
+            ),
+        ] = None,
+        mirror: Annotated[
+            str | None,
+            typer.Option(
+                "--mirror",
+                metavar="URL",
+                help="Fetch from this URL instead of https://stac-extensions.github.io/ "
+                "(a mirror of it).",
+            ),
+        ] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """Download the extension schemas into the cache, for offline validation."""
+        from arcodex.cli._render import console, print_json
+        from arcodex.stac import catalog_schema_cache, fetch_schemas
+
+        cache = catalog_schema_cache(_catalog_or_none(state_of(ctx)))
+        fetched = fetch_schemas(uris or (), cache=cache, mirror=mirror)
+        if as_json:
+            print_json({"cache": str(cache), "fetched": [s.to_dict() for s in fetched]})
+            return
+        out = console()
+        out.print(f"fetched {len(fetched)} schemas into {cache}")
+        for schema in fetched:
+            out.print(f"  {schema.uri}")
+
+    @command("list", api=(), engine=True, on=schemas)
+    def list_(
+        ctx: typer.Context,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        """The extension schemas arcodex writes and every cached one: cached or not, and where."""
+        from arcodex.cli._render import console, print_json
+        from arcodex.stac import cached_schemas, catalog_schema_cache
+        from arcodex.stac._schemas import FETCH_HINT
+
+        cache = catalog_schema_cache(_catalog_or_none(state_of(ctx)))
+        found = cached_schemas(cache=cache)
+        if as_json:
+            print_json({"cache": str(cache), "schemas": [s.to_dict() for s in found]})
+            return
+        out = console()
+        out.print(f"cache: {cache}")
+        for schema in found:
+            out.print(f"  {'cached ' if schema.cached else 'missing'} {schema.uri}")
+        if not all(schema.cached for schema in found):
+            out.print(f"{FETCH_HINT} to cache the missing ones")
+
+    group.add_typer(schemas, name="schemas")
     app.add_typer(group, name="stac")
     ENGINE_COMMANDS.add("stac")
 
 
 def _profile_path(cat: Any) -> str | None:
-    configured = cat.config.stac_profile
+    configured = cat.config.stac_profile if cat is not None else None
     if not configured:
         return None
     path = Path(configured)
     return str(path if path.is_absolute() else cat.root / path)
 
 
-def _documents(state: Any, target: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    """The STAC documents to validate, and the catalog's profile (if there is a catalog)."""
-    import pystac
-
+def _catalog_or_none(state: Any) -> Any:
+    """The catalog the command means, or None where there is none (a STAC file needs none)."""
     from arcodex.errors import NotFoundError
+
+    try:
+        return state.catalog()
+    except NotFoundError:
+        return None
+
+
+def _documents(state: Any, target: str | None) -> tuple[list[dict[str, Any]], Any]:
+    """The STAC documents to validate, and the catalog (None for a file outside any)."""
+    import pystac
 
     if target and ("://" in target or Path(target).exists()):
         path = Path(target)
@@ -114,11 +198,7 @@ def _documents(state: Any, target: str | None) -> tuple[list[dict[str, Any]], st
         if isinstance(obj, pystac.Catalog):
             docs += [c.to_dict(include_self_link=False) for c in obj.get_all_collections()]
             docs += [i.to_dict(include_self_link=False) for i in obj.get_items(recursive=True)]
-        try:
-            profile = _profile_path(state.catalog())
-        except NotFoundError:
-            profile = None
-        return docs, profile
+        return docs, _catalog_or_none(state)
     from arcodex.stac import build_documents, stac_for
 
     cat = state.catalog()
@@ -132,7 +212,7 @@ def _documents(state: Any, target: str | None) -> tuple[list[dict[str, Any]], st
         ]
     else:
         docs = list(build_documents(cat).values())
-    return docs, _profile_path(cat)
+    return docs, cat
 
 
 def _print_report(data: dict[str, Any], as_json: bool) -> None:
@@ -146,3 +226,25 @@ def _print_report(data: dict[str, Any], as_json: bool) -> None:
     out.print(f"{verdict}: {data['checked']} documents, {len(data['problems'])} problems")
     for problem in data["problems"]:
         out.print(f"  {problem['schema']}: {problem['id']} {problem['path']}: {problem['message']}")
+    _print_notices(data["notices"])
+
+
+def _print_notices(notices: list[dict[str, str]]) -> None:
+    """Each notice once, with the schemas it concerns (not once per document)."""
+    from arcodex.cli._render import console
+
+    by_message: dict[str, list[str]] = {}
+    for notice in notices:
+        by_message.setdefault(notice["message"], []).append(_short(notice["schema"]))
+    out = console()
+    for message, schemas in by_message.items():
+        out.print(f"notice: {message} ({', '.join(schemas)})")
+
+
+def _short(uri: str) -> str:
+    """``datacube/v2.2.0`` for an official extension schema URI; other URIs whole."""
+    from arcodex.stac._schemas import OFFICIAL_SCHEMAS
+
+    if uri.startswith(OFFICIAL_SCHEMAS) and uri.endswith("/schema.json"):
+        return uri[len(OFFICIAL_SCHEMAS) : -len("/schema.json")]
+    return uri

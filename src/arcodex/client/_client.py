@@ -161,7 +161,7 @@ class Client:
         import pystac
 
         if self._catalog is not None:
-            return [c for c, _ in self._catalog_stac(self._datasets())]
+            return self._catalog_collections()
         if self._api is not None:
             try:
                 return list(self._api.get_collections())
@@ -297,10 +297,28 @@ class Client:
                 return
 
     def _catalog_stac(self, records: Iterator[Any]) -> Iterator[tuple[Any, pystac.Item]]:
-        from arcodex.stac import stac_for
+        """The record's own Collection and its Item, whose collection may be a group's."""
+        from arcodex.stac import Grouping, stac_for
 
+        grouping = Grouping(self._catalog)
         for record in records:
-            yield stac_for(record, self._catalog, open_data=False)
+            collection, item = stac_for(record, self._catalog, open_data=False)
+            if grouping:
+                item.collection_id = grouping.collection_id(record)
+            yield collection, item
+
+    def _catalog_collections(self) -> list[pystac.Collection]:
+        """The configured groups that have members, then the records in no group."""
+        from arcodex.stac import Grouping, group_collection
+
+        grouping = Grouping(self._catalog)
+        out = []
+        for group_id, group in grouping.groups.items():
+            members = list(grouping.members(group_id))
+            if members:
+                out.append(group_collection(group, members))
+        out += [c for c, item in self._catalog_stac(self._datasets()) if item.collection_id == c.id]
+        return out
 
     def _walk(self) -> Iterator[pystac.Item]:
         yield from self._root.get_items(recursive=True)

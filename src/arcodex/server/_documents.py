@@ -53,7 +53,47 @@ class DocumentCache:
             OrderedDict()
         )
         self._versions: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        self._collection_of: dict[tuple[str, int], str] = {}
+        self._groups: dict[str, tuple[tuple[int, str], dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        from arcodex.stac._groups import Grouping
+
+        self.grouping = Grouping(catalog)
+
+    def collection_of(self, record: Record) -> str:
+        """The id of the Collection holding the record's Items (a group's, or its own)."""
+        if not self.grouping:
+            return record.id
+        key = (record.id, record.version)
+        found = self._collection_of.get(key)
+        if found is None:
+            found = self._collection_of[key] = self.grouping.collection_id(record)
+        return found
+
+    def group(self, group_id: str, base_url: str) -> dict[str, Any]:
+        """The Collection of a configured group, its extent kept until a member changes."""
+        from arcodex.model import Condition, Query, SortKey
+        from arcodex.stac._groups import group_collection
+
+        conditions = [Condition(field="kind", value="dataset"), *self.grouping.conditions(group_id)]
+        newest = self.catalog.search(
+            Query(
+                conditions=conditions, sort=[SortKey(field="updated_at", descending=True)], limit=1
+            )
+        ).records
+        signature = (
+            self.catalog.count(Query(conditions=conditions, limit=None)),
+            newest[0].updated_at.isoformat() if newest else "",
+        )
+        with self._lock:
+            cached = self._groups.get(group_id)
+        if cached is None or cached[0] != signature:
+            members = list(self.grouping.members(group_id))
+            collection = group_collection(self.grouping.groups[group_id], members)
+            cached = (signature, _unlinked(collection.to_dict))
+            with self._lock:
+                self._groups[group_id] = cached
+        return _linked_collection(copy.deepcopy(cached[1]), group_id, base_url)
 
     def documents(self, record: Record) -> tuple[dict[str, Any], dict[str, Any]]:
         """The unlinked Collection and Item of a record (shared: copy before changing)."""
@@ -100,8 +140,9 @@ class DocumentCache:
         for doc in self.versions(record):
             if doc["id"] == item_id:
                 out = copy.deepcopy(doc)
-                collection = f"{base_url}collections/{record.id}"
-                out["collection"] = record.id
+                collection_id = self.collection_of(record)
+                collection = f"{base_url}collections/{collection_id}"
+                out["collection"] = collection_id
                 out["links"] = [
                     {"rel": "self", "href": f"{collection}/items/{item_id}", "type": _GEOJSON},
                     {"rel": "parent", "href": collection, "type": _JSON},
@@ -117,21 +158,14 @@ class DocumentCache:
         return None
 
     def collection(self, record: Record, base_url: str) -> dict[str, Any]:
-        doc = copy.deepcopy(self.documents(record)[0])
-        url = f"{base_url}collections/{record.id}"
-        doc["links"] = [
-            {"rel": "self", "href": url, "type": _JSON},
-            {"rel": "parent", "href": base_url, "type": _JSON},
-            {"rel": "root", "href": base_url, "type": _JSON},
-            {"rel": "items", "href": f"{url}/items", "type": _GEOJSON},
-            {"rel": QUERYABLES_REL, "href": f"{url}/queryables", "type": "application/schema+json"},
-        ]
-        return doc
+        """The record's own Collection (a record in no group)."""
+        return _linked_collection(copy.deepcopy(self.documents(record)[0]), record.id, base_url)
 
     def item(self, record: Record, base_url: str) -> dict[str, Any]:
         doc = copy.deepcopy(self.documents(record)[1])
-        collection = f"{base_url}collections/{record.id}"
-        doc["collection"] = record.id
+        collection_id = self.collection_of(record)
+        collection = f"{base_url}collections/{collection_id}"
+        doc["collection"] = collection_id
         doc["links"] = [
             {"rel": "self", "href": f"{collection}/items/{record.id}", "type": _GEOJSON},
             {"rel": "parent", "href": collection, "type": _JSON},
@@ -153,6 +187,18 @@ class DocumentCache:
     def _versioned(record: Record) -> bool:
         conv = record.metadata.get("convert")
         return isinstance(conv, dict) and conv.get("format") in ("icechunk", "virtual-icechunk")
+
+
+def _linked_collection(doc: dict[str, Any], collection_id: str, base_url: str) -> dict[str, Any]:
+    url = f"{base_url}collections/{collection_id}"
+    doc["links"] = [
+        {"rel": "self", "href": url, "type": _JSON},
+        {"rel": "parent", "href": base_url, "type": _JSON},
+        {"rel": "root", "href": base_url, "type": _JSON},
+        {"rel": "items", "href": f"{url}/items", "type": _GEOJSON},
+        {"rel": QUERYABLES_REL, "href": f"{url}/queryables", "type": "application/schema+json"},
+    ]
+    return doc
 
 
 def _unlinked(to_dict: Any) -> dict[str, Any]:

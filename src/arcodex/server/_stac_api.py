@@ -1,6 +1,9 @@
 """The STAC API over a live catalog, with stac-fastapi.
 
-Every dataset record is a Collection holding one Item of the same id. Searches
+A dataset record is an Item (its id), followed by one Item per tagged version
+of an Icechunk product (``{record}@{tag}``). The Item is in the record's own
+Collection (same id), or in the first configured group (``stac_collections``)
+whose terms the record matches. Searches
 become :class:`~arcodex.model.Query` objects answered by the catalog backend's
 indexes (terms, bbox, time range, keyset cursor); the page token is the
 backend's cursor. A CQL2 filter with ``OR`` runs one indexed query per branch
@@ -100,6 +103,13 @@ class CatalogClient(BaseCoreClient):
         token = request.query_params.get("token") or None
         query = Query(conditions=_published(), limit=min(limit, 10_000), cursor=token)
         page = self.catalog.search(query)
+        # The groups open the first page; records in a group are not Collections of their own.
+        groups = [] if token else [g for g in self.cache.grouping.groups if self._has_members(g)]
+        collections = [self.cache.group(g, base) for g in groups] + [
+            self.cache.collection(r, base)
+            for r in page.records
+            if self.cache.collection_of(r) == r.id
+        ]
         links = [
             {"rel": "self", "href": str(request.url), "type": "application/json"},
             {"rel": "root", "href": base, "type": "application/json"},
@@ -109,14 +119,30 @@ class CatalogClient(BaseCoreClient):
             href = str(request.url.include_query_params(token=page.next_cursor))
             links.append({"rel": "next", "href": href, "type": "application/json"})
         return {
-            "collections": [self.cache.collection(r, base) for r in page.records],
+            "collections": collections,
             "links": links,
-            "numberReturned": len(page.records),
+            "numberReturned": len(collections),
         }
 
     def get_collection(self, collection_id: str, **kwargs: Any) -> Any:
         request: Request = kwargs["request"]
-        return self.cache.collection(self._record(collection_id), get_base_url(request))
+        if collection_id in self.cache.grouping.groups and self._has_members(collection_id):
+            return self.cache.group(collection_id, get_base_url(request))
+        return self.cache.collection(self._own_collection(collection_id), get_base_url(request))
+
+    def _has_members(self, group_id: str) -> bool:
+        conditions = [*_published(), *self.cache.grouping.conditions(group_id)]
+        return bool(self.catalog.search(Query(conditions=conditions, limit=1)).records)
+
+    def _own_collection(self, record_id: str) -> Record:
+        """The record whose own Collection has this id (one in no group)."""
+        record = self._record(record_id)
+        group = self.cache.collection_of(record)
+        if group != record.id:
+            raise StacNotFoundError(
+                f"no collection {record_id!r}: that dataset is an Item of collection {group!r}"
+            )
+        return record
 
     def _record(self, record_id: str) -> Record:
         """The published record with exactly this id (no prefix matching), from the index."""
@@ -128,22 +154,30 @@ class CatalogClient(BaseCoreClient):
             )
         return found[0]
 
+    def _check_collection(self, collection_id: str) -> None:
+        if collection_id in self.cache.grouping.groups and self._has_members(collection_id):
+            return
+        self._own_collection(collection_id)
+
     # -- items --------------------------------------------------------------------------
 
     def get_item(self, item_id: str, collection_id: str, **kwargs: Any) -> Any:
         request: Request = kwargs["request"]
-        record = self._record(collection_id)
+        self._check_collection(collection_id)
+        missing = StacNotFoundError(
+            f"collection {collection_id!r} has no item {item_id!r}; "
+            f"GET /collections/{collection_id}/items lists them"
+        )
+        try:
+            record = self._record(item_id.partition("@")[0])
+        except StacNotFoundError:
+            raise missing from None
+        if self.cache.collection_of(record) != collection_id:
+            raise missing
         if item_id != record.id:
-            version = (
-                self.cache.version(record, item_id, get_base_url(request))
-                if item_id.startswith(f"{record.id}@")
-                else None
-            )
+            version = self.cache.version(record, item_id, get_base_url(request))
             if version is None:
-                raise StacNotFoundError(
-                    f"collection {collection_id!r} has no item {item_id!r}; its product is "
-                    f"{record.id!r}, its versions {record.id}@TAG"
-                )
+                raise missing
             return version
         return self.cache.item(record, get_base_url(request))
 
@@ -156,7 +190,7 @@ class CatalogClient(BaseCoreClient):
         token: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        self._record(collection_id)
+        self._check_collection(collection_id)
         return self._search(
             kwargs["request"],
             collections=[collection_id],
@@ -255,10 +289,6 @@ class CatalogClient(BaseCoreClient):
         post_body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         base = Branch(conditions=tuple(_published()))
-        if collections:
-            base = _and(
-                base, Branch(conditions=(Condition(field="id", op="in", value=list(collections)),))
-            )
         if ids:
             # A version Item ({record}@{tag}) is found through its record.
             records = sorted({*ids, *(i.partition("@")[0] for i in ids if "@" in i)})
@@ -272,12 +302,20 @@ class CatalogClient(BaseCoreClient):
         if datetime:
             base = _and(base, Branch(time=_interval(datetime)))
         branches = [base]
+        if collections:
+            branches = [
+                m
+                for b in self._collection_branches(collections)
+                if (m := base.merge(b)) is not None
+            ]
         if filter_expr:
             expr = parse_filter(filter_expr, filter_lang)
-            branches = [m for b in branches_for(expr) if (m := base.merge(b)) is not None]
+            branches = [
+                m for a in branches for b in branches_for(expr) if (m := a.merge(b)) is not None
+            ]
         sort = [SortKey(field=_sort_field(name), descending=desc) for name, desc in sortby]
         base_url = get_base_url(request)
-        found, next_token = self._features(branches, sort, limit, token, ids)
+        found, next_token = self._features(branches, sort, limit, token, ids, collections)
         include, exclude = fields
         features = [
             apply_fields(
@@ -324,6 +362,7 @@ class CatalogClient(BaseCoreClient):
         limit: int,
         token: str | None,
         ids: Sequence[str] | None,
+        collections: Sequence[str] | None = None,
     ) -> tuple[list[tuple[Record, str]], str | None]:
         """One page of Items as (record, item id): each record's Item, then its versions.
 
@@ -341,15 +380,34 @@ class CatalogClient(BaseCoreClient):
             cursor = cursor or None
         records, next_cursor = self._run(branches, sort, skip + limit, cursor)
         wanted = set(ids or ())
+        within = set(collections or ())
         found = [
             (record, item_id)
             for record in records
+            if not within or self.cache.collection_of(record) in within
             for item_id in self._item_ids(record)
             if not wanted or item_id in wanted
         ]
         if len(found) > skip + limit:
             return found[skip : skip + limit], f"v{skip + limit}~{cursor or ''}"
         return found[skip:], next_cursor
+
+    def _collection_branches(self, collections: Sequence[str]) -> list[Branch]:
+        """Where the Items of these Collections are: one branch per group, one for the rest.
+
+        A record in a group matches its record-id branch too; the Items found are
+        kept only when their Collection is one asked for.
+        """
+        groups = self.cache.grouping.groups
+        own = [c for c in collections if c not in groups]
+        out = [
+            Branch(conditions=tuple(self.cache.grouping.conditions(c)))
+            for c in dict.fromkeys(collections)
+            if c in groups
+        ]
+        if own:
+            out.append(Branch(conditions=(Condition(field="id", op="in", value=own),)))
+        return out
 
     def _item_ids(self, record: Record) -> list[str]:
         """The record's Item, then those of its tagged versions, newest first."""
@@ -367,8 +425,6 @@ class CatalogClient(BaseCoreClient):
             page = self.catalog.search(_query(branches[0], sort, limit, token))
             records = [r for r in page.records if self._fits(r, branches[0])]
             return records, page.next_cursor
-        if sort:
-            raise QueryError("sortby cannot be combined with OR in a filter yet; drop one of them")
         offset = 0
         if token:
             try:
@@ -377,16 +433,27 @@ class CatalogClient(BaseCoreClient):
                 raise QueryError(
                     "the token belongs to another search; start again without it"
                 ) from None
-        # Every branch in id order: the first offset+limit ids of the union are among
-        # the first offset+limit of each branch, so each query stays bounded.
+        # Every branch in the same order: the first offset+limit records of the union are
+        # among the first offset+limit of each branch, so each query stays bounded.
         want = offset + limit + 1
+        order = [*sort, SortKey(field="id")]
         found: dict[str, Record] = {}
         for branch in branches:
-            page = self.catalog.search(_query(branch, [SortKey(field="id")], want, None))
+            page = self.catalog.search(_query(branch, order, want, None))
             for record in page.records:
                 if record.id not in found and self._fits(record, branch):
                     found[record.id] = record
-        ordered = [found[k] for k in sorted(found)][offset : offset + limit + 1]
+        if sort and found:
+            # The backend orders the candidates, exactly as it orders any one query.
+            union = Query(
+                conditions=[*_published(), Condition(field="id", op="in", value=list(found))],
+                sort=order,
+                limit=want,
+            )
+            keys = [r.id for r in self.catalog.search(union).records]
+        else:
+            keys = sorted(found)
+        ordered = [found[k] for k in keys][offset : offset + limit + 1]
         more = len(ordered) > limit
         return ordered[:limit], (f"u.{offset + limit}" if more else None)
 
@@ -539,8 +606,19 @@ def add_stac_api(
         SearchFilterExtension(
             client=filters, conformance_classes=[*cql2, FilterConformanceClasses.SEARCH]
         ),
-        SortExtension(conformance_classes=[SortConformanceClasses.ITEM_SEARCH_SORT]),
-        FieldsExtension(conformance_classes=[FieldsConformanceClasses.SEARCH]),
+        # Sort and Fields 1.1 also conform to 1.0, the version pystac-client looks for.
+        SortExtension(
+            conformance_classes=[
+                SortConformanceClasses.ITEM_SEARCH_SORT,
+                "https://api.stacspec.org/v1.0.0/item-search#sort",
+            ]
+        ),
+        FieldsExtension(
+            conformance_classes=[
+                FieldsConformanceClasses.SEARCH,
+                "https://api.stacspec.org/v1.0.0/item-search#fields",
+            ]
+        ),
         TokenPaginationExtension(),
     ]
     item_extensions = [

@@ -163,11 +163,7 @@ def _describe(record: Record, catalog: Catalog | None, *, open_data: bool) -> _I
         info.bbox = normalise_bbox(meta["bbox"])
     info.start = rfc3339(meta.get("start_datetime") or meta.get("datetime"))
     info.end = rfc3339(meta.get("end_datetime") or meta.get("datetime"))
-    netcdf = meta.get("netcdf") if isinstance(meta.get("netcdf"), Mapping) else {}
-    info.attrs = {
-        **dict((netcdf or {}).get("attrs", {}).items()),
-        **{k: v for k, v in meta.items() if isinstance(v, str | int | float)},
-    }
+    info.attrs = record_attrs(record)
     info.assets = _assets(record, catalog)
     if open_data and info.assets:
         ds = _open(record, catalog)
@@ -178,6 +174,16 @@ def _describe(record: Record, catalog: Catalog | None, *, open_data: bool) -> _I
     if not info.variables:
         _cube_from_metadata(meta, info)
     return info
+
+
+def record_attrs(record: Record) -> dict[str, Any]:
+    """The dataset attributes a record's metadata holds (NetCDF globals, then scalars)."""
+    meta = record.metadata
+    netcdf = meta.get("netcdf") if isinstance(meta.get("netcdf"), Mapping) else {}
+    return {
+        **dict((netcdf or {}).get("attrs", {}).items()),
+        **{k: v for k, v in meta.items() if isinstance(v, str | int | float)},
+    }
 
 
 def _open(record: Record, catalog: Catalog | None) -> Any:
@@ -380,6 +386,8 @@ def _assets(record: Record, catalog: Catalog | None) -> dict[str, dict[str, Any]
     if href and "://" not in href and os.path.isabs(href):
         # An absolute path would read as relative to the document's own (HTTP) URL.
         href = Path(href).as_uri()
+    if catalog is not None and catalog.config.stac_asset_hrefs:
+        href = public_href(href, catalog.config.stac_asset_hrefs)
     fmt = conv.get("format") or primary.format or "netcdf"
     asset: dict[str, Any] = {
         "href": href,
@@ -417,6 +425,20 @@ def _assets(record: Record, catalog: Catalog | None) -> dict[str, dict[str, Any]
     if primary.size_bytes is not None:
         asset["file:size"] = primary.size_bytes
     return {"data": asset}
+
+
+def public_href(href: str, prefixes: Mapping[str, str]) -> str:
+    """``href`` with its longest configured prefix (a path, file URI or URL) replaced."""
+    best, target = "", ""
+    for prefix, public in prefixes.items():
+        local = Path(prefix).as_uri() if "://" not in prefix and os.path.isabs(prefix) else prefix
+        local = local.rstrip("/")
+        whole = href == local or href.startswith(local + "/")
+        if whole and len(local) > len(best):
+            best, target = local, public
+    if not best:
+        return href
+    return target.rstrip("/") + href[len(best) :]
 
 
 def _virtual_chunks(conv: Mapping[str, Any]) -> dict[str, int]:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import StorageError, ValidationError
 from arcodex.stac._build import stac_for, version_items
+from arcodex.stac._groups import Grouping, group_collection
+from arcodex.stac._schemas import catalog_schema_cache
 from arcodex.stac._validate import Report, load_profile, validate_stac
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ class ExportResult:
             "stale": self.stale,
             "valid": self.report.valid,
             "problems": [p.to_dict() for p in self.report.problems],
+            "notices": [n.to_dict() for n in self.report.notices],
             "checked_only": self.checked_only,
         }
 
@@ -71,14 +74,29 @@ def build_documents(
         title=title or f"arcodex catalog {catalog.root.name}",
         description=f"Datasets of the arcodex catalog {catalog.root.name}",
     )
+    grouping = Grouping(catalog)
+    grouped: dict[str, list[pystac.Item]] = {}
+    members: dict[str, list[Any]] = {}
     for record in _datasets(catalog):
         collection, item = stac_for(record, catalog, open_data=open_data)
         versions = version_items(record, item, catalog)
         for version in versions:
-            collection.add_item(version)
             version.add_link(pystac.Link("latest-version", item, media_type=_GEOJSON))
         if versions:
             item.add_link(pystac.Link("predecessor-version", versions[0], media_type=_GEOJSON))
+        group = grouping.collection_id(record) if grouping else record.id
+        if group == record.id:
+            for version in versions:
+                collection.add_item(version)
+            root.add_child(collection)
+        else:
+            item.remove_links("collection")
+            item.remove_links("parent")
+            grouped.setdefault(group, []).extend([item, *versions])
+            members.setdefault(group, []).append(record)
+    for group_id, items in grouped.items():
+        collection = group_collection(grouping.groups[group_id], members[group_id])
+        collection.add_items(items)
         root.add_child(collection)
     base = "/arcodex-stac"  # a placeholder root: every link ends up relative to it
     root.normalize_hrefs(base, skip_unresolved=True)
@@ -126,7 +144,11 @@ def export_stac(
     import fsspec
 
     docs = build_documents(catalog, title=title)
-    report = validate_stac(list(docs.values()), profile=load_profile(profile_path))
+    report = validate_stac(
+        list(docs.values()),
+        profile=load_profile(profile_path),
+        schema_cache=catalog_schema_cache(catalog),
+    )
     fs, root = fsspec.core.url_to_fs(os.fspath(dest), **dict(storage_options or {}))
     result = ExportResult(dest=os.fspath(dest), report=report, checked_only=check)
     if not report.valid and not check:

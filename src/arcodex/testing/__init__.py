@@ -18,6 +18,7 @@ __all__ = [
     "assert_same_values",
     "clear_backend",
     "full_record",
+    "http_directory",
     "s3_server",
     "sample_records",
     "search_ids",
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
         S3_KEY_ID,
         S3_SECRET,
         assert_same_values,
+        http_directory,
         s3_server,
         sources_dataset,
     )
@@ -40,6 +42,7 @@ _LAZY = {
     "S3_KEY_ID": "arcodex.testing._datasets",
     "S3_SECRET": "arcodex.testing._datasets",
     "assert_same_values": "arcodex.testing._datasets",
+    "http_directory": "arcodex.testing._datasets",
     "s3_server": "arcodex.testing._datasets",
     "sources_dataset": "arcodex.testing._datasets",
     "clear_backend": "arcodex.testing._support",

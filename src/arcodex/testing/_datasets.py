@@ -8,7 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["S3_KEY_ID", "S3_SECRET", "assert_same_values", "s3_server", "sources_dataset"]
+__all__ = [
+    "S3_KEY_ID",
+    "S3_SECRET",
+    "assert_same_values",
+    "http_directory",
+    "s3_server",
+    "sources_dataset",
+]
 
 #: Credentials of the loopback S3 server (tests check they leak nowhere).
 S3_KEY_ID = "AKIAARCODEXTESTKEY"
@@ -59,3 +66,27 @@ def s3_server() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@contextmanager
+def http_directory(directory: Path | str) -> Iterator[str]:
+    """Serve ``directory`` over HTTP on a free loopback port; yields the base URL."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
