@@ -9,7 +9,6 @@ or opens something else than the product itself.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -32,6 +31,7 @@ from arcodex._archives import write_archive
 from arcodex.client import Client, SearchResults, open_dataset, subset
 from arcodex.convert import convert  # before icechunk: it quiets icechunk's log
 from arcodex.errors import NotFoundError, ValidationError
+from arcodex.testing import http_directory
 
 xr = pytest.importorskip("xarray")
 pystac = pytest.importorskip("pystac")
@@ -219,8 +219,177 @@ def test_kerchunk_parquet_asset(tmp_path: Path) -> None:
     xr.testing.assert_identical(open_dataset(asset).load(), _direct(product).load())
 
 
+# -- virtual products: chunks read by arcodex, values as plain xarray's -------------------------
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Virtual products of packed int16 ``tas`` (scale, offset, _FillValue) and NaN ``sst``."""
+    base = tmp_path_factory.mktemp("packed")
+    write_archive(base / "src", "packed", files=3, steps=4)
+    glob = str(base / "src" / "packed_*.nc")
+    return {
+        "kerchunk": _convert(glob, "virtual", "kerchunk", base / "p.json"),
+        "virtual-icechunk": _convert(glob, "virtual", "icechunk", base / "p.icechunk"),
+    }
+
+
+def _virtual_asset(kind: str, product: Any, **open_kwargs: Any) -> dict[str, Any]:
+    if kind == "kerchunk":
+        return {
+            "href": product.target.url,
+            "type": "application/json",
+            "roles": ["data", "references"],
+            "xarray:open_kwargs": {"engine": "kerchunk", **open_kwargs},
+        }
+    return {
+        "href": product.target.url,
+        "type": "application/vnd.icechunk",
+        "roles": ["data"],
+        "icechunk:virtual_chunk_containers": list(product.containers),
+        "xarray:open_kwargs": open_kwargs,
+    }
+
+
+def _plain(kind: str, product: Any) -> Any:
+    """The product read the plain way: xarray's kerchunk engine, or zarr on the Icechunk store."""
+    if kind == "kerchunk":
+        return xr.open_dataset(product.target.url, engine="kerchunk")
+    return _direct(product)
+
+
+def _read_by_arcodex(ds: Any, name: str) -> bool:
+    return any("arcodex-read" in str(key) for key in dict(ds[name].data.__dask_graph__()))
+
+
+# Splitting stored chunks on purpose, to read parts of them: xarray warns that it is slow.
+@pytest.mark.filterwarnings("ignore:The specified chunks separate the stored chunks:UserWarning")
+@pytest.mark.parametrize("kind", ["kerchunk", "virtual-icechunk"])
+@pytest.mark.parametrize(
+    "chunks",
+    [{"time": 4}, {"time": 3, "lat": 5}, {}],
+    ids=["a-file-a-task", "partial-chunks", "store-chunks"],
+)
+def test_virtual_reads_equal_plain_xarray(
+    packed: dict[str, Any], kind: str, chunks: dict[str, int]
+) -> None:
+    product = packed[kind]
+    got = open_dataset(_virtual_asset(kind, product, chunks=chunks))
+    plain = _plain(kind, product)
+    assert _read_by_arcodex(got, "tas") and _read_by_arcodex(got, "sst")
+    assert got.tas.encoding["scale_factor"] == pytest.approx(0.01)  # decoded as xarray does
+    assert got.tas.dtype == plain.tas.dtype and bool(got.tas.isnull().any())
+    assert bool(got.sst.isnull().any())
+    xr.testing.assert_identical(got.compute(), plain.compute())
+    window = {"time": slice(1, 10), "lat": slice(2, 9), "lon": slice(3, 11)}
+    xr.testing.assert_identical(got.isel(window).compute(), plain.isel(window).compute())
+    # The same reduction tree over the same blocks: the same bits.
+    same_blocks = plain.chunk(dict(got.chunks))
+    for name in ("tas", "sst"):
+        assert float(got[name].mean()) == float(same_blocks[name].mean())
+    assert float(got.tas.mean()) == pytest.approx(float(plain.tas.compute().mean()), rel=1e-6)
+
+
+def test_virtual_reads_keep_decode_options_and_missing_chunks(
+    packed: dict[str, Any], tmp_path: Path
+) -> None:
+    refs = json.loads(Path(packed["kerchunk"].target.url).read_text())
+    assert json.loads(refs["refs"]["tas/.zarray"])["chunks"][0] == 1
+    del refs["refs"]["tas/1.0.0"]  # a chunk never written: zarr fills it with the fill value
+    path = tmp_path / "holes.json"
+    path.write_text(json.dumps(refs))
+    asset = {
+        "href": str(path),
+        "type": "application/json",
+        "roles": ["references"],
+        "xarray:open_kwargs": {"chunks": {"time": 4}, "decode_times": False},
+    }
+    got = open_dataset(asset)
+    plain = xr.open_dataset(str(path), engine="kerchunk", decode_times=False)
+    assert _read_by_arcodex(got, "tas")
+    assert got.time.dtype == plain.time.dtype and not np.issubdtype(got.time.dtype, np.datetime64)
+    xr.testing.assert_identical(got.load(), plain.load())
+    assert bool(got.tas.isel(time=1).isnull().all())
+    # Without Dask (the asset says ``chunks: null``) nothing reads in parallel: zarr's own path.
+    lazy = open_dataset({**asset, "xarray:open_kwargs": {"chunks": None, "decode_times": False}})
+    assert not isinstance(lazy.tas.data, da.Array)
+    xr.testing.assert_identical(lazy.load(), plain.load())
+
+
+def test_virtual_reads_of_remote_references_go_through_the_store(
+    packed: dict[str, Any], tmp_path: Path
+) -> None:
+    """References to non-local files (here fsspec's memory filesystem) are fetched by the store."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    refs = json.loads(Path(packed["kerchunk"].target.url).read_text())
+    for key, ref in refs["refs"].items():
+        if isinstance(ref, list) and ref and not ref[0].startswith("memory://"):
+            name = f"memory://arcodex-test-packed/{Path(ref[0]).name}"
+            if not memory.exists(name):
+                memory.pipe(name, Path(ref[0]).read_bytes())
+            refs["refs"][key] = [name, *ref[1:]]
+    path = tmp_path / "remote.json"
+    path.write_text(json.dumps(refs))
+    try:
+        asset = {
+            "href": str(path),
+            "type": "application/json",
+            "roles": ["references"],
+            "xarray:open_kwargs": {"chunks": {"time": 4}},
+            "xarray:storage_options": {"remote_protocol": "memory"},
+        }
+        got = open_dataset(asset)
+        assert _read_by_arcodex(got, "tas")
+        plain = _plain("kerchunk", packed["kerchunk"])
+        xr.testing.assert_identical(got.compute(), plain.compute())
+    finally:
+        memory.rm("memory://arcodex-test-packed", recursive=True)
+
+
+@pytest.mark.parametrize("layout", ["v2-C", "v2-F", "v3-big-endian"])
+def test_chunk_reader_reads_any_region_as_zarr_does(layout: str) -> None:
+    import numcodecs
+    import zarr
+    from zarr.codecs import BytesCodec
+    from zarr.codecs.numcodecs import Shuffle, Zlib
+
+    from arcodex.client._chunks import ChunkReader
+
+    store = zarr.storage.MemoryStore()
+    if layout.startswith("v2"):
+        array = zarr.create_array(
+            store, name="g/v", shape=(7, 10, 5), chunks=(3, 4, 5), dtype="i2", zarr_format=2,
+            filters=[numcodecs.Shuffle(elementsize=2)], compressors=numcodecs.Zlib(level=1),
+            fill_value=-5, order=layout[-1],
+        )  # fmt: skip
+    else:
+        array = zarr.create_array(
+            store, name="g/v", shape=(7, 10, 5), chunks=(3, 4, 5), dtype="f4", zarr_format=3,
+            serializer=BytesCodec(endian="big"), compressors=[Shuffle(elementsize=4), Zlib(level=1)],
+            fill_value=np.nan,
+        )  # fmt: skip
+    values = np.arange(350).reshape(7, 10, 5).astype(array.dtype)
+    array[:6, 4:] = values[:6, 4:]  # the chunks of rows 6 and columns 0-3 stay missing
+    reader = ChunkReader.for_array(array)
+    assert reader is not None
+    regions = [
+        (slice(None),) * 3,
+        (slice(2, 7), slice(3, 9), slice(1, 4)),
+        (slice(6, 7), slice(0, 10), slice(0, 5)),
+        (slice(0, 0), slice(None), slice(None)),
+        (slice(None, None, 2), slice(9, 0, -3), slice(None)),
+    ]
+    whole = array[...]
+    assert np.isnan(whole[6]).all() if layout.startswith("v3") else (whole[6] == -5).all()
+    for region in regions:
+        np.testing.assert_array_equal(reader[region], whole[region])  # NaN equals NaN here
+        assert reader[region].dtype == whole.dtype
+
+
 def test_zarr_over_http(site: dict[str, Any]) -> None:
-    with _serve(site["base"]) as url:
+    with http_directory(site["base"]) as url:
         asset = {"href": f"{url}/products/regular-zarr.zarr", "type": "application/vnd+zarr"}
         over_http = open_dataset(asset)
         xr.testing.assert_identical(over_http.load(), _direct(site["products"]["zarr"]).load())
@@ -597,26 +766,6 @@ def _serve_api(items: list[dict[str, Any]]) -> Iterator[str]:
             self.wfile.write(data)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextmanager
-def _serve(directory: Path) -> Iterator[str]:
-    """Serve ``directory`` on a loopback port; yields the base URL."""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -291,24 +291,8 @@ def _open_netcdf(target: OpenableAsset, chunks: Any) -> Any:
         raise StorageError(f"cannot read {target.href}: {exc}") from exc
 
 
-def _zarr_threads() -> None:
-    """Give zarr's codec thread pool one thread per core, unless the user configured it.
-
-    Reference stores read many small source chunks; with zarr's default executor
-    their decoding stays near one core (measured: 2.3x faster reads with this).
-    """
-    import os
-
-    import zarr
-
-    if zarr.config.get("threading.max_workers", None) is None:
-        zarr.config.set({"threading.max_workers": os.cpu_count() or 1})
-
-
 def _open_references(target: OpenableAsset, chunks: Any) -> Any:
-    _zarr_threads()
     import fsspec
-    import xarray as xr
     import zarr.storage
 
     kwargs = target.open_kwargs
@@ -321,9 +305,7 @@ def _open_references(target: OpenableAsset, chunks: Any) -> Any:
         # zarr 3 reads through an asynchronous filesystem: build it so, remote side included.
         fs = fsspec.filesystem("reference", fo=target.href, asynchronous=True, **options)
         store = zarr.storage.FsspecStore(fs, read_only=True, path="")
-        return xr.open_zarr(
-            store, consolidated=False, zarr_format=2, chunks=_chunks(target, chunks), **kwargs
-        )
+        return _open_chunks(store, _chunks(target, chunks), kwargs, zarr_format=2)
     except FileNotFoundError as exc:
         raise NotFoundError(f"a reference of {target.href} points nowhere: {exc}") from exc
     except OSError as exc:
@@ -352,9 +334,7 @@ def _reference_options(target: OpenableAsset) -> dict[str, Any]:
 
 
 def _open_icechunk(target: OpenableAsset, chunks: Any) -> Any:
-    _zarr_threads()
     import icechunk
-    import xarray as xr
 
     fields = target.fields
     storage = _icechunk_storage(target)
@@ -365,7 +345,11 @@ def _open_icechunk(target: OpenableAsset, chunks: Any) -> Any:
     try:
         if not icechunk.Repository.exists(storage):
             raise NotFoundError(f"no Icechunk repository at {target.href}; check the asset's href")
-        repo = icechunk.Repository.open(storage, authorize_virtual_chunk_access=credentials)
+        repo = icechunk.Repository.open(
+            storage,
+            config=_local_reads(storage, target.href, list(containers)),
+            authorize_virtual_chunk_access=credentials,
+        )
         if fields.get("icechunk:snapshot"):
             session = repo.readonly_session(snapshot_id=str(fields["icechunk:snapshot"]))
         elif fields.get("icechunk:tag"):
@@ -380,7 +364,28 @@ def _open_icechunk(target: OpenableAsset, chunks: Any) -> Any:
     kwargs = target.open_kwargs
     for key in ("engine", "chunks", "consolidated", "storage_options"):
         kwargs.pop(key, None)
-    return xr.open_zarr(session.store, consolidated=False, chunks=_chunks(target, chunks), **kwargs)
+    return _open_chunks(session.store, _chunks(target, chunks), kwargs, zarr_format=None)
+
+
+def _local_reads(storage: Any, href: str, containers: list[str]) -> Any:
+    """The repository's config, each chunk read in one request when all of it is local files.
+
+    Local storage splits reads into concurrent 4 KB requests by default; for the
+    sources' chunks of a virtual product (hundreds of KB each) that costs about
+    12 % of a read (measured: a global mean over 386 MB, 0.40 s to 0.35 s).
+    None (the persisted config) for anything else.
+    """
+    import icechunk
+
+    if not _is_local(href) or any(not str(p).startswith("file://") for p in containers):
+        return None
+    config = icechunk.Repository.fetch_config(storage) or icechunk.RepositoryConfig.default()
+    settings = config.storage or icechunk.StorageSettings()
+    settings.concurrency = icechunk.StorageConcurrencySettings(
+        max_concurrent_requests_for_object=1, ideal_concurrent_request_size=64 << 20
+    )
+    config.storage = settings
+    return config
 
 
 def _icechunk_storage(target: OpenableAsset) -> Any:
@@ -412,6 +417,51 @@ def _container_credentials(prefixes: list[str], storage_options: Mapping[str, An
     return container_credentials(
         prefixes, remote if isinstance(remote, Mapping) else storage_options
     )
+
+
+# -- virtual products: the chunks read by arcodex ----------------------------------------------
+
+_DECODE_KEYS = (
+    "mask_and_scale",
+    "decode_times",
+    "concat_characters",
+    "decode_coords",
+    "use_cftime",
+    "decode_timedelta",
+)
+
+
+def _open_chunks(
+    store: Any, chunks: Any, kwargs: dict[str, Any], *, zarr_format: Literal[2, 3] | None
+) -> xr.Dataset:
+    """A virtual product's store, its Dask-backed variables read by :mod:`._chunks`.
+
+    The store is opened undecoded, its variables' Dask arrays swapped for ones
+    that read and decode the chunks in the Dask threads, and the CF decoding
+    xarray would have done is applied afterwards, so values, attributes and
+    encodings are those of ``xr.open_zarr``. Without Dask (``chunks=None``)
+    there is nothing to read in parallel and zarr's path is kept.
+    """
+    import xarray as xr
+    import zarr
+
+    from arcodex.client._chunks import read_chunks_directly
+
+    if chunks is None:
+        plain: xr.Dataset = xr.open_zarr(
+            store, consolidated=False, zarr_format=zarr_format, chunks=chunks, **kwargs
+        )
+        return plain
+    decode_cf = kwargs.pop("decode_cf", True)
+    decode = {k: kwargs.pop(k) for k in _DECODE_KEYS if k in kwargs}
+    raw = xr.open_zarr(
+        store, consolidated=False, zarr_format=zarr_format, chunks=chunks, decode_cf=False, **kwargs
+    )
+    group = zarr.open_group(
+        store, mode="r", path=str(kwargs.get("group") or ""), zarr_format=zarr_format
+    )
+    read = read_chunks_directly(raw, group)
+    return xr.decode_cf(read, **decode) if decode_cf else read
 
 
 @contextmanager
