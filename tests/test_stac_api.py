@@ -219,6 +219,11 @@ def test_bbox_across_antimeridian_and_on_0_360_data(url: str, ids: dict[str, Any
     # 200..220 east is -160..-140: the global grids hold it, the Pacific box stops at -170.
     assert _search(url, bbox="200,-10,220,10") == sorted([ids["regular"], ids["lon360"]])
     assert _search(url, bbox="172,0,174,1") == [ids["pacific"]]
+    # The arcodex client folds a 0–360 box for the API (which takes [-180, 180]).
+    from arcodex.client import Client
+
+    folded = Client(f"{url}/stac/").search(bbox=(175, -5, 185, 5))
+    assert sorted(i.id for i in folded.items) == across
     geometry = {
         "type": "Polygon",
         "coordinates": [[[131, 31], [139, 31], [135, 39], [131, 31]]],

@@ -337,7 +337,8 @@ class Client:
     ) -> list[pystac.Item]:
         kwargs: dict[str, Any] = {
             "collections": collections,
-            "bbox": list(box) if box is not None else None,
+            # STAC APIs take longitudes in [-180, 180]: 0–360 boxes are folded, west > east kept.
+            "bbox": _folded(box) if box is not None else None,
             "datetime": datetime,
             "ids": ids,
             "filter": filter,
@@ -412,6 +413,12 @@ def _check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
     from arcodex.client._subset import _check_bbox as check
 
     return check(bbox)
+
+
+def _folded(box: Sequence[float]) -> list[float]:
+    from arcodex.stac import normalise_bbox
+
+    return normalise_bbox(box)
 
 
 def _bbox_matches(item: pystac.Item, box: tuple[float, float, float, float]) -> bool:
