@@ -13,12 +13,11 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from arcodex._archives import write_archive
 from arcodex.client import Client, SearchResults, open_dataset, subset
 from arcodex.convert import convert  # before icechunk: it quiets icechunk's log
 from arcodex.errors import NotFoundError, ValidationError
-from arcodex.testing import http_directory
+from arcodex.testing import http_directory, http_server
 
 xr = pytest.importorskip("xarray")
 pystac = pytest.importorskip("pystac")
@@ -765,12 +764,5 @@ def _serve_api(items: list[dict[str, Any]]) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with http_server(Handler) as url:
+        yield url

@@ -19,6 +19,7 @@ __all__ = [
     "clear_backend",
     "full_record",
     "http_directory",
+    "http_server",
     "s3_server",
     "sample_records",
     "search_ids",
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
         S3_SECRET,
         assert_same_values,
         http_directory,
+        http_server,
         s3_server,
         sources_dataset,
     )
@@ -43,6 +45,7 @@ _LAZY = {
     "S3_SECRET": "arcodex.testing._datasets",
     "assert_same_values": "arcodex.testing._datasets",
     "http_directory": "arcodex.testing._datasets",
+    "http_server": "arcodex.testing._datasets",
     "s3_server": "arcodex.testing._datasets",
     "sources_dataset": "arcodex.testing._datasets",
     "clear_backend": "arcodex.testing._support",

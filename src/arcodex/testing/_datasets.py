@@ -13,6 +13,7 @@ __all__ = [
     "S3_SECRET",
     "assert_same_values",
     "http_directory",
+    "http_server",
     "s3_server",
     "sources_dataset",
 ]
@@ -72,16 +73,24 @@ def s3_server() -> Iterator[str]:
 def http_directory(directory: Path | str) -> Iterator[str]:
     """Serve ``directory`` over HTTP on a free loopback port; yields the base URL."""
     import functools
-    import threading
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import SimpleHTTPRequestHandler
 
     class Quiet(SimpleHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory))
-    )
+    with http_server(functools.partial(Quiet, directory=str(directory))) as url:
+        yield url
+
+
+@contextmanager
+def http_server(handler: Any) -> Iterator[str]:
+    """An HTTP server with ``handler`` (a request handler class) on a free loopback port,
+    in a thread; yields the base URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
