@@ -297,7 +297,14 @@ def _tag_condition(q: _Sql, cond: Condition) -> None:
         if op == "ne":
             q.add(f"NOT {probe}", *values)
         else:
-            q.option(f"SELECT rid FROM tags WHERE tag IN ({marks})", values, probe, values)
+            # A record holding several of the values has a row for each.
+            q.option(
+                f"SELECT rid FROM tags WHERE tag IN ({marks})",
+                values,
+                probe,
+                values,
+                unique=len(set(values)) == 1,
+            )
     elif op in ("exists", "missing"):
         probe = "EXISTS (SELECT 1 FROM tags WHERE rid = r.rid)"
         q.add(probe if op == "exists" else f"NOT {probe}")

@@ -233,6 +233,23 @@ class SearchContract(ContractBase):
     def test_tags(self, sample: CatalogBackend, terms: list[str], expected: list[str]) -> None:
         assert search_ids(sample, *terms) == expected
 
+    @pytest.mark.parametrize("page_size", [1, 2, None])
+    def test_one_of_tags_returns_a_record_once(
+        self, backend: CatalogBackend, page_size: int | None
+    ) -> None:
+        """A record holding several of the listed tags is one result, on every page size."""
+        backend.add(
+            [
+                Record(id="both", tags=["ch4", "co2"]),
+                Record(id="one", tags=["co2"]),
+                Record(id="none"),
+            ]
+        )
+        query = Query.parse(["tag=[ch4,co2]"])
+        pages = all_pages(backend, query, page_size) if page_size else [ids_of(backend, query)]
+        assert sorted(i for page in pages for i in page) == ["both", "one"]
+        assert backend.count(query) == 2
+
     def test_tags_field_name_is_tag(self, sample: CatalogBackend) -> None:
         """``tags`` names the record's tags in a Condition as it does in a CLI term."""
         assert ids_of(sample, where(Condition(field="tags", value="ch4"))) == ["s1"]
