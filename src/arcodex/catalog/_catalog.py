@@ -1062,6 +1062,7 @@ class Catalog:
                 # Only the failure injection after the commit lands here: the work is done.
                 self._finish(operation)
                 self._close_journal(operation.id)
+                self._after_commit(uow)
                 raise
             try:
                 self.hooks.run(
@@ -1079,6 +1080,10 @@ class Catalog:
             raise
         self._finish(operation)
         self._close_journal(operation.id)
+        self._after_commit(uow)
+
+    @staticmethod
+    def _after_commit(uow: UnitOfWork) -> None:
         for after in uow.after:
             with suppress(Exception):
                 after()

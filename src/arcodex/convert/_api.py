@@ -260,10 +260,17 @@ def convert(
         plan.virtual_parts = parts
         provenance = {**plan.summary(), "parameters": parameters}
         with unit(cat, "convert", refs, parameters, user) as uow:
-            record_id = new_id()
+            # Replacing a catalogued product replaces its record too (never a second one).
+            current = record_of(cat, product) if existed else None
+            record_id = current.id if current is not None else new_id()
             staging = Staging.beside(placed.target, existed=existed)
             if uow is not None:
-                uow.transition("planned", records=[record_id], sources=len(refs))
+                uow.transition(
+                    "planned",
+                    records=[record_id],
+                    sources=len(refs),
+                    **({"version": current.version} if current is not None else {}),
+                )
                 uow.transition("artifact_write_started")
                 staging.journal(uow, placed.profile)
                 uow.after_commit(staging.finish)
@@ -287,6 +294,7 @@ def convert(
                     progress,
                     title,
                     user,
+                    current=current,
                     tag=tag,
                     swap=lambda r: _swap_in(r, staging, product, uow),
                 )

@@ -377,4 +377,3 @@ def _is_marked(target: Target, fs: Any) -> bool:
 
 def _unmark(target: Target, fs: Any) -> None:
     _remove(_target(target.url + _SAVED, target), fs)
-
