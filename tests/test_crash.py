@@ -10,32 +10,63 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from arcodex.catalog import Catalog
-from arcodex.catalog._journal import KILL_AT_ENV
+from arcodex.catalog._journal import FAIL_AT_ENV, KILL_AT_ENV, InjectedFailure
 
-ADD_STATES = [
-    "started",
-    "planned",
-    "artifact_write_started",
-    "artifact_written",
-    "artifact_write_succeeded",
-    "catalog_write_started",
-    "catalog_write_succeeded",
-    "hooks_started",
-    "committed",
-]
-WRITTEN = {"catalog_write_succeeded", "hooks_started", "committed"}
-CHANGE_STATES = [
-    "started",
-    "planned",
-    "catalog_write_started",
-    "catalog_write_succeeded",
-    "committed",
-]
+WRITTEN = {"catalog_write_succeeded", "artifact_delete_started", "hooks_started", "committed"}
+CHANGES = ("update", "delete", "restore", "purge")
+
+
+def _reference_states(action: str) -> list[str]:
+    """The states a real run of ``action`` journals, read from its journal (never a list
+    written by hand: a state added to the code is then attacked too)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "cat"
+        src = Path(tmp) / "obs.csv"
+        src.write_text("t,ch4\n1,1900\n")
+        with Catalog.create(root) as cat:
+            _prepare(cat, action, src)
+            before = set(cat.journal.done_operations())
+            _run(cat, action, src)
+            (op_id,) = set(cat.journal.done_operations()) - before
+            states = [str(e["state"]) for e in cat.journal.read(op_id)]
+    assert states[-1] == "committed", states
+    return states
+
+
+def _prepare(cat: Catalog, action: str, src: Path) -> None:
+    if action in CHANGES:
+        cat.add_file(src, record_id="a", metadata={"q": 1})
+    if action == "restore":
+        cat.delete("a")
+
+
+def _run(cat: Catalog, action: str, src: Path) -> None:
+    if action == "add":
+        cat.add_file(src, record_id="new")
+    elif action == "update":
+        cat.update("a", set={"q": 2})
+    elif action == "delete":
+        cat.delete("a")
+    elif action == "restore":
+        cat.restore("a")
+    else:
+        cat.purge("a")
+
+
+_CLI = {
+    "update": ["update", "a", "--set", "q=2"],
+    "delete": ["delete", "a"],
+    "restore": ["restore", "a"],
+    "purge": ["purge", "a", "--yes"],
+}
+ADD_STATES = _reference_states("add")
+CHANGE_CASES = [(action, state) for action in CHANGES for state in _reference_states(action)]
 
 
 def _killed(root: Path, state: str, *args: str) -> None:
@@ -84,23 +115,74 @@ def test_add_killed_then_recovered(tmp_path: Path, state: str) -> None:
         assert report.clean, report.to_dict()
 
 
+def test_matrices_come_from_real_journals() -> None:
+    assert "hooks_started" in ADD_STATES and "artifact_written" in ADD_STATES
+    assert ("purge", "artifact_delete_started") in CHANGE_CASES
+    assert ("update", "hooks_started") in CHANGE_CASES
+
+
+def _state_of(cat: Catalog, src: Path) -> tuple[str, ...]:
+    """What the record "a" is: absent, or its status, metadata and whether its file is there."""
+    try:
+        rec = cat.get("a")
+    except LookupError:
+        return ("absent", str(_files(cat)))
+    return (rec.status, str(rec.metadata.get("q")), str(_files(cat)))
+
+
+def _expected(cat_root: Path, action: str, src: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The state before and after ``action``, from a run that is not interrupted."""
+    with Catalog.create(cat_root) as cat:
+        _prepare(cat, action, src)
+        old = _state_of(cat, src)
+        _run(cat, action, src)
+        new = _state_of(cat, src)
+    return old, new
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("state", CHANGE_STATES)
-@pytest.mark.parametrize("command", ["update", "delete"])
-def test_update_and_delete_killed_then_recovered(tmp_path: Path, state: str, command: str) -> None:
+@pytest.mark.parametrize(("command", "state"), CHANGE_CASES)
+def test_changes_killed_then_recovered(tmp_path: Path, command: str, state: str) -> None:
+    src = tmp_path / "obs.csv"
+    src.write_text("t,ch4\n1,1900\n")
+    old, new = _expected(tmp_path / "reference", command, src)
     root = tmp_path / "cat"
     with Catalog.create(root) as cat:
-        cat.add_external("https://example.org/a", record_id="a", metadata={"q": 1})
-    args = ["update", "a", "--set", "q=2"] if command == "update" else ["delete", "a"]
-    _killed(root, state, *args)
+        _prepare(cat, command, src)
+    _killed(root, state, *_CLI[command])
     with Catalog.open(root) as cat:
         cat.recover()
-        rec = cat.get("a")
-        old = rec.metadata["q"] == 1 and rec.status == "active"
-        new = (rec.metadata["q"] == 2) if command == "update" else rec.status == "deleted"
-        assert old != new, rec
-        assert new == (state in {"catalog_write_succeeded", "committed"})
-        assert cat.doctor().clean
+        now = _state_of(cat, src)
+        assert now == (new if state in WRITTEN else old), (now, old, new)
+        report = cat.doctor()
+        assert report.clean, report.to_dict()
+
+
+@pytest.mark.parametrize(("command", "state"), CHANGE_CASES)
+def test_changes_failing_are_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, state: str
+) -> None:
+    """A failure at any state leaves exactly the old state (or, after the commit, the new
+    one), a journal that says so, and nothing for `doctor` to find."""
+    src = tmp_path / "obs.csv"
+    src.write_text("t,ch4\n1,1900\n")
+    old, new = _expected(tmp_path / "reference", command, src)
+    with Catalog.create(tmp_path / "cat") as cat:
+        _prepare(cat, command, src)
+        before = set(cat.journal.done_operations())
+        monkeypatch.setenv(FAIL_AT_ENV, state)
+        with pytest.raises(InjectedFailure):
+            _run(cat, command, src)
+        monkeypatch.delenv(FAIL_AT_ENV)
+        (op_id,) = set(cat.journal.done_operations()) - before
+        last = cat.journal.read(op_id)[-1]["state"]
+        now = _state_of(cat, src)
+        if state == "committed":
+            assert (now, last) == (new, "committed")
+        else:
+            assert (now, last) == (old, "rolled_back"), (now, old, last)
+        report = cat.doctor()
+        assert report.clean, report.to_dict()
 
 
 def test_recover_dry_run_changes_nothing(tmp_path: Path) -> None:
@@ -112,7 +194,8 @@ def test_recover_dry_run_changes_nothing(tmp_path: Path) -> None:
     with Catalog.open(root) as cat:
         before = _files(cat)
         (plan,) = cat.recover(dry_run=True)
-        assert plan.decision == "roll_back" and len(plan.removed) == 1
+        assert plan.decision == "roll_back" and len(plan.would_remove) == 1
+        assert plan.removed == []
         assert _files(cat) == before
         assert cat.journal.open_operations()
         cat.recover()

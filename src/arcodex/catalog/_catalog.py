@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from arcodex import __version__
 from arcodex.backends import BackendStats, CatalogBackend, Page, open_backend
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
-from arcodex.catalog._doctor import DoctorReport, Recovery, diagnose
+from arcodex.catalog._doctor import DoctorReport, Recovery, _where, diagnose, doctor_fix
 from arcodex.catalog._doctor import recover as recover_operations
 from arcodex.catalog._events import EventLog
 from arcodex.catalog._hooks import HookContext, HookRegistry, HookResult
@@ -888,13 +888,45 @@ class Catalog:
         )
 
     def purge(self, id_or_prefix: str, *, user: str | None = None) -> Record:
-        """Remove a record for good, and the files arcodex wrote for it (never others)."""
+        """Remove a record for good, and the files arcodex wrote for it (never others).
+
+        The record goes in one transaction (undone by writing it back); its files go
+        after it, journaled beforehand, so that a crash is rolled forward by `recover`
+        and a file that cannot be removed stays listed (and fixable) by `doctor`.
+        """
         user = user or current_user()
         record = self.get(id_or_prefix)
-        purged = self._run("purge", record.id, user, lambda: self.backend.purge(record.id))
-        for artifact in purged.artifacts:
-            self._delete_managed(artifact)
+        remove = [self._journal_place(a) for a in record.artifacts if a.managed]
+        with self.unit_of_work("purge", user=user, inputs=[record.id]) as uow:
+            uow.transition("planned", records=[record.id], version=record.version, remove=remove)
+            uow.transition("catalog_write_started")
+            purged = self.backend.purge(record.id)
+            uow.on_rollback(
+                f"write {record.id} back", lambda: self._put_back(record), record_id=record.id
+            )
+            uow.transition("catalog_write_succeeded")
+            uow.transition("artifact_delete_started")
+            for artifact in purged.artifacts:
+                try:
+                    self._delete_managed(artifact)
+                except (ArcodexError, OSError) as exc:
+                    # The record is gone for good: the file stays an orphan the journal names.
+                    uow.transition(
+                        "artifact_delete_failed", location=self.locate(artifact), error=str(exc)
+                    )
+            uow.operation.outputs = [record.id]
         return purged
+
+    def _journal_place(self, artifact: Artifact) -> dict[str, str]:
+        """Where a managed artifact is, as a journal keeps it (profile and key, or a path)."""
+        profile, key = _where(self, artifact.locator)
+        if profile is not None and key is not None:
+            return {"profile": profile, "key": key}
+        return {"path": self.locate(artifact)}
+
+    def _put_back(self, record: Record) -> None:
+        if not exists(self.backend, record.id):
+            self.backend.add([record])
 
     def _run(
         self,
@@ -904,8 +936,9 @@ class Catalog:
         fn: Callable[[], Record],
         undo: Callable[[], Any] | None = None,
     ) -> Record:
+        version = self.backend.get(record_id).version
         with self.unit_of_work(action, user=user, inputs=[record_id]) as uow:
-            uow.transition("planned", records=[record_id])
+            uow.transition("planned", records=[record_id], version=version)
             uow.transition("catalog_write_started")
             result = fn()
             if undo is not None:
@@ -1029,6 +1062,7 @@ class Catalog:
                 # Only the failure injection after the commit lands here: the work is done.
                 self._finish(operation)
                 self._close_journal(operation.id)
+                self._after_commit(uow)
                 raise
             try:
                 self.hooks.run(
@@ -1046,6 +1080,10 @@ class Catalog:
             raise
         self._finish(operation)
         self._close_journal(operation.id)
+        self._after_commit(uow)
+
+    @staticmethod
+    def _after_commit(uow: UnitOfWork) -> None:
         for after in uow.after:
             with suppress(Exception):
                 after()
@@ -1092,8 +1130,14 @@ class Catalog:
 
     # -- health ----------------------------------------------------------------------
 
-    def doctor(self, *, verify_hashes: bool = False) -> DoctorReport:
-        """Interrupted operations, orphaned managed files, missing or changed artifacts."""
+    def doctor(
+        self, *, verify_hashes: bool = False, fix: bool = False, dry_run: bool = False
+    ) -> DoctorReport:
+        """Interrupted operations, orphans, missing or changed artifacts. With ``fix``,
+        remove the orphans a journal or a provenance marker proves arcodex wrote
+        (``dry_run``: only say which)."""
+        if fix:
+            return doctor_fix(self, verify_hashes=verify_hashes, dry_run=dry_run)
         return diagnose(self, verify_hashes=verify_hashes)
 
     def recover(self, *, dry_run: bool = False) -> list[Recovery]:

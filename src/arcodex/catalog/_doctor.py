@@ -15,6 +15,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from arcodex.catalog._orphans import (
+    Fix,
+    fix_orphans,
+    journal_proof,
+    leftovers,
+    made_by_arcodex,
+    proof_of,
+    remove_url,
+)
 from arcodex.errors import NotFoundError
 from arcodex.model import FsspecUrl, LocalPath, Operation, OperationError, Query, utcnow
 from arcodex.storage import FsspecStore, LocalStore, hash_file
@@ -22,7 +31,7 @@ from arcodex.storage import FsspecStore, LocalStore, hash_file
 if TYPE_CHECKING:
     from arcodex.catalog._catalog import Catalog
 
-__all__ = ["DoctorReport", "Recovery", "diagnose", "recover"]
+__all__ = ["DoctorReport", "Recovery", "diagnose", "doctor_fix", "recover"]
 
 _DONE = {"committed", "rolled_back", "failed"}
 _CATALOG_WRITTEN = {"catalog_write_succeeded", "hooks_started", "committed"}
@@ -30,13 +39,22 @@ _CATALOG_WRITTEN = {"catalog_write_succeeded", "hooks_started", "committed"}
 
 @dataclass
 class DoctorReport:
-    """What ``doctor`` found; ``clean`` when nothing needs attention."""
+    """What ``doctor`` found; ``clean`` when nothing needs attention.
+
+    ``orphaned_files`` are unreferenced objects of the profiles, each with the
+    ``proof`` that arcodex wrote it (``journal``, ``provenance`` or None) and the
+    ``root`` of the whole it belongs to; ``orphaned_products`` are leftovers of
+    finished operations outside the profiles. After a fix the lists say what is
+    still there, and ``fix`` what was (or would be) removed and what was kept.
+    """
 
     incomplete_operations: list[dict[str, Any]] = field(default_factory=list)
-    orphaned_files: list[dict[str, str]] = field(default_factory=list)
+    orphaned_files: list[dict[str, Any]] = field(default_factory=list)
+    orphaned_products: list[dict[str, Any]] = field(default_factory=list)
     missing_artifacts: list[dict[str, str]] = field(default_factory=list)
     mismatched_artifacts: list[dict[str, Any]] = field(default_factory=list)
     stale_locks: list[dict[str, Any]] = field(default_factory=list)
+    fix: Fix | None = None
 
     @property
     def clean(self) -> bool:
@@ -44,23 +62,40 @@ class DoctorReport:
             self.stale_locks
             or self.incomplete_operations
             or self.orphaned_files
+            or self.orphaned_products
             or self.missing_artifacts
             or self.mismatched_artifacts
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"clean": self.clean, **asdict(self)}
+        data = {k: v for k, v in asdict(self).items() if k != "fix"}
+        fix = self.fix.to_dict() if self.fix else {"would_remove": [], "removed": [], "kept": []}
+        return {"clean": self.clean, **data, **{k: v for k, v in fix.items() if k != "dry_run"}}
 
 
 @dataclass
 class Recovery:
-    """What ``recover`` did (or would do, with ``dry_run``) to one operation."""
+    """What ``recover`` did (or, with ``dry_run``, would do) to one operation."""
 
     operation_id: str
     action: str
     last_state: str
     decision: str  # "roll_forward" | "roll_back"
+    dry_run: bool = False
     removed: list[str] = field(default_factory=list)
+    would_remove: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    would_restore: list[str] = field(default_factory=list)
+    kept: list[dict[str, str]] = field(default_factory=list)
+
+    def remove(self, what: str) -> None:
+        (self.would_remove if self.dry_run else self.removed).append(what)
+
+    def restore(self, what: str) -> None:
+        (self.would_restore if self.dry_run else self.restored).append(what)
+
+    def keep(self, what: str, reason: str) -> None:
+        self.kept.append({"where": what, "reason": reason})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,7 +163,9 @@ def diagnose(catalog: Catalog, *, verify_hashes: bool = False) -> DoctorReport:
                             "sha256_matches": None if sha is None else sha == expected_sha,
                         }
                     )
-    in_flight = _in_flight_keys(catalog)
+    in_flight = journal_proof(catalog, finished=False)
+    journaled = journal_proof(catalog)
+    made: dict[str, bool] = {}
     for name in catalog.config.profiles:
         try:
             store, _ = catalog._store(name)
@@ -136,10 +173,32 @@ def diagnose(catalog: Catalog, *, verify_hashes: bool = False) -> DoctorReport:
         except Exception:  # an unreachable profile is not a reason to stop looking
             continue
         known = referenced.get(name, set())
-        busy = {k for p, k in in_flight if p == name}
         for key in keys:
-            if not _covered(key, known) and not _covered(key, busy):
-                report.orphaned_files.append({"profile": name, "key": key})
+            if _covered(key, known) or proof_of(name, store, key, in_flight, None)[0]:
+                continue
+            proof, root = proof_of(name, store, key, journaled, made)
+            report.orphaned_files.append(
+                {"profile": name, "key": key, "proof": proof, "root": root}
+            )
+    report.orphaned_products = leftovers(catalog, journaled)
+    return report
+
+
+def doctor_fix(
+    catalog: Catalog, *, verify_hashes: bool = False, dry_run: bool = False
+) -> DoctorReport:
+    """Remove the orphans arcodex is proven to have written; the report as things are after."""
+    found = diagnose(catalog, verify_hashes=verify_hashes)
+    fix = fix_orphans(catalog, found.orphaned_files, found.orphaned_products, dry_run=dry_run)
+    report = found if dry_run else diagnose(catalog, verify_hashes=verify_hashes)
+    report.fix = fix
+    if fix.removed:
+        catalog.events.emit(
+            "doctor.fixed",
+            f"doctor removed {len(fix.removed)} orphans",
+            level="warning",
+            removed=fix.removed[:1000],
+        )
     return report
 
 
@@ -153,53 +212,22 @@ def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
         last = entries[-1]
         if _still_running(last):
             continue
-        states = {e.get("state") for e in entries}
-        planned = next((e for e in entries if e.get("state") == "planned"), {})
-        record_ids = list(planned.get("records") or [])
-        complete = bool(states & _CATALOG_WRITTEN) or (
-            "catalog_write_started" in states and _records_written(catalog, planned, record_ids)
+        decision = "roll_forward" if _complete(catalog, entries) else "roll_back"
+        recovery = Recovery(
+            op_id, str(last.get("action")), str(last.get("state")), decision, dry_run
         )
-        if last.get("state") == "rollback_started":
-            complete = False
-        decision = (
-            "roll_forward" if complete and last.get("state") != "rollback_started" else "roll_back"
-        )
-        recovery = Recovery(op_id, str(last.get("action")), str(last.get("state")), decision)
         if decision == "roll_back":
-            for entry in reversed(entries):
-                if entry.get("state") in ("artifact_backup", "artifact_undo"):
-                    _restore(entry, recovery, dry_run)
-                    continue
-                if entry.get("state") != "artifact_written":
-                    continue
-                if entry.get("profile") is None and entry.get("url"):
-                    _remove_url(str(entry["url"]), recovery, dry_run)
-                    continue
-                profile, key = entry.get("profile"), entry.get("key")
-                recovery.removed.append(f"{profile}:{key}")
-                if not dry_run:
-                    store, _ = catalog._store(str(profile))
-                    store.delete(str(key))
-            if not dry_run and last.get("action") == "add" and "catalog_write_started" in states:
-                for record_id in record_ids:
-                    if _exists(catalog, record_id):
-                        catalog.backend.purge(record_id)
+            _roll_back(catalog, entries, recovery)
         else:
-            for entry in entries:
-                if entry.get("state") == "artifact_backup" and entry.get("args"):
-                    # The update is kept: its backup is no longer needed.
-                    backup = Path(str(entry["args"]["backup"]))
-                    recovery.removed.append(f"backup {backup}")
-                    if not dry_run and backup.exists():
-                        shutil.rmtree(backup, ignore_errors=True)
+            _roll_forward(catalog, entries, recovery)
         if not dry_run:
             _close(catalog, entries, decision)
         done.append(recovery)
     holder = _holder(catalog)
     if holder is not None and not _still_running(holder):
-        done.append(
-            Recovery("-", "lock", "stale", "roll_back", [f"lock note of pid {holder.get('pid')}"])
-        )
+        lock = Recovery("-", "lock", "stale", "roll_back", dry_run)
+        lock.remove(f"lock note of pid {holder.get('pid')}")
+        done.append(lock)
         if not dry_run:
             release = getattr(catalog.backend, "_release", None)
             if callable(release):
@@ -212,10 +240,105 @@ def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
                 continue
             for key in list(store.iter_keys()):
                 if _is_temp(key):
-                    done.append(Recovery("-", "write", "killed", "roll_back", [f"{name}:{key}"]))
+                    temp = Recovery("-", "write", "killed", "roll_back", dry_run)
+                    temp.remove(f"{name}:{key}")
+                    done.append(temp)
                     if not dry_run:
                         store.delete(key)
     return done
+
+
+def _complete(catalog: Catalog, entries: list[dict[str, Any]]) -> bool:
+    """Whether an interrupted operation's one database transaction landed."""
+    states = {e.get("state") for e in entries}
+    if entries[-1].get("state") == "rollback_started":
+        return False
+    if states & _CATALOG_WRITTEN:
+        return True
+    if "catalog_write_started" not in states:
+        return False
+    planned = next((e for e in entries if e.get("state") == "planned"), {})
+    record_ids = list(planned.get("records") or [])
+    if entries[0].get("action") == "purge":
+        return bool(record_ids) and not any(_exists(catalog, i) for i in record_ids)
+    return _records_written(catalog, planned, record_ids)
+
+
+def _roll_back(catalog: Catalog, entries: list[dict[str, Any]], recovery: Recovery) -> None:
+    """Undo, newest first, every write the operation journaled."""
+    dry_run = recovery.dry_run
+    for entry in reversed(entries):
+        state = entry.get("state")
+        if state == "artifact_staged":
+            _run_journaled(catalog, entry, "recover", recovery)
+        elif state in ("artifact_backup", "artifact_undo"):
+            _restore(entry, recovery, dry_run)
+        elif state == "artifact_written":
+            if entry.get("profile") is None and entry.get("url"):
+                _remove_url(str(entry["url"]), recovery, dry_run)
+                continue
+            profile, key = entry.get("profile"), entry.get("key")
+            recovery.remove(f"{profile}:{key}")
+            if not dry_run:
+                store, _ = catalog._store(str(profile))
+                store.delete(str(key))
+    states = {e.get("state") for e in entries}
+    if not dry_run and entries[0].get("action") == "add" and "catalog_write_started" in states:
+        planned = next((e for e in entries if e.get("state") == "planned"), {})
+        for record_id in planned.get("records") or []:
+            if _exists(catalog, record_id):
+                catalog.backend.purge(record_id)
+
+
+def _roll_forward(catalog: Catalog, entries: list[dict[str, Any]], recovery: Recovery) -> None:
+    """Finish what the operation would have done after its records were written."""
+    for entry in entries:
+        state = entry.get("state")
+        if state == "artifact_staged":
+            _run_journaled(catalog, entry, "forward", recovery)
+        elif state == "artifact_backup" and entry.get("args"):
+            # The update is kept: its backup is no longer needed.
+            backup = Path(str(entry["args"]["backup"]))
+            recovery.remove(f"backup {backup}")
+            if not recovery.dry_run and backup.exists():
+                shutil.rmtree(backup, ignore_errors=True)
+        elif state == "planned" and entry.get("remove"):
+            # A purge whose record is gone: its files go too.
+            for item in entry["remove"]:
+                _delete_planned(catalog, item, recovery)
+
+
+def _delete_planned(catalog: Catalog, item: dict[str, Any], recovery: Recovery) -> None:
+    if item.get("profile") is not None and item.get("key") is not None:
+        recovery.remove(f"{item['profile']}:{item['key']}")
+        if not recovery.dry_run:
+            catalog.storage(str(item["profile"])).delete(str(item["key"]))
+    elif item.get("path"):
+        _remove_url(str(item["path"]), recovery, recovery.dry_run)
+
+
+def _run_journaled(catalog: Catalog, entry: dict[str, Any], which: str, recovery: Recovery) -> None:
+    """Run the journaled undo (``recover``) or completion (``forward``) of a staged write."""
+    target = str(entry.get(which) or "")
+    module, _, name = target.partition(":")
+    args = dict(entry.get("args") or {})
+    if not module.startswith("arcodex."):
+        # Only arcodex's own functions are ever run from a journal.
+        recovery.keep(str(entry.get("url")), f"no arcodex function to {which} it")
+        return
+    if which == "recover":
+        recovery.restore(str(entry.get("url")))
+    for leftover in (args.get("work"), args.get("backup")):
+        if leftover and leftover != args.get("final"):
+            recovery.remove(str(leftover))
+    if recovery.dry_run:
+        return
+    if entry.get("profile"):
+        # Credentials come from the profile (the journal keeps none).
+        store = catalog.storage(str(entry["profile"]))
+        fs = getattr(store, "fs", None)
+        args["storage_options"] = dict(getattr(fs, "storage_options", {}) or {})
+    getattr(importlib.import_module(module), name)(**args)
 
 
 def _restore(entry: dict[str, Any], recovery: Recovery, dry_run: bool) -> None:
@@ -223,9 +346,9 @@ def _restore(entry: dict[str, Any], recovery: Recovery, dry_run: bool) -> None:
     target = entry.get("recover")
     if not target:
         what = f"backup {entry.get('backup')}" if entry.get("backup") else "commit"
-        recovery.removed.append(f"undo by hand: {entry.get('url')} ({what})")
+        recovery.keep(str(entry.get("url")), f"undo by hand ({what})")
         return
-    recovery.removed.append(f"restored {entry.get('url')}")
+    recovery.restore(str(entry.get("url")))
     if dry_run:
         return
     module, _, name = str(target).partition(":")
@@ -236,11 +359,17 @@ def _restore(entry: dict[str, Any], recovery: Recovery, dry_run: bool) -> None:
 
 
 def _remove_url(url: str, recovery: Recovery, dry_run: bool) -> None:
-    """Remove a product written outside the catalog's storage (local only; else report it)."""
+    """Remove a product written outside the catalog's storage (a remote one only with
+    arcodex's provenance marker, read with credentials from the environment)."""
     if "://" in url:
-        recovery.removed.append(f"orphaned (remove by hand): {url}")
+        if not made_by_arcodex(url, {}):
+            recovery.keep(url, "nothing proves arcodex wrote it; remove it by hand")
+            return
+        recovery.remove(url)
+        if not dry_run:
+            remove_url(url, {})
         return
-    recovery.removed.append(url)
+    recovery.remove(url)
     path = Path(url)
     if dry_run or not path.exists():
         return
@@ -355,15 +484,6 @@ def _covered(key: str, keys: set[str]) -> bool:
         return True
     parts = key.split("/")
     return any("/".join(parts[:i]) in keys for i in range(1, len(parts)))
-
-
-def _in_flight_keys(catalog: Catalog) -> set[tuple[str, str]]:
-    keys = set()
-    for op_id in catalog.journal.open_operations():
-        for entry in catalog.journal.read(op_id):
-            if entry.get("state") == "artifact_written":
-                keys.add((str(entry.get("profile")), str(entry.get("key"))))
-    return keys
 
 
 def _is_temp(key: str) -> bool:

@@ -91,6 +91,12 @@ class Journal:
                 return entries
         return []
 
+    def done_operations(self) -> list[str]:
+        """Operations whose journal reached a final state."""
+        if not self.done.is_dir():
+            return []
+        return sorted(p.stem for p in self.done.glob("*.jsonl"))
+
     def open_operations(self) -> list[str]:
         """Operations whose journal never reached a final state (after a crash)."""
         if not self.directory.is_dir():

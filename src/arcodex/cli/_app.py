@@ -785,12 +785,21 @@ def doctor(
     verify_hashes: Annotated[
         bool, typer.Option("--verify-hashes", help="Also re-hash every managed file (slow).")
     ] = False,
+    fix: Annotated[
+        bool,
+        typer.Option(
+            "--fix", help="Remove the orphans a journal or provenance marker proves arcodex wrote."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --fix: only say what would be removed.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Report interrupted operations, orphaned files and broken artifacts (exit 1 if any)."""
     from arcodex.cli import _render
 
-    report = _state(ctx).catalog().doctor(verify_hashes=verify_hashes)
+    report = _state(ctx).catalog().doctor(verify_hashes=verify_hashes, fix=fix, dry_run=dry_run)
     if as_json:
         _render.print_json(report.to_dict())
     else:
@@ -807,8 +816,23 @@ def doctor(
                 f"incomplete operation {op['operation_id']} ({op['action']}, stopped after "
                 f"{op['last_state']}, pid {op['pid']}): run `arcodex recover`"
             )
+        if report.fix is not None:
+            for where in report.fix.would_remove:
+                out.print(f"would remove {where}")
+            for where in report.fix.removed:
+                out.print(f"removed {where}")
+            for item in report.fix.kept:
+                out.print(f"kept {item['where']}: {item['reason']}")
         for item in report.orphaned_files:
-            out.print(f"orphaned file {item['profile']}:{item['key']} (no record points at it)")
+            proof = f"; arcodex wrote it ({item['proof']})" if item.get("proof") else ""
+            out.print(
+                f"orphaned file {item['profile']}:{item['key']} (no record points at it{proof})"
+            )
+        for item in report.orphaned_products:
+            out.print(
+                f"orphaned product {item['url']} (left by operation {item['operation_id']}); "
+                "`arcodex doctor --fix` removes it"
+            )
         for item in report.missing_artifacts:
             out.print(f"missing artifact of {item['record_id']}: {item['location']}")
         for item in report.mismatched_artifacts:
@@ -837,10 +861,14 @@ def recover(
         out.print("nothing to recover")
     for r in done:
         verb = "would" if dry_run else "did"
+        removing = r.would_remove if dry_run else r.removed
+        restoring = r.would_restore if dry_run else r.restored
         out.print(
             f"{r.operation_id} ({r.action}, stopped after {r.last_state}): {verb} "
             f"{r.decision.replace('_', ' ')}"
-            + (f", removing {', '.join(r.removed)}" if r.removed else "")
+            + (f", restoring {', '.join(restoring)}" if restoring else "")
+            + (f", removing {', '.join(removing)}" if removing else "")
+            + "".join(f"; kept {k['where']}: {k['reason']}" for k in r.kept)
         )
 
 

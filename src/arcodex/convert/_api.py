@@ -11,6 +11,7 @@ registered.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from arcodex.convert._chunking import ChunkPattern, parse_chunks
 from arcodex.convert._cluster import open_client
 from arcodex.convert._plan import Plan, build_plan
 from arcodex.convert._product import Product
+from arcodex.convert._replace import Staging, guard_destination
 from arcodex.convert._sources import SourceRef, resolve_sources
 from arcodex.convert._steps import (
     Placed,
@@ -31,7 +33,6 @@ from arcodex.convert._steps import (
     cluster_config,
     containers,
     finish,
-    journal_target,
     locate_product,
     managed,
     open_catalog_arg,
@@ -49,11 +50,12 @@ from arcodex.convert._steps import (
 )
 from arcodex.convert._write import WriteOptions
 from arcodex.convert._writers import check_tag_free
-from arcodex.errors import ConflictError, ValidationError
+from arcodex.errors import ValidationError
 from arcodex.model import new_id
 
 if TYPE_CHECKING:
     from arcodex.catalog import Catalog
+    from arcodex.catalog._journal import UnitOfWork
     from arcodex.model import Record
 
 __all__ = ["ConvertResult", "check", "convert", "open_product", "update"]
@@ -211,10 +213,7 @@ def convert(
             containers=containers(refs) if fmt != "zarr" and fmt != "icechunk" else (),
             source_options=src_options,
         )
-        if placed.target.exists() and not overwrite:
-            raise ConflictError(
-                f"a product already exists at {placed.target.url}; run `arcodex update` to add sources, or pass --overwrite"
-            )
+        existed = guard_destination(placed.target, refs, overwrite=overwrite, cat=cat)
         client = stack.enter_context(
             open_client(
                 cluster,
@@ -261,19 +260,27 @@ def convert(
         plan.virtual_parts = parts
         provenance = {**plan.summary(), "parameters": parameters}
         with unit(cat, "convert", refs, parameters, user) as uow:
-            record_id = new_id()
+            # Replacing a catalogued product replaces its record too (never a second one).
+            current = record_of(cat, product) if existed else None
+            record_id = current.id if current is not None else new_id()
+            staging = Staging.beside(placed.target, existed=existed)
             if uow is not None:
-                uow.transition("planned", records=[record_id], sources=len(refs))
+                uow.transition(
+                    "planned",
+                    records=[record_id],
+                    sources=len(refs),
+                    **({"version": current.version} if current is not None else {}),
+                )
                 uow.transition("artifact_write_started")
-                journal_target(uow, placed, product)
+                staging.journal(uow, placed.profile)
+                uow.after_commit(staging.finish)
             try:
-                if overwrite and placed.target.exists():
-                    placed.target.remove()
+                work = dataclasses.replace(product, target=staging.work)
                 written, snapshot = write_new(
-                    client, product, plan, options, provenance, message, progress
+                    client, work, plan, options, provenance, message, progress
                 )
                 result = ConvertResult(
-                    "convert", product, plan, bytes_written=written, snapshot=snapshot
+                    "convert", work, plan, bytes_written=written, snapshot=snapshot
                 )
                 result.changes = {"appended_steps": plan.length, "sources": len(plan.sources)}
                 finish(
@@ -287,14 +294,26 @@ def convert(
                     progress,
                     title,
                     user,
+                    current=current,
                     tag=tag,
+                    swap=lambda r: _swap_in(r, staging, product, uow),
                 )
             except BaseException:
                 if uow is None:
-                    placed.target.remove()
+                    staging.roll_back()
                 raise
+        if uow is None:
+            staging.finish()
         result.seconds = time.perf_counter() - started
         return result
+
+
+def _swap_in(
+    result: ConvertResult, staging: Staging, product: Product, uow: UnitOfWork | None
+) -> None:
+    """Once the staged product passed its check: put it at its destination."""
+    staging.swap(uow)
+    result.product = product
 
 
 def check(

@@ -11,14 +11,46 @@ start a dask-jobqueue cluster from the ``cluster`` settings of
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from arcodex.catalog._config import ClusterConfig
 from arcodex.errors import ConversionError, ValidationError
 
-__all__ = ["ClusterConfig", "open_client"]
+__all__ = ["ClusterConfig", "cancel_and_wait", "open_client"]
+
+
+def cancel_and_wait(client: Any, futures: Sequence[Any], timeout: float = 600.0) -> None:
+    """Cancel ``futures`` and return only once none of their tasks still runs on a worker.
+
+    Cancelling releases the tasks on the scheduler, but a task already running
+    keeps running in its worker thread; a clean-up that removed its output
+    before it ended would leave its chunks behind. Waits ``timeout`` seconds
+    at most (a hung worker must not hang the caller for ever).
+    """
+    import time
+
+    if not futures:
+        return
+    keys = [f.key for f in futures]
+    client.cancel(list(futures))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            busy = client.run(_running_of, keys)
+        except Exception:  # workers gone: nothing of ours can still be running
+            return
+        if not any(busy.values()):
+            return
+        time.sleep(0.05)
+
+
+def _running_of(keys: Sequence[Any], dask_worker: Any = None) -> int:
+    """On a worker: how many of ``keys`` are executing there right now."""
+    wanted = set(keys)
+    state = dask_worker.state
+    return sum(1 for ts in (*state.executing, *state.long_running) if ts.key in wanted)
 
 
 @contextmanager

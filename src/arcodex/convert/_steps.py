@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from arcodex.convert._attrs import AttrFixes
 from arcodex.convert._check import check_product, close_sources
-from arcodex.convert._cluster import ClusterConfig, open_client
+from arcodex.convert._cluster import ClusterConfig, cancel_and_wait, open_client
 from arcodex.convert._plan import Plan, build_plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product, ProductFormat
 from arcodex.convert._sources import SourceRef, SourceScan, resolve_sources, scan_source
@@ -188,7 +188,7 @@ def scan_all(
             done += len(batches[index[future.key]])
             say(progress, "scan", done, len(refs))
     except BaseException:
-        client.cancel(futures)
+        cancel_and_wait(client, futures)
         raise
     flat = [item for batch in results for item in batch]
     if not virtual:
@@ -221,16 +221,6 @@ def unit(
         action, user=user, inputs=[r.url for r in refs][:1000], parameters=jsonable(parameters)
     ) as uow:
         yield uow
-
-
-def journal_target(uow: UnitOfWork, placed: Placed, product: Product) -> None:
-    """Journal the product before writing it: a crash leaves it listed for `recover`."""
-    if placed.profile is not None and placed.key is not None:
-        uow.on_rollback(f"remove {placed.key}", placed.target.remove, key=placed.key)
-        uow.transition("artifact_written", profile=placed.profile, key=placed.key)
-    else:
-        uow.on_rollback(f"remove {placed.target.url}", placed.target.remove, url=placed.target.url)
-        uow.transition("artifact_written", url=placed.target.url, format=product.format)
 
 
 def write_new(
@@ -282,9 +272,11 @@ def finish(
     *,
     current: Record | None = None,
     tag: str | None = None,
+    swap: Callable[[ConvertResult], None] | None = None,
 ) -> None:
-    """Check the product, register it, and tag its snapshot: in that order, so that a
-    failure at any step leaves nothing behind (Icechunk never reuses a tag name)."""
+    """Check the product, put it in place (``swap``, for a staged product), register it,
+    and tag its snapshot: in that order, so that a failure at any step leaves nothing
+    behind (Icechunk never reuses a tag name)."""
     if run_check:
         say(progress, "check", 0, 1)
         try:
@@ -301,6 +293,8 @@ def finish(
                     else ""
                 )
             )
+    if swap is not None:
+        swap(result)
     if cat is not None and uow is not None:
         register(result, cat, uow, placed, record_id, title, user, current)
     if tag and result.snapshot:

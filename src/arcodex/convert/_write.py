@@ -399,7 +399,9 @@ def run_tasks(
             if progress is not None:
                 progress(done, total)
     except BaseException:
-        client.cancel(futures)
+        from arcodex.convert._cluster import cancel_and_wait
+
+        cancel_and_wait(client, futures)
         raise
     return results
 
