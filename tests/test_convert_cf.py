@@ -136,6 +136,18 @@ def test_check_fails_when_bounds_decode_wrong(tmp_path: Path) -> None:
     assert any("time_bnds" in r and "decodes to" in r for r in report.reasons), report.reasons
 
 
+def test_check_decodes_bounds_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer that copies bounds raw (as arcodex once did) is caught even though the check's
+    own reads share the writer's code: the check decodes each source's bounds itself."""
+    from arcodex.convert._times import TimeCode
+
+    monkeypatch.setattr(TimeCode, "encode", lambda self, values, source, where: values)
+    files = _mixed_units(tmp_path)
+    with pytest.raises(ConversionError, match="failed its check.*time_bnds of multivar_002.nc"):
+        _convert([str(f) for f in files], "zarr", tmp_path / "out.zarr")
+    assert not (tmp_path / "out.zarr").exists()
+
+
 # -- 2. packed variables: a missing chunk reads as missing -----------------------------------------
 
 
@@ -328,11 +340,29 @@ def test_fixes_that_do_nothing_or_overwrite_need_force(
             assert "long_name" not in ds["tas"].attrs
 
 
-def test_force_attrs_from_the_command_line() -> None:
+def test_force_attrs_round_trips() -> None:
     fixes = AttrFixes.parse(del_attrs=["history"], rename_attrs=["tas:a=b"], force=True)
     assert all(fix.force for fix in fixes.targets.values())
     assert AttrFixes.from_dict(fixes.to_dict()).to_dict() == fixes.to_dict()
     assert fixes.apply("tas", {"b": 1}) == {"b": 1}
+
+
+def test_force_attrs_on_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from arcodex.cli import app
+
+    files = write_archive(tmp_path / "src", "regular", files=2, steps=2)
+    monkeypatch.delenv("ARCODEX_CATALOG", raising=False)
+    base = ["convert", str(tmp_path / "src" / "*.nc"), "--cluster", "threads", "--no-catalog"]
+    base += ["--del-attr", "tas:no_such"]
+    refused = CliRunner().invoke(app, [*base, "--dest", str(tmp_path / "a.zarr")])
+    assert refused.exit_code != 0
+    assert "cannot delete tas:no_such: no source has it" in refused.output
+    assert not (tmp_path / "a.zarr").exists()
+    done = CliRunner().invoke(app, [*base, "--dest", str(tmp_path / "b.zarr"), "--force-attrs"])
+    assert done.exit_code == 0, done.output
+    assert len(files) == 2
 
 
 def test_deleted_attributes_leave_the_varying_record(tmp_path: Path) -> None:
