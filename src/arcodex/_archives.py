@@ -95,6 +95,7 @@ def write_archive(
     start: str | None = None,
     seed: int = 0,
     shuffle_names: bool = False,
+    time_units: str | None = None,
 ) -> list[Path]:
     """Write a small archive of NetCDF4 files holding consecutive periods of one time series.
 
@@ -146,6 +147,9 @@ def write_archive(
             are rotated by one, so ``<kind>_001.nc`` holds the first period and
             ``<kind>_000.nc`` the last; to test ordering by coordinate values.
             Otherwise ``<kind>_000.nc`` holds the first period, and so on.
+        time_units: The CF units of the time axis (and its bounds), e.g.
+            ``hours since 2010-01-01``; None for the kind's own. Archives written
+            with other units line up in time with the default ones.
 
     Returns:
         The files written (not the curvilinear ``grid.nc``), in time order.
@@ -163,6 +167,8 @@ def write_archive(
     if files < 1 or steps < 1:
         raise ValueError(f"files and steps must be at least 1, not {files} and {steps}")
     axis = _TIME_AXES.get(kind, _STANDARD_TIME)
+    if time_units is not None:
+        axis = _with_units(axis, time_units)
     first = _date_to_number(axis.start if start is None else start, axis)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,6 +199,19 @@ def write_archive(
         )
         written.append(path)
     return written
+
+
+def _with_units(axis: _TimeAxis, units: str) -> _TimeAxis:
+    """``axis`` with its steps counted in ``units`` (seconds, minutes, hours or days since …)."""
+    import dataclasses
+
+    per_day = {"second": 86400.0, "minute": 1440.0, "hour": 24.0, "day": 1.0}
+    word = units.split(" since ", 1)[0].strip().lower().rstrip("s")
+    if " since " not in units or word not in per_day:
+        raise ValueError(
+            f"time_units {units!r} must be '<seconds|minutes|hours|days> since <date>'"
+        )
+    return dataclasses.replace(axis, units=units, day=per_day[word])
 
 
 def _date_to_number(start: str, axis: _TimeAxis) -> float:

@@ -113,6 +113,13 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
         attrs_file: Annotated[
             Path | None, typer.Option("--attrs", help="A YAML file of attribute fixes.")
         ] = None,
+        force_attrs: Annotated[
+            bool,
+            typer.Option(
+                "--force-attrs",
+                help="Delete or rename attributes no source has, rename onto existing ones.",
+            ),
+        ] = False,
         grid: Annotated[
             Path | None, typer.Option("--grid", help="A grid file of coordinates.")
         ] = None,
@@ -147,7 +154,9 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
                 "(`arcodex init PATH`, --catalog PATH or ARCODEX_CATALOG)"
             )
         cat = None if no_catalog or not _has_catalog(state) else state.catalog()
-        fixes = AttrFixes.parse(set_attr or (), del_attr or (), rename_attr or (), attrs_file)
+        fixes = AttrFixes.parse(
+            set_attr or (), del_attr or (), rename_attr or (), attrs_file, force=force_attrs
+        )
         with convert_progress(not as_json) as progress:
             result = run(
                 sources if len(sources) > 1 else sources[0],

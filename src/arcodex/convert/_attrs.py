@@ -11,6 +11,12 @@ On the command line: ``--set-attr title="Sea temperature"`` (global),
 Values given on the command line are read as JSON when they parse (numbers,
 lists, booleans), otherwise kept as text. Corrections are applied to the
 product's metadata and verified by the product check.
+
+A correction that would do nothing or destroy something is refused: deleting
+or renaming an attribute no source has, or renaming onto an attribute that is
+already there, unless forced (``--force-attrs``, or ``force: true`` in a YAML
+block). ``units`` and ``calendar`` of the time axis re-encode its values (see
+:mod:`arcodex.convert._plan`).
 """
 
 from __future__ import annotations
@@ -36,13 +42,38 @@ class AttrFix:
     set: dict[str, Any] = field(default_factory=dict)
     delete: list[str] = field(default_factory=list)
     rename: dict[str, str] = field(default_factory=dict)
+    #: Delete or rename attributes that are not there, rename onto ones that are.
+    force: bool = False
 
-    def apply(self, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    def apply(
+        self, attrs: Mapping[str, Any], *, where: str = "global", known: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """``attrs`` corrected; ``known`` are attributes other sources have (they count as there).
+
+        Raises:
+            ValidationError: a correction would do nothing or overwrite, and is not forced.
+        """
         out = dict(attrs)
+        there = set(out) | set(known)
         for old, new in self.rename.items():
+            if old not in there and not self.force:
+                raise ValidationError(
+                    f"cannot rename {_name(where, old)}: no source has it; "
+                    "check the name, or pass --force-attrs"
+                )
+            if new in there and not self.force:
+                raise ValidationError(
+                    f"cannot rename {_name(where, old)} to {new}: {_name(where, new)} is already "
+                    "there; delete it first, or pass --force-attrs to overwrite it"
+                )
             if old in out:
                 out[new] = out.pop(old)
         for key in self.delete:
+            if key not in there and not self.force:
+                raise ValidationError(
+                    f"cannot delete {_name(where, key)}: no source has it; "
+                    "check the name, or pass --force-attrs"
+                )
             out.pop(key, None)
         out.update(self.set)
         return out
@@ -60,9 +91,11 @@ class AttrFixes:
     def for_target(self, name: str) -> AttrFix:
         return self.targets.setdefault(name, AttrFix())
 
-    def apply(self, name: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
+    def apply(
+        self, name: str, attrs: Mapping[str, Any], *, known: Iterable[str] = ()
+    ) -> dict[str, Any]:
         fix = self.targets.get(name)
-        return fix.apply(attrs) if fix else dict(attrs)
+        return fix.apply(attrs, where=name or "global", known=known) if fix else dict(attrs)
 
     def variables(self) -> set[str]:
         return {name for name, fix in self.targets.items() if name != GLOBAL and fix}
@@ -77,8 +110,11 @@ class AttrFixes:
         del_attrs: Iterable[str] = (),
         rename_attrs: Iterable[str] = (),
         file: str | Path | None = None,
+        *,
+        force: bool = False,
     ) -> AttrFixes:
-        """Corrections from command-line terms and an optional YAML file (terms win)."""
+        """Corrections from command-line terms and an optional YAML file (terms win);
+        ``force`` forces every one of them."""
         fixes = cls.from_file(file) if file else cls()
         for term in set_attrs:
             target, key, value = _split(term, "--set-attr", needs_value=True)
@@ -91,6 +127,9 @@ class AttrFixes:
             if not value:
                 raise ValidationError(f"--rename-attr {term!r} needs a new name: OLD=NEW")
             fixes.for_target(target).rename[key] = value
+        if force:
+            for fix in fixes.targets.values():
+                fix.force = True
         return fixes
 
     @classmethod
@@ -112,14 +151,15 @@ class AttrFixes:
         blocks: dict[str, Any] = {GLOBAL: data.get("global") or {}}
         blocks.update(data.get("variables") or {})
         for target, block in blocks.items():
-            if not isinstance(block, Mapping) or set(block) - {"set", "delete", "rename"}:
+            if not isinstance(block, Mapping) or set(block) - {"set", "delete", "rename", "force"}:
                 raise ValidationError(
-                    f"{where}: {target or 'global'} takes 'set', 'delete' and 'rename' only"
+                    f"{where}: {target or 'global'} takes 'set', 'delete', 'rename' and 'force' only"
                 )
             fix = fixes.for_target(str(target))
             fix.set.update(dict(block.get("set") or {}))
             fix.delete.extend(str(k) for k in block.get("delete") or [])
             fix.rename.update({str(k): str(v) for k, v in dict(block.get("rename") or {}).items()})
+            fix.force = fix.force or bool(block.get("force"))
         return fixes
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,8 +176,19 @@ class AttrFixes:
 
 def _fix_dict(fix: AttrFix) -> dict[str, Any]:
     return {
-        k: v for k, v in (("set", fix.set), ("delete", fix.delete), ("rename", fix.rename)) if v
+        k: v
+        for k, v in (
+            ("set", fix.set),
+            ("delete", fix.delete),
+            ("rename", fix.rename),
+            ("force", fix.force),
+        )
+        if v
     }
+
+
+def _name(where: str, key: str) -> str:
+    return key if where == "global" else f"{where}:{key}"
 
 
 def _split(term: str, option: str, *, needs_value: bool) -> tuple[str, str, str]:

@@ -104,6 +104,7 @@ def check_product(product: Product, plan: Plan, *, samples: int = 3, seed: int =
     with ds:
         _structure(ds, plan, failures, checked)
         _coverage(ds, plan, failures, checked)
+        _decoded_times(ds, plan, failures)
         if not failures.reasons:
             _values(ds, plan, failures, checked, samples=samples, seed=seed)
     status: Status = "fail" if failures.reasons else ("warn" if warnings else "pass")
@@ -207,6 +208,71 @@ def _coverage(ds: Any, plan: Plan, failures: _Failures, checked: dict[str, Any])
         if not y > x:
             failures.add(f"{dim} does not increase at step {i + 1} ({_label(x)} then {_label(y)})")
             break
+
+
+def _decoded_times(ds: Any, plan: Plan, failures: _Failures) -> None:
+    """The time coordinate and its bounds decode (CF: bounds inherit the coordinate's units
+    and calendar) to the dates the sources decode to, each source with its own units."""
+    import numpy as np
+
+    from arcodex.convert._sources import open_raw
+    from arcodex.convert._times import decode, is_time_units, time_fields
+
+    dim = plan.concat_dim
+    if dim not in ds.variables or not plan.scans or not is_time_units(plan.concat_units):
+        return
+    names = [dim, *(n for n, v in plan.variables.items() if v.recode is not None)]
+    coord = ds.variables[dim].attrs
+    for name in names:
+        if name not in ds.variables:
+            continue
+        attrs = ds.variables[name].attrs
+        units = attrs.get("units") if is_time_units(attrs.get("units")) else coord.get("units")
+        calendar = str(attrs.get("calendar") or coord.get("calendar") or "standard")
+        raw = np.asarray(ds.variables[name].values)
+        try:
+            got = decode(raw, str(units), calendar)
+        except (TypeError, ValueError) as exc:
+            failures.add(f"{name} does not decode as times ({units!r}, {calendar}): {exc}")
+            continue
+        recode = plan.variables[name].recode if name != dim else None
+        t = plan.variables[name].dims.index(dim)
+        for i, (scan, source) in enumerate(zip(plan.scans, plan.sources, strict=True)):
+            if name == dim:
+                values = scan.concat_values
+                src_units, src_cal = (
+                    scan.concat_attrs.get("units"),
+                    scan.concat_attrs.get("calendar"),
+                )
+            else:
+                values = scan.times.get(name)
+                if values is None:
+                    values = open_raw(scan.ref).read(name, ())
+                assert recode is not None
+                src_units, src_cal = recode.sources[i]
+            if values is None or not source.length:
+                continue
+            values = np.asarray(values)
+            want = decode(values, str(src_units), str(src_cal or "standard"))
+            if got.shape[t] < source.start + source.length:
+                continue  # the coverage check names missing steps
+            part = np.take(got, range(source.start, source.start + source.length), axis=t)
+            if part.shape != want.shape:
+                continue
+            mask = recode.missing(values) if recode is not None else np.zeros(values.shape, bool)
+            bad = [
+                (w, g)
+                for w, g, m in zip(
+                    want.reshape(-1), part.reshape(-1), mask.reshape(-1), strict=True
+                )
+                if not m and time_fields(w) != time_fields(g)
+            ]
+            if bad:
+                w, g = bad[0]
+                failures.add(
+                    f"{name} of {source.url.rsplit('/', 1)[-1]} decodes to {g.isoformat()} where "
+                    f"its source decodes to {w.isoformat()} ({len(bad)} values differ)"
+                )
 
 
 def _decode(values: np.ndarray, attrs: Mapping[str, Any]) -> list[Any]:

@@ -6,7 +6,13 @@ Rules (documented in the README):
   by name. Overlapping or duplicated steps are refused.
 - The concatenation coordinate is decoded in each source (CF units and
   calendar, with cftime) and encoded again with the first source's units,
-  so files written with different epochs line up.
+  so files written with different epochs line up. Its bounds (the variables
+  its ``bounds``/``climatology`` attributes name) and every other variable
+  with time units along the concatenation dim are re-encoded the same way
+  (see :mod:`arcodex.convert._times`).
+- Attribute fixes of the time axis' ``units`` or ``calendar`` re-encode its
+  values (and its bounds') so that they decode to the same dates; deleting or
+  renaming its ``units`` is refused.
 - A variable must be in every source, with the same dims (other than the
   concatenation dim), dtype and packing (``scale_factor``, ``add_offset``,
   ``_FillValue``, ``missing_value``, ``units``); otherwise the plan is refused
@@ -30,9 +36,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from arcodex.convert._attrs import GLOBAL, AttrFixes
+from arcodex.convert._attrs import GLOBAL, AttrFix, AttrFixes
 from arcodex.convert._chunking import ChunkPattern, derive_chunks
+from arcodex.convert._gaps import concat_gaps
 from arcodex.convert._sources import SourceRef, SourceScan
+from arcodex.convert._times import TimeCode, calendar_name, in_calendar, is_time_units
 from arcodex.errors import ConversionError, ValidationError
 
 if TYPE_CHECKING:
@@ -71,7 +79,7 @@ class PlannedVar:
     chunks: tuple[int, ...]
     concat: bool
     grid: str | None = None  # read from the grid file's variable of this name
-    recode: bool = False  # time values re-encoded with the product's units
+    recode: TimeCode | None = None  # time values, re-encoded with the product's units
     shards: tuple[int, ...] | None = None  # the write grid when sharded
 
     @property
@@ -264,7 +272,11 @@ def build_plan(
             raise ValidationError(
                 f"{scan.ref.name} has no dimension {dim!r} (it has {known}); pass --concat-dim"
             )
-    units, calendar, encoded, decoded = _concat_values(scans, dim, concat_units)
+    first_attrs = scans[0].concat_attrs
+    fixed_units, fixed_calendar, keep_calendar = _time_fix(
+        fixes.targets.get(dim), dim, first_attrs, concat_units
+    )
+    units, calendar, encoded, decoded = _concat_values(scans, dim, fixed_units, fixed_calendar)
     order = sorted(range(len(scans)), key=lambda i: _sort_key(decoded[i]))
     scans = [scans[i] for i in order]
     encoded = [encoded[i] for i in order]
@@ -309,6 +321,7 @@ def build_plan(
     planned: dict[str, PlannedVar] = {}
     per_file = first.dims[dim]
     grid_coords = dict(grid_coords or {})
+    times = _time_variables(first, dim, names) if units is not None else set()
     for name in names:
         info = first.variables[name]
         is_concat = dim in info.dims
@@ -318,7 +331,7 @@ def build_plan(
         for key in sorted({k for s in scans for k in s.variables[name].attrs}):
             values = [s.variables[name].attrs.get(key) for s in scans]
             if any(not _same(values[0], v) for v in values[1:]) and not (
-                name == dim and key == "units"
+                (name == dim or name in times) and key == "units"
             ):
                 varying[f"{name}:{key}"] = values
         shape = tuple(dims[d] for d in info.dims)
@@ -332,18 +345,18 @@ def build_plan(
             steps_per_file=per_file,
             explicit=chunks,
         )
-        attrs = fixes.apply(name, info.attrs)
-        recode = False
+        attrs = fixes.apply(
+            name, info.attrs, known={k for s in scans for k in s.variables[name].attrs}
+        )
+        recode = None
         if name == dim and units is not None:
             attrs["units"] = units
-            if calendar is not None:
+            if calendar is not None and keep_calendar:
                 attrs["calendar"] = calendar
-        elif (
-            is_concat
-            and units is not None
-            and info.attrs.get("units") == first.concat_attrs.get("units")
-        ):
-            recode = True  # bounds of the concat coordinate share its units
+        elif name in times:
+            assert units is not None and calendar is not None
+            _time_fix(fixes.targets.get(name), name, info.attrs, None, companion=True)
+            recode = _time_code(scans, name, attrs, units, calendar)
         planned[name] = PlannedVar(
             name=name,
             dims=info.dims,
@@ -385,16 +398,19 @@ def build_plan(
             planned[target].attrs = {
                 k: v for k, v in planned[target].attrs.items() if k not in ("_FillValue",)
             }
-    attrs = fixes.apply(GLOBAL, first.attrs)
+    attrs = fixes.apply(GLOBAL, first.attrs, known={k for s in scans for k in s.attrs})
     for key in sorted({k for s in scans for k in s.attrs}):
         values = [s.attrs.get(key) for s in scans]
         if any(not _same(values[0], v) for v in values[1:]):
             varying[key] = values
+    varying = _fixed_varying(varying, fixes)
     if varying:
         attrs["arcodex_varying_attrs"] = json.dumps(
             {k: jsonable(v) for k, v in varying.items()}, sort_keys=True
         )
     concat_values = np.concatenate(encoded) if encoded else np.array([])
+    if first.concat_values is not None:
+        warnings.extend(concat_gaps(dim, decoded))
     return Plan(
         concat_dim=dim,
         refs=[s.ref for s in scans],
@@ -465,6 +481,8 @@ def _check_compatible(
     if name != dim:
         for key in _PACKING:
             a, b = info.attrs.get(key), other.attrs.get(key)
+            if key == "calendar" and a is not None and b is not None:
+                a, b = calendar_name(a), calendar_name(b)
             if not _same(a, b) and not (dim in info.dims and key == "units" and _time_units(a)):
                 raise ConversionError(
                     f"{where} are packed differently ({key} {jsonable(a)} vs {jsonable(b)}); "
@@ -478,9 +496,13 @@ def _check_compatible(
 
 
 def _concat_values(
-    scans: Sequence[SourceScan], dim: str, target_units: str | None = None
+    scans: Sequence[SourceScan],
+    dim: str,
+    target_units: str | None = None,
+    target_calendar: str | None = None,
 ) -> tuple[str | None, str | None, list[np.ndarray], list[Sequence[Any]]]:
-    """Each source's concat values, encoded with the first's units, and decoded for ordering."""
+    """Each source's concat values, encoded with the first's units (or ``target_units``
+    and ``target_calendar``), and decoded for ordering."""
     import numpy as np
 
     first = scans[0]
@@ -504,11 +526,12 @@ def _concat_values(
     import cftime
 
     calendar = str(first.concat_attrs.get("calendar", "standard"))
+    target = target_calendar or calendar
     encoded: list[np.ndarray] = []
     decoded: list[Sequence[Any]] = []
     for scan in scans:
         cal = str(scan.concat_attrs.get("calendar", "standard"))
-        if _calendar(cal) != _calendar(calendar):
+        if calendar_name(cal) != calendar_name(calendar):
             raise ConversionError(
                 f"{scan.ref.name} uses the {cal} calendar but {first.ref.name} uses {calendar}; "
                 "sources must share a calendar"
@@ -518,18 +541,25 @@ def _concat_values(
             raw, scan.concat_attrs.get("units"), cal, only_use_cftime_datetimes=True
         )
         dates = np.atleast_1d(dates)
-        if scan.concat_attrs.get("units") == units:
+        if scan.concat_attrs.get("units") == units and calendar_name(target) == calendar_name(cal):
             recoded = raw
         else:
-            recoded = np.asarray(cftime.date2num(dates, units, calendar))
+            if calendar_name(target) != calendar_name(cal):
+                dates = in_calendar(dates, target, f"{dim} of {scan.ref.name}")
+            try:
+                recoded = np.asarray(cftime.date2num(dates, units, target))
+            except ValueError as exc:
+                raise ValidationError(
+                    f"cannot write {dim} in {units!r} ({target}): {exc}"
+                ) from None
             if raw.dtype.kind in "iu" and not np.all(np.mod(recoded, 1) == 0):
                 raise ConversionError(
                     f"{dim} of {scan.ref.name} cannot be written in {units!r} as whole numbers"
                 )
             recoded = recoded.astype(raw.dtype)
         encoded.append(recoded)
-        decoded.append(list(dates))
-    return str(units), calendar, encoded, decoded
+        decoded.append(list(np.atleast_1d(dates)))
+    return str(units), target, encoded, decoded
 
 
 def _check_order(scans: Sequence[SourceScan], decoded: Sequence[Sequence[Any]]) -> None:
@@ -553,13 +583,112 @@ def _sort_key(values: Sequence[Any]) -> Any:
     return values[0] if len(values) else float("inf")
 
 
-def _time_units(units: Any) -> bool:
-    return isinstance(units, str) and " since " in units
+_time_units = is_time_units
+_CALENDARS = {
+    "standard",
+    "gregorian",
+    "proleptic_gregorian",
+    "noleap",
+    "365_day",
+    "all_leap",
+    "366_day",
+    "360_day",
+    "julian",
+}
 
 
-def _calendar(name: str) -> str:
-    name = name.lower()
-    return {"gregorian": "standard", "365_day": "noleap", "366_day": "all_leap"}.get(name, name)
+def _time_fix(
+    fix: AttrFix | None,
+    name: str,
+    attrs: Mapping[str, Any],
+    units: str | None,
+    *,
+    companion: bool = False,
+) -> tuple[str | None, str | None, bool]:
+    """The units and calendar a time variable gets from its fixes, and whether it keeps a
+    calendar attribute; fixes that would change what its values mean are refused."""
+    units = units or attrs.get("units")
+    if fix is None or not (_time_units(attrs.get("units")) or companion):
+        return units, None, True
+    for key in ("units", "calendar"):
+        if key in fix.rename or key in fix.rename.values():
+            raise ValidationError(
+                f"cannot rename {name}:{key}: its values would no longer decode as times; "
+                f"set {name}:{key} instead (the values are re-encoded)"
+            )
+    if "units" in fix.delete and not companion:
+        raise ValidationError(
+            f"cannot delete {name}:units: its values would no longer decode as times; "
+            f"set {name}:units to other time units instead"
+        )
+    if "units" in fix.set:
+        if not _time_units(fix.set["units"]):
+            raise ValidationError(
+                f"{name}:units={fix.set['units']!r} are no time units; "
+                "give '<unit> since <date>' (the values are re-encoded)"
+            )
+        units = str(fix.set["units"])
+    calendar: str | None = None
+    if "calendar" in fix.delete:
+        calendar = "standard"
+    if "calendar" in fix.set:
+        calendar = str(fix.set["calendar"])
+        if calendar.lower() not in _CALENDARS:
+            raise ValidationError(
+                f"{name}:calendar={calendar!r} is no CF calendar; use one of "
+                f"{', '.join(sorted(_CALENDARS))}"
+            )
+    return units, calendar, "calendar" not in fix.delete
+
+
+def _time_variables(first: SourceScan, dim: str, names: Sequence[str]) -> set[str]:
+    """Time-valued variables along ``dim`` besides the coordinate: its bounds and any with
+    time units."""
+    coord = first.variables.get(dim)
+    named: set[str] = set()
+    if coord is not None:
+        for key in ("bounds", "climatology"):
+            named.update(str(coord.attrs.get(key, "")).split())
+    out = set()
+    for name in names:
+        info = first.variables[name]
+        if (
+            name != dim
+            and dim in info.dims
+            and (name in named or _time_units(info.attrs.get("units")))
+        ):
+            out.add(name)
+    return out
+
+
+def _time_code(
+    scans: Sequence[SourceScan], name: str, attrs: Mapping[str, Any], units: str, calendar: str
+) -> TimeCode | None:
+    """How ``name`` is re-encoded: its own time units, or else its coordinate's (CF bounds)."""
+    per_source = []
+    for scan in scans:
+        own = scan.variables[name].attrs
+        src_units = own.get("units") if _time_units(own.get("units")) else None
+        src_units = src_units or scan.concat_attrs.get("units")
+        if not _time_units(src_units):
+            return None
+        cal = own.get("calendar") or scan.concat_attrs.get("calendar") or "standard"
+        per_source.append((src_units, cal))
+    target = str(attrs["units"]) if _time_units(attrs.get("units")) else units
+    return TimeCode.of(per_source, target, str(attrs.get("calendar") or calendar), attrs)
+
+
+def _fixed_varying(varying: dict[str, list[Any]], fixes: AttrFixes) -> dict[str, list[Any]]:
+    """``varying`` without the attributes the fixes delete, under the names they rename to."""
+    out = dict(varying)
+    for target, fix in fixes.targets.items():
+        prefix = f"{target}:" if target != GLOBAL else ""
+        for key in fix.delete:
+            out.pop(prefix + key, None)
+        for old, new in fix.rename.items():
+            if prefix + old in out:
+                out[prefix + new] = out.pop(prefix + old)
+    return out
 
 
 def _label(value: Any) -> str:

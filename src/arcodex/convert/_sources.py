@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
+import math
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -89,6 +90,8 @@ class SourceScan:
     concat_dim: str | None = None
     concat_values: np.ndarray | None = None  # raw, as stored
     concat_attrs: dict[str, Any] = field(default_factory=dict)
+    #: Raw values of the coordinate's bounds and other time-valued variables along it.
+    times: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def length(self, dim: str) -> int:
         return self.dims.get(dim, 0)
@@ -362,6 +365,8 @@ def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
         if dim is not None and dim in variables:
             scan.concat_values = np.asarray(nc.variables[dim][...])
             scan.concat_attrs = dict(variables[dim].attrs)
+            for name in _time_companions(variables, dim):
+                scan.times[name] = np.asarray(nc.variables[name][...])
         for name, info in variables.items():
             if (dim is None or dim not in info.dims) and info.dtype != "str" and name != dim:
                 nbytes = int(np.prod(info.shape)) * np.dtype(info.dtype).itemsize
@@ -377,6 +382,21 @@ def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
         if handle is not None:
             handle.close()
     return scan
+
+
+def _time_companions(variables: Mapping[str, VarScan], dim: str) -> list[str]:
+    """The bounds of the concatenation coordinate and other variables along it with time units."""
+    named: set[str] = set()
+    for key in ("bounds", "climatology"):
+        named.update(str(variables[dim].attrs.get(key, "")).split())
+    return [
+        name
+        for name, info in variables.items()
+        if name != dim
+        and dim in info.dims
+        and (name in named or " since " in str(info.attrs.get("units", "")))
+        and math.prod(info.shape) * 8 <= _STATIC_HASH_LIMIT
+    ]
 
 
 def scan_virtual_dataset(ref: SourceRef, vds: Any, concat_dim: str | None) -> SourceScan:

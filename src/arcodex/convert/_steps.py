@@ -443,6 +443,10 @@ def replan(
         stored = provenance.get("variables", {}).get(name)
         if stored:
             var.chunks = tuple(stored["chunks"])
+    if params.get("format") == "zarr":
+        from arcodex.convert._write import fill_attrs
+
+        fill_attrs(plan, int(params.get("write", {}).get("zarr_format", 3)))
     plan.attrs[PROVENANCE_ATTR] = ""
     plan.attrs.pop(PROVENANCE_ATTR)
     return plan

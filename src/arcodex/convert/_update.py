@@ -121,6 +121,7 @@ def prepare(
         grid=_grid(params, options),
         grid_coords=params.get("grid_coords"),
     )
+    _same_time_encoding(plan, provenance)
     new_variables = {n for n in plan.variables if n not in stored_vars}
     for name, var in plan.variables.items():
         stored = stored_vars.get(name)
@@ -182,6 +183,22 @@ def prepare(
                 f"new variable {name} needs sources covering all {old_length} steps of the product"
             )
     return delta
+
+
+def _same_time_encoding(plan: Plan, provenance: Mapping[str, Any]) -> None:
+    """Refuse an update that would encode the concat coordinate otherwise than the product
+    does (its existing steps are not rewritten)."""
+    from arcodex.convert._times import calendar_name
+
+    units, calendar = provenance.get("concat_units"), provenance.get("calendar")
+    if units is None or plan.concat_units is None:
+        return
+    if plan.concat_units != units or calendar_name(plan.calendar) != calendar_name(calendar):
+        raise ConversionError(
+            f"the product encodes {plan.concat_dim} in {units!r} ({calendar}), the update in "
+            f"{plan.concat_units!r} ({plan.calendar}); an update cannot re-encode the existing "
+            "steps: drop the units/calendar fix or convert the archive anew"
+        )
 
 
 def _covers(plan: Plan, length: int) -> bool:
@@ -326,6 +343,7 @@ def _apply_zarr(
         ReadSpec,
         apply_shards,
         consolidate,
+        fill_attrs,
         run_tasks,
         task_total,
         write_blocks,
@@ -334,6 +352,7 @@ def _apply_zarr(
 
     options = _options(product)
     apply_shards(delta.plan, options)
+    fill_attrs(delta.plan, options.zarr_format)
     store = product.target.zarr_store()
     backup = _Backup(product, delta)
     backup.save()

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from arcodex.convert._plan import Block, Plan
 from arcodex.convert._sources import SourceRef, open_raw
 from arcodex.convert._target import Target
+from arcodex.convert._times import TimeCode
 from arcodex.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class _VarRead:
     dims: tuple[str, ...]
     shape: tuple[int, ...]
     dtype: str
-    recode: bool
+    recode: TimeCode | None
     grid: str | None
 
 
@@ -123,19 +124,16 @@ class ReadSpec:
     concat_dim: str
     units: str | None
     calendar: str | None
-    source_units: tuple[str | None, ...]
     variables: Mapping[str, _VarRead]
     grid: SourceRef | None = None
 
     @classmethod
     def of(cls, plan: Plan) -> ReadSpec:
-        units = tuple(scan.concat_attrs.get("units") for scan in plan.scans)
         return cls(
             refs=tuple(plan.refs),
             concat_dim=plan.concat_dim,
             units=plan.concat_units,
             calendar=plan.calendar,
-            source_units=units if units else tuple(None for _ in plan.refs),
             variables={
                 name: _VarRead(v.dims, v.shape, v.dtype, v.recode, v.grid)
                 for name, v in plan.variables.items()
@@ -164,22 +162,12 @@ def read_block(block: Block, spec: ReadSpec) -> np.ndarray:
         src[t] = piece.src
         dst: list[slice] = [slice(None)] * len(shape)
         dst[t] = piece.dst
-        values = open_raw(spec.refs[piece.source]).read(block.var, tuple(src))
-        if var.recode and spec.units and spec.source_units[piece.source] != spec.units:
-            values = _recode(values, spec.source_units[piece.source], spec.units, spec.calendar)
+        ref = spec.refs[piece.source]
+        values = open_raw(ref).read(block.var, tuple(src))
+        if var.recode is not None:
+            values = var.recode.encode(values, piece.source, f"{block.var} of {ref.name}")
         out[tuple(dst)] = values
     return out
-
-
-def _recode(
-    values: np.ndarray, source: str | None, target: str, calendar: str | None
-) -> np.ndarray:
-    import cftime
-    import numpy as np
-
-    dates = cftime.num2date(values, source, calendar or "standard", only_use_cftime_datetimes=True)
-    out = np.asarray(cftime.date2num(dates, target, calendar or "standard"))
-    return out.astype(values.dtype)
 
 
 # -- layout ------------------------------------------------------------------------------
@@ -201,12 +189,43 @@ def template(plan: Plan, options: WriteOptions) -> tuple[Any, dict[str, Any]]:
         if "_FillValue" not in var.attrs:
             # Otherwise xarray gives float variables a NaN fill value their sources lack.
             enc["_FillValue"] = None
+        fill = missing_fill(var.attrs, var.dtype)
+        if fill is not None and options.zarr_format == 3:
+            # Zarr 3 keeps the fill value apart from the _FillValue attribute: a chunk
+            # that is not there must read as missing, never as valid (packed) data.
+            enc["fill_value"] = fill
         encoding[name] = enc
     ds = xr.Dataset(variables, attrs=dict(plan.attrs))
     # As in the sources read raw: only dimension variables are coordinates; the
     # `coordinates` and `bounds` attributes are kept as they are.
     ds = ds.set_coords([n for n in plan.variables if n in plan.dims])
     return ds, encoding
+
+
+def missing_fill(attrs: Mapping[str, Any], dtype: str) -> Any:
+    """The stored value that means "missing" (``_FillValue``, else ``missing_value``), or None."""
+    import numpy as np
+
+    for key in ("_FillValue", "missing_value"):
+        value = attrs.get(key)
+        if value is not None and dtype != "str":
+            first = np.atleast_1d(np.asarray(value))
+            if first.size:
+                return np.asarray(first[0]).astype(np.dtype(dtype))[()]
+    return None
+
+
+def fill_attrs(plan: Plan, zarr_format: int) -> None:
+    """Zarr 2 has a single fill value, which xarray reads as ``_FillValue``: a variable
+    that marks missing data with ``missing_value`` only gets it as its ``_FillValue``, so
+    that a chunk that is not there reads as missing."""
+    if zarr_format != 2:
+        return
+    for var in plan.variables.values():
+        if "_FillValue" not in var.attrs and var.grid is None:
+            fill = missing_fill(var.attrs, var.dtype)
+            if fill is not None:
+                var.attrs["_FillValue"] = fill
 
 
 def shard_shape(
@@ -245,6 +264,7 @@ def create_layout(
     import zarr
 
     apply_shards(plan, options)
+    fill_attrs(plan, options.zarr_format)
     ds, encoding = template(plan, options)
     with warnings.catch_warnings():
         # Consolidated metadata is not part of the Zarr 3 spec; we write it on purpose.

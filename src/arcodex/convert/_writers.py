@@ -289,6 +289,13 @@ def virtual_dataset(
     for name, var in plan.variables.items():
         if name not in combined.variables:
             continue
+        if var.recode is not None and any(var.recode.needed(i) for i in indices):
+            # Time bounds in other units than the product's: their values, re-encoded.
+            combined[name] = xr.Variable(var.dims, _recoded(plan, name, lo, hi), attrs=var.attrs)
+            combined[name].encoding = {"chunks": var.chunks}
+            if "_FillValue" not in var.attrs:
+                combined[name].encoding["_FillValue"] = None
+            continue
         if var.grid is not None:
             from arcodex.convert._sources import open_raw
 
@@ -307,6 +314,18 @@ def virtual_dataset(
         combined[name].encoding = encoding
     combined.attrs = dict(plan.attrs)
     return combined
+
+
+def _recoded(plan: Plan, name: str, lo: int, hi: int) -> Any:
+    """The values of ``name`` over concat ``[lo, hi)``, re-encoded with the product's units."""
+    from arcodex.convert._write import read_block
+
+    var = plan.variables[name]
+    region = tuple(
+        slice(lo, hi) if d == plan.concat_dim else slice(0, n)
+        for d, n in zip(var.dims, var.shape, strict=True)
+    )
+    return read_block(plan.block(name, region), ReadSpec.of(plan))
 
 
 def write_virtual(
