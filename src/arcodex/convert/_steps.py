@@ -124,7 +124,7 @@ def place(
     if dest is not None:
         options, name = dest_access(cat, os.fspath(dest), dest_profile, dest_options)
         target = Target.of(dest, options)
-        reach(target, name, cat, option="--dest-profile")
+        reach(target, name, cat, option="--dest-profile NAME")
         return Placed(target, None, None, False, dest_profile=name)
     if cat is None:
         raise ValidationError("say where the product goes: --dest PATH_OR_URL, or use a catalog")
@@ -369,7 +369,7 @@ def resolve_product(
             dest_options = profile_options(cat, name) if name else None
     if "://" in text and not dest_options:
         dest_options, found = dest_access(cat, text, dest_profile, None)
-        reach(Target.of(text, dest_options), found, cat, option="--dest-profile")
+        reach(Target.of(text, dest_options), found, cat, option="--dest-profile NAME")
     prod = Product.detect(
         text, dest_options, group=group, branch=branch, source_options=src_options
     )

@@ -228,7 +228,7 @@ def access_error(
 ) -> Exception:
     """The one-line error for S3 ``failure`` (see :func:`credential_failure`) at ``url``.
 
-    ``option`` is the flag (or keyword) that names a profile; no value of a
+    ``option`` is how the caller names a profile (``--dest-profile NAME``); no value of a
     credential is ever part of the message.
     """
     from arcodex.errors import AuthError
@@ -250,10 +250,10 @@ def access_error(
     if failure == "refused":
         return AuthError(
             f"S3 refused the credentials for {url}; check {standard}, "
-            f"or pass {option} NAME (an s3 storage profile)"
+            f"or pass {option} (an s3 storage profile)"
         )
     return AuthError(
-        f"no S3 credentials for {url}; set {standard}, or pass {option} NAME (an s3 storage profile)"
+        f"no S3 credentials for {url}; set {standard}, or pass {option} (an s3 storage profile)"
     )
 
 
