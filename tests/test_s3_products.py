@@ -409,3 +409,52 @@ def _uvicorn(root: Path) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture
+def strict_s3(tmp_path: Path) -> Iterator[str]:
+    """moto's S3 server in its own process, checking credentials (it knows none)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as p:
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and p.poll() is None, "moto did not start"
+                    time.sleep(0.1)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            p.terminate()
+            p.wait(10)
+
+
+def test_refused_credentials_are_one_line_without_the_secret(
+    world: dict[str, Any], strict_s3: str, tmp_path: Path
+) -> None:
+    profile = S3ProfileConfig(
+        bucket="refused",
+        endpoint_url=strict_s3,
+        region=REGION,
+        key_env=KEY_ENV,
+        secret_env=SECRET_ENV,
+    )
+    config = CatalogConfig(profiles={"local": FileProfileConfig(), "strict": profile})
+    Catalog.create(tmp_path / "cat", config=config).close()
+    argv = ["--catalog", str(tmp_path / "cat"), "convert", str(world["files"][0]), "--to", "zarr"]
+    argv += ["--dest", "s3://refused/out.zarr", "--cluster", "threads"]
+    done = runner.invoke(app, argv)
+    assert done.exit_code == 1, (done.stdout, done.stderr)
+    assert done.stderr.strip() == (
+        "error: S3 refused the credentials of storage profile 'strict' for s3://refused/out.zarr; "
+        f"check ${KEY_ENV} and ${SECRET_ENV}"
+    )
+    assert S3_SECRET not in done.stderr and S3_KEY_ID not in done.stderr
