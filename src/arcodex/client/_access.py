@@ -91,4 +91,14 @@ def credential_errors(href: str, access: Access) -> Iterator[None]:
         failure = credential_failure(exc) if href.startswith(("s3://", "s3a://")) else None
         if failure is None:
             raise
+        _forget_filesystems()
         raise access_error(href, failure, access.profile, access.config, option=OPTION) from exc
+
+
+def _forget_filesystems() -> None:
+    """Drop cached s3fs instances: one that failed keeps failing once credentials are set."""
+    try:
+        from s3fs import S3FileSystem
+    except ImportError:
+        return
+    S3FileSystem.clear_instance_cache()

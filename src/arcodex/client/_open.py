@@ -258,14 +258,8 @@ def _is_s3(href: str) -> bool:
 
 
 def _with_credentials(options: Mapping[str, Any], href: str, access: Access) -> dict[str, Any]:
-    """``options`` with the profile's key for an ``s3://`` ``href`` (s3fs form).
-
-    A fresh s3fs instance each time: a cached one keeps the credentials (or their
-    absence) of the first open, whatever the profile or the environment says now.
-    """
-    if not _is_s3(href):
-        return dict(options)
-    return {**options, **access.s3fs(), "skip_instance_cache": True}
+    """``options`` with the profile's key for an ``s3://`` ``href`` (s3fs form)."""
+    return {**options, **access.s3fs()} if _is_s3(href) else dict(options)
 
 
 def _open_zarr(target: OpenableAsset, chunks: Any, access: Access) -> Any:
@@ -355,7 +349,6 @@ def _reference_options(target: OpenableAsset, access: Access) -> dict[str, Any]:
     if protocol:
         options["remote_protocol"] = protocol
     if protocol in ("s3", "s3a"):
-        # Asynchronous instances are kept cached: a fresh one would leave its session unclosed.
         remote = {**remote, **access.s3fs()}
     if remote or (protocol and protocol not in ("file", "local")):
         options["remote_options"] = {**remote, "asynchronous": True}
