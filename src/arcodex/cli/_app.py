@@ -504,6 +504,12 @@ def update(
     no_check: Annotated[
         bool, typer.Option("--no-check", help="With SOURCES: skip the product check.")
     ] = False,
+    dest_profile: Annotated[
+        str | None,
+        typer.Option(
+            "--dest-profile", help="With SOURCES: reach an s3:// product with this profile."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a record's metadata, tags, title, description, kind or status.
@@ -514,7 +520,9 @@ def update(
     from arcodex.cli._parse import parse_assignments, parse_paths
 
     if sources:
-        _update_product(ctx, record_id, sources, cluster, workers, no_check, tag, as_json)
+        _update_product(
+            ctx, record_id, sources, cluster, workers, no_check, tag, as_json, dest_profile
+        )
         return
 
     changes = parse_assignments(set_ or (), "--set")
@@ -557,6 +565,7 @@ def _update_product(
     no_check: bool,
     tag: list[str] | None,
     as_json: bool,
+    dest_profile: str | None = None,
 ) -> None:
     from arcodex.cli._convert import _has_catalog, _print_result, convert_progress
     from arcodex.convert import update as run
@@ -572,6 +581,7 @@ def _update_product(
             workers=workers,
             check=not no_check,
             tag=tag[0] if tag else None,
+            dest_profile=dest_profile,
             progress=progress,
         )
     _print_result(result, as_json)

@@ -141,6 +141,14 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
             str | None,
             typer.Option("--source-profile", help="Read s3:// sources with this profile."),
         ] = None,
+        dest_profile: Annotated[
+            str | None,
+            typer.Option(
+                "--dest-profile",
+                help="Write an s3:// --dest with this profile (default: the one whose bucket "
+                "holds it, else the AWS_* variables).",
+            ),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Convert NetCDF/HDF5 files into a Zarr store, an Icechunk repository or virtual references."""
@@ -184,6 +192,7 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
                 check=not no_check,
                 overwrite=overwrite,
                 source_profile=source_profile,
+                dest_profile=dest_profile,
                 progress=progress,
             )
         _print_result(result, as_json)

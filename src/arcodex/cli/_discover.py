@@ -91,12 +91,20 @@ def register(
         variables: Annotated[str | None, typer.Option("--variables")] = None,
         bbox: Annotated[str | None, typer.Option("--bbox", help="west,south,east,north")] = None,
         time: Annotated[str | None, typer.Option("--time", help="start/end")] = None,
+        profile: Annotated[
+            str | None,
+            typer.Option(
+                "--profile",
+                help="Read S3 with this catalog storage profile's credentials "
+                "(default: the AWS_* variables).",
+            ),
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
         """Open a dataset lazily (with subsetting) and describe what it holds."""
         from arcodex.cli._render import console, print_json
 
-        client = _client(ctx, state_of, source)
+        client = _client(ctx, state_of, source, profile)
         window = tuple(time.split("/", 1)) if time and "/" in time else time
         ds = client.open_dataset(
             item_id, variables=_split(variables), bbox=_bbox(bbox), time=window
@@ -117,12 +125,16 @@ def register(
     ENGINE_COMMANDS.update({"serve", "find", "open"})
 
 
-def _client(ctx: typer.Context, state_of: Callable[..., Any], source: str | None) -> Any:
+def _client(
+    ctx: typer.Context, state_of: Callable[..., Any], source: str | None, profile: str | None = None
+) -> Any:
     from arcodex.client import Client
 
     if source:
-        return Client(source)
-    return Client(str(state_of(ctx).catalog().root))
+        # A profile is defined by the catalog the CLI found (--catalog, ARCODEX_CATALOG, cwd).
+        catalog = state_of(ctx).catalog() if profile else None
+        return Client(source, profile=profile, catalog=catalog)
+    return Client(str(state_of(ctx).catalog().root), profile=profile)
 
 
 def _split(text: str | None) -> list[str] | None:

@@ -126,15 +126,23 @@ class Client:
         source: A STAC API URL (``https://…``), a static ``catalog.json`` or
             ``collection.json`` (path or URL), a directory holding one, or an
             arcodex catalog directory (searched through its indexes directly).
+        profile: Open S3 assets with this storage profile's credentials (a name
+            defined by ``catalog``, or by the arcodex catalog ``source`` is; or an
+            :class:`~arcodex.storage.S3ProfileConfig`); default: the AWS variables.
+        catalog: The arcodex catalog (or its path) that defines ``profile``.
 
     Raises:
         NotFoundError: If the path holds no catalog.
         StorageError: If the API or catalog cannot be read.
     """
 
-    def __init__(self, source: str | os.PathLike[str]) -> None:
+    def __init__(
+        self, source: str | os.PathLike[str], *, profile: Any = None, catalog: Any = None
+    ) -> None:
         text = os.fspath(source)
         self.source = text
+        self._profile = profile
+        self._profile_catalog = catalog
         self._api: Any = None
         self._root: Any = None
         self._catalog: Any = None
@@ -262,6 +270,9 @@ class Client:
         Raises:
             NotFoundError: If no item has that id.
         """
+        if self._profile is not None:
+            kwargs.setdefault("profile", self._profile)
+            kwargs.setdefault("catalog", self._profile_catalog or self._catalog)
         if isinstance(item_or_id, str):
             found = self.search(ids=[item_or_id], max_items=1)
             if not found:

@@ -4,15 +4,21 @@ The asset conventions are those of the STAC xarray-assets extension and of
 the products arcodex writes:
 
 - Zarr: ``type: application/vnd+zarr`` (or ``application/vnd.zarr``, or an href
-  ending ``.zarr``), with ``xarray:open_kwargs`` and ``xarray:storage_options``;
+  ending ``.zarr``), with ``xarray:open_kwargs`` and ``xarray:storage_options``
+  (s3fs options on S3);
 - kerchunk references: ``type: application/json`` (JSON) or
   ``application/vnd.apache.parquet`` (Parquet) with the role ``references``
   (or ``kerchunk``), or a ``.json`` href with ``xarray:open_kwargs.engine ==
-  "kerchunk"``; ``xarray:storage_options`` gives ``remote_protocol`` and
-  ``remote_options`` for the referenced files;
+  "kerchunk"``; ``xarray:storage_options`` are the fsspec ``reference``
+  filesystem's: ``target_protocol``/``target_options`` for the file,
+  ``remote_protocol``/``remote_options`` for the referenced files;
 - Icechunk: ``type: application/vnd.icechunk``, with ``icechunk:branch``,
-  ``icechunk:snapshot``, ``icechunk:tag`` and ``icechunk:virtual_chunk_containers``
-  (the URL prefixes of virtual chunks to authorise).
+  ``icechunk:snapshot``, ``icechunk:tag``, ``icechunk:virtual_chunk_containers``
+  (the URL prefixes of virtual chunks to authorise) and, on S3,
+  ``icechunk:storage`` (the keyword arguments of ``icechunk.s3_storage``).
+
+No asset carries a secret: S3 credentials come from a named storage profile
+(``profile=``) or the standard AWS variables (see :mod:`._access`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from arcodex.client._access import Access, credential_errors, resolve_access
 from arcodex.client._subset import TimeRange, subset
 from arcodex.errors import NotFoundError, StorageError, ValidationError
 
@@ -128,6 +135,8 @@ def open_dataset(
     bbox: Sequence[float] | None = None,
     time: TimeRange | None = None,
     chunks: Any = None,
+    profile: Any = None,
+    catalog: Any = None,
 ) -> xr.Dataset:
     """Open a STAC item or asset as a lazy ``xarray.Dataset``, optionally subset.
 
@@ -139,6 +148,10 @@ def open_dataset(
         time: ``(start, end)`` ISO strings (either may be None) or one string.
         chunks: Dask chunks; by default the asset's ``xarray:open_kwargs.chunks``,
             else the store's own chunks (``{}``).
+        profile: Read S3 with this storage profile's credentials (a name defined by
+            ``catalog``, or an :class:`~arcodex.storage.S3ProfileConfig`); default:
+            the standard AWS variables.
+        catalog: The catalog (or its path) that defines ``profile``.
 
     Returns:
         The dataset, lazy (dask arrays).
@@ -147,18 +160,20 @@ def open_dataset(
         ValidationError: If nothing in the input can be opened, or a subset is malformed.
         NotFoundError: If the asset's href holds no store.
         StorageError: If the store cannot be read.
+        AuthError: If S3 credentials are missing or refused (the message says which to set).
     """
     target = _openable(asset_or_item)
-    with _quiet():
+    access = resolve_access(profile, catalog)
+    with _quiet(), credential_errors(target.href, access):
         ds: xr.Dataset
         if target.kind == "zarr":
-            ds = _open_zarr(target, chunks)
+            ds = _open_zarr(target, chunks, access)
         elif target.kind == "icechunk":
-            ds = _open_icechunk(target, chunks)
+            ds = _open_icechunk(target, chunks, access)
         elif target.kind == "netcdf":
-            ds = _open_netcdf(target, chunks)
+            ds = _open_netcdf(target, chunks, access)
         else:
-            ds = _open_references(target, chunks)
+            ds = _open_references(target, chunks, access)
     if variables is None and bbox is None and time is None:
         return ds
     return subset(ds, variables=variables, bbox=bbox, time=time)
@@ -238,7 +253,16 @@ def _chunks(target: OpenableAsset, chunks: Any) -> Any:
 # -- Zarr ---------------------------------------------------------------------------------------
 
 
-def _open_zarr(target: OpenableAsset, chunks: Any) -> Any:
+def _is_s3(href: str) -> bool:
+    return href.split("://", 1)[0].lower() in ("s3", "s3a") if "://" in href else False
+
+
+def _with_credentials(options: Mapping[str, Any], href: str, access: Access) -> dict[str, Any]:
+    """``options`` with the profile's key for an ``s3://`` ``href`` (s3fs form)."""
+    return {**options, **access.s3fs()} if _is_s3(href) else dict(options)
+
+
+def _open_zarr(target: OpenableAsset, chunks: Any, access: Access) -> Any:
     import xarray as xr
 
     kwargs = target.open_kwargs
@@ -250,6 +274,7 @@ def _open_zarr(target: OpenableAsset, chunks: Any) -> Any:
         kwargs.pop("storage_options", None)
     else:
         options = {**target.storage_options, **kwargs.pop("storage_options", {})}
+        options = _with_credentials(options, target.href, access)
         if options:
             kwargs["storage_options"] = options
     try:
@@ -271,7 +296,7 @@ def _open_zarr(target: OpenableAsset, chunks: Any) -> Any:
 # -- kerchunk references --------------------------------------------------------------------
 
 
-def _open_netcdf(target: OpenableAsset, chunks: Any) -> Any:
+def _open_netcdf(target: OpenableAsset, chunks: Any, access: Access) -> Any:
     """A NetCDF/HDF5 file, local or through fsspec (HTTP, S3), lazily with h5netcdf."""
     import xarray as xr
 
@@ -281,7 +306,8 @@ def _open_netcdf(target: OpenableAsset, chunks: Any) -> Any:
         if "://" in href:
             import fsspec
 
-            handle = fsspec.open(href, "rb", **target.storage_options).open()
+            options = _with_credentials(target.storage_options, href, access)
+            handle = fsspec.open(href, "rb", **options).open()
             kwargs.setdefault("engine", "h5netcdf")
             return xr.open_dataset(handle, chunks=_chunks(target, chunks), **kwargs)
         return xr.open_dataset(href, chunks=_chunks(target, chunks), **kwargs)
@@ -291,7 +317,7 @@ def _open_netcdf(target: OpenableAsset, chunks: Any) -> Any:
         raise StorageError(f"cannot read {target.href}: {exc}") from exc
 
 
-def _open_references(target: OpenableAsset, chunks: Any) -> Any:
+def _open_references(target: OpenableAsset, chunks: Any, access: Access) -> Any:
     import fsspec
     import zarr.storage
 
@@ -300,7 +326,7 @@ def _open_references(target: OpenableAsset, chunks: Any) -> Any:
         kwargs.pop(key, None)
     if _is_local(target.href) and not os.path.exists(target.href):
         raise NotFoundError(f"no reference file at {target.href}; check the asset's href")
-    options = _reference_options(target)
+    options = _reference_options(target, access)
     try:
         # zarr 3 reads through an asynchronous filesystem: build it so, remote side included.
         fs = fsspec.filesystem("reference", fo=target.href, asynchronous=True, **options)
@@ -312,7 +338,7 @@ def _open_references(target: OpenableAsset, chunks: Any) -> Any:
         raise StorageError(f"cannot read the references {target.href}: {exc}") from exc
 
 
-def _reference_options(target: OpenableAsset) -> dict[str, Any]:
+def _reference_options(target: OpenableAsset, access: Access) -> dict[str, Any]:
     storage = target.storage_options
     pangeo = target.open_kwargs.get("storage_options")
     if isinstance(pangeo, Mapping):
@@ -322,26 +348,31 @@ def _reference_options(target: OpenableAsset) -> dict[str, Any]:
     remote = dict(storage.get("remote_options") or {})
     if protocol:
         options["remote_protocol"] = protocol
+    if protocol in ("s3", "s3a"):
+        remote = {**remote, **access.s3fs()}
     if remote or (protocol and protocol not in ("file", "local")):
         options["remote_options"] = {**remote, "asynchronous": True}
     for key in ("target_protocol", "target_options"):
         if storage.get(key):
             options[key] = storage[key]
+    if _is_s3(target.href):
+        found = dict(options.get("target_options") or {})
+        options["target_options"] = _with_credentials(found, target.href, access)
     return options
 
 
 # -- Icechunk ---------------------------------------------------------------------------------
 
 
-def _open_icechunk(target: OpenableAsset, chunks: Any) -> Any:
+def _open_icechunk(target: OpenableAsset, chunks: Any, access: Access) -> Any:
     import icechunk
 
     fields = target.fields
-    storage = _icechunk_storage(target)
+    storage = _icechunk_storage(target, access)
     containers = fields.get("icechunk:virtual_chunk_containers") or []
     if isinstance(containers, str):
         containers = [containers]
-    credentials = _container_credentials(list(containers), target.storage_options)
+    credentials = _container_credentials(list(containers), target.storage_options, access)
     try:
         if not icechunk.Repository.exists(storage):
             raise NotFoundError(f"no Icechunk repository at {target.href}; check the asset's href")
@@ -388,7 +419,7 @@ def _local_reads(storage: Any, href: str, containers: list[str]) -> Any:
     return config
 
 
-def _icechunk_storage(target: OpenableAsset) -> Any:
+def _icechunk_storage(target: OpenableAsset, access: Access) -> Any:
     import icechunk
 
     from arcodex.convert._target import s3_settings
@@ -397,11 +428,17 @@ def _icechunk_storage(target: OpenableAsset) -> Any:
     if _is_local(href):
         return icechunk.local_filesystem_storage(href)
     protocol = href.split("://", 1)[0].lower()
+    published = target.fields.get("icechunk:storage")
+    if protocol in ("s3", "s3a") and isinstance(published, Mapping):
+        config = dict(published)
+        if not config.get("anonymous"):
+            config.update(access.icechunk())
+        return icechunk.s3_storage(**config)
     if protocol in ("s3", "s3a"):
+        # Catalogs without ``icechunk:storage``: s3fs options, as arcodex once published them.
         bucket, _, prefix = href.split("://", 1)[1].partition("/")
-        return icechunk.s3_storage(
-            bucket=bucket, prefix=prefix or None, **s3_settings(target.storage_options)
-        )
+        settings = s3_settings({**target.storage_options, **access.s3fs()})
+        return icechunk.s3_storage(bucket=bucket, prefix=prefix or None, **settings)
     if protocol in ("http", "https"):
         return icechunk.http_storage(href)
     raise ValidationError(
@@ -409,14 +446,15 @@ def _icechunk_storage(target: OpenableAsset) -> Any:
     )
 
 
-def _container_credentials(prefixes: list[str], storage_options: Mapping[str, Any]) -> Any:
+def _container_credentials(
+    prefixes: list[str], storage_options: Mapping[str, Any], access: Access
+) -> Any:
     """Authorisation for the virtual chunk containers the asset names."""
     from arcodex.convert._target import container_credentials
 
     remote = storage_options.get("remote_options")
-    return container_credentials(
-        prefixes, remote if isinstance(remote, Mapping) else storage_options
-    )
+    options = remote if isinstance(remote, Mapping) else storage_options
+    return container_credentials(prefixes, {**options, **access.s3fs()})
 
 
 # -- virtual products: the chunks read by arcodex ----------------------------------------------

@@ -144,6 +144,7 @@ def convert(
     source_profile: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     dest_options: Mapping[str, Any] | None = None,
+    dest_profile: str | None = None,
     progress: Progress | None = None,
     user: str | None = None,
 ) -> ConvertResult:
@@ -186,6 +187,8 @@ def convert(
         source_profile: Read ``s3://`` sources with this catalog profile's credentials.
         storage_options: fsspec options to read remote sources.
         dest_options: fsspec options to write a remote ``dest``.
+        dest_profile: Write an ``s3://`` ``dest`` with this catalog profile's credentials
+            (default: the profile whose bucket holds ``dest``, else the AWS variables).
         progress: ``progress(stage, done, total)`` callback.
         user: Who to record as the operation's user.
 
@@ -204,7 +207,7 @@ def convert(
         cat = open_catalog_arg(catalog, stack)
         src_options = source_options(cat, source_profile, storage_options)
         refs = resolve_sources(sources, src_options)
-        placed = place(cat, fmt, dest, dest_options, profile, key, refs)
+        placed = place(cat, fmt, dest, dest_options, profile, key, refs, dest_profile)
         product = Product(
             fmt,
             placed.target,
@@ -255,6 +258,7 @@ def convert(
             "check": check,
             # The profile's name only: `update` and `check` read the sources with it again.
             "source_profile": source_profile,
+            **({"dest_profile": placed.dest_profile} if placed.dest_profile else {}),
             **({"grid": str(grid), "grid_coords": dict(grid_coords or {})} if grid else {}),
         }
         plan.virtual_parts = parts
@@ -396,6 +400,7 @@ def update(
     source_profile: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     dest_options: Mapping[str, Any] | None = None,
+    dest_profile: str | None = None,
     progress: Progress | None = None,
     user: str | None = None,
 ) -> ConvertResult:
@@ -403,14 +408,23 @@ def update(
 
     Incompatible sources (other dims, dtypes or packing, steps before the product's
     start or between its steps, other chunks) are refused and nothing is written.
-    Running the same update again changes nothing.
+    Running the same update again changes nothing. An ``s3://`` product is
+    reached with ``dest_profile``'s credentials, else as :func:`convert` does.
     """
     from arcodex.convert import _update as run_update
 
     started = time.perf_counter()
     with ExitStack() as stack:
         cat, prod, src_options = locate_product(
-            stack, product, catalog, source_profile, storage_options, dest_options, group, branch
+            stack,
+            product,
+            catalog,
+            source_profile,
+            storage_options,
+            dest_options,
+            group,
+            branch,
+            dest_profile,
         )
         record = record_of(cat, prod)
         prod, provenance, src_options = provenance_of(

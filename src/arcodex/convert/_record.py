@@ -50,6 +50,8 @@ def product_record(
             "chunks": {k: list(v.chunks) for k, v in plan.variables.items()},
             "check": result.status,
             "group": product.group,
+            # Where the sources are read from, without secrets: how readers of references reach them.
+            **_source_options(product),
             **({"snapshot": result.snapshot} if result.snapshot else {}),
             **({"warnings": plan.warnings} if plan.warnings else {}),
         },
@@ -150,6 +152,13 @@ def _describe(result: ConvertResult) -> dict[str, Any]:
     info.pop("attrs", None)
     info.pop("_plain_hdf5", None)
     return info
+
+
+def _source_options(product: Any) -> dict[str, Any]:
+    from arcodex.storage._access import without_secrets
+
+    options = without_secrets(product.source_options)
+    return {"source_options": options} if options else {}
 
 
 def _size(product: Any) -> int | None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from arcodex.convert._attrs import AttrFixes
 from arcodex.convert._check import check_product, close_sources
 from arcodex.convert._cluster import ClusterConfig, cancel_and_wait, open_client
+from arcodex.convert._dest import dest_access, reach
 from arcodex.convert._plan import Plan, build_plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product, ProductFormat
 from arcodex.convert._sources import SourceRef, SourceScan, resolve_sources, scan_source
@@ -49,6 +50,7 @@ class Placed:
     key: str | None
     managed: bool
     locator: Any = None
+    dest_profile: str | None = None  # the profile whose credentials reach a --dest
 
 
 def product_format(to: str, format: str) -> ProductFormat:
@@ -117,9 +119,13 @@ def place(
     profile: str | None,
     key: str | None,
     refs: Sequence[SourceRef],
+    dest_profile: str | None = None,
 ) -> Placed:
     if dest is not None:
-        return Placed(Target.of(dest, dest_options), None, None, False)
+        options, name = dest_access(cat, os.fspath(dest), dest_profile, dest_options)
+        target = Target.of(dest, options)
+        reach(target, name, cat, option="--dest-profile NAME")
+        return Placed(target, None, None, False, dest_profile=name)
     if cat is None:
         raise ValidationError("say where the product goes: --dest PATH_OR_URL, or use a catalog")
     from arcodex.storage import LocalStore
@@ -339,6 +345,7 @@ def resolve_product(
     src_options: Mapping[str, Any],
     group: str | None,
     branch: str,
+    dest_profile: str | None = None,
 ) -> Product:
     if isinstance(product, Product):
         return product
@@ -354,6 +361,9 @@ def resolve_product(
         if not dest_options and "://" in text:
             name = getattr(primary.locator, "profile", None)
             dest_options = profile_options(cat, name) if name else None
+    if "://" in text and not dest_options:
+        dest_options, found = dest_access(cat, text, dest_profile, None)
+        reach(Target.of(text, dest_options), found, cat, option="--dest-profile NAME")
     prod = Product.detect(
         text, dest_options, group=group, branch=branch, source_options=src_options
     )
@@ -369,11 +379,13 @@ def locate_product(
     dest_options: Mapping[str, Any] | None,
     group: str | None,
     branch: str,
+    dest_profile: str | None = None,
 ) -> tuple[Catalog | None, Product, dict[str, Any]]:
     """The catalog (opened on ``stack``), the product, and the options to read its sources."""
     cat = open_catalog_arg(catalog, stack)
     options = source_options(cat, source_profile, storage_options)
-    return cat, resolve_product(product, cat, dest_options, options, group, branch), options
+    found = resolve_product(product, cat, dest_options, options, group, branch, dest_profile)
+    return cat, found, options
 
 
 def provenance_of(

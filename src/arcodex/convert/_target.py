@@ -17,8 +17,6 @@ from arcodex.errors import StorageError, ValidationError
 
 __all__ = ["Target", "container_credentials", "s3_settings"]
 
-_SECRET_KEYS = {"key", "secret", "token", "password", "aws_secret_access_key", "session_token"}
-
 
 @dataclass(frozen=True)
 class Target:
@@ -46,7 +44,10 @@ class Target:
         return self.url.split("://", 1)[0] if not self.is_local else "file"
 
     def describe(self) -> dict[str, Any]:
-        options = {k: v for k, v in _flat(self.storage_options).items() if k not in _SECRET_KEYS}
+        from arcodex.storage._access import without_secrets
+
+        # Nested as given (s3fs form): flattening put ``region_name`` where s3fs rejects it.
+        options = without_secrets(self.storage_options)
         return {"url": self.url, **({"options": options} if options else {})}
 
     # -- filesystem view -------------------------------------------------------------

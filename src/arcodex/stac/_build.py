@@ -52,7 +52,6 @@ _LICENSES = {
     "apache-2.0": "Apache-2.0",
     "mit": "MIT",
 }
-_SECRET_KEYS = {"key", "secret", "token", "password", "aws_secret_access_key", "session_token"}
 
 
 def stac_for(
@@ -417,14 +416,59 @@ def _assets(record: Record, catalog: Catalog | None) -> dict[str, dict[str, Any]
         open_kwargs["group"] = conv["group"]
     if open_kwargs:
         asset["xarray:open_kwargs"] = open_kwargs
-    options = conv.get("options")
-    if isinstance(options, Mapping) and options:
-        asset["xarray:storage_options"] = {
-            k: v for k, v in options.items() if k not in _SECRET_KEYS
-        }
+    asset.update(_access(fmt, href, conv))
     if primary.size_bytes is not None:
         asset["file:size"] = primary.size_bytes
     return {"data": asset}
+
+
+def _access(fmt: str, href: str, conv: Mapping[str, Any]) -> dict[str, Any]:
+    """How a reader reaches the product, in the form its library takes (never a secret).
+
+    Zarr: s3fs ``xarray:storage_options``; kerchunk: the fsspec ``reference``
+    filesystem's (``target_options`` for the file, ``remote_options`` for its
+    sources); Icechunk on S3: ``icechunk:storage``, the keyword arguments of
+    ``icechunk.s3_storage``.
+    """
+    from arcodex.storage._access import (
+        icechunk_storage_config,
+        public_options,
+        reference_options,
+    )
+
+    found = conv.get("options")
+    options: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    protocol = href.split("://", 1)[0] if "://" in href else "file"
+    # A public href (stac_asset_hrefs) is reached otherwise than the product's own URL.
+    own = str(conv.get("url") or href)
+    if (own.split("://", 1)[0] if "://" in own else "file") != protocol:
+        options = {}
+    if fmt in ("kerchunk", "kerchunk-parquet"):
+        sources = conv.get("source_options")
+        remote = _remote_protocol(conv)
+        if protocol == "file" and remote in (None, "file"):
+            return {}
+        refs = reference_options(
+            href if protocol != "file" else "",
+            options,
+            remote,
+            sources if isinstance(sources, Mapping) else {},
+        )
+        return {"xarray:storage_options": refs} if refs else {}
+    if fmt in ("icechunk", "virtual-icechunk"):
+        if protocol in ("s3", "s3a"):
+            return {"icechunk:storage": icechunk_storage_config(href, options)}
+        return {}
+    if protocol in ("s3", "s3a") or (options and protocol != "file"):
+        return {"xarray:storage_options": public_options(protocol, options)}
+    return {}
+
+
+def _remote_protocol(conv: Mapping[str, Any]) -> str | None:
+    """The protocol of a virtual product's sources (None when none are recorded)."""
+    for prefix in conv.get("containers") or ():
+        return str(prefix).split("://", 1)[0] if "://" in str(prefix) else "file"
+    return None
 
 
 def public_href(href: str, prefixes: Mapping[str, str]) -> str:
