@@ -442,6 +442,8 @@ def test_demo_refuses_a_directory_it_did_not_make(
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     directory = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if k != "ARCODEX_CATALOG"}
+    # wide enough that no line wraps: tmp_path's length varies from run to run
+    env["COLUMNS"] = "1000"
     for _ in range(2):  # the second run starts afresh in the same directory
         done = subprocess.run(
             [sys.executable, "-m", "arcodex.demo", "--dir", str(directory)],
@@ -449,7 +451,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
             text=True,
             encoding="utf-8",
             env=env,
-            timeout=120,
+            timeout=300,  # two busy cores in CI: a run took over 120 s under load
             check=False,
         )
         assert done.returncode == 0, done.stdout + done.stderr
