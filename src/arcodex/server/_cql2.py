@@ -19,17 +19,21 @@ comparison on it matches nothing and ``IS NULL`` matches everything.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import QueryError
 from arcodex.model import Condition, TimeRange
 from arcodex.model._values import parse_iso_period
 
-__all__ = ["Branch", "branches_for", "parse_filter"]
+if TYPE_CHECKING:
+    from arcodex.catalog._config import ServerConfig
+
+__all__ = ["Branch", "branches_for", "check_geometry", "parse_filter"]
 
 #: Beyond this many OR branches a filter is refused rather than run as many queries.
 MAX_BRANCHES = 32
@@ -94,31 +98,69 @@ _TRUE = [Branch()]
 _FALSE: list[Branch] = []
 
 
-def parse_filter(expr: str | Mapping[str, Any], lang: str | None = None) -> dict[str, Any]:
-    """A CQL2 filter (text or JSON) as CQL2 JSON; QueryError if it does not parse."""
+def parse_filter(
+    expr: str | Mapping[str, Any], lang: str | None = None, limits: ServerConfig | None = None
+) -> dict[str, Any]:
+    """A CQL2 filter (text or JSON) as CQL2 JSON; QueryError if it does not parse.
+
+    Its length and nesting are checked against ``limits`` (the server's
+    settings) before the parser sees it, and its ``IN`` lists after.
+    """
     import cql2
 
+    from arcodex.catalog._config import ServerConfig
+    from arcodex.server._limits import check_filter_text
+
+    limits = limits or ServerConfig()
+    text = expr if isinstance(expr, str) else json.dumps(expr)
+    check_filter_text(text, limits, lang="cql2-json" if not isinstance(expr, str) else lang)
     try:
-        if isinstance(expr, str):
-            if lang == "cql2-json" or expr.lstrip().startswith("{"):
-                parsed = cql2.parse_json(expr)
-            else:
-                parsed = cql2.parse_text(expr)
+        if lang == "cql2-json" or not isinstance(expr, str) or text.lstrip().startswith("{"):
+            parsed = cql2.parse_json(text)
         else:
-            parsed = cql2.parse_json(json.dumps(expr))
+            parsed = cql2.parse_text(text)
         result: dict[str, Any] = parsed.to_json()
     except (cql2.ParseError, cql2.ValidationError, ValueError) as exc:
         first = str(exc).strip().splitlines()
         raise QueryError(
-            f"the filter is not valid CQL2 ({' '.join(s.strip() for s in first[:6])}); "
+            f"the filter is not valid CQL2 ({' '.join(s.strip() for s in first[:6])[:300]}); "
             "see https://docs.ogc.org/is/21-065r2/21-065r2.html"
         ) from None
+    _check_lists(result, limits.max_list)
     return result
+
+
+def _check_lists(expr: Any, most: int) -> None:
+    """Refuse an ``IN`` list longer than ``most`` values (walked without recursion)."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            args = node.get("args")
+            if str(node.get("op", "")).lower() == "in" and isinstance(args, list) and len(args) > 1:
+                values = args[1]
+                if isinstance(values, list) and len(values) > most:
+                    raise QueryError(
+                        f"an IN list has {len(values)} values, more than the server's {most} "
+                        "(server.max_list); split the search"
+                    )
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def branches_for(expr: Mapping[str, Any] | bool) -> list[Branch]:
     """The branches (ORed) of a CQL2 JSON expression; [] matches nothing."""
-    return _dnf(expr, negate=False)
+    try:
+        return _dnf(expr, negate=False)
+    except QueryError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        # Valid CQL2 with a shape the rewriting does not expect (an argument of the wrong kind).
+        raise QueryError(
+            f"the filter cannot be answered here ({type(exc).__name__}: {str(exc)[:120]}); "
+            f"use {_SUPPORTED}"
+        ) from None
 
 
 def _dnf(node: Any, *, negate: bool) -> list[Branch]:
@@ -344,6 +386,7 @@ def _spatial(args: list[Any], *, negate: bool) -> list[Branch]:
         if len(box) == 6:
             box = [box[0], box[1], box[3], box[4]]
         return [Branch(boxes=(_box(box),))]
+    geom = check_geometry(geom)
     return [Branch(boxes=(geometry_bbox(geom),), shapes=(geom,))]
 
 
@@ -351,6 +394,28 @@ def _box(values: Sequence[float]) -> BBox4:
     if len(values) != 4:
         raise QueryError(f"a bbox has 4 or 6 numbers, not {len(values)}")
     return (float(values[0]), float(values[1]), float(values[2]), float(values[3]))
+
+
+def check_geometry(geom: Any) -> dict[str, Any]:
+    """A GeoJSON geometry checked whole (types, positions, closed rings, finite numbers)."""
+    from geojson_pydantic.geometries import Geometry
+    from pydantic import TypeAdapter
+    from pydantic import ValidationError as PydanticError
+
+    try:
+        parsed = TypeAdapter(Geometry).validate_python(geom)
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise QueryError(
+            f"the geometry is not valid GeoJSON ({where}: {first['msg']}); "
+            "see https://datatracker.ietf.org/doc/html/rfc7946"
+        ) from None
+    checked: dict[str, Any] = json.loads(parsed.model_dump_json(exclude_none=True))
+    box = geometry_bbox(checked)
+    if not all(math.isfinite(v) for v in box):
+        raise QueryError("the geometry has coordinates that are not finite numbers")
+    return checked
 
 
 def geometry_bbox(geom: Mapping[str, Any]) -> BBox4:
