@@ -364,6 +364,8 @@ def _like_regex(pattern: str) -> str:
 
 
 def _in(args: list[Any], *, negate: bool) -> list[Branch]:
+    if len(args) != 2 or not isinstance(args[1], list):
+        raise QueryError("IN compares a property with a list of values: PROPERTY IN (a, b …)")
     name = _property(args[0])
     values = [_literal(v) for v in args[1]]
     if name is None or not values:

@@ -248,21 +248,21 @@ def apply_fields(
     dotted (``properties.title``, ``assets.data.href``).
     """
     excluded = set(exclude)
+    asked = set(include or ())  # what the client named; a field it names is never excluded
     if include is None:
         if not excluded:
             return doc
         kept = copy.deepcopy(doc)
-        included: set[str] = set()
     else:
-        included = set(include) or set(DEFAULT_FIELDS)
-        if "properties.datetime" in included and doc.get("properties", {}).get("datetime") is None:
-            included |= {"properties.start_datetime", "properties.end_datetime"}
+        wanted = asked or set(DEFAULT_FIELDS)
+        if "properties.datetime" in wanted and doc.get("properties", {}).get("datetime") is None:
+            wanted |= {"properties.start_datetime", "properties.end_datetime"}
         kept = {}
-        for path in sorted(included | _ALWAYS | ({"collection", "stac_version"} - excluded)):
+        for path in sorted(wanted | _ALWAYS | ({"collection", "stac_version"} - excluded)):
             _copy_path(doc, kept, path.split("."))
-    for path in sorted(excluded - included - _ALWAYS, key=lambda p: p.count(".")):
+    for path in sorted(excluded - asked - _ALWAYS, key=lambda p: p.count(".")):
         _drop_path(kept, path.split("."))
-        for inner in included:
+        for inner in asked:
             if inner.startswith(path + "."):
                 _copy_path(doc, kept, inner.split("."))
     return kept

@@ -262,7 +262,7 @@ class CatalogClient(BaseCoreClient):
             filter_expr=kwargs.get("filter_expr"),
             filter_lang=kwargs.get("filter_lang"),
             sortby=_get_sort(kwargs.get("sortby")),
-            fields=_get_fields(kwargs.get("fields")),
+            fields=_get_fields(kwargs.get("fields"), kwargs["request"]),
         )
 
     # -- search -------------------------------------------------------------------------
@@ -297,7 +297,7 @@ class CatalogClient(BaseCoreClient):
             filter_expr=kwargs.get("filter_expr"),
             filter_lang=kwargs.get("filter_lang"),
             sortby=_get_sort(kwargs.get("sortby")),
-            fields=_get_fields(kwargs.get("fields")),
+            fields=_get_fields(kwargs.get("fields"), kwargs["request"]),
         )
 
     def post_search(self, search_request: Any, **kwargs: Any) -> Any:
@@ -611,10 +611,11 @@ def _get_sort(values: Iterable[str] | None) -> list[tuple[str, bool]]:
     return [(v.strip().lstrip("+-"), v.strip().startswith("-")) for v in values or () if v.strip()]
 
 
-def _get_fields(values: Iterable[str] | None) -> Fields | None:
+def _get_fields(values: Iterable[str] | None, request: Request) -> Fields | None:
     """GET ``fields``: None when absent; given, its include set (empty: the default set)."""
     if values is None:
-        return None
+        # stac-fastapi reads an empty ``fields=`` as absent; the spec gives it the default set.
+        return (set(), set()) if "fields" in request.query_params else None
     include: set[str] = set()
     exclude: set[str] = set()
     for value in values:
