@@ -39,17 +39,21 @@ def create_app(
             ``server.forwarded_allow_ips`` (none unless configured).
     """
     import logging
+    import warnings
 
     from fastapi import FastAPI
 
     # stac-fastapi reads settings from the environment at import and warns that the title and
     # version are its defaults; add_stac_api passes arcodex's own, so the warning is noise.
     logging.getLogger("stac_fastapi.types.config").setLevel(logging.ERROR)
+    # geojson-pydantic warns of every bbox that crosses the antimeridian, which STAC allows.
+    warnings.filterwarnings("ignore", "BBOX crossing the Antimeridian", UserWarning)
 
     from arcodex.catalog import Catalog
     from arcodex.server._errors import add_error_handlers
     from arcodex.server._guard import RequestGuard, TrustedProxies
     from arcodex.server._landing import landing
+    from arcodex.server._openapi import document_errors
     from arcodex.server._stac_api import add_stac_api
 
     catalog = Catalog.open(catalog_path)
@@ -75,6 +79,7 @@ def create_app(
     app.add_api_route("/", landing(title), methods=["GET"], include_in_schema=False)
     add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
     add_error_handlers(app)
+    document_errors(app)
     # Added last, so outermost: the peer is judged, then the body bounded, before anything else.
     app.add_middleware(RequestGuard, limits=limits)
     trusted = limits.forwarded_allow_ips if forwarded_allow_ips is None else forwarded_allow_ips
