@@ -177,6 +177,14 @@ MALFORMED = [
     ("POST", "/stac/search", {"token": "u.99999999"}, 400),
     # lists, limits, sorting, unknown collections, body size
     ("POST", "/stac/search", {"ids": [str(i) for i in range(51)]}, 400),
+    ("POST", "/stac/search", {"fields": {"include": [f"p{i}" for i in range(51)]}}, 400),
+    ("GET", "/stac/search?sortby=" + ",".join(["id"] * 9), None, 400),
+    (
+        "POST",
+        "/stac/search",
+        {"filter": {"op": "<", "args": [{"property": "title"}, "z" * 300]}},
+        400,
+    ),
     ("GET", "/stac/collections?limit=0", None, 400),
     ("GET", "/stac/search?limit=0", None, 400),
     ("GET", "/stac/search?sortby=nope", None, 400),
@@ -449,3 +457,45 @@ def test_filter_nesting_is_measured_before_parsing() -> None:
         assert cql2_text_depth(chain) >= 100
     assert cql2_text_depth(" = ".join(["1"] * 101)) >= 99  # the first comparison nests nothing
     assert cql2_text_depth("a = 1 AND b = 2 AND c BETWEEN 1 AND 2") == 0
+
+
+def test_like_matches_in_linear_time_and_exactly() -> None:
+    """'%a%a%a%a%a%a%a%a%b' once took seconds per value (regex backtracking)."""
+    import fnmatch
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from arcodex.server._cql2 import _like_regex
+
+    pattern = "%a" * 40 + "%b"
+    started = time.monotonic()
+    assert re.search(f"^{_like_regex(pattern)}$", "a" * 5000) is None
+    assert re.search(f"^(?!{_like_regex(pattern)}$)", "a" * 5000) is not None
+    assert time.monotonic() - started < 0.5
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(st.text("ab%_", max_size=8), st.text("ab", max_size=10))
+    def agrees(like: str, value: str) -> None:
+        glob = like.replace("%", "*").replace("_", "?")
+        matched = re.search(f"^{_like_regex(like)}$", value) is not None
+        assert matched == fnmatch.fnmatchcase(value, glob)
+
+    agrees()
+
+
+def test_ordered_text_comparisons_are_bounded(root: Path) -> None:
+    """`title < 'zzz…'` built an expression growing as the square of the text (a stall)."""
+    started = time.monotonic()
+    (long_text, short) = _requests(
+        root,
+        [
+            ("GET", "/stac/search?filter=title < '" + "z" * 15000 + "'", None),
+            ("GET", "/stac/search?filter=title < 'own1'&limit=3", None),
+        ],
+    )
+    assert long_text.status_code == 400 and "at most" in long_text.json()["description"]
+    assert time.monotonic() - started < 10
+    titles = sorted(f["properties"]["title"] for f in short.json()["features"])
+    assert titles == ["ocean0", "ocean1", "own0"]

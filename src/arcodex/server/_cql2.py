@@ -37,6 +37,8 @@ __all__ = ["Branch", "branches_for", "check_geometry", "parse_filter"]
 
 #: Beyond this many OR branches a filter is refused rather than run as many queries.
 MAX_BRANCHES = 32
+#: The longest text an ordered comparison (<, >) takes: its expression grows as its square.
+MAX_ORDERED_TEXT = 256
 
 _NEGATE = {"=": "<>", "<>": "=", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
 _OPS = {"=": "eq", "<>": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
@@ -294,6 +296,11 @@ def _text_order(op: str, value: str) -> str:
     The backend orders numbers and dates only; text order is the alternatives
     "a proper prefix of value" and "value's first i characters, then a smaller one".
     """
+    if len(value) > MAX_ORDERED_TEXT:
+        # The expression grows with the square of the text's length.
+        raise QueryError(
+            f"text compared with <, <=, > or >= may have at most {MAX_ORDERED_TEXT} characters"
+        )
     below = [re.escape(value[:i]) for i in range(len(value))]
     for i, char in enumerate(value):
         if ord(char) > 0:
@@ -349,18 +356,29 @@ def _like(args: list[Any], *, negate: bool) -> list[Branch]:
 
 
 def _like_regex(pattern: str) -> str:
-    out: list[str] = []
+    """A LIKE pattern as a regular expression that matches in linear time, whatever the pattern.
+
+    The plain translation (``%`` as ``.*``) backtracks exponentially on patterns such as
+    ``%a%a%a%a%a%a%a%a%b`` (seconds per value at eight ``%``). Here the text between two
+    ``%`` is found at its first occurrence and the match never reconsiders it (an atomic
+    group), which is exact for LIKE: the leftmost place leaves the most room to the rest.
+    """
+    segments: list[list[str]] = [[]]
     chars = iter(pattern)
     for char in chars:
         if char == "\\":
-            out.append(re.escape(next(chars, "\\")))
+            segments[-1].append(re.escape(next(chars, "\\")))
         elif char == "%":
-            out.append(".*")
+            segments.append([])
         elif char == "_":
-            out.append(".")
+            segments[-1].append(".")
         else:
-            out.append(re.escape(char))
-    return "".join(out)
+            segments[-1].append(re.escape(char))
+    parts = ["".join(segment) for segment in segments]
+    if len(parts) == 1:
+        return parts[0]
+    middle = "".join(f"(?>.*?{part})" for part in parts[1:-1] if part)
+    return f"{parts[0]}{middle}.*{parts[-1]}"
 
 
 def _in(args: list[Any], *, negate: bool) -> list[Branch]:

@@ -49,7 +49,9 @@ _TOKEN = re.compile(
     r"^(?:u\.(?P<union>\d{1,6})|(?P<kind>[vc])(?P<skip>\d{1,6})~(?P<cursor>[A-Za-z0-9_=-]*)|[A-Za-z0-9_=-]+)$"
 )
 #: An offset deeper than this into an OR search is refused (each page reads offset+limit).
-MAX_UNION_OFFSET = 100_000
+MAX_UNION_OFFSET = 10_000
+#: Most sort keys a search may give (each is an index lookup and a check that records hold it).
+MAX_SORT_KEYS = 8
 Fields = tuple[set[str] | None, set[str]]
 _SORT_FIELDS = {
     "id": "id",
@@ -350,6 +352,13 @@ class CatalogClient(BaseCoreClient):
                     f"{name} has {len(values)} values, more than the server's "
                     f"{self.limits.max_list} (server.max_list); split the search"
                 )
+        if len(sortby) > MAX_SORT_KEYS:
+            raise QueryError(f"sortby has {len(sortby)} keys; give at most {MAX_SORT_KEYS}")
+        if fields is not None and len(fields[0] or ()) + len(fields[1]) > self.limits.max_list:
+            raise QueryError(
+                f"fields names more than the server's {self.limits.max_list} paths "
+                "(server.max_list); name fewer"
+            )
         if token:
             self._token(token)
         base = Branch(conditions=tuple(_published()))
