@@ -9,6 +9,7 @@ that a regression shows as a dead server rather than a dead test run.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -499,3 +500,32 @@ def test_ordered_text_comparisons_are_bounded(root: Path) -> None:
     assert time.monotonic() - started < 10
     titles = sorted(f["properties"]["title"] for f in short.json()["features"])
     assert titles == ["ocean0", "ocean1", "own0"]
+
+
+def test_any_filter_within_the_bounds_parses_or_is_refused() -> None:
+    """Token soup that passes the scan never reaches the parser deep enough to crash it.
+
+    A regression here is a crash of the test process (the parser's stack overflow),
+    so the soup is kept to the constructs that nest.
+    """
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from arcodex.catalog._config import ServerConfig
+    from arcodex.errors import QueryError
+    from arcodex.server._cql2 import branches_for, parse_filter
+
+    tokens = st.sampled_from(
+        ["(", ")", "[", "]", ",", " NOT ", "-", "+", "*", " = ", " < ", " AND ", " OR ",
+         " IN ", " LIKE ", "1", "-1", "'a'", "title", "POINT", "CASEI"]
+    )  # fmt: skip
+    limits = ServerConfig()
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(st.lists(tokens, max_size=600), st.integers(0, 400))
+    def parses_or_refuses(soup: list[str], repeat: int) -> None:
+        text = "".join(soup) + "(" * repeat + "title = 'a'" + ")" * repeat
+        with contextlib.suppress(QueryError):
+            branches_for(parse_filter(text, "cql2-text", limits))
+
+    parses_or_refuses()
