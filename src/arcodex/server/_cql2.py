@@ -247,8 +247,10 @@ def _literal(arg: Any) -> Any:
         if "property" in arg:
             raise QueryError("comparing two properties is not supported; compare with a value")
         raise QueryError(f"unsupported value {json.dumps(arg)[:80]} in the filter")
-    if isinstance(arg, float) and arg.is_integer():
+    if isinstance(arg, float) and arg.is_integer() and abs(arg) < 2**63:
         return int(arg)  # cql2 reads every number as a float; metadata years are ints
+    if isinstance(arg, int) and not isinstance(arg, bool) and not -(2**63) <= arg < 2**63:
+        return float(arg)  # beyond SQLite's integers, compared as the float it is near
     return arg
 
 
