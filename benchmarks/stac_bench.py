@@ -79,7 +79,7 @@ class Server:
 
         self.port = free_port()
         config = uvicorn.Config(
-            create_app(root, open_data=False), host="127.0.0.1", port=self.port, log_level="error"
+            create_app(root), host="127.0.0.1", port=self.port, log_level="error"
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

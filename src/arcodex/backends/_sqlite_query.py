@@ -201,9 +201,12 @@ def _sort_expr(name: str, pids: dict[str, int]) -> str:
 def _after_cursor(q: _Sql, cursor: str, sort_exprs: list[tuple[str, bool]]) -> None:
     try:
         data = json.loads(base64.urlsafe_b64decode(cursor.encode()).decode())
-        values, last_rid = data["k"], int(data["r"])
+        values, last_rid = data["k"], data["r"]
         if not isinstance(values, list) or len(values) != len(sort_exprs):
             raise ValueError("cursor does not match the sort keys")
+        # A forged cursor must not reach SQLite with values it cannot bind.
+        if not _sql_int(last_rid) or not all(_cursor_value(v) for v in values):
+            raise ValueError("cursor values are not ones this backend wrote")
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise QueryError(
             "bad cursor: it belongs to another query or was cut short; start again without --cursor"
@@ -510,6 +513,17 @@ def _date_span(text: str, *, years: bool = False) -> tuple[float, float] | None:
         return _epoch_bounds(text)
     except ValueError:
         return None
+
+
+def _sql_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
+
+
+def _cursor_value(value: Any) -> bool:
+    """A sort key value as SQLite returned it: text, a 64-bit integer, a finite float or null."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str) or _sql_int(value)
 
 
 def encode_cursor(row: Sequence[Any]) -> str:

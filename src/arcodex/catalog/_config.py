@@ -17,6 +17,7 @@ __all__ = [
     "CatalogConfig",
     "ClusterConfig",
     "FileProfileConfig",
+    "ServerConfig",
     "StacCollectionConfig",
     "load_config",
 ]
@@ -42,6 +43,39 @@ class ClusterConfig(BaseModel):
         description="keyword arguments of SLURMCluster/PBSCluster (queue, account, cores, memory, walltime…)",
     )
     jobs: int = Field(default=1, ge=1, description="jobs to start on a batch cluster")
+
+
+class ServerConfig(BaseModel):
+    """Bounds of what the HTTP server accepts (the ``server`` section of ``arcodex.yaml``).
+
+    Every request is checked against them before anything parses it; a request
+    beyond them is refused with a 4xx that names the setting.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="largest request body")
+    max_filter_length: int = Field(
+        default=16_384, ge=64, description="longest CQL2 filter (characters)"
+    )
+    max_depth: int = Field(
+        default=64,
+        ge=4,
+        le=256,
+        description="deepest nesting of brackets and operators in a filter or JSON body",
+    )
+    max_list: int = Field(
+        default=1_000, ge=1, description="most values in an IN list, ids or collections"
+    )
+    max_limit: int = Field(
+        default=1_000, ge=1, description="most Items or Collections on one page (larger is cut)"
+    )
+    max_token_length: int = Field(default=1_024, ge=64, description="longest paging token")
+    forwarded_allow_ips: list[str] = Field(
+        default_factory=list,
+        description="proxies whose Forwarded/X-Forwarded-* headers are trusted (IPs, networks "
+        "or '*'); default: none",
+    )
 
 
 class StacCollectionConfig(BaseModel):
@@ -108,6 +142,9 @@ class CatalogConfig(BaseSettings):
     )
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig, description="the Dask cluster conversions run on"
+    )
+    server: ServerConfig = Field(
+        default_factory=ServerConfig, description="limits and proxies of `arcodex serve`"
     )
     busy_timeout: float = Field(
         default=30.0, gt=0, description="seconds to wait for a locked database"

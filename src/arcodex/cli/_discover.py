@@ -31,17 +31,24 @@ def register(
         ctx: typer.Context,
         host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
         port: Annotated[int, typer.Option("--port")] = 8000,
-        no_open_data: Annotated[
-            bool,
-            typer.Option("--no-open-data", help="Describe datasets from metadata only (faster)."),
-        ] = False,
+        forwarded_allow_ips: Annotated[
+            str | None,
+            typer.Option(
+                "--forwarded-allow-ips",
+                help="Proxies whose Forwarded/X-Forwarded-* headers are trusted: comma-separated "
+                "IPs or networks, or '*'; default: server.forwarded_allow_ips (none).",
+            ),
+        ] = None,
     ) -> None:
         """Serve the catalog over HTTP: the STAC API at /stac (OpenAPI at /api)."""
         from arcodex.server import serve as run
 
         root = state_of(ctx).catalog().root
+        trusted = None
+        if forwarded_allow_ips is not None:
+            trusted = [ip.strip() for ip in forwarded_allow_ips.split(",") if ip.strip()]
         typer.echo(f"serving {root} at http://{host}:{port}/stac/ (Ctrl-C stops)", err=True)
-        run(root, host=host, port=port, open_data=not no_open_data)
+        run(root, host=host, port=port, forwarded_allow_ips=trusted)
 
     @command("find", api=(), engine=True)
     def find(

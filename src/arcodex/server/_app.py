@@ -7,7 +7,7 @@ under their own prefixes, and share its OpenAPI document (``/api``).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -22,29 +22,42 @@ def create_app(
     *,
     root_path: str = "",
     title: str = "arcodex",
-    open_data: bool = True,
+    forwarded_allow_ips: Sequence[str] | None = None,
 ) -> FastAPI:
     """The server app over the catalog at ``catalog_path``.
+
+    STAC documents are built from the catalog's metadata only: answering a
+    request never opens a dataset nor makes an outbound request. Every request
+    is bounded by the catalog's ``server`` settings before it is parsed.
 
     Args:
         catalog_path: The catalog root (``arcodex init`` made it).
         root_path: The path prefix a reverse proxy serves the app under.
         title: Title of the API (landing pages, OpenAPI).
-        open_data: Open each dataset once to describe its datacube in STAC
-            (cached per record version); False builds STAC from metadata only.
+        forwarded_allow_ips: The proxies (IPs, networks, ``*``) whose ``Forwarded``
+            and ``X-Forwarded-*`` headers are trusted; default: the catalog's
+            ``server.forwarded_allow_ips`` (none unless configured).
     """
     import logging
+    import warnings
 
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
 
     # stac-fastapi reads settings from the environment at import and warns that the title and
     # version are its defaults; add_stac_api passes arcodex's own, so the warning is noise.
     logging.getLogger("stac_fastapi.types.config").setLevel(logging.ERROR)
+    # geojson-pydantic warns of every bbox that crosses the antimeridian, which STAC allows.
+    warnings.filterwarnings("ignore", "BBOX crossing the Antimeridian", UserWarning)
 
     from arcodex.catalog import Catalog
+    from arcodex.server._errors import add_error_handlers
+    from arcodex.server._guard import RequestGuard, TrustedProxies
+    from arcodex.server._landing import landing
+    from arcodex.server._openapi import document_errors
     from arcodex.server._stac_api import add_stac_api
 
     catalog = Catalog.open(catalog_path)
+    limits = catalog.config.server
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -63,19 +76,14 @@ def create_app(
         redoc_url=None,
     )
     app.state.catalog = catalog
-
-    @app.get("/", include_in_schema=False)
-    def index(request: Request) -> dict[str, Any]:
-        base = str(request.base_url)
-        return {
-            "title": title,
-            "links": [
-                {"rel": "self", "href": base, "type": "application/json"},
-                {"rel": "stac", "href": f"{base}stac/", "type": "application/json"},
-            ],
-        }
-
-    add_stac_api(app, catalog, prefix="/stac", title=title, open_data=open_data)
+    app.add_api_route("/", landing(title), methods=["GET"], include_in_schema=False)
+    add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
+    add_error_handlers(app)
+    document_errors(app)
+    # Added last, so outermost: the peer is judged, then the body bounded, before anything else.
+    app.add_middleware(RequestGuard, limits=limits)
+    trusted = limits.forwarded_allow_ips if forwarded_allow_ips is None else forwarded_allow_ips
+    app.add_middleware(TrustedProxies, trusted=list(trusted))
     return app
 
 
@@ -85,7 +93,11 @@ def serve(
     port: int = 8000,
     **kwargs: Any,
 ) -> None:
-    """Run the server with uvicorn until interrupted (``kwargs`` go to :func:`create_app`)."""
+    """Run the server with uvicorn until interrupted (``kwargs`` go to :func:`create_app`).
+
+    The app judges forwarded headers itself (``forwarded_allow_ips``), so
+    uvicorn's own proxy handling, which would trust 127.0.0.1, is off.
+    """
     import uvicorn
 
-    uvicorn.run(create_app(catalog_path, **kwargs), host=host, port=port)
+    uvicorn.run(create_app(catalog_path, **kwargs), host=host, port=port, proxy_headers=False)

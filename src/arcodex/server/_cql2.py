@@ -19,20 +19,26 @@ comparison on it matches nothing and ``IS NULL`` matches everything.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import QueryError
 from arcodex.model import Condition, TimeRange
 from arcodex.model._values import parse_iso_period
 
-__all__ = ["Branch", "branches_for", "parse_filter"]
+if TYPE_CHECKING:
+    from arcodex.catalog._config import ServerConfig
+
+__all__ = ["Branch", "branches_for", "check_geometry", "parse_filter"]
 
 #: Beyond this many OR branches a filter is refused rather than run as many queries.
 MAX_BRANCHES = 32
+#: The longest text an ordered comparison (<, >) takes: its expression grows as its square.
+MAX_ORDERED_TEXT = 256
 
 _NEGATE = {"=": "<>", "<>": "=", "<": ">=", ">=": "<", ">": "<=", "<=": ">"}
 _OPS = {"=": "eq", "<>": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
@@ -94,31 +100,69 @@ _TRUE = [Branch()]
 _FALSE: list[Branch] = []
 
 
-def parse_filter(expr: str | Mapping[str, Any], lang: str | None = None) -> dict[str, Any]:
-    """A CQL2 filter (text or JSON) as CQL2 JSON; QueryError if it does not parse."""
+def parse_filter(
+    expr: str | Mapping[str, Any], lang: str | None = None, limits: ServerConfig | None = None
+) -> dict[str, Any]:
+    """A CQL2 filter (text or JSON) as CQL2 JSON; QueryError if it does not parse.
+
+    Its length and nesting are checked against ``limits`` (the server's
+    settings) before the parser sees it, and its ``IN`` lists after.
+    """
     import cql2
 
+    from arcodex.catalog._config import ServerConfig
+    from arcodex.server._limits import check_filter_text
+
+    limits = limits or ServerConfig()
+    text = expr if isinstance(expr, str) else json.dumps(expr)
+    check_filter_text(text, limits, lang="cql2-json" if not isinstance(expr, str) else lang)
     try:
-        if isinstance(expr, str):
-            if lang == "cql2-json" or expr.lstrip().startswith("{"):
-                parsed = cql2.parse_json(expr)
-            else:
-                parsed = cql2.parse_text(expr)
+        if lang == "cql2-json" or not isinstance(expr, str) or text.lstrip().startswith("{"):
+            parsed = cql2.parse_json(text)
         else:
-            parsed = cql2.parse_json(json.dumps(expr))
+            parsed = cql2.parse_text(text)
         result: dict[str, Any] = parsed.to_json()
     except (cql2.ParseError, cql2.ValidationError, ValueError) as exc:
         first = str(exc).strip().splitlines()
         raise QueryError(
-            f"the filter is not valid CQL2 ({' '.join(s.strip() for s in first[:6])}); "
+            f"the filter is not valid CQL2 ({' '.join(s.strip() for s in first[:6])[:300]}); "
             "see https://docs.ogc.org/is/21-065r2/21-065r2.html"
         ) from None
+    _check_lists(result, limits.max_list)
     return result
+
+
+def _check_lists(expr: Any, most: int) -> None:
+    """Refuse an ``IN`` list longer than ``most`` values (walked without recursion)."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            args = node.get("args")
+            if str(node.get("op", "")).lower() == "in" and isinstance(args, list) and len(args) > 1:
+                values = args[1]
+                if isinstance(values, list) and len(values) > most:
+                    raise QueryError(
+                        f"an IN list has {len(values)} values, more than the server's {most} "
+                        "(server.max_list); split the search"
+                    )
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 def branches_for(expr: Mapping[str, Any] | bool) -> list[Branch]:
     """The branches (ORed) of a CQL2 JSON expression; [] matches nothing."""
-    return _dnf(expr, negate=False)
+    try:
+        return _dnf(expr, negate=False)
+    except QueryError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        # Valid CQL2 with a shape the rewriting does not expect (an argument of the wrong kind).
+        raise QueryError(
+            f"the filter cannot be answered here ({type(exc).__name__}: {str(exc)[:120]}); "
+            f"use {_SUPPORTED}"
+        ) from None
 
 
 def _dnf(node: Any, *, negate: bool) -> list[Branch]:
@@ -203,8 +247,10 @@ def _literal(arg: Any) -> Any:
         if "property" in arg:
             raise QueryError("comparing two properties is not supported; compare with a value")
         raise QueryError(f"unsupported value {json.dumps(arg)[:80]} in the filter")
-    if isinstance(arg, float) and arg.is_integer():
+    if isinstance(arg, float) and arg.is_integer() and abs(arg) < 2**63:
         return int(arg)  # cql2 reads every number as a float; metadata years are ints
+    if isinstance(arg, int) and not isinstance(arg, bool) and not -(2**63) <= arg < 2**63:
+        return float(arg)  # beyond SQLite's integers, compared as the float it is near
     return arg
 
 
@@ -252,6 +298,11 @@ def _text_order(op: str, value: str) -> str:
     The backend orders numbers and dates only; text order is the alternatives
     "a proper prefix of value" and "value's first i characters, then a smaller one".
     """
+    if len(value) > MAX_ORDERED_TEXT:
+        # The expression grows with the square of the text's length.
+        raise QueryError(
+            f"text compared with <, <=, > or >= may have at most {MAX_ORDERED_TEXT} characters"
+        )
     below = [re.escape(value[:i]) for i in range(len(value))]
     for i, char in enumerate(value):
         if ord(char) > 0:
@@ -307,21 +358,34 @@ def _like(args: list[Any], *, negate: bool) -> list[Branch]:
 
 
 def _like_regex(pattern: str) -> str:
-    out: list[str] = []
+    """A LIKE pattern as a regular expression that matches in linear time, whatever the pattern.
+
+    The plain translation (``%`` as ``.*``) backtracks exponentially on patterns such as
+    ``%a%a%a%a%a%a%a%a%b`` (seconds per value at eight ``%``). Here the text between two
+    ``%`` is found at its first occurrence and the match never reconsiders it (an atomic
+    group), which is exact for LIKE: the leftmost place leaves the most room to the rest.
+    """
+    segments: list[list[str]] = [[]]
     chars = iter(pattern)
     for char in chars:
         if char == "\\":
-            out.append(re.escape(next(chars, "\\")))
+            segments[-1].append(re.escape(next(chars, "\\")))
         elif char == "%":
-            out.append(".*")
+            segments.append([])
         elif char == "_":
-            out.append(".")
+            segments[-1].append(".")
         else:
-            out.append(re.escape(char))
-    return "".join(out)
+            segments[-1].append(re.escape(char))
+    parts = ["".join(segment) for segment in segments]
+    if len(parts) == 1:
+        return parts[0]
+    middle = "".join(f"(?>.*?{part})" for part in parts[1:-1] if part)
+    return f"{parts[0]}{middle}.*{parts[-1]}"
 
 
 def _in(args: list[Any], *, negate: bool) -> list[Branch]:
+    if len(args) != 2 or not isinstance(args[1], list):
+        raise QueryError("IN compares a property with a list of values: PROPERTY IN (a, b …)")
     name = _property(args[0])
     values = [_literal(v) for v in args[1]]
     if name is None or not values:
@@ -344,6 +408,7 @@ def _spatial(args: list[Any], *, negate: bool) -> list[Branch]:
         if len(box) == 6:
             box = [box[0], box[1], box[3], box[4]]
         return [Branch(boxes=(_box(box),))]
+    geom = check_geometry(geom)
     return [Branch(boxes=(geometry_bbox(geom),), shapes=(geom,))]
 
 
@@ -351,6 +416,28 @@ def _box(values: Sequence[float]) -> BBox4:
     if len(values) != 4:
         raise QueryError(f"a bbox has 4 or 6 numbers, not {len(values)}")
     return (float(values[0]), float(values[1]), float(values[2]), float(values[3]))
+
+
+def check_geometry(geom: Any) -> dict[str, Any]:
+    """A GeoJSON geometry checked whole (types, positions, closed rings, finite numbers)."""
+    from geojson_pydantic.geometries import Geometry
+    from pydantic import TypeAdapter
+    from pydantic import ValidationError as PydanticError
+
+    try:
+        parsed = TypeAdapter(Geometry).validate_python(geom)
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise QueryError(
+            f"the geometry is not valid GeoJSON ({where}: {first['msg']}); "
+            "see https://datatracker.ietf.org/doc/html/rfc7946"
+        ) from None
+    checked: dict[str, Any] = json.loads(parsed.model_dump_json(exclude_none=True))
+    box = geometry_bbox(checked)
+    if not all(math.isfinite(v) for v in box):
+        raise QueryError("the geometry has coordinates that are not finite numbers")
+    return checked
 
 
 def geometry_bbox(geom: Mapping[str, Any]) -> BBox4:

@@ -1,10 +1,13 @@
 """STAC documents of records, built once per record version and linked per request.
 
-Building a Collection and Item (:func:`arcodex.stac.stac_for`) opens the data
-for the datacube, which is slow; the documents are kept in memory per
-``(record id, record version)``, so a record that changes is rebuilt and one
-that does not is never reopened. Links depend on the request (its base URL),
-so they are added to a copy on the way out.
+The server builds a Collection and Item (:func:`arcodex.stac.stac_for`) from
+the record's metadata only, never opening its data: what a dataset holds was
+read when its record was written, and answering a request must make no
+outbound request (an external URI could be anywhere, slow or hostile). The
+tagged versions of an Icechunk product are listed from its repository only
+when that is a local directory. Documents are kept in memory per
+``(record id, record version)``, so a record that changes is rebuilt. Links
+depend on the request (its base URL), so they are added to a copy on the way out.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
     from arcodex.catalog import Catalog
     from arcodex.model import Record
 
-__all__ = ["DocumentCache", "apply_fields", "scrub"]
+__all__ = ["DEFAULT_FIELDS", "DocumentCache", "apply_fields", "scrub"]
 
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 _JSON = "application/json"
@@ -45,7 +48,7 @@ _SECRET_KEYS = frozenset(
 class DocumentCache:
     """Collection and Item dicts per (record id, version), least recently used dropped first."""
 
-    def __init__(self, catalog: Catalog, *, open_data: bool = True, size: int = 1024) -> None:
+    def __init__(self, catalog: Catalog, *, open_data: bool = False, size: int = 1024) -> None:
         self.catalog = catalog
         self.open_data = open_data
         self.size = size
@@ -128,7 +131,8 @@ class DocumentCache:
         from arcodex.stac import version_items
 
         latest = pystac.Item.from_dict(copy.deepcopy(self.documents(record)[1]))
-        docs = [_unlinked(v.to_dict) for v in version_items(record, latest, self.catalog)]
+        found_versions = version_items(record, latest, self.catalog, describe=self.open_data)
+        docs = [_unlinked(v.to_dict) for v in found_versions]
         with self._lock:
             self._versions[key] = docs
             while len(self._versions) > self.size:
@@ -183,10 +187,13 @@ class DocumentCache:
             )
         return doc
 
-    @staticmethod
-    def _versioned(record: Record) -> bool:
+    def _versioned(self, record: Record) -> bool:
+        """Whether to list the record's versions: an Icechunk product (local unless opening data)."""
         conv = record.metadata.get("convert")
-        return isinstance(conv, dict) and conv.get("format") in ("icechunk", "virtual-icechunk")
+        if not isinstance(conv, dict) or conv.get("format") not in ("icechunk", "virtual-icechunk"):
+            return False
+        url = str(conv.get("url") or "")
+        return self.open_data or "://" not in url or url.startswith("file://")
 
 
 def _linked_collection(doc: dict[str, Any], collection_id: str, base_url: str) -> dict[str, Any]:
@@ -220,34 +227,63 @@ def scrub(doc: Any) -> None:
             scrub(value)
 
 
+#: What ``fields`` gives when it names nothing to include: the least of a valid Item.
+DEFAULT_FIELDS = frozenset(
+    {"type", "stac_version", "id", "geometry", "bbox", "links", "assets", "properties.datetime"}
+)
+#: Kept whatever ``fields`` says (the spec allows it; a client needs them to use the Item).
+_ALWAYS = frozenset({"id", "type"})
+
+
 def apply_fields(
-    doc: dict[str, Any], include: Iterable[str] = (), exclude: Iterable[str] = ()
+    doc: dict[str, Any], include: Iterable[str] | None = None, exclude: Iterable[str] = ()
 ) -> dict[str, Any]:
-    """The Fields extension: keep ``include`` (plus id, type, links), drop ``exclude``.
+    """The Fields extension, with its include/exclude semantics.
 
-    Paths are top-level keys or ``properties.<name>``.
+    ``include`` None (missing) starts from every field, an empty one from
+    :data:`DEFAULT_FIELDS`, any other from its own fields; then ``exclude``
+    removes what ``include`` does not name. A nested path is more specific than
+    its parent: excluding ``properties`` but including ``properties.datetime``
+    keeps only that property, and the reverse drops only that one. Paths are
+    dotted (``properties.title``, ``assets.data.href``).
     """
-    include = set(include)
-    exclude = set(exclude)
-    if include:
-        kept: dict[str, Any] = {}
-        for path in include | {"id", "type", "links", "collection", "stac_version"}:
-            _copy_path(doc, kept, path)
-        doc = kept
-    for path in exclude - {"id", "type", "links"}:
-        head, _, rest = path.partition(".")
-        if rest and isinstance(doc.get(head), dict):
-            doc[head] = {k: v for k, v in doc[head].items() if k != rest}
-        elif not rest:
-            doc.pop(head, None)
-    return doc
+    excluded = set(exclude)
+    asked = set(include or ())  # what the client named; a field it names is never excluded
+    if include is None:
+        if not excluded:
+            return doc
+        kept = copy.deepcopy(doc)
+    else:
+        wanted = asked or set(DEFAULT_FIELDS)
+        if "properties.datetime" in wanted and doc.get("properties", {}).get("datetime") is None:
+            wanted |= {"properties.start_datetime", "properties.end_datetime"}
+        kept = {}
+        for path in sorted(wanted | _ALWAYS | ({"collection", "stac_version"} - excluded)):
+            _copy_path(doc, kept, path.split("."))
+    for path in sorted(excluded - asked - _ALWAYS, key=lambda p: p.count(".")):
+        _drop_path(kept, path.split("."))
+        for inner in asked:
+            if inner.startswith(path + "."):
+                _copy_path(doc, kept, inner.split("."))
+    return kept
 
 
-def _copy_path(src: Mapping[str, Any], dst: dict[str, Any], path: str) -> None:
-    head, _, rest = path.partition(".")
+def _copy_path(src: Mapping[str, Any], dst: dict[str, Any], parts: list[str]) -> None:
+    head, rest = parts[0], parts[1:]
     if head not in src:
         return
     if not rest:
-        dst[head] = src[head]
-    elif isinstance(src[head], Mapping) and rest in src[head]:
-        dst.setdefault(head, {})[rest] = src[head][rest]
+        dst[head] = copy.deepcopy(src[head])
+    elif isinstance(src[head], Mapping):
+        target = dst.get(head)
+        if not isinstance(target, dict):
+            target = dst[head] = {}
+        _copy_path(src[head], target, rest)
+
+
+def _drop_path(doc: dict[str, Any], parts: list[str]) -> None:
+    head, rest = parts[0], parts[1:]
+    if not rest:
+        doc.pop(head, None)
+    elif isinstance(doc.get(head), dict):
+        _drop_path(doc[head], rest)

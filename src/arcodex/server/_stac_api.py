@@ -13,7 +13,8 @@ and merges them by id (see :mod:`arcodex.server._cql2`).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,10 +24,12 @@ from stac_fastapi.types.core import BaseCoreClient
 from stac_fastapi.types.errors import NotFoundError as StacNotFoundError
 from stac_fastapi.types.requests import get_base_url
 
+from arcodex.catalog._config import ServerConfig
 from arcodex.errors import QueryError
 from arcodex.model import BBox, Condition, Query, SortKey, TimeRange
-from arcodex.server._cql2 import Branch, branches_for, geometry_bbox, parse_filter
+from arcodex.server._cql2 import Branch, branches_for, check_geometry, geometry_bbox, parse_filter
 from arcodex.server._documents import DocumentCache, apply_fields
+from arcodex.server._limits import load_json
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -39,6 +42,17 @@ __all__ = ["CatalogClient", "FiltersClient", "add_stac_api"]
 
 #: Statuses of the records the API publishes (planned and failed ones have no data yet).
 PUBLISHED = ["active", "deprecated"]
+#: The shapes of the paging tokens this API makes: a backend cursor (base64url), an Item
+#: offset into a record page (``v{skip}~{cursor}``), a Collection offset (``c{skip}~{cursor}``)
+#: or an offset into a union of OR branches (``u.{offset}``).
+_TOKEN = re.compile(
+    r"^(?:u\.(?P<union>\d{1,6})|(?P<kind>[vc])(?P<skip>\d{1,6})~(?P<cursor>[A-Za-z0-9_=-]*)|[A-Za-z0-9_=-]+)$"
+)
+#: An offset deeper than this into an OR search is refused (each page reads offset+limit).
+MAX_UNION_OFFSET = 10_000
+#: Most sort keys a search may give (each is an index lookup and a check that records hold it).
+MAX_SORT_KEYS = 8
+Fields = tuple[set[str] | None, set[str]]
 _SORT_FIELDS = {
     "id": "id",
     "collection": "id",
@@ -71,8 +85,13 @@ _QUERYABLES: dict[str, Any] = {
 class FiltersClient(BaseFiltersClient):
     """Queryables: the item properties a filter can name (any other is a metadata path)."""
 
+    #: Raises the API's NotFoundError for a Collection id that is not one.
+    check_collection: Callable[[str], None] = attr.ib(kw_only=True, default=lambda _: None)
+
     def get_queryables(self, collection_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
         request: Request = kwargs["request"]
+        if collection_id is not None:
+            self.check_collection(collection_id)
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": str(request.url),
@@ -89,6 +108,7 @@ class CatalogClient(BaseCoreClient):
     """The core STAC API endpoints, answered by a :class:`~arcodex.catalog.Catalog`."""
 
     cache: DocumentCache = attr.ib(kw_only=True)
+    limits: ServerConfig = attr.ib(kw_only=True, factory=ServerConfig)
 
     @property
     def catalog(self) -> Catalog:
@@ -99,30 +119,73 @@ class CatalogClient(BaseCoreClient):
     def all_collections(self, **kwargs: Any) -> Any:
         request: Request = kwargs["request"]
         base = get_base_url(request)
-        limit = _int(request.query_params.get("limit"), 100)
-        token = request.query_params.get("token") or None
-        query = Query(conditions=_published(), limit=min(limit, 10_000), cursor=token)
-        page = self.catalog.search(query)
-        # The groups open the first page; records in a group are not Collections of their own.
-        groups = [] if token else [g for g in self.cache.grouping.groups if self._has_members(g)]
-        collections = [self.cache.group(g, base) for g in groups] + [
-            self.cache.collection(r, base)
-            for r in page.records
-            if self.cache.collection_of(r) == r.id
+        limit = min(_int(request.query_params.get("limit"), 100), self.limits.max_limit)
+        entries, next_token = self._collection_page(limit, request.query_params.get("token"))
+        collections = [
+            self.cache.group(entry, base)
+            if isinstance(entry, str)
+            else self.cache.collection(entry, base)
+            for entry in entries
         ]
         links = [
             {"rel": "self", "href": str(request.url), "type": "application/json"},
             {"rel": "root", "href": base, "type": "application/json"},
             {"rel": "parent", "href": base, "type": "application/json"},
         ]
-        if page.next_cursor:
-            href = str(request.url.include_query_params(token=page.next_cursor))
+        if next_token:
+            href = str(request.url.include_query_params(token=next_token))
             links.append({"rel": "next", "href": href, "type": "application/json"})
         return {
             "collections": collections,
             "links": links,
             "numberReturned": len(collections),
         }
+
+    def _collection_page(
+        self, limit: int, token: str | None
+    ) -> tuple[list[str | Record], str | None]:
+        """``limit`` Collections from ``token`` on: the groups' ids, then records of their own.
+
+        The Collections at a records cursor are the groups (at the start only),
+        then the records of that page that are in no group; a token
+        ``c{skip}~{cursor}`` skips that many of them, so every page holds
+        ``limit`` Collections until the last.
+        """
+        skip, cursor = 0, None
+        if token:
+            parts = self._token(token)
+            if parts["union"] is not None or parts["kind"] == "v":
+                raise QueryError("the token belongs to an item search; start again without it")
+            if parts["kind"] == "c":
+                skip, cursor = int(parts["skip"] or 0), parts["cursor"] or None
+            else:
+                cursor = token
+        out: list[str | Record] = []
+        size = max(limit, 100)
+        while True:
+            page = self.catalog.search(Query(conditions=_published(), limit=size, cursor=cursor))
+            entries: list[str | Record] = []
+            if cursor is None:
+                entries.extend(g for g in self.cache.grouping.groups if self._has_members(g))
+            entries.extend(r for r in page.records if self.cache.collection_of(r) == r.id)
+            wanted = limit - len(out)
+            if len(entries) - skip > wanted:
+                out.extend(entries[skip : skip + wanted])
+                return out, f"c{skip + wanted}~{cursor or ''}"
+            out.extend(entries[skip:])
+            skip = 0
+            if not page.next_cursor:
+                return out, None
+            cursor = page.next_cursor
+            if len(out) == limit:
+                return out, cursor
+
+    def _token(self, token: str) -> dict[str, str | None]:
+        """The parts of a paging token; QueryError when it is none this API makes."""
+        found = _TOKEN.match(token) if len(token) <= self.limits.max_token_length else None
+        if found is None:
+            raise QueryError("bad token: this API did not make it; start again without it")
+        return found.groupdict()
 
     def get_collection(self, collection_id: str, **kwargs: Any) -> Any:
         request: Request = kwargs["request"]
@@ -201,7 +264,7 @@ class CatalogClient(BaseCoreClient):
             filter_expr=kwargs.get("filter_expr"),
             filter_lang=kwargs.get("filter_lang"),
             sortby=_get_sort(kwargs.get("sortby")),
-            fields=_get_fields(kwargs.get("fields")),
+            fields=_get_fields(kwargs.get("fields"), kwargs["request"]),
         )
 
     # -- search -------------------------------------------------------------------------
@@ -218,14 +281,10 @@ class CatalogClient(BaseCoreClient):
     ) -> Any:
         geometry = None
         if intersects:
-            try:
-                geometry = json.loads(intersects)
-            except json.JSONDecodeError:
-                raise QueryError("intersects is not GeoJSON; send a GeoJSON geometry") from None
-            if not isinstance(geometry, dict) or "type" not in geometry:
-                raise QueryError("intersects is not a GeoJSON geometry")
-            if geometry.get("type") == "Feature":
+            geometry = load_json(intersects, self.limits, what="intersects")
+            if isinstance(geometry, dict) and geometry.get("type") == "Feature":
                 geometry = geometry.get("geometry") or {}
+            geometry = check_geometry(geometry)
         if bbox is not None and geometry is not None:
             raise QueryError("bbox and intersects exclude each other; send one of them")
         return self._search(
@@ -240,18 +299,18 @@ class CatalogClient(BaseCoreClient):
             filter_expr=kwargs.get("filter_expr"),
             filter_lang=kwargs.get("filter_lang"),
             sortby=_get_sort(kwargs.get("sortby")),
-            fields=_get_fields(kwargs.get("fields")),
+            fields=_get_fields(kwargs.get("fields"), kwargs["request"]),
         )
 
     def post_search(self, search_request: Any, **kwargs: Any) -> Any:
         geometry = None
         if search_request.intersects is not None:
             geometry = json.loads(search_request.intersects.model_dump_json(exclude_none=True))
+            geometry = check_geometry(geometry)
         sortby = [
             (str(s.field), str(getattr(s.direction, "value", s.direction)) == "desc")
             for s in getattr(search_request, "sortby", None) or []
         ]
-        fields = getattr(search_request, "fields", None)
         body = search_request.model_dump(mode="json", by_alias=True, exclude_unset=True)
         return self._search(
             kwargs["request"],
@@ -265,9 +324,7 @@ class CatalogClient(BaseCoreClient):
             filter_expr=getattr(search_request, "filter_expr", None),
             filter_lang=getattr(search_request, "filter_lang", None),
             sortby=sortby,
-            fields=(
-                (set(fields.include or ()), set(fields.exclude or ())) if fields else (set(), set())
-            ),
+            fields=_post_fields(search_request),
             post_body=body,
         )
 
@@ -285,9 +342,25 @@ class CatalogClient(BaseCoreClient):
         filter_expr: str | Mapping[str, Any] | None = None,
         filter_lang: str | None = None,
         sortby: Sequence[tuple[str, bool]] = (),
-        fields: tuple[set[str], set[str]] = (set(), set()),
+        fields: Fields | None = None,
         post_body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        limit = min(limit, self.limits.max_limit)  # larger is cut, as OGC API Features asks
+        for name, values in (("ids", ids), ("collections", collections)):
+            if values and len(values) > self.limits.max_list:
+                raise QueryError(
+                    f"{name} has {len(values)} values, more than the server's "
+                    f"{self.limits.max_list} (server.max_list); split the search"
+                )
+        if len(sortby) > MAX_SORT_KEYS:
+            raise QueryError(f"sortby has {len(sortby)} keys; give at most {MAX_SORT_KEYS}")
+        if fields is not None and len(fields[0] or ()) + len(fields[1]) > self.limits.max_list:
+            raise QueryError(
+                f"fields names more than the server's {self.limits.max_list} paths "
+                "(server.max_list); name fewer"
+            )
+        if token:
+            self._token(token)
         base = Branch(conditions=tuple(_published()))
         if ids:
             # A version Item ({record}@{tag}) is found through its record.
@@ -309,24 +382,21 @@ class CatalogClient(BaseCoreClient):
                 if (m := base.merge(b)) is not None
             ]
         if filter_expr:
-            expr = parse_filter(filter_expr, filter_lang)
+            expr = parse_filter(filter_expr, filter_lang, self.limits)
             branches = [
                 m for a in branches for b in branches_for(expr) if (m := a.merge(b)) is not None
             ]
-        sort = [SortKey(field=_sort_field(name), descending=desc) for name, desc in sortby]
+        sort = [SortKey(field=self._sort_field(name), descending=desc) for name, desc in sortby]
         base_url = get_base_url(request)
         found, next_token = self._features(branches, sort, limit, token, ids, collections)
-        include, exclude = fields
         features = [
-            apply_fields(
-                self.cache.item(record, base_url)
-                if item_id == record.id
-                else self.cache.version(record, item_id, base_url) or {},
-                include,
-                exclude,
-            )
+            self.cache.item(record, base_url)
+            if item_id == record.id
+            else self.cache.version(record, item_id, base_url) or {}
             for record, item_id in found
         ]
+        if fields is not None:
+            features = [apply_fields(f, fields[0], fields[1]) for f in features]
         links: list[dict[str, Any]] = [
             {"rel": "root", "href": base_url, "type": "application/json"},
         ]
@@ -371,13 +441,12 @@ class CatalogClient(BaseCoreClient):
         the records from the same place, less the Items already sent.
         """
         skip, cursor = 0, token
-        if token and "~" in token:
-            head, _, cursor = token.partition("~")
-            try:
-                skip = int(head.removeprefix("v"))
-            except ValueError:
-                raise QueryError("bad token; start again without it") from None
-            cursor = cursor or None
+        if token:
+            parts = self._token(token)
+            if parts["kind"] == "c":
+                raise QueryError("the token belongs to /collections; start again without it")
+            if parts["kind"] == "v":
+                skip, cursor = int(parts["skip"] or 0), parts["cursor"] or None
         records, next_cursor = self._run(branches, sort, skip + limit, cursor)
         wanted = set(ids or ())
         within = set(collections or ())
@@ -427,12 +496,15 @@ class CatalogClient(BaseCoreClient):
             return records, page.next_cursor
         offset = 0
         if token:
-            try:
-                offset = int(token.removeprefix("u."))
-            except ValueError:
+            at = self._token(token)["union"]
+            if at is None:  # a token of one query given to a union of several
+                raise QueryError("the token belongs to another search; start again without it")
+            offset = int(at)
+            if offset > MAX_UNION_OFFSET:
                 raise QueryError(
-                    "the token belongs to another search; start again without it"
-                ) from None
+                    f"the token is more than {MAX_UNION_OFFSET} Items into an OR search; "
+                    "narrow the filter"
+                )
         # Every branch in the same order: the first offset+limit records of the union are
         # among the first offset+limit of each branch, so each query stays bounded.
         want = offset + limit + 1
@@ -471,7 +543,32 @@ class CatalogClient(BaseCoreClient):
         except ImportError:  # without shapely the bbox index is the answer
             return True
         footprint = shape(self.cache.documents(record)[1]["geometry"])
-        return all(footprint.intersects(shape(s)) for s in shapes)
+        try:
+            return all(footprint.intersects(shape(s)) for s in shapes)
+        except (ValueError, TypeError, AttributeError) as exc:  # shapely refuses the geometry
+            raise QueryError(
+                f"the geometry cannot be used ({exc}); send a valid geometry"
+            ) from None
+
+    def _sort_field(self, name: str) -> str:
+        """The catalog field to sort by: an Item property, or a metadata path records hold."""
+        name = name.removeprefix("properties.")
+        if name in _SORT_FIELDS:
+            return _SORT_FIELDS[name]
+        try:
+            field = SortKey(field=name).field
+        except ValueError:
+            field = ""
+        if field and self._known_field(field):
+            return field
+        raise QueryError(
+            f"cannot sort by {name!r}; sort by {', '.join(sorted(_SORT_FIELDS))} "
+            "or a metadata path that records hold"
+        )
+
+    def _known_field(self, field: str) -> bool:
+        path = field.removeprefix("metadata.")
+        return any(f.path == path for f in self.catalog.fields(path))
 
 
 def _and(left: Branch, right: Branch) -> Branch:
@@ -519,32 +616,33 @@ def _interval(text: str) -> tuple[datetime | None, datetime | None]:
     return start, end
 
 
-def _sort_field(name: str) -> str:
-    name = name.removeprefix("properties.")
-    if name in _SORT_FIELDS:
-        return _SORT_FIELDS[name]
-    try:
-        return SortKey(field=name).field
-    except ValueError:
-        raise QueryError(
-            f"cannot sort by {name!r}; sort by {', '.join(sorted(_SORT_FIELDS))} or a metadata path"
-        ) from None
-
-
 def _get_sort(values: Iterable[str] | None) -> list[tuple[str, bool]]:
     return [(v.strip().lstrip("+-"), v.strip().startswith("-")) for v in values or () if v.strip()]
 
 
-def _get_fields(values: Iterable[str] | None) -> tuple[set[str], set[str]]:
+def _get_fields(values: Iterable[str] | None, request: Request) -> Fields | None:
+    """GET ``fields``: None when absent; given, its include set (empty: the default set)."""
+    if values is None:
+        # stac-fastapi reads an empty ``fields=`` as absent; the spec gives it the default set.
+        return (set(), set()) if "fields" in request.query_params else None
     include: set[str] = set()
     exclude: set[str] = set()
-    for value in values or ():
+    for value in values:
         value = value.strip()
         if value.startswith("-"):
             exclude.add(value[1:])
         elif value:
             include.add(value.lstrip("+"))
     return include, exclude
+
+
+def _post_fields(search_request: Any) -> Fields | None:
+    """POST ``fields``: None when absent; a missing ``include`` (None) keeps every field."""
+    fields = getattr(search_request, "fields", None)
+    if fields is None or "fields" not in search_request.model_fields_set:
+        return None
+    include = set(fields.include or ()) if "include" in fields.model_fields_set else None
+    return include, set(fields.exclude or ())
 
 
 def _int(text: str | None, default: int) -> int:
@@ -564,12 +662,11 @@ def add_stac_api(
     prefix: str = "/stac",
     title: str = "arcodex",
     description: str | None = None,
-    open_data: bool = True,
+    limits: ServerConfig | None = None,
 ) -> None:
     """Add the STAC API to ``app`` under ``prefix`` (its landing page is ``{prefix}/``)."""
     from fastapi import APIRouter
     from stac_fastapi.api.app import StacApi
-    from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
     from stac_fastapi.api.models import (
         ItemCollectionUri,
         create_get_request_model,
@@ -590,10 +687,14 @@ def add_stac_api(
     from stac_fastapi.types.search import APIRequest
 
     from arcodex import __version__
-    from arcodex.errors import ConflictError, NotFoundError, ValidationError
+    from arcodex.server._errors import status_codes
     from arcodex.stac import STAC_VERSION
 
-    filters = FiltersClient()
+    limits = limits or catalog.config.server
+    client = CatalogClient(
+        cache=DocumentCache(catalog, open_data=False), limits=limits, landing_page_id="arcodex"
+    )
+    filters = FiltersClient(check_collection=client._check_collection)
     cql2 = [
         FilterConformanceClasses.FILTER,
         FilterConformanceClasses.BASIC_CQL2,
@@ -643,17 +744,9 @@ def add_stac_api(
         settings=settings,
         title=title,
         stac_version=STAC_VERSION,
-        client=CatalogClient(
-            cache=DocumentCache(catalog, open_data=open_data), landing_page_id="arcodex"
-        ),
+        client=client,
         extensions=[*search_extensions, *item_extensions],
-        exceptions={
-            **DEFAULT_STATUS_CODES,
-            QueryError: 400,
-            ValidationError: 400,
-            NotFoundError: 404,
-            ConflictError: 409,
-        },
+        exceptions=status_codes(),
         search_get_request_model=create_get_request_model(search_extensions),
         search_post_request_model=create_post_request_model(search_extensions),
         items_get_request_model=cast(

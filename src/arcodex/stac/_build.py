@@ -66,11 +66,12 @@ def stac_for(
 
 
 def version_items(
-    record: Record, item: pystac.Item, catalog: Catalog | None = None
+    record: Record, item: pystac.Item, catalog: Catalog | None = None, *, describe: bool = True
 ) -> list[pystac.Item]:
     """One Item per tagged snapshot of an Icechunk product (``{record}@{tag}``), newest first.
 
-    Each opens that snapshot (``icechunk:tag``); the product's own Item stays the
+    Each opens that snapshot (``icechunk:tag``) for its datacube unless ``describe``
+    is False (then it keeps the latest's); the product's own Item stays the
     latest version. Other formats have no versions.
     """
     conv = record.metadata.get("convert")
@@ -94,7 +95,8 @@ def version_items(
     for tag, snapshot in tags:
         version = item.clone()
         version.id = f"{record.id}@{tag}"
-        _describe_snapshot(version, product, snapshot)
+        if describe:
+            _describe_snapshot(version, product, snapshot)
         version.properties["version"] = tag
         version.properties["arcodex:snapshot"] = snapshot
         version.properties["title"] = f"{item.properties.get('title', record.id)} ({tag})"

@@ -1,0 +1,55 @@
+"""The OpenAPI document as the server really answers.
+
+FastAPI documents a 422 for every operation with parameters; the STAC API
+answers 400 instead (see :mod:`arcodex.server._errors`), and also 404 (an
+unknown Collection or Item) and 413 (a body beyond ``server.max_body_bytes``),
+each with the STAC error body. This rewrites the generated document to say so,
+so that clients and schemathesis check responses against what is sent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["document_errors"]
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "STAC API error",
+    "type": "object",
+    "required": ["code", "description"],
+    "properties": {"code": {"type": "string"}, "description": {"type": "string"}},
+}
+_REF = {"$ref": "#/components/schemas/STACError"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _REF}}}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document list the error responses it sends."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = generate()
+        doc.setdefault("components", {}).setdefault("schemas", {})["STACError"] = ERROR_SCHEMA
+        for path, item in doc.get("paths", {}).items():
+            for method, operation in item.items():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                responses = operation["responses"]
+                responses.pop("422", None)
+                responses["400"] = _error("A malformed request, or one beyond the server's bounds")
+                if "{" in path:
+                    responses["404"] = _error("No such Collection or Item")
+                if method in ("post", "put", "patch"):
+                    responses["413"] = _error("A body larger than server.max_body_bytes")
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
