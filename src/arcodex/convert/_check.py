@@ -171,9 +171,7 @@ def _provenance(text: Any) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def source_changes(
-    recorded: Sequence[Mapping[str, Any]], options: Mapping[str, Any]
-) -> list[str]:
+def source_changes(recorded: Sequence[Mapping[str, Any]], options: Mapping[str, Any]) -> list[str]:
     """The recorded sources that are gone or changed since (their fingerprint differs)."""
     from arcodex.convert._sources import SourceRef, _fingerprint
 

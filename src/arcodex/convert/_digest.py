@@ -78,7 +78,9 @@ def chunk_ranges(
         for sel, size in zip(region, chunks, strict=True)
     ]
     for index in itertools.product(*spans):
-        bounds = tuple(slice(i * size, (i + 1) * size) for i, size in zip(index, chunks, strict=True))
+        bounds = tuple(
+            slice(i * size, (i + 1) * size) for i, size in zip(index, chunks, strict=True)
+        )
         yield tuple(index), bounds
 
 
@@ -99,9 +101,7 @@ def chunk_digests(
     if not shape:
         return [(name, (), digest(data), is_fill(data, arr.fill_value))]
     for index, bounds in chunk_ranges(region, chunks):
-        clipped = tuple(
-            slice(b.start, min(b.stop, n)) for b, n in zip(bounds, shape, strict=True)
-        )
+        clipped = tuple(slice(b.start, min(b.stop, n)) for b, n in zip(bounds, shape, strict=True))
         inside = all(
             c.start >= r.start and c.stop <= r.stop for c, r in zip(clipped, region, strict=True)
         )
@@ -190,19 +190,24 @@ class Digests:
         out = cls()
         for name, item in (data or {}).items():
             grid = tuple(int(g) for g in item["grid"])
-            n = math.prod(grid)
             digests = np.frombuffer(_unb64(item["xxh3"]), dtype="<u8").reshape(grid).copy()
 
-            def bits(text: str | None, default: bool) -> Any:
-                if text is None:
-                    return np.full(grid, default, dtype=bool)
-                raw = np.frombuffer(_unb64(text), dtype=np.uint8)
-                return np.unpackbits(raw, count=n).astype(bool).reshape(grid)
-
             out.entries[name] = _Entry(
-                grid, digests, bits(item.get("empty"), False), bits(item.get("known"), True)
+                grid,
+                digests,
+                _bits(item.get("empty"), grid, default=False),
+                _bits(item.get("known"), grid, default=True),
             )
         return out
+
+
+def _bits(text: str | None, grid: tuple[int, ...], *, default: bool) -> Any:
+    import numpy as np
+
+    if text is None:
+        return np.full(grid, default, dtype=bool)
+    raw = np.frombuffer(_unb64(text), dtype=np.uint8)
+    return np.unpackbits(raw, count=math.prod(grid)).astype(bool).reshape(grid)
 
 
 def _b64(raw: bytes) -> str:
@@ -237,7 +242,10 @@ def coordinate_digests(name: str, values: np.ndarray, arr: Any) -> list[ChunkDig
     """Digests of an array written whole on the client (the concatenation coordinate)."""
     import numpy as np
 
-    values = np.asarray(values, dtype=arr.dtype.to_native_dtype() if hasattr(arr.dtype, "to_native_dtype") else arr.dtype)
+    values = np.asarray(
+        values,
+        dtype=arr.dtype.to_native_dtype() if hasattr(arr.dtype, "to_native_dtype") else arr.dtype,
+    )
     region = tuple(slice(0, int(n)) for n in arr.shape)
     return chunk_digests(name, region, values, arr)
 
@@ -245,7 +253,9 @@ def coordinate_digests(name: str, values: np.ndarray, arr: Any) -> list[ChunkDig
 # -- digests from the sources (virtual products) ---------------------------------------
 
 
-def digest_task(blocks: Sequence[Block], spec: ReadSpec, grids: Mapping[str, Any]) -> tuple[int, list[ChunkDigest]]:
+def digest_task(
+    blocks: Sequence[Block], spec: ReadSpec, grids: Mapping[str, Any]
+) -> tuple[int, list[ChunkDigest]]:
     """Task: read ``blocks`` from the sources and hash their chunks on ``grids``' chunk shapes."""
     from arcodex.convert._write import read_block
 
@@ -295,7 +305,7 @@ def source_digests(
 
     variables = dict(plan.variables)
     grids: dict[str, Any] = {}
-    blocks = []
+    blocks: list[Block] = []
     extra: list[ChunkDigest] = []
     for name in names:
         arr = root[name]
@@ -438,7 +448,9 @@ def _plan_reads(
     chunks = tuple(int(c) for c in arr.chunks) if shape else ()
     outer = tuple(int(s) for s in (arr.shards or arr.chunks)) if shape else ()
     outer_grid = tuple(math.ceil(n / s) for n, s in zip(shape, outer, strict=True))
-    expected = {arr.metadata.encode_chunk_key(i): i for i in itertools.product(*map(range, outer_grid))}
+    expected = {
+        arr.metadata.encode_chunk_key(i): i for i in itertools.product(*map(range, outer_grid))
+    }
     extra = sorted(keys - set(expected))
     if extra:
         verdict.reasons.append(
@@ -493,9 +505,7 @@ def _itemsize(arr: Any) -> int:
         return 8
 
 
-def _batches(
-    indices: list[tuple[int, ...]], size: int
-) -> Iterator[list[tuple[int, ...]]]:
+def _batches(indices: list[tuple[int, ...]], size: int) -> Iterator[list[tuple[int, ...]]]:
     """Runs of outer chunks that differ only in the last index (a contiguous box each)."""
     run: list[tuple[int, ...]] = []
     for index in sorted(indices):

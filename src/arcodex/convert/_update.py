@@ -448,9 +448,7 @@ def _apply_virtual_icechunk(
             part.drop_vars(static).vz.to_icechunk(
                 session.store, group=product.group, append_dim=plan.concat_dim
             )
-    virtual_digests(
-        client, session.store, product.group, plan, _old_digests(delta), delta.waves()
-    )
+    virtual_digests(client, session.store, product.group, plan, _old_digests(delta), delta.waves())
     set_root_attrs(session.store, product.group, plan.attrs)
     return 0, _commit_undoably(repo, session, product, delta, uow, message)
 
@@ -516,9 +514,7 @@ def _apply_references(
     backup.save(everything=True)
     _journal_backup(uow, product, backup)
     try:
-        on_refs = digest_refs(
-            client, delta.plan, product.group, _old_digests(delta), delta.waves()
-        )
+        on_refs = digest_refs(client, delta.plan, product.group, _old_digests(delta), delta.waves())
         write_references(combined, product, on_refs=on_refs)
     except BaseException:
         backup.restore()

@@ -362,9 +362,7 @@ def write_blocks_icechunk(
         return written, fork, digests
 
 
-def _write_all(
-    blocks: Sequence[Block], spec: ReadSpec, root: Any
-) -> tuple[int, list[ChunkDigest]]:
+def _write_all(blocks: Sequence[Block], spec: ReadSpec, root: Any) -> tuple[int, list[ChunkDigest]]:
     from arcodex.convert._digest import chunk_digests
 
     arrays: dict[str, Any] = {}

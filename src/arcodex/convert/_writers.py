@@ -114,7 +114,9 @@ def write_icechunk(
     create_layout(session.store, plan, options, group=product.group, mode="w-")
     tasks = group_tasks(plan_blocks(plan, plan.variables), plan, _workers(client))
     written, digests = fork_and_merge(client, session, plan, tasks, product.group, progress)
-    root = zarr.open_group(session.store, path=product.group or "", mode="r+", use_consolidated=False)
+    root = zarr.open_group(
+        session.store, path=product.group or "", mode="r+", use_consolidated=False
+    )
     record_digests(root, plan, digests)
     return written, commit(repo, session, message)
 
