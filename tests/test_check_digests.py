@@ -191,7 +191,7 @@ def _local_access(path: Path) -> Any:
     if config is None or not config.virtual_chunk_containers:
         return None
     return icechunk.containers_credentials(
-        {p: icechunk.credentials.LocalFileSystemAccess for p in config.virtual_chunk_containers}
+        dict.fromkeys(config.virtual_chunk_containers, icechunk.credentials.LocalFileSystemAccess)
     )
 
 
