@@ -875,6 +875,9 @@ def main() -> None:
             results["virtual-icechunk/arcodex"] = arcodex_run(
                 "arcodex virtual icechunk", "icechunk", to="virtual", format="icechunk"
             )
+        if "zarr" in targets and ax_convert is not None:
+            results["zarr/check_cost"] = check_cost(files, chunks, outdir / "check.zarr", address)
+            print_check_cost(results["zarr/check_cost"])
     finally:
         client.close()
         cluster.close()
@@ -923,6 +926,73 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
     else:
         print(f"\noutputs kept in {outdir}")
+
+
+#: The default check (every chunk's digest + a sampled source comparison) may cost this
+#: fraction of the conversion at most (issue 10).
+CHECK_GOAL = 0.3
+
+
+def check_cost(
+    files: list[Path], chunks: dict[str, int], dest: Path, address: str
+) -> dict[str, Any]:
+    """Time one zarr conversion, then ``check`` (default) and ``check(full=True)`` of it.
+
+    Verifies that the default check read every chunk of the product (the number of
+    chunks it verified is the product's), so its ratio is that of a complete check.
+    """
+    import math
+
+    from arcodex.convert import check, convert
+
+    _remove(dest)
+    t0 = time.perf_counter()
+    result = convert(
+        [str(p) for p in files],
+        dest=str(dest),
+        to="zarr",
+        chunks=chunks,
+        codec="zstd",
+        level=1,
+        cluster=address,
+        check=False,
+    )
+    convert_s = time.perf_counter() - t0
+    expected = sum(
+        math.prod(math.ceil(n / c) for n, c in zip(v.shape, v.chunks, strict=True))
+        for v in result.plan.variables.values()
+    )
+    t0 = time.perf_counter()
+    default = check(result.product)
+    default_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    full = check(result.product, full=True)
+    full_s = time.perf_counter() - t0
+    _remove(dest)
+    return {
+        "convert_s": convert_s,
+        "check_s": default_s,
+        "check_full_s": full_s,
+        "check_ratio": default_s / convert_s,
+        "check_full_ratio": full_s / convert_s,
+        "chunks": default.checked.get("chunks"),
+        "chunks_expected": expected,
+        "status": default.status,
+        "full_status": full.status,
+    }
+
+
+def print_check_cost(m: dict[str, Any]) -> None:
+    covered = m["chunks"] == m["chunks_expected"]
+    ok = covered and m["status"] == "pass" and m["full_status"] == "pass"
+    verdict = "PASS" if ok and m["check_ratio"] <= CHECK_GOAL else "FAIL"
+    print(
+        f"  check cost: convert {m['convert_s']:.2f} s; default check {m['check_s']:.2f} s "
+        f"= {m['check_ratio']:.2f}× ({m['chunks']}/{m['chunks_expected']} chunks by digest, "
+        f"{m['status']}); --full {m['check_full_s']:.2f} s = {m['check_full_ratio']:.2f}× "
+        f"({m['full_status']})  [{verdict}: default ≤ {CHECK_GOAL}× covering every chunk]",
+        flush=True,
+    )
 
 
 def summarize(

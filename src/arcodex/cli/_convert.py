@@ -201,27 +201,63 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
     def check(
         ctx: typer.Context,
         product: Annotated[str, typer.Argument(help="A product path/URL, or a record id.")],
+        more_sources: Annotated[
+            list[str] | None,
+            typer.Argument(
+                help="More files after --sources (a shell-expanded list: --sources *.nc).",
+                show_default=False,
+            ),
+        ] = None,
         sources: Annotated[
-            list[str] | None, typer.Option("--sources", help="Check against these files instead.")
+            list[str] | None,
+            typer.Option("--sources", help="Check against these files instead (globs too)."),
         ] = None,
         samples: Annotated[int, typer.Option("--samples", help="Random sources to compare.")] = 3,
+        seed: Annotated[
+            int | None,
+            typer.Option("--seed", help="Seed of the sample (default: fresh; the report says it)."),
+        ] = None,
+        full: Annotated[
+            bool, typer.Option("--full", help="Compare every value with the sources.")
+        ] = False,
         cluster: ClusterOpt = None,
         as_json: Annotated[bool, typer.Option("--json")] = False,
     ) -> None:
-        """Check a product against its sources: structure, coverage and values."""
+        """Check a product: every chunk against its digest, the sources' fingerprints,
+        structure, coverage and (a sample of, or with --full all) values."""
         from arcodex.cli._render import console, print_json
         from arcodex.convert import check as run
 
+        if more_sources and not sources:
+            raise ValidationError(
+                f"unexpected arguments {' '.join(more_sources)}; "
+                "pass source files with --sources FILE…"
+            )
+        if sources is not None:
+            sources = [*sources, *(more_sources or [])]
         state = state_of(ctx)
         cat = state.catalog() if _has_catalog(state) and not Path(product).exists() else None
         report = run(
-            product, sources=sources, catalog=cat, samples=samples, cluster=cluster or "threads"
+            product,
+            sources=sources,
+            catalog=cat,
+            samples=samples,
+            seed=seed,
+            full=full,
+            cluster=cluster or "threads",
         )
         if as_json:
             print_json(report.to_dict())
         else:
             out = console()
             out.print(f"{report.status}: {report.product} ({report.seconds:.1f} s)")
+            done = report.checked
+            if "chunks" in done:
+                out.print(
+                    f"  {done['chunks']} chunks verified by digest ({done.get('chunks_empty', 0)} "
+                    f"empty); values {'all' if done.get('full') else 'sampled'}, "
+                    f"seed {done.get('seed')}"
+                )
             for reason in report.reasons:
                 out.print(f"  fail: {reason}")
             for warning in report.warnings:

@@ -1,15 +1,21 @@
 """Is a product faithful to its sources?
 
-Three checks, on the values as stored (no CF decoding, so packing and fill
+Five checks, on the values as stored (no CF decoding, so packing and fill
 values are compared too):
+
+- **sources**: each recorded source is still there with the fingerprint it had;
+- **chunks**: every chunk of the product is read and its digest compared with
+  the one recorded while writing (:mod:`arcodex.convert._digest`), so any
+  changed, moved, missing or extra chunk is named;
 
 - **structure**: every planned variable is there with its dims, shape, dtype
   and attributes (including the corrections asked for), and nothing else;
 - **coverage**: the concatenation coordinate equals the sources' steps, each
   exactly once and in order (decoded with cftime, whatever the calendar);
 - **values**: NaN-aware exact equality of the first, last and some random
-  sources' first and last steps and one random block, and of every variable
-  without the concatenation dimension.
+  sources' first and last steps and one random block (the sample drawn afresh
+  each run, its seed reported), and of every variable without the
+  concatenation dimension; with ``full``, of every value.
 
 The result is ``pass``, ``warn`` (faithful, with something to know, such as
 a static variable that differs between sources) or ``fail``, with reasons.
@@ -35,6 +41,8 @@ __all__ = ["CheckReport", "check_product"]
 Status = Literal["pass", "warn", "fail"]
 #: Variables without the concat dimension are compared whole up to this size.
 _WHOLE_LIMIT = 64 * 2**20
+#: ``--full`` compares blocks of about this size.
+_FULL_BLOCK = 32 * 2**20
 
 
 @dataclass
@@ -84,29 +92,65 @@ class _Failures:
             self.reasons.append(reason)
 
 
-def check_product(product: Product, plan: Plan, *, samples: int = 3, seed: int = 0) -> CheckReport:
-    """Compare ``product`` with the sources ``plan`` describes."""
+def check_product(
+    product: Product,
+    plan: Plan | None,
+    *,
+    samples: int = 3,
+    seed: int | None = None,
+    full: bool = False,
+    recorded: Sequence[Mapping[str, Any]] | None = None,
+) -> CheckReport:
+    """Compare ``product`` with the sources ``plan`` describes, and every chunk with its digest.
+
+    Args:
+        product: The product.
+        plan: The plan of its sources as they are now (None: they cannot all be read;
+            only the digests and the fingerprints are checked).
+        samples: Random sources whose values are compared (besides the first and last).
+        seed: Seeds the sample (default: a fresh one, reported as ``checked["seed"]``).
+        full: Compare every value with the sources, not a sample.
+        recorded: The sources the product records (url, fingerprint); default the plan's.
+    """
     started = time.perf_counter()
     failures = _Failures()
-    warnings = list(plan.warnings)
-    checked: dict[str, Any] = {"variables": 0, "steps": 0, "blocks": 0, "sources_sampled": []}
+    warnings = list(plan.warnings) if plan is not None else []
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**32)
+    checked: dict[str, Any] = {
+        "variables": 0,
+        "steps": 0,
+        "blocks": 0,
+        "sources_sampled": [],
+        "seed": seed,
+        "full": full,
+    }
+    if recorded is None and plan is not None:
+        recorded = [s.to_dict() for s in plan.sources]
+    for reason in source_changes(recorded or [], product.source_options):
+        failures.add(reason)
     try:
         ds = product.open(raw=True)
     except Exception as exc:
         return CheckReport(
             "fail",
             product.target.url,
-            [f"the product cannot be opened: {exc}"],
+            [*failures.reasons, f"the product cannot be opened: {exc}"],
             warnings,
             checked,
             time.perf_counter() - started,
         )
     with ds:
-        _structure(ds, plan, failures, checked)
-        _coverage(ds, plan, failures, checked)
-        _decoded_times(ds, plan, failures)
-        if not failures.reasons:
-            _values(ds, plan, failures, checked, samples=samples, seed=seed)
+        provenance = _provenance(ds.attrs.get(PROVENANCE_ATTR))
+        if plan is not None:
+            _structure(ds, plan, failures, checked)
+            _coverage(ds, plan, failures, checked)
+            _decoded_times(ds, plan, failures)
+            if not failures.reasons:
+                _values(ds, plan, failures, checked, samples=samples, seed=seed)
+                if full:
+                    _all_values(ds, plan, failures, checked)
+    _digests(product, provenance, failures, warnings, checked)
     status: Status = "fail" if failures.reasons else ("warn" if warnings else "pass")
     return CheckReport(
         status,
@@ -116,6 +160,103 @@ def check_product(product: Product, plan: Plan, *, samples: int = 3, seed: int =
         checked,
         time.perf_counter() - started,
     )
+
+
+def _provenance(text: Any) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def source_changes(recorded: Sequence[Mapping[str, Any]], options: Mapping[str, Any]) -> list[str]:
+    """The recorded sources that are gone or changed since (their fingerprint differs)."""
+    from arcodex.convert._sources import SourceRef, _fingerprint
+
+    gone: list[str] = []
+    changed: list[str] = []
+    for source in recorded:
+        url = str(source.get("url", ""))
+        if not url or not source.get("fingerprint"):
+            continue
+        try:
+            _, now = _fingerprint(SourceRef(url, options if "://" in url else {}))
+        except FileNotFoundError:
+            gone.append(url)
+            continue
+        except OSError as exc:
+            gone.append(f"{url} ({exc})")
+            continue
+        if now != source["fingerprint"]:
+            changed.append(url)
+    reasons = []
+    if gone:
+        reasons.append(
+            f"{len(gone)} source(s) of the product are missing: {_names(gone)}; "
+            "restore them, or convert the archive anew"
+        )
+    if changed:
+        reasons.append(
+            f"{len(changed)} source(s) changed since the product was made: {_names(changed)}; "
+            "run `arcodex update` with them, or convert anew"
+        )
+    return reasons
+
+
+def _names(urls: Sequence[str]) -> str:
+    shown = ", ".join(urls[:5])
+    return shown + (f" and {len(urls) - 5} more" if len(urls) > 5 else "")
+
+
+def _digests(
+    product: Product,
+    provenance: Mapping[str, Any],
+    failures: _Failures,
+    warnings: list[str],
+    checked: dict[str, Any],
+) -> None:
+    from arcodex.convert._digest import verify_digests
+
+    recorded = provenance.get("digests")
+    if not recorded:
+        warnings.append(
+            "the product records no chunk digests (made by an older arcodex): only a sample "
+            "was compared; convert it anew, or run `arcodex check --full`"
+        )
+        return
+    verdict = verify_digests(product, recorded)
+    for reason in verdict.reasons:
+        failures.add(reason)
+    warnings.extend(verdict.warnings)
+    checked["chunks"] = verdict.chunks
+    checked["chunks_stored"] = verdict.stored
+    checked["chunks_empty"] = verdict.empty
+
+
+def _all_values(ds: Any, plan: Plan, failures: _Failures, checked: dict[str, Any]) -> None:
+    """Every value of every variable against the sources, a block at a time, in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from arcodex.convert._write import ReadSpec, _itemsize, read_block
+
+    spec = ReadSpec.of(plan)
+    jobs = [
+        (name, block.region)
+        for name, var in plan.variables.items()
+        if name != plan.concat_dim
+        for block in plan.blocks(name, budget=_FULL_BLOCK, itemsize=_itemsize(var.dtype))
+    ]
+
+    def one(job: tuple[str, tuple[slice, ...]]) -> None:
+        _compare(ds, plan, spec, job[0], job[1], failures, read_block)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(one, jobs))
+    checked["blocks"] += len(jobs)
+    checked["values"] = "all"
 
 
 def _structure(ds: Any, plan: Plan, failures: _Failures, checked: dict[str, Any]) -> None:
@@ -362,8 +503,18 @@ def _compare(
 ) -> None:
     import numpy as np
 
-    want = read_block(plan.block(name, region), spec)
-    got = np.asarray(ds.variables[name][region].values)
+    from arcodex.errors import ConversionError
+
+    try:
+        want = read_block(plan.block(name, region), spec)
+    except ConversionError as exc:
+        failures.add(str(exc))
+        return
+    try:
+        got = np.asarray(ds.variables[name][region].values)
+    except Exception as exc:
+        failures.add(f"{name}{_where(region)} cannot be read from the product: {exc}")
+        return
     if got.shape != want.shape:
         failures.add(f"{name}{_where(region)} has shape {got.shape}, its source {want.shape}")
         return

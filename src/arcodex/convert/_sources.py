@@ -234,6 +234,18 @@ class RawFile:
                 self.nc.set_always_mask(False)
 
     def read(self, name: str, selection: tuple[slice, ...]) -> np.ndarray:
+        """Raw values of ``name``; a chunk that cannot be decoded is a ConversionError naming it."""
+        try:
+            return self._read(name, selection)
+        except (OSError, RuntimeError, ValueError) as exc:
+            where = ", ".join(f"{s.start}:{s.stop}" for s in selection)
+            text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ConversionError(
+                f"cannot read {name}[{where}] from {self.ref.url}: {text}; the file may be "
+                "damaged — restore it from a good copy, or leave it out"
+            ) from exc
+
+    def _read(self, name: str, selection: tuple[slice, ...]) -> np.ndarray:
         import numpy as np
 
         if self.hdf5:

@@ -256,6 +256,12 @@ def _provenance(product: Product, delta: Delta) -> dict[str, Any]:
     return {**old, **summary, "parameters": old.get("parameters", {})}
 
 
+def _old_digests(delta: Delta) -> dict[str, Any] | None:
+    """The chunk digests the product recorded before this update."""
+    old: dict[str, Any] | None = json.loads(delta.plan.attrs[PROVENANCE_ATTR]).get("digests")
+    return old
+
+
 def _write_grid_tasks(delta: Delta, workers: int) -> list[list[Any]]:
     from arcodex.convert._write import group_tasks, plan_blocks
 
@@ -348,7 +354,7 @@ def _apply_zarr(
         task_total,
         write_blocks,
     )
-    from arcodex.convert._writers import _stage, _workers
+    from arcodex.convert._writers import _stage, _workers, record_digests
 
     options = _options(product)
     apply_shards(delta.plan, options)
@@ -362,6 +368,7 @@ def _apply_zarr(
         _resize(root, delta)
         _add_variables(store, delta, options, product.group)
         written = 0
+        digests: list[Any] = []
         spec = ReadSpec.of(delta.plan)
         for tasks in _write_grid_tasks(delta, _workers(client)):
             results = run_tasks(
@@ -374,8 +381,10 @@ def _apply_zarr(
                 progress=_stage(progress, "write"),
                 total=task_total(tasks, delta.plan),
             )
-            written += sum(int(r) for r in results)
+            written += sum(int(n) for n, _ in results)
+            digests.extend(d for _, items in results for d in items)
         root = zarr.open_group(store, path=product.group or "", mode="r+", use_consolidated=False)
+        record_digests(root, delta.plan, digests, _old_digests(delta))
         _set_attrs(root, delta.plan)
         consolidate(store, options.zarr_format, product.group)
     except BaseException:
@@ -395,7 +404,7 @@ def _apply_icechunk(
 ) -> tuple[int, str]:
     import zarr
 
-    from arcodex.convert._writers import _workers, fork_and_merge
+    from arcodex.convert._writers import _workers, fork_and_merge, record_digests
 
     options = _options(product)
     from arcodex.convert._write import apply_shards
@@ -409,11 +418,15 @@ def _apply_icechunk(
     _resize(root, delta)
     _add_variables(session.store, delta, options, product.group)
     written = 0
+    digests: list[Any] = []
     for tasks in _write_grid_tasks(delta, _workers(client)):
-        written += fork_and_merge(client, session, delta.plan, tasks, product.group, progress)
+        n, items = fork_and_merge(client, session, delta.plan, tasks, product.group, progress)
+        written += n
+        digests.extend(items)
     root = zarr.open_group(
         session.store, path=product.group or "", mode="r+", use_consolidated=False
     )
+    record_digests(root, delta.plan, digests, _old_digests(delta))
     _set_attrs(root, delta.plan)
     return written, _commit_undoably(repo, session, product, delta, uow, message)
 
@@ -427,7 +440,7 @@ def _apply_virtual_icechunk(
     progress: Progress | None,
 ) -> tuple[int, str]:
     from arcodex.convert._product import _quiet
-    from arcodex.convert._writers import set_root_attrs, virtual_dataset
+    from arcodex.convert._writers import set_root_attrs, virtual_dataset, virtual_digests
 
     if delta.new_variables:
         raise ConversionError(
@@ -454,6 +467,7 @@ def _apply_virtual_icechunk(
             part.drop_vars(static).vz.to_icechunk(
                 session.store, group=product.group, append_dim=plan.concat_dim
             )
+    virtual_digests(client, session.store, product.group, plan, _old_digests(delta), delta.waves())
     set_root_attrs(session.store, product.group, plan.attrs)
     return 0, _commit_undoably(repo, session, product, delta, uow, message)
 
@@ -512,14 +526,15 @@ def reset_branch(
 def _apply_references(
     client: Any, product: Product, delta: Delta, uow: UnitOfWork | None, progress: Progress | None
 ) -> tuple[int, None]:
-    from arcodex.convert._writers import virtual_dataset, write_references
+    from arcodex.convert._writers import digest_refs, virtual_dataset, write_references
 
     combined = virtual_dataset(client, delta.plan, list(range(len(delta.plan.sources))), progress)
     backup = _Backup(product, delta)
     backup.save(everything=True)
     _journal_backup(uow, product, backup)
     try:
-        write_references(combined, product)
+        on_refs = digest_refs(client, delta.plan, product.group, _old_digests(delta), delta.waves())
+        write_references(combined, product, on_refs=on_refs)
     except BaseException:
         backup.restore()
         raise

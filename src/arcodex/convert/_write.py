@@ -26,6 +26,8 @@ from arcodex.errors import ValidationError
 if TYPE_CHECKING:
     import numpy as np
 
+    from arcodex.convert._digest import ChunkDigest
+
 __all__ = [
     "CODECS",
     "ReadSpec",
@@ -354,8 +356,10 @@ _PIPELINE = {
 }
 
 
-def write_blocks(blocks: Sequence[Block], spec: ReadSpec, target: Target, group: str | None) -> int:
-    """Task: read and write ``blocks`` into a Zarr product; the bytes written."""
+def write_blocks(
+    blocks: Sequence[Block], spec: ReadSpec, target: Target, group: str | None
+) -> tuple[int, list[ChunkDigest]]:
+    """Task: read and write ``blocks`` into a Zarr product; the bytes written and chunk digests."""
     import zarr
 
     with zarr.config.set(_PIPELINE):
@@ -368,18 +372,22 @@ def write_blocks(blocks: Sequence[Block], spec: ReadSpec, target: Target, group:
 
 def write_blocks_icechunk(
     blocks: Sequence[Block], spec: ReadSpec, fork: Any, group: str | None
-) -> tuple[int, Any]:
-    """Task: write ``blocks`` into a forked Icechunk session; the bytes and the fork."""
+) -> tuple[int, Any, list[ChunkDigest]]:
+    """Task: write ``blocks`` into a forked Icechunk session; the bytes, the fork, the digests."""
     import zarr
 
     with zarr.config.set(_PIPELINE):
         root: Any = zarr.open_group(fork.store, path=group or "", mode="r+", use_consolidated=False)
-        return _write_all(blocks, spec, root), fork
+        written, digests = _write_all(blocks, spec, root)
+        return written, fork, digests
 
 
-def _write_all(blocks: Sequence[Block], spec: ReadSpec, root: Any) -> int:
+def _write_all(blocks: Sequence[Block], spec: ReadSpec, root: Any) -> tuple[int, list[ChunkDigest]]:
+    from arcodex.convert._digest import chunk_digests
+
     arrays: dict[str, Any] = {}
     written = 0
+    digests: list[ChunkDigest] = []
     for block in blocks:
         arr = arrays.get(block.var)
         if arr is None:
@@ -387,7 +395,9 @@ def _write_all(blocks: Sequence[Block], spec: ReadSpec, root: Any) -> int:
         data = read_block(block, spec)
         arr[block.region] = data
         written += data.nbytes
-    return written
+        # Hashed here, from the values read, so that the check proves every chunk stored.
+        digests.extend(chunk_digests(block.var, block.region, data, arr))
+    return written, digests
 
 
 def run_tasks(

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from arcodex.convert._digest import (
+    ChunkDigest,
+    Digests,
+    coordinate_digests,
+    grids_of,
+    record,
+    source_digests,
+)
 from arcodex.convert._plan import Plan
-from arcodex.convert._product import Product, _quiet
+from arcodex.convert._product import PROVENANCE_ATTR, Product, _quiet
 from arcodex.convert._sources import SourceRef
 from arcodex.convert._write import (
     ReadSpec,
@@ -47,6 +55,8 @@ def write_zarr(
     client: Any, product: Product, plan: Plan, options: WriteOptions, progress: Progress | None
 ) -> int:
     """Write a new Zarr store; the bytes written."""
+    import zarr
+
     store = product.target.zarr_store()
     create_layout(store, plan, options, group=product.group, mode="w-")
     tasks = group_tasks(plan_blocks(plan, plan.variables), plan, _workers(client))
@@ -60,8 +70,29 @@ def write_zarr(
         progress=_stage(progress, "write"),
         total=task_total(tasks, plan),
     )
+    root = zarr.open_group(store, path=product.group or "", mode="r+", use_consolidated=False)
+    record_digests(root, plan, [d for _, items in results for d in items])
     consolidate(store, options.zarr_format, product.group)
-    return sum(int(r) for r in results)
+    return sum(int(n) for n, _ in results)
+
+
+def record_digests(
+    root: Any, plan: Plan, items: Sequence[ChunkDigest], old: Mapping[str, Any] | None = None
+) -> Digests:
+    """Keep the digests of every chunk of ``root``'s arrays in the product's provenance.
+
+    ``items`` are the digests the tasks returned; ``old`` the manifest before an
+    update (its digests stay for the chunks the update did not write). The
+    concatenation coordinate, written on the client, is hashed here.
+    """
+    digests = Digests.from_dict(old)
+    for name, grid in grids_of(root, plan.variables).items():
+        digests.grid(name, grid)
+    digests.add(items)
+    if plan.concat_dim in plan.variables:
+        digests.add(coordinate_digests(plan.concat_dim, plan.concat_values, root[plan.concat_dim]))
+    root.attrs[PROVENANCE_ATTR] = record(plan.attrs, PROVENANCE_ATTR, digests)
+    return digests
 
 
 def write_icechunk(
@@ -73,6 +104,8 @@ def write_icechunk(
     progress: Progress | None,
 ) -> tuple[int, str]:
     """Create an Icechunk repository and commit the product once; the bytes and the snapshot."""
+    import zarr
+
     repo = product.repository(create=True)
     session = repo.writable_session(product.branch) if product.branch == "main" else None
     if session is None:
@@ -80,7 +113,11 @@ def write_icechunk(
         session = repo.writable_session(product.branch)
     create_layout(session.store, plan, options, group=product.group, mode="w-")
     tasks = group_tasks(plan_blocks(plan, plan.variables), plan, _workers(client))
-    written = fork_and_merge(client, session, plan, tasks, product.group, progress)
+    written, digests = fork_and_merge(client, session, plan, tasks, product.group, progress)
+    root = zarr.open_group(
+        session.store, path=product.group or "", mode="r+", use_consolidated=False
+    )
+    record_digests(root, plan, digests)
     return written, commit(repo, session, message)
 
 
@@ -91,10 +128,11 @@ def fork_and_merge(
     tasks: Sequence[Sequence[Any]],
     group: str | None,
     progress: Progress | None,
-) -> int:
-    """Write blocks through forks of ``session`` on the workers and merge them back."""
+) -> tuple[int, list[ChunkDigest]]:
+    """Write blocks through forks of ``session`` on the workers and merge them back;
+    the bytes written and the digests of the chunks written."""
     if not tasks:
-        return 0
+        return 0, []
     fork = session.fork()
     results = run_tasks(
         client,
@@ -106,8 +144,8 @@ def fork_and_merge(
         progress=_stage(progress, "write"),
         total=task_total(tasks, plan),
     )
-    session.merge(*[fork for _, fork in results])
-    return sum(n for n, _ in results)
+    session.merge(*[fork for _, fork, _ in results])
+    return sum(n for n, _, _ in results), [d for _, _, items in results for d in items]
 
 
 def commit(repo: Any, session: Any, message: str) -> str:
@@ -344,10 +382,73 @@ def write_virtual(
         session = repo.writable_session(product.branch)
         with _quiet():
             combined.vz.to_icechunk(session.store, group=product.group)
+        virtual_digests(client, session.store, product.group, plan)
         set_root_attrs(session.store, product.group, plan.attrs)
         return 0, commit(repo, session, message)
-    write_references(combined, product)
+    write_references(combined, product, on_refs=digest_refs(client, plan, product.group))
     return 0, None
+
+
+def digest_refs(
+    client: Any,
+    plan: Plan,
+    group: str | None,
+    old: Mapping[str, Any] | None = None,
+    ranges: Sequence[tuple[int, int]] | None = None,
+) -> Callable[[dict[str, Any]], None]:
+    """What ``write_references`` runs on the references: hash their chunks, keep the digests."""
+
+    def run(refs: dict[str, Any]) -> None:
+        virtual_digests(client, refs_store(refs), group, plan, old, ranges)
+        _set_refs_attrs(refs, group, plan.attrs)
+
+    return run
+
+
+def virtual_digests(
+    client: Any,
+    store: Any,
+    group: str | None,
+    plan: Plan,
+    old: Mapping[str, Any] | None = None,
+    ranges: Sequence[tuple[int, int]] | None = None,
+) -> Digests:
+    """Hash the chunks of a virtual product from its sources, decoded (into ``plan.attrs``).
+
+    ``ranges``: only chunks over these concat ranges (an update; ``old`` keeps the rest).
+    """
+    import zarr
+
+    with _quiet():
+        root: Any = zarr.open_group(store, path=group or "", mode="r", use_consolidated=False)
+    names = [n for n in plan.variables if n in root]
+    digests = Digests.from_dict(old)
+    for name, grid in grids_of(root, names).items():
+        digests.grid(name, grid)
+    items: list[ChunkDigest] = []
+    spans: Sequence[tuple[int, int | None]] = ranges if ranges is not None else [(0, None)]
+    for start, stop in spans:
+        items.extend(source_digests(client, plan, root, names, start, stop))
+    digests.add(items)
+    record(plan.attrs, PROVENANCE_ATTR, digests)
+    return digests
+
+
+def refs_store(refs: Mapping[str, Any]) -> Any:
+    """A Zarr store of the metadata of kerchunk references (to read their chunk grids)."""
+    import json
+
+    import zarr.storage
+    from zarr.core.buffer import default_buffer_prototype
+
+    store = refs.get("refs", refs)
+    meta: dict[str, Any] = {}
+    for key, value in store.items():
+        if key.rsplit("/", 1)[-1] in (".zarray", ".zattrs", ".zgroup"):
+            text = value if isinstance(value, str | bytes) else json.dumps(value)
+            raw = text.encode() if isinstance(text, str) else text
+            meta[key] = default_buffer_prototype().buffer.from_bytes(raw)
+    return zarr.storage.MemoryStore(meta)
 
 
 def set_root_attrs(store: Any, group: str | None, attrs: dict[str, Any]) -> None:
@@ -409,8 +510,13 @@ def _no_fill_where_sources_have_none(refs: dict[str, Any], combined: Any) -> Non
             store[key] = json.dumps(data)
 
 
-def write_references(combined: Any, product: Product) -> None:
-    """Kerchunk references, written beside the target then moved into place."""
+def write_references(
+    combined: Any, product: Product, on_refs: Callable[[dict[str, Any]], Any] | None = None
+) -> None:
+    """Kerchunk references, written beside the target then moved into place.
+
+    ``on_refs(refs)`` runs before they are written (the chunk digests are made then).
+    """
     target = product.target
     fmt = "json" if product.format == "kerchunk" else "parquet"
     with tempfile.TemporaryDirectory(prefix="arcodex-refs-") as tmp:
@@ -418,6 +524,8 @@ def write_references(combined: Any, product: Product) -> None:
         with _quiet():
             refs = combined.vz.to_kerchunk(format="dict")
         _no_fill_where_sources_have_none(refs, combined)
+        if on_refs is not None:
+            on_refs(refs)
         if fmt == "json":
             import ujson
 
@@ -444,3 +552,13 @@ def write_references(combined: Any, product: Product) -> None:
         else:
             fs, path = target.fs()
             fs.put(local, path, recursive=fmt == "parquet")
+
+
+def _set_refs_attrs(refs: dict[str, Any], group: str | None, attrs: Mapping[str, Any]) -> None:
+    import json
+
+    from arcodex.convert._plan import jsonable
+
+    store = refs.get("refs", refs)
+    key = f"{group}/.zattrs" if group else ".zattrs"
+    store[key] = json.dumps(jsonable(dict(attrs)))
