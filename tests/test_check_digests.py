@@ -346,9 +346,12 @@ def test_any_single_damage_fails_the_check(target: str, dask_client: Any) -> Non
     )
     @hypothesis.given(spec=products(), damage=st.sampled_from(DAMAGES), data=st.data())
     def run(spec: dict[str, Any], damage: str, data: Any) -> None:
-        chunks = spec.pop("chunks")
+        # Not popped: hypothesis prints the drawn spec of a failing example.
+        chunks = spec["chunks"]
         with tempfile.TemporaryDirectory(prefix="arcodex-prop-") as tmp:
-            files = write_sources(Path(tmp) / "src", **spec)
+            files = write_sources(
+                Path(tmp) / "src", **{k: v for k, v in spec.items() if k != "chunks"}
+            )
             dest = Path(tmp) / f"out{TARGETS[target][2]}"
             kwargs = {} if target in ("virtual-icechunk", "kerchunk") else {"chunks": chunks}
             result = _convert([str(f) for f in files], target, dest, cluster=dask_client, **kwargs)
@@ -612,3 +615,24 @@ def test_damaged_chunk_on_s3_fails(
     report = check(dest, dest_options=options, cluster="threads")
     assert report.status == "fail"
     assert any("tas chunk (1, 0, 0) missing" in r for r in report.reasons), report.reasons
+
+
+def test_edge_chunk_cut_short_in_its_padding_fails(tmp_path: Path) -> None:
+    """Blosc reads a chunk cut short in the padding past the array's edge without an error, and
+    every value stays the same: only the chunk's recorded size tells."""
+    files = write_sources(
+        tmp_path / "src", files=2, steps=4, lat=3, lon=5, src_chunks=(1, 2, 3), seed=2816
+    )
+    dest = tmp_path / "out.zarr"
+    chunks = {"time": 7, "lat": 3, "lon": 1}
+    assert _convert([str(f) for f in files], "zarr", dest, chunks=chunks).status == "pass"
+    edge = dest / "tas" / "c" / "1" / "0" / "0"
+    raw = edge.read_bytes()
+    edge.write_bytes(raw[: len(raw) // 2])
+    assert np.isfinite(np.asarray(_group(dest)["tas"][7:8])).all()  # still reads
+    report = check(dest, cluster="threads")
+    assert report.status == "fail"
+    assert any(
+        f"tas chunk (1, 0, 0) is {len(raw) // 2} bytes where {len(raw)} were written" in r
+        for r in report.reasons
+    ), report.reasons

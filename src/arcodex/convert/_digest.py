@@ -12,7 +12,10 @@ format (the product is read through Zarr, so virtual references are
 followed to the source bytes they point at and decoded).
 
 A manifest entry per variable is its chunk grid, one 8-byte digest per
-chunk in C order and a bitmap of the empty chunks, base64-encoded.
+chunk in C order and a bitmap of the empty chunks, base64-encoded. Stored
+Zarr and Icechunk products also record the size in bytes of every stored
+chunk (or shard): a damage that leaves every value readable, such as an
+edge chunk cut short in its padding, still changes its size.
 """
 
 from __future__ import annotations
@@ -126,6 +129,9 @@ class _Entry:
     digests: Any  # np.ndarray of uint64, shape grid
     empty: Any  # np.ndarray of bool
     known: Any  # np.ndarray of bool: chunks with a digest
+    #: Bytes of each stored chunk (shard) on the outer grid, 0 where none is stored;
+    #: None where the product records no sizes (virtual, or an older arcodex).
+    sizes: Any = None
 
 
 @dataclass
@@ -180,6 +186,14 @@ class Digests:
                     if bool(e.known.all())
                     else {"known": _b64(np.packbits(e.known.ravel()).tobytes())}
                 ),
+                **(
+                    {}
+                    if e.sizes is None
+                    else {
+                        "outer": list(e.sizes.shape),
+                        "bytes": _b64(e.sizes.astype("<u8").tobytes()),
+                    }
+                ),
             }
         return out
 
@@ -192,11 +206,16 @@ class Digests:
             grid = tuple(int(g) for g in item["grid"])
             digests = np.frombuffer(_unb64(item["xxh3"]), dtype="<u8").reshape(grid).copy()
 
+            sizes = None
+            if "bytes" in item:
+                outer = tuple(int(g) for g in item["outer"])
+                sizes = np.frombuffer(_unb64(item["bytes"]), dtype="<u8").reshape(outer).copy()
             out.entries[name] = _Entry(
                 grid,
                 digests,
                 _bits(item.get("empty"), grid, default=False),
                 _bits(item.get("known"), grid, default=True),
+                sizes,
             )
         return out
 
@@ -340,6 +359,56 @@ def source_digests(
 # -- verifying ----------------------------------------------------------------------------
 
 
+def record_sizes(root: Any, digests: Digests) -> None:
+    """Note the size of every stored chunk (shard) of ``root``'s arrays in ``digests``."""
+    import numpy as np
+
+    store = root.store
+    prefix = f"{root.path.strip('/')}/" if root.path else ""
+    listed = _list_keys(store, prefix)
+    names = [n for n in digests.entries if n in root]
+    sizes = _stored_sizes(store, prefix, {n: listed.get(f"{prefix}{n}", set()) for n in names})
+    for name in names:
+        arr = root[name]
+        table = np.zeros(outer_grid(arr), dtype="<u8")
+        for key, index in outer_keys(arr).items():
+            table[index] = sizes[name].get(key, 0)
+        digests.entries[name].sizes = table
+
+
+def _stored_sizes(
+    store: Any, prefix: str, keys: Mapping[str, set[str]]
+) -> dict[str, dict[str, int]]:
+    """The size of each stored chunk key, by array name."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    pairs = [(name, key) for name, found in keys.items() for key in sorted(found)]
+
+    async def measure() -> list[int]:
+        return list(await asyncio.gather(*(store.getsize(f"{prefix}{n}/{k}") for n, k in pairs)))
+
+    out: dict[str, dict[str, int]] = {name: {} for name in keys}
+    for (name, key), size in zip(pairs, sync(measure()) if pairs else [], strict=True):
+        out[name][key] = int(size)
+    return out
+
+
+def outer_grid(arr: Any) -> tuple[int, ...]:
+    """The grid of ``arr``'s stored keys: its chunks, or its shards when sharded."""
+    shape = tuple(int(n) for n in arr.shape)
+    outer = tuple(int(s) for s in (arr.shards or arr.chunks)) if shape else ()
+    return tuple(math.ceil(n / s) for n, s in zip(shape, outer, strict=True))
+
+
+def outer_keys(arr: Any) -> dict[str, tuple[int, ...]]:
+    """Every stored key of ``arr`` (a chunk, or a shard when sharded) and its index."""
+    return {
+        arr.metadata.encode_chunk_key(i): i for i in itertools.product(*map(range, outer_grid(arr)))
+    }
+
+
 def product_store(product: Product) -> Any:
     """A read-only Zarr store of ``product`` (virtual references followed)."""
     if product.format == "zarr":
@@ -391,6 +460,14 @@ def verify_digests(
         return verdict
     prefix = f"{product.group.strip('/')}/" if product.group else ""
     listed = _list_keys(store, prefix)
+    sized = [n for n, e in digests.entries.items() if e.sizes is not None]
+    try:
+        sizes = _stored_sizes(store, prefix, {n: listed.get(f"{prefix}{n}", set()) for n in sized})
+    except Exception as exc:
+        verdict.reasons.append(
+            f"the sizes of the product's chunks cannot be read: {_one_line(exc)}"
+        )
+        sizes = {}
     jobs: list[tuple[str, Any, tuple[slice, ...], list[tuple[int, ...]]]] = []
     for name, entry in sorted(digests.entries.items()):
         try:
@@ -404,6 +481,8 @@ def verify_digests(
                 f"{name} has a chunk grid of {grid}, but {entry.grid} were written"
             )
             continue
+        if name in sizes:
+            _compare_sizes(name, arr, entry, sizes[name], verdict)
         jobs.extend(_plan_reads(name, arr, entry, listed.get(f"{prefix}{name}", set()), verdict))
     workers = threads or min(32, 2 * (os.cpu_count() or 2))
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -440,6 +519,27 @@ def _list_keys(store: Any, prefix: str) -> dict[str, set[str]]:
     return out
 
 
+def _compare_sizes(
+    name: str, arr: Any, entry: _Entry, sizes: Mapping[str, int], verdict: Verdict
+) -> None:
+    """Stored chunks whose size is not the size written (cut short, grown or replaced)."""
+    wrong = []
+    for key, index in outer_keys(arr).items():
+        if key not in sizes:
+            continue  # missing chunks are named by the reads
+        inside = all(i < n for i, n in zip(index, entry.sizes.shape, strict=True))
+        written = int(entry.sizes[index]) if inside else 0
+        if written and sizes[key] != written:
+            wrong.append(f"{_idx(index)} is {sizes[key]} bytes where {written} were written")
+    if wrong:
+        verdict.reasons.append(
+            f"{name} chunk{'s' if len(wrong) > 1 else ''} "
+            + ", ".join(wrong[:5])
+            + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+            + " (truncated or replaced)"
+        )
+
+
 def _plan_reads(
     name: str, arr: Any, entry: _Entry, keys: set[str], verdict: Verdict
 ) -> Iterator[tuple[str, Any, tuple[slice, ...], list[tuple[int, ...]]]]:
@@ -447,10 +547,7 @@ def _plan_reads(
     shape = tuple(int(n) for n in arr.shape)
     chunks = tuple(int(c) for c in arr.chunks) if shape else ()
     outer = tuple(int(s) for s in (arr.shards or arr.chunks)) if shape else ()
-    outer_grid = tuple(math.ceil(n / s) for n, s in zip(shape, outer, strict=True))
-    expected = {
-        arr.metadata.encode_chunk_key(i): i for i in itertools.product(*map(range, outer_grid))
-    }
+    expected = outer_keys(arr)
     extra = sorted(keys - set(expected))
     if extra:
         verdict.reasons.append(

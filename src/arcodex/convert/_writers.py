@@ -14,6 +14,7 @@ from arcodex.convert._digest import (
     coordinate_digests,
     grids_of,
     record,
+    record_sizes,
     source_digests,
 )
 from arcodex.convert._plan import Plan
@@ -91,6 +92,7 @@ def record_digests(
     digests.add(items)
     if plan.concat_dim in plan.variables:
         digests.add(coordinate_digests(plan.concat_dim, plan.concat_values, root[plan.concat_dim]))
+    record_sizes(root, digests)
     root.attrs[PROVENANCE_ATTR] = record(plan.attrs, PROVENANCE_ATTR, digests)
     return digests
 
