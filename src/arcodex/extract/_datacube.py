@@ -32,7 +32,15 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-__all__ = ["DATACUBE", "STAC_ATTRS", "cube_fields", "datacube", "datacube_or_none", "role", "tag_entry"]
+__all__ = [
+    "DATACUBE",
+    "STAC_ATTRS",
+    "cube_fields",
+    "datacube",
+    "datacube_or_none",
+    "role",
+    "tag_entry",
+]
 
 #: The record metadata key holding the summary (and, per tag, in ``convert.tags``).
 DATACUBE = "datacube"
@@ -190,7 +198,10 @@ def _dimensions(ds: Any) -> tuple[dict[str, Any], bool]:
             if var.attrs.get("units"):
                 entry["unit"] = str(var.attrs["units"])
         elif values.dtype.kind in "fiu" and size:
-            entry = {"type": "other", "extent": [float(np.nanmin(values)), float(np.nanmax(values))]}
+            entry = {
+                "type": "other",
+                "extent": [float(np.nanmin(values)), float(np.nanmax(values))],
+            }
         else:
             entry = {"type": "index", "extent": [0, max(0, size - 1)]}
         dims[str(name)] = entry
