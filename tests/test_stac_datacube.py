@@ -229,3 +229,25 @@ def test_s3_icechunk_versions_are_served_without_credentials(
     assert items[f"{rid}@v2"]["properties"]["end_datetime"] == end3
     assert items[rid]["properties"]["cube:dimensions"]["time"]["extent"][1] == end3
     assert items[f"{rid}@v1"]["assets"]["data"]["icechunk:tag"] == "v1"
+
+
+def test_non_finite_coordinates_are_indexes_not_nan_extents() -> None:
+    """A record cannot hold NaN: such a coordinate is described as an index."""
+    import json
+
+    import numpy as np
+
+    from arcodex.extract._datacube import cube_fields, datacube
+
+    ds = xr.Dataset(
+        {"v": (("lat", "lon"), np.zeros((2, 3)))},
+        coords={"lat": [np.nan, np.nan], "lon": [0.0, 1.0, np.inf]},
+    )
+    cube = datacube(ds)
+    json.dumps(cube, allow_nan=False)
+    dims, variables = cube_fields(cube)
+    assert dims == {
+        "lat": {"type": "index", "extent": [0, 1]},
+        "lon": {"type": "index", "extent": [0, 2]},
+    }
+    assert variables["v"]["dimensions"] == ["lat", "lon"] and cube["regular_grid"] is False

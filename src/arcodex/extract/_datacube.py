@@ -68,7 +68,9 @@ def datacube(ds: Any) -> dict[str, Any]:
     from arcodex.extract._netcdf import _clean_attrs
 
     ds = _decoded(ds)
-    dims, regular = _dimensions(ds)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # all-NaN coordinates: described as indexes
+        dims, regular = _dimensions(ds)
     attrs = _clean_attrs({k: v for k, v in ds.attrs.items() if k in STAC_ATTRS})
     return {
         "dimensions": _named(dims),
@@ -172,6 +174,11 @@ def _dimensions(ds: Any) -> tuple[dict[str, Any], bool]:
             dims[str(name)] = {"type": "index", "extent": [0, max(0, size - 1)]}
             continue
         values = np.asarray(var.values)
+        numeric = values.dtype.kind in "fiu" and size > 0
+        if numeric and not np.isfinite([np.nanmin(values), np.nanmax(values)]).all():
+            # NaN or infinite throughout or at an end: no extent a record could hold
+            dims[str(name)] = {"type": "index", "extent": [0, max(0, size - 1)]}
+            continue
         entry: dict[str, Any]
         if axis in ("x", "y") and values.dtype.kind in "fiu" and size:
             entry = {
