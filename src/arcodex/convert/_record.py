@@ -28,17 +28,28 @@ def product_record(
     *,
     current: Record | None = None,
     user: str | None = None,
+    tag: str | None = None,
 ) -> Record:
+    """The record of a product just written (replacing ``current``, for an update).
+
+    Its metadata holds what STAC needs, read from the product now so that no
+    reader has to open it: the datacube (:data:`~arcodex.extract._datacube.DATACUBE`)
+    and, for Icechunk, every tag with its own (``convert.tags``; ``tag`` is the
+    one about to be given to ``result.snapshot``).
+    """
+    from arcodex.extract._datacube import DATACUBE
     from arcodex.model import Artifact, ExternalUri, Inline, Lineage, LocalPath, Record, utcnow
 
     product, plan = result.product, result.plan
     described = _describe(result)
     top = described.pop("_top", {})
+    cube = described.pop(DATACUBE, None)
     first, last = plan.time_range()
     metadata: dict[str, Any] = {
         **top,
         "dims": described.get("dims", dict(plan.dims)),
         "variables": described.get("variables", {}),
+        **({DATACUBE: cube} if cube is not None else {}),
         "convert": {
             **product.to_dict(),
             "product": product.to_dict(),
@@ -54,6 +65,7 @@ def product_record(
             **_source_options(product),
             **({"snapshot": result.snapshot} if result.snapshot else {}),
             **({"warnings": plan.warnings} if plan.warnings else {}),
+            **_tags(result, cube, current, tag),
         },
     }
     locator: Any
@@ -115,10 +127,11 @@ def product_record(
         )
     lineage = [Lineage(operation_id=operation_id, relation="derived_from")]
     if current is not None:
+        kept = {k: v for k, v in current.metadata.items() if k != DATACUBE}
         return Record.model_validate(
             {
                 **current.model_dump(),
-                "metadata": {**current.metadata, **metadata},
+                "metadata": {**kept, **metadata},
                 "artifacts": [a.model_dump() for a in artifacts],
                 "lineage": [*(x.model_dump() for x in current.lineage), lineage[0].model_dump()],
                 "updated_by": user or current.updated_by,
@@ -140,7 +153,8 @@ def product_record(
 
 
 def _describe(result: ConvertResult) -> dict[str, Any]:
-    """Dims, variables, bbox and time coverage of the product as written."""
+    """Dims, variables, bbox, time coverage and datacube of the product as written."""
+    from arcodex.extract._datacube import DATACUBE, datacube_or_none
     from arcodex.extract._netcdf import _describe as describe
 
     try:
@@ -149,9 +163,50 @@ def _describe(result: ConvertResult) -> dict[str, Any]:
         return {}
     with ds:
         info: dict[str, Any] = describe(ds, "zarr", [], True)
+        cube = datacube_or_none(ds)
     info.pop("attrs", None)
     info.pop("_plain_hdf5", None)
+    if cube is not None:
+        info[DATACUBE] = cube
     return info
+
+
+def _tags(
+    result: ConvertResult, cube: dict[str, Any] | None, current: Record | None, tag: str | None
+) -> dict[str, Any]:
+    """``{"tags": [...]}``: each tag of an Icechunk product with its snapshot's cube and times.
+
+    Tags the record already describes (same snapshot) are kept as they are; the
+    one being made now is this write's; any other (made outside arcodex, or by
+    an older one) is read from its snapshot, once, here.
+    """
+    from arcodex.extract._datacube import datacube, tag_entry
+
+    product = result.product
+    if "icechunk" not in product.format:
+        return {}
+    old = (current.metadata.get("convert") or {}).get("tags") if current is not None else None
+    known = {str(t.get("tag")): t for t in old or () if isinstance(t, dict)}
+    try:
+        repo = product.repository()
+        snapshots = {str(name): str(repo.lookup_tag(name)) for name in repo.list_tags()}
+    except Exception:  # icechunk raises its own errors; the STAC then lists no versions
+        return {}
+    if tag and result.snapshot:
+        snapshots[tag] = result.snapshot
+    entries = []
+    for name, snapshot in sorted(snapshots.items()):
+        if name == tag and cube is not None:
+            entries.append(tag_entry(name, snapshot, cube))
+        elif known.get(name, {}).get("snapshot") == snapshot:
+            entries.append(known[name])
+        else:
+            try:
+                with product.open(snapshot=snapshot) as ds:
+                    entries.append(tag_entry(name, snapshot, datacube(ds)))
+            except Exception:  # a snapshot that cannot be read: listed, described as the latest
+                entries.append({"tag": name, "snapshot": snapshot})
+    return {"tags": entries}
 
 
 def _source_options(product: Any) -> dict[str, Any]:

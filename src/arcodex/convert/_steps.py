@@ -302,7 +302,7 @@ def finish(
     if swap is not None:
         swap(result)
     if cat is not None and uow is not None:
-        register(result, cat, uow, placed, record_id, title, user, current)
+        register(result, cat, uow, placed, record_id, title, user, current, tag=tag)
     if tag and result.snapshot:
         from arcodex.convert._writers import tag_snapshot
 
@@ -318,12 +318,15 @@ def register(
     title: str | None,
     user: str | None,
     current: Record | None,
+    *,
+    tag: str | None = None,
 ) -> None:
-    """Write (or replace) the product's record in the unit of work."""
+    """Write (or replace) the product's record in the unit of work (``tag``: the name the
+    new snapshot is about to be given)."""
     from arcodex.convert._record import product_record
 
     record = product_record(
-        result, placed, record_id, title, uow.operation.id, current=current, user=user
+        result, placed, record_id, title, uow.operation.id, current=current, user=user, tag=tag
     )
     result.operation_id = uow.operation.id
     uow.transition("artifact_write_succeeded")

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import PluginError, ValidationError
 from arcodex.extract._base import Extracted
+from arcodex.extract._datacube import DATACUBE, datacube_or_none
 
 if TYPE_CHECKING:
     import numpy as np
@@ -94,8 +95,11 @@ class NetCDFExtractor:
             ) from exc
         plain_hdf5 = info.pop("_plain_hdf5")
         top = info.pop("_top")
+        cube = info.pop(DATACUBE)
         into.metadata["netcdf"] = info
         into.metadata.update(top)
+        if cube is not None:
+            into.metadata[DATACUBE] = cube
         into.kind = "dataset"
         into.format = "hdf5" if plain_hdf5 else "netcdf"
         into.media_type = "application/x-hdf5" if plain_hdf5 else "application/netcdf"
@@ -120,7 +124,9 @@ def _read(path: Path) -> dict[str, Any]:
             # Times are decoded here, only for the extent values, with cftime: that keeps
             # every calendar readable and the time units in the variable attributes.
             ds = xr.open_dataset(store, decode_times=False, decode_timedelta=False)
-            return _describe(ds, data_model, groups, has_nc_properties)
+            info = _describe(ds, data_model, groups, has_nc_properties)
+            info[DATACUBE] = datacube_or_none(ds)
+            return info
     finally:
         store.close()
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from arcodex.errors import PluginError, ValidationError
 from arcodex.extract._base import Extracted
+from arcodex.extract._datacube import DATACUBE, datacube_or_none
 
 __all__ = ["IcechunkExtractor", "ZarrExtractor"]
 
@@ -84,6 +85,7 @@ class IcechunkExtractor:
                 }
                 session = repo.readonly_session("main")
                 info.update(_describe_zarr(zarr.open(session.store, mode="r")))
+                into.metadata.update(_extents(session.store, engine="zarr"))
         except Exception as exc:  # icechunk raises its own error types
             reason = " ".join(str(exc).split()) or type(exc).__name__
             raise ValidationError(
@@ -142,8 +144,10 @@ def _consolidated(path: Path) -> bool:
     return meta.exists() and json.loads(meta.read_text()).get("consolidated_metadata") is not None
 
 
-def _extents(path: Path, engine: str) -> dict[str, Any]:
-    """bbox and time coverage through xarray, when it is installed (else nothing)."""
+def _extents(path: Path | Any, engine: str) -> dict[str, Any]:
+    """bbox, time coverage and datacube through xarray, when it is installed (else nothing).
+
+    ``path`` is a directory, or a Zarr store (an Icechunk session's)."""
     if importlib.util.find_spec("xarray") is None:
         return {}
     import warnings
@@ -155,14 +159,19 @@ def _extents(path: Path, engine: str) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = xr.open_dataset(str(path), engine=engine, decode_times=False, chunks=None)
+            where = str(path) if isinstance(path, Path) else path
+            ds = xr.open_dataset(where, engine=engine, decode_times=False, chunks=None)
         top: dict[str, Any] = {}
-        bbox = _bbox(ds)
-        if bbox is not None:
-            top["bbox"] = bbox
-        coverage = _time_coverage(ds)
-        if coverage is not None:
-            top["start_datetime"], top["end_datetime"] = coverage[0], coverage[1]
+        with ds:
+            bbox = _bbox(ds)
+            if bbox is not None:
+                top["bbox"] = bbox
+            coverage = _time_coverage(ds)
+            if coverage is not None:
+                top["start_datetime"], top["end_datetime"] = coverage[0], coverage[1]
+            cube = datacube_or_none(ds)
+            if cube is not None:
+                top[DATACUBE] = cube
         return top
     except Exception:  # a store xarray cannot read as a dataset still has its structure
         return {}

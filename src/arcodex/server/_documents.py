@@ -4,8 +4,10 @@ The server builds a Collection and Item (:func:`arcodex.stac.stac_for`) from
 the record's metadata only, never opening its data: what a dataset holds was
 read when its record was written, and answering a request must make no
 outbound request (an external URI could be anywhere, slow or hostile). The
-tagged versions of an Icechunk product are listed from its repository only
-when that is a local directory. Documents are kept in memory per
+datacube and the tagged versions of an Icechunk product (each with its own
+datacube) are stored in the record when it is written; for a record of an
+older arcodex, versions are listed from its repository only when that is a
+local directory. Documents are kept in memory per
 ``(record id, record version)``, so a record that changes is rebuilt. Links
 depend on the request (its base URL), so they are added to a copy on the way out.
 """
@@ -192,6 +194,8 @@ class DocumentCache:
         conv = record.metadata.get("convert")
         if not isinstance(conv, dict) or conv.get("format") not in ("icechunk", "virtual-icechunk"):
             return False
+        if isinstance(conv.get("tags"), list):  # stored with the record: nothing to open
+            return True
         url = str(conv.get("url") or "")
         return self.open_data or "://" not in url or url.startswith("file://")
 

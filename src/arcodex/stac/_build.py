@@ -1,7 +1,9 @@
 """STAC for catalog records: one Collection per dataset record, an Item for its product.
 
-The datacube extension is filled from the opened dataset (dimensions with
-extents, steps and reference systems; variables with units and long names);
+The datacube extension (dimensions with extents, steps and reference systems;
+variables with units and long names) is what the record stored when it was
+written (:mod:`arcodex.extract._datacube`); a record that has none (written by
+an older arcodex) is described from its opened data, or else from its metadata;
 assets carry media types, roles, ``xarray:open_kwargs`` and non-secret
 ``xarray:storage_options`` so that any client can open them; CF global
 attributes become STAC fields (title, description, license, providers,
@@ -10,12 +12,12 @@ keywords, DOI and citation).
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from arcodex.extract._datacube import DATACUBE, cube_fields, datacube, role
 from arcodex.stac._extents import bbox_geometry, normalise_bbox, rfc3339
 
 if TYPE_CHECKING:
@@ -70,13 +72,23 @@ def version_items(
 ) -> list[pystac.Item]:
     """One Item per tagged snapshot of an Icechunk product (``{record}@{tag}``), newest first.
 
-    Each opens that snapshot (``icechunk:tag``) for its datacube unless ``describe``
-    is False (then it keeps the latest's); the product's own Item stays the
-    latest version. Other formats have no versions.
+    A record written by this arcodex lists its tags with each snapshot's datacube
+    and time extent (``convert.tags``), and nothing is opened. For an older record
+    the repository is read for its tags, and each snapshot is opened for its
+    datacube unless ``describe`` is False (then it keeps the latest's). The
+    product's own Item stays the latest version. Other formats have no versions.
     """
     conv = record.metadata.get("convert")
     if not isinstance(conv, Mapping) or conv.get("format") not in ("icechunk", "virtual-icechunk"):
         return []
+    stored = conv.get("tags")
+    if isinstance(stored, list):
+        # Recorded, each with its own datacube, when the record was written: nothing to open.
+        return [
+            _version(record, item, str(t["tag"]), str(t["snapshot"]), t)
+            for t in sorted(stored, key=lambda t: str(t["tag"]), reverse=True)
+            if isinstance(t, Mapping) and t.get("tag") and t.get("snapshot")
+        ]
     try:
         from arcodex.convert import Product
 
@@ -93,39 +105,49 @@ def version_items(
         return []
     out = []
     for tag, snapshot in tags:
-        version = item.clone()
-        version.id = f"{record.id}@{tag}"
+        described: dict[str, Any] = {}
         if describe:
-            _describe_snapshot(version, product, snapshot)
-        version.properties["version"] = tag
-        version.properties["arcodex:snapshot"] = snapshot
-        version.properties["title"] = f"{item.properties.get('title', record.id)} ({tag})"
-        version.stac_extensions = sorted({*version.stac_extensions, EXTENSIONS["version"]})
-        for asset in version.assets.values():
-            asset.extra_fields.pop("icechunk:branch", None)
-            asset.extra_fields["icechunk:tag"] = tag
-            asset.extra_fields["icechunk:snapshot"] = snapshot
-        out.append(version)
+            described = _snapshot_cube(product, snapshot)
+        out.append(_version(record, item, tag, snapshot, described))
     return out
 
 
-def _describe_snapshot(version: pystac.Item, product: Any, snapshot: str) -> None:
-    """The datacube and time extent of the Item as they were at ``snapshot``."""
-    info = _Info()
+def _version(
+    record: Record, item: pystac.Item, tag: str, snapshot: str, described: Mapping[str, Any]
+) -> pystac.Item:
+    """The Item of one tagged snapshot: the latest's, with that snapshot's cube and times."""
+    version = item.clone()
+    version.id = f"{record.id}@{tag}"
+    cube = described.get(DATACUBE)
+    dimensions, variables = cube_fields(cube) if isinstance(cube, Mapping) else ({}, {})
+    if dimensions:
+        version.properties["cube:dimensions"] = dimensions
+        version.properties["cube:variables"] = variables
+    start, end = described.get("start_datetime"), described.get("end_datetime")
+    if start and end:
+        version.properties["start_datetime"], version.properties["end_datetime"] = start, end
+        version.datetime = None
+    version.properties["version"] = tag
+    version.properties["arcodex:snapshot"] = snapshot
+    version.properties["title"] = f"{item.properties.get('title', record.id)} ({tag})"
+    version.stac_extensions = sorted({*version.stac_extensions, EXTENSIONS["version"]})
+    for asset in version.assets.values():
+        asset.extra_fields.pop("icechunk:branch", None)
+        asset.extra_fields["icechunk:tag"] = tag
+        asset.extra_fields["icechunk:snapshot"] = snapshot
+    return version
+
+
+def _snapshot_cube(product: Any, snapshot: str) -> dict[str, Any]:
+    """The datacube and time extent of a product as it was at ``snapshot`` (a record of
+    an old arcodex, which stored neither); nothing when the snapshot cannot be read."""
+    from arcodex.extract._datacube import tag_entry
+
     try:
         with product.open(snapshot=snapshot) as ds:
-            _cube(ds, info)
+            return tag_entry("", snapshot, datacube(ds))
     except Exception:  # a snapshot that cannot be read keeps the latest description
-        return
-    if info.dimensions:
-        version.properties["cube:dimensions"] = info.dimensions
-        version.properties["cube:variables"] = info.variables
-    for dim in info.dimensions.values():
-        start, end = dim["extent"] if dim.get("type") == "temporal" else (None, None)
-        if start and end:
-            version.properties["start_datetime"], version.properties["end_datetime"] = start, end
-            version.datetime = None
-            break
+        return {}
 
 
 def collection_for(
@@ -166,7 +188,14 @@ def _describe(record: Record, catalog: Catalog | None, *, open_data: bool) -> _I
     info.end = rfc3339(meta.get("end_datetime") or meta.get("datetime"))
     info.attrs = record_attrs(record)
     info.assets = _assets(record, catalog)
-    if open_data and info.assets:
+    stored = _stored_cube(meta)
+    if stored is not None:
+        # Computed from the data when the record was written: nothing to open.
+        _apply_cube(stored, info)
+        attrs = stored.get("attrs")
+        if isinstance(attrs, Mapping):
+            info.attrs = {**{str(k): v for k, v in attrs.items()}, **info.attrs}
+    elif open_data and info.assets:
         ds = _open(record, catalog)
         if ds is not None:
             with ds:
@@ -206,153 +235,27 @@ def _open(record: Record, catalog: Catalog | None) -> Any:
 
 # -- the datacube --------------------------------------------------------------------------
 
-
-def _role(name: str, var: Any) -> str | None:
-    attrs = var.attrs
-    std = str(attrs.get("standard_name", "")).lower()
-    units = str(attrs.get("units", "")).lower()
-    axis = str(attrs.get("axis", "")).upper()
-    lname = name.lower()
-    if (
-        std == "longitude"
-        or units in ("degrees_east", "degree_east")
-        or axis == "X"
-        or lname
-        in (
-            "lon",
-            "longitude",
-            "nav_lon",
-        )
-    ):
-        return "x"
-    if (
-        std == "latitude"
-        or units in ("degrees_north", "degree_north")
-        or axis == "Y"
-        or lname
-        in (
-            "lat",
-            "latitude",
-            "nav_lat",
-        )
-    ):
-        return "y"
-    if std == "time" or axis == "T" or lname in ("time", "time_counter"):
-        return "t"
-    if axis == "Z" or "positive" in attrs or std in ("depth", "height", "altitude", "air_pressure"):
-        return "z"
-    return None
+#: Kept under its old name: stac._groups reads axes through it.
+_role = role
 
 
 def _cube(ds: Any, info: _Info) -> None:
-    import numpy as np
-
-    dims: dict[str, Any] = {}
-    regular = 0
-    for name in ds.dims:
-        var = ds.variables.get(name)
-        role = _role(str(name), var) if var is not None else None
-        size = int(ds.sizes[name])
-        if var is None or var.ndim != 1:
-            dims[str(name)] = {"type": "index", "extent": [0, max(0, size - 1)]}
-            continue
-        values = np.asarray(var.values)
-        if role in ("x", "y") and values.dtype.kind in "fiu" and size:
-            lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
-            entry: dict[str, Any] = {
-                "type": "spatial",
-                "axis": role,
-                "extent": [lo, hi],
-                "reference_system": 4326,
-            }
-            step = _step(values)
-            if step is not None:
-                entry["step"] = step
-            dims[str(name)] = entry
-            regular += 1
-        elif role == "t" and size:
-            first, last = values[0], values[-1]
-            entry = {"type": "temporal", "extent": [_time(first), _time(last)]}
-            duration = _duration(values)
-            if duration:
-                entry["step"] = duration
-            dims[str(name)] = entry
-        elif role == "z" and values.dtype.kind in "fiu" and size:
-            entry = {
-                "type": "spatial",
-                "axis": "z",
-                "extent": [float(np.nanmin(values)), float(np.nanmax(values))],
-            }
-            if var.attrs.get("units"):
-                entry["unit"] = str(var.attrs["units"])
-            dims[str(name)] = entry
-        elif values.dtype.kind in "fiu" and size:
-            dims[str(name)] = {
-                "type": "other",
-                "extent": [float(np.nanmin(values)), float(np.nanmax(values))],
-            }
-        else:
-            dims[str(name)] = {"type": "index", "extent": [0, max(0, size - 1)]}
-    variables: dict[str, Any] = {}
-    for name, var in ds.variables.items():
-        if name in ds.dims:
-            continue
-        entry = {
-            "dimensions": [str(d) for d in var.dims],
-            "type": "auxiliary" if name in ds.coords else "data",
-        }
-        if var.attrs.get("units"):
-            entry["unit"] = str(var.attrs["units"])
-        if var.attrs.get("long_name"):
-            entry["description"] = str(var.attrs["long_name"])
-        variables[str(name)] = entry
-    info.dimensions = dims
-    info.variables = variables
-    info.regular_grid = regular == 2
+    """The datacube of an opened dataset (as a record written today stores it)."""
+    _apply_cube(datacube(ds), info)
 
 
-def _step(values: Any) -> float | None:
-    import numpy as np
+def _apply_cube(summary: Mapping[str, Any], info: _Info) -> None:
+    """Fill ``info`` from a datacube summary (:func:`arcodex.extract._datacube.datacube`)."""
+    info.dimensions, info.variables = cube_fields(summary)
+    info.regular_grid = bool(summary.get("regular_grid"))
 
-    if len(values) < 2:
-        return None
-    diffs = np.diff(values.astype("f8"))
-    if np.allclose(diffs, diffs[0], rtol=1e-6, atol=0):
-        return float(diffs[0])
+
+def _stored_cube(meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The datacube summary the record stored when it was written, if any."""
+    found = meta.get(DATACUBE)
+    if isinstance(found, Mapping) and isinstance(found.get("dimensions"), list):
+        return found
     return None
-
-
-def _time(value: Any) -> str | None:
-    import numpy as np
-
-    if isinstance(value, np.datetime64):
-        text = str(np.datetime_as_string(value, unit="s"))
-        return text + "Z"
-    if hasattr(value, "year"):
-        return rfc3339(value)
-    return None
-
-
-def _duration(values: Any) -> str | None:
-    import numpy as np
-
-    if len(values) < 2:
-        return None
-    if values.dtype.kind == "M":
-        seconds = np.diff(values).astype("timedelta64[s]").astype("i8")
-    else:
-        try:
-            seconds = np.array([(b - a).total_seconds() for a, b in itertools.pairwise(values)])
-        except (TypeError, AttributeError):
-            return None
-    if not len(seconds) or not np.all(seconds == seconds[0]) or seconds[0] <= 0:
-        return None
-    step = int(seconds[0])
-    if step % 86400 == 0:
-        return f"P{step // 86400}D"
-    if step % 3600 == 0:
-        return f"PT{step // 3600}H"
-    return f"PT{step}S"
 
 
 def _cube_from_metadata(meta: Mapping[str, Any], info: _Info) -> None:
