@@ -636,3 +636,26 @@ def test_edge_chunk_cut_short_in_its_padding_fails(tmp_path: Path) -> None:
         f"tas chunk (1, 0, 0) is {len(raw) // 2} bytes where {len(raw)} were written" in r
         for r in report.reasons
     ), report.reasons
+
+
+# kerchunk/fsspec ask pandas for the fastparquet engine, which pandas 3 deprecates.
+@pytest.mark.filterwarnings("ignore:The 'fastparquet' engine is deprecated")
+def test_kerchunk_parquet_chunks_the_listing_leaves_out_are_checked(tmp_path: Path) -> None:
+    """A Parquet reference store does not list inlined chunks (the coordinates): they are
+    present, not missing."""
+    files = write_sources(
+        tmp_path / "src", files=2, steps=2, lat=3, lon=4, src_chunks=(2, 3, 4), seed=5
+    )
+    dest = tmp_path / "out.parq"
+    result = convert(
+        [str(f) for f in files],
+        to="virtual",
+        format="kerchunk-parquet",
+        dest=dest,
+        cluster="threads",
+    )
+    assert result.status == "pass", result.report.reasons
+    report = check(dest, cluster="threads")
+    assert report.status == "pass", report.reasons
+    checked = report.checked
+    assert checked["chunks_stored"] == checked["chunks"] - checked["chunks_empty"] > 0
