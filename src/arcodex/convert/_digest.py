@@ -503,6 +503,10 @@ def _list_keys(store: Any, prefix: str) -> dict[str, set[str]]:
     """Stored chunk keys, relative to their array, by array path."""
     from zarr.core.sync import sync
 
+    fs = getattr(store, "fs", None)
+    if fs is not None:  # s3fs keeps listings; one made before the last write would be stale
+        fs.invalidate_cache()
+
     async def collect() -> list[str]:
         return [k async for k in store.list_prefix(prefix)]
 
