@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,7 +33,13 @@ from arcodex.client import Client, open_dataset
 from arcodex.convert import convert, update
 from arcodex.errors import AuthError
 from arcodex.storage import FileProfileConfig, S3ProfileConfig
-from arcodex.testing import S3_KEY_ID, S3_SECRET, assert_same_values, sources_dataset
+from arcodex.testing import (
+    S3_KEY_ID,
+    S3_SECRET,
+    assert_same_values,
+    serve_catalog,
+    sources_dataset,
+)
 
 KEY_ENV, SECRET_ENV = "PROJECT_S3_KEY", "PROJECT_S3_SECRET"
 REGION = "eu-west-1"
@@ -119,7 +124,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
                 assert result.status == "pass", result.report.reasons if result.report else None
                 assert result.record is not None
                 ids[name] = result.record.id
-        with _uvicorn(root) as url:
+        with serve_catalog(root) as url:
             yield {
                 "root": root,
                 "bucket": bucket,
@@ -385,32 +390,6 @@ def _item_of(world: dict[str, Any], record_id: str) -> dict[str, Any]:
 
 
 # -- the STAC API on loopback -------------------------------------------------------------------
-
-
-@contextmanager
-def _uvicorn(root: Path) -> Iterator[str]:
-    import socket
-
-    import uvicorn
-
-    from arcodex.server import create_app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="critical")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +18,11 @@ import pytest
 
 from arcodex._archives import write_archive
 from arcodex.catalog import Catalog
+from arcodex.testing import serve_catalog
 
 pytest.importorskip("stac_fastapi.api")
 xr = pytest.importorskip("xarray")
 np = pytest.importorskip("numpy")
-uvicorn = pytest.importorskip("uvicorn")
 
 SECRET = "arcodex-stac-test-secret-41b7"
 CONFORMANCE = {
@@ -93,29 +90,8 @@ def ids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def url(ids: dict[str, Any]) -> Iterator[str]:
-    with _uvicorn(ids["root"]) as base:
+    with serve_catalog(ids["root"]) as base:
         yield base
-
-
-@contextmanager
-def _uvicorn(root: Path) -> Iterator[str]:
-    """The arcodex server of the catalog at ``root`` on a loopback port; yields its URL."""
-    from arcodex.server import create_app
-
-    port = _free_port()
-    config = uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="critical")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _search(url: str, **params: Any) -> list[str]:
@@ -466,7 +442,7 @@ def test_configured_groups_are_collections(tmp_path: Path, monkeypatch: pytest.M
             assert mine["features"] == []
 
     asyncio.run(through_the_api())
-    with _uvicorn(tmp_path / "cat") as url:
+    with serve_catalog(tmp_path / "cat") as url:
         errors = _validate_api(url, "ocean", [-50, 10, -10, 50], pagination=True)
         assert not errors, "\n".join(errors)
     # The client reading the catalog directly sees the same Collections.

@@ -8,10 +8,6 @@ with what :func:`arcodex.stac.item_for` makes by opening the data.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,37 +18,12 @@ from arcodex._archives import write_archive
 from arcodex.catalog import Catalog, CatalogConfig
 from arcodex.extract._datacube import DATACUBE
 from arcodex.model import Record
+from arcodex.testing import serve_catalog
 
 pytest.importorskip("stac_fastapi.api")
 xr = pytest.importorskip("xarray")
-uvicorn = pytest.importorskip("uvicorn")
 
 CUBE = ("cube:dimensions", "cube:variables", "start_datetime", "end_datetime", "proj:code")
-
-
-@contextmanager
-def _served(root: Path) -> Iterator[str]:
-    """The arcodex server of the catalog at ``root`` on a loopback port; yields its STAC URL."""
-    import socket
-
-    from arcodex.server import create_app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="critical")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/stac"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _items(url: str, record_id: str) -> dict[str, dict[str, Any]]:
@@ -99,7 +70,8 @@ def test_served_items_carry_the_datacube_of_the_data(tmp_path: Path) -> None:
         want = {name: _opened(cat.get(rid), cat) for name, rid in ids.items()}
         stored = cat.get(ids["zarr"]).metadata[DATACUBE]
     assert len(str(stored)) < 2000  # extents and steps, never coordinate values
-    with _served(tmp_path / "cat") as url:
+    with serve_catalog(tmp_path / "cat") as base:
+        url = f"{base}/stac"
         served = {name: _items(url, rid)[rid]["properties"] for name, rid in ids.items()}
     start, end = _times(files)
     for name, props in served.items():
@@ -125,7 +97,8 @@ def test_curvilinear_grid_stores_no_coordinate_values(tmp_path: Path) -> None:
     assert len(str(cube)) < 2000
     names = {v["name"]: v for v in cube["variables"]}
     assert names["nav_lat"]["type"] == "auxiliary" and "values" not in names["nav_lat"]
-    with _served(tmp_path / "cat") as url:
+    with serve_catalog(tmp_path / "cat") as base:
+        url = f"{base}/stac"
         props = _items(url, record.id)[record.id]["properties"]
     for key in CUBE:
         assert props.get(key) == want.get(key), key
@@ -150,7 +123,8 @@ def test_update_and_tags_are_served_without_opening(tmp_path: Path) -> None:
         )
         assert done.record is not None
         rid = done.record.id
-        with _served(tmp_path / "cat") as url:
+        with serve_catalog(tmp_path / "cat") as base:
+            url = f"{base}/stac"
             before = _items(url, rid)
             update(rid, [str(f) for f in files], catalog=cat, cluster="threads", tag="v2")
             after = _items(url, rid)
@@ -172,7 +146,8 @@ def test_update_and_tags_are_served_without_opening(tmp_path: Path) -> None:
     assert tags["v1"]["snapshot"] == after[f"{rid}@v1"]["properties"]["arcodex:snapshot"]
     # The server reads the record only: with the repository gone, the documents stay whole.
     shutil.rmtree(tmp_path / "out.icechunk")
-    with _served(tmp_path / "cat") as url:
+    with serve_catalog(tmp_path / "cat") as base:
+        url = f"{base}/stac"
         gone = _items(url, rid)
     assert sorted(gone) == sorted(after)
     assert gone[f"{rid}@v1"]["properties"]["end_datetime"] == end2
@@ -221,7 +196,8 @@ def test_s3_icechunk_versions_are_served_without_credentials(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with _served(tmp_path / "cat") as url:
+    with serve_catalog(tmp_path / "cat") as base:
+        url = f"{base}/stac"
         items = _items(url, rid)
     assert sorted(items) == [rid, f"{rid}@v1", f"{rid}@v2"]
     end2, end3 = _times(files[:2])[1], _times(files)[1]

@@ -23,6 +23,7 @@ __all__ = [
     "s3_server",
     "sample_records",
     "search_ids",
+    "serve_catalog",
     "sources_dataset",
 ]
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
         http_directory,
         http_server,
         s3_server,
+        serve_catalog,
         sources_dataset,
     )
     from arcodex.testing._support import clear_backend, full_record, sample_records, search_ids
@@ -47,6 +49,7 @@ _LAZY = {
     "http_directory": "arcodex.testing._datasets",
     "http_server": "arcodex.testing._datasets",
     "s3_server": "arcodex.testing._datasets",
+    "serve_catalog": "arcodex.testing._datasets",
     "sources_dataset": "arcodex.testing._datasets",
     "clear_backend": "arcodex.testing._support",
     "full_record": "arcodex.testing._support",

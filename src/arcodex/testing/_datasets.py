@@ -15,6 +15,7 @@ __all__ = [
     "http_directory",
     "http_server",
     "s3_server",
+    "serve_catalog",
     "sources_dataset",
 ]
 
@@ -99,3 +100,34 @@ def http_server(handler: Any) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@contextmanager
+def serve_catalog(root: Any) -> Iterator[str]:
+    """The arcodex server of the catalog at ``root`` under uvicorn on a free loopback port,
+    in a thread; yields the base URL (the STAC API is under ``/stac``)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from arcodex.server import create_app
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="critical")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the arcodex server did not start within 20 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
