@@ -6,19 +6,33 @@ threads of this process (cheap to start, for small jobs and tests);
 ``tcp://host:8786`` connects to a running scheduler; ``slurm`` and ``pbs``
 start a dask-jobqueue cluster from the ``cluster`` settings of
 ``arcodex.yaml``. A client passed in is used as it is and left open.
+
+Worker processes are started by spawn (distributed's default), which
+re-imports the main module in every worker. Where that would go wrong -- a
+script that converts at its top level without an ``if __name__ ==
+"__main__":`` guard, or a main module that is no file (``python - <
+script.py``) -- ``local`` runs the workers as threads instead and says so in
+one log line. A REPL, ``python -c``, a notebook and a guarded script keep
+processes: nothing of theirs is re-imported.
 """
 
 from __future__ import annotations
 
+import ast
+import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from arcodex.catalog._config import ClusterConfig
 from arcodex.errors import ConversionError, ValidationError
 
-__all__ = ["ClusterConfig", "cancel_and_wait", "open_client"]
+__all__ = ["ClusterConfig", "cancel_and_wait", "open_client", "spawn_hazard"]
+
+logger = logging.getLogger("arcodex.convert")
 
 
 def cancel_and_wait(client: Any, futures: Sequence[Any], timeout: float = 600.0) -> None:
@@ -90,13 +104,20 @@ def open_client(
             client.close()
         return
     if kind in ("local", "processes", "threads"):
-        import logging
-
         # Shutting a cluster down logs closed connections as tracebacks at INFO level, and a
         # task's error is logged with its traceback before it reaches us as an exception.
         logging.getLogger("distributed").setLevel(logging.WARNING)
         logging.getLogger("distributed.worker").setLevel(logging.CRITICAL)
         processes = kind != "threads"
+        if processes and cluster is None and settings.kind == "local":
+            hazard = spawn_hazard()
+            if hazard is not None:
+                logger.warning(
+                    "notice: %s, so the local cluster runs its workers as threads "
+                    "(pass cluster='local' to insist on processes)",
+                    hazard,
+                )
+                processes = False
         lc = LocalCluster(
             n_workers=n,
             threads_per_worker=per,
@@ -134,3 +155,66 @@ def open_client(
     raise ValidationError(
         f"unknown cluster {kind!r}; use local, threads, tcp://HOST:PORT, slurm or pbs"
     )
+
+
+def spawn_hazard() -> str | None:
+    """Why worker processes would fail to start from this main module, or None if they can.
+
+    Spawned (and forkserver) workers run the main module again as ``__mp_main__``: a
+    script whose top level starts a cluster without a ``__main__`` guard would start
+    one in every worker, and a main module read from stdin cannot be run again.
+    """
+    import dask
+
+    if dask.config.get("distributed.worker.multiprocessing-method", "spawn") == "fork":
+        return None
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and str(spec.name).endswith(".__main__"):
+        return None  # `python -m package`: multiprocessing does not run it again
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:
+        return None  # a REPL, `python -c`, a notebook: nothing is re-imported
+    if not os.path.isfile(path):
+        return f"the main module {path} cannot be run again by worker processes"
+    line = _main_top_level_line(main.__dict__, path)
+    if line is not None and not _under_main_guard(path, line):
+        name = os.path.basename(path)
+        return f'{name} converts at its top level without an `if __name__ == "__main__":` guard'
+    return None
+
+
+def _main_top_level_line(namespace: dict[str, Any], path: str) -> int | None:
+    """The line the main script's top level is executing now, if it is on the call stack."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if frame.f_globals is namespace and code.co_name == "<module>" and code.co_filename == path:
+            return frame.f_lineno
+        frame = frame.f_back
+    return None
+
+
+def _under_main_guard(path: str, line: int) -> bool:
+    """Whether ``line`` of the script at ``path`` is inside an ``if __name__ == "__main__":``."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read(), filename=path)
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return False
+    for node in tree.body:
+        end = node.end_lineno or node.lineno
+        if node.lineno <= line <= end:
+            return isinstance(node, ast.If) and _is_main_test(node.test)
+    return False
+
+
+def _is_main_test(test: ast.expr) -> bool:
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    mains = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(mains) == 1
