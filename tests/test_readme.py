@@ -602,7 +602,9 @@ def test_documented_exit_statuses() -> None:
     """The README's exit statuses are what the CLI does: 1 for a user error, 2 for usage."""
     text = README.read_text(encoding="utf-8")
     for code, what in ((0, "success"), (1, "error"), (2, "usage"), (70, "internal")):
-        assert re.search(rf"^\| `{code}` \|[^\n]*{what}", text, re.MULTILINE), f"README does not document exit {code}"
+        assert re.search(rf"^\| `{code}` \|[^\n]*{what}", text, re.MULTILINE), (
+            f"README does not document exit {code}"
+        )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     cli = [sys.executable, "-m", "arcodex.cli"]
     usage = subprocess.run(
@@ -635,3 +637,30 @@ def test_documented_convert_defaults_are_the_cli_defaults() -> None:
         assert str(defaults[option]) == value, (
             f"{option}: README says {value}, the CLI {defaults[option]}"
         )
+
+
+def test_pre_commit_hooks_work_offline() -> None:
+    """`pre-commit install` (the README's Development section) needs no download: every hook
+    is a local one running a tool of the environment."""
+    import importlib.util
+
+    import yaml
+
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    assert importlib.util.find_spec("pre_commit") is not None, "pre-commit is in the test extra"
+    hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
+    assert {repo["repo"] for repo in config["repos"]} == {"local"}
+    assert {"ruff", "ruff-format"} <= {hook["id"] for hook in hooks}
+    for hook in hooks:
+        prefix = ".venv/bin/python -m "
+        assert hook["language"] == "system" and hook["entry"].startswith(prefix), hook
+        module = hook["entry"].removeprefix(prefix).split()[0]
+        assert importlib.util.find_spec(module) is not None, f"{module} is not installed"
+    done = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
