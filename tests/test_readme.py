@@ -100,8 +100,9 @@ BLOCKS = readme_blocks()
 
 #: Blocks not run, and why.
 NOT_RUN = {
-    "quick-start-bash": "`./dev demo` and `./dev test` build the environment and run the whole "
-    "suite (the demo is tests/test_demo's job, the suite is CI's); this test runs inside it",
+    "quick-start-bash": "`./dev demo` and `./dev test` set up .venv and run "
+    "`python -m arcodex.demo` (run by test_extract_netcdf.py::test_demo_runs_end_to_end) and "
+    "the whole suite (.ci/run), which this test is part of",
     "how-a-catalog-is-laid-out-text": "a picture of a catalog's directory, not a command",
 }
 
