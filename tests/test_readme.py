@@ -33,8 +33,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
-#: A record id as arcodex prints it (a ULID, lower case), with an Icechunk tag if any.
-RECORD_ID = re.compile(r"\b01[0-9a-hjkmnp-tv-z]{10,24}(?:@[\w.-]+)?\b")
+#: A record id as arcodex prints it (a ULID in lower case, whole or cut short by a table),
+#: with an Icechunk tag if any.
+RECORD_ID = re.compile(r"\b01[0-9a-hjkmnp-tv-z]{6,24}(?:@[\w.-]+)?")
 
 
 # -- the README's blocks ----------------------------------------------------------------------
@@ -153,7 +154,7 @@ def record_prefix(run: Run) -> str:
     found = RECORD_ID.search(run.output)
     assert found, "no record id printed before a command that needs one"
     ids = run.arcodex("search", "--ids", "--limit", "1000").split()
-    full = next(i for i in ids if i.startswith(found.group(0)))
+    full = next(i for i in ids if i.startswith(found.group(0).split("@")[0]))
     return _shortest_prefix(full, ids)
 
 
@@ -366,7 +367,7 @@ def bin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory whose ``arcodex`` is this checkout's CLI under this interpreter."""
     path = tmp_path_factory.mktemp("bin")
     shim = path / "arcodex"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m arcodex.cli "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m arcodex "$@"\n')
     shim.chmod(0o755)
     return path
 
@@ -607,7 +608,7 @@ def test_documented_exit_statuses() -> None:
             f"README does not document exit {code}"
         )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    cli = [sys.executable, "-m", "arcodex.cli"]
+    cli = [sys.executable, "-m", "arcodex"]
     usage = subprocess.run(
         [*cli, "search", "--no-such-option"], env=env, capture_output=True, check=False
     )
