@@ -239,6 +239,7 @@ class Setup:
     #: "catalog": ARCODEX_CATALOG is a new empty catalog; "product": the shared catalog
     #: holding a converted product (served when the block needs a server).
     catalog: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # settings (ARCODEX_*), with the reason
     server: bool = False  # a server of the product catalog runs on the block's port
     mirror: bool = False  # a loopback mirror of the STAC extension schemas
     prelude: str = ""  # python run before the block: the names the block assumes
@@ -283,6 +284,9 @@ SETUPS: dict[str, Setup] = {
     "converting-archives-to-arco-products-bash": Setup(
         data=_archive,
         catalog="catalog",
+        # One worker process, not one per core: the files are tiny, and each worker
+        # process costs an interpreter start per command.
+        env={"ARCODEX_CLUSTER__WORKERS": "1"},
         before={"arcodex update": _next_files},
         expect={
             "arcodex convert": r"check pass",
@@ -532,6 +536,7 @@ def test_example_runs_as_written(
 ) -> None:
     setup = SETUPS.get(block.ident, Setup())
     run = Run(tmp=tmp_path, env=_env(bin_dir, tmp_path), cwd=tmp_path)
+    run.env.update(setup.env)
     run.values["port"] = _free_port()
     if setup.data is not None:
         setup.data(tmp_path)
