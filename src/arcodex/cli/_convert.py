@@ -14,7 +14,7 @@ from typing import Annotated, Any, ParamSpec
 
 import typer
 
-from arcodex.errors import ArcodexError, ValidationError
+from arcodex.errors import ValidationError
 
 __all__ = ["ENGINE_COMMANDS", "convert_progress", "register"]
 
@@ -267,13 +267,8 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
 
 
 def _has_catalog(state: Any) -> bool:
-    from arcodex.errors import NotFoundError
-
-    try:
-        state.catalog()
-    except (NotFoundError, ArcodexError):
-        return False
-    return True
+    """Whether there is a catalog; one named (--catalog, $ARCODEX_CATALOG) must open."""
+    return state.catalog_or_none() is not None
 
 
 def _list(text: str | None) -> list[str] | None:

@@ -178,12 +178,7 @@ def _profile_path(cat: Any) -> str | None:
 
 def _catalog_or_none(state: Any) -> Any:
     """The catalog the command means, or None where there is none (a STAC file needs none)."""
-    from arcodex.errors import NotFoundError
-
-    try:
-        return state.catalog()
-    except NotFoundError:
-        return None
+    return state.catalog_or_none()
 
 
 def _documents(state: Any, target: str | None) -> tuple[list[dict[str, Any]], Any]:
