@@ -66,21 +66,33 @@ class _Root(TyperGroup):
         prog_name: str | None = None,
         complete_var: str | None = None,
         standalone_mode: bool = True,
+        windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
+        run = functools.partial(
+            super().main,
+            args,
+            prog_name,
+            complete_var,
+            standalone_mode=False,
+            windows_expand_args=windows_expand_args,
+            **extra,
+        )
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return run()
         try:
-            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = run()
         except click_errors.NoArgsIsHelpError as exc:
             # The help has been printed (rich prints it while the error is made).
             if exc.format_message().strip():
                 typer.echo(exc.format_message(), err=True)
             sys.exit(EXIT_USAGE)
         except click_errors.ClickException as exc:
-            typer.echo(usage_line(exc, self._path(sys.argv[1:] if args is None else args)), err=True)
+            typer.echo(
+                usage_line(exc, self._path(sys.argv[1:] if args is None else args)), err=True
+            )
             sys.exit(exc.exit_code)
-        except click_errors.Abort:
+        except typer.Abort:
             typer.echo("error: aborted; nothing was changed", err=True)
             sys.exit(EXIT_ERROR)
         sys.exit(code if isinstance(code, int) else 0)
@@ -325,7 +337,11 @@ SchemaOpt = Annotated[
 ]
 PolicyOpt = Annotated[
     Policy | None,
-    typer.Option("--schema-policy", help="What a schema mismatch does: off, warn or strict."),
+    typer.Option(
+        "--schema-policy",
+        help="What a schema mismatch does: off, warn or strict; default: the catalog's "
+        "schema_policy.",
+    ),
 ]
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Record id, or a unique prefix of one.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -417,7 +433,10 @@ def add(
     no_extract: Annotated[
         bool, typer.Option("--no-extract", help="Do not read metadata from the files.")
     ] = False,
-    profile: Annotated[str | None, typer.Option(help="Storage profile to copy into.")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Storage profile to copy into; default: the catalog's default_profile."),
+    ] = None,
     schema: SchemaOpt = None,
     schema_policy: PolicyOpt = None,
     require_metadata: Annotated[
@@ -536,12 +555,23 @@ def search(
             show_default=False,
         ),
     ] = None,
-    text: Annotated[str | None, typer.Option(help="Full-text search.")] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(help="Full text: every word must appear; a trailing * matches a prefix."),
+    ] = None,
     bbox: Annotated[
-        str | None, typer.Option(metavar="W,S,E,N", help="Bounding box in degrees.")
+        str | None,
+        typer.Option(
+            metavar="W,S,E,N",
+            help="Bounding box in degrees the record's bbox intersects (W > E crosses 180°).",
+        ),
     ] = None,
     time: Annotated[
-        str | None, typer.Option(metavar="START/END", help="Time range, e.g. 2020/2021-06.")
+        str | None,
+        typer.Option(
+            metavar="START/END",
+            help="Time range the record's overlaps: 2020-01/2021-06, 2020/.., ../2021 or 2020.",
+        ),
     ] = None,
     sort: Annotated[
         list[str] | None,
@@ -644,9 +674,19 @@ def update(
         ),
     ] = None,
     cluster: Annotated[
-        str | None, typer.Option("--cluster", help="With SOURCES: the Dask cluster.")
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="With SOURCES, the Dask cluster: local (default), threads, tcp://HOST:PORT, "
+            "slurm or pbs.",
+        ),
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="With SOURCES.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", help="With SOURCES: workers of a local cluster; default: the cores."
+        ),
+    ] = None,
     no_check: Annotated[
         bool, typer.Option("--no-check", help="With SOURCES: skip the product check.")
     ] = False,
