@@ -970,6 +970,8 @@ def schemas(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     names = _state(ctx).catalog().list_schemas()
     if as_json:
         _render.print_json(names)
+    elif not names:
+        typer.echo("no schemas registered; add one with `arcodex schema-add NAME@VERSION FILE`")
     else:
         for name in names:
             typer.echo(name)
