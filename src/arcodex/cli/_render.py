@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Column",
     "console",
+    "fit_widths",
     "print_events",
     "print_fields",
     "print_info",
