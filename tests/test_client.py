@@ -436,7 +436,7 @@ def test_refusals(site: dict[str, Any], nothing_to_open: Any, tmp_path: Path) ->
     with pytest.raises(NotFoundError, match="no Icechunk repository"):
         open_dataset({"href": str(tmp_path / "none"), "type": "application/vnd.icechunk"})
     client = Client(site["root"])
-    with pytest.raises(NotFoundError, match="search"):
+    with pytest.raises(NotFoundError, match="run `arcodex find --source"):
         client.open_dataset("no-such-item")
     with pytest.raises(ValidationError, match="STAC API"):
         client.search(filter={"op": "=", "args": [{"property": "id"}, "x"]})

@@ -9,7 +9,7 @@ from typing import Any
 
 import pydantic
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from arcodex.errors import QueryError
@@ -145,12 +145,6 @@ def test_condition_text_form_parses_back(condition: Condition) -> None:
         return  # 'tags' reads as 'tag'; terms are split on spaces
     if condition.op == "in" and any("," in str(v) or str(v) != str(v).strip() for v in values):
         return  # list items are split on commas and stripped
-    if (
-        condition.op == "glob"
-        and str(condition.value).startswith("/")
-        and str(condition.value).endswith("/")
-    ):
-        return  # the CLI reads ~/.../ as a regex: such a glob has no CLI form
     assert parse_term(text) == condition
 
 
@@ -478,6 +472,83 @@ def test_parse_bad_term_names_it(term: str) -> None:
         Query.parse([term])
     assert repr(term) in str(info.value) or term in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("term", "needle"),
+    [
+        ("site==MHD", "'==' is not an operator (did you mean '='?)"),
+        ("year=>2020", "'=>' is not an operator (did you mean '>='?)"),
+        ("year=<2020", "did you mean '<='?"),
+        ("site<>MHD", "did you mean '!='?"),
+        ("site!==MHD", "'!==' is not an operator"),
+        ("title~=Mace*", "did you mean '~'?"),
+        ("year>>2020", "'>>' is not an operator"),
+        ("=MHD", "no field before '='"),
+        ("site=[MHD,TAC", "the list is not closed"),
+        ("site!=[MHD,TAC]", "a list goes with = only"),
+    ],
+)
+def test_malformed_terms_are_refused_with_the_operators(term: str, needle: str) -> None:
+    """Typos that would otherwise read as a value no record has, so match nothing."""
+    with pytest.raises(QueryError) as info:
+        parse_term(term)
+    message = str(info.value)
+    assert needle in message and repr(term) in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ('site="=MHD"', Condition(field="site", value="=MHD")),
+        ("site!='>3'", Condition(field="site", op="ne", value=">3")),
+        ('title~"=M*"', Condition(field="title", op="glob", value="=M*")),
+        ('title~"a b*"', Condition(field="title", op="glob", value="a b*")),
+        ('path~"/tmp/"', Condition(field="path", op="glob", value="/tmp/")),
+        ("site = MHD", Condition(field="site", value="MHD")),
+        ("year >= 2020", Condition(field="year", op="ge", value=2020)),
+    ],
+)
+def test_quotes_and_spaces_around_operators(term: str, expected: Condition) -> None:
+    assert parse_term(term) == expected
+
+
+_OPERATOR_SYMBOLS = ["=", "!=", ">", ">=", "<", "<=", "~"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    field=st.from_regex(r"^[A-Za-z_][A-Za-z0-9_]{0,6}(\.[A-Za-z0-9_]{1,6})?$", fullmatch=True),
+    symbol=st.sampled_from(_OPERATOR_SYMBOLS),
+    stray=st.sampled_from(sorted("=!<>~")),
+    value=st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=8),
+)
+def test_a_doubled_operator_is_always_refused(
+    field: str, symbol: str, stray: str, value: str
+) -> None:
+    """``FIELD`` + operator + another operator character + anything is a typo, never a value."""
+    assume(symbol + stray not in ("<=", ">="))  # those two are operators themselves
+    term = f"{field}{symbol}{stray}{value}"
+    with pytest.raises(QueryError) as info:
+        parse_term(term)
+    assert "\n" not in str(info.value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab.=!<>~:[],'\"/* 1")), max_size=12))
+def test_any_term_parses_or_is_refused_in_one_line(term: str) -> None:
+    """A term is a condition whose value is not an operator typo, or one QueryError line."""
+    error: QueryError | None = None
+    try:
+        condition = parse_term(term)
+    except QueryError as exc:
+        error = exc
+    if error is not None:
+        assert "\n" not in str(error) and repr(term) in str(error)
+        return
+    if isinstance(condition.value, str) and condition.value[:1] in set("=!<>~"):
+        assert any(quote in term for quote in "\"'"), (term, condition)  # only quoted
 
 
 def test_parse_whole_query() -> None:

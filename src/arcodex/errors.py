@@ -9,10 +9,12 @@ from __future__ import annotations
 
 __all__ = [
     "ArcodexError",
+    "ArcodexWarning",
     "AuthError",
     "CatalogExistsError",
     "ConflictError",
     "ConversionError",
+    "EmptySubsetWarning",
     "LockTimeoutError",
     "NotACatalogError",
     "NotFoundError",
@@ -69,3 +71,11 @@ class PluginError(ArcodexError, ImportError):
 
 class AuthError(ArcodexError, PermissionError):
     """Missing or wrong credentials."""
+
+
+class ArcodexWarning(UserWarning):
+    """Base of every warning arcodex gives (``pytest.warns(ArcodexWarning)`` catches them all)."""
+
+
+class EmptySubsetWarning(ArcodexWarning):
+    """A subset (bbox, time range, variables) that selects nothing of the data."""

@@ -146,7 +146,23 @@ def find_catalog_root(start: str | os.PathLike[str] | None = None) -> Path:
 
 def open_catalog(path_or_url: str | os.PathLike[str] | None = None) -> Catalog:
     """Open an existing catalog: a directory, or None to search as the CLI does."""
-    return Catalog.open(find_catalog_root(path_or_url))
+    root = find_catalog_root(path_or_url)
+    env = os.environ.get(ENV_CATALOG)
+    if path_or_url is None and env and not (root / CONFIG_FILE).is_file():
+        raise NotACatalogError(
+            f"${ENV_CATALOG}={env} is not an arcodex catalog ({_not_a_catalog(root)}); "
+            f"unset it, point it at a catalog, or run `arcodex init {env}` to make one there"
+        )
+    return Catalog.open(root)
+
+
+def _not_a_catalog(root: Path) -> str:
+    """Why ``root`` (which has no arcodex.yaml) is not a catalog."""
+    if not root.exists():
+        return "no such directory"
+    if not root.is_dir():
+        return "a file, not a directory"
+    return f"no {CONFIG_FILE} in it"
 
 
 class Catalog:
@@ -202,8 +218,8 @@ class Catalog:
         root = Path(path).expanduser().resolve()
         if not (root / CONFIG_FILE).is_file():
             raise NotACatalogError(
-                f"{root} is not an arcodex catalog (no {CONFIG_FILE}); run `arcodex init {root}` "
-                "to make one, or pass the right --catalog"
+                f"{root} is not an arcodex catalog ({_not_a_catalog(root)}); "
+                f"run `arcodex init {root}` to make one, or pass the right --catalog"
             )
         config = load_config(root)
         backend = open_backend(cls._database_url(root, config), create=False, config=config)

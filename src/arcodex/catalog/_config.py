@@ -184,6 +184,24 @@ def load_config(root: Path) -> CatalogConfig:
         return CatalogConfig(**data)
     except ValueError as exc:
         first = exc.errors()[0] if hasattr(exc, "errors") else None  # pydantic ValidationError
-        where = ".".join(str(p) for p in first["loc"]) if first else "?"
+        loc = [str(p) for p in first["loc"]] if first else []
+        where = ".".join(loc) or "?"
         what = first["msg"] if first else str(exc)
-        raise ValidationError(f"bad setting {where!r} in {path} or ARCODEX_*: {what}") from None
+        variable = _variable_of(loc)
+        if variable:
+            # The value is not repeated: a variable may hold a secret.
+            raise ValidationError(
+                f"bad setting ${variable} ({where}): {what}; fix or unset the variable"
+            ) from None
+        raise ValidationError(f"bad setting {where!r} in {path}: {what}; fix the file") from None
+
+
+def _variable_of(loc: list[str]) -> str | None:
+    """The ``ARCODEX_*`` variable that set the setting at ``loc``, if one is set."""
+    import os
+
+    for end in range(len(loc), 0, -1):
+        name = "ARCODEX_" + "__".join(loc[:end]).upper()
+        if name in os.environ:
+            return name
+    return None

@@ -4,25 +4,35 @@ Each command is registered with :func:`command`, which records the Catalog
 methods it calls in :data:`COMMAND_METHODS` (checked by the parity tests) and
 turns errors into one line on stderr: ``error: …`` and exit 1 for an
 :class:`~arcodex.errors.ArcodexError`, ``internal error: …`` and exit 70 for
-anything else; ``--debug`` adds the traceback.
+anything else; ``--debug`` (before or after the command) adds the traceback.
+Usage errors (an unknown option, a missing argument, a bad choice) are one
+``error: …`` line too, with exit 2.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+import re
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec
 
 import typer
+from typer.core import TyperGroup
 
 from arcodex import __version__
 from arcodex.cli import _convert, _discover, _stac
-from arcodex.errors import ArcodexError, ValidationError
+from arcodex.errors import ArcodexError, NotACatalogError, ValidationError
+
+try:  # typer 0.2x vendors its own click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - typer on the click package
+    from click import exceptions as click_errors  # type: ignore[no-redef]
 
 Policy = Literal["off", "warn", "strict"]
 
@@ -42,10 +52,97 @@ ENV_CATALOG = "ARCODEX_CATALOG"
 
 #: CLI command -> the public Catalog methods it calls (CLI/API parity, see tests).
 COMMAND_METHODS: dict[str, tuple[str, ...]] = {}
+#: Usage errors (click's code), as opposed to EXIT_ERROR for what arcodex refuses.
+EXIT_USAGE = 2
+CONFIG_FILE = "arcodex.yaml"
+
+
+class _Root(TyperGroup):
+    """The ``arcodex`` group: a usage error is one line on stderr, like every other error."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = functools.partial(
+            super().main,
+            args,
+            prog_name,
+            complete_var,
+            standalone_mode=False,
+            windows_expand_args=windows_expand_args,
+            **extra,
+        )
+        if not standalone_mode:
+            return run()
+        try:
+            code = run()
+        except click_errors.NoArgsIsHelpError as exc:
+            # The help has been printed (rich prints it while the error is made).
+            if exc.format_message().strip():
+                typer.echo(exc.format_message(), err=True)
+            sys.exit(EXIT_USAGE)
+        except click_errors.ClickException as exc:
+            typer.echo(
+                usage_line(exc, self._path(sys.argv[1:] if args is None else args)), err=True
+            )
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted; nothing was changed", err=True)
+            sys.exit(EXIT_ERROR)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def _path(self, args: Sequence[str]) -> list[str]:
+        """The (sub)command names ``args`` call, for errors that do not say (click's own)."""
+        names: list[str] = []
+        command: Any = self
+        for arg in args:
+            commands = getattr(command, "commands", None)
+            # Anything else is an option, an option's value or an argument.
+            if isinstance(commands, dict) and arg in commands:
+                names.append(arg)
+                command = commands[arg]
+        return names
+
+
+def usage_line(exc: Any, path: Sequence[str] = ()) -> str:
+    """A click usage error as one ``error: …`` line naming the command and its --help.
+
+    ``path`` names the command when the error carries no context.
+    """
+    ctx = getattr(exc, "ctx", None)
+    names: list[str] = []
+    while ctx is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    where = " ".join(["arcodex", *(reversed(names[:-1]) if names else path)])
+    if isinstance(exc, click_errors.NoSuchOption):
+        text = f"no such option {exc.option_name!r} for {where!r}"
+        if exc.possibilities:
+            text += f" (did you mean {' or '.join(sorted(exc.possibilities))}?)"
+        return f"error: {text}; run '{where} --help'"
+    text = _one_line(exc.format_message()).removesuffix(".")
+    suggestion = ""
+    found = re.search(r"\.?\s*Did you mean (.+?)\??$", text)
+    if found:
+        text, suggestion = text[: found.start()], f" (did you mean {found[1]}?)"
+    # Typer wraps its choice check in a pydantic-style message.
+    text = text.replace("Value error, ", "")
+    text = text[:1].lower() + text[1:]
+    if isinstance(exc, click_errors.MissingParameter) or text.startswith("no such command"):
+        text += f" for {where!r}"
+    return f"error: {text}{suggestion}; run '{where} --help'"
+
 
 app = typer.Typer(
     name="arcodex",
     help="Catalog archival Earth-science files and find them again.",
+    cls=_Root,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -66,13 +163,46 @@ class _State:
         if self._catalog is None:
             from arcodex.catalog import open_catalog
 
+            if self.catalog_path is not None:
+                _check_catalog_option(self.catalog_path)
             self._catalog = open_catalog(self.catalog_path)
         return self._catalog
+
+    def catalog_or_none(self) -> Catalog | None:
+        """The catalog, or None when nothing names one and there is none upwards.
+
+        A catalog named by ``--catalog`` or ``$ARCODEX_CATALOG`` that cannot be
+        opened is an error, never silently no catalog.
+        """
+        if self.catalog_path is None and not os.environ.get(ENV_CATALOG):
+            from arcodex.catalog import find_catalog_root
+
+            try:
+                find_catalog_root()
+            except NotACatalogError:
+                return None
+        return self.catalog()
 
     def close(self) -> None:
         if self._catalog is not None:
             self._catalog.close()
             self._catalog = None
+
+
+def _check_catalog_option(path: Path) -> None:
+    root = path.expanduser().resolve()
+    if (root / CONFIG_FILE).is_file():
+        return
+    if not root.exists():
+        why = "no such directory"
+    elif not root.is_dir():
+        why = "a file, not a directory"
+    else:
+        why = f"no {CONFIG_FILE} in it"
+    raise NotACatalogError(
+        f"--catalog {path} is not an arcodex catalog ({why}); pass the right --catalog PATH, "
+        f"or run `arcodex init {path}` to make one"
+    )
 
 
 def _state(ctx: typer.Context) -> _State:
@@ -87,11 +217,34 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _fail(state: _State | None, exc: BaseException, line: str, code: int) -> NoReturn:
-    if state is not None and state.debug:
+def _fail(debug: bool, exc: BaseException, line: str, code: int) -> NoReturn:
+    if debug:
         traceback.print_exception(exc, file=sys.stderr)
     typer.echo(line, err=True)
     raise typer.Exit(code)
+
+
+#: Every command takes ``--debug`` after its name too (``arcodex search … --debug``).
+DEBUG_PARAM = "arcodex_debug"
+DebugOpt = Annotated[
+    bool,
+    typer.Option("--debug", help="Show the traceback of an error (also before the command)."),
+]
+
+
+def _with_debug_option(fn: Callable[..., None], run: Callable[..., None]) -> None:
+    """Give ``run`` (the wrapper of ``fn``) fn's parameters plus ``--debug``, for Typer."""
+    signature = inspect.signature(fn, eval_str=True)
+    params = list(signature.parameters.values())
+    extra = inspect.Parameter(
+        DEBUG_PARAM, inspect.Parameter.KEYWORD_ONLY, default=False, annotation=DebugOpt
+    )
+    if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
+        params.insert(len(params) - 1, extra)
+    else:
+        params.append(extra)
+    run.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    run.__annotations__ = {**fn.__annotations__, DEBUG_PARAM: DebugOpt}
 
 
 def command(
@@ -109,15 +262,19 @@ def command(
             # Typer passes the context by keyword (as its base click class, hence duck typing).
             find = getattr(kwargs.get("ctx"), "find_object", None)
             state = find(_State) if callable(find) else None
+            debug = bool(kwargs.pop(DEBUG_PARAM, False))
+            if state is not None:
+                state.debug = state.debug or debug
+                debug = state.debug
             try:
                 fn(*args, **kwargs)
             except (typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
                 raise
             except ArcodexError as exc:
-                _fail(state, exc, f"error: {_one_line(exc)}", EXIT_ERROR)
+                _fail(debug, exc, f"error: {_one_line(exc)}", EXIT_ERROR)
             except Exception as exc:
                 _fail(
-                    state,
+                    debug,
                     exc,
                     f"internal error: {type(exc).__name__}: {_one_line(exc)} "
                     "(run again with --debug and report it)",
@@ -127,6 +284,7 @@ def command(
                 if state is not None:
                     state.close()
 
+        _with_debug_option(fn, run)
         if on is None and name in COMMAND_METHODS:
             raise ValueError(f"command {name!r} is registered twice")
         if not engine:
@@ -179,7 +337,11 @@ SchemaOpt = Annotated[
 ]
 PolicyOpt = Annotated[
     Policy | None,
-    typer.Option("--schema-policy", help="What a schema mismatch does: off, warn or strict."),
+    typer.Option(
+        "--schema-policy",
+        help="What a schema mismatch does: off, warn or strict; default: the catalog's "
+        "schema_policy.",
+    ),
 ]
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Record id, or a unique prefix of one.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -271,7 +433,10 @@ def add(
     no_extract: Annotated[
         bool, typer.Option("--no-extract", help="Do not read metadata from the files.")
     ] = False,
-    profile: Annotated[str | None, typer.Option(help="Storage profile to copy into.")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Storage profile to copy into; default: the catalog's default_profile."),
+    ] = None,
     schema: SchemaOpt = None,
     schema_policy: PolicyOpt = None,
     require_metadata: Annotated[
@@ -390,12 +555,23 @@ def search(
             show_default=False,
         ),
     ] = None,
-    text: Annotated[str | None, typer.Option(help="Full-text search.")] = None,
+    text: Annotated[
+        str | None,
+        typer.Option(help="Full text: every word must appear; a trailing * matches a prefix."),
+    ] = None,
     bbox: Annotated[
-        str | None, typer.Option(metavar="W,S,E,N", help="Bounding box in degrees.")
+        str | None,
+        typer.Option(
+            metavar="W,S,E,N",
+            help="Bounding box in degrees the record's bbox intersects (W > E crosses 180°).",
+        ),
     ] = None,
     time: Annotated[
-        str | None, typer.Option(metavar="START/END", help="Time range, e.g. 2020/2021-06.")
+        str | None,
+        typer.Option(
+            metavar="START/END",
+            help="Time range the record's overlaps: 2020-01/2021-06, 2020/.., ../2021 or 2020.",
+        ),
     ] = None,
     sort: Annotated[
         list[str] | None,
@@ -498,9 +674,19 @@ def update(
         ),
     ] = None,
     cluster: Annotated[
-        str | None, typer.Option("--cluster", help="With SOURCES: the Dask cluster.")
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="With SOURCES, the Dask cluster: local (default), threads, tcp://HOST:PORT, "
+            "slurm or pbs.",
+        ),
     ] = None,
-    workers: Annotated[int | None, typer.Option("--workers", help="With SOURCES.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", help="With SOURCES: workers of a local cluster; default: the cores."
+        ),
+    ] = None,
     no_check: Annotated[
         bool, typer.Option("--no-check", help="With SOURCES: skip the product check.")
     ] = False,
@@ -784,6 +970,8 @@ def schemas(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     names = _state(ctx).catalog().list_schemas()
     if as_json:
         _render.print_json(names)
+    elif not names:
+        typer.echo("no schemas registered; add one with `arcodex schema-add NAME@VERSION FILE`")
     else:
         for name in names:
             typer.echo(name)

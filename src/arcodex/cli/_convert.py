@@ -10,11 +10,11 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec
+from typing import Annotated, Any, Literal, ParamSpec
 
 import typer
 
-from arcodex.errors import ArcodexError, ValidationError
+from arcodex.errors import ValidationError
 
 __all__ = ["ENGINE_COMMANDS", "convert_progress", "register"]
 
@@ -28,10 +28,16 @@ ClusterOpt = Annotated[
         help="local (default), threads, tcp://HOST:PORT, slurm or pbs (see arcodex.yaml).",
     ),
 ]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Workers of a local cluster.")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", help="Workers of a local cluster; default: the number of cores."),
+]
 NoCheckOpt = Annotated[
     bool, typer.Option("--no-check", help="Skip the check of the product against its sources.")
 ]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+#: As arcodex.convert.CODECS (a test keeps them equal; importing it here would load the engine).
+Codec = Literal["blosc-zstd", "zstd", "blosc-lz4", "zlib", "none"]
 
 
 @contextmanager
@@ -77,7 +83,15 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
         sources: Annotated[
             list[str], typer.Argument(help="Files, a glob, a directory, a manifest or URLs.")
         ],
-        to: Annotated[str, typer.Option("--to", help="zarr, icechunk or virtual.")] = "zarr",
+        to: Annotated[
+            Literal["zarr", "icechunk", "virtual"],
+            typer.Option(
+                "--to",
+                metavar="KIND",
+                help="What to make: zarr (a Zarr store), icechunk (an Icechunk repository) or "
+                "virtual (references to the sources' chunks, nothing copied).",
+            ),
+        ] = "zarr",
         dest: Annotated[
             str | None,
             typer.Option(
@@ -85,30 +99,102 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
             ),
         ] = None,
         format: Annotated[
-            str,
-            typer.Option("--format", help="For virtual: icechunk, kerchunk or kerchunk-parquet."),
+            Literal["icechunk", "kerchunk", "kerchunk-parquet"],
+            typer.Option(
+                "--format",
+                metavar="FORMAT",
+                help="With --to virtual, how the references are kept: icechunk (a virtual "
+                "Icechunk repository), kerchunk (JSON) or kerchunk-parquet.",
+            ),
         ] = "icechunk",
-        concat_dim: Annotated[str | None, typer.Option("--concat-dim")] = None,
-        variables: Annotated[
-            str | None, typer.Option("--variables", help="Comma-separated variables to keep.")
+        concat_dim: Annotated[
+            str | None,
+            typer.Option(
+                "--concat-dim",
+                help="Dimension the files are joined along; default: CF time, else the "
+                "unlimited one.",
+            ),
         ] = None,
-        chunks: Annotated[str | None, typer.Option("--chunks", help="e.g. time=24,lat=180")] = None,
+        variables: Annotated[
+            str | None,
+            typer.Option(
+                "--variables",
+                metavar="A,B",
+                help="Comma-separated variables to keep (their coordinates come along); "
+                "default: all.",
+            ),
+        ] = None,
+        chunks: Annotated[
+            str | None,
+            typer.Option(
+                "--chunks",
+                metavar="DIM=SIZE,…",
+                help="Chunk sizes, e.g. time=24,lat=180 (full: the whole dimension); the "
+                "dimensions left out follow --chunking.",
+            ),
+        ] = None,
         chunking: Annotated[
-            str, typer.Option("--chunking", help="map, timeseries or balanced.")
+            Literal["map", "timeseries", "balanced"],
+            typer.Option(
+                "--chunking",
+                metavar="PATTERN",
+                help="How chunks are derived for the dimensions --chunks leaves out: map (whole "
+                "fields at one step), timeseries (long series at a point) or balanced.",
+            ),
         ] = "balanced",
-        chunk_mb: Annotated[float, typer.Option("--chunk-mb")] = 8.0,
-        zarr_format: Annotated[int, typer.Option("--zarr-format")] = 3,
-        codec: Annotated[str, typer.Option("--codec")] = "blosc-zstd",
-        level: Annotated[int | None, typer.Option("--level")] = None,
-        shards: Annotated[str | None, typer.Option("--shards", help="e.g. time=96")] = None,
+        chunk_mb: Annotated[
+            float, typer.Option("--chunk-mb", help="Size of a derived chunk, in MB.")
+        ] = 8.0,
+        zarr_format: Annotated[
+            int, typer.Option("--zarr-format", min=2, max=3, help="Zarr format: 3 or 2.")
+        ] = 3,
+        codec: Annotated[
+            Codec,
+            typer.Option(
+                "--codec",
+                metavar="CODEC",
+                help="Compression: blosc-zstd (byte shuffle), zstd, blosc-lz4, zlib or none.",
+            ),
+        ] = "blosc-zstd",
+        level: Annotated[
+            int | None,
+            typer.Option(
+                "--level",
+                help="The codec's level; default: 3 for zstd and blosc-zstd, 5 for blosc-lz4, "
+                "4 for zlib.",
+            ),
+        ] = None,
+        shards: Annotated[
+            str | None,
+            typer.Option(
+                "--shards",
+                metavar="DIM=SIZE,…",
+                help="Shard sizes (Zarr 3), multiples of the chunks, e.g. time=96; default: none.",
+            ),
+        ] = None,
         set_attr: Annotated[
-            list[str] | None, typer.Option("--set-attr", metavar="[VAR:]NAME=VALUE")
+            list[str] | None,
+            typer.Option(
+                "--set-attr",
+                metavar="[VAR:]NAME=VALUE",
+                help="Set an attribute of the product or of VAR (repeatable).",
+            ),
         ] = None,
         del_attr: Annotated[
-            list[str] | None, typer.Option("--del-attr", metavar="[VAR:]NAME")
+            list[str] | None,
+            typer.Option(
+                "--del-attr",
+                metavar="[VAR:]NAME",
+                help="Delete an attribute of the product or of VAR (repeatable).",
+            ),
         ] = None,
         rename_attr: Annotated[
-            list[str] | None, typer.Option("--rename-attr", metavar="[VAR:]OLD=NEW")
+            list[str] | None,
+            typer.Option(
+                "--rename-attr",
+                metavar="[VAR:]OLD=NEW",
+                help="Rename an attribute of the product or of VAR (repeatable).",
+            ),
         ] = None,
         attrs_file: Annotated[
             Path | None, typer.Option("--attrs", help="A YAML file of attribute fixes.")
@@ -121,19 +207,38 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
             ),
         ] = False,
         grid: Annotated[
-            Path | None, typer.Option("--grid", help="A grid file of coordinates.")
+            Path | None,
+            typer.Option("--grid", help="A grid file holding replacement coordinates (--coords)."),
         ] = None,
         coords: Annotated[
             str | None,
-            typer.Option("--coords", help="Replace coordinates: nav_lon=glamt,nav_lat=gphit"),
+            typer.Option(
+                "--coords",
+                metavar="VAR=GRID_VAR,…",
+                help="With --grid, which coordinates to replace: nav_lon=glamt,nav_lat=gphit.",
+            ),
         ] = None,
-        group: Annotated[str | None, typer.Option("--group")] = None,
-        branch: Annotated[str, typer.Option("--branch")] = "main",
-        tag: Annotated[str | None, typer.Option("--tag")] = None,
+        group: Annotated[
+            str | None,
+            typer.Option("--group", help="Write into this group of the store; default: the root."),
+        ] = None,
+        branch: Annotated[
+            str, typer.Option("--branch", help="The Icechunk branch to commit to.")
+        ] = "main",
+        tag: Annotated[
+            str | None,
+            typer.Option("--tag", help="Tag the new Icechunk snapshot (open it later as ID@TAG)."),
+        ] = None,
         cluster: ClusterOpt = None,
         workers: WorkersOpt = None,
         no_check: NoCheckOpt = False,
-        overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+        overwrite: Annotated[
+            bool,
+            typer.Option(
+                "--overwrite",
+                help="Replace a product arcodex made at --dest (anything else is refused).",
+            ),
+        ] = False,
         no_catalog: Annotated[
             bool, typer.Option("--no-catalog", help="Do not register the product in a catalog.")
         ] = False,
@@ -149,7 +254,7 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
                 "holds it, else the AWS_* variables).",
             ),
         ] = None,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: JsonOpt = False,
     ) -> None:
         """Convert NetCDF/HDF5 files into a Zarr store, an Icechunk repository or virtual references."""
         from arcodex.convert import AttrFixes
@@ -168,14 +273,14 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
         with convert_progress(not as_json) as progress:
             result = run(
                 sources if len(sources) > 1 else sources[0],
-                to=to,  # type: ignore[arg-type]
+                to=to,
                 dest=dest,
                 catalog=cat,
-                format=format,  # type: ignore[arg-type]
+                format=format,
                 concat_dim=concat_dim,
                 variables=_list(variables),
                 chunks=chunks,
-                chunking=chunking,  # type: ignore[arg-type]
+                chunking=chunking,
                 chunk_mb=chunk_mb,
                 zarr_format=zarr_format,  # type: ignore[arg-type]
                 codec=codec,
@@ -220,8 +325,14 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
         full: Annotated[
             bool, typer.Option("--full", help="Compare every value with the sources.")
         ] = False,
-        cluster: ClusterOpt = None,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        cluster: Annotated[
+            str | None,
+            typer.Option(
+                "--cluster",
+                help="threads (default), local, tcp://HOST:PORT, slurm or pbs (see arcodex.yaml).",
+            ),
+        ] = None,
+        as_json: JsonOpt = False,
     ) -> None:
         """Check a product: every chunk against its digest, the sources' fingerprints,
         structure, coverage and (a sample of, or with --full all) values."""
@@ -267,13 +378,8 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
 
 
 def _has_catalog(state: Any) -> bool:
-    from arcodex.errors import NotFoundError
-
-    try:
-        state.catalog()
-    except (NotFoundError, ArcodexError):
-        return False
-    return True
+    """Whether there is a catalog; one named (--catalog, $ARCODEX_CATALOG) must open."""
+    return state.catalog_or_none() is not None
 
 
 def _list(text: str | None) -> list[str] | None:

@@ -1,12 +1,21 @@
-"""Human output: rich tables and trees. Machine output is ``--json`` (see _app)."""
+"""Human output: rich tables and trees. Machine output is ``--json`` (see _app).
+
+Tables fit the terminal (80 columns when not one): each cell is one line, cut
+with ``…`` rather than wrapped; ids and counts are never cut, and columns of
+least use are left out when even cut ones do not fit. Dates at midnight show
+as the date alone.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -17,12 +26,17 @@ if TYPE_CHECKING:
     from arcodex.model import Artifact, FieldSummary, Record
 
 __all__ = [
+    "Column",
     "console",
+    "fit_widths",
+    "print_events",
     "print_fields",
     "print_info",
     "print_json",
     "print_record",
     "print_records",
+    "print_table",
+    "short_date",
     "short_ids",
 ]
 
@@ -75,6 +89,17 @@ def _lookup(metadata: dict[str, Any], path: str) -> Any:
     return node
 
 
+_MIDNIGHT = re.compile(
+    r"^(?P<date>[+-]?\d{4}-\d{2}-\d{2})[T ]00:00(?::00(?:\.0+)?)?(?:Z|[+-]00:?00)?$"
+)
+
+
+def short_date(text: str) -> str:
+    """``2020-01-01`` for ``2020-01-01T00:00:00Z`` (a date at midnight); other text unchanged."""
+    found = _MIDNIGHT.match(text)
+    return found["date"] if found else text
+
+
 def _scalar(value: Any) -> str:
     if value is None:
         return ""
@@ -82,7 +107,85 @@ def _scalar(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, dict | list):
         return json.dumps(value, ensure_ascii=False)
-    return str(value)
+    return short_date(str(value))
+
+
+# -- tables that fit --------------------------------------------------------------
+
+#: Between two columns: a space, the rule, a space.
+_GAP = 3
+
+
+@dataclass
+class Column:
+    """One column of :func:`print_table`.
+
+    ``fixed`` columns (ids, counts) are never cut; the others are cut down to
+    ``min_width`` at most, sharing the room by ``weight``. When even that does
+    not fit, ``optional`` columns are left out, lowest ``keep`` first.
+    """
+
+    header: str
+    cells: Sequence[str | Text] = field(default_factory=list)
+    fixed: bool = False
+    min_width: int = 8
+    weight: int = 1
+    optional: bool = False
+    keep: int = 0
+    justify: Literal["left", "right"] = "left"
+
+    def natural(self) -> int:
+        cells = (c.cell_len if isinstance(c, Text) else cell_len(c) for c in self.cells)
+        return max(cell_len(self.header), *cells, 0)
+
+
+def _one_line(value: str | Text) -> Text:
+    text = value.copy() if isinstance(value, Text) else Text(value)
+    if "\n" in text.plain or "\t" in text.plain:
+        text = Text(" ".join(text.plain.split()), style=text.style)
+    return text
+
+
+def fit_widths(columns: Sequence[Column], width: int) -> list[tuple[Column, int]]:
+    """The columns to show and their widths, in at most ``width`` cells."""
+    shown = list(columns)
+
+    def floor(column: Column) -> int:
+        natural = column.natural()
+        return natural if column.fixed else min(natural, max(column.min_width, 1))
+
+    def need() -> int:
+        return sum(floor(c) for c in shown) + _GAP * (len(shown) - 1)
+
+    while need() > width and any(c.optional for c in shown):
+        shown.remove(min((c for c in shown if c.optional), key=lambda c: c.keep))
+    widths = [floor(c) for c in shown]
+    spare = width - need()
+    naturals = [c.natural() for c in shown]
+    while spare > 0:
+        growing = [i for i, c in enumerate(shown) if not c.fixed and widths[i] < naturals[i]]
+        if not growing:
+            break
+        i = min(growing, key=lambda i: widths[i] / shown[i].weight)
+        widths[i] += 1
+        spare -= 1
+    return list(zip(shown, widths, strict=True))
+
+
+def print_table(out: Console, columns: Sequence[Column], *, title: str | None = None) -> None:
+    """One table, each cell on one line, fitted to ``out``'s width."""
+    if title:
+        out.print(Text(title))
+    table = Table(show_edge=False, pad_edge=False)
+    fitted = fit_widths(columns, out.width)
+    for column, width in fitted:
+        table.add_column(
+            column.header, width=width, no_wrap=True, overflow="ellipsis", justify=column.justify
+        )
+    rows = max((len(c.cells) for c, _ in fitted), default=0)
+    for i in range(rows):
+        table.add_row(*(_one_line(c.cells[i]) if i < len(c.cells) else "" for c, _ in fitted))
+    out.print(table)
 
 
 _SHOWN_FIELDS = frozenset({"title", "description", "kind", "status", "id"})
@@ -107,31 +210,30 @@ def metadata_columns(records: Sequence[Record], wanted: Sequence[str]) -> list[s
 def print_records(
     records: Sequence[Record], *, wanted_metadata: Sequence[str] = (), title: str | None = None
 ) -> None:
-    """A table of records: short id, kind, status, title and a few metadata keys."""
+    """A table of records: title, short id, kind, status and a few metadata keys."""
     out = console()
     if not records:
         out.print("no records")
         return
     shorts = short_ids([r.id for r in records])
-    columns = metadata_columns(records, wanted_metadata)
-    if title:
-        out.print(Text(title))
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("id", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("title", overflow="fold")
-    for path in columns:
-        table.add_column(path, overflow="fold")
-    for record in records:
-        table.add_row(
-            Text(shorts[record.id]),
-            Text(record.kind),
-            Text(record.status),
-            Text(record.title or ""),
-            *(Text(_scalar(_lookup(record.metadata, p))) for p in columns),
+    columns = [
+        Column("title", [r.title or "" for r in records], min_width=30, weight=3),
+        Column("id", [shorts[r.id] for r in records], fixed=True),
+        Column("kind", [r.kind for r in records], min_width=7),
+        Column("status", [str(r.status) for r in records], fixed=True),
+    ]
+    asked = set(wanted_metadata)
+    for rank, path in enumerate(metadata_columns(records, wanted_metadata)):
+        columns.append(
+            Column(
+                path,
+                [_scalar(_lookup(r.metadata, path)) for r in records],
+                min_width=10,  # a date
+                optional=path not in asked,
+                keep=-rank,
+            )
         )
-    out.print(table)
+    print_table(out, columns, title=title)
 
 
 def _metadata_tree(tree: Tree, value: Any) -> None:
@@ -204,21 +306,20 @@ def print_record(record: Record, locate: Callable[[Artifact], str]) -> None:
     out.print(root)
 
 
-def _counts(heading: str, counts: dict[str, int]) -> Table:
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column(heading)
-    table.add_column("count", justify="right")
-    for key, value in sorted(counts.items()):
-        table.add_row(Text(key), str(value))
-    return table
+def _counts(heading: str, counts: dict[str, int]) -> list[Column]:
+    ordered = sorted(counts.items())
+    return [
+        Column(heading, [key for key, _ in ordered], min_width=12),
+        Column("count", [str(v) for _, v in ordered], fixed=True, justify="right"),
+    ]
 
 
 def print_info(info: CatalogInfo) -> None:
     """A catalog summary: where, what backend, how many of what, recent failures."""
     out = console()
     head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
+    head.add_column(style="bold", no_wrap=True)
+    head.add_column(overflow="fold")
     for key, value in (
         ("catalog", info.root),
         ("backend", info.backend),
@@ -236,23 +337,32 @@ def print_info(info: CatalogInfo) -> None:
     ):
         if counts:
             out.print()
-            out.print(_counts(heading, counts))
-    if info.recent_failed_operations:
+            print_table(out, _counts(heading, counts))
+    failed = info.recent_failed_operations
+    if failed:
         out.print()
-        out.print(Text("recent failed operations"))
-        table = Table(show_edge=False, pad_edge=False)
-        for name in ("id", "action", "user", "started", "error"):
-            table.add_column(name, overflow="fold")
-        for op in info.recent_failed_operations:
-            error = op.get("error") or {}
-            table.add_row(
-                Text(str(op.get("id", ""))),
-                Text(str(op.get("action", ""))),
-                Text(str(op.get("user", ""))),
-                Text(str(op.get("started_at", ""))),
-                Text(f"{error.get('type', '')}: {error.get('message', '')}"),
-            )
-        out.print(table)
+        shorts = short_ids([str(op.get("id", "")) for op in failed])
+        errors = [op.get("error") or {} for op in failed]
+        print_table(
+            out,
+            [
+                Column("error", [f"{e.get('type', '')}: {e.get('message', '')}" for e in errors],
+                       min_width=16, weight=3),
+                Column("operation", [shorts[str(op.get("id", ""))] for op in failed], fixed=True),
+                Column("action", [str(op.get("action", "")) for op in failed], min_width=7),
+                Column("started", [_time(op.get("started_at")) for op in failed], fixed=True),
+                Column("user", [str(op.get("user", "")) for op in failed], optional=True),
+            ],
+            title="recent failed operations",
+        )  # fmt: skip
+
+
+def _time(value: Any) -> str:
+    """An ISO timestamp to the second, as ``2026-11-03 14:05:09`` (a midnight date alone)."""
+    text = short_date(str(value or ""))
+    if len(text) > 10 and text[10] in "T ":
+        return text[:10] + " " + text[11:19]
+    return text
 
 
 def print_fields(fields: Sequence[FieldSummary]) -> None:
@@ -261,19 +371,20 @@ def print_fields(fields: Sequence[FieldSummary]) -> None:
     if not fields:
         out.print("no metadata fields")
         return
-    table = Table(show_edge=False, pad_edge=False)
-    table.add_column("path", no_wrap=True)
-    table.add_column("types")
-    table.add_column("records", justify="right")
-    table.add_column("examples", overflow="fold")
-    for summary in fields:
-        table.add_row(
-            Text(summary.path),
-            Text(", ".join(summary.types)),
-            str(summary.count),
-            Text(", ".join(_scalar(v) for v in summary.examples)),
-        )
-    out.print(table)
+    print_table(
+        out,
+        [
+            Column("path", [f.path for f in fields], min_width=20, weight=2),
+            Column("types", [", ".join(f.types) for f in fields], min_width=7),
+            Column("records", [str(f.count) for f in fields], fixed=True, justify="right"),
+            Column(
+                "examples",
+                [", ".join(_scalar(v) for v in f.examples) for f in fields],
+                min_width=10,
+                weight=2,
+            ),
+        ],
+    )
 
 
 def print_events(events: Sequence[dict[str, Any]]) -> None:
@@ -282,20 +393,24 @@ def print_events(events: Sequence[dict[str, Any]]) -> None:
     if not events:
         out.print("no events match")
         return
-    table = Table(show_edge=False, pad_edge=False)
-    for column in ("time", "level", "event", "user", "record", "operation"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("message", overflow="fold")
     styles = {"error": "red", "warning": "yellow"}
-    for event in events:
-        level = str(event.get("level", ""))
-        table.add_row(
-            Text(str(event.get("timestamp", ""))[:19].replace("T", " ")),
-            Text(level, style=styles.get(level, "")),
-            Text(str(event.get("event", ""))),
-            Text(str(event.get("user") or "")),
-            Text(str(event.get("record_id") or "")[:12]),
-            Text(str(event.get("operation_id") or "")[:12]),
-            Text(str(event.get("message", ""))),
-        )
-    out.print(table)
+    levels = [str(e.get("level", "")) for e in events]
+    records = [str(e.get("record_id") or "") for e in events]
+    operations = [str(e.get("operation_id") or "") for e in events]
+    # Apart: a record and the operation that made it may differ in the last character only.
+    short_records = {"": "", **short_ids([i for i in records if i])}
+    short_operations = {"": "", **short_ids([i for i in operations if i])}
+    print_table(
+        out,
+        [
+            Column("time", [_time(e.get("timestamp")) for e in events], fixed=True),
+            Column("level", [Text(v, style=styles.get(v, "")) for v in levels], fixed=True),
+            Column("event", [str(e.get("event", "")) for e in events], min_width=22, weight=2),
+            Column("message", [str(e.get("message", "")) for e in events], min_width=12, weight=3),
+            Column("record", [short_records[i] for i in records], fixed=True, optional=True,
+                   keep=3),
+            Column("operation", [short_operations[i] for i in operations], fixed=True,
+                   optional=True, keep=2),
+            Column("user", [str(e.get("user") or "") for e in events], optional=True, keep=1),
+        ],
+    )  # fmt: skip

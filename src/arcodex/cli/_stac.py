@@ -46,7 +46,9 @@ def register(
                 help="An extension whose schema is not cached is a problem, not a notice.",
             ),
         ] = False,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print JSON instead of text.")
+        ] = False,
     ) -> None:
         """Validate STAC offline: core STAC, cached extension schemas, the arcodex profile."""
         from arcodex.stac import catalog_schema_cache, load_profile, validate_stac
@@ -77,7 +79,9 @@ def register(
             str | None,
             typer.Option("--profile", help="Write with this storage profile's credentials."),
         ] = None,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print JSON instead of text.")
+        ] = False,
     ) -> None:
         """Write a self-contained static STAC catalog of every dataset (only what changed)."""
         from arcodex.cli._render import console, print_json
@@ -125,7 +129,9 @@ def register(
                 "(a mirror of it).",
             ),
         ] = None,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print JSON instead of text.")
+        ] = False,
     ) -> None:
         """Download the extension schemas into the cache, for offline validation."""
         from arcodex.cli._render import console, print_json
@@ -144,7 +150,9 @@ def register(
     @command("list", api=(), engine=True, on=schemas)
     def list_(
         ctx: typer.Context,
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print JSON instead of text.")
+        ] = False,
     ) -> None:
         """The extension schemas arcodex writes and every cached one: cached or not, and where."""
         from arcodex.cli._render import console, print_json
@@ -178,12 +186,7 @@ def _profile_path(cat: Any) -> str | None:
 
 def _catalog_or_none(state: Any) -> Any:
     """The catalog the command means, or None where there is none (a STAC file needs none)."""
-    from arcodex.errors import NotFoundError
-
-    try:
-        return state.catalog()
-    except NotFoundError:
-        return None
+    return state.catalog_or_none()
 
 
 def _documents(state: Any, target: str | None) -> tuple[list[dict[str, Any]], Any]:

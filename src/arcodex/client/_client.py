@@ -265,7 +265,8 @@ class Client:
         return SearchResults(items, self.source)
 
     def open_dataset(self, item_or_id: pystac.Item | str, **kwargs: Any) -> xr.Dataset:
-        """Open an item (or the item with this id); see :func:`arcodex.client.open_dataset`.
+        """Open an item (or the item with this id, see :meth:`get_item`); see
+        :func:`arcodex.client.open_dataset`, which warns of a subset that selects nothing.
 
         Raises:
             NotFoundError: If no item has that id.
@@ -274,15 +275,62 @@ class Client:
             kwargs.setdefault("profile", self._profile)
             kwargs.setdefault("catalog", self._profile_catalog or self._catalog)
         if isinstance(item_or_id, str):
-            found = self.search(ids=[item_or_id], max_items=1)
-            if not found:
-                raise NotFoundError(
-                    f"no item {item_or_id!r} in {self.source}; run Client.search() to list ids"
-                )
-            return found.open_dataset(0, **kwargs)
+            return open_dataset(self.get_item(item_or_id), **kwargs)
         return open_dataset(item_or_id, **kwargs)
 
+    def get_item(self, item_id: str) -> pystac.Item:
+        """The item with this id; in an arcodex catalog also a unique id prefix, and
+        ``ID@TAG`` for the tagged version of an Icechunk product (its snapshot).
+
+        Raises:
+            NotFoundError: If no item (or no record, or no such tag) matches.
+            ConflictError: If a prefix matches several records.
+        """
+        if self._catalog is not None:
+            return self._catalog_item(item_id)
+        found = self.search(ids=[item_id], max_items=1)
+        if not found:
+            raise NotFoundError(
+                f"no item {item_id!r} in {self.source}; "
+                f"run `arcodex find --source {self.source}` to list ids"
+            )
+        return found[0]
+
     # -- internals -------------------------------------------------------------------------
+
+    def _catalog_item(self, text: str) -> pystac.Item:
+        """The Item of a record of the local catalog, by id, prefix or ``ID@TAG``."""
+        catalog = self._catalog
+        try:
+            record = catalog.get(text)
+            tag = None
+        except NotFoundError:
+            base, at, tag = text.rpartition("@")
+            if not (at and base and tag):
+                raise
+            record = catalog.get(base)
+        if record.kind != "dataset":
+            raise ValidationError(
+                f"record {record.id} is a {record.kind}, not a dataset, so it has no data to open; "
+                "run `arcodex find` to list the datasets"
+            )
+        _, item = next(self._catalog_stac(iter([record])))
+        if tag is None:
+            return item
+        from arcodex.stac import version_items
+
+        versions = {v.properties.get("version"): v for v in version_items(record, item, catalog)}
+        if tag not in versions:
+            if not versions:
+                raise NotFoundError(
+                    f"record {record.id} has no tags (only Icechunk products have versions); "
+                    f"open it as {record.id}"
+                )
+            raise NotFoundError(
+                f"record {record.id} has no tag {tag!r}; its tags are "
+                f"{', '.join(sorted(map(str, versions)))}"
+            )
+        return versions[tag]
 
     def _datasets(self, box: Any = None, datetime: Any = None) -> Iterator[Any]:
         """Dataset records of a local catalog, through its bbox and time indexes."""

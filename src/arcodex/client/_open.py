@@ -24,6 +24,7 @@ No asset carries a secret: S3 credentials come from a named storage profile
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from arcodex.client._access import Access, credential_errors, resolve_access
-from arcodex.client._subset import TimeRange, subset
-from arcodex.errors import NotFoundError, StorageError, ValidationError
+from arcodex.client._subset import TimeRange, find_lat_lon, find_time, subset
+from arcodex.errors import EmptySubsetWarning, NotFoundError, StorageError, ValidationError
 
 if TYPE_CHECKING:
     import pystac
@@ -154,7 +155,9 @@ def open_dataset(
         catalog: The catalog (or its path) that defines ``profile``.
 
     Returns:
-        The dataset, lazy (dask arrays).
+        The dataset, lazy (dask arrays). A subset that selects nothing (a box or
+        time range outside the data, no variables) gives an
+        :class:`~arcodex.errors.EmptySubsetWarning` saying what the data covers.
 
     Raises:
         ValidationError: If nothing in the input can be opened, or a subset is malformed.
@@ -176,7 +179,60 @@ def open_dataset(
             ds = _open_references(target, chunks, access)
     if variables is None and bbox is None and time is None:
         return ds
-    return subset(ds, variables=variables, bbox=bbox, time=time)
+    cut = subset(ds, variables=variables, bbox=bbox, time=time)
+    problem = _emptied(ds, cut, bbox=bbox is not None, time=time is not None)
+    if problem:
+        warnings.warn(
+            problem,
+            EmptySubsetWarning,
+            skip_file_prefixes=(os.path.dirname(os.path.dirname(__file__)),),
+        )
+    return cut
+
+
+def _emptied(whole: xr.Dataset, cut: xr.Dataset, *, bbox: bool, time: bool) -> str | None:
+    """What a subset left empty and what the data covers, or None if something is left."""
+    if whole.data_vars and not cut.data_vars:
+        names = ", ".join(sorted(map(str, whole.data_vars)))
+        return f"the subset keeps no variables; name some of {names}"
+    emptied = [str(d) for d, n in cut.sizes.items() if n == 0 and whole.sizes.get(d, 0) > 0]
+    if not emptied:
+        return None
+    sizes = ", ".join(f"{d} 0 of {whole.sizes[d]}" for d in emptied)
+    covers = []
+    if time:
+        covers.append(_time_extent(whole))
+    if bbox:
+        covers.append(_box_extent(whole))
+    what = " and ".join(w for w, on in (("time range", time), ("bbox", bbox)) if on)
+    extent = "; ".join(c for c in covers if c)
+    return (
+        f"the subset selects nothing ({sizes}){f': the data covers {extent}' if extent else ''}; "
+        f"widen the {what or 'subset'}"
+    )
+
+
+def _time_extent(ds: xr.Dataset) -> str:
+    try:
+        values = ds[find_time(ds)].values
+        if not len(values):
+            return ""
+        first, last = (re.sub(r"[T ]00:00:00$", "", str(v)[:19]) for v in (values[0], values[-1]))
+        return f"time {first} to {last}"
+    except Exception:  # only a hint: a dataset without a readable time says nothing of it
+        return ""
+
+
+def _box_extent(ds: xr.Dataset) -> str:
+    try:
+        lat, lon = find_lat_lon(ds)
+        lats, lons = ds[lat].values, ds[lon].values
+        return (
+            f"lat {float(lats.min()):g} to {float(lats.max()):g}, "
+            f"lon {float(lons.min()):g} to {float(lons.max()):g}"
+        )
+    except Exception:  # only a hint: coordinates that cannot be read say nothing
+        return ""
 
 
 # -- what to open --------------------------------------------------------------------------

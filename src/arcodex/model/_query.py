@@ -70,6 +70,11 @@ _TERM_HELP = (
     "write FIELD=VALUE, FIELD!=VALUE, FIELD>=VALUE (also > < <=), FIELD=[A,B], "
     "FIELD~GLOB*, FIELD~/REGEX/, FIELD:exists or FIELD:missing"
 )
+#: Characters that start an operator: an unquoted value starting with one is a typo
+#: (``site==MHD``, ``year=>2020``), which would otherwise match nothing, silently.
+_OPERATOR_START = frozenset("=!<>~")
+#: What a doubled or reversed operator most likely meant.
+_MEANT = {"==": "=", "=>": ">=", "=<": "<=", "<>": "!=", "=!": "!=", "~=": "~", "=~": "~"}
 
 
 class Condition(BaseModel):
@@ -122,7 +127,11 @@ class Condition(BaseModel):
         if self.op in ("exists", "missing"):
             return f"{self.field}:{self.op}"
         if self.op == "glob":
-            return f"{self.field}~{self.value}"
+            text = str(self.value)
+            regex_like = len(text) >= 2 and text.startswith("/") and text.endswith("/")
+            bare = text == text.strip() and text[:1] not in _OPERATOR_START
+            plain = bare and not regex_like and not _quoted(text)
+            return f"{self.field}~{text}" if plain else f'{self.field}~"{text}"'
         if self.op == "regex":
             return f"{self.field}~/{self.value}/"
         if self.op == "in":
@@ -148,13 +157,26 @@ def _orderable(value: Any) -> bool:
 
 def _format(value: Any) -> str:
     if isinstance(value, str):
-        plain = value and parse_value(value) == value and not value.startswith("[")
-        return value if plain else f'"{value}"'
+        return value if _plain(value) and not value.startswith("[") else f'"{value}"'
     if value is None:
         return "null"
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+def _plain(value: str) -> bool:
+    """Whether ``value`` reads back as itself without quotes (as a term's value)."""
+    return (
+        bool(value)
+        and parse_value(value) == value
+        and value == value.strip()
+        and value[0] not in _OPERATOR_START
+    )
+
+
+def _quoted(raw: str) -> bool:
+    return len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "\"'"
 
 
 def normalize_bbox(bbox: Sequence[float]) -> list[tuple[float, float, float, float]]:
@@ -345,14 +367,19 @@ def parse_term(term: str) -> Condition:
     """One CLI term (``site=MHD``, ``year>=2020``, ``doi:exists`` …) as a Condition."""
     match = _TERM_RE.match(term.strip())
     if match is None:
-        raise QueryError(f"bad query term {term!r}: {_TERM_HELP}")
-    field, symbol, raw = match["field"], match["op"], match["value"]
+        first = term.strip()[:1]
+        missing = f"no field before {first!r}; " if first in _OPERATOR_START else ""
+        raise QueryError(f"bad query term {term!r}: {missing}{_TERM_HELP}")
+    field, symbol, raw = match["field"], match["op"], match["value"].lstrip()
     if field in ("tags",):
         field = "tag"
+    _check_malformed(term, field, symbol, raw)
     try:
         if symbol in (":exists", ":missing"):
             return Condition(field=field, op=symbol[1:])
         if symbol == "~":
+            if _quoted(raw):
+                return Condition(field=field, op="glob", value=raw[1:-1])
             if len(raw) >= 2 and raw.startswith("/") and raw.endswith("/"):
                 return Condition(field=field, op="regex", value=raw[1:-1])
             if not raw:
@@ -366,6 +393,37 @@ def parse_term(term: str) -> Condition:
         return Condition(field=field, op=_OPS[symbol], value=parse_value(raw))
     except ValueError as exc:
         raise QueryError(f"bad query term {term!r}: {_first_error(exc)}") from None
+
+
+def _check_malformed(term: str, field: str, symbol: str, raw: str) -> None:
+    """Refuse the typos that would parse as a value no record has (``site==MHD``).
+
+    A value that starts with an operator character, a list after anything but
+    ``=``, and an unclosed list are mistakes far more often than data; a value
+    that really starts so can be quoted (``site='"=MHD"'``).
+    """
+    if symbol in (":exists", ":missing") or _quoted(raw):
+        return
+    if raw[:1] in _OPERATOR_START:
+        typed = symbol + raw[0]
+        meant = _MEANT.get(typed)
+        quote = (
+            f"; quote a value that starts with {raw[0]!r}: {field}{symbol}'\"{raw}\"'"
+            if symbol in ("=", "!=", "~")
+            else ""
+        )
+        raise QueryError(
+            f"bad query term {term!r}: {typed!r} is not an operator"
+            f"{f' (did you mean {meant!r}?)' if meant else ''}; "
+            f"the operators are = != > >= < <= ~ :exists :missing{quote}"
+        )
+    if symbol in _OPS and raw.startswith("[") and not raw.endswith("]"):
+        raise QueryError(f"bad query term {term!r}: the list is not closed; write FIELD=[A,B]")
+    if symbol == "!=" and raw.startswith("[") and raw.endswith("]"):
+        raise QueryError(
+            f"bad query term {term!r}: a list goes with = only (FIELD=[A,B] is one of); "
+            "for none of them write one FIELD!=VALUE term per value"
+        )
 
 
 def _first_error(exc: Exception) -> str:
