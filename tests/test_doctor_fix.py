@@ -163,3 +163,34 @@ def test_s3_orphan_with_provenance_is_removed(
         assert fixed.fix is not None and fixed.fix.removed == ["s3:products/stray.zarr"]
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     assert keys == ["managed/users/keep.txt"]
+
+
+def test_tagged_icechunk_product_is_clean_and_a_new_commit_is_not(tmp_path: Path) -> None:
+    """The tag is set after the record is written (a tag name is never reused), and a tag
+    rewrites the repository's info file: that is not a change of the product. A commit is."""
+    pytest.importorskip("icechunk")
+    import icechunk
+    import numpy as np
+
+    src = _glob(tmp_path, files=2)
+    root = tmp_path / "cat"
+    Catalog.create(root).close()
+    with Catalog.open(root) as cat:
+        result = convert(src, to="icechunk", catalog=cat, tag="v1", cluster="threads", workers=1)
+        assert cat.doctor().mismatched_artifacts == []
+        repo_path = Path(cat.path(result.record.id))
+    repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(repo_path)))
+    repo.create_tag("v2", repo.lookup_tag("v1"))
+    with Catalog.open(root) as cat:
+        assert cat.doctor().mismatched_artifacts == []
+    session = repo.writable_session("main")
+    import zarr
+
+    group = zarr.open_group(session.store, mode="r+")
+    name = next(iter(group.array_keys()))
+    array = group[name]
+    array[(0,) * array.ndim] = np.asarray(array[(0,) * array.ndim]) + 1
+    session.commit("changed outside arcodex")
+    with Catalog.open(root) as cat:
+        changed = cat.doctor().mismatched_artifacts
+        assert [m["location"] for m in changed] == [str(repo_path)]

@@ -26,7 +26,7 @@ from arcodex.catalog._orphans import (
 )
 from arcodex.errors import NotFoundError
 from arcodex.model import FsspecUrl, LocalPath, Operation, OperationError, Query, utcnow
-from arcodex.storage import FsspecStore, LocalStore, hash_file
+from arcodex.storage import FsspecStore, LocalStore, hash_file, local_content_size
 
 if TYPE_CHECKING:
     from arcodex.catalog._catalog import Catalog
@@ -145,8 +145,9 @@ def diagnose(catalog: Catalog, *, verify_hashes: bool = False) -> DoctorReport:
             if isinstance(store, LocalStore) and artifact.size_bytes is not None:
                 path = store.full_path(key)
                 if path.is_dir():
-                    # A store (Zarr, Icechunk, references): the size of what it holds.
-                    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+                    # A store (Zarr, Icechunk, references): the size of what it holds, but
+                    # not what a new tag rewrites.
+                    size = local_content_size(path, artifact.format)
                     sha = None
                 else:
                     size = path.stat().st_size

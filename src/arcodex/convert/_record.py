@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from arcodex.convert._plan import jsonable
 from arcodex.convert._product import MEDIA_TYPES
+from arcodex.storage import content_size
 
 if TYPE_CHECKING:
     from arcodex.convert._api import ConvertResult
@@ -219,6 +220,6 @@ def _source_options(product: Any) -> dict[str, Any]:
 def _size(product: Any) -> int | None:
     try:
         fs, path = product.target.fs()
-        return int(fs.du(path, total=True)) if fs.isdir(path) else int(fs.size(path))
+        return content_size(fs, path, product.format)
     except (OSError, ValueError):
         return None

@@ -9,6 +9,7 @@ from arcodex.storage._profiles import (
     S3ProfileConfig,
     open_storage,
 )
+from arcodex.storage._sizes import content_size, local_content_size
 
 __all__ = [
     "FileProfileConfig",
@@ -17,7 +18,9 @@ __all__ = [
     "MemoryProfileConfig",
     "ProfileConfig",
     "S3ProfileConfig",
+    "content_size",
     "hash_file",
+    "local_content_size",
     "open_storage",
     "render_path",
 ]
