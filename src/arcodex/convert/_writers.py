@@ -236,18 +236,14 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str] | None) -> Any:
 
 
 def scan_virtual(ref: SourceRef, concat_dim: str | None) -> tuple[Any, Any]:
-    """Task: make one source's virtual dataset and read its summary off it (one pass).
+    """Task: scan one source and make its virtual dataset.
 
-    Falls back to a full scan when the virtual dataset cannot tell the
-    concatenation dimension (no CF time axis and no usual name).
+    The scan is the one every other target and ``check`` make (raw attributes and
+    values as stored), so that the product is planned and checked from the same facts.
     """
-    from arcodex.convert._sources import scan_source, scan_virtual_dataset
+    from arcodex.convert._sources import scan_source
 
-    vds = open_virtual(ref, None)
-    scan = scan_virtual_dataset(ref, vds, concat_dim)
-    if scan.concat_dim is None:
-        scan = scan_source(ref, concat_dim)
-    return scan, vds
+    return scan_source(ref, concat_dim), open_virtual(ref, None)
 
 
 def scan_batch(refs: Sequence[SourceRef], concat_dim: str | None, virtual: bool) -> list[Any]:
@@ -307,9 +303,14 @@ def virtual_dataset(
         parts[where[future.key]] = future.result()
         if progress:
             progress("references", done, len(missing))
+    from arcodex.convert._concat_grid import regrid
+
     dim = plan.concat_dim
     keep = list(plan.variables)
-    parts = [p.drop_vars([v for v in p.variables if v not in keep]) for p in parts]
+    parts = [
+        regrid(p.drop_vars([v for v in p.variables if v not in keep]), dim, plan.virtual_chunks)
+        for p in parts
+    ]
     with _quiet():
         combined = xr.concat(
             parts,
@@ -348,8 +349,10 @@ def virtual_dataset(
         if "_FillValue" in combined[name].attrs:
             # Virtual arrays carry the fill value already encoded for their Zarr format.
             attrs["_FillValue"] = combined[name].attrs["_FillValue"]
-        if "_FillValue" not in attrs and not hasattr(combined[name].data, "manifest"):
-            encoding["_FillValue"] = None  # loaded coordinates: no fill value their sources lack
+        if not hasattr(combined[name].data, "manifest"):
+            # Loaded coordinates: xarray writes a fill value from the encoding (their
+            # sources' own, NaN included), and none where their sources have none.
+            encoding["_FillValue"] = attrs.pop("_FillValue", None)
         combined[name].attrs = attrs
         combined[name].encoding = encoding
     combined.attrs = dict(plan.attrs)
