@@ -50,7 +50,7 @@ from arcodex.convert._steps import (
     write_new,
 )
 from arcodex.convert._write import WriteOptions
-from arcodex.convert._writers import check_tag_free
+from arcodex.convert._writers import check_tag_free, open_parts
 from arcodex.errors import ValidationError
 from arcodex.model import new_id
 
@@ -487,9 +487,11 @@ def update(
         if virtual:
             # Refused here, before anything is written, when no chunk grid fits the sources.
             delta.plan.virtual_parts = parts
+            # The recorded sources too: their chunks must fit the new ones.
+            open_parts(client, delta.plan, range(len(delta.plan.sources)), progress)
             delta.plan.virtual_chunks = plan_chunks(
                 delta.plan,
-                parts,
+                delta.plan.virtual_parts,
                 existing=product_chunks(prod, delta.plan),
                 after=delta.old_length if delta.appended else 0,
             )

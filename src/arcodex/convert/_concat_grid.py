@@ -39,8 +39,22 @@ class Layout:
     """How one source stores one variable along the concatenation dim."""
 
     steps: int
-    chunk: int  # the chunk length along the concat dim
+    axis: int
+    chunks: tuple[int, ...]
     splittable: bool  # uncompressed bytes: slabs of any whole number of rows can be referenced
+    codecs: str  # how the chunks are encoded (one product array has one encoding)
+
+    @property
+    def chunk(self) -> int:
+        """The chunk length along the concat dim."""
+        return self.chunks[self.axis]
+
+    def other_chunks(self, length: int) -> tuple[int, ...]:
+        """The chunk shape along the other dims once referenced in chunks of ``length``."""
+        chunks = self.chunks
+        if self.splittable and self.chunk != length:
+            chunks = (1,) * self.axis + (length,) + chunks[self.axis + 1 :]
+        return chunks[: self.axis] + chunks[self.axis + 1 :]
 
 
 def layout(array: Any, axis: int) -> Layout | None:
@@ -49,8 +63,17 @@ def layout(array: Any, axis: int) -> Layout | None:
         return None
     from virtualizarr.manifests.utils import manifest_chunk_shape
 
-    chunks = manifest_chunk_shape(array.metadata)
-    return Layout(int(array.shape[axis]), int(chunks[axis]), _splittable(array))
+    chunks = tuple(int(c) for c in manifest_chunk_shape(array.metadata))
+    codecs = ", ".join(_codec_name(c) for c in array.metadata.codecs)
+    return Layout(int(array.shape[axis]), axis, chunks, _splittable(array), codecs)
+
+
+def _codec_name(codec: Any) -> str:
+    config: dict[str, Any] = codec.to_dict() if hasattr(codec, "to_dict") else {}
+    name = str(config.get("name", type(codec).__name__)).removeprefix("numcodecs.")
+    options: dict[str, Any] = dict(config.get("configuration") or {})
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(options.items()) if k != "elementsize")
+    return f"{name}({shown})" if shown else name
 
 
 def _splittable(array: Any) -> bool:
@@ -102,8 +125,31 @@ def concat_chunks(
             fits = fits and (i == last or item.steps % length == 0)
         if not fits:
             raise ConversionError(_refusal(name, dim, plan, per_source, existing, after))
+        _same_encoding(name, dim, plan, per_source, length)
         out[name] = length
     return out
+
+
+def _same_encoding(
+    name: str, dim: str, plan: Plan, per_source: Sequence[Layout | None], length: int
+) -> None:
+    """Refuse sources whose chunks of ``name`` are encoded or shaped otherwise (along the
+    other dims) than the first's: one Zarr array has one of each."""
+    found = [(s, item) for s, item in zip(plan.sources, per_source, strict=True) if item]
+    first_source, first = found[0]
+    for source, item in found[1:]:
+        what = None
+        if item.codecs != first.codecs:
+            what = f"encoded {first.codecs} vs {item.codecs}"
+        elif item.other_chunks(length) != first.other_chunks(length):
+            what = f"chunked {first.chunks} vs {item.chunks}"
+        if what is not None:
+            raise ConversionError(
+                f"virtual references cannot join {name} along {dim}: "
+                f"{first_source.url.rsplit('/', 1)[-1]} and {source.url.rsplit('/', 1)[-1]} "
+                f"store it differently ({what}); convert the archive with --to zarr or "
+                "--to icechunk, which re-encode it"
+            )
 
 
 def _refusal(
@@ -121,7 +167,7 @@ def _refusal(
             shown.append(f"{source.url.rsplit('/', 1)[-1]}: {item.steps} steps, {what}")
     listing = "; ".join(shown[:6]) + (f"; and {len(shown) - 6} more" if len(shown) > 6 else "")
     before = ""
-    if existing and name in existing:
+    if existing and name in existing and not all(per_source):
         before = f"the product: {after} steps, chunks of {existing[name]}; "
     return (
         f"virtual references cannot join {name} along {dim}: no one chunk length fits every "

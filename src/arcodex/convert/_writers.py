@@ -208,16 +208,16 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str] | None) -> Any:
     from virtualizarr import open_virtual_dataset
     from virtualizarr.parsers import HDFParser
 
+    parser: Any = HDFParser()
     if ref.is_local:
         from obstore.store import LocalStore
 
         from arcodex.convert._sources import hdf5_magic
 
         if not hdf5_magic(ref.url):
-            raise ConversionError(
-                f"{ref.url} is NetCDF3, which virtual references do not cover here; "
-                "convert it with --to zarr or --to icechunk"
-            )
+            from virtualizarr.parsers.netcdf3 import NetCDF3Parser
+
+            parser = NetCDF3Parser()
         registry = ObjectStoreRegistry({"file://": LocalStore()})
         url = Path(ref.url).as_uri()
     else:
@@ -227,7 +227,7 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str] | None) -> Any:
         return open_virtual_dataset(
             url,
             registry=registry,
-            parser=HDFParser(),
+            parser=parser,
             loadable_variables=None if loadable is None else list(loadable),
             decode_times=False,
         )
@@ -284,12 +284,10 @@ def _object_store(ref: SourceRef) -> Any:
     return S3Store(bucket, **config)
 
 
-def virtual_dataset(
+def open_parts(
     client: Any, plan: Plan, indices: Sequence[int], progress: Progress | None
-) -> Any:
-    """The virtual dataset of the sources ``indices`` of ``plan``, concatenated in order."""
-    import numpy as np
-    import xarray as xr
+) -> list[Any]:
+    """The virtual datasets of the sources ``indices`` of ``plan`` (kept in ``plan.virtual_parts``)."""
     from distributed import as_completed
 
     loadable = [n for n, v in plan.variables.items() if n in plan.dims or v.grid]
@@ -301,26 +299,46 @@ def virtual_dataset(
     where = {f.key: refs.index(r) for f, r in zip(futures, missing, strict=True)}
     for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
         parts[where[future.key]] = future.result()
+        plan.virtual_parts[refs[where[future.key]].url] = parts[where[future.key]]
         if progress:
             progress("references", done, len(missing))
+    return parts
+
+
+def virtual_dataset(
+    client: Any, plan: Plan, indices: Sequence[int], progress: Progress | None
+) -> Any:
+    """The virtual dataset of the sources ``indices`` of ``plan``, concatenated in order."""
+    import numpy as np
+    import xarray as xr
+
     from arcodex.convert._concat_grid import regrid
 
+    parts = open_parts(client, plan, indices, progress)
     dim = plan.concat_dim
     keep = list(plan.variables)
     parts = [
         regrid(p.drop_vars([v for v in p.variables if v not in keep]), dim, plan.virtual_chunks)
         for p in parts
     ]
-    with _quiet():
-        combined = xr.concat(
-            parts,
-            dim=dim,
-            data_vars="minimal",
-            coords="minimal",
-            compat="override",
-            join="exact",
-            combine_attrs="override",
-        )
+    try:
+        with _quiet():
+            combined = xr.concat(
+                parts,
+                dim=dim,
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                join="exact",
+                combine_attrs="override",
+            )
+    except (ValueError, NotImplementedError) as exc:
+        # The plan refuses what it foresees; whatever else VirtualiZarr cannot join lands here.
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ConversionError(
+            f"virtual references cannot join the sources: {text}; "
+            "convert the archive with --to zarr or --to icechunk"
+        ) from exc
     lo = plan.sources[indices[0]].start
     hi = plan.sources[indices[-1]].start + plan.sources[indices[-1]].length
     if dim in plan.variables:
