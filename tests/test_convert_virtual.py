@@ -362,3 +362,22 @@ def test_contiguous_months_along_a_later_dim_join(tmp_path: Path) -> None:
     with plain_open(dest, "kerchunk", container(tmp_path)) as got:
         np.testing.assert_array_equal(got["tas"].values, sources(moved)["tas"].values)
     ok("check", str(dest), "--full")
+
+
+@pytest.mark.parametrize("fmt", ["kerchunk", "icechunk"])
+def test_packed_coordinates_stay_packed(tmp_path: Path, fmt: str) -> None:
+    """A coordinate stored as int16 with scale_factor and _FillValue is written as stored
+    (VirtualiZarr loads it decoded), so plain xarray decodes it as from the sources."""
+    files = write_months(tmp_path / "src", "contiguous")
+    for f in files:
+        with xr.open_dataset(f) as ds:
+            ds = ds.load()
+        packed = {"dtype": "int16", "scale_factor": 0.01, "_FillValue": -9999}
+        ds.to_netcdf(f, engine="netcdf4", encoding={"tas": {"contiguous": True}, "lat": packed})
+    dest = tmp_path / f"out{FORMATS[fmt]}"
+    ok("convert", str(tmp_path / "src" / "m*.nc"), "--to", "virtual", "--format", fmt,
+       "--dest", str(dest))  # fmt: skip
+    with plain_open(dest, fmt, container(tmp_path)) as got:
+        assert got["lat"].encoding["dtype"] == np.dtype("int16")
+        np.testing.assert_array_equal(got["lat"].values, sources(files)["lat"].values)
+    ok("check", str(dest), "--full")

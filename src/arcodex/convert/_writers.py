@@ -350,7 +350,9 @@ def virtual_dataset(
             continue
         if var.recode is not None and any(var.recode.needed(i) for i in indices):
             # Time bounds in other units than the product's: their values, re-encoded.
-            combined[name] = xr.Variable(var.dims, _recoded(plan, name, lo, hi), attrs=var.attrs)
+            combined[name] = xr.Variable(
+                var.dims, _stored_values(plan, name, lo, hi), attrs=var.attrs
+            )
             combined[name].encoding = {"chunks": var.chunks}
             if "_FillValue" not in var.attrs:
                 combined[name].encoding["_FillValue"] = None
@@ -362,23 +364,27 @@ def virtual_dataset(
             raw = open_raw(plan.grid).read(var.grid, ())
             combined[name] = xr.Variable(var.dims, raw.reshape(var.shape), attrs=dict(var.attrs))
             continue
-        encoding = dict(combined[name].encoding)
+        if name != dim and not hasattr(combined[name].data, "manifest"):
+            # Loaded coordinates: VirtualiZarr decoded them (mask, scale); write their
+            # values as stored, with their attributes as they are, as the Zarr writer does.
+            raw = _stored_values(plan, name, lo, hi)
+            combined[name] = xr.Variable(var.dims, raw, attrs=dict(var.attrs))
+            combined[name].encoding = {"chunks": var.chunks}
+            if "_FillValue" not in var.attrs:
+                combined[name].encoding["_FillValue"] = None
+            continue
         attrs = dict(var.attrs)
         if "_FillValue" in combined[name].attrs:
             # Virtual arrays carry the fill value already encoded for their Zarr format.
             attrs["_FillValue"] = combined[name].attrs["_FillValue"]
-        if not hasattr(combined[name].data, "manifest"):
-            # Loaded coordinates: xarray writes a fill value from the encoding (their
-            # sources' own, NaN included), and none where their sources have none.
-            encoding["_FillValue"] = attrs.pop("_FillValue", None)
         combined[name].attrs = attrs
-        combined[name].encoding = encoding
     combined.attrs = dict(plan.attrs)
     return combined
 
 
-def _recoded(plan: Plan, name: str, lo: int, hi: int) -> Any:
-    """The values of ``name`` over concat ``[lo, hi)``, re-encoded with the product's units."""
+def _stored_values(plan: Plan, name: str, lo: int, hi: int) -> Any:
+    """The values of ``name`` (over concat ``[lo, hi)`` if along it) as the product stores
+    them: as the sources do, time values re-encoded with the product's units."""
     from arcodex.convert._write import read_block
 
     var = plan.variables[name]
