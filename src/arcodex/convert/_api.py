@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from arcodex.convert._attrs import AttrFixes
-from arcodex.convert._check import CheckReport, check_product, close_sources
+from arcodex.convert._check import CheckReport, check_product
 from arcodex.convert._chunking import ChunkPattern, parse_chunks
 from arcodex.convert._cluster import open_client
+from arcodex.convert._concat_grid import plan_chunks, product_chunks
 from arcodex.convert._plan import Plan, build_plan
 from arcodex.convert._product import Product
 from arcodex.convert._replace import Staging, guard_destination
@@ -30,6 +31,7 @@ from arcodex.convert._sources import SourceRef, resolve_sources
 from arcodex.convert._steps import (
     Placed,
     attr_fixes,
+    check_against_sources,
     cluster_config,
     containers,
     finish,
@@ -40,7 +42,6 @@ from arcodex.convert._steps import (
     product_format,
     provenance_of,
     record_of,
-    replan,
     say,
     scan_all,
     scan_grid,
@@ -49,7 +50,7 @@ from arcodex.convert._steps import (
     write_new,
 )
 from arcodex.convert._write import WriteOptions
-from arcodex.convert._writers import check_tag_free
+from arcodex.convert._writers import check_tag_free, open_parts
 from arcodex.errors import ValidationError
 from arcodex.model import new_id
 
@@ -261,7 +262,10 @@ def convert(
             **({"dest_profile": placed.dest_profile} if placed.dest_profile else {}),
             **({"grid": str(grid), "grid_coords": dict(grid_coords or {})} if grid else {}),
         }
-        plan.virtual_parts = parts
+        if virtual:
+            # Refused here, before anything is written, when no chunk grid fits the sources.
+            plan.virtual_parts = parts
+            plan.virtual_chunks = plan_chunks(plan, parts)
         provenance = {**plan.summary(), "parameters": parameters}
         with unit(cat, "convert", refs, parameters, user) as uow:
             # Replacing a catalogued product replaces its record too (never a second one).
@@ -360,13 +364,11 @@ def check(
             refs = resolve_sources(sources, src_options)
             given = {r.url for r in refs}
             recorded = [s for s in recorded if s.get("url") in given]
-        plan = replan(stack, cat, refs, provenance, cluster, src_options)
-        try:
-            return check_product(
-                prod, plan, samples=samples, seed=seed, full=full, recorded=recorded
-            )
-        finally:
-            close_sources(plan)
+        client = stack.enter_context(open_client(cluster, config=cluster_config(cat)))
+        scans, _ = scan_all(client, refs, provenance.get("concat_dim"), None)
+        return check_against_sources(
+            prod, scans, provenance, samples=samples, seed=seed, full=full, recorded=recorded
+        )
 
 
 def _present(ref: SourceRef) -> bool:
@@ -466,7 +468,10 @@ def update(
                 config=cluster_config(cat),
             )
         )
-        scans, _ = scan_all(client, refs, provenance.get("concat_dim"), progress)
+        virtual = prod.format not in ("zarr", "icechunk")
+        scans, parts = scan_all(
+            client, refs, provenance.get("concat_dim"), progress, virtual=virtual
+        )
         params = provenance.get("parameters", {})
         fixes = attr_fixes(attrs) if attrs else AttrFixes.from_dict(params.get("attr_fixes") or {})
         explicit = parse_chunks(chunks)
@@ -479,6 +484,17 @@ def update(
             result.changes = {"unchanged": True}
             result.seconds = time.perf_counter() - started
             return result
+        if virtual:
+            # Refused here, before anything is written, when no chunk grid fits the sources.
+            delta.plan.virtual_parts = parts
+            # The recorded sources too: their chunks must fit the new ones.
+            open_parts(client, delta.plan, range(len(delta.plan.sources)), progress)
+            delta.plan.virtual_chunks = plan_chunks(
+                delta.plan,
+                delta.plan.virtual_parts,
+                existing=product_chunks(prod, delta.plan),
+                after=delta.old_length if delta.appended else 0,
+            )
         parameters = {
             "product": prod.to_dict(),
             "sources": len(refs),

@@ -310,9 +310,18 @@ def _equal_attr(a: Any, b: Any) -> bool:
         a = a[0]
     if isinstance(b, list) and len(b) == 1 and not isinstance(a, list):
         b = b[0]
+    if _is_nan(a) or _is_nan(b):
+        return _is_nan(a) and _is_nan(b)  # NaN fill values equal NaN, however spelt
     if isinstance(a, int | float) and isinstance(b, int | float):
-        return float(a) == float(b) or (a != a and b != b)
+        return float(a) == float(b)
     return bool(a == b)
+
+
+def _is_nan(value: Any) -> bool:
+    """NaN as a number, or as JSON attributes spell it (``"nan"``, ``"NaN"``)."""
+    if isinstance(value, float):
+        return value != value
+    return isinstance(value, str) and value.lower() == "nan"
 
 
 def _coverage(ds: Any, plan: Plan, failures: _Failures, checked: dict[str, Any]) -> None:

@@ -53,10 +53,15 @@ _READ_BYTES = 32 * 2**20
 
 
 def digest(values: np.ndarray) -> int:
-    """xxh3-64 of the values' bytes in C order (NaN payloads and signed zeros included)."""
+    """xxh3-64 of the values' bytes in C order and native byte order (NaN payloads and
+    signed zeros included): big-endian NetCDF3 values read through Zarr 2 references stay
+    big-endian, the same values read from the file may not."""
     import numpy as np
     import xxhash
 
+    values = np.asarray(values)
+    if values.dtype.byteorder not in ("=", "|"):
+        values = values.astype(values.dtype.newbyteorder("="))
     return int(xxhash.xxh3_64_intdigest(np.ascontiguousarray(values).data))
 
 

@@ -139,6 +139,8 @@ class Plan:
     scans: list[SourceScan] = field(default_factory=list, repr=False)
     #: Virtual datasets already made while scanning, by source URL (virtual targets).
     virtual_parts: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: The chunk length along the concat dim of each referenced variable (virtual targets).
+    virtual_chunks: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def length(self) -> int:

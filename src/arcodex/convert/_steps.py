@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arcodex.convert._attrs import AttrFixes
-from arcodex.convert._check import check_product, close_sources
-from arcodex.convert._cluster import ClusterConfig, cancel_and_wait, open_client
+from arcodex.convert._check import CheckReport, check_product, close_sources
+from arcodex.convert._cluster import ClusterConfig, cancel_and_wait
 from arcodex.convert._dest import dest_access, reach
 from arcodex.convert._plan import Plan, build_plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product, ProductFormat
@@ -286,7 +286,10 @@ def finish(
     if run_check:
         say(progress, "check", 0, 1)
         try:
-            result.report = check_product(result.product, result.plan, samples=samples)
+            # Checked as `arcodex check` checks it: from what the product records.
+            result.report = check_against_sources(
+                result.product, result.plan.scans, result.product.provenance(), samples=samples
+            )
         finally:
             close_sources(result.plan)
         say(progress, "check", 1, 1)
@@ -428,18 +431,15 @@ def record_of(cat: Catalog | None, product: Product) -> Record | None:
     return records[0] if records else None
 
 
-def replan(
-    stack: ExitStack,
-    cat: Catalog | None,
-    refs: Sequence[SourceRef],
-    provenance: Mapping[str, Any],
-    cluster: Any,
-    src_options: Mapping[str, Any],
+def recorded_plan(
+    scans: Sequence[SourceScan], provenance: Mapping[str, Any], src_options: Mapping[str, Any]
 ) -> Plan:
-    """The plan the product was made with, from its sources as they are now."""
-    client = stack.enter_context(open_client(cluster, config=cluster_config(cat)))
+    """The plan of a product, as its provenance records it, over the sources ``scans``.
+
+    The one plan a product is checked against: by ``check``, and by ``convert`` and
+    ``update`` right after writing (from the product's provenance, as written).
+    """
     dim = provenance.get("concat_dim")
-    scans, _ = scan_all(client, refs, dim, None)
     params = provenance.get("parameters", {})
     grid_scan = None
     if params.get("grid"):
@@ -453,6 +453,7 @@ def replan(
         fixes=AttrFixes.from_dict(params.get("attr_fixes") or {}),
         grid=grid_scan,
         grid_coords=params.get("grid_coords"),
+        concat_units=provenance.get("concat_units"),
     )
     for name, var in plan.variables.items():
         stored = provenance.get("variables", {}).get(name)
@@ -465,3 +466,24 @@ def replan(
     plan.attrs[PROVENANCE_ATTR] = ""
     plan.attrs.pop(PROVENANCE_ATTR)
     return plan
+
+
+def check_against_sources(
+    product: Product,
+    scans: Sequence[SourceScan],
+    provenance: Mapping[str, Any],
+    *,
+    samples: int = 3,
+    seed: int | None = None,
+    full: bool = False,
+    recorded: Sequence[Mapping[str, Any]] | None = None,
+) -> CheckReport:
+    """Check ``product`` against the sources ``scans`` describe, with the plan its provenance
+    records (the one check path of ``convert``, ``update`` and ``check``)."""
+    plan = recorded_plan(scans, provenance, product.source_options)
+    try:
+        return check_product(
+            product, plan, samples=samples, seed=seed, full=full, recorded=recorded
+        )
+    finally:
+        close_sources(plan)

@@ -208,16 +208,16 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str] | None) -> Any:
     from virtualizarr import open_virtual_dataset
     from virtualizarr.parsers import HDFParser
 
+    parser: Any = HDFParser()
     if ref.is_local:
         from obstore.store import LocalStore
 
         from arcodex.convert._sources import hdf5_magic
 
         if not hdf5_magic(ref.url):
-            raise ConversionError(
-                f"{ref.url} is NetCDF3, which virtual references do not cover here; "
-                "convert it with --to zarr or --to icechunk"
-            )
+            from virtualizarr.parsers.netcdf3 import NetCDF3Parser
+
+            parser = NetCDF3Parser()
         registry = ObjectStoreRegistry({"file://": LocalStore()})
         url = Path(ref.url).as_uri()
     else:
@@ -227,7 +227,7 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str] | None) -> Any:
         return open_virtual_dataset(
             url,
             registry=registry,
-            parser=HDFParser(),
+            parser=parser,
             loadable_variables=None if loadable is None else list(loadable),
             decode_times=False,
         )
@@ -236,18 +236,14 @@ def open_virtual(ref: SourceRef, loadable: Sequence[str] | None) -> Any:
 
 
 def scan_virtual(ref: SourceRef, concat_dim: str | None) -> tuple[Any, Any]:
-    """Task: make one source's virtual dataset and read its summary off it (one pass).
+    """Task: scan one source and make its virtual dataset.
 
-    Falls back to a full scan when the virtual dataset cannot tell the
-    concatenation dimension (no CF time axis and no usual name).
+    The scan is the one every other target and ``check`` make (raw attributes and
+    values as stored), so that the product is planned and checked from the same facts.
     """
-    from arcodex.convert._sources import scan_source, scan_virtual_dataset
+    from arcodex.convert._sources import scan_source
 
-    vds = open_virtual(ref, None)
-    scan = scan_virtual_dataset(ref, vds, concat_dim)
-    if scan.concat_dim is None:
-        scan = scan_source(ref, concat_dim)
-    return scan, vds
+    return scan_source(ref, concat_dim), open_virtual(ref, None)
 
 
 def scan_batch(refs: Sequence[SourceRef], concat_dim: str | None, virtual: bool) -> list[Any]:
@@ -288,12 +284,10 @@ def _object_store(ref: SourceRef) -> Any:
     return S3Store(bucket, **config)
 
 
-def virtual_dataset(
+def open_parts(
     client: Any, plan: Plan, indices: Sequence[int], progress: Progress | None
-) -> Any:
-    """The virtual dataset of the sources ``indices`` of ``plan``, concatenated in order."""
-    import numpy as np
-    import xarray as xr
+) -> list[Any]:
+    """The virtual datasets of the sources ``indices`` of ``plan`` (kept in ``plan.virtual_parts``)."""
     from distributed import as_completed
 
     loadable = [n for n, v in plan.variables.items() if n in plan.dims or v.grid]
@@ -305,21 +299,46 @@ def virtual_dataset(
     where = {f.key: refs.index(r) for f, r in zip(futures, missing, strict=True)}
     for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
         parts[where[future.key]] = future.result()
+        plan.virtual_parts[refs[where[future.key]].url] = parts[where[future.key]]
         if progress:
             progress("references", done, len(missing))
+    return parts
+
+
+def virtual_dataset(
+    client: Any, plan: Plan, indices: Sequence[int], progress: Progress | None
+) -> Any:
+    """The virtual dataset of the sources ``indices`` of ``plan``, concatenated in order."""
+    import numpy as np
+    import xarray as xr
+
+    from arcodex.convert._concat_grid import regrid
+
+    parts = open_parts(client, plan, indices, progress)
     dim = plan.concat_dim
     keep = list(plan.variables)
-    parts = [p.drop_vars([v for v in p.variables if v not in keep]) for p in parts]
-    with _quiet():
-        combined = xr.concat(
-            parts,
-            dim=dim,
-            data_vars="minimal",
-            coords="minimal",
-            compat="override",
-            join="exact",
-            combine_attrs="override",
-        )
+    parts = [
+        regrid(p.drop_vars([v for v in p.variables if v not in keep]), dim, plan.virtual_chunks)
+        for p in parts
+    ]
+    try:
+        with _quiet():
+            combined = xr.concat(
+                parts,
+                dim=dim,
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                join="exact",
+                combine_attrs="override",
+            )
+    except (ValueError, NotImplementedError) as exc:
+        # The plan refuses what it foresees; whatever else VirtualiZarr cannot join lands here.
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise ConversionError(
+            f"virtual references cannot join the sources: {text}; "
+            "convert the archive with --to zarr or --to icechunk"
+        ) from exc
     lo = plan.sources[indices[0]].start
     hi = plan.sources[indices[-1]].start + plan.sources[indices[-1]].length
     if dim in plan.variables:
@@ -331,7 +350,9 @@ def virtual_dataset(
             continue
         if var.recode is not None and any(var.recode.needed(i) for i in indices):
             # Time bounds in other units than the product's: their values, re-encoded.
-            combined[name] = xr.Variable(var.dims, _recoded(plan, name, lo, hi), attrs=var.attrs)
+            combined[name] = xr.Variable(
+                var.dims, _stored_values(plan, name, lo, hi), attrs=var.attrs
+            )
             combined[name].encoding = {"chunks": var.chunks}
             if "_FillValue" not in var.attrs:
                 combined[name].encoding["_FillValue"] = None
@@ -343,21 +364,27 @@ def virtual_dataset(
             raw = open_raw(plan.grid).read(var.grid, ())
             combined[name] = xr.Variable(var.dims, raw.reshape(var.shape), attrs=dict(var.attrs))
             continue
-        encoding = dict(combined[name].encoding)
+        if name != dim and not hasattr(combined[name].data, "manifest"):
+            # Loaded coordinates: VirtualiZarr decoded them (mask, scale); write their
+            # values as stored, with their attributes as they are, as the Zarr writer does.
+            raw = _stored_values(plan, name, lo, hi)
+            combined[name] = xr.Variable(var.dims, raw, attrs=dict(var.attrs))
+            combined[name].encoding = {"chunks": var.chunks}
+            if "_FillValue" not in var.attrs:
+                combined[name].encoding["_FillValue"] = None
+            continue
         attrs = dict(var.attrs)
         if "_FillValue" in combined[name].attrs:
             # Virtual arrays carry the fill value already encoded for their Zarr format.
             attrs["_FillValue"] = combined[name].attrs["_FillValue"]
-        if "_FillValue" not in attrs and not hasattr(combined[name].data, "manifest"):
-            encoding["_FillValue"] = None  # loaded coordinates: no fill value their sources lack
         combined[name].attrs = attrs
-        combined[name].encoding = encoding
     combined.attrs = dict(plan.attrs)
     return combined
 
 
-def _recoded(plan: Plan, name: str, lo: int, hi: int) -> Any:
-    """The values of ``name`` over concat ``[lo, hi)``, re-encoded with the product's units."""
+def _stored_values(plan: Plan, name: str, lo: int, hi: int) -> Any:
+    """The values of ``name`` (over concat ``[lo, hi)`` if along it) as the product stores
+    them: as the sources do, time values re-encoded with the product's units."""
     from arcodex.convert._write import read_block
 
     var = plan.variables[name]
