@@ -286,6 +286,14 @@ def add(
             "--external", help="Register URIs arcodex does not manage (nothing is fetched)."
         ),
     ] = False,
+    allow_duplicate: Annotated[
+        bool,
+        typer.Option(
+            "--allow-duplicate",
+            help="Add a file the catalog holds already (same content, or the same path or URI "
+            "registered) as another record; default: refuse, naming the record.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     ids_only: IdsOpt = False,
 ) -> None:
@@ -319,6 +327,7 @@ def add(
             record_ids=ids or None,
             schema=schema,
             schema_policy=schema_policy,
+            allow_duplicate=allow_duplicate,
         )
     else:
         records = catalog.add_files(
@@ -335,6 +344,7 @@ def add(
             schema=schema,
             schema_policy=schema_policy,
             require_metadata=require_metadata,
+            allow_duplicate=allow_duplicate,
         )
     _print_records(
         records,
