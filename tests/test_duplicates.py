@@ -136,7 +136,8 @@ def test_the_check_is_one_indexed_query(cat: Catalog) -> None:
         str(row[3])
         for row in conn.execute(
             "EXPLAIN QUERY PLAN SELECT r.id FROM artifacts a JOIN records r ON r.rid = a.rid"
-            " WHERE a.sha256 IN (?) OR (a.managed = 0 AND a.location IN (?))",
+            " WHERE (a.role = 'primary' AND a.sha256 IN (?))"
+            " OR (a.role = 'primary' AND a.location IN (?))",
             ["x", "y"],
         )
     )
@@ -161,3 +162,17 @@ def test_a_catalog_of_schema_1_is_upgraded_with_its_hashes(cat: Catalog, tmp_pat
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     conn.close()
+
+
+def test_a_product_holds_its_store_not_its_sources(cat: Catalog, tmp_path: Path) -> None:
+    """A converted product's sources are still free to add; its own store is not."""
+    from arcodex._archives import write_archive
+    from arcodex.convert import convert
+
+    [source] = write_archive(tmp_path / "src", "regular", files=1, steps=2)
+    product = convert([str(source)], to="zarr", catalog=cat, cluster="threads").record
+    added = cat.add_file(source, in_place=True)
+    assert added.id != product.id
+    store = cat.locate(product.artifacts[0])
+    with pytest.raises(ConflictError, match=product.id):
+        cat.add_file(store, in_place=True)

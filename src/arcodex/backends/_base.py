@@ -55,9 +55,9 @@ class CatalogBackend(Protocol):
         self, *, sha256: Sequence[str] = (), locations: Sequence[str] = ()
     ) -> list[tuple[str, str, str]]:
         """Who holds these files already: ``(value, record id, record status)`` for each
-        artifact whose sha256 is one of ``sha256``, or that is unmanaged (in place,
-        external) and whose path or URI is one of ``locations``; deleted records too.
-        Indexed: an add asks it of every file it adds."""
+        primary artifact whose sha256 is one of ``sha256`` or whose path or URI is one of
+        ``locations``; deleted records too (other roles, such as a product's sources, hold
+        nothing). Indexed: an add asks it of every file it adds."""
         ...
 
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:

@@ -105,12 +105,14 @@ CREATE TABLE operations (
 ) WITHOUT ROWID;
 CREATE INDEX operations_status ON operations(status, started_at);
 """
-#: Who already holds a file (the duplicate check of an add): its content, and where an
-#: unmanaged artifact (in place, external) points. Partial, so that records without a
-#: hash, and managed copies' locations, cost the bulk load nothing.
+#: Who already holds a file (the duplicate check of an add): the content of a record's
+#: primary artifact, and where it is (a path registered in place, a URI). Partial: other
+#: roles (a product's sources), and artifacts without a hash or location, cost nothing.
 _HOLDERS = """
-CREATE INDEX artifacts_sha256 ON artifacts(sha256) WHERE sha256 IS NOT NULL;
-CREATE INDEX artifacts_location ON artifacts(location) WHERE managed = 0;
+CREATE INDEX artifacts_sha256 ON artifacts(sha256)
+    WHERE role = 'primary' AND sha256 IS NOT NULL;
+CREATE INDEX artifacts_location ON artifacts(location)
+    WHERE role = 'primary' AND location IS NOT NULL;
 """
 _SCHEMA += _HOLDERS
 #: Schema 1 to 2: the artifacts' sha256, filled from the documents, and its indexes.
@@ -531,16 +533,17 @@ class SQLiteBackend:
         for start in range(0, max(len(sha256), len(locations)), 400):
             hashes, places = sha256[start : start + 400], locations[start : start + 400]
             rows = self._read(
-                "SELECT a.sha256, a.location, a.managed, r.id, r.status"
+                "SELECT a.sha256, a.location, r.id, r.status"
                 " FROM artifacts a JOIN records r ON r.rid = a.rid"
-                f" WHERE a.sha256 IN ({','.join('?' * len(hashes))})"
-                f" OR (a.managed = 0 AND a.location IN ({','.join('?' * len(places))}))"
+                # Each side repeats the role, so that each uses its partial index.
+                f" WHERE (a.role = 'primary' AND a.sha256 IN ({','.join('?' * len(hashes))}))"
+                f" OR (a.role = 'primary' AND a.location IN ({','.join('?' * len(places))}))"
                 " ORDER BY r.id",
                 [*hashes, *places],
             )
             wanted = {*hashes, *places}
-            for digest, location, managed, rid, status in rows:
-                for value in (digest, None if managed else location):
+            for digest, location, rid, status in rows:
+                for value in (digest, location):
                     if value in wanted:
                         out.append((str(value), str(rid), str(status)))
         return out

@@ -442,7 +442,10 @@ class Catalog:
                 # After the copy, which hashes the file: one read of it. A refusal rolls back.
                 refuse_duplicates(
                     self.backend,
-                    [_addition(f, r) for (f, _, _), r in zip(drafts, records, strict=True)],
+                    [
+                        _addition(self.root, f, r)
+                        for (f, _, _), r in zip(drafts, records, strict=True)
+                    ],
                 )
             uow.transition("artifact_write_succeeded")
             self._write_records(uow, records)
@@ -617,7 +620,7 @@ class Catalog:
         for record in records:
             self._hook("after_record_validate", record=record)
         if not allow_duplicate:
-            refuse_duplicates(self.backend, [Addition(u, location=u) for u in uris])
+            refuse_duplicates(self.backend, [Addition(u, locations=(u,)) for u in uris])
         with self.unit_of_work("add", user=user, inputs=list(uris)) as uow:
             uow.transition("planned", records=[r.id for r in records])
             self._write_records(uow, records)
@@ -1311,12 +1314,17 @@ class Catalog:
             # The original failure matters more than the failure to log it.
 
 
-def _addition(file: Path, record: Record) -> Addition:
+def _addition(root: Path, file: Path, record: Record) -> Addition:
     """What the duplicate check knows of an added file: its content, and its path when it
-    stays where it is (a managed copy's own path is arcodex's, not the user's)."""
+    stays where it is (a managed copy's own path is arcodex's, not the user's); a path in
+    the catalog is also known relative to its root, as arcodex records its own products."""
     artifact = record.artifacts[0]
-    located = None if artifact.managed else getattr(artifact.locator, "path", None)
-    return Addition(str(file), sha256=artifact.hashes.get("sha256"), location=located)
+    places: tuple[str, ...] = ()
+    if not artifact.managed and isinstance(artifact.locator, LocalPath):
+        path = Path(artifact.locator.path)
+        inside = path.is_relative_to(root.resolve())
+        places = (str(path), str(path.relative_to(root.resolve()))) if inside else (str(path),)
+    return Addition(str(file), sha256=artifact.hashes.get("sha256"), locations=places)
 
 
 _QUERY_KW = {"text", "bbox", "time", "kind", "status", "tags", "sort", "limit", "cursor"}

@@ -30,12 +30,13 @@ class Addition:
 
     label: str
     sha256: str | None = None
-    location: str | None = None
+    #: The paths or URI it is known by (a path under the catalog root also relative to it).
+    locations: tuple[str, ...] = ()
 
     @property
     def keys(self) -> tuple[str, ...]:
         """What makes another file the same as this one."""
-        return tuple(v for v in (self.sha256, self.location) if v)
+        return (self.sha256, *self.locations) if self.sha256 else self.locations
 
 
 def refuse_duplicates(backend: CatalogBackend, additions: Sequence[Addition]) -> None:
@@ -43,7 +44,7 @@ def refuse_duplicates(backend: CatalogBackend, additions: Sequence[Addition]) ->
     already (or the additions that repeat one another), in one line."""
     found = backend.holders(
         sha256=[a.sha256 for a in additions if a.sha256],
-        locations=[a.location for a in additions if a.location],
+        locations=[place for a in additions for place in a.locations],
     )
     holders: dict[str, dict[str, str]] = {}
     for value, record_id, status in found:

@@ -125,12 +125,19 @@ class RecordContract(ContractBase):
                 Record(id="in-place", artifacts=[in_place]),
                 Record(id="external", artifacts=[uri]),
                 Record(id="gone", artifacts=[Artifact(locator=LocalPath(path="/data/g.nc"))]),
+                Record(
+                    id="product",
+                    artifacts=[
+                        Artifact(locator=LocalPath(path="/store/p.zarr"), managed=True),
+                        Artifact(role="source", locator=LocalPath(path="/data/b.nc")),
+                    ],
+                ),
             ]
         )
         backend.delete("gone")
         found = backend.holders(
             sha256=[sha, "ef" * 32],
-            locations=["/data/b.nc", "https://example.org/c.nc", "/data/g.nc", "/store/a.nc"],
+            locations=["/data/b.nc", "https://example.org/c.nc", "/data/g.nc", "/data/none.nc"],
         )
         assert sorted(found) == sorted(
             [
@@ -139,7 +146,11 @@ class RecordContract(ContractBase):
                 ("https://example.org/c.nc", "external", "active"),
                 ("/data/g.nc", "gone", "deleted"),
             ]
-        ), "a managed copy's own path is not where the user's file is"
+        )
+        assert backend.holders(locations=["/store/a.nc"]) == [("/store/a.nc", "copied", "active")]
+        assert backend.holders(locations=["/store/p.zarr"]) == [
+            ("/store/p.zarr", "product", "active")
+        ], "a product holds its own store, not its sources (found above only as in-place)"
         assert backend.holders() == []
         backend.purge("copied")
         assert backend.holders(sha256=[sha]) == []
