@@ -181,6 +181,20 @@ def test_group_collections_use_the_defaults_after_their_own(tmp_path: Path) -> N
     assert report.valid, report.to_dict()
 
 
+def test_a_group_without_providers_says_where_to_set_them(tmp_path: Path) -> None:
+    from arcodex.catalog import CatalogConfig
+    from arcodex.stac import build_documents, validate_stac
+
+    config = CatalogConfig(stac_collections=[{"id": "mine", "where": ["tags=mine"]}])
+    with Catalog.create(tmp_path / "cat", config=config) as cat:
+        cat.add_files([_plain(tmp_path / "a.nc", "2020-01-01")], kind="dataset", tags=["mine"])
+        docs = build_documents(cat, open_data=False)
+    [problem] = validate_stac(list(docs.values())).problems
+    assert problem.id == "mine"
+    assert "stac_collections entry mine" in problem.message
+    assert "stac_defaults: providers:" in problem.message
+
+
 def load_config_text(root: Path, text: str) -> Any:
     (root / "arcodex.yaml").write_text(text, encoding="utf-8")
     return load_config(root)

@@ -76,7 +76,7 @@ def refuse_duplicates(backend: CatalogBackend, additions: Sequence[Addition]) ->
 
 
 def _records(ids: dict[str, str]) -> str:
-    """``01ab…`` or ``01ab…, 01cd… (deleted: arcodex restore ID)``."""
+    """The record ids, a deleted one with how to bring it back."""
     return ", ".join(
         f"{rid} (deleted; `arcodex restore {rid}` brings it back)" if status == "deleted" else rid
         for rid, status in sorted(ids.items())
