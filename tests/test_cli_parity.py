@@ -38,7 +38,7 @@ API_ONLY = {
 #: One invocation per (command, method) pair; ``{rid}`` is a record's id.
 INVOCATIONS: list[tuple[list[str], set[str]]] = [
     (["init", "{new}"], {"create", "info"}),
-    (["add", "{file}"], {"add_files"}),
+    (["add", "{file}", "--allow-duplicate"], {"add_files"}),
     (["add", "--external", "https://example.org/x"], {"add_externals"}),
     (["search", "x=1"], {"search"}),
     (["search", "--count"], {"count"}),

@@ -228,10 +228,29 @@ def test_numbers_beyond_sqlite_integers_are_compared_not_refused(root: Path) -> 
         assert resp.json()["features"] == []
 
 
-def test_the_root_and_its_query_strings(root: Path) -> None:
-    for resp in _requests(root, [("GET", "/", None), ("GET", "/?request=x", None)]):
-        assert resp.status_code == 200, resp.text
-        assert {link["rel"] for link in resp.json()["links"]} >= {"self", "stac"}
+def test_the_root_redirects_to_the_stac_landing_page(root: Path) -> None:
+    calls = [("GET", "/", None), ("GET", "/?request=x", None), ("GET", "/stac/", None)]
+    *roots, stac = _requests(root, calls)
+    for resp in roots:
+        assert resp.status_code == 307, resp.text
+        assert resp.headers["location"] == "http://arcodex/stac/"
+    assert stac.status_code == 200 and stac.json()["type"] == "Catalog"
+
+
+def test_the_root_redirect_keeps_the_proxy_prefix(root: Path) -> None:
+    import asyncio
+
+    from arcodex.server import create_app
+
+    async def run() -> httpx.Response:
+        # The server's root path, as `uvicorn --root-path` sets it behind a proxy.
+        transport = httpx.ASGITransport(app=create_app(root), root_path="/arcodex")
+        async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+            return await client.get("/arcodex/")
+
+    resp = asyncio.run(run())
+    assert resp.status_code == 307
+    assert resp.headers["location"] == "http://proxy/arcodex/stac/"
 
 
 def test_a_streamed_body_is_bounded(root: Path) -> None:

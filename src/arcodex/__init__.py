@@ -6,7 +6,14 @@ only when used.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# Icechunk's Rust log warns of every local repository opened ("not safe for concurrent
+# commits"), on reads too, where it cannot apply. Errors still show, and a user's own
+# ICECHUNK_LOG wins. Set before icechunk is imported (it reads the variable then), and
+# here so that every path that opens a repository, and the Dask workers, inherit it.
+os.environ.setdefault("ICECHUNK_LOG", "error")
 
 __version__ = "0.1.0.dev0"
 

@@ -51,6 +51,15 @@ class CatalogBackend(Protocol):
         """The record with exactly this id, deleted or not."""
         ...
 
+    def holders(
+        self, *, sha256: Sequence[str] = (), locations: Sequence[str] = ()
+    ) -> list[tuple[str, str, str]]:
+        """Who holds these files already: ``(value, record id, record status)`` for each
+        primary artifact whose sha256 is one of ``sha256`` or whose path or URI is one of
+        ``locations``; deleted records too (other roles, such as a product's sources, hold
+        nothing). Indexed: an add asks it of every file it adds."""
+        ...
+
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Up to ``limit`` ids starting with ``prefix``, sorted."""
         ...

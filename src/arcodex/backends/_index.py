@@ -193,6 +193,7 @@ def prepare(doc: str) -> Prepared:
                 int(art["managed"]),
                 loc["type"],
                 location,
+                (art.get("hashes") or {}).get("sha256"),
             )
         )
     return columns, doc, data["tags"], boxes_time, artifacts

@@ -46,7 +46,7 @@ from arcodex.model import (
 
 __all__ = ["SQLiteBackend"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _TRUSTED = {TRUSTED: True}
 _PAGE_SIZE = 16384
 #: Records written per batch inside one add (sorted together for locality).
@@ -91,7 +91,8 @@ CREATE TABLE tags (tag TEXT NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (tag, ri
 CREATE INDEX tags_rid ON tags(rid);
 CREATE TABLE artifacts (
     aid TEXT PRIMARY KEY, rid INTEGER NOT NULL, role TEXT, format TEXT, media_type TEXT,
-    status TEXT, size_bytes INTEGER, managed INTEGER NOT NULL, locator_type TEXT, location TEXT
+    status TEXT, size_bytes INTEGER, managed INTEGER NOT NULL, locator_type TEXT, location TEXT,
+    sha256 TEXT
 ) WITHOUT ROWID;
 CREATE INDEX artifacts_rid ON artifacts(rid);
 CREATE VIRTUAL TABLE fts USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
@@ -104,6 +105,28 @@ CREATE TABLE operations (
 ) WITHOUT ROWID;
 CREATE INDEX operations_status ON operations(status, started_at);
 """
+#: Who already holds a file (the duplicate check of an add): the content of a record's
+#: primary artifact, and where it is (a path registered in place, a URI). Partial: other
+#: roles (a product's sources), and artifacts without a hash or location, cost nothing.
+_HOLDERS = """
+CREATE INDEX artifacts_sha256 ON artifacts(sha256)
+    WHERE role = 'primary' AND sha256 IS NOT NULL;
+CREATE INDEX artifacts_location ON artifacts(location)
+    WHERE role = 'primary' AND location IS NOT NULL;
+"""
+_SCHEMA += _HOLDERS
+#: Schema 1 to 2: the artifacts' sha256, filled from the documents, and its indexes.
+_MIGRATE_1 = (
+    """
+ALTER TABLE artifacts ADD COLUMN sha256 TEXT;
+UPDATE artifacts SET sha256 = (
+    SELECT json_extract(a.value, '$.hashes.sha256')
+    FROM docs d, json_each(d.doc, '$.artifacts') a
+    WHERE d.rid = artifacts.rid AND json_extract(a.value, '$.id') = artifacts.aid
+);
+"""
+    + _HOLDERS
+)
 
 
 class SQLiteBackend:
@@ -148,9 +171,9 @@ class SQLiteBackend:
                     f"catalog database {self.path} was made by a newer arcodex (schema {version});"
                     " upgrade arcodex"
                 )
-            if version == 0:
+            if version in (0, 1):
                 with self._write() as conn:
-                    for statement in _SCHEMA.split(";"):
+                    for statement in (_SCHEMA if version == 0 else _MIGRATE_1).split(";"):
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -392,7 +415,7 @@ class SQLiteBackend:
         conn.executemany("INSERT INTO tags(tag, rid) VALUES (?,?)", tag_rows)
         conn.executemany("INSERT INTO fts(rowid, body) VALUES (?,?)", fts_rows)
         conn.executemany("INSERT INTO extent VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", extent_rows)
-        conn.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?,?,?,?,?,?)", art_rows)
+        conn.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?,?,?,?,?,?,?)", art_rows)
         self._apply_stats(conn, stats, pid)
 
     def _apply_stats(
@@ -500,6 +523,30 @@ class SQLiteBackend:
             return old
 
     # -- reading ------------------------------------------------------------------------
+
+    def holders(
+        self, *, sha256: Sequence[str] = (), locations: Sequence[str] = ()
+    ) -> list[tuple[str, str, str]]:
+        sha256, locations = list(dict.fromkeys(sha256)), list(dict.fromkeys(locations))
+        out: list[tuple[str, str, str]] = []
+        # Bounded chunks stay under SQLite's variable limit; one indexed query each.
+        for start in range(0, max(len(sha256), len(locations)), 400):
+            hashes, places = sha256[start : start + 400], locations[start : start + 400]
+            rows = self._read(
+                "SELECT a.sha256, a.location, r.id, r.status"
+                " FROM artifacts a JOIN records r ON r.rid = a.rid"
+                # Each side repeats the role, so that each uses its partial index.
+                f" WHERE (a.role = 'primary' AND a.sha256 IN ({','.join('?' * len(hashes))}))"
+                f" OR (a.role = 'primary' AND a.location IN ({','.join('?' * len(places))}))"
+                " ORDER BY r.id",
+                [*hashes, *places],
+            )
+            wanted = {*hashes, *places}
+            for digest, location, rid, status in rows:
+                for value in (digest, location):
+                    if value in wanted:
+                        out.append((str(value), str(rid), str(status)))
+        return out
 
     def get(self, record_id: str) -> Record:
         rows = self._read(

@@ -18,6 +18,7 @@ from arcodex.backends import BackendStats, CatalogBackend, Page, open_backend
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.catalog._doctor import DoctorReport, Recovery, _where, diagnose, doctor_fix
 from arcodex.catalog._doctor import recover as recover_operations
+from arcodex.catalog._duplicates import Addition, refuse_duplicates
 from arcodex.catalog._events import EventLog
 from arcodex.catalog._hooks import HookContext, HookRegistry, HookResult
 from arcodex.catalog._journal import Journal, UnitOfWork
@@ -300,9 +301,14 @@ class Catalog:
         schema: str | None = None,
         schema_policy: Policy | None = None,
         require_metadata: bool = False,
+        allow_duplicate: bool = False,
         user: str | None = None,
     ) -> Record:
-        """Add one file: copied into managed storage, or registered where it is (``in_place``)."""
+        """Add one file: copied into managed storage, or registered where it is (``in_place``).
+
+        A file the catalog holds already (same content, or the same path in place) is
+        refused with the record's id unless ``allow_duplicate``.
+        """
         return self.add_files(
             [path],
             kind=kind,
@@ -317,6 +323,7 @@ class Catalog:
             schema=schema,
             schema_policy=schema_policy,
             require_metadata=require_metadata,
+            allow_duplicate=allow_duplicate,
             user=user,
         )[0]
 
@@ -337,10 +344,16 @@ class Catalog:
         schema: str | None = None,
         schema_policy: Policy | None = None,
         require_metadata: bool = False,
+        allow_duplicate: bool = False,
         user: str | None = None,
     ) -> list[Record]:
         """Add files as one operation: every file is checked and read before anything is
-        written, and either all records are added or none."""
+        written, and either all records are added or none.
+
+        A file the catalog holds already (same sha256, or the same path registered in
+        place), or given twice, is refused (:class:`ConflictError` naming the records;
+        nothing is added) unless ``allow_duplicate``.
+        """
         user = user or current_user()
         files = [Path(p).expanduser() for p in paths]
         if record_ids is not None and len(record_ids) != len(files):
@@ -441,6 +454,15 @@ class Catalog:
                     },
                 )
                 records.append(record.model_copy(update={"artifacts": [artifact]}))
+            if not allow_duplicate:
+                # After the copy, which hashes the file: one read of it. A refusal rolls back.
+                refuse_duplicates(
+                    self.backend,
+                    [
+                        _addition(self.root, f, r)
+                        for (f, _, _), r in zip(drafts, records, strict=True)
+                    ],
+                )
             uow.transition("artifact_write_succeeded")
             self._write_records(uow, records)
         return records
@@ -536,9 +558,11 @@ class Catalog:
         format: str | None = None,
         schema: str | None = None,
         schema_policy: Policy | None = None,
+        allow_duplicate: bool = False,
         user: str | None = None,
     ) -> Record:
-        """Register a URI arcodex does not manage; nothing is downloaded."""
+        """Register a URI arcodex does not manage; nothing is downloaded. A URI a record
+        holds already is refused unless ``allow_duplicate``."""
         return self.add_externals(
             [uri],
             kind=kind,
@@ -551,6 +575,7 @@ class Catalog:
             format=format,
             schema=schema,
             schema_policy=schema_policy,
+            allow_duplicate=allow_duplicate,
             user=user,
         )[0]
 
@@ -569,9 +594,11 @@ class Catalog:
         format: str | None = None,
         schema: str | None = None,
         schema_policy: Policy | None = None,
+        allow_duplicate: bool = False,
         user: str | None = None,
     ) -> list[Record]:
-        """Register URIs as one operation: all are added, or none (nothing is downloaded)."""
+        """Register URIs as one operation: all are added, or none (nothing is downloaded).
+        A URI a record holds already, or given twice, is refused unless ``allow_duplicate``."""
         user = user or current_user()
         if record_ids is not None and len(record_ids) != len(uris):
             raise ValidationError(
@@ -608,13 +635,18 @@ class Catalog:
         records = [self._with_schema(r, schema, schema_policy, user) for r in records]
         for record in records:
             self._hook("after_record_validate", record=record)
+        if not allow_duplicate:
+            refuse_duplicates(self.backend, [Addition(u, locations=(u,)) for u in uris])
         with self.unit_of_work("add", user=user, inputs=list(uris)) as uow:
             uow.transition("planned", records=[r.id for r in records])
             self._write_records(uow, records)
         return records
 
     def add_records(self, records: Sequence[Record], *, user: str | None = None) -> list[Record]:
-        """Add prepared records (their artifacts already in place) in one transaction."""
+        """Add prepared records (their artifacts already in place) in one transaction.
+
+        Bulk loads are not checked for duplicates (:meth:`add_files` is).
+        """
         with self.unit_of_work("add", user=user, parameters={"count": len(records)}) as uow:
             uow.transition("planned", count=len(records))
             self._write_records(uow, records)
@@ -1296,6 +1328,19 @@ class Catalog:
             if error is None:
                 raise
             # The original failure matters more than the failure to log it.
+
+
+def _addition(root: Path, file: Path, record: Record) -> Addition:
+    """What the duplicate check knows of an added file: its content, and its path when it
+    stays where it is (a managed copy's own path is arcodex's, not the user's); a path in
+    the catalog is also known relative to its root, as arcodex records its own products."""
+    artifact = record.artifacts[0]
+    places: tuple[str, ...] = ()
+    if not artifact.managed and isinstance(artifact.locator, LocalPath):
+        path = Path(artifact.locator.path)
+        inside = path.is_relative_to(root.resolve())
+        places = (str(path), str(path.relative_to(root.resolve()))) if inside else (str(path),)
+    return Addition(str(file), sha256=artifact.hashes.get("sha256"), locations=places)
 
 
 _QUERY_KW = {"text", "bbox", "time", "kind", "status", "tags", "sort", "limit", "cursor"}

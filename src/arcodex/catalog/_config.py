@@ -19,6 +19,8 @@ __all__ = [
     "FileProfileConfig",
     "ServerConfig",
     "StacCollectionConfig",
+    "StacDefaultsConfig",
+    "StacProviderConfig",
     "load_config",
 ]
 
@@ -78,6 +80,36 @@ class ServerConfig(BaseModel):
     )
 
 
+class StacProviderConfig(BaseModel):
+    """A STAC provider: who produced, processed, licensed or hosts the data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="the organisation or person")
+    roles: list[Literal["licensor", "producer", "processor", "host"]] = Field(
+        default_factory=list, description="licensor, producer, processor and/or host"
+    )
+    url: str | None = Field(default=None, description="its home page")
+    description: str | None = None
+
+
+class StacDefaultsConfig(BaseModel):
+    """What a STAC Collection says when its records do not (the ``stac_defaults`` section).
+
+    A record's own attributes always win: ``license``, and ``institution``,
+    ``creator_name`` or ``publisher_name`` for providers.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    license: str | None = Field(
+        default=None, min_length=2, description="an SPDX id (CC-BY-4.0 …) or 'other'"
+    )
+    providers: list[StacProviderConfig] = Field(
+        default_factory=list, description="STAC providers (name, roles, url)"
+    )
+
+
 class StacCollectionConfig(BaseModel):
     """One STAC Collection grouping records (an entry of ``stac_collections``)."""
 
@@ -92,7 +124,7 @@ class StacCollectionConfig(BaseModel):
     description: str | None = None
     license: str | None = Field(default=None, description="an SPDX id; default: the members'")
     keywords: list[str] = Field(default_factory=list)
-    providers: list[dict[str, Any]] = Field(
+    providers: list[StacProviderConfig] = Field(
         default_factory=list,
         description="STAC providers (name, roles, url); default: the members'",
     )
@@ -139,6 +171,10 @@ class CatalogConfig(BaseSettings):
     stac_collections: list[StacCollectionConfig] = Field(
         default_factory=list,
         description="Collections grouping records; a record in none is a Collection of its own",
+    )
+    stac_defaults: StacDefaultsConfig = Field(
+        default_factory=StacDefaultsConfig,
+        description="license and providers of Collections whose records name none",
     )
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig, description="the Dask cluster conversions run on"

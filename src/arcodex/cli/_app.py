@@ -451,6 +451,14 @@ def add(
             "--external", help="Register URIs arcodex does not manage (nothing is fetched)."
         ),
     ] = False,
+    allow_duplicate: Annotated[
+        bool,
+        typer.Option(
+            "--allow-duplicate",
+            help="Add a file the catalog holds already (same content, or the same path or URI "
+            "registered) as another record; default: refuse, naming the record.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     ids_only: IdsOpt = False,
 ) -> None:
@@ -484,6 +492,7 @@ def add(
             record_ids=ids or None,
             schema=schema,
             schema_policy=schema_policy,
+            allow_duplicate=allow_duplicate,
         )
     else:
         records = catalog.add_files(
@@ -500,6 +509,7 @@ def add(
             schema=schema,
             schema_policy=schema_policy,
             require_metadata=require_metadata,
+            allow_duplicate=allow_duplicate,
         )
     _print_records(
         records,

@@ -105,7 +105,9 @@ def register(
                 f"{'would remove' if check else 'removed'} {len(result.removed)} — {result.dest}"
             )
             for problem in result.report.problems:
-                out.print(f"  invalid: {problem.id} {problem.path}: {problem.message}")
+                out.print(
+                    f"  invalid: {problem.id} {problem.path}: {problem.message}", markup=False
+                )
             _print_notices(result.to_dict()["notices"])
         if not result.ok:
             raise typer.Exit(1)
@@ -228,7 +230,10 @@ def _print_report(data: dict[str, Any], as_json: bool) -> None:
     verdict = "valid" if data["valid"] else "invalid"
     out.print(f"{verdict}: {data['checked']} documents, {len(data['problems'])} problems")
     for problem in data["problems"]:
-        out.print(f"  {problem['schema']}: {problem['id']} {problem['path']}: {problem['message']}")
+        out.print(
+            f"  {problem['schema']}: {problem['id']} {problem['path']}: {problem['message']}",
+            markup=False,
+        )
     _print_notices(data["notices"])
 
 

@@ -375,7 +375,7 @@ class Client:
         for group_id, group in grouping.groups.items():
             members = list(grouping.members(group_id))
             if members:
-                out.append(group_collection(group, members))
+                out.append(group_collection(group, members, self._catalog.config.stac_defaults))
         out += [c for c, item in self._catalog_stac(self._datasets()) if item.collection_id == c.id]
         return out
 

@@ -12,11 +12,6 @@ imported when a conversion runs::
 
 from __future__ import annotations
 
-import os
-
-# Icechunk logs a warning per local repository opened; errors are what users need to see.
-os.environ.setdefault("ICECHUNK_LOG", "error")
-
 from arcodex.convert._api import ConvertResult, check, convert, open_product, update
 from arcodex.convert._attrs import AttrFix, AttrFixes
 from arcodex.convert._check import CheckReport

@@ -76,7 +76,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.catalog = catalog
-    app.add_api_route("/", landing(title), methods=["GET"], include_in_schema=False)
+    app.add_api_route("/", landing("/stac"), methods=["GET"], include_in_schema=False)
     add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
     add_error_handlers(app)
     document_errors(app)

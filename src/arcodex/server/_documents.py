@@ -94,7 +94,9 @@ class DocumentCache:
             cached = self._groups.get(group_id)
         if cached is None or cached[0] != signature:
             members = list(self.grouping.members(group_id))
-            collection = group_collection(self.grouping.groups[group_id], members)
+            collection = group_collection(
+                self.grouping.groups[group_id], members, self.catalog.config.stac_defaults
+            )
             cached = (signature, _unlinked(collection.to_dict))
             with self._lock:
                 self._groups[group_id] = cached

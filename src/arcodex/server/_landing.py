@@ -1,29 +1,26 @@
-"""The server's root document (``GET /``): where its parts are."""
+"""The server's root (``GET /``): a redirect to the STAC API's landing page, which links
+every part of the API (its conformance, collections, search and the OpenAPI document)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import RedirectResponse
 
 __all__ = ["landing"]
 
 
-def landing(title: str) -> Callable[[Request], dict[str, Any]]:
-    """The endpoint of ``GET /``: the title and a link to each part (the STAC API)."""
+def landing(prefix: str = "/stac") -> Callable[[Request], RedirectResponse]:
+    """The endpoint of ``GET /``: a 307 to ``{prefix}/`` under the app's own base URL.
+
+    The base URL carries the proxy's ``root_path`` and (from trusted proxies only) the
+    forwarded host and scheme, so the redirect leads where the client came from.
+    """
 
     # Request is imported at module level so that FastAPI sees the annotation (a string
     # under postponed evaluation) as the request, not as a query parameter named request.
-    def index(request: Request) -> dict[str, Any]:
-        base = str(request.base_url)
-        return {
-            "title": title,
-            "links": [
-                {"rel": "self", "href": base, "type": "application/json"},
-                {"rel": "stac", "href": f"{base}stac/", "type": "application/json"},
-                {"rel": "service-desc", "href": f"{base}api", "type": "application/json"},
-            ],
-        }
+    def index(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"{request.base_url}{prefix.strip('/')}/", status_code=307)
 
     return index

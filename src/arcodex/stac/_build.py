@@ -7,7 +7,8 @@ an older arcodex) is described from its opened data, or else from its metadata;
 assets carry media types, roles, ``xarray:open_kwargs`` and non-secret
 ``xarray:storage_options`` so that any client can open them; CF global
 attributes become STAC fields (title, description, license, providers,
-keywords, DOI and citation).
+keywords, DOI and citation). A Collection whose record names no license or
+provider gets the catalog's ``stac_defaults`` (``arcodex.yaml``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import pystac
 
     from arcodex.catalog import Catalog
+    from arcodex.catalog._config import StacDefaultsConfig
     from arcodex.model import Record
 
 __all__ = ["EXTENSIONS", "STAC_VERSION", "collection_for", "item_for", "stac_for", "version_items"]
@@ -62,7 +64,7 @@ def stac_for(
     """The Collection and Item of one dataset record (the data opened for the datacube)."""
     info = _describe(record, catalog, open_data=open_data)
     item = _item(record, info)
-    collection = _collection(record, info, item)
+    collection = _collection(record, info, catalog.config.stac_defaults if catalog else None)
     collection.add_item(item)
     return collection, item
 
@@ -469,7 +471,9 @@ def _epoch() -> Any:
     return datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _collection(record: Record, info: _Info, item: pystac.Item) -> pystac.Collection:
+def _collection(
+    record: Record, info: _Info, defaults: StacDefaultsConfig | None
+) -> pystac.Collection:
     from datetime import datetime
 
     import pystac
@@ -501,9 +505,9 @@ def _collection(record: Record, info: _Info, item: pystac.Item) -> pystac.Collec
         title=record.title or _text(attrs.get("title")) or record.id,
         description=description,
         extent=pystac.Extent(pystac.SpatialExtent(bboxes), pystac.TemporalExtent([[start, end]])),
-        license=_license(attrs.get("license")),
+        license=record_license(attrs, defaults),
         keywords=_keywords(attrs.get("keywords"), record.tags) or None,
-        providers=_providers(attrs) or None,
+        providers=record_providers(attrs, defaults) or None,
         stac_extensions=sorted(set(extensions)),
         extra_fields=extra,
     )
@@ -546,6 +550,25 @@ def _keywords(value: Any, tags: Sequence[str]) -> list[str]:
     elif isinstance(value, list | tuple):
         words = [str(w).strip() for w in value if str(w).strip()]
     return list(dict.fromkeys([*words, *tags]))
+
+
+def record_license(attrs: Mapping[str, Any], defaults: StacDefaultsConfig | None) -> str:
+    """The record's own ``license`` attribute, else the catalog's default, else "other"."""
+    if _text(attrs.get("license")) or defaults is None or not defaults.license:
+        return _license(attrs.get("license"))
+    return defaults.license
+
+
+def record_providers(
+    attrs: Mapping[str, Any], defaults: StacDefaultsConfig | None
+) -> list[pystac.Provider]:
+    """The providers the record's attributes name, else the catalog's default ones."""
+    import pystac
+
+    own = _providers(attrs)
+    if own or defaults is None:
+        return own
+    return [pystac.Provider.from_dict(p.model_dump(exclude_none=True)) for p in defaults.providers]
 
 
 def _providers(attrs: Mapping[str, Any]) -> list[Any]:

@@ -95,7 +95,9 @@ def build_documents(
             grouped.setdefault(group, []).extend([item, *versions])
             members.setdefault(group, []).append(record)
     for group_id, items in grouped.items():
-        collection = group_collection(grouping.groups[group_id], members[group_id])
+        collection = group_collection(
+            grouping.groups[group_id], members[group_id], catalog.config.stac_defaults
+        )
         collection.add_items(items)
         root.add_child(collection)
     base = "/arcodex-stac"  # a placeholder root: every link ends up relative to it

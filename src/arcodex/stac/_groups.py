@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import pystac
 
     from arcodex.catalog import Catalog
-    from arcodex.catalog._config import StacCollectionConfig
+    from arcodex.catalog._config import StacCollectionConfig, StacDefaultsConfig
     from arcodex.model import Record
 
 __all__ = ["Grouping", "group_collection"]
@@ -66,12 +66,27 @@ class Grouping:
                 return
 
 
-def group_collection(group: StacCollectionConfig, members: Sequence[Record]) -> pystac.Collection:
+def group_collection(
+    group: StacCollectionConfig,
+    members: Sequence[Record],
+    defaults: StacDefaultsConfig | None = None,
+) -> pystac.Collection:
     """The Collection of a group: its extent, keywords, providers and license from its
-    members' metadata (no data is opened), its text from the configuration."""
+    members' metadata (no data is opened), its text from the configuration.
+
+    The group's own license and providers come first, then its members' (a member
+    without a license has the catalog's default one, as its own Collection would); the
+    catalog's default providers when neither the group nor any member names one.
+    """
     import pystac
 
-    from arcodex.stac._build import EXTENSIONS, _keywords, _license, _providers, record_attrs
+    from arcodex.stac._build import (
+        EXTENSIONS,
+        _keywords,
+        record_attrs,
+        record_license,
+        record_providers,
+    )
 
     boxes: list[list[float]] = []
     starts: list[str] = []
@@ -79,7 +94,10 @@ def group_collection(group: StacCollectionConfig, members: Sequence[Record]) -> 
     keywords: dict[str, None] = dict.fromkeys(group.keywords)
     licenses: set[str] = set()
     providers: dict[str, pystac.Provider] = {
-        p.name: p for p in (pystac.Provider.from_dict(dict(d)) for d in group.providers)
+        p.name: p
+        for p in (
+            pystac.Provider.from_dict(d.model_dump(exclude_none=True)) for d in group.providers
+        )
     }
     for record in members:
         meta = record.metadata
@@ -91,9 +109,11 @@ def group_collection(group: StacCollectionConfig, members: Sequence[Record]) -> 
         ends += [end] if end else []
         attrs = record_attrs(record)
         keywords.update(dict.fromkeys(_keywords(attrs.get("keywords"), record.tags)))
-        licenses.add(_license(attrs.get("license")))
-        for provider in _providers(attrs):
+        licenses.add(record_license(attrs, defaults))
+        for provider in record_providers(attrs, None):
             providers.setdefault(provider.name, provider)
+    if not providers:
+        providers = {p.name: p for p in record_providers({}, defaults)}
     interval = [_moment(min(starts, default=None)), _moment(max(ends, default=None))]
     bboxes = _union(boxes)
     dimensions, variables = _group_cube(

@@ -138,8 +138,42 @@ def validate_stac(
             report.problems.append(Problem(ident, _path(error), _message(error), "core"))
         if kind in ("Collection", "Feature"):
             extensions.check(doc, ident, report, strict=strict_extensions)
-            report.problems += _problems(checker, doc, ident, "profile")
+            report.problems += [
+                _with_fix(p, doc) for p in _problems(checker, doc, ident, "profile")
+            ]
     return report
+
+
+#: Where a Collection's providers and license come from, in the order arcodex reads them.
+_FIXES = {
+    "providers": (
+        "institution='My Lab'",
+        "a NetCDF global attribute (institution, creator_name or publisher_name)",
+        "providers: [{name: My Lab, roles: [producer, host]}]",
+    ),
+    "license": ("license=CC-BY-4.0", "a NetCDF global attribute license", "license: CC-BY-4.0"),
+}
+
+
+def _with_fix(problem: Problem, doc: Mapping[str, Any]) -> Problem:
+    """A profile problem with a Collection's providers or license, with how to fix it."""
+    field = problem.path or next((f for f in _FIXES if f"'{f}'" in problem.message), "")
+    if doc.get("type") != "Collection" or field not in _FIXES:
+        return problem
+    assign, attribute, yaml = _FIXES[field]
+    if "arcodex:where" in doc:  # a configured group: its own entry in stac_collections
+        fix = (
+            f"set {field} in the stac_collections entry {problem.id} of arcodex.yaml, on its "
+            f"members (arcodex update ID --set {assign}), or as a default (stac_defaults: "
+            f"{yaml})"
+        )
+    else:
+        fix = (
+            f"name it with {attribute} in the source files or arcodex convert --set-attr "
+            f"{assign}, with arcodex update {problem.id} --set {assign}, or as a catalog-wide "
+            f"default in arcodex.yaml (stac_defaults: {yaml})"
+        )
+    return Problem(problem.id, problem.path, f"{problem.message}; {fix}", problem.schema)
 
 
 def _kind(doc: Mapping[str, Any]) -> str:

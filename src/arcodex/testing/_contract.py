@@ -112,6 +112,49 @@ class RecordContract(ContractBase):
             backend.get("second")
         assert search_ids(backend, "k:exists") == []
 
+    def test_holders_of_content_paths_and_uris(self, backend: CatalogBackend) -> None:
+        sha = "ab" * 32
+        copied = Artifact(
+            locator=LocalPath(path="/store/a.nc"), hashes={"sha256": sha}, managed=True
+        )
+        in_place = Artifact(locator=LocalPath(path="/data/b.nc"), hashes={"sha256": "cd" * 32})
+        uri = Artifact(locator=ExternalUri(uri="https://example.org/c.nc"), status="external")
+        backend.add(
+            [
+                Record(id="copied", artifacts=[copied]),
+                Record(id="in-place", artifacts=[in_place]),
+                Record(id="external", artifacts=[uri]),
+                Record(id="gone", artifacts=[Artifact(locator=LocalPath(path="/data/g.nc"))]),
+                Record(
+                    id="product",
+                    artifacts=[
+                        Artifact(locator=LocalPath(path="/store/p.zarr"), managed=True),
+                        Artifact(role="source", locator=LocalPath(path="/data/b.nc")),
+                    ],
+                ),
+            ]
+        )
+        backend.delete("gone")
+        found = backend.holders(
+            sha256=[sha, "ef" * 32],
+            locations=["/data/b.nc", "https://example.org/c.nc", "/data/g.nc", "/data/none.nc"],
+        )
+        assert sorted(found) == sorted(
+            [
+                (sha, "copied", "active"),
+                ("/data/b.nc", "in-place", "active"),
+                ("https://example.org/c.nc", "external", "active"),
+                ("/data/g.nc", "gone", "deleted"),
+            ]
+        )
+        assert backend.holders(locations=["/store/a.nc"]) == [("/store/a.nc", "copied", "active")]
+        assert backend.holders(locations=["/store/p.zarr"]) == [
+            ("/store/p.zarr", "product", "active")
+        ], "a product holds its own store, not its sources (found above only as in-place)"
+        assert backend.holders() == []
+        backend.purge("copied")
+        assert backend.holders(sha256=[sha]) == []
+
     def test_get_unknown(self, backend: CatalogBackend) -> None:
         with pytest.raises(NotFoundError) as info:
             backend.get("nope")

@@ -1,0 +1,83 @@
+"""The duplicate check of an add: a file or URI the catalog holds already is refused.
+
+The same file is the same content (sha256), wherever it was copied from; a file
+registered in place, or a URI, is also the same when its path or URI is. The
+check is one indexed query per add (:meth:`CatalogBackend.holders`); records
+added by :meth:`Catalog.add_records` (prepared by converters and plugins) are
+not checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from arcodex.errors import ConflictError
+
+if TYPE_CHECKING:
+    from arcodex.backends import CatalogBackend
+
+__all__ = ["Addition", "refuse_duplicates"]
+
+#: How many files a refusal names before it says "and N more".
+_NAMED = 3
+
+
+@dataclass(frozen=True)
+class Addition:
+    """One file or URI being added: how the user named it, its content and its place."""
+
+    label: str
+    sha256: str | None = None
+    #: The paths or URI it is known by (a path under the catalog root also relative to it).
+    locations: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """What makes another file the same as this one."""
+        return (self.sha256, *self.locations) if self.sha256 else self.locations
+
+
+def refuse_duplicates(backend: CatalogBackend, additions: Sequence[Addition]) -> None:
+    """Raise :class:`ConflictError` naming the records that hold any of ``additions``
+    already (or the additions that repeat one another), in one line."""
+    found = backend.holders(
+        sha256=[a.sha256 for a in additions if a.sha256],
+        locations=[place for a in additions for place in a.locations],
+    )
+    holders: dict[str, dict[str, str]] = {}
+    for value, record_id, status in found:
+        holders.setdefault(value, {})[record_id] = status
+    clashes: list[str] = []
+    first: dict[str, str] = {}
+    for add in additions:
+        ids: dict[str, str] = {}
+        for key in add.keys:
+            ids.update(holders.get(key, {}))
+        if ids:
+            clashes.append(f"{add.label} is already in the catalog as record {_records(ids)}")
+            continue
+        earlier = next((first[k] for k in add.keys if k in first), None)
+        if earlier == add.label:
+            clashes.append(f"{add.label} is given twice")
+        elif earlier is not None:
+            clashes.append(f"{add.label} is the same file as {earlier}")
+        for key in add.keys:
+            first.setdefault(key, add.label)
+    if not clashes:
+        return
+    named = "; ".join(clashes[:_NAMED])
+    more = f"; and {len(clashes) - _NAMED} more" if len(clashes) > _NAMED else ""
+    raise ConflictError(
+        f"{named}{more}; nothing added: use the existing record, or add anyway with "
+        "--allow-duplicate (allow_duplicate=True)"
+    )
+
+
+def _records(ids: dict[str, str]) -> str:
+    """The record ids, a deleted one with how to bring it back."""
+    return ", ".join(
+        f"{rid} (deleted; `arcodex restore {rid}` brings it back)" if status == "deleted" else rid
+        for rid, status in sorted(ids.items())
+    )
