@@ -9,6 +9,7 @@ anything else; ``--debug`` adds the traceback.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import sys
@@ -915,4 +916,35 @@ _discover.register(app, command, _state)
 
 def main() -> None:
     """Entry point of the ``arcodex`` console script."""
-    app()
+    _app_for(sys.argv[1:])()
+
+
+#: Global options that take a value (the token after them is not a command name).
+_VALUED = frozenset({"--catalog", "-C"})
+
+
+def _app_for(argv: list[str]) -> typer.Typer:
+    """The app holding only the top-level command ``argv`` runs, when it names one.
+
+    Typer turns every registered function into a click command (reading each one's
+    type hints) before it runs any; for one command that was most of a short command's
+    time. Help, ``--version``, groups and unknown names get the whole app.
+    """
+    name = None
+    tokens = iter(argv)
+    for token in tokens:
+        if token in _VALUED:
+            next(tokens, None)
+        elif token.startswith("-"):
+            if token in ("-h", "--help", "--version", "--"):
+                return app
+        else:
+            name = token
+            break
+    chosen = [c for c in app.registered_commands if name is not None and c.name == name]
+    if not chosen:
+        return app
+    lean = copy.copy(app)
+    lean.registered_commands = chosen
+    lean.registered_groups = []
+    return lean
