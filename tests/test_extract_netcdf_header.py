@@ -128,6 +128,14 @@ def _timedelta(path: Path) -> None:
     ds.to_netcdf(path)
 
 
+def _enum(path: Path) -> None:
+    with netCDF4.Dataset(path, "w") as nc:
+        kind = nc.createEnumType("u1", "cloud_t", {"clear": 0, "cloudy": 1})
+        nc.createDimension("x", 3)
+        cloud = nc.createVariable("cloud", kind, ("x",))
+        cloud[:] = np.array([0, 1, 0], "u1")
+
+
 def _sample(path: Path) -> None:
     write_sample_netcdf(path)
 
@@ -153,6 +161,7 @@ FALLBACK: dict[str, Callable[[Path], None]] = {
     "strings": _strings,
     "fractional_times": _fractional_times,
     "timedelta": _timedelta,
+    "enum": _enum,
 }
 
 

@@ -143,7 +143,9 @@ def _dataset(nc: Any) -> HeaderDataset:
     sizes: dict[str, int] = {}
     for name, var in nc.variables.items():
         dtype = var.dtype
-        if not isinstance(dtype, np.dtype) or dtype.kind not in "iuf" or dtype == np.float16:
+        # Enum, variable-length and compound types have a netCDF4 type object as datatype.
+        plain = isinstance(var.datatype, np.dtype) and isinstance(dtype, np.dtype)
+        if not plain or dtype.kind not in "iuf" or dtype == np.float16:
             raise _Unsupported(f"{name}: dtype {dtype}")
         dims = tuple(str(d) for d in var.dimensions)
         if name in dims and dims != (name,):
