@@ -136,3 +136,41 @@ def test_failed_compensation_is_reported(cat: Catalog) -> None:
     assert cat.journal.read(op.id)[-1]["state"] == "failed"
     (event,) = cat.logs(event="uow.compensation_failed")
     assert event["exc_type"] == "OSError"
+
+
+def test_only_the_states_recovery_depends_on_are_fsynced(
+    cat: Catalog, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each state reaches the file at once (a killed process keeps it); the fsyncs that make it
+    survive a power cut come before an artifact write, before the catalog commit and at the end,
+    and the journal directory is synced once."""
+    import os
+
+    from arcodex.catalog._journal import DURABLE_STATES
+
+    synced: list[tuple[str, list[str]]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if target.parent == cat.journal.directory and target.suffix == ".jsonl":
+            states = [
+                line.split('"state": "')[1].split('"')[0]
+                for line in target.read_text().splitlines()
+            ]
+            synced.append(("file", states))
+        elif target == cat.journal.directory:
+            synced.append(("dir", []))
+        real_fsync(fd)
+
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name the synced files")
+    monkeypatch.setattr(os, "fsync", fsync)
+    record = cat.add_file(src)
+    journal = cat.journal.read(cat.backend.operations(limit=1)[0].id)
+    assert [e["state"] for e in journal] == ADD_STATES
+    last_states = [states[-1] for kind, states in synced if kind == "file"]
+    assert last_states == ["artifact_write_started", "catalog_write_started", "committed"]
+    assert set(last_states) <= DURABLE_STATES
+    assert [kind for kind, _ in synced].count("dir") == 1
+    assert cat.get(record.id).id == record.id

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from arcodex.errors import ValidationError
 from arcodex.storage import FileProfileConfig, ProfileConfig
@@ -139,13 +141,20 @@ class StacCollectionConfig(BaseModel):
         return terms
 
 
-class CatalogConfig(BaseSettings):
-    """Settings of one catalog. Environment variables win over the file (``ARCODEX_DATABASE_URL``,
-    ``ARCODEX_PROFILES__LOCAL__ROOT`` …)."""
+#: Settings in the environment: ``ARCODEX_<KEY>``, nested keys joined by ``__``.
+ENV_PREFIX, ENV_NESTED = "ARCODEX_", "__"
 
-    model_config = SettingsConfigDict(
-        env_prefix="ARCODEX_", env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+
+class CatalogConfig(BaseModel):
+    """Settings of one catalog. Environment variables win over the file (``ARCODEX_DATABASE_URL``,
+    ``ARCODEX_PROFILES__LOCAL__ROOT`` …).
+
+    The environment is read as pydantic-settings reads it (prefix, ``__`` nesting, JSON for
+    structured values, names in any case), without importing pydantic-settings, whose import
+    cost more than the rest of a short command's settings.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     database_url: str | None = Field(
         default=None,
@@ -186,22 +195,68 @@ class CatalogConfig(BaseSettings):
         default=30.0, gt=0, description="seconds to wait for a locked database"
     )
 
+    @model_validator(mode="before")
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file's values arrive as init kwargs; the environment overrides them.
-        return env_settings, init_settings
+    def _environment(cls, data: Any) -> Any:
+        # The file's values arrive as keyword arguments; the environment overrides them.
+        if not isinstance(data, Mapping):
+            return data
+        return _deep_update(dict(data), _from_environment(cls, os.environ))
 
     def to_yaml(self) -> str:
         """The settings as YAML, for writing ``arcodex.yaml``."""
         data = self.model_dump(mode="json", exclude_none=True)
         return yaml.safe_dump(data, sort_keys=False)
+
+
+def _from_environment(model: type[BaseModel], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings ``ARCODEX_*`` variables give, as nested values."""
+    fields = model.model_fields
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        key, *rest = name[len(ENV_PREFIX) :].lower().split(ENV_NESTED)
+        if key not in fields:
+            continue  # ARCODEX_CATALOG and the like are not settings
+        if not rest:
+            value: Any = _json_or_text(raw) if _structured(fields[key].annotation) else raw
+            out[key] = _deep_update(out[key], value) if key in out else value
+            continue
+        target = out.setdefault(key, {})
+        if not isinstance(target, dict):
+            continue
+        for part in rest[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                break
+        else:
+            target[rest[-1]] = _json_or_text(raw, structured_only=True)
+    return out
+
+
+def _structured(annotation: Any) -> bool:
+    text = str(annotation)
+    return any(word in text for word in ("dict", "list", "Config", "Mapping"))
+
+
+def _json_or_text(raw: str, *, structured_only: bool = False) -> Any:
+    """A JSON object or array as its value; anything else as the text it is."""
+    if structured_only and not raw.lstrip().startswith(("{", "[")):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _deep_update(base: Any, update: Any) -> Any:
+    if not (isinstance(base, dict) and isinstance(update, dict)):
+        return update
+    merged = dict(base)
+    for key, value in update.items():
+        merged[key] = _deep_update(merged[key], value) if key in merged else value
+    return merged
 
 
 def load_config(root: Path) -> CatalogConfig:

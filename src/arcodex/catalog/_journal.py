@@ -1,12 +1,21 @@
 """Units of work and their durable journal.
 
 Every mutating operation runs in a :class:`UnitOfWork`. Each state it passes
-is appended to ``state/journal/<operation_id>.jsonl`` and fsync'd before the
-work of the next state starts, so after a crash the journal says exactly how
-far an operation got. Work that cannot be part of the database transaction
-(files, objects) registers a compensating action; on failure they run in
-reverse order. They are idempotent and only ever undo what this unit did.
-A finished unit's journal moves to ``journal/done/``.
+is appended to ``state/journal/<operation_id>.jsonl`` before the work of the
+next state starts, so after a crash the journal says exactly how far an
+operation got. Work that cannot be part of the database transaction (files,
+objects) registers a compensating action; on failure they run in reverse
+order. They are idempotent and only ever undo what this unit did. A finished
+unit's journal moves to ``journal/done/``.
+
+Every entry is written before the work it announces, so a killed process
+leaves them all. What must also survive a power cut is fsync'd
+(:data:`DURABLE_STATES`): the states written before an artifact write,
+move or delete begins (they say how to undo it), the state written before the
+catalog commit (recovery then asks the database whether the commit landed),
+and the final state. An fsync makes every earlier entry of the file durable
+too, so the other states ride along with the next one, and the journal
+directory is fsync'd once, when an operation's journal is created.
 """
 
 from __future__ import annotations
@@ -25,7 +34,15 @@ from arcodex.catalog._events import EventLog
 from arcodex.errors import ArcodexError, StorageError
 from arcodex.model import Operation
 
-__all__ = ["FAIL_AT_ENV", "KILL_AT_ENV", "STATES", "InjectedFailure", "Journal", "UnitOfWork"]
+__all__ = [
+    "DURABLE_STATES",
+    "FAIL_AT_ENV",
+    "KILL_AT_ENV",
+    "STATES",
+    "InjectedFailure",
+    "Journal",
+    "UnitOfWork",
+]
 
 #: The states an operation passes, in order.
 STATES = (
@@ -37,6 +54,20 @@ STATES = (
     "catalog_write_succeeded",
     "hooks_started",
     "committed",
+)
+#: States fsync'd when journaled (see the module docstring); the others ride along.
+DURABLE_STATES = frozenset(
+    {
+        "artifact_write_started",
+        "artifact_staged",
+        "artifact_backup",
+        "artifact_undo",
+        "artifact_delete_started",
+        "catalog_write_started",
+        "committed",
+        "rolled_back",
+        "failed",
+    }
 )
 #: Failure injection for tests: raise (or SIGKILL the process) right after
 #: journaling this state. Never set in production.
@@ -54,29 +85,47 @@ class Journal:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.done = directory / "done"
+        # Operations whose journal file is known to the directory durably.
+        self._linked: set[str] = set()
 
     def path(self, operation_id: str) -> Path:
         return self.directory / f"{operation_id}.jsonl"
 
-    def append(self, operation_id: str, entry: dict[str, Any]) -> None:
-        """Append one entry durably (written, then fsync'd)."""
+    def append(self, operation_id: str, entry: dict[str, Any], *, durable: bool = True) -> None:
+        """Append one entry: written at once (a killed process keeps it), and with ``durable``
+        fsync'd with every entry before it (a power cut keeps them)."""
         path = self.path(operation_id)
         line = json.dumps(entry, default=str, ensure_ascii=False) + "\n"
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = self._open(path)
             try:
                 os.write(fd, line.encode())
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
+            if durable and operation_id not in self._linked:
+                _fsync_dir(self.directory)
+                self._linked.add(operation_id)
         except OSError as exc:
             raise StorageError(f"cannot write the journal {path}: {exc.strerror or exc}") from exc
 
+    def _open(self, path: Path) -> int:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            return os.open(path, flags, 0o640)
+        except FileNotFoundError:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            return os.open(path, flags, 0o640)
+
     def close(self, operation_id: str) -> None:
         """Move a finished operation's journal out of the way of recovery."""
-        self.done.mkdir(parents=True, exist_ok=True)
-        os.replace(self.path(operation_id), self.done / f"{operation_id}.jsonl")
+        self._linked.discard(operation_id)
+        try:
+            os.replace(self.path(operation_id), self.done / f"{operation_id}.jsonl")
+        except FileNotFoundError:
+            self.done.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path(operation_id), self.done / f"{operation_id}.jsonl")
 
     def read(self, operation_id: str) -> list[dict[str, Any]]:
         """Every entry of an operation (open or done); a line cut by a crash is skipped."""
@@ -127,7 +176,7 @@ class UnitOfWork:
         self.after.append(action)
 
     def transition(self, state: str, **data: Any) -> None:
-        """Journal ``state`` durably (and log it), then go on."""
+        """Journal ``state`` (fsync'd if recovery depends on it) and log it, then go on."""
         entry = {
             "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "operation_id": self.operation.id,
@@ -138,7 +187,7 @@ class UnitOfWork:
             "host": socket.gethostname(),
             **data,
         }
-        self.journal.append(self.operation.id, entry)
+        self.journal.append(self.operation.id, entry, durable=state in DURABLE_STATES)
         self.state = state
         self.events.emit(
             f"uow.{state}",
@@ -173,6 +222,15 @@ class UnitOfWork:
                 )
         self.transition("rolled_back" if ok else "failed")
         return ok
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a new entry of ``directory`` durable (a file created in it)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _inject(state: str) -> None:

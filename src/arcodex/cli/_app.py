@@ -11,6 +11,7 @@ Usage errors (an unknown option, a missing argument, a bad choice) are one
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import os
@@ -1113,4 +1114,35 @@ _discover.register(app, command, _state)
 
 def main() -> None:
     """Entry point of the ``arcodex`` console script."""
-    app()
+    _app_for(sys.argv[1:])()
+
+
+#: Global options that take a value (the token after them is not a command name).
+_VALUED = frozenset({"--catalog", "-C"})
+
+
+def _app_for(argv: list[str]) -> typer.Typer:
+    """The app holding only the top-level command ``argv`` runs, when it names one.
+
+    Typer turns every registered function into a click command (reading each one's
+    type hints) before it runs any; for one command that was most of a short command's
+    time. Help, ``--version``, groups and unknown names get the whole app.
+    """
+    name = None
+    tokens = iter(argv)
+    for token in tokens:
+        if token in _VALUED:
+            next(tokens, None)
+        elif token.startswith("-"):
+            if token in ("-h", "--help", "--version", "--"):
+                return app
+        else:
+            name = token
+            break
+    chosen = [c for c in app.registered_commands if name is not None and c.name == name]
+    if not chosen:
+        return app
+    lean = copy.copy(app)
+    lean.registered_commands = chosen
+    lean.registered_groups = []
+    return lean

@@ -63,11 +63,13 @@ STAC_ATTRS = (
 )
 
 
-def datacube(ds: Any) -> dict[str, Any]:
-    """The JSON summary of an ``xarray.Dataset`` (see the module docstring)."""
+def datacube(ds: Any, *, decoded: bool = False) -> dict[str, Any]:
+    """The JSON summary of an ``xarray.Dataset`` (see the module docstring); ``decoded``
+    says it is CF-decoded already (no xarray needed)."""
     from arcodex.extract._netcdf import _clean_attrs
 
-    ds = _decoded(ds)
+    if not decoded:
+        ds = _decoded(ds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # all-NaN coordinates: described as indexes
         dims, regular = _dimensions(ds)
@@ -98,10 +100,10 @@ def _unnamed(entries: Any) -> dict[str, Any]:
     return out
 
 
-def datacube_or_none(ds: Any) -> dict[str, Any] | None:
+def datacube_or_none(ds: Any, *, decoded: bool = False) -> dict[str, Any] | None:
     """:func:`datacube`, or None for a dataset it cannot describe (its record keeps the rest)."""
     try:
-        return datacube(ds)
+        return datacube(ds, decoded=decoded)
     except Exception:  # odd coordinates (object dtypes, unreadable values): no stored cube
         return None
 

@@ -2,7 +2,9 @@
 
 Only headers and the coordinate values needed for the extents are read; data
 variables are never loaded. xarray and netCDF4 come with the ``netcdf``
-extra and are imported when a file is read, never when arcodex is imported.
+extra and are imported when a file is read, never when arcodex is imported;
+most files are read with netCDF4 alone (:mod:`._netcdf_header`), which gives
+the same description without xarray's import cost.
 
 Extents follow STAC conventions and land at the top level of the metadata:
 
@@ -40,6 +42,11 @@ from arcodex.extract._datacube import DATACUBE, datacube_or_none
 if TYPE_CHECKING:
     import numpy as np
     import xarray as xr
+
+    from arcodex.extract._netcdf_header import HeaderDataset
+
+    #: What the description is made from: a dataset opened by xarray, or read by netCDF4 alone.
+    _Data = xr.Dataset | HeaderDataset
 
 __all__ = ["NetCDFExtractor"]
 
@@ -106,6 +113,22 @@ class NetCDFExtractor:
 
 
 def _read(path: Path) -> dict[str, Any]:
+    """The file's description: read with netCDF4 alone where that decodes the file as xarray
+    would (most files, and without xarray's import cost), else through xarray."""
+    import netCDF4
+
+    from arcodex.extract._netcdf_header import read_header
+
+    with netCDF4.Dataset(str(path), mode="r") as nc:
+        header = read_header(nc)
+        if header is not None:
+            info = _describe(header.raw, header.data_model, header.groups, header.has_nc_properties)
+            info[DATACUBE] = datacube_or_none(header.decoded, decoded=True)
+            return info
+    return _read_with_xarray(path)
+
+
+def _read_with_xarray(path: Path) -> dict[str, Any]:
     import xarray as xr
 
     # Through the store, for the file format xarray does not report.
@@ -123,7 +146,8 @@ def _read(path: Path) -> dict[str, Any]:
             warnings.simplefilter("ignore", xr.SerializationWarning)
             # Times are decoded here, only for the extent values, with cftime: that keeps
             # every calendar readable and the time units in the variable attributes.
-            ds = xr.open_dataset(store, decode_times=False, decode_timedelta=False)
+            # engine="store" skips guessing an engine, which imports every installed backend.
+            ds = xr.open_dataset(store, engine="store", decode_times=False, decode_timedelta=False)
             info = _describe(ds, data_model, groups, has_nc_properties)
             info[DATACUBE] = datacube_or_none(ds)
             return info
@@ -132,7 +156,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _describe(
-    ds: xr.Dataset, data_model: str, groups: list[str], has_nc_properties: bool
+    ds: _Data, data_model: str, groups: list[str], has_nc_properties: bool
 ) -> dict[str, Any]:
     dims = {_key(name): int(size) for name, size in ds.sizes.items()}
     variables: dict[str, Any] = {}
@@ -247,7 +271,7 @@ def _keywords(value: Any) -> list[str]:
 # -- bbox --------------------------------------------------------------------
 
 
-def _candidates(ds: xr.Dataset) -> list[tuple[str, Any]]:
+def _candidates(ds: _Data) -> list[tuple[str, Any]]:
     """Numeric variables, coordinates first (NEMO's nav_lat may be a data variable)."""
     names = [str(n) for n in ds.coords] + [str(n) for n in ds.variables if n not in ds.coords]
     return [(n, ds.variables[n]) for n in names if ds.variables[n].dtype.kind in "fiu"]
@@ -263,7 +287,7 @@ def _pick(candidates: list[tuple[str, Any]], tests: tuple[Any, ...]) -> tuple[st
 
 
 def _find(
-    ds: xr.Dataset, standard_name: str, units: frozenset[str], names: tuple[str, ...]
+    ds: _Data, standard_name: str, units: frozenset[str], names: tuple[str, ...]
 ) -> Any | None:
     """The variable that best looks like this coordinate (CF standard name, units, then name)."""
     candidates = [(n, v) for n, v in _candidates(ds) if 1 <= v.ndim <= 2]
@@ -276,7 +300,7 @@ def _find(
     return None if found is None else found[1]
 
 
-def _values(ds: xr.Dataset, var: Any) -> np.ndarray:
+def _values(ds: _Data, var: Any) -> np.ndarray:
     """Finite values of a coordinate, or of its CF cell bounds when it has them."""
     import numpy as np
 
@@ -286,7 +310,7 @@ def _values(ds: xr.Dataset, var: Any) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
-def _bbox(ds: xr.Dataset) -> list[float] | None:
+def _bbox(ds: _Data) -> list[float] | None:
     import numpy as np
 
     lat_var = _find(ds, "latitude", _LAT_UNITS, _LAT_NAMES)
@@ -335,7 +359,7 @@ def _round(value: float) -> float:
 # -- time --------------------------------------------------------------------
 
 
-def _time_var(ds: xr.Dataset) -> tuple[str, Any] | None:
+def _time_var(ds: _Data) -> tuple[str, Any] | None:
     candidates = [
         (n, v)
         for n, v in _candidates(ds)
@@ -349,7 +373,7 @@ def _time_var(ds: xr.Dataset) -> tuple[str, Any] | None:
     return _pick(candidates, tests)
 
 
-def _time_coverage(ds: xr.Dataset) -> tuple[str, str, dict[str, Any]] | None:
+def _time_coverage(ds: _Data) -> tuple[str, str, dict[str, Any]] | None:
     import cftime
     import numpy as np
 
