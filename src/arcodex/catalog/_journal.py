@@ -33,6 +33,7 @@ from typing import Any
 from arcodex.catalog._events import EventLog
 from arcodex.errors import ArcodexError, StorageError
 from arcodex.model import Operation
+from arcodex.storage._local import fsync_dir
 
 __all__ = [
     "DURABLE_STATES",
@@ -105,7 +106,7 @@ class Journal:
             finally:
                 os.close(fd)
             if durable and operation_id not in self._linked:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
                 self._linked.add(operation_id)
         except OSError as exc:
             raise StorageError(f"cannot write the journal {path}: {exc.strerror or exc}") from exc
@@ -222,15 +223,6 @@ class UnitOfWork:
                 )
         self.transition("rolled_back" if ok else "failed")
         return ok
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a new entry of ``directory`` durable (a file created in it)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _inject(state: str) -> None:

@@ -126,7 +126,7 @@ class LocalStore:
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
-            _fsync_dir(self.full_path(final_key).parent)
+            fsync_dir(self.full_path(final_key).parent)
         except OSError as exc:
             raise StorageError(
                 f"could not write {dest}: {exc.strerror or exc}; check free space and permissions"
@@ -164,8 +164,8 @@ class LocalStore:
                 yield path.relative_to(self.root).as_posix()
 
 
-def _fsync_dir(directory: Path) -> None:
-    # A rename is only durable once the directory entry is on disk.
+def fsync_dir(directory: Path) -> None:
+    """Make a new entry of ``directory`` (a file created or renamed into it) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
