@@ -67,6 +67,11 @@ def is_fill(values: np.ndarray, fill: Any) -> bool:
     if values.dtype.kind in "OSUV":
         return False
     want = np.asarray(0 if fill is None else fill).astype(values.dtype)
+    if values.size:
+        # Nearly every chunk holds data: its first value tells, without a pass over it.
+        first = values[(0,) * values.ndim]
+        if not (first == want or (values.dtype.kind in "fc" and first != first and want != want)):
+            return False
     if values.dtype.kind in "fc":
         return bool(np.array_equal(values, np.broadcast_to(want, values.shape), equal_nan=True))
     return bool(np.all(values == want))
