@@ -48,8 +48,9 @@ __all__ = [
 #: One chunk's digest as a task returns it: variable, chunk index, digest, all fill.
 ChunkDigest = tuple[str, tuple[int, ...], int, bool]
 _META = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
-#: Reads of the check are grouped to about this many bytes.
-_READ_BYTES = 32 * 2**20
+#: Reads of the check are grouped to about this many bytes (a bigger chunk is read alone,
+#: straight into the array its digest is taken of).
+_READ_BYTES = 4 * 2**20
 
 
 def digest(values: np.ndarray) -> int:

@@ -6,7 +6,7 @@ byte shuffle, into a buffer that h5py copies out again. For a dataset whose
 filter pipeline is exactly ``shuffle`` + ``deflate`` (or ``deflate`` alone)
 :class:`ChunkReader` instead reads every stored chunk as it is on disk
 (``read_direct_chunk``), inflates it with libdeflate (imagecodecs), about
-2.3x zlib's speed, and undoes the shuffle into the caller's array when a
+2.4x zlib's speed, and undoes the shuffle into the caller's array when a
 chunk fills a contiguous part of it. The values are the bytes h5py would
 return, so products stay bit-identical (``tests/test_convert_hdf5.py``).
 
