@@ -48,8 +48,9 @@ __all__ = [
 #: One chunk's digest as a task returns it: variable, chunk index, digest, all fill.
 ChunkDigest = tuple[str, tuple[int, ...], int, bool]
 _META = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
-#: Reads of the check are grouped to about this many bytes.
-_READ_BYTES = 32 * 2**20
+#: Reads of the check are grouped to about this many bytes (a bigger chunk is read alone,
+#: straight into the array its digest is taken of).
+_READ_BYTES = 4 * 2**20
 
 
 def digest(values: np.ndarray) -> int:
@@ -72,6 +73,11 @@ def is_fill(values: np.ndarray, fill: Any) -> bool:
     if values.dtype.kind in "OSUV":
         return False
     want = np.asarray(0 if fill is None else fill).astype(values.dtype)
+    if values.size:
+        # Nearly every chunk holds data: its first value tells, without a pass over it.
+        first = values[(0,) * values.ndim]
+        if not (first == want or (values.dtype.kind in "fc" and first != first and want != want)):
+            return False
     if values.dtype.kind in "fc":
         return bool(np.array_equal(values, np.broadcast_to(want, values.shape), equal_nan=True))
     return bool(np.all(values == want))

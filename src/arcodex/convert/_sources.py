@@ -221,6 +221,7 @@ class RawFile:
 
             # A small chunk cache: every slab is read once, so caching only costs memory.
             self.h5: Any = h5py.File(self._fh or ref.url, "r", rdcc_nbytes=2**20)
+            self._chunked: dict[str, Any] = {}
         else:
             if self._fh is not None:
                 raise ConversionError(
@@ -233,10 +234,17 @@ class RawFile:
                 self.nc.set_auto_maskandscale(False)
                 self.nc.set_always_mask(False)
 
-    def read(self, name: str, selection: tuple[slice, ...]) -> np.ndarray:
-        """Raw values of ``name``; a chunk that cannot be decoded is a ConversionError naming it."""
+    def read(
+        self, name: str, selection: tuple[slice, ...], out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Raw values of ``name`` (into ``out`` when given, of the selection's shape);
+        a chunk that cannot be decoded is a ConversionError naming it."""
         try:
-            return self._read(name, selection)
+            values = self._read(name, selection, out)
+            if out is not None and values is not out:
+                out[...] = values
+                return out
+            return values
         except (OSError, RuntimeError, ValueError) as exc:
             where = ", ".join(f"{s.start}:{s.stop}" for s in selection)
             text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
@@ -245,17 +253,28 @@ class RawFile:
                 "damaged — restore it from a good copy, or leave it out"
             ) from exc
 
-    def _read(self, name: str, selection: tuple[slice, ...]) -> np.ndarray:
+    def _read(self, name: str, selection: tuple[slice, ...], out: np.ndarray | None) -> np.ndarray:
         import numpy as np
 
         if self.hdf5:
             dset = self.h5[name]
             if dset.shape == () or not selection:
                 return np.asarray(dset[()])
+            reader = self._chunk_reader(name, dset)
+            if reader is not None:
+                return reader.read(selection, out)  # type: ignore[no-any-return]
             return np.asarray(dset[selection])
         with NETCDF_LOCK:
             var = self.nc.variables[name]
             return np.asarray(var[selection] if selection else var[...])
+
+    def _chunk_reader(self, name: str, dset: Any) -> Any:
+        """Decodes ``name``'s chunks here when its filters are deflate (+ shuffle), else None."""
+        if name not in self._chunked:
+            from arcodex.convert._hdf5 import ChunkReader, fast_inflate
+
+            self._chunked[name] = ChunkReader.of(dset) if fast_inflate() else None
+        return self._chunked[name]
 
     def close(self) -> None:
         try:

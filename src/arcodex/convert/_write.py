@@ -165,10 +165,12 @@ def read_block(block: Block, spec: ReadSpec) -> np.ndarray:
         dst: list[slice] = [slice(None)] * len(shape)
         dst[t] = piece.dst
         ref = spec.refs[piece.source]
+        if var.recode is None:
+            # Decoded straight into the block where the reader can.
+            open_raw(ref).read(block.var, tuple(src), out=out[tuple(dst)])
+            continue
         values = open_raw(ref).read(block.var, tuple(src))
-        if var.recode is not None:
-            values = var.recode.encode(values, piece.source, f"{block.var} of {ref.name}")
-        out[tuple(dst)] = values
+        out[tuple(dst)] = var.recode.encode(values, piece.source, f"{block.var} of {ref.name}")
     return out
 
 
@@ -393,11 +395,56 @@ def _write_all(blocks: Sequence[Block], spec: ReadSpec, root: Any) -> tuple[int,
         if arr is None:
             arr = arrays[block.var] = root[block.var]
         data = read_block(block, spec)
-        arr[block.region] = data
         written += data.nbytes
+        if arr.shards is None and arr.shape:
+            digests.extend(_write_chunks(arr, block, data))
+            continue
+        arr[block.region] = data
         # Hashed here, from the values read, so that the check proves every chunk stored.
         digests.extend(chunk_digests(block.var, block.region, data, arr))
     return written, digests
+
+
+def _write_chunks(arr: Any, block: Block, data: np.ndarray) -> list[ChunkDigest]:
+    """Write ``data`` (the block's values) into ``arr`` one chunk at a time; their digests.
+
+    Each chunk is copied out of the block once; that copy is hashed (from the
+    values read, so the check proves every chunk stored) and encoded. A chunk
+    found to hold data goes to Zarr with ``write_empty_chunks`` set, so Zarr
+    does not scan it again for fill values; the rare chunk of fill values only
+    goes the usual way, and Zarr decides whether it is stored.
+    """
+    import numpy as np
+
+    from arcodex.convert._digest import chunk_ranges, digest, is_fill
+
+    shape = tuple(int(n) for n in arr.shape)
+    chunks = tuple(int(c) for c in arr.chunks)
+    fill = arr.fill_value
+    stored = arr.with_config({"write_empty_chunks": True})
+    out: list[ChunkDigest] = []
+    for index, bounds in chunk_ranges(block.region, chunks):
+        clipped = tuple(slice(b.start, min(b.stop, n)) for b, n in zip(bounds, shape, strict=True))
+        part = tuple(
+            slice(max(c.start, r.start), min(c.stop, r.stop))
+            for c, r in zip(clipped, block.region, strict=True)
+        )
+        local = tuple(
+            slice(p.start - r.start, p.stop - r.start)
+            for p, r in zip(part, block.region, strict=True)
+        )
+        values = np.ascontiguousarray(data[local])
+        if part != clipped:
+            # Only part of the chunk is in the block (an update's first chunk): the rest
+            # is in the product already, and the digest is of the whole chunk.
+            arr[part] = values
+            values = np.asarray(arr[clipped])
+            out.append((block.var, index, digest(values), is_fill(values, fill)))
+            continue
+        empty = is_fill(values, fill)
+        (arr if empty else stored)[clipped] = values
+        out.append((block.var, index, digest(values), empty))
+    return out
 
 
 def run_tasks(
