@@ -93,3 +93,28 @@ def test_python_dash_i_fed_by_stdin_works(tmp_path: Path) -> None:
     done = _run(["-q", "-i"], tmp_path, stdin=SNIPPET)
     assert "processes" in done.stdout, done.stdout + done.stderr
     assert "Error" not in done.stderr, done.stderr
+
+
+PROFILER = """\
+import dask
+from arcodex.convert._cluster import open_client
+
+def enabled():
+    return dask.config.get("distributed.worker.profile.enabled")
+
+def main():
+    for config in ({}, {"profile": True}):
+        with open_client("local", workers=1, config=config) as client:
+            print(sorted(set(client.run(enabled).values())))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_local_workers_run_without_the_profiler_unless_asked(tmp_path: Path) -> None:
+    """The profiler samples every worker thread 100 times a second for a dashboard page;
+    ``cluster.profile: true`` turns it back on."""
+    (tmp_path / "profiler.py").write_text(PROFILER)
+    done = _run(["profiler.py"], tmp_path)
+    assert done.stdout.split() == ["[False]", "[True]"]

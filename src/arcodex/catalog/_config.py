@@ -47,6 +47,11 @@ class ClusterConfig(BaseModel):
         description="keyword arguments of SLURMCluster/PBSCluster (queue, account, cores, memory, walltime…)",
     )
     jobs: int = Field(default=1, ge=1, description="jobs to start on a batch cluster")
+    profile: bool = Field(
+        default=False,
+        description="local clusters: run distributed's statistical profiler on the workers "
+        "(the dashboard's profile page; it samples every worker thread 100 times a second)",
+    )
 
 
 class ServerConfig(BaseModel):

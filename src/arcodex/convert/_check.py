@@ -461,28 +461,33 @@ def _values(
     for name, var in plan.variables.items():
         if name == plan.concat_dim:
             continue
-        regions: list[tuple[slice, ...]] = []
         if not var.concat:
-            regions.extend(_static_regions(var.shape, var.dtype))
-        else:
-            t = var.dims.index(plan.concat_dim)
-            for i in picks:
-                source = plan.sources[i]
-                if source.length == 0:
-                    continue
-                for step in sorted({source.start, source.start + source.length - 1}):
-                    edge = [slice(0, s) for s in var.shape]
-                    edge[t] = slice(step, step + 1)
-                    regions.append(tuple(edge))
-                block: list[slice] = []
-                for j, (size, chunk) in enumerate(zip(var.shape, var.chunks, strict=True)):
-                    lo, hi = (source.start, source.start + source.length) if j == t else (0, size)
-                    start = rng.randrange(lo, max(lo + 1, hi - min(chunk, hi - lo) + 1))
-                    block.append(slice(start, min(hi, start + chunk)))
-                regions.append(tuple(block))
-        for region in regions:
-            _compare(ds, plan, spec, name, region, failures, read_block)
-            checked["blocks"] += 1
+            for region in _static_regions(var.shape, var.dtype):
+                _compare(ds, plan, spec, name, region, failures, read_block)
+                checked["blocks"] += 1
+            continue
+        t = var.dims.index(plan.concat_dim)
+        for i in picks:
+            source = plan.sources[i]
+            if source.length == 0:
+                continue
+            regions: list[tuple[slice, ...]] = []
+            for step in sorted({source.start, source.start + source.length - 1}):
+                edge = [slice(0, s) for s in var.shape]
+                edge[t] = slice(step, step + 1)
+                regions.append(tuple(edge))
+            block: list[slice] = []
+            for j, (size, chunk) in enumerate(zip(var.shape, var.chunks, strict=True)):
+                lo, hi = (source.start, source.start + source.length) if j == t else (0, size)
+                start = rng.randrange(lo, max(lo + 1, hi - min(chunk, hi - lo) + 1))
+                block.append(slice(start, min(hi, start + chunk)))
+            regions.append(tuple(block))
+            # The edges and the block of one source lie in the same product chunks: read
+            # them from the product once (when that slab is small enough), not per region.
+            slab = _source_slab(ds, name, var, t, source, regions)
+            for region in regions:
+                _compare(ds, plan, spec, name, region, failures, read_block, slab=slab)
+                checked["blocks"] += 1
 
 
 def _static_regions(shape: Sequence[int], dtype: str) -> list[tuple[slice, ...]]:
@@ -501,6 +506,31 @@ def _static_regions(shape: Sequence[int], dtype: str) -> list[tuple[slice, ...]]
     return regions
 
 
+_SLAB_LIMIT = 256 * 2**20
+
+
+def _source_slab(
+    ds: Any, name: str, var: Any, t: int, source: Any, regions: Sequence[tuple[slice, ...]]
+) -> tuple[tuple[slice, ...], Any] | None:
+    """The product's values over the box holding ``regions`` (one source's steps), or
+    None when that box is too big to hold (each region is then read on its own)."""
+    import math
+
+    import numpy as np
+
+    box = tuple(
+        slice(min(r[j].start for r in regions), max(r[j].stop for r in regions))
+        for j in range(len(var.shape))
+    )
+    itemsize = np.dtype(var.dtype if var.dtype != "str" else "O").itemsize
+    if math.prod(s.stop - s.start for s in box) * itemsize > _SLAB_LIMIT:
+        return None
+    try:
+        return box, np.asarray(ds.variables[name][box].values)
+    except Exception:  # read region by region, so the failure names the region
+        return None
+
+
 def _compare(
     ds: Any,
     plan: Plan,
@@ -509,6 +539,8 @@ def _compare(
     region: tuple[slice, ...],
     failures: _Failures,
     read_block: Any,
+    *,
+    slab: tuple[tuple[slice, ...], Any] | None = None,
 ) -> None:
     import numpy as np
 
@@ -520,7 +552,16 @@ def _compare(
         failures.add(str(exc))
         return
     try:
-        got = np.asarray(ds.variables[name][region].values)
+        if slab is not None:
+            box, values = slab
+            got = values[
+                tuple(
+                    slice(r.start - b.start, r.stop - b.start)
+                    for r, b in zip(region, box, strict=True)
+                )
+            ]
+        else:
+            got = np.asarray(ds.variables[name][region].values)
     except Exception as exc:
         failures.add(f"{name}{_where(region)} cannot be read from the product: {exc}")
         return

@@ -78,6 +78,7 @@ def open_client(
 ) -> Iterator[Any]:
     """A ``distributed.Client`` for ``cluster`` (a spec string, a Client, or None for the config)."""
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - part of the convert extra
         raise ConversionError(
@@ -118,14 +119,18 @@ def open_client(
                     hazard,
                 )
                 processes = False
-        lc = LocalCluster(
-            n_workers=n,
-            threads_per_worker=per,
-            processes=processes,
-            memory_limit=memory if processes else None,
-            dashboard_address=":0",  # a free port: 8787 may be taken by another cluster
-            silence_logs=logging.CRITICAL,
-        )
+        # The workers' statistical profiler samples every thread's stack 100 times a second
+        # for the dashboard's profile page: CPU a conversion's busy cores need (py-spy put
+        # it at up to 16 % of a task under load).
+        with dask.config.set({"distributed.worker.profile.enabled": settings.profile}):
+            lc = LocalCluster(
+                n_workers=n,
+                threads_per_worker=per,
+                processes=processes,
+                memory_limit=memory if processes else None,
+                dashboard_address=":0",  # a free port: 8787 may be taken by another cluster
+                silence_logs=logging.CRITICAL,
+            )
         try:
             with Client(lc, set_as_default=False) as client:
                 yield client
