@@ -171,7 +171,12 @@ def test_damaged_contiguous_source_fails_the_check(tmp_path: Path, fmt: str) -> 
         fh.write(b"\x12\x34\x56\x78")
     done = cli("check", str(dest))
     assert done.exit_code == 1
-    assert "tas chunk (34, 0, 0) differs" in " ".join(done.stdout.split())
+    said = " ".join(done.stdout.split())
+    # The digest names the chunk; Icechunk may refuse first, naming the file, when the
+    # write moved the file's modification time past the one its reference recorded.
+    assert "tas chunk (34, 0, 0) differs" in said or (
+        fmt == "icechunk" and "virtual chunk has changed" in said and "m02.nc" in said
+    ), said
 
 
 def test_update_appends_a_month_of_another_length(tmp_path: Path) -> None:

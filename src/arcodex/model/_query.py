@@ -409,7 +409,7 @@ def _check_malformed(term: str, field: str, symbol: str, raw: str) -> None:
         meant = _MEANT.get(typed)
         quote = (
             f"; quote a value that starts with {raw[0]!r}: {field}{symbol}'\"{raw}\"'"
-            if symbol in ("=", "!=", "~")
+            if symbol in ("=", "!=", "~") and raw.isprintable()  # the hint stays one line
             else ""
         )
         raise QueryError(
