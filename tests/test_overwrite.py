@@ -122,6 +122,9 @@ def test_overwrite_replaces_an_arcodex_product(tmp_path: Path) -> None:
     assert result.status == "pass"
     assert _steps(dest) == _steps(result.product.target.url) == 4 * _per_file(tmp_path)
     assert _siblings(dest) == []
+    # The check ran on the staged copy; its report names what is now at the destination.
+    assert result.report.product == result.product.target.url == str(dest)
+    assert result.to_dict()["check"]["product"] == str(dest)
 
 
 def _per_file(tmp_path: Path) -> int:

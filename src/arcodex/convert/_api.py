@@ -322,6 +322,9 @@ def _swap_in(
     """Once the staged product passed its check: put it at its destination."""
     staging.swap(uow)
     result.product = product
+    if result.report is not None:
+        # The check ran on the staged copy; what was checked is now at the destination.
+        result.report = dataclasses.replace(result.report, product=product.target.url)
 
 
 def check(
