@@ -24,6 +24,7 @@ from arcodex.convert._check import CheckReport, check_product
 from arcodex.convert._chunking import ChunkPattern, parse_chunks
 from arcodex.convert._cluster import open_client
 from arcodex.convert._concat_grid import plan_chunks, product_chunks
+from arcodex.convert._memory_source import resolve
 from arcodex.convert._plan import Plan, build_plan
 from arcodex.convert._product import Product
 from arcodex.convert._replace import Staging, guard_destination
@@ -62,7 +63,8 @@ if TYPE_CHECKING:
 __all__ = ["ConvertResult", "check", "convert", "open_product", "update"]
 
 Progress = Callable[[str, int, int], None]
-SourceSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+#: Files, a glob, a directory, a manifest or URLs; or an ``xarray.Dataset`` (or a list).
+SourceSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any
 TargetKind = Literal["zarr", "icechunk", "virtual"]
 
 
@@ -207,7 +209,7 @@ def convert(
     with ExitStack() as stack:
         cat = open_catalog_arg(catalog, stack)
         src_options = source_options(cat, source_profile, storage_options)
-        refs = resolve_sources(sources, src_options)
+        refs = resolve(sources, src_options)  # files, or in-memory datasets
         placed = place(cat, fmt, dest, dest_options, profile, key, refs, dest_profile)
         product = Product(
             fmt,
@@ -461,7 +463,7 @@ def update(
             prod, cat, src_options, "convert the sources instead"
         )
         check_tag_free(prod, tag)
-        refs = resolve_sources(sources, src_options)
+        refs = resolve(sources, src_options)  # files, or in-memory datasets
         client = stack.enter_context(
             open_client(
                 cluster,

@@ -174,13 +174,14 @@ def _provenance(text: Any) -> dict[str, Any]:
 
 def source_changes(recorded: Sequence[Mapping[str, Any]], options: Mapping[str, Any]) -> list[str]:
     """The recorded sources that are gone or changed since (their fingerprint differs)."""
-    from arcodex.convert._sources import SourceRef, _fingerprint
+    from arcodex.convert._sources import DATASET_SCHEME, SourceRef, _fingerprint
 
     gone: list[str] = []
     changed: list[str] = []
     for source in recorded:
         url = str(source.get("url", ""))
-        if not url or not source.get("fingerprint"):
+        if not url or not source.get("fingerprint") or url.startswith(DATASET_SCHEME):
+            # An in-memory dataset is gone once converted: its chunks' digests vouch for it.
             continue
         try:
             _, now = _fingerprint(SourceRef(url, options if "://" in url else {}))
