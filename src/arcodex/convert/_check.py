@@ -151,6 +151,7 @@ def check_product(
                 if full:
                     _all_values(ds, plan, failures, checked)
     _digests(product, provenance, failures, warnings, checked)
+    _levels(product, failures, checked, seed, samples)
     status: Status = "fail" if failures.reasons else ("warn" if warnings else "pass")
     return CheckReport(
         status,
@@ -160,6 +161,21 @@ def check_product(
         checked,
         time.perf_counter() - started,
     )
+
+
+def _levels(
+    product: Product, failures: _Failures, checked: dict[str, Any], seed: int, samples: int
+) -> None:
+    """The coarser levels of a multi-level product, against its level 0."""
+    from arcodex.convert._pyramid import check_levels, product_layout
+
+    layout = product_layout(product)
+    if layout is None:
+        return
+    reasons, info = check_levels(product, layout, seed, samples)
+    for reason in reasons:
+        failures.add(reason)
+    checked.update(info)
 
 
 def _provenance(text: Any) -> dict[str, Any]:
