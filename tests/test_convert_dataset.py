@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -113,10 +112,10 @@ def test_dask_backed_dataset_is_never_computed_whole(tmp_path: Path) -> None:
     base = dataset(steps=8)
     _READS.clear()
     guarded = _Guarded(base["tas"].values, limit=2 * 6 * 8)
-    ds = base.assign(tas=(base["tas"].dims, da.from_array(guarded, chunks=(2, 6, 8)), base["tas"].attrs))
-    result = convert(
-        ds, to="zarr", dest=tmp_path / "p.zarr", cluster="threads", chunks={"time": 2}
+    ds = base.assign(
+        tas=(base["tas"].dims, da.from_array(guarded, chunks=(2, 6, 8)), base["tas"].attrs)
     )
+    result = convert(ds, to="zarr", dest=tmp_path / "p.zarr", cluster="threads", chunks={"time": 2})
     assert result.status == "pass"
     assert _READS and max(_READS) <= 2 * 6 * 8
 
@@ -216,6 +215,8 @@ def test_registered_like_any_product(tmp_path: Path) -> None:
         assert source.locator.type == "external_uri" and source.locator.uri.startswith("dataset://")
         with open_product(record.id, catalog=cat) as out:
             _same(out.load(), dataset())
-        appended = update(record.id, dataset("2000-01-05", 2, seed=3), catalog=cat, cluster="threads")
+        appended = update(
+            record.id, dataset("2000-01-05", 2, seed=3), catalog=cat, cluster="threads"
+        )
         assert appended.record is not None and appended.record.id == record.id
         assert cat.get(record.id).metadata["convert"]["steps"] == 6

@@ -102,7 +102,10 @@ def test_catalog_record_and_stac_describe_the_levels(tmp_path: Path) -> None:
         _, item = stac_for(record, cat)
         assert {"data", "level-1", "level-2"} <= set(item.assets)
         assert item.properties["arcodex:levels"] == levels
-        with open_dataset(item, level=1) as one, open_product(record.id, catalog=cat, level=1) as two:
+        with (
+            open_dataset(item, level=1) as one,
+            open_product(record.id, catalog=cat, level=1) as two,
+        ):
             assert dict(one.sizes) == dict(two.sizes) == {"time": 3, "lat": 4, "lon": 6}
         with pytest.raises(ValidationError, match="no level 5"):
             open_dataset(item, level=5)
@@ -115,8 +118,17 @@ def test_cli_pyramid_from_files(tmp_path: Path) -> None:
     dest = tmp_path / "p.zarr"
     result = CliRunner().invoke(
         app,
-        ["convert", *map(str, files), "--dest", str(dest), "--pyramid", "2",
-         "--cluster", "threads", "--json"],
+        [
+            "convert",
+            *map(str, files),
+            "--dest",
+            str(dest),
+            "--pyramid",
+            "2",
+            "--cluster",
+            "threads",
+            "--json",
+        ],
     )
     assert result.exit_code == 0, (result.stdout, result.stderr)
     assert json.loads(result.stdout)["check"]["checked"]["levels"] == 2
@@ -136,7 +148,9 @@ def test_cli_pyramid_from_files(tmp_path: Path) -> None:
     ],
     ids=["virtual", "group", "too-small", "zero-is-none"],
 )
-def test_refusals_write_nothing(tmp_path: Path, kwargs: dict[str, Any], message: str | None) -> None:
+def test_refusals_write_nothing(
+    tmp_path: Path, kwargs: dict[str, Any], message: str | None
+) -> None:
     dest = tmp_path / "p.out"
     kwargs = {"pyramid": 2, **kwargs}
     if message is None:
@@ -172,7 +186,7 @@ def test_a_level_that_fails_its_check_rolls_everything_back(
 
     monkeypatch.setattr(_pyramid, "_encoding", corrupting)
     with Catalog.create(tmp_path / "cat") as cat:
-        with pytest.raises(ConversionError, match="level 1: tas .* is not level 0 coarsened"):
+        with pytest.raises(ConversionError, match=r"level 1: tas .* is not level 0 coarsened"):
             convert(dataset(), to="zarr", catalog=cat, cluster="threads", pyramid=2)
         assert list(cat.search(kind="dataset").records) == []
         assert not list((tmp_path / "cat").rglob("*.zarr"))

@@ -122,9 +122,7 @@ def coarsen_level(ds: Any, dims: Sequence[str], factor: int) -> Any:
         ds = ds.chunk({d: max(factor, (_chunk(ds, d) // factor) * factor) for d in windows})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)  # all-NaN windows: NaN
-        return ds.coarsen(windows, boundary="trim", coord_func="mean").mean(  # type: ignore[attr-defined]
-            keep_attrs=True
-        )
+        return ds.coarsen(windows, boundary="trim", coord_func="mean").mean(keep_attrs=True)
 
 
 def _chunk(ds: Any, dim: str) -> int:
@@ -145,7 +143,7 @@ def _resolution(ds: Any, dim: str, factor: int) -> float | int:
 
 def _encoding(level: Any, base: Any, options: WriteOptions) -> tuple[Any, dict[str, Any]]:
     """The level rechunked like level 0 (clipped), and its Zarr encoding."""
-    sizes = {}
+    sizes: dict[str, int] = {}
     for var in base.data_vars.values():
         for dim, chunk in zip(var.dims, var.encoding.get("chunks") or var.shape, strict=False):
             sizes.setdefault(str(dim), int(chunk))
@@ -154,7 +152,9 @@ def _encoding(level: Any, base: Any, options: WriteOptions) -> tuple[Any, dict[s
     encoding: dict[str, Any] = {}
     for name, var in level.variables.items():
         enc: dict[str, Any] = {
-            "chunks": tuple(chunks.get(str(d), int(n)) for d, n in zip(var.dims, var.shape, strict=True))
+            "chunks": tuple(
+                chunks.get(str(d), int(n)) for d, n in zip(var.dims, var.shape, strict=True)
+            )
         }
         if var.dtype.kind in "fc" or name in level.data_vars:
             enc["compressors"] = options.compressors()
@@ -328,7 +328,9 @@ def check_levels(
             if name not in base.data_vars or not set(dims) <= set(base[name].dims):
                 continue
             for i in picks[: samples + 2]:
-                sel = {concat: slice(i, i + 1)} if i is not None and concat in base[name].dims else {}
+                sel = (
+                    {concat: slice(i, i + 1)} if i is not None and concat in base[name].dims else {}
+                )
                 expected = coarsen_level(base[[name]].isel(sel), dims, factor)[name].values
                 actual = level[name].isel(sel).values
                 compared += 1
