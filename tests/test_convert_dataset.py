@@ -220,3 +220,23 @@ def test_registered_like_any_product(tmp_path: Path) -> None:
         )
         assert appended.record is not None and appended.record.id == record.id
         assert cat.get(record.id).metadata["convert"]["steps"] == 6
+
+
+def test_a_dataset_opened_from_a_file_keeps_its_encoding(tmp_path: Path) -> None:
+    """Packing (scale_factor, add_offset, _FillValue) comes from the dataset's encoding, so a
+    dataset opened lazily from a file is stored as the file stores it."""
+    from arcodex._archives import write_archive
+
+    [path] = write_archive(tmp_path / "src", "packed", files=1, steps=3)
+    with xr.open_dataset(path, chunks={}) as ds:
+        result = convert(ds, to="zarr", dest=tmp_path / "p.zarr", cluster="local", workers=1)
+    assert result.status == "pass"
+    with xr.open_dataset(path, decode_cf=False) as raw, open_product(tmp_path / "p.zarr") as out:
+        packed = [n for n in raw.data_vars if "scale_factor" in raw[n].attrs]
+        assert packed
+        for name in packed:
+            assert out[name].encoding["dtype"] == raw[name].dtype
+    product = result.product.open(raw=True)
+    with xr.open_dataset(path, decode_cf=False) as raw, product:
+        for name in raw.data_vars:
+            np.testing.assert_array_equal(product[name].values, raw[name].values)

@@ -89,7 +89,7 @@ def test_root_attributes_follow_the_multiscales_convention(tmp_path: Path) -> No
 
 def test_catalog_record_and_stac_describe_the_levels(tmp_path: Path) -> None:
     from arcodex.client import open_dataset
-    from arcodex.stac import stac_for
+    from arcodex.stac import stac_for, validate_stac
 
     with Catalog.create(tmp_path / "cat") as cat:
         result = convert(dataset(), to="icechunk", catalog=cat, cluster="threads", pyramid=3)
@@ -102,11 +102,22 @@ def test_catalog_record_and_stac_describe_the_levels(tmp_path: Path) -> None:
         _, item = stac_for(record, cat)
         assert {"data", "level-1", "level-2"} <= set(item.assets)
         assert item.properties["arcodex:levels"] == levels
+        collection, _ = stac_for(record, cat)
+        collection.normalize_hrefs(f"/stac/{record.id}")
+        docs = [
+            d.to_dict(include_self_link=False, transform_hrefs=False) for d in (collection, item)
+        ]
+        # The level assets are valid STAC and meet arcodex's profile (this dataset has no
+        # providers, and the extension schemas are not cached here: those problems are not theirs).
+        problems = [p for p in validate_stac(docs).problems if "level" in p.path]
+        assert problems == []
         with (
             open_dataset(item, level=1) as one,
             open_product(record.id, catalog=cat, level=1) as two,
         ):
             assert dict(one.sizes) == dict(two.sizes) == {"time": 3, "lat": 4, "lon": 6}
+        with open_dataset(item) as full:
+            assert full.sizes["lat"] == 8  # level 0 is what opens by default
         with pytest.raises(ValidationError, match="no level 5"):
             open_dataset(item, level=5)
 
@@ -190,3 +201,12 @@ def test_a_level_that_fails_its_check_rolls_everything_back(
             convert(dataset(), to="zarr", catalog=cat, cluster="threads", pyramid=2)
         assert list(cat.search(kind="dataset").records) == []
         assert not list((tmp_path / "cat").rglob("*.zarr"))
+
+
+@pytest.mark.parametrize("cluster", ["local", "threads"])
+def test_levels_of_a_dask_backed_dataset(tmp_path: Path, cluster: str) -> None:
+    ds = dataset(steps=4).chunk({"time": 1, "lat": 4})
+    result = convert(ds, to="icechunk", dest=tmp_path / "p.icechunk", cluster=cluster, pyramid=2)
+    assert result.status == "pass"
+    with open_product(tmp_path / "p.icechunk", level=1) as level:
+        np.testing.assert_allclose(level["tas"].values, coarsened(ds["tas"].values, 2), rtol=1e-6)

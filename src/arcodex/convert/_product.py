@@ -106,13 +106,16 @@ class Product:
         if self.format == "zarr":
             store = self.target.zarr_store(read_only=True)
         elif self.format == "icechunk":
-            store = self.repository().readonly_session(branch=self.branch).store
+            try:
+                store = self.repository().readonly_session(branch=self.branch).store
+            except Exception:  # a probe: a missing branch is reported when the product is opened
+                return {}
         else:
             return {}
         with _quiet():
             try:
                 return dict(zarr.open_group(store, path="", mode="r").attrs)
-            except (OSError, ValueError, KeyError, LookupError):
+            except Exception:  # a probe: whatever keeps the root from opening, opening says
                 return {}
 
     def _at_level_zero(self) -> Product:

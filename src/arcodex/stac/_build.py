@@ -333,7 +333,7 @@ def _assets(record: Record, catalog: Catalog | None) -> dict[str, dict[str, Any]
         if level.get("level"):
             assets[f"level-{level['level']}"] = {
                 **{k: v for k, v in asset.items() if k != "file:size"},
-                "roles": ["overview"],
+                "roles": ["data", "overview"],
                 "title": f"{fmt} product, level {level['level']} ({2 ** level['level']}x coarser)",
                 "xarray:open_kwargs": {**open_kwargs, "group": level["path"]},
             }
