@@ -56,6 +56,8 @@ _CONVENTION = {
     "name": "multiscales",
     "description": "Multiscale layout of zarr datasets",
 }
+#: The check compares windows of at most this many cells a side of each level.
+_SAMPLE = 256
 _X = ("x", "lon", "longitude", "nav_lon", "xc", "rlon", "i")
 _Y = ("y", "lat", "latitude", "nav_lat", "yc", "rlat", "j")
 
@@ -328,11 +330,18 @@ def check_levels(
             if name not in base.data_vars or not set(dims) <= set(base[name].dims):
                 continue
             for i in picks[: samples + 2]:
-                sel = (
+                sel: dict[str, slice] = (
                     {concat: slice(i, i + 1)} if i is not None and concat in base[name].dims else {}
                 )
-                expected = coarsen_level(base[[name]].isel(sel), dims, factor)[name].values
-                actual = level[name].isel(sel).values
+                # One window of at most _SAMPLE cells a side, somewhere in the level.
+                coarse, fine = dict(sel), dict(sel)
+                for dim in dims:
+                    n = min(_SAMPLE, want[dim])
+                    start = rng.randrange(want[dim] - n + 1)
+                    coarse[dim] = slice(start, start + n)
+                    fine[dim] = slice(start * factor, (start + n) * factor)
+                expected = coarsen_level(base[[name]].isel(fine), dims, factor)[name].values
+                actual = level[name].isel(coarse).values
                 compared += 1
                 if expected.shape != actual.shape or not np.allclose(
                     actual, expected, rtol=1e-6, atol=0, equal_nan=True
