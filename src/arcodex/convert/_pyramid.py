@@ -330,9 +330,9 @@ def check_levels(
             if name not in base.data_vars or not set(dims) <= set(base[name].dims):
                 continue
             for i in picks[: samples + 2]:
-                sel: dict[str, slice] = (
-                    {concat: slice(i, i + 1)} if i is not None and concat in base[name].dims else {}
-                )
+                sel: dict[str, slice] = {}
+                if i is not None and concat is not None and concat in base[name].dims:
+                    sel[concat] = slice(i, i + 1)
                 # One window of at most _SAMPLE cells a side, somewhere in the level.
                 coarse, fine = dict(sel), dict(sel)
                 for dim in dims:
