@@ -501,7 +501,10 @@ def _values(
             regions.append(tuple(block))
             # The edges and the block of one source lie in the same product chunks: read
             # them from the product once (when that slab is small enough), not per region.
-            slab = _source_slab(ds, name, var, t, source, regions)
+            # An in-memory dataset is one source spanning the whole product: its slab would
+            # be the product itself.
+            in_memory = source.url.startswith("dataset://")
+            slab = None if in_memory else _source_slab(ds, name, var, t, source, regions)
             for region in regions:
                 _compare(ds, plan, spec, name, region, failures, read_block, slab=slab)
                 checked["blocks"] += 1
