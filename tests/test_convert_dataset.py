@@ -240,3 +240,14 @@ def test_a_dataset_opened_from_a_file_keeps_its_encoding(tmp_path: Path) -> None
     with xr.open_dataset(path, decode_cf=False) as raw, product:
         for name in raw.data_vars:
             np.testing.assert_array_equal(product[name].values, raw[name].values)
+
+
+def test_update_with_several_slices_at_once(tmp_path: Path) -> None:
+    dest = tmp_path / "p.zarr"
+    convert(dataset(), to="zarr", dest=dest, cluster="threads")
+    later = [dataset("2000-01-07", 2, seed=2), dataset("2000-01-05", 2, seed=1)]  # any order
+    result = update(dest, later, cluster="threads")
+    assert result.status == "pass"
+    assert result.changes["appended_sources"] == 2 and result.changes["appended_steps"] == 4
+    names = [s["url"].rsplit("/", 1)[-1] for s in result.product.provenance()["sources"]]
+    assert names == ["tas-orog-dataset"] * 3

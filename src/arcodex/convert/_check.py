@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from arcodex.convert._plan import Plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product
+from arcodex.convert._sources import DATASET_SCHEME
 
 if TYPE_CHECKING:
     import numpy as np
@@ -190,7 +191,7 @@ def _provenance(text: Any) -> dict[str, Any]:
 
 def source_changes(recorded: Sequence[Mapping[str, Any]], options: Mapping[str, Any]) -> list[str]:
     """The recorded sources that are gone or changed since (their fingerprint differs)."""
-    from arcodex.convert._sources import DATASET_SCHEME, SourceRef, _fingerprint
+    from arcodex.convert._sources import SourceRef, _fingerprint
 
     gone: list[str] = []
     changed: list[str] = []
@@ -503,7 +504,7 @@ def _values(
             # them from the product once (when that slab is small enough), not per region.
             # An in-memory dataset is one source spanning the whole product: its slab would
             # be the product itself.
-            in_memory = source.url.startswith("dataset://")
+            in_memory = source.url.startswith(DATASET_SCHEME)
             slab = None if in_memory else _source_slab(ds, name, var, t, source, regions)
             for region in regions:
                 _compare(ds, plan, spec, name, region, failures, read_block, slab=slab)

@@ -10,8 +10,8 @@ checked, never the whole dataset at once.
 
 The dataset reaches the workers inside its :class:`SourceRef` (pickled: an
 in-memory dataset is copied to each worker once per write, a Dask-backed
-one as its graph). Its URL is ``dataset://<digest>/dataset``: no path, a
-digest of its values (Dask's token), so that the same dataset given again
+one as its graph). Its URL is ``dataset://<digest>/<variables>-dataset``: no
+path, a digest of its values (Dask's token), so that the same dataset given again
 is the same source, and an update with it changes nothing.
 
 An update needs every source the product holds planned again; the earlier
@@ -90,7 +90,16 @@ class DatasetSource:
         return {**self.__dict__, "_variables": None, "_attrs": {}}
 
     def ref(self) -> SourceRef:
-        return SourceRef(self._url or f"{DATASET_SCHEME}{self.token()[:16]}/dataset", dataset=self)
+        return SourceRef(
+            self._url or f"{DATASET_SCHEME}{self.token()[:16]}/{self.name()}", dataset=self
+        )
+
+    def name(self) -> str:
+        """What messages and a product's default key call it: its variables' names."""
+        import re
+
+        names = "-".join(str(n) for n in list(self.ds.data_vars)[:3])
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{names}-dataset" if names else "dataset")
 
     def token(self) -> str:
         import dask.base

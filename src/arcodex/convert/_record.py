@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from arcodex.convert._plan import jsonable
 from arcodex.convert._product import MEDIA_TYPES
+from arcodex.convert._sources import DATASET_SCHEME
 from arcodex.storage import content_size
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ def product_record(
         )
     ]
     for source in plan.sources:
-        in_memory = source.url.startswith("dataset://")
+        in_memory = source.url.startswith(DATASET_SCHEME)
         artifacts.append(
             Artifact(
                 role="source",
