@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from arcodex.errors import ValidationError
-from arcodex.storage import FileProfileConfig, ProfileConfig
+from arcodex.storage import FileProfileConfig, ProfileConfig, S3ProfileConfig
 
 __all__ = [
     "CONFIG_FILE",
@@ -24,6 +25,7 @@ __all__ = [
     "StacDefaultsConfig",
     "StacProviderConfig",
     "load_config",
+    "profile_secrets",
 ]
 
 CONFIG_FILE = "arcodex.yaml"
@@ -307,3 +309,24 @@ def _variable_of(loc: list[str]) -> str | None:
         if name in os.environ:
             return name
     return None
+
+
+def profile_secrets(config: CatalogConfig) -> list[str]:
+    """Credential values the catalog's profiles may use, to keep them out of the log."""
+    import configparser
+
+    found: list[str] = []
+    for profile in config.profiles.values():
+        if not isinstance(profile, S3ProfileConfig):
+            continue
+        for name in (profile.key_env, profile.secret_env, profile.token_env):
+            value = os.environ.get(name)
+            if value:
+                found.append(value)
+        if profile.credentials_file:
+            parser = configparser.ConfigParser()
+            with suppress(OSError, configparser.Error):
+                parser.read(Path(profile.credentials_file).expanduser())
+                for section in parser.sections():
+                    found.extend(v for k, v in parser[section].items() if k.startswith("aws_"))
+    return found

@@ -10,6 +10,7 @@ interleave them. Known secret values are replaced by ``***`` before writing.
 from __future__ import annotations
 
 import fcntl
+import getpass
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import sys
 import traceback
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,17 @@ from arcodex import __version__
 from arcodex.errors import StorageError, ValidationError
 from arcodex.model import parse_iso_period
 
-__all__ = ["LEVELS", "EventLog"]
+__all__ = ["LEVELS", "EventLog", "current_user"]
 
 LEVELS = ("debug", "info", "warning", "error")
 _SESSION = uuid.uuid4().hex[:12]
+
+
+def current_user() -> str:
+    """Who is acting: ``$ARCODEX_USER``, else the login name."""
+    with suppress(Exception):
+        return os.environ.get("ARCODEX_USER") or getpass.getuser()
+    return "unknown"
 
 
 class EventLog:

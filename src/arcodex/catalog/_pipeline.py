@@ -37,8 +37,8 @@ from arcodex.catalog._hooks import HookContext
 from arcodex.errors import ArcodexError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
-    from arcodex.catalog._catalog import Catalog as CatalogCore
     from arcodex.catalog._journal import UnitOfWork
+    from arcodex.catalog._writing import CatalogWriter
 
 __all__ = [
     "Pipeline",
@@ -115,7 +115,7 @@ class PipelineContext:
         skipped: the steps a dry run did not run.
     """
 
-    catalog: CatalogCore | None
+    catalog: CatalogWriter | None
     params: dict[str, Any]
     dry_run: bool = False
     user: str | None = None
@@ -127,7 +127,7 @@ class PipelineContext:
     step: str | None = None
     _stack: ExitStack | None = field(default=None, repr=False)
 
-    def need_catalog(self) -> CatalogCore:
+    def need_catalog(self) -> CatalogWriter:
         """The catalog, or a ValidationError naming the step that needs one."""
         if self.catalog is None:
             raise ValidationError(
@@ -232,7 +232,7 @@ def _run_step(pipeline: Pipeline, step: Step, ctx: PipelineContext) -> None:
 
 
 def _step_hook(
-    catalog: CatalogCore, point: str, pipeline: Pipeline, step: Step, ctx: PipelineContext
+    catalog: CatalogWriter, point: str, pipeline: Pipeline, step: Step, ctx: PipelineContext
 ) -> None:
     if not catalog.hooks.names(point):
         return
