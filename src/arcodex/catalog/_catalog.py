@@ -6,7 +6,8 @@ writing core (:mod:`._reading`, :mod:`._writing`):
 - adding (:mod:`._adding`): files, bytes, external URIs, prepared records;
 - changing (:mod:`._changing`): update, delete, restore, purge;
 - health (:mod:`._health`, the work in :mod:`._doctor`): doctor, recover;
-- schemas (:mod:`._validation`): register, list, validate.
+- schemas (:mod:`._validation`): register, list, validate;
+- pipelines (:mod:`._running`, steps in :mod:`._pipeline`): list and run them by name.
 
 This module opens and creates catalogs, and finds the one a command means.
 """
@@ -23,6 +24,7 @@ from arcodex.catalog._changing import Changing
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.catalog._health import Health
 from arcodex.catalog._reading import STATE_DIR, CatalogInfo
+from arcodex.catalog._running import Running
 from arcodex.catalog._validation import Validation
 from arcodex.errors import CatalogExistsError, NotACatalogError, StorageError, ValidationError
 
@@ -71,7 +73,7 @@ def _not_a_catalog(root: Path) -> str:
     return f"no {CONFIG_FILE} in it"
 
 
-class Catalog(Adding, Changing, Health, Validation):
+class Catalog(Adding, Changing, Health, Validation, Running):
     """One arcodex catalog: records in a backend, managed files in storage profiles.
 
     Open one with :func:`open_catalog` or create one with :meth:`create`.

@@ -18,7 +18,7 @@ import sys
 import traceback
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,18 @@ class EventLog:
     ) -> None:
         self.directory = directory
         self.user = user
+        self._muted = 0
         # Short strings would redact ordinary words; real secrets are longer.
         self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    @contextmanager
+    def muted(self) -> Iterator[None]:
+        """Write nothing while inside (a dry run leaves the log as it was)."""
+        self._muted += 1
+        try:
+            yield
+        finally:
+            self._muted -= 1
 
     def emit(
         self,
@@ -89,6 +99,8 @@ class EventLog:
             )
         entry.update(fields)
         line = self._redact(json.dumps(entry, default=str, ensure_ascii=False))
+        if self._muted:
+            return dict(json.loads(line))
         path = self.directory / f"events-{now:%Y-%m}.jsonl"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)

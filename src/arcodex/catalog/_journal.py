@@ -178,7 +178,7 @@ class UnitOfWork:
 
     def transition(self, state: str, **data: Any) -> None:
         """Journal ``state`` (fsync'd if recovery depends on it) and log it, then go on."""
-        self.mark(state, **data)
+        self._journal(state, data)
         self.events.emit(
             f"uow.{state}",
             f"{self.operation.action} {state}",
@@ -191,7 +191,11 @@ class UnitOfWork:
 
     def mark(self, state: str, **data: Any) -> None:
         """Journal ``state`` without an event of its own, for a caller that logs the same
-        moment itself (a pipeline step logs one event with its time)."""
+        moment itself (a pipeline step logs one event with its time), then go on."""
+        self._journal(state, data)
+        _inject(state)
+
+    def _journal(self, state: str, data: dict[str, Any]) -> None:
         entry = {
             "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "operation_id": self.operation.id,

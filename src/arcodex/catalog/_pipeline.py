@@ -64,12 +64,18 @@ class Step:
         fn: reads and writes ``ctx.state``.
         changes: False when the step changes nothing, so that it runs under ``--dry-run``.
         doc: one line saying what the step does.
+        params: the parameters it reads (None: any).
+        inputs: the parameter that a run's positional inputs fill.
     """
 
     name: str
     fn: Callable[[PipelineContext], None]
     changes: bool = True
     doc: str = ""
+    #: The parameters the step reads (None: it does not say, so any is accepted).
+    params: tuple[str, ...] | None = None
+    #: The parameter a run's inputs fill (``arcodex run NAME FILE…``: ``paths``).
+    inputs: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Name, whether it changes anything, and its doc line."""
@@ -89,6 +95,19 @@ class Pipeline:
     def names(self) -> list[str]:
         """The step names, in the order they run."""
         return [step.name for step in self.steps]
+
+    def params(self) -> list[str] | None:
+        """The parameters its steps read, or None when a step does not say."""
+        known: set[str] = set()
+        for step in self.steps:
+            if step.params is None:
+                return None
+            known.update(step.params)
+        return sorted(known)
+
+    def inputs(self) -> str | None:
+        """The parameter a run's inputs fill: the first step's that names one."""
+        return next((step.inputs for step in self.steps if step.inputs), None)
 
     def to_dict(self) -> dict[str, Any]:
         """Name, origin, doc and each step (JSON-ready)."""
@@ -125,6 +144,8 @@ class PipelineContext:
     skipped: list[str] = field(default_factory=list)
     pipeline: str | None = None
     step: str | None = None
+    #: The operation of the unit of work, once a step has opened one.
+    operation_id: str | None = None
     _stack: ExitStack | None = field(default=None, repr=False)
 
     def need_catalog(self) -> CatalogWriter:
@@ -167,6 +188,7 @@ def open_unit(
     ctx.uow = ctx._stack.enter_context(
         catalog.unit_of_work(operation, user=ctx.user, inputs=inputs, parameters=parameters)
     )
+    ctx.operation_id = ctx.uow.operation.id
     if ctx.step is not None:
         ctx.uow.mark("step_started", step=ctx.step, pipeline=ctx.pipeline)
     return ctx.uow
@@ -286,8 +308,14 @@ def _plugin_steps() -> dict[str, Step]:
         return {}
     found: dict[str, Step] = {}
     for name, (fn, info) in dict(reg.steps()).items():
+        params = info.get("params")
         found[name] = Step(
-            name, fn, changes=bool(info.get("changes", True)), doc=str(info.get("doc", ""))
+            name,
+            fn,
+            changes=bool(info.get("changes", True)),
+            doc=str(info.get("doc", "")),
+            params=tuple(params) if params is not None else None,
+            inputs=info.get("inputs"),
         )
     return found
 

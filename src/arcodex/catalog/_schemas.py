@@ -120,6 +120,18 @@ class SchemaRegistry:
         ]
         return SchemaResult(not errors, key, errors)
 
+    def document(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The JSON Schema of ``name@version`` (latest registered if no version); a
+        Pydantic model's is generated from it."""
+        key = self._resolve(name, version)
+        model = self._models.get(key)
+        if model is not None:
+            return model.model_json_schema()
+        document: dict[str, Any] = json.loads(
+            (self.directory / f"{key}.json").read_text(encoding="utf-8")
+        )
+        return document
+
     def resolve(self, name: str, version: str | None) -> str:
         """The registered ``name@version`` meant (latest version when none is given)."""
         return self._resolve(name, version)

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from arcodex.catalog._metadata import pydantic_message
-from arcodex.catalog._schemas import SchemaResult
+from arcodex.catalog._schemas import SchemaResult, schema_parts
 from arcodex.catalog._writing import CatalogWriter
 from arcodex.errors import ValidationError
 from arcodex.model import Query, Record
@@ -28,6 +28,12 @@ class Validation(CatalogWriter):
         return self.schemas.register(
             ref, schema if not isinstance(schema, os.PathLike) else str(schema)
         )
+
+    def get_schema(self, ref: str) -> dict[str, Any]:
+        """The JSON Schema registered as ``ref`` (``name@version``, or ``name`` for its
+        latest version)."""
+        name, version = schema_parts(ref)
+        return self.schemas.document(name, version)
 
     def list_schemas(self) -> list[str]:
         """Every registered ``name@version``."""
