@@ -41,6 +41,7 @@ def test_groups_are_keyed_by_their_path() -> None:
     assert {"schema list", "schema show"} <= _registered_commands()
     assert "schema" not in _registered_commands()
 
+
 #: One invocation per (command, method) pair; ``{rid}`` is a record's id.
 INVOCATIONS: list[tuple[list[str], set[str]]] = [
     (["init", "{new}"], {"create", "info"}),

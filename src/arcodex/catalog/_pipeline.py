@@ -26,7 +26,6 @@ the built-in ones (registered by the modules that define them, with
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -39,6 +38,7 @@ from arcodex.errors import ArcodexError, NotFoundError, ValidationError
 if TYPE_CHECKING:
     from arcodex.catalog._journal import UnitOfWork
     from arcodex.catalog._writing import CatalogWriter
+    from arcodex.plugins import Registry
 
 __all__ = [
     "Pipeline",
@@ -292,22 +292,20 @@ def register_pipeline(pipeline: Pipeline) -> Pipeline:
     return pipeline
 
 
-def _plugin_registry() -> Any | None:
-    # By name until arcodex.plugins is in every tree this merges into.
-    try:
-        plugins = importlib.import_module("arcodex.plugins")
-    except ImportError:
-        return None
-    registry = getattr(plugins, "registry", None)
-    return registry() if callable(registry) else None
+def _plugin_registry() -> Registry:
+    """The plugins' registry, told which step and pipeline names are built in (a plugin
+    registering one of those is refused there, with a line naming it)."""
+    from arcodex.plugins import registry
+
+    reg = registry()
+    reg.reserve("step", _STEPS)
+    reg.reserve("pipeline", _PIPELINES)
+    return reg
 
 
 def _plugin_steps() -> dict[str, Step]:
-    reg = _plugin_registry()
-    if reg is None or not hasattr(reg, "steps"):
-        return {}
     found: dict[str, Step] = {}
-    for name, (fn, info) in dict(reg.steps()).items():
+    for name, (fn, info) in _plugin_registry().steps().items():
         params = info.get("params")
         found[name] = Step(
             name,
@@ -321,10 +319,7 @@ def _plugin_steps() -> dict[str, Step]:
 
 
 def _plugin_pipelines() -> dict[str, list[str]]:
-    reg = _plugin_registry()
-    if reg is None or not hasattr(reg, "pipelines"):
-        return {}
-    return {name: list(steps) for name, steps in dict(reg.pipelines()).items()}
+    return {name: list(steps) for name, steps in _plugin_registry().pipelines().items()}
 
 
 def step_registry() -> dict[str, Step]:
@@ -380,6 +375,8 @@ def get_pipeline(name: str, declared: Mapping[str, Sequence[str]] | None = None)
     """The pipeline ``name``: built-in, declared in ``declared`` (a catalog's
     ``config.pipelines``) or by a plugin. An unknown name, or a declaration naming an
     unknown step, is refused with one line listing what is known."""
+    if name in _PIPELINES and name not in (declared or {}):
+        return _PIPELINES[name]  # a built-in name: no need to ask the plugins
     found = _declarations(declared)
     try:
         origin, what = found[name]
