@@ -219,6 +219,9 @@ class CatalogConfig(BaseModel):
     def to_yaml(self) -> str:
         """The settings as YAML, for writing ``arcodex.yaml``."""
         data = self.model_dump(mode="json", exclude_none=True)
+        if not data.get("pipelines"):
+            # Left out when empty, so that a `pipelines:` section can be appended as is.
+            data.pop("pipelines", None)
         return yaml.safe_dump(data, sort_keys=False)
 
 
