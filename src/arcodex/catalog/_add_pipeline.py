@@ -248,14 +248,14 @@ def plan_path(ctx: PipelineContext) -> None:
     if not ctx.dry_run:
         _begin(ctx)
     files: list[Path] = ctx.state["files"]
+    store, template = (None, "") if opts.in_place else catalog._store(opts.profile)
     for file, item in zip(files, plan, strict=True):
         record = item.record
         if record is None:
             continue
-        if opts.in_place:
+        if store is None:
             item.location = str(file.resolve())
         else:
-            store, template = catalog._store(opts.profile)
             catalog._hook("before_path_plan", uow=ctx.uow, record=record, path=file)
             item.profile = opts.profile or catalog.config.default_profile
             item.key = _key(template, record, file)
@@ -285,17 +285,17 @@ def write_artifact(ctx: PipelineContext) -> None:
     uow.transition("artifact_write_started")
     files: list[Path] = ctx.state["files"]
     records: list[Record] = []
+    store = None if opts.in_place else catalog._store(opts.profile)[0]
     for file, item in zip(files, plan, strict=True):
         record, found = item.record, item.found
         if record is None or found is None:  # a refusal a real run raised already
             continue
         locator: LocalPath | FsspecUrl
-        if opts.in_place:
+        if store is None:
             size, sha = dir_size(file) if file.is_dir() else file_hash(file)
             locator = LocalPath(path=str(file.resolve()))
             managed = False
         else:
-            store, _ = catalog._store(opts.profile)
             key = str(item.key)
             catalog._hook("before_artifact_write", uow=uow, record=record, path=file, key=key)
             key, size, sha = store.write_file(file, key)

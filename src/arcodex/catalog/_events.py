@@ -47,6 +47,7 @@ class EventLog:
         self, directory: Path, *, secrets: Iterable[str] = (), user: str | None = None
     ) -> None:
         self.directory = directory
+        self._dir = str(directory)
         self.user = user
         self._muted = 0
         # Short strings would redact ordinary words; real secrets are longer.
@@ -101,10 +102,16 @@ class EventLog:
         line = self._redact(json.dumps(entry, default=str, ensure_ascii=False))
         if self._muted:
             return dict(json.loads(line))
-        path = self.directory / f"events-{now:%Y-%m}.jsonl"
+        # A string path, and the directory made only when it is missing: per event, both
+        # were a good part of its cost.
+        path = os.path.join(self._dir, f"events-{now:%Y-%m}.jsonl")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                fd = os.open(path, flags, 0o640)
+            except FileNotFoundError:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, flags, 0o640)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 os.write(fd, (line + "\n").encode())
