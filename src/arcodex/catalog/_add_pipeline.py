@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from arcodex.catalog._duplicates import Addition, clashes, refuse_duplicates
+from arcodex.catalog._events import current_user
 from arcodex.catalog._journal import UnitOfWork
 from arcodex.catalog._metadata import merge, metadata_of, pydantic_message
 from arcodex.catalog._pipeline import Pipeline, PipelineContext, Step, open_unit, register_pipeline
@@ -195,7 +196,7 @@ def validate_record(ctx: PipelineContext) -> None:
     catalog = ctx.need_catalog()
     opts = _options(ctx)
     plan = _plan(ctx)
-    user = ctx.user or "unknown"
+    user = ctx.user or current_user()
     user_meta = metadata_of(opts.metadata)
     files: list[Path] = ctx.state["files"]
     taken = _taken_ids(catalog.backend, opts.record_ids) if ctx.dry_run else set()
@@ -332,7 +333,7 @@ def validate_uri(ctx: PipelineContext) -> None:
     """Check each URI and make its record (an external artifact; nothing is fetched)."""
     catalog = ctx.need_catalog()
     opts = _options(ctx)
-    user = ctx.user or "unknown"
+    user = ctx.user or current_user()
     if not opts.uris:
         raise ValidationError("nothing to add: give one or more URIs")
     if opts.record_ids is not None and len(opts.record_ids) != len(opts.uris):

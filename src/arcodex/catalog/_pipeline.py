@@ -204,6 +204,9 @@ def run_pipeline(pipeline: Pipeline, ctx: PipelineContext) -> PipelineContext:
     # A unit of work open before the run (the caller's) is the caller's to close.
     opened_here = ctx.uow is None
     with ExitStack() as stack:
+        if ctx.dry_run and ctx.catalog is not None:
+            # A dry run leaves the event log as it was (its timings are in ctx.timings).
+            stack.enter_context(ctx.catalog.events.muted())
         if opened_here:
             # Registered first, so it runs last: after the unit has committed or rolled back.
             stack.callback(_forget_unit, ctx)
