@@ -64,6 +64,7 @@ from arcodex.model import (
     check_metadata,
     utcnow,
 )
+from arcodex.plugins import registry as plugin_registry
 from arcodex.storage import (
     FsspecStore,
     LocalStore,
@@ -180,6 +181,7 @@ class Catalog:
         self.schemas = SchemaRegistry(root / SCHEMA_DIR)
         self.journal = Journal(root / STATE_DIR / JOURNAL_DIR)
         self.hooks = HookRegistry(self.events)
+        plugin_registry().configure(config.plugins.enabled, config.plugins.allow)
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -27,8 +27,9 @@ import typer
 from typer.core import TyperGroup
 
 from arcodex import __version__
-from arcodex.cli import _convert, _discover, _stac
+from arcodex.cli import _convert, _discover, _plugins, _stac
 from arcodex.errors import ArcodexError, NotACatalogError, ValidationError
+from arcodex.plugins import registry
 
 try:  # typer 0.2x vendors its own click
     from typer._click import exceptions as click_errors
@@ -284,6 +285,7 @@ def command(
             finally:
                 if state is not None:
                     state.close()
+                _plugins.print_notices()
 
         _with_debug_option(fn, run)
         if on is None and name in COMMAND_METHODS:
@@ -844,10 +846,20 @@ def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     from arcodex.cli import _render
 
     summary = _state(ctx).catalog().info()
+    plugins = registry().plugins()
     if as_json:
-        _render.print_json(summary.to_dict())
+        _render.print_json(
+            {
+                **summary.to_dict(),
+                "plugins": [
+                    {"name": p.name, "version": p.version, "status": p.status} for p in plugins
+                ],
+            }
+        )
     else:
         _render.print_info(summary)
+        if plugins:
+            typer.echo("\nplugins: " + ", ".join(_plugins.plugin_lines()))
 
 
 @command("fields", api=("fields",))
@@ -1110,6 +1122,7 @@ def extract(
 _convert.register(app, command, _state)
 _stac.register(app, command, _state)
 _discover.register(app, command, _state)
+_plugins.register(app, command, _state)
 
 
 def main() -> None:
@@ -1134,13 +1147,18 @@ def _app_for(argv: list[str]) -> typer.Typer:
         if token in _VALUED:
             next(tokens, None)
         elif token.startswith("-"):
-            if token in ("-h", "--help", "--version", "--"):
+            if token in ("-h", "--help"):
+                _plugins.mount(app)  # the help lists plugins' groups
+                return app
+            if token in ("--version", "--"):
                 return app
         else:
             name = token
             break
     chosen = [c for c in app.registered_commands if name is not None and c.name == name]
     if not chosen:
+        if name is None or name not in {g.name for g in app.registered_groups}:
+            _plugins.mount(app)  # a name arcodex does not have may be a plugin's group
         return app
     lean = copy.copy(app)
     lean.registered_commands = chosen

@@ -309,7 +309,7 @@ class Registry:
         return [c.value for _, c in self._items("schema")]
 
     def hooks(self) -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
-        """(point, fn, {"name", "required", "order"})."""
+        """(point, fn, {"name", "required", "order", "plugin"})."""
         out = []
         for _, c in self._items("hook"):
             options = dict(c.options)
@@ -354,9 +354,13 @@ class Registry:
 
     # -- the plugins themselves -----------------------------------------------------------
 
-    def plugins(self) -> list[LoadedPlugin]:
-        """Every installed plugin with its status and what it registered (loads the allowed)."""
+    def plugins(self, *, discover: bool = True) -> list[LoadedPlugin]:
+        """Every installed plugin with its status and what it registered (loads the allowed);
+        with ``discover=False``, only those this process has tried to load so far."""
         with self._lock:
+            if not discover:
+                tried = (self._plugins or {}).values()
+                return [self._public(p) for p in tried if p.attempted]
             self._settled()
             return [self._public(p) for p in self._entry_points().values()]
 
