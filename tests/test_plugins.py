@@ -238,6 +238,37 @@ def test_schema_validates(example: ModuleType, tmp_path: Path) -> None:
     assert not not_ok.valid and any("example_hooked" in e for e in not_ok.errors)
 
 
+def test_step_runs_in_the_plugins_pipeline(example: ModuleType, tmp_path: Path) -> None:
+    from arcodex.catalog import PipelineContext, get_pipeline, get_step, run_pipeline
+
+    cat = Catalog.create(tmp_path / "cat")
+    pipeline = get_pipeline("example-pipeline")
+    assert (pipeline.origin, pipeline.names()) == ("plugin", ["example-stamp"])
+    assert get_step("example-stamp").changes is False
+    ctx = run_pipeline(pipeline, PipelineContext(cat, {}, dry_run=True))
+    assert ctx.state["example_stamps"] == 1 and ctx.skipped == []
+    assert [name for name, _ in ctx.timings] == ["example-stamp"]
+
+
+def test_a_plugin_step_named_as_a_built_in_is_refused(example_site: Path) -> None:
+    from arcodex.catalog import Step, register_step, step_registry
+
+    built_in = Step("example-stamp", lambda ctx: None, doc="a built-in of the same name")
+    register_step(built_in)
+    try:
+        with installed(example_site):
+            assert step_registry()["example-stamp"] is built_in
+            (plugin,) = registry().plugins()
+            assert plugin.refused == [
+                "plugin 'example' (dist arcodex-example-plugin 0.3.1): step 'example-stamp' "
+                "is built into arcodex; refused"
+            ]
+    finally:
+        from arcodex.catalog import _pipeline
+
+        _pipeline._STEPS.pop("example-stamp")
+
+
 def test_stac_formatter_changes_the_item(
     example: ModuleType, tmp_path: Path, station: Path
 ) -> None:

@@ -225,6 +225,12 @@ class CatalogConfig(BaseModel):
     plugins: PluginsConfig = Field(
         default_factory=PluginsConfig, description="which installed plugins load"
     )
+    pipelines: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="pipelines of registered steps, by name "
+        "(ingest-netcdf: [extract-metadata, validate-record, write-artifact, commit-record]); "
+        "run one with `arcodex run NAME`",
+    )
     busy_timeout: float = Field(
         default=30.0, gt=0, description="seconds to wait for a locked database"
     )

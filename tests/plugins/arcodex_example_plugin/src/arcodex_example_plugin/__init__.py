@@ -65,10 +65,10 @@ def stamp_hook(context: Any) -> Any:
     return HookResult(metadata={"example_hooked": True})
 
 
-def stamp_step(ctx: Any) -> Any:
-    """A step that changes nothing: it notes that it ran."""
+def stamp_step(ctx: Any) -> None:
+    """A step that changes nothing: it counts its runs in the pipeline's state."""
     CALLS.append("step:example-stamp")
-    return None
+    ctx.state["example_stamps"] = ctx.state.get("example_stamps", 0) + 1
 
 
 class ExampleStore:
