@@ -195,6 +195,16 @@ def test_search_imports_no_plugin_and_add_does(
     assert "mace-head.station" in searched.stdout
     run_cli("fields", env=env)
     assert not mark.exists()  # reading the catalog needs no plugin
+    code = (
+        "import sys; from arcodex.cli import main; from arcodex.plugins import registry\n"
+        "sys.argv = ['arcodex', 'search', 'example.station=alpha', '--ids']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('discovered', registry().discovered)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.split()[-2:] == ["discovered", "False"]  # not even the entry points
 
 
 # -- each kind, used -------------------------------------------------------------------------

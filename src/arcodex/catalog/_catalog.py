@@ -105,6 +105,8 @@ class CatalogInfo:
     state_dir: str
     event_log: str
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The installed plugins: name, version and status (loaded, failed, disabled).
+    plugins: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with stable keys."""
@@ -813,6 +815,10 @@ class Catalog:
             recent_failed_operations=failed,
             state_dir=str(self.root / STATE_DIR),
             event_log=str(self.events.directory),
+            plugins=[
+                {"name": p.name, "version": p.version, "status": p.status}
+                for p in plugin_registry().plugins()
+            ],
         )
 
     def operations(self, status: str | None = None, limit: int = 20) -> list[Operation]:

@@ -29,7 +29,6 @@ from typer.core import TyperGroup
 from arcodex import __version__
 from arcodex.cli import _convert, _discover, _plugins, _stac
 from arcodex.errors import ArcodexError, NotACatalogError, ValidationError
-from arcodex.plugins import registry
 
 try:  # typer 0.2x vendors its own click
     from typer._click import exceptions as click_errors
@@ -846,20 +845,12 @@ def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     from arcodex.cli import _render
 
     summary = _state(ctx).catalog().info()
-    plugins = registry().plugins()
     if as_json:
-        _render.print_json(
-            {
-                **summary.to_dict(),
-                "plugins": [
-                    {"name": p.name, "version": p.version, "status": p.status} for p in plugins
-                ],
-            }
-        )
+        _render.print_json(summary.to_dict())
     else:
         _render.print_info(summary)
-        if plugins:
-            typer.echo("\nplugins: " + ", ".join(_plugins.plugin_lines()))
+        if summary.plugins:
+            typer.echo("\nplugins: " + ", ".join(_plugins.plugin_lines(summary.plugins)))
 
 
 @command("fields", api=("fields",))

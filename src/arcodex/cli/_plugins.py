@@ -9,7 +9,7 @@ on stderr, and the command goes on.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -59,9 +59,9 @@ def plugin_summary(plugin: LoadedPlugin) -> str:
     return "; ".join(f"{k} {', '.join(v)}" for k, v in plugin.registered.items()) or "-"
 
 
-def plugin_lines() -> list[str]:
-    """``name version status`` per installed plugin (for ``arcodex info``)."""
-    return [f"{p.name} {p.version or '?'} {p.status}" for p in registry().plugins()]
+def plugin_lines(plugins: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``name version status`` per plugin of ``CatalogInfo.plugins`` (for ``arcodex info``)."""
+    return [f"{p['name']} {p.get('version') or '?'} {p['status']}" for p in plugins]
 
 
 def _print(plugins: list[LoadedPlugin]) -> None:
