@@ -140,6 +140,16 @@ def station(tmp_path: Path) -> Path:
     return path
 
 
+def test_the_readme_declares_a_plugin_as_the_example_does() -> None:
+    from test_readme import BLOCKS
+
+    (block,) = [b for b in BLOCKS if b.ident == "plugins-toml"]
+    readme = tomllib.loads(block.code)["project"]["entry-points"]
+    example = tomllib.loads((PROJECTS / "arcodex_example_plugin" / "pyproject.toml").read_text())
+    assert set(readme) == set(example["project"]["entry-points"]) == {"arcodex.plugins"}
+    assert readme["arcodex.plugins"] == {"myplug": "myplug:register"}
+
+
 # -- discovery -------------------------------------------------------------------------------
 
 
