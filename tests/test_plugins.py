@@ -383,6 +383,13 @@ def test_plugins_and_info_list_the_plugin(example_site: Path, tmp_path: Path) ->
     info = json.loads(run_cli("--catalog", str(tmp_path / "cat"), "info", "--json", env=env).stdout)
     assert info["plugins"] == [{"name": "example", "version": "0.3.1", "status": "loaded"}]
     assert "example 0.3.1 loaded" in run_cli("-C", str(tmp_path / "cat"), "info", env=env).stdout
+    shown = json.loads(run_cli("plugins", "show", "example", "--json", env=env).stdout)
+    assert shown == listed[0]
+    missing = run_cli("plugins", "show", "nope", env=env, check=False)
+    assert (missing.returncode, missing.stderr) == (
+        1,
+        "error: no plugin 'nope' (example); run `arcodex plugins` to list them\n",
+    )
 
 
 # -- what goes wrong -------------------------------------------------------------------------
@@ -432,9 +439,10 @@ def test_the_command_still_works_with_a_broken_plugin(
     # The failing plugin extractor is noted on the record, and the add went on.
     (errors,) = [a["metadata"].get("extract_errors", []) for a in record["artifacts"]]
     assert errors == [
-        "later-failing: plugin extractor later-failing failed: RuntimeError: "
-        "cannot parse the station file"
+        "later-failing: plugin extractor failed: RuntimeError: cannot parse the station file"
     ]
+    refused = [e["message"] for e in logs if e["event"] == "plugin.refused"]
+    assert any("hook refused: unknown hook point 'no_such_point'" in m for m in refused)
     listed = run_cli("plugins", env=env)
     assert BROKEN_LINE in " ".join(listed.stdout.split())
 
@@ -507,3 +515,6 @@ def test_bad_plugins_setting_is_one_line(example_site: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.strip().startswith("error: bad ARCODEX_PLUGINS")
     assert len(done.stderr.strip().splitlines()) == 1
+    helped = run_cli("--help", env=env_with(example_site, ARCODEX_PLUGINS=" , "))
+    assert helped.stderr.startswith("warning: bad ARCODEX_PLUGINS")
+    assert "search" in helped.stdout

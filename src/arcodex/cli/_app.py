@@ -1130,7 +1130,8 @@ def _app_for(argv: list[str]) -> typer.Typer:
 
     Typer turns every registered function into a click command (reading each one's
     type hints) before it runs any; for one command that was most of a short command's
-    time. Help, ``--version``, groups and unknown names get the whole app.
+    time. Help, ``--version``, groups and unknown names get the whole app; help and
+    unknown names (which may be a plugin's group) get plugins' groups too.
     """
     name = None
     tokens = iter(argv)

@@ -39,7 +39,12 @@ def mount(app: typer.Typer) -> None:
     built_in = {c.name for c in app.registered_commands if c.name}
     built_in |= {g.name for g in app.registered_groups if g.name}
     reg.reserve("cli", built_in - _mounted)
-    for name, sub in sorted(reg.cli_apps().items()):
+    try:
+        groups = reg.cli_apps()
+    except ArcodexError as exc:  # a bad ARCODEX_PLUGINS: the built-in commands still run
+        typer.echo(f"warning: {' '.join(str(exc).split())}; plugins are left out", err=True)
+        return
+    for name, sub in sorted(groups.items()):
         if name in _mounted:
             continue
         if not isinstance(sub, typer.Typer):

@@ -44,7 +44,7 @@ class _PluginExtractor:
         try:
             return bool(self.inner.matches(path))
         except Exception as exc:
-            raise PluginError(f"plugin extractor {self.name} failed: {exc}") from exc
+            raise PluginError(f"plugin extractor failed: {type(exc).__name__}: {exc}") from exc
 
     def extract(self, path: Path, into: Extracted) -> None:
         try:
@@ -52,9 +52,7 @@ class _PluginExtractor:
         except (ValidationError, PluginError):
             raise
         except Exception as exc:
-            raise PluginError(
-                f"plugin extractor {self.name} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise PluginError(f"plugin extractor failed: {type(exc).__name__}: {exc}") from exc
 
 
 def extract_file(
