@@ -310,6 +310,25 @@ def test_source_kind_resolves_urls(example: ModuleType, tmp_path: Path) -> None:
     assert f"source:example://{tmp_path}" in example.CALLS
 
 
+def test_convert_reads_a_plugins_source_kind(example: ModuleType, tmp_path: Path) -> None:
+    pytest.importorskip("zarr")
+    from arcodex._archives import write_archive
+    from arcodex.convert import convert, open_product
+
+    files = write_archive(tmp_path / "src", "regular", files=2, steps=3)
+    result = convert(
+        f"example://{tmp_path / 'src'}",
+        to="zarr",
+        dest=tmp_path / "out.zarr",
+        cluster="threads",
+        workers=1,
+    )
+    assert result.status == "pass", result.report.reasons
+    assert f"source:example://{tmp_path / 'src'}" in example.CALLS
+    with open_product(tmp_path / "out.zarr") as ds:
+        assert ds.sizes["time"] == 6 and len(files) == 2
+
+
 def test_unknown_url_scheme_says_what_reads_urls(example: ModuleType) -> None:
     from arcodex.convert._sources import resolve_sources
     from arcodex.errors import ValidationError
