@@ -448,8 +448,9 @@ def test_the_command_still_works_with_a_broken_plugin(
     added = run_cli("add", str(station), "--json", env=env)
     (record,) = json.loads(added.stdout)["records"]
     assert record["metadata"]["example"]["station"] == "alpha"  # the example still works
-    warnings = [line for line in added.stderr.splitlines() if line.startswith("warning: ")]
+    warnings = added.stderr.splitlines()
     assert f"warning: {BROKEN_LINE}" in warnings
+    assert all(w.startswith("warning: plugin ") for w in warnings)  # one line each, no more
     assert len([w for w in warnings if "'broken'" in w]) == 1
     logs = json.loads(run_cli("logs", "--event", "plugin.*", "--json", env=env).stdout)
     failed = [e for e in logs if e["event"] == "plugin.failed"]
@@ -464,6 +465,15 @@ def test_the_command_still_works_with_a_broken_plugin(
     assert any("hook refused: unknown hook point 'no_such_point'" in m for m in refused)
     listed = run_cli("plugins", env=env)
     assert BROKEN_LINE in " ".join(listed.stdout.split())
+    assert listed.stderr == ""  # the listing says it all
+    later = next(
+        p for p in json.loads(run_cli("plugins", "--json", env=env).stdout) if p["name"] == "later"
+    )
+    assert (
+        "plugin 'later' (dist arcodex-broken-plugin 1.2): command group 'search' is built into arcodex; refused"
+        in later["refused"]
+    )
+    assert later["registered"]["store"] == ["later-store"]
 
 
 def test_plugins_off_loads_nothing(example_site: Path, broken_site: Path, tmp_path: Path) -> None:

@@ -33,12 +33,26 @@ def print_notices() -> None:
         typer.echo(f"warning: {line}", err=True)
 
 
+def _reserve_built_ins(app: typer.Typer) -> None:
+    """The names arcodex has built in, so that a plugin's clash is refused and listed."""
+    built_in = {c.name for c in app.registered_commands if c.name}
+    built_in |= {g.name for g in app.registered_groups if g.name}
+    registry().reserve("cli", built_in - _mounted)
+
+
+def _listing(app: typer.Typer) -> list[LoadedPlugin]:
+    """Every installed plugin, after the lookups that reserve built-in names ran."""
+    _reserve_built_ins(app)
+    from arcodex.catalog import step_registry
+
+    step_registry()  # reserves the built-in steps
+    return registry().plugins()
+
+
 def mount(app: typer.Typer) -> None:
     """Add every plugin's command group to ``app`` (built-in names are refused)."""
     reg = registry()
-    built_in = {c.name for c in app.registered_commands if c.name}
-    built_in |= {g.name for g in app.registered_groups if g.name}
-    reg.reserve("cli", built_in - _mounted)
+    _reserve_built_ins(app)
     try:
         groups = reg.cli_apps()
     except ArcodexError as exc:  # a bad ARCODEX_PLUGINS: the built-in commands still run
@@ -117,7 +131,7 @@ def register(
             return
         try:
             _configured(ctx)
-            found = registry().plugins()
+            found = _listing(app)
         except ArcodexError as exc:
             typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
             raise typer.Exit(1) from None
@@ -137,7 +151,7 @@ def register(
     ) -> None:
         """One plugin: its dist, version, status, error and what it registered."""
         _configured(ctx)
-        found = {p.name: p for p in registry().plugins()}
+        found = {p.name: p for p in _listing(app)}
         registry().take_notices()
         if name not in found:
             known = ", ".join(found) or "none installed"

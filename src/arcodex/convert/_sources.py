@@ -180,7 +180,7 @@ def _plugin_scheme(item: str) -> str | None:
 def _resolve_plugin_source(item: str, scheme: str, options: dict[str, Any]) -> list[str]:
     from arcodex.plugins import registry
 
-    registry().reserve("source_kind", [p.split(":", 1)[0] for p in _REMOTE])
+    registry().reserve("source_kind", (p.split(":", 1)[0] for p in _REMOTE))
     kinds = registry().source_kinds()
     resolver = kinds.get(scheme)
     if not callable(resolver):

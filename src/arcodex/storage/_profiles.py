@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from arcodex.errors import ArcodexError, AuthError, PluginError, ValidationError
+from arcodex.plugins import registry as plugin_registry
 from arcodex.storage._fsspec import FsspecStore
 from arcodex.storage._local import LocalStore
 
@@ -79,6 +80,8 @@ class PluginProfileConfig(_Profile):
 
 
 _BUILT_IN_KINDS = ("file", "memory", "s3")
+# A plugin's profile kind of one of these names is refused (reserving discovers nothing).
+plugin_registry().reserve("profile_kind", _BUILT_IN_KINDS)
 
 
 def _profile_kind(value: Any) -> str | None:
@@ -140,7 +143,6 @@ def _plugin_storage(
     """The storage of a plugin's profile kind: ``factory(name, settings, catalog_root)``."""
     from arcodex.plugins import registry
 
-    registry().reserve("profile_kind", _BUILT_IN_KINDS)
     kinds = registry().profile_kinds()
     factory = kinds.get(profile.type)
     if not callable(factory):
