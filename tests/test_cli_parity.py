@@ -77,8 +77,8 @@ def _registered_commands() -> set[str]:
 
 def test_every_command_is_mapped() -> None:
     # Engine commands (convert, check, the stac group, serve, find, open) call
-    # arcodex.convert, .stac, .server and .client, which have their own tests.
-    assert {"convert", "check", "stac", "serve", "find", "open"} == ENGINE_COMMANDS
+    # arcodex.convert, .stac, .server, .client and .stores, which have their own tests.
+    assert {"convert", "check", "stac", "serve", "find", "open", "store"} == ENGINE_COMMANDS
     assert _registered_commands() == set(COMMAND_METHODS) | ENGINE_COMMANDS
 
 

@@ -27,7 +27,7 @@ import typer
 from typer.core import TyperGroup
 
 from arcodex import __version__
-from arcodex.cli import _convert, _discover, _stac
+from arcodex.cli import _convert, _discover, _stac, _store
 from arcodex.errors import ArcodexError, NotACatalogError, ValidationError
 
 try:  # typer 0.2x vendors its own click
@@ -1110,6 +1110,7 @@ def extract(
 _convert.register(app, command, _state)
 _stac.register(app, command, _state)
 _discover.register(app, command, _state)
+_store.register(app, command, _state)
 
 
 def main() -> None:
