@@ -290,17 +290,26 @@ class FsspecStore(StoreBase):
 
     def _swap(self, staging: str, path: str, existed: bool) -> None:
         if not existed:
-            self.fs.mv(staging, path, recursive=True)
+            self._move(staging, path)
             return
         head, _, base = path.rpartition("/")
         old = f"{head}/.{base}{_OLD}{uuid.uuid4().hex[:8]}"
-        self.fs.mv(path, old, recursive=True)
+        self._move(path, old)
         try:
-            self.fs.mv(staging, path, recursive=True)
+            self._move(staging, path)
         except BaseException:
-            self.fs.mv(old, path, recursive=True)  # the old dataset back: nothing lost
+            self._move(old, path)  # the old dataset back: nothing lost
             raise
         self._remove(old)
+
+    def _move(self, src: str, dst: str) -> None:
+        """Move a file or a tree; on object stores a copy of each object, then the removal."""
+        if not self.fs.isdir(src):
+            self.fs.mv(src, dst)
+            return
+        files = self.fs.find(src)
+        self.fs.copy(files, [dst + f[len(src) :] for f in files])
+        self.fs.rm(src, recursive=True)
 
     def _remove(self, path: str) -> None:
         if self._exists(path):

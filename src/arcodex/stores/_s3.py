@@ -61,7 +61,13 @@ class S3Store(FsspecStore):
     def _make_fs(self) -> Any:
         import s3fs
 
-        return s3fs.S3FileSystem(**self._storage_options(), **self._secret_options())
+        # No listings cache: the store writes through zarr's own filesystem too.
+        return s3fs.S3FileSystem(
+            **self._storage_options(),
+            **self._secret_options(),
+            use_listings_cache=False,
+            skip_instance_cache=True,
+        )
 
     def _root(self) -> str:
         return "/".join(p for p in (self.config.bucket, self.config.prefix.strip("/")) if p)
