@@ -152,12 +152,12 @@ class FsspecStore(StoreBase):
 
     def _need(self, data_id: str) -> str:
         path = self._path(data_id)
-        self._suffix(data_id)
         if not self._exists(path):
             raise NotFoundError(
                 f"no data {data_id!r} in {self._where()}; "
                 f"run `arcodex store list {self.kind} …` to list the ids"
             )
+        self._suffix(data_id)
         return path
 
     # -- describing and opening -------------------------------------------------------------
