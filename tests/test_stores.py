@@ -241,7 +241,7 @@ def test_kinds_and_their_schemas() -> None:
         schema = store_params_schema(kind)
         assert schema["type"] == "object" and schema["additionalProperties"] is False
     assert store_params_schema("file")["required"] == ["root"]
-    with pytest.raises(ValidationError, match="no store kind 'nope'.*arcodex store kinds"):
+    with pytest.raises(ValidationError, match=r"no store kind 'nope'.*arcodex store kinds"):
         new_store("nope")
     with pytest.raises(ValidationError, match="'root'"):
         new_store("file")
@@ -272,9 +272,11 @@ def test_file_store_netcdf(tmp_path: Path) -> None:
 def test_file_store_refuses_to_replace_what_it_did_not_write(tmp_path: Path) -> None:
     _to_zarr(sample_dataset(), tmp_path / "theirs.zarr")
     before = sorted(p.name for p in (tmp_path / "theirs.zarr").rglob("*"))
-    with new_store("file", root=str(tmp_path)) as store:
-        with pytest.raises(ConflictError, match="did not write"):
-            store.write_data(sample_dataset(), "theirs.zarr", replace=True)
+    with (
+        new_store("file", root=str(tmp_path)) as store,
+        pytest.raises(ConflictError, match="did not write"),
+    ):
+        store.write_data(sample_dataset(), "theirs.zarr", replace=True)
     assert sorted(p.name for p in (tmp_path / "theirs.zarr").rglob("*")) == before
     assert not [p for p in tmp_path.iterdir() if p.name != "theirs.zarr"]
 
@@ -409,3 +411,60 @@ def test_open_values_match_after_write(tmp_path: Path) -> None:
                 np.testing.assert_array_equal(ds["tas"].values, sample_dataset()["tas"].values)
             two.delete_data("x.zarr")
             assert not one.has_data("x.zarr")
+
+
+# -- plugins' stores ----------------------------------------------------------------------------
+
+PLUGIN = """
+from arcodex.stores._memory import MemoryStore
+
+
+class ToyStore(MemoryStore):
+    kind = "toy"
+
+
+def register(registrar):
+    registrar.add_store("toy", ToyStore)
+    registrar.add_store("file", ToyStore)  # a built-in kind: refused, the built-in stays
+"""
+
+
+@pytest.fixture
+def toy_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An installed plugin (a module and its dist-info on sys.path) that adds a store kind."""
+    from arcodex.plugins import registry
+
+    site = tmp_path / "site"
+    info = site / "toy_store_plugin-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "toy_store_plugin.py").write_text(PLUGIN, encoding="utf-8")
+    (info / "METADATA").write_text("Name: toy-store-plugin\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(
+        "[arcodex.plugins]\ntoy = toy_store_plugin:register\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv("ARCODEX_PLUGINS", raising=False)
+    registry().reset()
+    yield
+    registry().reset()
+    sys.modules.pop("toy_store_plugin", None)
+
+
+def test_plugin_stores_are_kinds(toy_plugin: None, tmp_path: Path) -> None:
+    assert "toy" in list_store_kinds()
+    with new_store("toy") as store:
+        assert store.kind == "toy"
+        store.write_data(sample_dataset(), "x.zarr")
+        assert store.describe_data("x.zarr").store == "toy"
+    with new_store("file", root=str(tmp_path)) as files:
+        assert type(files).__name__ == "FileStore"
+    listed = runner.invoke(app, ["store", "kinds", "--json"])
+    assert "toy" in {k["kind"] for k in json.loads(listed.stdout)}
+
+
+def test_builtin_kinds_do_not_discover_plugins(tmp_path: Path) -> None:
+    from arcodex.plugins import registry
+
+    registry().reset()
+    with new_store("file", root=str(tmp_path)):
+        assert not registry().discovered

@@ -21,7 +21,9 @@ __all__ = ["parse_params", "register"]
 
 Decorator = Callable[[Callable[..., None]], Callable[..., None]]
 
-KindArg = Annotated[str, typer.Argument(metavar="KIND", help="The store kind (`arcodex store kinds`).")]
+KindArg = Annotated[
+    str, typer.Argument(metavar="KIND", help="The store kind (`arcodex store kinds`).")
+]
 ParamOpt = Annotated[
     list[str] | None,
     typer.Option(

@@ -11,7 +11,7 @@ against that same Pydantic model, so what the schema says is what is refused.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticError
@@ -98,10 +98,7 @@ class DeleteParams(Params):
     pass
 
 
-P = TypeVar("P", bound=Params)
-
-
-def check_params(model: type[P], params: Mapping[str, Any], where: str) -> P:
+def check_params[P: Params](model: type[P], params: Mapping[str, Any], where: str) -> P:
     """``params`` as ``model``, or one-line :class:`ValidationError` naming the parameter."""
     try:
         return model.model_validate(dict(params))

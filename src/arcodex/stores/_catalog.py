@@ -40,7 +40,9 @@ _PAGE = 1000
 class CatalogParams(Params):
     root: str = Field(description="The catalog directory (holding arcodex.yaml).")
     profile: str | None = Field(None, description="The storage profile write_data writes to.")
-    cluster: str = Field("threads", description="Where write_data converts: threads, local, tcp://…")
+    cluster: str = Field(
+        "threads", description="Where write_data converts: threads, local, tcp://…"
+    )
     check: bool = Field(True, description="Check each written product against its dataset.")
 
 
@@ -164,7 +166,10 @@ class CatalogStore(StoreBase):
         if "convert" in record.metadata:
             from arcodex.convert import open_product
 
-            return open_product(record.id, catalog=self.catalog, chunks=chunks, group=group)
+            ds: xr.Dataset = open_product(
+                record.id, catalog=self.catalog, chunks=chunks, group=group
+            )
+            return ds
         from arcodex.client import open_dataset
 
         primary = next((a for a in record.artifacts if a.role == "primary"), None)

@@ -160,9 +160,14 @@ def describe_record(record: Record, store: str = "catalog") -> DatasetDescriptor
     sizes = meta.get("dims")
     if not isinstance(variables, Mapping) or not isinstance(sizes, Mapping):
         return None
-    cube = meta.get(DATACUBE) if isinstance(meta.get(DATACUBE), Mapping) else {}
+    found = meta.get(DATACUBE)
+    cube: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     dims, cube_vars = cube_fields(cube)
-    chunks = meta.get("convert", {}).get("chunks", {}) if isinstance(meta.get("convert"), Mapping) else {}
+    chunks = (
+        meta.get("convert", {}).get("chunks", {})
+        if isinstance(meta.get("convert"), Mapping)
+        else {}
+    )
     coords: dict[str, VariableDescriptor] = {}
     data_vars: dict[str, VariableDescriptor] = {}
     for name, entry in variables.items():
@@ -303,8 +308,9 @@ def parse_time_range(value: str | Sequence[str | None] | None) -> tuple[Any, Any
                 f"time {part!r} is not an ISO 8601 time (e.g. 2000-01-31T12:00); fix it"
             ) from None
         if i == 1:
-            unit = np.datetime_data(moment.dtype)[0]
-            moment = (moment + np.timedelta64(1, unit)).astype("datetime64[ms]") - np.timedelta64(1, "ms")
+            # np.datetime_data gives the unit the text was written to (a month, a day …).
+            step: Any = np.timedelta64(1, np.datetime_data(moment.dtype)[0])  # type: ignore[call-overload]
+            moment = (moment + step).astype("datetime64[ms]") - np.timedelta64(1, "ms")
         out.append(moment.astype("datetime64[ms]"))
     return out[0], out[1]
 
@@ -317,9 +323,10 @@ def matches(described: DatasetDescriptor, wanted: SearchParams) -> bool:
         haystack = " ".join([described.data_id, *map(str, described.attrs.values())]).lower()
         if not all(word in haystack for word in wanted.text.lower().split()):
             return False
-    if wanted.bbox is not None:
-        if described.bbox is None or not _overlaps(described.bbox, wanted.bbox):
-            return False
+    if wanted.bbox is not None and (
+        described.bbox is None or not _overlaps(described.bbox, wanted.bbox)
+    ):
+        return False
     if wanted.time is not None:
         want = parse_time_range(wanted.time)
         have = parse_time_range(described.time_range) if described.time_range else None

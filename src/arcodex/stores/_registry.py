@@ -25,16 +25,18 @@ BUILTIN_STORES: dict[str, str] = {
 
 
 def _plugin_stores() -> dict[str, Any]:
-    """Stores registered by plugins (kind -> factory or ``"pkg.mod:Class"``)."""
-    try:
-        plugins: Any = importlib.import_module("arcodex.plugins")
-    except ImportError:  # no plugin registry in this arcodex
-        return {}
-    stores = plugins.registry().stores()
-    return dict(stores) if stores else {}
+    """Stores registered by plugins (kind -> factory or ``"pkg.mod:Class"``); a plugin may not
+    take a built-in kind's name (the registry refuses it, naming the plugin)."""
+    from arcodex.plugins import registry
+
+    plugins = registry()
+    plugins.reserve("store", BUILTIN_STORES)
+    return dict(plugins.stores())
 
 
-def _kinds() -> dict[str, Any]:
+def _kinds(kind: str | None = None) -> dict[str, Any]:
+    if kind in BUILTIN_STORES:  # no plugin discovery for a built-in kind
+        return BUILTIN_STORES
     return {**_plugin_stores(), **BUILTIN_STORES}
 
 
@@ -50,7 +52,7 @@ def store_class(kind: str) -> Any:
         ValidationError: If no store has that kind.
         PluginError: If its module cannot be imported.
     """
-    kinds = _kinds()
+    kinds = _kinds(kind)
     found = kinds.get(kind)
     if found is None:
         raise ValidationError(

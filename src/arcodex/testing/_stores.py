@@ -45,7 +45,7 @@ MISSING = "no-such-dataset.zarr"
 def sample_dataset() -> Any:
     """Four days of two variables on a 3 x 4 degree grid, with CF attributes."""
     import numpy as np
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
     import xarray as xr
 
     rng = np.random.default_rng(12)
@@ -208,7 +208,7 @@ class StoreTests:
             assert list(ds["lat"].values) == [20.0]
 
     def test_refuses_bad_parameters_naming_them(self, store: Any, stored: str) -> None:
-        cases = [
+        cases: list[tuple[str, tuple[str, ...], dict[str, Any], str]] = [
             ("open_data", (stored,), {"no_such": 1}, "'no_such'"),
             ("open_data", (stored,), {"bbox": [1, 2]}, "'bbox'"),
             ("open_data", (stored,), {"level": -1}, "'level'"),
