@@ -53,8 +53,8 @@ def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
 
 def _wants_list(schema: dict[str, Any], key: str) -> bool:
     prop = schema.get("properties", {}).get(key, {})
-    options = prop.get("anyOf", [prop])
-    return any(o.get("type") == "array" for o in options)
+    types = {o.get("type") for o in prop.get("anyOf", [prop])}
+    return "array" in types and "string" not in types  # text itself is a value where it may be
 
 
 def _fit(values: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:

@@ -106,9 +106,11 @@ def check_params[P: Params](model: type[P], params: Mapping[str, Any], where: st
         errors = exc.errors()
         # An unknown name first: a misspelt parameter also shows as a missing one.
         first = next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
-        loc = [str(p) for p in first.get("loc", ())]
-        name = loc[0] if loc else "?"
-        at = f" (item {'.'.join(loc[1:])})" if len(loc) > 1 else ""
+        loc = list(first.get("loc", ()))
+        name = str(loc[0]) if loc else "?"
+        # Positions only: a union's member names (``str``, ``tuple[...]``) say nothing to a user.
+        items = [str(p) for p in loc[1:] if isinstance(p, int)]
+        at = f" (item {'.'.join(items)})" if items else ""
         if first.get("type") == "extra_forbidden":
             known = ", ".join(model.model_fields) or "none"
             raise ValidationError(

@@ -162,7 +162,9 @@ class FsspecStore(StoreBase):
 
     # -- describing and opening -------------------------------------------------------------
 
-    def _asset(self, data_id: str, group: str | None = None) -> dict[str, Any]:
+    def _asset(
+        self, data_id: str, group: str | None = None, *, metadata_only: bool = False
+    ) -> dict[str, Any]:
         media, roles = self.suffixes[self._suffix(data_id)]
         asset: dict[str, Any] = {
             "href": self._url(self._path(data_id)),
@@ -172,17 +174,29 @@ class FsspecStore(StoreBase):
         options = self._storage_options()
         if options:
             asset["xarray:storage_options"] = options
+        open_kwargs: dict[str, Any] = {}
         if group is not None:
-            asset["xarray:open_kwargs"] = {"group": group}
+            open_kwargs["group"] = group
+        if metadata_only:  # xarray's lazy arrays, no Dask graph: describing reads no chunk
+            open_kwargs["chunks"] = None
+        if open_kwargs:
+            asset["xarray:open_kwargs"] = open_kwargs
         return asset
 
     def _open(
-        self, data_id: str, *, group: str | None = None, chunks: Any = None, **subset: Any
+        self,
+        data_id: str,
+        *,
+        group: str | None = None,
+        chunks: Any = None,
+        metadata_only: bool = False,
+        **subset: Any,
     ) -> xr.Dataset:
         from arcodex.client import open_dataset
 
         self._need(data_id)
-        return open_dataset(self._asset(data_id, group), chunks=chunks, **subset)
+        asset = self._asset(data_id, group, metadata_only=metadata_only)
+        return open_dataset(asset, chunks=chunks, **subset)
 
     def _levels(self, data_id: str, ds: xr.Dataset) -> list[str]:
         return multiscale_levels(ds.attrs) if not ds.data_vars else []
@@ -190,11 +204,11 @@ class FsspecStore(StoreBase):
     def describe_data(self, data_id: str, **params: Any) -> DatasetDescriptor:
         """The dataset's descriptor, from its metadata and 1-D coordinates (no data read)."""
         self._check("describe_data", params)
-        with self._open(data_id) as ds:
+        with self._open(data_id, metadata_only=True) as ds:
             levels = self._levels(data_id, ds)
             if not levels:
                 return describe_dataset(ds, data_id, self.kind)
-        with self._open(data_id, group=levels[0]) as finest:
+        with self._open(data_id, group=levels[0], metadata_only=True) as finest:
             return describe_dataset(finest, data_id, self.kind, levels=levels)
 
     def open_data(self, data_id: str, **params: Any) -> xr.Dataset:
@@ -202,7 +216,7 @@ class FsspecStore(StoreBase):
         wanted: OpenParams = self._check("open_data", params)
         group = None
         if wanted.level is not None:
-            with self._open(data_id) as root:
+            with self._open(data_id, metadata_only=True) as root:
                 levels = self._levels(data_id, root)
             if wanted.level >= max(len(levels), 1):
                 raise ValidationError(
@@ -317,7 +331,7 @@ class FsspecStore(StoreBase):
 
     def _written_here(self, data_id: str) -> bool:
         try:
-            with self._open(data_id) as ds:
+            with self._open(data_id, metadata_only=True) as ds:
                 return WRITTEN_BY in ds.attrs
         except (ValidationError, StorageError, NotFoundError):
             return False

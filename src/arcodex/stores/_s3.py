@@ -88,8 +88,9 @@ class S3Store(FsspecStore):
 
         self._need(data_id)
         group = kwargs.pop("group", None)
+        metadata_only = kwargs.pop("metadata_only", False)
         return open_dataset(
-            self._asset(data_id, group),
+            self._asset(data_id, group, metadata_only=metadata_only),
             profile=self.config.profile,
             catalog=self.config.catalog,
             **kwargs,
