@@ -23,6 +23,7 @@ from arcodex.stores._descriptor import (
     describe_record,
     matches,
     multiscale_levels,
+    record_levels,
 )
 
 if TYPE_CHECKING:
@@ -149,8 +150,10 @@ class CatalogStore(StoreBase):
         record = self._record(data_id)
         group = None
         if wanted.level is not None:
-            with self._open_record(record, None, None) as root:
-                levels = multiscale_levels(root.attrs) if not root.data_vars else []
+            levels = record_levels(record)  # convert --pyramid records them
+            if not levels and "convert" not in record.metadata:
+                with self._open_record(record, None, None) as root:
+                    levels = multiscale_levels(root.attrs) if not root.data_vars else []
             if wanted.level >= max(len(levels), 1):
                 raise ValidationError(
                     f"{record.id} has {max(len(levels), 1)} level(s); "

@@ -30,6 +30,7 @@ __all__ = [
     "matches",
     "multiscale_levels",
     "parse_time_range",
+    "record_levels",
 ]
 
 #: The attribute a store writes into what it writes, and checks before it deletes.
@@ -200,7 +201,6 @@ def describe_record(record: Record, store: str = "catalog") -> DatasetDescriptor
     attrs = {k: v for k, v in meta.items() if k not in _STRUCTURE}
     if record.title and "title" not in attrs:
         attrs["title"] = record.title
-    levels = meta.get("levels")
     return DatasetDescriptor(
         data_id=record.id,
         store=store,
@@ -209,7 +209,7 @@ def describe_record(record: Record, store: str = "catalog") -> DatasetDescriptor
         data_vars=data_vars,
         crs="EPSG:4326" if cube.get("regular_grid") else None,
         attrs=attrs,
-        levels=[str(v) for v in levels] if isinstance(levels, list) else [],
+        levels=record_levels(record),
         **extents,
     )
 
@@ -230,6 +230,17 @@ def _extents(dims: Mapping[str, Any]) -> dict[str, Any]:
                 out["time_period"] = str(d["step"])
             break
     return out
+
+
+def record_levels(record: Record) -> list[str]:
+    """The level groups of a multi-level product's record (``convert --pyramid``), finest first."""
+    found = record.metadata.get("levels")
+    paths = []
+    for entry in found if isinstance(found, list) else ():
+        path = entry.get("path") if isinstance(entry, Mapping) else entry
+        if path is not None:
+            paths.append(str(path))
+    return paths
 
 
 def multiscale_levels(attrs: Mapping[str, Any]) -> list[str]:
