@@ -350,6 +350,31 @@ def test_catalog_store_search_uses_the_index(tmp_path: Path) -> None:
         assert described.attrs["title"] == "arcodex store sample"
 
 
+def test_catalog_store_describes_without_the_product(tmp_path: Path) -> None:
+    """A record's description is its extracted metadata: the product is not even opened."""
+    import shutil
+
+    Catalog.create(tmp_path / "cat").close()
+    with new_store("catalog", root=str(tmp_path / "cat")) as store:
+        rid = _convert_sample(store.catalog, sample_dataset(), "gone", tmp_path / "src")
+        before = store.describe_data(rid)
+        shutil.rmtree(store.catalog.path(rid))
+        assert store.describe_data(rid) == before
+        assert before.data_vars["tas"].chunks is not None
+
+
+def test_built_in_stores_are_data_stores(tmp_path: Path) -> None:
+    from arcodex.stores import DataStore, WritableDataStore
+
+    with new_store("memory") as memory, new_store("file", root=str(tmp_path)) as files:
+        assert isinstance(memory, WritableDataStore) and isinstance(files, DataStore)
+        assert memory.writable and files.writable
+    with new_store("file", root=str(tmp_path), read_only=True) as frozen:
+        assert not frozen.writable
+        with pytest.raises(ValidationError, match="read-only"):
+            frozen.write_data(sample_dataset(), "x.zarr")
+
+
 def test_descriptor_round_trip() -> None:
     described = DatasetDescriptor(
         data_id="x", store="file", dims={"t": 2}, bbox=(0, 1, 2, 3), attrs={"a": [1, 2]}

@@ -203,8 +203,10 @@ class StoreBase:
         return check_params(self._model(method), params, f"{self.kind} store {method}")
 
     def _read_only(self) -> ValidationError:
+        why = " (made with read_only=True)" if getattr(self.config, "read_only", False) else ""
         return ValidationError(
-            f"the {self.kind} store is read-only; write with a file, s3, memory or catalog store"
+            f"the {self.kind} store is read-only{why}; write with a writable store "
+            "(file, s3, memory or catalog)"
         )
 
     # -- search over descriptors (stores with an index override it) --------------------------
