@@ -321,6 +321,20 @@ SETUPS: dict[str, Setup] = {
             "arcodex stac schemas list": r"cached|stac-extensions",
         },
     ),
+    "data-stores-python": Setup(
+        data=_sample_files,
+        expect={"": r"ch4_mhd_2020\.nc.*store\.zarr(.|\n)*ch4_tac_2020\.nc"},
+    ),
+    "data-stores-bash": Setup(
+        data=_sample_files,
+        expect={
+            "arcodex store kinds": r"catalog",
+            "arcodex store list": r"store\.zarr",
+            "arcodex store describe": r'"time_period": "P1D"',
+            "arcodex store search": r"ch4_tac_2020\.nc",
+            "arcodex store open": r"ch4",
+        },
+    ),
     "the-stac-api-and-the-client-bash": Setup(
         catalog="product",
         expect={
