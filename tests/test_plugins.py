@@ -289,6 +289,39 @@ def test_a_plugin_step_named_as_a_built_in_is_refused(example_site: Path) -> Non
         _pipeline._STEPS.pop("example-stamp")
 
 
+def test_store_opens_data(example: ModuleType) -> None:
+    from arcodex.stores import DataStore, list_store_kinds, new_store
+
+    assert "example" in list_store_kinds()
+    with new_store("example") as store:
+        assert isinstance(store, DataStore)
+        assert store.list_data_ids() == ["example.nc"]
+        assert store.describe_data("example.nc").dims == {"time": 3}
+        ds = store.open_data("example.nc")
+    assert ds["temperature"].values.tolist() == [271.5, 272.0, 273.25]
+    assert ds["temperature"].attrs["units"] == "K"
+    assert "store:open:example.nc" in example.CALLS
+
+
+def test_store_cli_opens_the_plugins_store(example_site: Path) -> None:
+    env = env_with(example_site)
+    kinds = json.loads(run_cli("store", "kinds", "--json", env=env).stdout)
+    assert "example" in [k["kind"] for k in kinds]
+    assert json.loads(run_cli("store", "list", "example", "--json", env=env).stdout) == [
+        "example.nc"
+    ]
+    opened = json.loads(run_cli("store", "open", "example", "example.nc", "--json", env=env).stdout)
+    assert opened["data_vars"]["temperature"]["attrs"] == {"units": "K"}
+
+
+def test_plugins_store_kinds_join_the_built_in_ones(all_plugins: None) -> None:
+    from arcodex.stores import list_store_kinds
+
+    kinds = list_store_kinds()
+    assert {"example", "later-store", "memory"} <= set(kinds)
+    assert "broken-store" not in kinds  # the broken plugin's registrations were dropped
+
+
 def test_stac_formatter_changes_the_item(
     example: ModuleType, tmp_path: Path, station: Path
 ) -> None:
@@ -425,7 +458,10 @@ def test_a_broken_plugin_is_one_line_and_nothing_it_registered(all_plugins: None
 
 
 def test_clashes_are_refused_for_the_later_plugin(all_plugins: None) -> None:
+    from arcodex.stores import list_store_kinds, new_store
+
     registry().reserve("cli", ["search"])
+    list_store_kinds()  # reserves the built-in store kinds
     stores = registry().stores()
     assert registry().owner("store", "example") == "example"
     assert "later-store" in stores
@@ -436,8 +472,11 @@ def test_clashes_are_refused_for_the_later_plugin(all_plugins: None) -> None:
         "into arcodex; refused",
         "plugin 'later' (dist arcodex-broken-plugin 1.2): store kind 'example' is already "
         "registered by plugin 'example'; refused",
+        "plugin 'later' (dist arcodex-broken-plugin 1.2): store kind 'memory' is built into "
+        "arcodex; refused",
     ]
     assert later.registered["store"] == ["later-store"]
+    assert type(new_store("memory")).__module__ == "arcodex.stores._memory"
 
 
 def test_the_command_still_works_with_a_broken_plugin(

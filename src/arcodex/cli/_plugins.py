@@ -44,8 +44,10 @@ def _listing(app: typer.Typer) -> list[LoadedPlugin]:
     """Every installed plugin, after the lookups that reserve built-in names ran."""
     _reserve_built_ins(app)
     from arcodex.catalog import step_registry
+    from arcodex.stores import list_store_kinds
 
     step_registry()  # reserves the built-in steps
+    list_store_kinds()  # and store kinds
     return registry().plugins()
 
 

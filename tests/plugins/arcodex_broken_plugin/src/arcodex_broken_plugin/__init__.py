@@ -28,12 +28,14 @@ class FailingExtractor:
 
 
 def register_clashing(registrar: Any) -> None:
-    """Claims the built-in ``search`` command and the example plugin's store kind; its
+    """Claims the built-in ``search`` command and ``memory`` store, and the example
+    plugin's store kind; its
     extractor fails on every file, and its hook names a point that does not exist."""
     import typer
 
     registrar.add_cli("search", typer.Typer())
     registrar.add_store("example", _never_used)
+    registrar.add_store("memory", _never_used)
     registrar.add_store("later-store", lambda **params: params)
     registrar.add_extractor(FailingExtractor())
     registrar.add_hook("no_such_point", _never_used, name="later.nowhere")

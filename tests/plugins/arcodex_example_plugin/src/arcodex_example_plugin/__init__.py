@@ -72,28 +72,59 @@ def stamp_step(ctx: Any) -> None:
 
 
 class ExampleStore:
-    """A read-only store of one tiny dataset, ``example.nc``."""
+    """A read-only store (``arcodex.stores.DataStore``) of one tiny dataset, ``example.nc``."""
+
+    kind = "example"
 
     def __init__(self, **params: Any) -> None:
         self.params = params
 
-    def list_data_ids(self, include_attrs: Any = None) -> list[Any]:
+    def __enter__(self) -> ExampleStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def params_schema(self, method: str) -> dict[str, Any]:
+        return {"type": "object"}
+
+    def list_data_ids(self, **params: Any) -> list[Any]:
         return ["example.nc"]
 
     def has_data(self, data_id: str) -> bool:
         return data_id == "example.nc"
 
+    def _known(self, data_id: str) -> None:
+        if not self.has_data(data_id):
+            from arcodex.errors import NotFoundError
+
+            raise NotFoundError(f"the example store has no {data_id!r}; it has example.nc")
+
+    def describe_data(self, data_id: str, **params: Any) -> Any:
+        from arcodex.stores import DatasetDescriptor
+
+        self._known(data_id)
+        return DatasetDescriptor(
+            data_id=data_id, store=self.kind, dims={"time": 3}, attrs={"source": "example"}
+        )
+
+    def search_data(self, **params: Any) -> list[Any]:
+        return [self.describe_data("example.nc")]
+
     def open_data(self, data_id: str, **params: Any) -> Any:
         import numpy as np
         import xarray as xr
 
-        if not self.has_data(data_id):
-            raise KeyError(data_id)
+        self._known(data_id)
+        CALLS.append(f"store:open:{data_id}")
         return xr.Dataset(
-            {"temperature": (("time",), np.arange(3.0), {"units": "K"})},
+            {"temperature": (("time",), np.array([271.5, 272.0, 273.25]), {"units": "K"})},
             coords={"time": np.arange(3)},
             attrs={"source": "arcodex-example-plugin"},
         )
+
+    def close(self) -> None:
+        pass
 
 
 def resolve_example(url: str, storage_options: dict[str, Any]) -> list[str]:
