@@ -270,6 +270,30 @@ def test_step_runs_in_the_plugins_pipeline(example: ModuleType, tmp_path: Path) 
     assert [name for name, _ in ctx.timings] == ["example-stamp"]
 
 
+def test_arcodex_run_mixes_a_plugins_step_into_a_declared_pipeline(
+    example_site: Path, tmp_path: Path, station: Path
+) -> None:
+    root = tmp_path / "cat"
+    env = env_with(example_site, ARCODEX_CATALOG=str(root))
+    run_cli("init", str(root), env=env)
+    steps = "[extract-metadata, example-stamp, validate-record, plan-path, write-artifact, commit-record]"
+    with open(root / "arcodex.yaml", "a", encoding="utf-8") as config:
+        config.write(f"pipelines:\n  stamped-add: {steps}\n")
+    listed = {p["name"]: p for p in json.loads(run_cli("pipelines", "--json", env=env).stdout)}
+    assert listed["example-pipeline"]["origin"] == "plugin"
+    assert [s["name"] for s in listed["stamped-add"]["steps"]][:2] == [
+        "extract-metadata",
+        "example-stamp",
+    ]
+    ran = json.loads(run_cli("run", "stamped-add", str(station), "--json", env=env).stdout)
+    assert [(s["name"], s["ran"]) for s in ran["steps"]][:2] == [
+        ("extract-metadata", True),
+        ("example-stamp", True),
+    ]
+    (record,) = ran["records"]
+    assert record["metadata"]["example"]["station"] == "alpha"
+
+
 def test_a_plugin_step_named_as_a_built_in_is_refused(example_site: Path) -> None:
     from arcodex.catalog import Step, register_step, step_registry
 
