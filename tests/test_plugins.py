@@ -551,6 +551,15 @@ def test_plugins_off_loads_nothing(example_site: Path, broken_site: Path, tmp_pa
     assert unknown.returncode == 2 and "no such command 'example'" in unknown.stderr
 
 
+def test_plugins_off_reads_no_entry_point(
+    all_plugins: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARCODEX_PLUGINS", "off")
+    assert registry().stores() == {} and registry().extractors() == []
+    assert not registry().discovered
+    assert {p.status for p in registry().plugins()} == {"disabled"}  # listing reads them
+
+
 def test_allow_list_from_the_environment_and_the_config(
     example_site: Path, broken_site: Path, tmp_path: Path
 ) -> None:

@@ -251,6 +251,8 @@ class Registry:
     def _active(self) -> list[_Plugin]:
         """The allowed plugins, each loaded (once) on the way."""
         with self._lock:
+            if not self.settings()[0]:
+                return []  # switched off: not even the entry points are read
             active = []
             for plugin in self._entry_points().values():
                 if plugin.entry_point is None or not self._allowed(plugin):
