@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,10 +142,10 @@ def station(tmp_path: Path) -> Path:
 
 
 def test_the_readme_declares_a_plugin_as_the_example_does() -> None:
-    from test_readme import BLOCKS
-
-    (block,) = [b for b in BLOCKS if b.ident == "plugins-toml"]
-    readme = tomllib.loads(block.code)["project"]["entry-points"]
+    text = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = text.split("### Plugins", 1)[1].split("\n### ", 1)[0]
+    (block,) = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)
+    readme = tomllib.loads(block)["project"]["entry-points"]
     example = tomllib.loads((PROJECTS / "arcodex_example_plugin" / "pyproject.toml").read_text())
     assert set(readme) == set(example["project"]["entry-points"]) == {"arcodex.plugins"}
     assert readme["arcodex.plugins"] == {"myplug": "myplug:register"}
