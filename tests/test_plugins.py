@@ -444,7 +444,15 @@ def test_cli_group_answers(example_site: Path) -> None:
     done = run_cli("example", "hello", "Ada", env=env)
     assert done.stdout.strip() == "hello Ada, from the example plugin 0.3.1"
     assert done.stderr == ""
-    assert "example" in run_cli("--help", env=env).stdout
+    assert "The example plugin's commands." in run_cli("--help", env=env).stdout
+
+
+def test_arcodex_extract_runs_the_plugins_extractor(example_site: Path, station: Path) -> None:
+    found = json.loads(
+        run_cli("extract", str(station), "--json", env=env_with(example_site)).stdout
+    )
+    assert found["extractors"] == ["file", "example"]
+    assert found["metadata"]["example"] == {"station": "alpha", "elevation": 120}
 
 
 def test_plugins_and_info_list_the_plugin(example_site: Path, tmp_path: Path) -> None:
