@@ -105,6 +105,8 @@ NOT_RUN = {
     "`python -m arcodex.demo` (run by test_extract_netcdf.py::test_demo_runs_end_to_end) and "
     "the whole suite (.ci/run), which this test is part of",
     "how-a-catalog-is-laid-out-text": "a picture of a catalog's directory, not a command",
+    "plugins-toml": "a plugin's pyproject.toml excerpt: tests/test_plugins.py installs a "
+    "plugin declared the same way and checks this block declares it so",
 }
 
 #: Lines of run blocks that are not run, and why (matched against the logical command).
@@ -317,6 +319,20 @@ SETUPS: dict[str, Setup] = {
             "arcodex stac validate": r"valid:",
             "arcodex stac export public/stac --check": r"would write 0",
             "arcodex stac schemas list": r"cached|stac-extensions",
+        },
+    ),
+    "data-stores-python": Setup(
+        data=_sample_files,
+        expect={"": r"ch4_mhd_2020\.nc.*store\.zarr(.|\n)*ch4_tac_2020\.nc"},
+    ),
+    "data-stores-bash": Setup(
+        data=_sample_files,
+        expect={
+            "arcodex store kinds": r"catalog",
+            "arcodex store list": r"store\.zarr",
+            "arcodex store describe": r'"time_period": "P1D"',
+            "arcodex store search": r"ch4_tac_2020\.nc",
+            "arcodex store open": r"ch4",
         },
     ),
     "the-stac-api-and-the-client-bash": Setup(
