@@ -300,3 +300,24 @@ def test_schema_show_convert_prints_the_spec_schema(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["type"] == "object" and "properties" in document
+
+
+def test_doctor_names_the_step_an_interrupted_add_was_in(tmp_path: Path) -> None:
+    from arcodex.catalog._journal import KILL_AT_ENV
+
+    root = tmp_path / "cat"
+    Catalog.create(root).close()
+    data = _file(tmp_path / "obs.csv", "x\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCODEX_")}
+    env[KILL_AT_ENV] = "step_finished"  # the first: plan-path, inside the unit of work
+    done = subprocess.run(
+        [sys.executable, "-m", "arcodex", "--catalog", str(root), "add", str(data)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode < 0, done.stderr
+    with Catalog.open(root) as cat:
+        (op,) = cat.doctor().incomplete_operations
+        assert (op["last_state"], op["step"]) == ("planned", "plan-path")
+        (recovered,) = cat.recover()
+        assert recovered.decision == "roll_back"
+        assert cat.search().records == [] and cat.doctor().clean

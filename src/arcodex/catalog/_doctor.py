@@ -110,11 +110,15 @@ def diagnose(catalog: CatalogWriter, *, verify_hashes: bool = False) -> DoctorRe
     for op_id in catalog.journal.open_operations():
         entries = catalog.journal.read(op_id)
         last = entries[-1] if entries else {}
+        # A pipeline's step marks say where it was; the last state says how far it got.
+        states = [e for e in entries if not str(e.get("state", "")).startswith("step_")]
+        step = next((e.get("step") for e in reversed(entries) if e.get("step")), None)
         report.incomplete_operations.append(
             {
                 "operation_id": op_id,
                 "action": last.get("action"),
-                "last_state": last.get("state"),
+                "last_state": (states[-1] if states else last).get("state"),
+                "step": step,
                 "user": last.get("user"),
                 "pid": last.get("pid"),
                 "since": entries[0].get("timestamp") if entries else None,

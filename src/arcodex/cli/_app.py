@@ -1044,7 +1044,9 @@ def doctor(
         for op in report.incomplete_operations:
             out.print(
                 f"incomplete operation {op['operation_id']} ({op['action']}, stopped after "
-                f"{op['last_state']}, pid {op['pid']}): run `arcodex recover`"
+                f"{op['last_state']}"
+                + (f" in step {op['step']}" if op.get("step") else "")
+                + f", pid {op['pid']}): run `arcodex recover`"
             )
         if report.fix is not None:
             for where in report.fix.would_remove:
