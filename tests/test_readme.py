@@ -346,6 +346,26 @@ SETUPS: dict[str, Setup] = {
         epilogue="print(dict(ds.sizes))\n",
         expect={"": r"'lon': [1-9]"},
     ),
+    "pipelines-and-dry-runs-bash": Setup(
+        expect={
+            "arcodex add obs.csv --meta site=MHD --dry-run": r"^dry run of add: nothing was changed",
+            "arcodex add obs.csv --dry-run --json": r"the add would be refused",
+            "arcodex pipelines": r"^add  \[builtin\]  extract-metadata",
+        },
+    ),
+    "pipelines-and-dry-runs-bash-2": Setup(
+        expect={
+            "arcodex run ingest-csv obs.csv --param kind=dataset --param metadata.site=MHD --dry-run": (
+                r"^would add 1 of 1$"
+            ),
+            "arcodex search site=MHD kind=dataset": RECORD_ID.pattern,
+        },
+    ),
+    "pipelines-and-dry-runs-python": Setup(
+        expect={
+            "": r"^\['OBS.CSV'\] \['shout', 'validate-record', 'write-artifact', 'commit-record'\]$"
+        }
+    ),
 }
 
 #: Blocks whose failure is a known bug elsewhere (strict: fixed means this entry must go).

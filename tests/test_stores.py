@@ -197,8 +197,7 @@ class TestCatalogStore(WritableStoreTests):
         with new_store("catalog", root=str(tmp_path / "cat")) as store:
             yield store
 
-    def put(self, store: Any, dataset: Any, name: str) -> str:
-        return _convert_sample(store.catalog, dataset, name, self.tmp / "sources")
+    # put: the contract's own, the store's write_data (a product converted from the Dataset).
 
     def remove_chunks(self, store: Any, data_id: str, variable: str) -> None:
         remove_zarr_chunks(_local_fs(), store.catalog.path(data_id), variable)
@@ -311,6 +310,34 @@ def test_multi_level_products(tmp_path: Path) -> None:
             assert dict(level.sizes) == {"time": 4, "lat": 2, "lon": 2}
         with pytest.raises(ValidationError, match="level 0 to 1"):
             store.open_data("pyramid.zarr", level=2)
+
+
+def test_catalog_store_levels_of_a_pyramid(tmp_path: Path) -> None:
+    """``convert --pyramid``'s levels: described from the record, opened by number."""
+    import xarray as xr
+
+    from arcodex.convert import convert
+
+    ds = sample_dataset()
+    fine = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), np.ones((4, 16, 16), "float32"), {"units": "K"})},
+        coords={
+            "time": ds["time"],
+            "lat": ("lat", np.linspace(10, 30, 16), {"units": "degrees_north"}),
+            "lon": ("lon", np.linspace(0, 30, 16), {"units": "degrees_east"}),
+        },
+    )
+    Catalog.create(tmp_path / "cat").close()
+    with new_store("catalog", root=str(tmp_path / "cat")) as store:
+        result = convert(fine, catalog=store.catalog, title="pyr", pyramid=3, cluster="threads")
+        assert result.record is not None
+        rid = result.record.id
+        assert store.describe_data(rid).levels == ["0", "1", "2"]
+        for level, size in enumerate((16, 8, 4)):
+            with store.open_data(rid, level=level) as opened:
+                assert (opened.sizes["lat"], opened.sizes["lon"]) == (size, size)
+        with pytest.raises(ValidationError, match="level 0 to 2"):
+            store.open_data(rid, level=3)
 
 
 def test_s3_credentials_reach_no_descriptor_or_message(bucket: str, s3_endpoint: str) -> None:

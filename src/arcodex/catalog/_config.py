@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from arcodex.errors import ValidationError
-from arcodex.storage import FileProfileConfig, ProfileConfig
+from arcodex.storage import FileProfileConfig, ProfileConfig, S3ProfileConfig
 
 __all__ = [
     "CONFIG_FILE",
@@ -24,6 +25,7 @@ __all__ = [
     "StacDefaultsConfig",
     "StacProviderConfig",
     "load_config",
+    "profile_secrets",
 ]
 
 CONFIG_FILE = "arcodex.yaml"
@@ -217,6 +219,9 @@ class CatalogConfig(BaseModel):
     def to_yaml(self) -> str:
         """The settings as YAML, for writing ``arcodex.yaml``."""
         data = self.model_dump(mode="json", exclude_none=True)
+        if not data.get("pipelines"):
+            # Left out when empty, so that a `pipelines:` section can be appended as is.
+            data.pop("pipelines", None)
         return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -307,3 +312,24 @@ def _variable_of(loc: list[str]) -> str | None:
         if name in os.environ:
             return name
     return None
+
+
+def profile_secrets(config: CatalogConfig) -> list[str]:
+    """Credential values the catalog's profiles may use, to keep them out of the log."""
+    import configparser
+
+    found: list[str] = []
+    for profile in config.profiles.values():
+        if not isinstance(profile, S3ProfileConfig):
+            continue
+        for name in (profile.key_env, profile.secret_env, profile.token_env):
+            value = os.environ.get(name)
+            if value:
+                found.append(value)
+        if profile.credentials_file:
+            parser = configparser.ConfigParser()
+            with suppress(OSError, configparser.Error):
+                parser.read(Path(profile.credentials_file).expanduser())
+                for section in parser.sections():
+                    found.extend(v for k, v in parser[section].items() if k.startswith("aws_"))
+    return found

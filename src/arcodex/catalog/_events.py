@@ -10,6 +10,7 @@ interleave them. Known secret values are replaced by ``***`` before writing.
 from __future__ import annotations
 
 import fcntl
+import getpass
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import sys
 import traceback
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,17 @@ from arcodex import __version__
 from arcodex.errors import StorageError, ValidationError
 from arcodex.model import parse_iso_period
 
-__all__ = ["LEVELS", "EventLog"]
+__all__ = ["LEVELS", "EventLog", "current_user"]
 
 LEVELS = ("debug", "info", "warning", "error")
 _SESSION = uuid.uuid4().hex[:12]
+
+
+def current_user() -> str:
+    """Who is acting: ``$ARCODEX_USER``, else the login name."""
+    with suppress(Exception):
+        return os.environ.get("ARCODEX_USER") or getpass.getuser()
+    return "unknown"
 
 
 class EventLog:
@@ -38,9 +47,20 @@ class EventLog:
         self, directory: Path, *, secrets: Iterable[str] = (), user: str | None = None
     ) -> None:
         self.directory = directory
+        self._dir = str(directory)
         self.user = user
+        self._muted = 0
         # Short strings would redact ordinary words; real secrets are longer.
         self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+
+    @contextmanager
+    def muted(self) -> Iterator[None]:
+        """Write nothing while inside (a dry run leaves the log as it was)."""
+        self._muted += 1
+        try:
+            yield
+        finally:
+            self._muted -= 1
 
     def emit(
         self,
@@ -80,10 +100,18 @@ class EventLog:
             )
         entry.update(fields)
         line = self._redact(json.dumps(entry, default=str, ensure_ascii=False))
-        path = self.directory / f"events-{now:%Y-%m}.jsonl"
+        if self._muted:
+            return dict(json.loads(line))
+        # A string path, and the directory made only when it is missing: per event, both
+        # were a good part of its cost.
+        path = os.path.join(self._dir, f"events-{now:%Y-%m}.jsonl")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                fd = os.open(path, flags, 0o640)
+            except FileNotFoundError:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, flags, 0o640)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 os.write(fd, (line + "\n").encode())

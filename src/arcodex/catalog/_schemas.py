@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from arcodex.errors import NotFoundError, ValidationError
 
-__all__ = ["Policy", "SchemaRegistry", "SchemaResult", "parse_schema_ref"]
+__all__ = ["Policy", "SchemaRegistry", "SchemaResult", "parse_schema_ref", "schema_parts"]
 
 Policy = Literal["off", "warn", "strict"]
 _REF = re.compile(
@@ -34,6 +34,14 @@ def parse_schema_ref(ref: str) -> tuple[str, str]:
     if match is None:
         raise ValidationError(f"bad schema reference {ref!r}; write NAME@VERSION, e.g. obs@1")
     return match["name"], match["version"]
+
+
+def schema_parts(ref: str) -> tuple[str, str | None]:
+    """``name@version`` or a bare ``name`` (meaning its latest version)."""
+    if "@" in ref:
+        return parse_schema_ref(ref)
+    parse_schema_ref(f"{ref}@1")  # checks the name
+    return ref, None
 
 
 @dataclass
@@ -111,6 +119,18 @@ class SchemaRegistry:
             for e in problems
         ]
         return SchemaResult(not errors, key, errors)
+
+    def document(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The JSON Schema of ``name@version`` (latest registered if no version); a
+        Pydantic model's is generated from it."""
+        key = self._resolve(name, version)
+        model = self._models.get(key)
+        if model is not None:
+            return model.model_json_schema()
+        document: dict[str, Any] = json.loads(
+            (self.directory / f"{key}.json").read_text(encoding="utf-8")
+        )
+        return document
 
     def resolve(self, name: str, version: str | None) -> str:
         """The registered ``name@version`` meant (latest version when none is given)."""

@@ -229,6 +229,15 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
             str | None,
             typer.Option("--tag", help="Tag the new Icechunk snapshot (open it later as ID@TAG)."),
         ] = None,
+        pyramid: Annotated[
+            int | None,
+            typer.Option(
+                "--pyramid",
+                metavar="N",
+                help="Write N resolution levels (groups 0..N-1, each coarsened 2x along the "
+                "spatial dims; the multiscales layout). Zarr and Icechunk only.",
+            ),
+        ] = None,
         cluster: ClusterOpt = None,
         workers: WorkersOpt = None,
         no_check: NoCheckOpt = False,
@@ -292,6 +301,7 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
                 group=group,
                 branch=branch,
                 tag=tag,
+                pyramid=pyramid,
                 cluster=cluster,
                 workers=workers,
                 check=not no_check,

@@ -8,6 +8,10 @@ imported when a conversion runs::
     result = convert("archive/*.nc", to="zarr", dest="tas.zarr")
     update("tas.zarr", "archive/new/*.nc")
     check("tas.zarr").status  # 'pass'
+
+An ``xarray.Dataset`` (in memory or Dask-backed) is a source too
+(``convert(ds, ...)``, ``update("tas.zarr", ds)``), and ``pyramid=N`` writes N
+resolution levels (``open_product("tas.zarr", level=k)``).
 """
 
 from __future__ import annotations

@@ -24,8 +24,10 @@ from arcodex.convert._check import CheckReport, check_product
 from arcodex.convert._chunking import ChunkPattern, parse_chunks
 from arcodex.convert._cluster import open_client
 from arcodex.convert._concat_grid import plan_chunks, product_chunks
+from arcodex.convert._memory_source import resolve
 from arcodex.convert._plan import Plan, build_plan
 from arcodex.convert._product import Product
+from arcodex.convert._pyramid import at_level, pyramid_group, refuse_update, write_pyramid
 from arcodex.convert._replace import Staging, guard_destination
 from arcodex.convert._sources import SourceRef, resolve_sources
 from arcodex.convert._steps import (
@@ -62,7 +64,8 @@ if TYPE_CHECKING:
 __all__ = ["ConvertResult", "check", "convert", "open_product", "update"]
 
 Progress = Callable[[str, int, int], None]
-SourceSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+#: Files, a glob, a directory, a manifest or URLs; or an ``xarray.Dataset`` (or a list).
+SourceSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any
 TargetKind = Literal["zarr", "icechunk", "virtual"]
 
 
@@ -148,6 +151,7 @@ def convert(
     dest_profile: str | None = None,
     progress: Progress | None = None,
     user: str | None = None,
+    pyramid: int | None = None,
 ) -> ConvertResult:
     """Convert NetCDF/HDF5 ``sources`` into an ARCO product.
 
@@ -192,12 +196,15 @@ def convert(
             (default: the profile whose bucket holds ``dest``, else the AWS variables).
         progress: ``progress(stage, done, total)`` callback.
         user: Who to record as the operation's user.
+        pyramid: Write this many resolution levels (groups ``0``, ``1``, …, each
+            coarsened 2x along the spatial dims; zarr and icechunk).
 
     Returns:
         A :class:`ConvertResult`.
     """
     started = time.perf_counter()
     fmt = product_format(to, format)
+    group = pyramid_group(pyramid, fmt, group)
     fixes = attr_fixes(attrs)
     options = WriteOptions(
         zarr_format=zarr_format, codec=codec, level=level, shards=parse_chunks(shards)
@@ -207,7 +214,7 @@ def convert(
     with ExitStack() as stack:
         cat = open_catalog_arg(catalog, stack)
         src_options = source_options(cat, source_profile, storage_options)
-        refs = resolve_sources(sources, src_options)
+        refs = resolve(sources, src_options)  # files, or in-memory datasets
         placed = place(cat, fmt, dest, dest_options, profile, key, refs, dest_profile)
         product = Product(
             fmt,
@@ -257,6 +264,7 @@ def convert(
             "branch": branch,
             "tag": tag,
             "check": check,
+            **({"pyramid": pyramid} if pyramid else {}),
             # The profile's name only: `update` and `check` read the sources with it again.
             "source_profile": source_profile,
             **({"dest_profile": placed.dest_profile} if placed.dest_profile else {}),
@@ -287,6 +295,8 @@ def convert(
                 written, snapshot = write_new(
                     client, work, plan, options, provenance, message, progress
                 )
+                if pyramid:
+                    snapshot = write_pyramid(work, pyramid, options, message) or snapshot
                 result = ConvertResult(
                     "convert", work, plan, bytes_written=written, snapshot=snapshot
                 )
@@ -394,12 +404,16 @@ def open_product(
     dest_options: Mapping[str, Any] | None = None,
     group: str | None = None,
     branch: str = "main",
+    level: int | None = None,
 ) -> Any:
-    """Open a product (path, URL, record id with a catalog) as an ``xarray.Dataset``."""
+    """Open a product (path, URL, record id with a catalog) as an ``xarray.Dataset``
+    (``level``: that level of a multi-level product; default its full resolution)."""
     with ExitStack() as stack:
         _, prod, _ = locate_product(
             stack, product, catalog, source_profile, storage_options, dest_options, group, branch
         )
+        if level is not None:
+            prod = at_level(prod, level)
         if chunks is None:
             # Whole source chunks become one task each: open with the product's chunks instead.
             return prod.open(chunks={} if prod.format in ("zarr", "icechunk") else "auto")
@@ -461,7 +475,8 @@ def update(
             prod, cat, src_options, "convert the sources instead"
         )
         check_tag_free(prod, tag)
-        refs = resolve_sources(sources, src_options)
+        refuse_update(prod)
+        refs = resolve(sources, src_options)  # files, or in-memory datasets
         client = stack.enter_context(
             open_client(
                 cluster,

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from arcodex.errors import ConversionError, ValidationError
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "DATASET_SCHEME",
+    "InMemory",
     "SourceRef",
     "SourceScan",
     "VarScan",
@@ -43,18 +45,50 @@ _REMOTE = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://"
 #: Static variables up to this size are hashed at scan time, so that a
 #: difference between sources is reported instead of silently taking the first.
 _STATIC_HASH_LIMIT = 64 * 2**20
+#: The URL scheme of an in-memory ``xarray.Dataset`` source (no path: a digest of it).
+DATASET_SCHEME = "dataset://"
+
+
+class Reader(Protocol):
+    """Reads raw (still encoded) values of one source."""
+
+    def read(
+        self, name: str, selection: tuple[slice, ...], out: np.ndarray | None = None
+    ) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class InMemory(Protocol):
+    """A source that is no file (an ``xarray.Dataset``): it scans and reads itself.
+
+    Implemented in :mod:`arcodex.convert._memory_source`; travels to the workers
+    inside its :class:`SourceRef` (pickled).
+    """
+
+    def scan(self, ref: SourceRef, concat_dim: str | None) -> SourceScan: ...
+
+    def reader(self) -> Reader: ...
+
+    def fingerprint(self) -> tuple[int, str]: ...
 
 
 @dataclass(frozen=True)
 class SourceRef:
-    """One source file: a local path or a URL (plus the fsspec options to read it)."""
+    """One source: a local path or a URL (plus the fsspec options to read it), or an
+    in-memory dataset (``dataset``, with a ``dataset://`` URL naming its digest)."""
 
     url: str
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    dataset: InMemory | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_local(self) -> bool:
-        return not self.url.startswith(_REMOTE)
+        return not self.url.startswith((*_REMOTE, DATASET_SCHEME))
+
+    @property
+    def in_memory(self) -> bool:
+        return self.url.startswith(DATASET_SCHEME)
 
     @property
     def name(self) -> str:
@@ -293,12 +327,12 @@ class _OpenFiles:
 
     def __init__(self, limit: int = 4) -> None:
         self.limit = limit
-        self.files: dict[str, RawFile] = {}
+        self.files: dict[str, Reader] = {}
 
-    def get(self, ref: SourceRef) -> RawFile:
+    def get(self, ref: SourceRef) -> Reader:
         found = self.files.pop(ref.url, None)
         if found is None:
-            found = RawFile(ref)
+            found = ref.dataset.reader() if ref.dataset is not None else RawFile(ref)
         self.files[ref.url] = found
         while len(self.files) > self.limit:
             oldest = next(iter(self.files))
@@ -314,7 +348,7 @@ class _OpenFiles:
 _open_files = _OpenFiles()
 
 
-def open_raw(ref: SourceRef) -> RawFile:
+def open_raw(ref: SourceRef) -> Reader:
     """The raw reader of ``ref``, shared within this process."""
     try:
         return _open_files.get(ref)
@@ -331,6 +365,8 @@ def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
     """Summarise one source (runs on a worker; h5netcdf or netCDF4 only, no xarray)."""
     import numpy as np
 
+    if ref.dataset is not None:
+        return ref.dataset.scan(ref, concat_dim)
     try:
         size, fingerprint = _fingerprint(ref)
         handle: Any = None
@@ -464,6 +500,11 @@ def _detect(
 
 
 def _fingerprint(ref: SourceRef) -> tuple[int, str]:
+    if ref.dataset is not None:
+        return ref.dataset.fingerprint()
+    if ref.in_memory:
+        # The dataset was in the memory of the process that converted it.
+        raise FileNotFoundError(f"{ref.url} was an in-memory dataset")
     if ref.is_local:
         st = os.stat(ref.url)
         return st.st_size, f"{st.st_size}:{st.st_mtime_ns}"

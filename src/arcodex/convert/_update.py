@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from arcodex.convert._attrs import AttrFixes
 from arcodex.convert._plan import Plan, PlannedSource, build_plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product
-from arcodex.convert._sources import SourceRef, SourceScan, scan_source
+from arcodex.convert._sources import DATASET_SCHEME, SourceRef, SourceScan, scan_source
 from arcodex.errors import ConversionError
 
 if TYPE_CHECKING:
@@ -99,6 +99,11 @@ def prepare(
     missing = [u for u in old_sources if u not in given]
     extra_scans = []
     for url in missing:
+        if url.startswith(DATASET_SCHEME):
+            from arcodex.convert._memory_source import product_source
+
+            extra_scans.append(product_source(product, old_sources[url], dim))
+            continue
         try:
             extra_scans.append(scan_source(SourceRef(url, options if "://" in url else {}), dim))
         except ConversionError as exc:

@@ -326,7 +326,18 @@ def _assets(record: Record, catalog: Catalog | None) -> dict[str, dict[str, Any]
     asset.update(_access(fmt, href, conv))
     if primary.size_bytes is not None:
         asset["file:size"] = primary.size_bytes
-    return {"data": asset}
+    assets = {"data": asset}
+    for level in record.metadata.get("levels") or []:
+        # The coarser levels of a multi-level product (convert --pyramid): the same store,
+        # another group; "data" stays level 0, the one a reader opens by default.
+        if level.get("level"):
+            assets[f"level-{level['level']}"] = {
+                **{k: v for k, v in asset.items() if k != "file:size"},
+                "roles": ["data", "overview"],
+                "title": f"{fmt} product, level {level['level']} ({2 ** level['level']}x coarser)",
+                "xarray:open_kwargs": {**open_kwargs, "group": level["path"]},
+            }
+    return assets
 
 
 def _access(fmt: str, href: str, conv: Mapping[str, Any]) -> dict[str, Any]:
@@ -434,6 +445,9 @@ def _item(record: Record, info: _Info) -> pystac.Item:
     conv = record.metadata.get("convert")
     if isinstance(conv, Mapping) and conv.get("check"):
         properties["arcodex:check"] = conv["check"]
+    if record.metadata.get("levels"):
+        # Each level's group, spatial shape and resolution (assets level-1, level-2, …).
+        properties["arcodex:levels"] = record.metadata["levels"]
     extensions = [EXTENSIONS["datacube"], EXTENSIONS["xarray"]]
     if info.dimensions:
         properties["cube:dimensions"] = info.dimensions
