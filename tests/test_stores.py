@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from arcodex.catalog import Catalog
 from arcodex.cli import app
-from arcodex.errors import ConflictError, ValidationError
+from arcodex.errors import AuthError, ConflictError, ValidationError
 from arcodex.stores import (
     DatasetDescriptor,
     list_store_kinds,
@@ -350,6 +350,48 @@ def test_s3_credentials_reach_no_descriptor_or_message(bucket: str, s3_endpoint:
             store.write_data(sample_dataset(), "tas.zarr")
         text += str(caught.value)
     assert S3_KEY_ID not in text and S3_SECRET not in text
+
+
+def test_s3_store_with_a_catalog_profile(
+    bucket: str, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile's credential variables (not AWS's) reach s3fs, zarr and the client alike."""
+    from arcodex.catalog import CatalogConfig
+    from arcodex.storage import FileProfileConfig, S3ProfileConfig
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("STORES_KEY", S3_KEY_ID)
+    monkeypatch.setenv("STORES_SECRET", S3_SECRET)
+    profile = S3ProfileConfig(
+        bucket=bucket,
+        endpoint_url=s3_endpoint,
+        path_style=True,
+        key_env="STORES_KEY",
+        secret_env="STORES_SECRET",
+    )
+    config = CatalogConfig(profiles={"local": FileProfileConfig(), "project": profile})
+    Catalog.create(tmp_path / "cat", config=config).close()
+    params = {
+        "bucket": bucket,
+        "endpoint_url": s3_endpoint,
+        "path_style": True,
+        "profile": "project",
+        "catalog": str(tmp_path / "cat"),
+    }
+    with new_store("s3", **params) as store:
+        store.write_data(sample_dataset(), "tas.zarr")
+        assert store.list_data_ids() == ["tas.zarr"]
+        with store.open_data("tas.zarr") as ds:
+            np.testing.assert_array_equal(ds["tas"].values, sample_dataset()["tas"].values)
+        text = json.dumps(store.describe_data("tas.zarr").to_dict()) + repr(store)
+    assert S3_KEY_ID not in text and S3_SECRET not in text
+    without = {k: v for k, v in params.items() if k not in ("profile", "catalog")}
+    with new_store("s3", **without) as store, pytest.raises(AuthError, match="AWS_"):
+        store.list_data_ids()  # the AWS variables are gone: the profile was what worked
 
 
 def test_https_store_with_given_ids(tmp_path: Path) -> None:

@@ -58,6 +58,14 @@ class S3Store(FsspecStore):
 
         return resolve_access(self.config.profile, self.config.catalog).s3fs()
 
+    def _walk(self) -> list[str]:
+        from arcodex.client._access import credential_errors, resolve_access
+
+        access = resolve_access(self.config.profile, self.config.catalog)
+        # Missing or refused credentials: one line naming what to set, as the client says it.
+        with credential_errors(self._url(self._root()), access):
+            return super()._walk()
+
     def _make_fs(self) -> Any:
         import s3fs
 
