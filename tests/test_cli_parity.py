@@ -109,8 +109,18 @@ def _command_of(argv: list[str]) -> str:
 
 def test_every_command_is_mapped() -> None:
     # Engine commands (convert, check, the stac group, serve, find, open) call
-    # arcodex.convert, .stac, .server, .client and .stores, which have their own tests.
-    assert {"convert", "check", "stac", "serve", "find", "open", "store"} == ENGINE_COMMANDS
+    # arcodex.convert, .stac, .server, .client and .stores, which have their own tests;
+    # the plugins group calls arcodex.plugins.
+    assert {
+        "convert",
+        "check",
+        "stac",
+        "serve",
+        "find",
+        "open",
+        "plugins",
+        "store",
+    } == ENGINE_COMMANDS
     assert _registered_commands() == set(COMMAND_METHODS) | ENGINE_COMMANDS
 
 

@@ -105,6 +105,8 @@ NOT_RUN = {
     "`python -m arcodex.demo` (run by test_extract_netcdf.py::test_demo_runs_end_to_end) and "
     "the whole suite (.ci/run), which this test is part of",
     "how-a-catalog-is-laid-out-text": "a picture of a catalog's directory, not a command",
+    "plugins-toml": "a plugin's pyproject.toml excerpt: tests/test_plugins.py installs a "
+    "plugin declared the same way and checks this block declares it so",
 }
 
 #: Lines of run blocks that are not run, and why (matched against the logical command).

@@ -20,6 +20,7 @@ __all__ = [
     "CatalogConfig",
     "ClusterConfig",
     "FileProfileConfig",
+    "PluginsConfig",
     "ServerConfig",
     "StacCollectionConfig",
     "StacDefaultsConfig",
@@ -148,6 +149,31 @@ class StacCollectionConfig(BaseModel):
         return terms
 
 
+class PluginsConfig(BaseModel):
+    """Which installed plugins load (the ``plugins`` section of ``arcodex.yaml``).
+
+    ``ARCODEX_PLUGINS`` wins: ``off``, ``on``, or a comma list of the plugins allowed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="false: load no plugin")
+    allow: list[str] | None = Field(
+        default=None, description="the plugins (entry-point names) allowed; default: all"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        # ARCODEX_PLUGINS=off or =a,b arrives as text.
+        if isinstance(data, str):
+            from arcodex.plugins import parse_plugins_setting
+
+            enabled, allow = parse_plugins_setting(data)
+            return {"enabled": enabled, "allow": list(allow) if allow is not None else None}
+        return data
+
+
 #: Settings in the environment: ``ARCODEX_<KEY>``, nested keys joined by ``__``.
 ENV_PREFIX, ENV_NESTED = "ARCODEX_", "__"
 
@@ -197,6 +223,9 @@ class CatalogConfig(BaseModel):
     )
     server: ServerConfig = Field(
         default_factory=ServerConfig, description="limits and proxies of `arcodex serve`"
+    )
+    plugins: PluginsConfig = Field(
+        default_factory=PluginsConfig, description="which installed plugins load"
     )
     pipelines: dict[str, list[str]] = Field(
         default_factory=dict,

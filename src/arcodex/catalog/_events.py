@@ -26,6 +26,7 @@ from typing import Any
 from arcodex import __version__
 from arcodex.errors import StorageError, ValidationError
 from arcodex.model import parse_iso_period
+from arcodex.plugins import registry as plugin_registry
 
 __all__ = ["LEVELS", "EventLog", "current_user"]
 
@@ -52,6 +53,7 @@ class EventLog:
         self._muted = 0
         # Short strings would redact ordinary words; real secrets are longer.
         self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self._plugins_reported: set[str] = set()
 
     @contextmanager
     def muted(self) -> Iterator[None]:
@@ -75,7 +77,10 @@ class EventLog:
         error: BaseException | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
-        """Write one event and return it as written."""
+        """Write one event and return it as written (after those of plugins loaded since the last)."""
+        plugins = plugin_registry()
+        if plugins.discovered:
+            self._report_plugins()
         now = datetime.now(UTC)
         entry: dict[str, Any] = {
             "timestamp": now.isoformat().replace("+00:00", "Z"),
@@ -92,6 +97,9 @@ class EventLog:
             "command": " ".join(sys.argv[:1] + sys.argv[1:2]) if sys.argv else None,
             "versions": {"arcodex": __version__},
         }
+        loaded = plugins.loaded_versions()
+        if loaded:
+            entry["plugins"] = loaded
         if error is not None:
             entry["exc_type"] = type(error).__name__
             entry["exc_message"] = str(error)
@@ -120,6 +128,36 @@ class EventLog:
         except OSError as exc:
             raise StorageError(f"cannot write the event log {path}: {exc.strerror or exc}") from exc
         return dict(json.loads(line))
+
+    def _report_plugins(self) -> None:
+        """One event per plugin this process has loaded or failed to load, once per log."""
+        for plugin in plugin_registry().plugins(discover=False):
+            version: dict[str, Any] = {
+                "plugin": plugin.name,
+                "dist": plugin.dist,
+                "plugin_version": plugin.version,
+            }
+            for line in plugin.refused:
+                if line not in self._plugins_reported:
+                    self._plugins_reported.add(line)
+                    self.emit("plugin.refused", line, level="warning", **version)
+            if plugin.name in self._plugins_reported or plugin.status == "disabled":
+                continue
+            self._plugins_reported.add(plugin.name)
+            if plugin.status == "failed":
+                self.emit("plugin.failed", plugin.error or "", level="warning", **version)
+            else:
+                self.emit(
+                    "plugin.loaded",
+                    f"plugin {plugin.name!r} loaded: "
+                    + (
+                        ", ".join(f"{k} {', '.join(v)}" for k, v in plugin.registered.items())
+                        or "nothing registered"
+                    ),
+                    level="debug",
+                    registered=plugin.registered,
+                    **version,
+                )
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:

@@ -307,8 +307,9 @@ def _plugin_registry() -> Registry:
 
 
 def _plugin_steps() -> dict[str, Step]:
+    reg = _plugin_registry()
     found: dict[str, Step] = {}
-    for name, (fn, info) in _plugin_registry().steps().items():
+    for name, (fn, info) in reg.steps().items():
         params = info.get("params")
         found[name] = Step(
             name,
@@ -322,7 +323,8 @@ def _plugin_steps() -> dict[str, Step]:
 
 
 def _plugin_pipelines() -> dict[str, list[str]]:
-    return {name: list(steps) for name, steps in _plugin_registry().pipelines().items()}
+    reg = _plugin_registry()
+    return {name: list(steps) for name, steps in reg.pipelines().items()}
 
 
 def step_registry() -> dict[str, Step]:

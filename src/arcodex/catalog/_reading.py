@@ -32,6 +32,7 @@ from arcodex.model import (
     Query,
     Record,
 )
+from arcodex.plugins import registry as plugin_registry
 from arcodex.storage import FsspecStore, LocalStore, open_storage
 
 __all__ = ["JOURNAL_DIR", "LOG_DIR", "SCHEMA_DIR", "STATE_DIR", "CatalogInfo", "CatalogReader"]
@@ -63,6 +64,8 @@ class CatalogInfo:
     state_dir: str
     event_log: str
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The installed plugins: name, version and status (loaded, failed, disabled).
+    plugins: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with stable keys."""
@@ -80,6 +83,7 @@ class CatalogReader:
         self.schemas = SchemaRegistry(root / SCHEMA_DIR)
         self.journal = Journal(root / STATE_DIR / JOURNAL_DIR)
         self.hooks = HookRegistry(self.events)
+        plugin_registry().configure(config.plugins.enabled, config.plugins.allow)
 
     # -- storage ---------------------------------------------------------------
 
@@ -277,6 +281,10 @@ class CatalogReader:
             recent_failed_operations=failed,
             state_dir=str(self.root / STATE_DIR),
             event_log=str(self.events.directory),
+            plugins=[
+                {"name": p.name, "version": p.version, "status": p.status}
+                for p in plugin_registry().plugins()
+            ],
         )
 
     def operations(self, status: str | None = None, limit: int = 20) -> list[Operation]:

@@ -27,7 +27,7 @@ import typer
 from typer.core import TyperGroup
 
 from arcodex import __version__
-from arcodex.cli import _convert, _discover, _run, _schema, _stac, _store
+from arcodex.cli import _convert, _discover, _plugins, _run, _schema, _stac, _store
 from arcodex.errors import ArcodexError, NotACatalogError, ValidationError
 
 try:  # typer 0.2x vendors its own click
@@ -292,6 +292,7 @@ def command(
             finally:
                 if state is not None:
                     state.close()
+                _plugins.print_notices()
 
         _with_debug_option(fn, run)
         key = f"{group} {name}" if group else name
@@ -892,6 +893,8 @@ def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         _render.print_json(summary.to_dict())
     else:
         _render.print_info(summary)
+        if summary.plugins:
+            typer.echo("\nplugins: " + ", ".join(_plugins.plugin_lines(summary.plugins)))
 
 
 @command("fields", api=("fields",))
@@ -1130,6 +1133,7 @@ _stac.register(app, command, _state)
 _discover.register(app, command, _state)
 _schema.register(app, command, _state)
 _run.register(app, command, _state)
+_plugins.register(app, command, _state)
 _store.register(app, command, _state)
 
 
@@ -1147,7 +1151,8 @@ def _app_for(argv: list[str]) -> typer.Typer:
 
     Typer turns every registered function into a click command (reading each one's
     type hints) before it runs any; for one command that was most of a short command's
-    time. Help, ``--version``, groups and unknown names get the whole app.
+    time. Help, ``--version``, groups and unknown names get the whole app; help and
+    unknown names (which may be a plugin's group) get plugins' groups too.
     """
     name = None
     tokens = iter(argv)
@@ -1155,13 +1160,18 @@ def _app_for(argv: list[str]) -> typer.Typer:
         if token in _VALUED:
             next(tokens, None)
         elif token.startswith("-"):
-            if token in ("-h", "--help", "--version", "--"):
+            if token in ("-h", "--help"):
+                _plugins.mount(app)  # the help lists plugins' groups
+                return app
+            if token in ("--version", "--"):
                 return app
         else:
             name = token
             break
     chosen = [c for c in app.registered_commands if name is not None and c.name == name]
     if not chosen:
+        if name is None or name not in {g.name for g in app.registered_groups}:
+            _plugins.mount(app)  # a name arcodex does not have may be a plugin's group
         return app
     lean = copy.copy(app)
     lean.registered_commands = chosen

@@ -18,13 +18,14 @@ import glob
 import hashlib
 import math
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from arcodex.errors import ConversionError, ValidationError
+from arcodex.errors import ArcodexError, ConversionError, PluginError, ValidationError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".h5", ".hdf5", ".he5", ".hdf", ".cdf", ".netcdf")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 _REMOTE = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://", "memory://")
 #: Static variables up to this size are hashed at scan time, so that a
 #: difference between sources is reported instead of silently taking the first.
@@ -155,6 +157,16 @@ def resolve_sources(
 
 
 def _expand(item: str, options: dict[str, Any]) -> Iterator[SourceRef]:
+    scheme = _plugin_scheme(item)
+    if scheme is not None:
+        for resolved in _resolve_plugin_source(item, scheme, options):
+            if _plugin_scheme(resolved) is not None:
+                raise PluginError(
+                    f"the {scheme}:// source kind resolved {item} to {resolved}, another "
+                    "plugin URL; a resolver must give paths or fsspec URLs"
+                )
+            yield from _expand(resolved, options)
+        return
     if item.startswith(_REMOTE):
         if any(c in item for c in "*?["):
             _fs, _, paths = _fsspec_paths(item, options)
@@ -189,6 +201,42 @@ def _expand(item: str, options: dict[str, Any]) -> Iterator[SourceRef]:
             yield from _expand(resolved, options)
         return
     yield SourceRef(str(path.resolve()))
+
+
+def _plugin_scheme(item: str) -> str | None:
+    """The scheme of a URL that no built-in source reads (a plugin's source kind may)."""
+    match = _SCHEME.match(item)
+    if match is None or item.startswith(_REMOTE):
+        return None
+    return match[1].lower()
+
+
+def _resolve_plugin_source(item: str, scheme: str, options: dict[str, Any]) -> list[str]:
+    from arcodex.plugins import registry
+
+    registry().reserve("source_kind", (p.split(":", 1)[0] for p in _REMOTE))
+    kinds = registry().source_kinds()
+    resolver = kinds.get(scheme)
+    if not callable(resolver):
+        built_in = ", ".join(p.split(":", 1)[0] for p in _REMOTE)
+        plugins = f"; from plugins: {', '.join(sorted(kinds))}" if kinds else ""
+        raise ValidationError(
+            f"source {item}: nothing reads {scheme}:// URLs (built in: {built_in}{plugins}); "
+            "install the plugin that provides it, or check the URL"
+        )
+    try:
+        found = resolver(item, dict(options))
+        resolved = [os.fspath(p) for p in found]
+    except ArcodexError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"source {item}: plugin {registry().owner('source_kind', scheme)!r} failed to "
+            f"resolve it: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not resolved:
+        raise ValidationError(f"source {item} resolved to no files; check the URL")
+    return resolved
 
 
 def _manifest(path: Path) -> list[str]:

@@ -13,6 +13,7 @@ provider gets the catalog's ``stac_defaults`` (``arcodex.yaml``).
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -476,7 +477,36 @@ def _item(record: Record, info: _Info) -> pystac.Item:
                 extra_fields=extra,
             ),
         )
-    return item
+    return _plugin_formatted(record, item)
+
+
+def _plugin_formatted(record: Record, item: pystac.Item) -> pystac.Item:
+    """The Item as plugins' STAC formatters change it (a failing one is logged and skipped)."""
+    from arcodex.plugins import registry
+
+    formatters = registry().stac_formatters()
+    if not formatters:
+        return item
+    import logging
+
+    import pystac
+
+    document = item.to_dict(include_self_link=False, transform_hrefs=False)
+    for formatter in formatters:
+        try:
+            changed = formatter(record, copy.deepcopy(document))
+        except Exception as exc:
+            logging.getLogger("arcodex.stac").warning(
+                "STAC formatter %s failed on %s and was skipped: %s: %s",
+                getattr(formatter, "__qualname__", formatter),
+                record.id,
+                type(exc).__name__,
+                exc,
+            )
+            continue
+        if changed is not None:
+            document = dict(changed)
+    return pystac.Item.from_dict(document, preserve_dict=False)
 
 
 def _epoch() -> Any:
