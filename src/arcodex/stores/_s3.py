@@ -69,12 +69,10 @@ class S3Store(FsspecStore):
     def _make_fs(self) -> Any:
         import s3fs
 
-        # No listings cache: the store writes through zarr's own filesystem too.
+        # No listings cache: the store writes through zarr's own filesystem too. The instance is
+        # fsspec's cached one (a private one would leave its HTTP session to the collector).
         return s3fs.S3FileSystem(
-            **self._storage_options(),
-            **self._secret_options(),
-            use_listings_cache=False,
-            skip_instance_cache=True,
+            **self._storage_options(), **self._secret_options(), use_listings_cache=False
         )
 
     def _root(self) -> str:
