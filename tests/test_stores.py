@@ -197,8 +197,7 @@ class TestCatalogStore(WritableStoreTests):
         with new_store("catalog", root=str(tmp_path / "cat")) as store:
             yield store
 
-    def put(self, store: Any, dataset: Any, name: str) -> str:
-        return _convert_sample(store.catalog, dataset, name, self.tmp / "sources")
+    # put: the contract's own, the store's write_data (a product converted from the Dataset).
 
     def remove_chunks(self, store: Any, data_id: str, variable: str) -> None:
         remove_zarr_chunks(_local_fs(), store.catalog.path(data_id), variable)
@@ -313,6 +312,34 @@ def test_multi_level_products(tmp_path: Path) -> None:
             store.open_data("pyramid.zarr", level=2)
 
 
+def test_catalog_store_levels_of_a_pyramid(tmp_path: Path) -> None:
+    """``convert --pyramid``'s levels: described from the record, opened by number."""
+    import xarray as xr
+
+    from arcodex.convert import convert
+
+    ds = sample_dataset()
+    fine = xr.Dataset(
+        {"tas": (("time", "lat", "lon"), np.ones((4, 16, 16), "float32"), {"units": "K"})},
+        coords={
+            "time": ds["time"],
+            "lat": ("lat", np.linspace(10, 30, 16), {"units": "degrees_north"}),
+            "lon": ("lon", np.linspace(0, 30, 16), {"units": "degrees_east"}),
+        },
+    )
+    Catalog.create(tmp_path / "cat").close()
+    with new_store("catalog", root=str(tmp_path / "cat")) as store:
+        result = convert(fine, catalog=store.catalog, title="pyr", pyramid=3, cluster="threads")
+        assert result.record is not None
+        rid = result.record.id
+        assert store.describe_data(rid).levels == ["0", "1", "2"]
+        for level, size in enumerate((16, 8, 4)):
+            with store.open_data(rid, level=level) as opened:
+                assert (opened.sizes["lat"], opened.sizes["lon"]) == (size, size)
+        with pytest.raises(ValidationError, match="level 0 to 2"):
+            store.open_data(rid, level=3)
+
+
 def test_s3_credentials_reach_no_descriptor_or_message(bucket: str, s3_endpoint: str) -> None:
     params = {"bucket": bucket, "endpoint_url": s3_endpoint, "path_style": True}
     with new_store("s3", **params) as store:
@@ -322,6 +349,46 @@ def test_s3_credentials_reach_no_descriptor_or_message(bucket: str, s3_endpoint:
         with pytest.raises(ConflictError) as caught:
             store.write_data(sample_dataset(), "tas.zarr")
         text += str(caught.value)
+    assert S3_KEY_ID not in text and S3_SECRET not in text
+
+
+def test_s3_store_with_a_catalog_profile(
+    bucket: str, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A profile's credential variables (not AWS's) reach s3fs, zarr and the client alike."""
+    from arcodex.catalog import CatalogConfig
+    from arcodex.storage import FileProfileConfig, S3ProfileConfig
+
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("STORES_KEY", S3_KEY_ID)
+    monkeypatch.setenv("STORES_SECRET", S3_SECRET)
+    profile = S3ProfileConfig(
+        bucket=bucket,
+        endpoint_url=s3_endpoint,
+        path_style=True,
+        key_env="STORES_KEY",
+        secret_env="STORES_SECRET",
+    )
+    config = CatalogConfig(profiles={"local": FileProfileConfig(), "project": profile})
+    Catalog.create(tmp_path / "cat", config=config).close()
+    params = {
+        "bucket": bucket,
+        "endpoint_url": s3_endpoint,
+        "path_style": True,
+        "profile": "project",
+        "catalog": str(tmp_path / "cat"),
+    }
+    with new_store("s3", **params) as store:
+        store.write_data(sample_dataset(), "tas.zarr")
+        assert store.list_data_ids() == ["tas.zarr"]
+        with store.open_data("tas.zarr") as ds:
+            np.testing.assert_array_equal(ds["tas"].values, sample_dataset()["tas"].values)
+        text = json.dumps(store.describe_data("tas.zarr").to_dict()) + repr(store)
+        assert store.fs.key == S3_KEY_ID  # from STORES_KEY: the AWS variables are gone
     assert S3_KEY_ID not in text and S3_SECRET not in text
 
 

@@ -206,7 +206,7 @@ class CatalogStore(StoreBase):
         from arcodex.convert import convert
 
         result = convert(
-            dataset,  # type: ignore[arg-type, unused-ignore]
+            dataset,
             catalog=self.catalog,
             title=data_id,
             profile=self.config.profile,

@@ -58,15 +58,21 @@ class S3Store(FsspecStore):
 
         return resolve_access(self.config.profile, self.config.catalog).s3fs()
 
+    def _walk(self) -> list[str]:
+        from arcodex.client._access import credential_errors, resolve_access
+
+        access = resolve_access(self.config.profile, self.config.catalog)
+        # Missing or refused credentials: one line naming what to set, as the client says it.
+        with credential_errors(self._url(self._root()), access):
+            return super()._walk()
+
     def _make_fs(self) -> Any:
         import s3fs
 
-        # No listings cache: the store writes through zarr's own filesystem too.
+        # No listings cache: the store writes through zarr's own filesystem too. The instance is
+        # fsspec's cached one (a private one would leave its HTTP session to the collector).
         return s3fs.S3FileSystem(
-            **self._storage_options(),
-            **self._secret_options(),
-            use_listings_cache=False,
-            skip_instance_cache=True,
+            **self._storage_options(), **self._secret_options(), use_listings_cache=False
         )
 
     def _root(self) -> str:
