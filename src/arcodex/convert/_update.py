@@ -223,7 +223,7 @@ def apply(
     progress: Progress | None,
 ) -> tuple[int, str | None]:
     """Write the update; the bytes written and the new snapshot (Icechunk, not yet tagged)."""
-    from arcodex.convert._steps import commit_message
+    from arcodex.convert._commit import commit_message
 
     provenance = _provenance(product, delta)
     delta.plan.attrs[PROVENANCE_ATTR] = json.dumps(jsonable(provenance), sort_keys=True)
@@ -253,7 +253,12 @@ def apply(
 def _provenance(product: Product, delta: Delta) -> dict[str, Any]:
     old = product.provenance()
     summary = delta.plan.summary()
-    return {**old, **summary, "parameters": old.get("parameters", {})}
+    parameters = dict(old.get("parameters", {}))
+    spec = parameters.get("spec")
+    if isinstance(spec, dict) and isinstance(spec.get("sources"), list):
+        # The spec the product is made again from names every source it now holds.
+        parameters["spec"] = {**spec, "sources": [s.url for s in delta.plan.sources]}
+    return {**old, **summary, "parameters": parameters}
 
 
 def _old_digests(delta: Delta) -> dict[str, Any] | None:
