@@ -9,6 +9,19 @@ from arcodex.catalog._catalog import (
 )
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.catalog._hooks import HOOK_POINTS, HookContext, HookError, HookResult
+from arcodex.catalog._pipeline import (
+    Pipeline,
+    PipelineContext,
+    Step,
+    get_pipeline,
+    get_step,
+    list_pipelines,
+    open_unit,
+    register_pipeline,
+    register_step,
+    run_pipeline,
+    step_registry,
+)
 from arcodex.storage import FileProfileConfig
 
 __all__ = [
@@ -22,7 +35,18 @@ __all__ = [
     "HookContext",
     "HookError",
     "HookResult",
+    "Pipeline",
+    "PipelineContext",
+    "Step",
     "find_catalog_root",
+    "get_pipeline",
+    "get_step",
+    "list_pipelines",
     "load_config",
     "open_catalog",
+    "open_unit",
+    "register_pipeline",
+    "register_step",
+    "run_pipeline",
+    "step_registry",
 ]

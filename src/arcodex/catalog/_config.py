@@ -196,6 +196,12 @@ class CatalogConfig(BaseModel):
     server: ServerConfig = Field(
         default_factory=ServerConfig, description="limits and proxies of `arcodex serve`"
     )
+    pipelines: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="pipelines of registered steps, by name "
+        "(ingest-netcdf: [extract-metadata, validate-record, write-artifact, commit-record]); "
+        "run one with `arcodex run NAME`",
+    )
     busy_timeout: float = Field(
         default=30.0, gt=0, description="seconds to wait for a locked database"
     )

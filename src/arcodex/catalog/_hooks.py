@@ -37,6 +37,8 @@ HOOK_POINTS = (
     "after_record_commit",
     "on_operation_error",
     "on_operation_rollback",
+    "before_step",
+    "after_step",
 )
 
 
@@ -55,6 +57,10 @@ class HookContext:
     key: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
+    #: The pipeline step a ``before_step``/``after_step`` hook runs around.
+    step: str | None = None
+    #: The pipeline that step belongs to.
+    pipeline: str | None = None
 
 
 @dataclass
@@ -129,6 +135,7 @@ class HookRegistry:
                     hook=hook.name,
                     point=hook.point,
                     required=hook.required,
+                    step=context.step,
                 )
                 if hook.required and raise_required:
                     raise HookError(
@@ -147,6 +154,7 @@ class HookRegistry:
                 record_id=context.record.id if context.record else None,
                 hook=hook.name,
                 point=hook.point,
+                step=context.step,
                 seconds=round(time.perf_counter() - started, 6),
                 metadata_keys=sorted(result.metadata),
                 warnings=result.warnings,

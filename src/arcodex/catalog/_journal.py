@@ -178,6 +178,20 @@ class UnitOfWork:
 
     def transition(self, state: str, **data: Any) -> None:
         """Journal ``state`` (fsync'd if recovery depends on it) and log it, then go on."""
+        self.mark(state, **data)
+        self.events.emit(
+            f"uow.{state}",
+            f"{self.operation.action} {state}",
+            level="debug",
+            operation_id=self.operation.id,
+            user=self.operation.user,
+            action=self.operation.action,
+        )
+        _inject(state)
+
+    def mark(self, state: str, **data: Any) -> None:
+        """Journal ``state`` without an event of its own, for a caller that logs the same
+        moment itself (a pipeline step logs one event with its time)."""
         entry = {
             "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "operation_id": self.operation.id,
@@ -190,15 +204,6 @@ class UnitOfWork:
         }
         self.journal.append(self.operation.id, entry, durable=state in DURABLE_STATES)
         self.state = state
-        self.events.emit(
-            f"uow.{state}",
-            f"{self.operation.action} {state}",
-            level="debug",
-            operation_id=self.operation.id,
-            user=self.operation.user,
-            action=self.operation.action,
-        )
-        _inject(state)
 
     def on_rollback(self, description: str, action: Callable[[], Any], **data: Any) -> None:
         """Register a compensating action (run in reverse order if the unit fails)."""
