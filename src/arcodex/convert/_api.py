@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any, Literal
 
-from arcodex.catalog._pipeline import Pipeline, PipelineContext, run_pipeline
+from arcodex.catalog import Pipeline, PipelineContext, run_pipeline
 from arcodex.convert._access import cluster_config, open_catalog_arg
 from arcodex.convert._attrs import AttrFixes
 from arcodex.convert._check import CheckReport, check_product

@@ -23,7 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from arcodex.catalog._pipeline import Pipeline, PipelineContext, Step, open_unit
+from arcodex.catalog import Pipeline, PipelineContext, Step, open_unit, register_pipeline
 from arcodex.convert._access import cluster_config, source_options
 from arcodex.convert._check import close_sources
 from arcodex.convert._cluster import open_client
@@ -120,7 +120,13 @@ class Job:
 
 
 def job_of(ctx: PipelineContext) -> Job:
-    job: Job = ctx.state["job"]
+    """The job the steps share (set by ``convert``/``update``, which run these pipelines)."""
+    job = ctx.state.get("job")
+    if not isinstance(job, Job):
+        raise ValidationError(
+            f"pipeline {ctx.pipeline or '?'} runs from `arcodex convert`/`arcodex update` "
+            "(or arcodex.convert.convert/update), which give it its spec"
+        )
     return job
 
 
@@ -500,3 +506,7 @@ UPDATE = Pipeline(
     ),
     doc="Bring a product up to date with new or changed sources.",
 )
+
+# Listed with the other pipelines (inspectable by name); they run through convert/update.
+register_pipeline(CONVERT)
+register_pipeline(UPDATE)
