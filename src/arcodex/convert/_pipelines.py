@@ -143,7 +143,7 @@ def resolve(ctx: PipelineContext) -> None:
         )
     fmt = spec.product_format
     job.src_options = source_options(job.cat, spec.source_profile, job.runtime.storage_options)
-    job.refs = resolve_sources(spec.sources, job.src_options)
+    job.refs = _sources_of(spec, job.src_options)
     job.placed = place(
         job.cat,
         fmt,
@@ -339,7 +339,7 @@ def resolve_update(ctx: PipelineContext) -> None:
         product, job.cat, options, "convert the sources instead"
     )
     check_tag_free(job.product, spec.tag)
-    job.refs = resolve_sources(spec.sources, job.src_options)
+    job.refs = _sources_of(spec, job.src_options)
     job.placed = Placed(
         job.product.target, None, None, job.record is not None and managed(job.record)
     )
@@ -421,6 +421,11 @@ def write_update(ctx: PipelineContext) -> None:
 
 
 # -- the pieces the steps share -----------------------------------------------------------
+
+
+def _sources_of(spec: ConvertSpec, options: dict[str, Any]) -> list[SourceRef]:
+    """The spec's sources, resolved: files (globs, directories, manifests) or URLs."""
+    return resolve_sources(spec.sources, options)
 
 
 def _client(job: Job) -> Any:

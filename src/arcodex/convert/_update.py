@@ -30,6 +30,7 @@ from arcodex.convert._attrs import AttrFixes
 from arcodex.convert._plan import Plan, PlannedSource, build_plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product
 from arcodex.convert._sources import SourceRef, SourceScan, scan_source
+from arcodex.convert._spec import IN_MEMORY
 from arcodex.errors import ConversionError
 
 if TYPE_CHECKING:
@@ -257,7 +258,8 @@ def _provenance(product: Product, delta: Delta) -> dict[str, Any]:
     spec = parameters.get("spec")
     if isinstance(spec, dict) and isinstance(spec.get("sources"), list):
         # The spec the product is made again from names every source it now holds.
-        parameters["spec"] = {**spec, "sources": [s.url for s in delta.plan.sources]}
+        urls = [IN_MEMORY if s.url.startswith("dataset://") else s.url for s in delta.plan.sources]
+        parameters["spec"] = {**spec, "sources": urls}
     return {**old, **summary, "parameters": parameters}
 
 
