@@ -8,6 +8,11 @@ queries, each returning the first page (100 records, insertion order):
   (b) (a) + time-range overlap + bbox       site=XXX --time … --bbox …
   (c) full text                             --text "<word>"
 
+With ``--add-files N`` it also times the add path files take (extract, validate,
+plan the path, copy, commit): ``add_files`` of N small files in one operation
+(files/s), and single-file ``add_file`` calls (ms each, p50) — the per-file and
+the per-operation cost of ``arcodex add``.
+
 The baseline, measured in the same run, answers the same queries the way a
 TinyDB-style catalog does: a scan over every record's JSON document (already
 parsed into dicts in memory, which is generous to the baseline). The scan
@@ -236,6 +241,44 @@ def run_size(n: int, repeats: int, workdir: Path, seed: int) -> dict[str, Any]:
     return results
 
 
+def run_add_files(n: int, repeats: int, workdir: Path) -> dict[str, Any]:
+    """add_files of ``n`` small files in one operation, and ``repeats`` single add_file calls."""
+    root = workdir / f"files-catalog-{n}"
+    data = workdir / f"files-{n}"
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    paths = []
+    for i in range(n + repeats):
+        path = data / f"obs-{i:06d}.csv"
+        path.write_text(f"t,ch4\n{i},{1900 + i % 97}\n", encoding="utf-8")
+        paths.append(path)
+    with Catalog.create(root) as catalog:
+        t0, c0 = time.perf_counter(), time.process_time()
+        catalog.add_files(paths[:n], metadata={"site": "MHD"}, user="bench")
+        bulk, bulk_cpu = time.perf_counter() - t0, time.process_time() - c0
+        singles, singles_cpu = [], []
+        for path in paths[n:]:
+            t0, c0 = time.perf_counter(), time.process_time()
+            catalog.add_file(path, metadata={"site": "MHD"}, user="bench")
+            singles.append(time.perf_counter() - t0)
+            singles_cpu.append(time.process_time() - c0)
+    p50, p95 = percentiles(singles)
+    cpu_p50, _ = percentiles(singles_cpu)
+    shutil.rmtree(root, ignore_errors=True)
+    shutil.rmtree(data, ignore_errors=True)
+    return {
+        "n": n,
+        "add_files_per_s": n / bulk,
+        "add_files_seconds": bulk,
+        "add_file_p50_ms": p50 * 1000,
+        "add_file_p95_ms": p95 * 1000,
+        # CPU time of this process: what the code costs, less what a busy machine adds.
+        "add_files_cpu_ms_per_file": bulk_cpu / n * 1000,
+        "add_file_cpu_p50_ms": cpu_p50 * 1000,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -243,6 +286,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated record counts")
     parser.add_argument("--repeats", type=int, default=40, help="queries timed per kind and size")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--add-files",
+        type=int,
+        default=0,
+        help="also time add_files of this many small files, and single add_file calls",
+    )
     parser.add_argument(
         "--workdir", default=None, help="where catalogs are built (default: a temp dir)"
     )
@@ -259,7 +308,16 @@ def main() -> None:
         f"python {platform.python_version()}, {__import__('os').cpu_count()} cores"
     )
     all_results = []
-    for n in (int(s) for s in args.sizes.split(",")):
+    if args.add_files:
+        res = run_add_files(args.add_files, args.repeats, workdir)
+        all_results.append(res)
+        print(
+            f"\nadd_files of {res['n']:,} files: {res['add_files_per_s']:,.0f} files/s "
+            f"({res['add_files_seconds']:.2f} s); add_file p50 {res['add_file_p50_ms']:.2f} ms, "
+            f"p95 {res['add_file_p95_ms']:.2f} ms; CPU {res['add_files_cpu_ms_per_file']:.2f} ms "
+            f"per file in add_files, {res['add_file_cpu_p50_ms']:.2f} ms per add_file (p50)"
+        )
+    for n in (int(s) for s in args.sizes.split(",") if s):
         res = run_size(n, args.repeats, workdir, args.seed)
         all_results.append(res)
         print(

@@ -39,14 +39,26 @@ def _stored(cat: Catalog) -> list[Path]:
     return sorted(p for p in store.rglob("*") if p.is_file()) if store.exists() else []
 
 
+def _states(entries: list[dict[str, object]]) -> list[object]:
+    """The operation's states, without the pipeline's step marks between them."""
+    return [e["state"] for e in entries if not str(e["state"]).startswith("step_")]
+
+
 def test_add_journals_every_state(cat: Catalog, src: Path) -> None:
     rec = cat.add_file(src)
     (op,) = cat.operations(limit=1)
     entries = cat.journal.read(op.id)
-    assert [e["state"] for e in entries] == ADD_STATES
+    assert _states(entries) == ADD_STATES
+    # The steps that ran inside the unit of work, each started and finished.
+    marks = [(e["state"], e["step"]) for e in entries if str(e["state"]).startswith("step_")]
+    assert marks == [
+        (state, step)
+        for step in ("plan-path", "write-artifact", "commit-record")
+        for state in ("step_started", "step_finished")
+    ]
     written = next(e for e in entries if e["state"] == "artifact_written")
     assert cat.path(rec.id).endswith(written["key"])
-    assert entries[1]["records"] == [rec.id]
+    assert next(e for e in entries if e["state"] == "planned")["records"] == [rec.id]
     assert cat.journal.open_operations() == []
     assert (cat.journal.done / f"{op.id}.jsonl").exists()
 
@@ -168,7 +180,7 @@ def test_only_the_states_recovery_depends_on_are_fsynced(
     monkeypatch.setattr(os, "fsync", fsync)
     record = cat.add_file(src)
     journal = cat.journal.read(cat.backend.operations(limit=1)[0].id)
-    assert [e["state"] for e in journal] == ADD_STATES
+    assert _states(journal) == ADD_STATES
     last_states = [states[-1] for kind, states in synced if kind == "file"]
     assert last_states == ["artifact_write_started", "catalog_write_started", "committed"]
     assert set(last_states) <= DURABLE_STATES

@@ -133,7 +133,9 @@ def test_dry_run_runs_only_the_steps_that_change_nothing(cat: Catalog) -> None:
     ctx = run_pipeline(pipe, PipelineContext(cat, {}, dry_run=True))
     assert ctx.state == {"looked": 2}
     assert ctx.skipped == ["write-r1"]
+    assert [name for name, _ in ctx.timings] == ["look", "look"]
     assert cat.search().records == [] and cat.operations() == []
+    assert cat.logs() == []  # not even the steps' events
 
 
 def test_open_unit_outside_a_run_is_refused(cat: Catalog) -> None:

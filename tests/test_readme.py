@@ -119,6 +119,8 @@ NOT_RUN = {
     "`python -m arcodex.demo` (run by test_extract_netcdf.py::test_demo_runs_end_to_end) and "
     "the whole suite (.ci/run), which this test is part of",
     "how-a-catalog-is-laid-out-text": "a picture of a catalog's directory, not a command",
+    "plugins-toml": "a plugin's pyproject.toml excerpt: tests/test_plugins.py installs a "
+    "plugin declared the same way and checks this block declares it so",
 }
 
 #: Lines of run blocks that are not run, and why (matched against the logical command).
@@ -349,6 +351,20 @@ SETUPS: dict[str, Setup] = {
             "arcodex stac schemas list": r"cached|stac-extensions",
         },
     ),
+    "data-stores-python": Setup(
+        data=_sample_files,
+        expect={"": r"ch4_mhd_2020\.nc.*store\.zarr(.|\n)*ch4_tac_2020\.nc"},
+    ),
+    "data-stores-bash": Setup(
+        data=_sample_files,
+        expect={
+            "arcodex store kinds": r"catalog",
+            "arcodex store list": r"store\.zarr",
+            "arcodex store describe": r'"time_period": "P1D"',
+            "arcodex store search": r"ch4_tac_2020\.nc",
+            "arcodex store open": r"ch4",
+        },
+    ),
     "the-stac-api-and-the-client-bash": Setup(
         catalog="product",
         expect={
@@ -361,6 +377,26 @@ SETUPS: dict[str, Setup] = {
         server=True,
         epilogue="print(dict(ds.sizes))\n",
         expect={"": r"'lon': [1-9]"},
+    ),
+    "pipelines-and-dry-runs-bash": Setup(
+        expect={
+            "arcodex add obs.csv --meta site=MHD --dry-run": r"^dry run of add: nothing was changed",
+            "arcodex add obs.csv --dry-run --json": r"the add would be refused",
+            "arcodex pipelines": r"^add  \[builtin\]  extract-metadata",
+        },
+    ),
+    "pipelines-and-dry-runs-bash-2": Setup(
+        expect={
+            "arcodex run ingest-csv obs.csv --param kind=dataset --param metadata.site=MHD --dry-run": (
+                r"^would add 1 of 1$"
+            ),
+            "arcodex search site=MHD kind=dataset": RECORD_ID.pattern,
+        },
+    ),
+    "pipelines-and-dry-runs-python": Setup(
+        expect={
+            "": r"^\['OBS.CSV'\] \['shout', 'validate-record', 'write-artifact', 'commit-record'\]$"
+        }
     ),
 }
 

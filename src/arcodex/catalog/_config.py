@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,18 +13,20 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from arcodex.errors import ValidationError
-from arcodex.storage import FileProfileConfig, ProfileConfig
+from arcodex.storage import FileProfileConfig, ProfileConfig, S3ProfileConfig
 
 __all__ = [
     "CONFIG_FILE",
     "CatalogConfig",
     "ClusterConfig",
     "FileProfileConfig",
+    "PluginsConfig",
     "ServerConfig",
     "StacCollectionConfig",
     "StacDefaultsConfig",
     "StacProviderConfig",
     "load_config",
+    "profile_secrets",
 ]
 
 CONFIG_FILE = "arcodex.yaml"
@@ -146,6 +149,31 @@ class StacCollectionConfig(BaseModel):
         return terms
 
 
+class PluginsConfig(BaseModel):
+    """Which installed plugins load (the ``plugins`` section of ``arcodex.yaml``).
+
+    ``ARCODEX_PLUGINS`` wins: ``off``, ``on``, or a comma list of the plugins allowed.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="false: load no plugin")
+    allow: list[str] | None = Field(
+        default=None, description="the plugins (entry-point names) allowed; default: all"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        # ARCODEX_PLUGINS=off or =a,b arrives as text.
+        if isinstance(data, str):
+            from arcodex.plugins import parse_plugins_setting
+
+            enabled, allow = parse_plugins_setting(data)
+            return {"enabled": enabled, "allow": list(allow) if allow is not None else None}
+        return data
+
+
 #: Settings in the environment: ``ARCODEX_<KEY>``, nested keys joined by ``__``.
 ENV_PREFIX, ENV_NESTED = "ARCODEX_", "__"
 
@@ -196,6 +224,9 @@ class CatalogConfig(BaseModel):
     server: ServerConfig = Field(
         default_factory=ServerConfig, description="limits and proxies of `arcodex serve`"
     )
+    plugins: PluginsConfig = Field(
+        default_factory=PluginsConfig, description="which installed plugins load"
+    )
     pipelines: dict[str, list[str]] = Field(
         default_factory=dict,
         description="pipelines of registered steps, by name "
@@ -217,6 +248,9 @@ class CatalogConfig(BaseModel):
     def to_yaml(self) -> str:
         """The settings as YAML, for writing ``arcodex.yaml``."""
         data = self.model_dump(mode="json", exclude_none=True)
+        if not data.get("pipelines"):
+            # Left out when empty, so that a `pipelines:` section can be appended as is.
+            data.pop("pipelines", None)
         return yaml.safe_dump(data, sort_keys=False)
 
 
@@ -307,3 +341,24 @@ def _variable_of(loc: list[str]) -> str | None:
         if name in os.environ:
             return name
     return None
+
+
+def profile_secrets(config: CatalogConfig) -> list[str]:
+    """Credential values the catalog's profiles may use, to keep them out of the log."""
+    import configparser
+
+    found: list[str] = []
+    for profile in config.profiles.values():
+        if not isinstance(profile, S3ProfileConfig):
+            continue
+        for name in (profile.key_env, profile.secret_env, profile.token_env):
+            value = os.environ.get(name)
+            if value:
+                found.append(value)
+        if profile.credentials_file:
+            parser = configparser.ConfigParser()
+            with suppress(OSError, configparser.Error):
+                parser.read(Path(profile.credentials_file).expanduser())
+                for section in parser.sections():
+                    found.extend(v for k, v in parser[section].items() if k.startswith("aws_"))
+    return found

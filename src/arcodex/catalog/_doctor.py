@@ -25,11 +25,11 @@ from arcodex.catalog._orphans import (
     remove_url,
 )
 from arcodex.errors import NotFoundError
-from arcodex.model import FsspecUrl, LocalPath, Operation, OperationError, Query, utcnow
-from arcodex.storage import FsspecStore, LocalStore, hash_file, local_content_size
+from arcodex.model import Operation, OperationError, Query, utcnow
+from arcodex.storage import LocalStore, hash_file, local_content_size
 
 if TYPE_CHECKING:
-    from arcodex.catalog._catalog import Catalog
+    from arcodex.catalog._writing import CatalogWriter
 
 __all__ = ["DoctorReport", "Recovery", "diagnose", "doctor_fix", "recover"]
 
@@ -101,7 +101,7 @@ class Recovery:
         return asdict(self)
 
 
-def diagnose(catalog: Catalog, *, verify_hashes: bool = False) -> DoctorReport:
+def diagnose(catalog: CatalogWriter, *, verify_hashes: bool = False) -> DoctorReport:
     """Look for interrupted operations, orphaned managed files and broken artifacts."""
     report = DoctorReport()
     holder = _holder(catalog)
@@ -128,7 +128,7 @@ def diagnose(catalog: Catalog, *, verify_hashes: bool = False) -> DoctorReport:
         for artifact in record.artifacts:
             if not artifact.managed:
                 continue
-            profile, key = _where(catalog, artifact.locator)
+            profile, key = catalog._where(artifact.locator)
             if profile is None or key is None:
                 continue
             referenced.setdefault(profile, set()).add(key)
@@ -186,7 +186,7 @@ def diagnose(catalog: Catalog, *, verify_hashes: bool = False) -> DoctorReport:
 
 
 def doctor_fix(
-    catalog: Catalog, *, verify_hashes: bool = False, dry_run: bool = False
+    catalog: CatalogWriter, *, verify_hashes: bool = False, dry_run: bool = False
 ) -> DoctorReport:
     """Remove the orphans arcodex is proven to have written; the report as things are after."""
     found = diagnose(catalog, verify_hashes=verify_hashes)
@@ -203,7 +203,7 @@ def doctor_fix(
     return report
 
 
-def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
+def recover(catalog: CatalogWriter, *, dry_run: bool = False) -> list[Recovery]:
     """Roll every interrupted operation forward or back (see the module docstring)."""
     done: list[Recovery] = []
     for op_id in catalog.journal.open_operations():
@@ -249,7 +249,7 @@ def recover(catalog: Catalog, *, dry_run: bool = False) -> list[Recovery]:
     return done
 
 
-def _complete(catalog: Catalog, entries: list[dict[str, Any]]) -> bool:
+def _complete(catalog: CatalogWriter, entries: list[dict[str, Any]]) -> bool:
     """Whether an interrupted operation's one database transaction landed."""
     states = {e.get("state") for e in entries}
     if entries[-1].get("state") == "rollback_started":
@@ -265,7 +265,7 @@ def _complete(catalog: Catalog, entries: list[dict[str, Any]]) -> bool:
     return _records_written(catalog, planned, record_ids)
 
 
-def _roll_back(catalog: Catalog, entries: list[dict[str, Any]], recovery: Recovery) -> None:
+def _roll_back(catalog: CatalogWriter, entries: list[dict[str, Any]], recovery: Recovery) -> None:
     """Undo, newest first, every write the operation journaled."""
     dry_run = recovery.dry_run
     for entry in reversed(entries):
@@ -291,7 +291,9 @@ def _roll_back(catalog: Catalog, entries: list[dict[str, Any]], recovery: Recove
                 catalog.backend.purge(record_id)
 
 
-def _roll_forward(catalog: Catalog, entries: list[dict[str, Any]], recovery: Recovery) -> None:
+def _roll_forward(
+    catalog: CatalogWriter, entries: list[dict[str, Any]], recovery: Recovery
+) -> None:
     """Finish what the operation would have done after its records were written."""
     for entry in entries:
         state = entry.get("state")
@@ -309,7 +311,7 @@ def _roll_forward(catalog: Catalog, entries: list[dict[str, Any]], recovery: Rec
                 _delete_planned(catalog, item, recovery)
 
 
-def _delete_planned(catalog: Catalog, item: dict[str, Any], recovery: Recovery) -> None:
+def _delete_planned(catalog: CatalogWriter, item: dict[str, Any], recovery: Recovery) -> None:
     if item.get("profile") is not None and item.get("key") is not None:
         recovery.remove(f"{item['profile']}:{item['key']}")
         if not recovery.dry_run:
@@ -318,7 +320,9 @@ def _delete_planned(catalog: Catalog, item: dict[str, Any], recovery: Recovery) 
         _remove_url(str(item["path"]), recovery, recovery.dry_run)
 
 
-def _run_journaled(catalog: Catalog, entry: dict[str, Any], which: str, recovery: Recovery) -> None:
+def _run_journaled(
+    catalog: CatalogWriter, entry: dict[str, Any], which: str, recovery: Recovery
+) -> None:
     """Run the journaled undo (``recover``) or completion (``forward``) of a staged write."""
     target = str(entry.get(which) or "")
     module, _, name = target.partition(":")
@@ -397,7 +401,7 @@ def _still_running(entry: dict[str, Any]) -> bool:
     return True
 
 
-def _close(catalog: Catalog, entries: list[dict[str, Any]], decision: str) -> None:
+def _close(catalog: CatalogWriter, entries: list[dict[str, Any]], decision: str) -> None:
     first = entries[0]
     op_id = str(first["operation_id"])
     state = "committed" if decision == "roll_forward" else "rolled_back"
@@ -427,14 +431,14 @@ def _close(catalog: Catalog, entries: list[dict[str, Any]], decision: str) -> No
     catalog.journal.close(op_id)
 
 
-def _holder(catalog: Catalog) -> dict[str, Any] | None:
+def _holder(catalog: CatalogWriter) -> dict[str, Any] | None:
     """The backend's note of its write-lock holder, if it keeps one."""
     lock_holder = getattr(catalog.backend, "lock_holder", None)
     holder = lock_holder() if callable(lock_holder) else None
     return holder if isinstance(holder, dict) else None
 
 
-def _exists(catalog: Catalog, record_id: str) -> bool:
+def _exists(catalog: CatalogWriter, record_id: str) -> bool:
     try:
         catalog.backend.get(record_id)
     except NotFoundError:
@@ -442,27 +446,9 @@ def _exists(catalog: Catalog, record_id: str) -> bool:
     return True
 
 
-def _where(catalog: Catalog, locator: Any) -> tuple[str | None, str | None]:
-    """The profile and key a managed locator points at."""
-    for name in catalog.config.profiles:
-        store, _ = catalog._store(name)
-        if isinstance(locator, LocalPath) and isinstance(store, LocalStore):
-            path = Path(locator.path)
-            full = path if path.is_absolute() else catalog.root / path
-            try:
-                return name, full.resolve().relative_to(store.root.resolve()).as_posix()
-            except ValueError:
-                continue
-        if (
-            isinstance(locator, FsspecUrl)
-            and isinstance(store, FsspecStore)
-            and locator.profile == name
-        ):
-            return name, store.key_of(locator.url)
-    return None, None
-
-
-def _records_written(catalog: Catalog, planned: dict[str, Any], record_ids: list[str]) -> bool:
+def _records_written(
+    catalog: CatalogWriter, planned: dict[str, Any], record_ids: list[str]
+) -> bool:
     """Whether a killed operation's one database transaction landed.
 
     New records exist only if it did; a changed record has moved past the

@@ -18,7 +18,7 @@ from arcodex.errors import ConflictError
 if TYPE_CHECKING:
     from arcodex.backends import CatalogBackend
 
-__all__ = ["Addition", "refuse_duplicates"]
+__all__ = ["Addition", "clashes", "refuse_duplicates"]
 
 #: How many files a refusal names before it says "and N more".
 _NAMED = 3
@@ -39,9 +39,9 @@ class Addition:
         return (self.sha256, *self.locations) if self.sha256 else self.locations
 
 
-def refuse_duplicates(backend: CatalogBackend, additions: Sequence[Addition]) -> None:
-    """Raise :class:`ConflictError` naming the records that hold any of ``additions``
-    already (or the additions that repeat one another), in one line."""
+def clashes(backend: CatalogBackend, additions: Sequence[Addition]) -> list[tuple[int, str]]:
+    """Each addition the catalog holds already, or that repeats an earlier one, as
+    ``(its index, why)``; one indexed query."""
     found = backend.holders(
         sha256=[a.sha256 for a in additions if a.sha256],
         locations=[place for a in additions for place in a.locations],
@@ -49,26 +49,33 @@ def refuse_duplicates(backend: CatalogBackend, additions: Sequence[Addition]) ->
     holders: dict[str, dict[str, str]] = {}
     for value, record_id, status in found:
         holders.setdefault(value, {})[record_id] = status
-    clashes: list[str] = []
+    out: list[tuple[int, str]] = []
     first: dict[str, str] = {}
-    for add in additions:
+    for i, add in enumerate(additions):
         ids: dict[str, str] = {}
         for key in add.keys:
             ids.update(holders.get(key, {}))
         if ids:
-            clashes.append(f"{add.label} is already in the catalog as record {_records(ids)}")
+            out.append((i, f"{add.label} is already in the catalog as record {_records(ids)}"))
             continue
         earlier = next((first[k] for k in add.keys if k in first), None)
         if earlier == add.label:
-            clashes.append(f"{add.label} is given twice")
+            out.append((i, f"{add.label} is given twice"))
         elif earlier is not None:
-            clashes.append(f"{add.label} is the same file as {earlier}")
+            out.append((i, f"{add.label} is the same file as {earlier}"))
         for key in add.keys:
             first.setdefault(key, add.label)
-    if not clashes:
+    return out
+
+
+def refuse_duplicates(backend: CatalogBackend, additions: Sequence[Addition]) -> None:
+    """Raise :class:`ConflictError` naming the records that hold any of ``additions``
+    already (or the additions that repeat one another), in one line."""
+    found = [why for _, why in clashes(backend, additions)]
+    if not found:
         return
-    named = "; ".join(clashes[:_NAMED])
-    more = f"; and {len(clashes) - _NAMED} more" if len(clashes) > _NAMED else ""
+    named = "; ".join(found[:_NAMED])
+    more = f"; and {len(found) - _NAMED} more" if len(found) > _NAMED else ""
     raise ConflictError(
         f"{named}{more}; nothing added: use the existing record, or add anyway with "
         "--allow-duplicate (allow_duplicate=True)"

@@ -10,6 +10,7 @@ interleave them. Known secret values are replaced by ``***`` before writing.
 from __future__ import annotations
 
 import fcntl
+import getpass
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ import sys
 import traceback
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,19 @@ from typing import Any
 from arcodex import __version__
 from arcodex.errors import StorageError, ValidationError
 from arcodex.model import parse_iso_period
+from arcodex.plugins import registry as plugin_registry
 
-__all__ = ["LEVELS", "EventLog"]
+__all__ = ["LEVELS", "EventLog", "current_user"]
 
 LEVELS = ("debug", "info", "warning", "error")
 _SESSION = uuid.uuid4().hex[:12]
+
+
+def current_user() -> str:
+    """Who is acting: ``$ARCODEX_USER``, else the login name."""
+    with suppress(Exception):
+        return os.environ.get("ARCODEX_USER") or getpass.getuser()
+    return "unknown"
 
 
 class EventLog:
@@ -38,9 +48,21 @@ class EventLog:
         self, directory: Path, *, secrets: Iterable[str] = (), user: str | None = None
     ) -> None:
         self.directory = directory
+        self._dir = str(directory)
         self.user = user
+        self._muted = 0
         # Short strings would redact ordinary words; real secrets are longer.
         self._secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
+        self._plugins_reported: set[str] = set()
+
+    @contextmanager
+    def muted(self) -> Iterator[None]:
+        """Write nothing while inside (a dry run leaves the log as it was)."""
+        self._muted += 1
+        try:
+            yield
+        finally:
+            self._muted -= 1
 
     def emit(
         self,
@@ -55,7 +77,10 @@ class EventLog:
         error: BaseException | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
-        """Write one event and return it as written."""
+        """Write one event and return it as written (after those of plugins loaded since the last)."""
+        plugins = plugin_registry()
+        if plugins.discovered:
+            self._report_plugins()
         now = datetime.now(UTC)
         entry: dict[str, Any] = {
             "timestamp": now.isoformat().replace("+00:00", "Z"),
@@ -72,6 +97,9 @@ class EventLog:
             "command": " ".join(sys.argv[:1] + sys.argv[1:2]) if sys.argv else None,
             "versions": {"arcodex": __version__},
         }
+        loaded = plugins.loaded_versions()
+        if loaded:
+            entry["plugins"] = loaded
         if error is not None:
             entry["exc_type"] = type(error).__name__
             entry["exc_message"] = str(error)
@@ -80,10 +108,18 @@ class EventLog:
             )
         entry.update(fields)
         line = self._redact(json.dumps(entry, default=str, ensure_ascii=False))
-        path = self.directory / f"events-{now:%Y-%m}.jsonl"
+        if self._muted:
+            return dict(json.loads(line))
+        # A string path, and the directory made only when it is missing: per event, both
+        # were a good part of its cost.
+        path = os.path.join(self._dir, f"events-{now:%Y-%m}.jsonl")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                fd = os.open(path, flags, 0o640)
+            except FileNotFoundError:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, flags, 0o640)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 os.write(fd, (line + "\n").encode())
@@ -92,6 +128,36 @@ class EventLog:
         except OSError as exc:
             raise StorageError(f"cannot write the event log {path}: {exc.strerror or exc}") from exc
         return dict(json.loads(line))
+
+    def _report_plugins(self) -> None:
+        """One event per plugin this process has loaded or failed to load, once per log."""
+        for plugin in plugin_registry().plugins(discover=False):
+            version: dict[str, Any] = {
+                "plugin": plugin.name,
+                "dist": plugin.dist,
+                "plugin_version": plugin.version,
+            }
+            for line in plugin.refused:
+                if line not in self._plugins_reported:
+                    self._plugins_reported.add(line)
+                    self.emit("plugin.refused", line, level="warning", **version)
+            if plugin.name in self._plugins_reported or plugin.status == "disabled":
+                continue
+            self._plugins_reported.add(plugin.name)
+            if plugin.status == "failed":
+                self.emit("plugin.failed", plugin.error or "", level="warning", **version)
+            else:
+                self.emit(
+                    "plugin.loaded",
+                    f"plugin {plugin.name!r} loaded: "
+                    + (
+                        ", ".join(f"{k} {', '.join(v)}" for k, v in plugin.registered.items())
+                        or "nothing registered"
+                    ),
+                    level="debug",
+                    registered=plugin.registered,
+                    **version,
+                )
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:

@@ -84,11 +84,41 @@ class _Registered:
 
 
 class HookRegistry:
-    """Hooks of one catalog (registered by code or by plugins)."""
+    """Hooks of one catalog (registered by code or by plugins).
 
-    def __init__(self, events: EventLog) -> None:
+    Plugins' hooks join the first time a hook point is looked at, so that a
+    command that runs no hooks (``search``) imports no plugin.
+    """
+
+    def __init__(self, events: EventLog, *, plugins: bool = True) -> None:
         self.events = events
         self._hooks: dict[str, list[_Registered]] = {p: [] for p in HOOK_POINTS}
+        self._plugins_pending = plugins
+
+    def _join_plugins(self) -> None:
+        if not self._plugins_pending:
+            return
+        self._plugins_pending = False
+        from arcodex.plugins import registry
+
+        for point, fn, options in registry().hooks():
+            try:
+                self.register(
+                    point,
+                    fn,
+                    name=options.get("name"),
+                    required=bool(options.get("required", False)),
+                    order=int(options.get("order", 0)),
+                )
+            except ValidationError as exc:
+                self.events.emit(
+                    "plugin.refused",
+                    f"plugin {options.get('plugin')!r}: hook refused: {exc}",
+                    level="warning",
+                    plugin=options.get("plugin"),
+                    hook=options.get("name"),
+                    point=point,
+                )
 
     def register(
         self,
@@ -112,10 +142,12 @@ class HookRegistry:
 
     def names(self, point: str) -> list[str]:
         """The hooks at ``point`` in the order they run."""
+        self._join_plugins()
         return [h.name for h in self._hooks.get(point, [])]
 
     def run(self, context: HookContext, *, raise_required: bool = True) -> HookResult:
         """Run every hook at ``context.point``; merged results (later hooks win on a key)."""
+        self._join_plugins()
         merged = HookResult()
         op = context.operation
         for hook in self._hooks[context.point]:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from arcodex.storage import FsspecStore, LocalStore
 
 if TYPE_CHECKING:
-    from arcodex.catalog._catalog import Catalog
+    from arcodex.catalog._writing import CatalogWriter
 
 __all__ = [
     "Fix",
@@ -65,7 +65,7 @@ class Fix:
         }
 
 
-def journal_proof(catalog: Catalog, *, finished: bool = True) -> JournalProof:
+def journal_proof(catalog: CatalogWriter, *, finished: bool = True) -> JournalProof:
     """Every object journaled as written, by open (and ``finished``) operations."""
     proof = JournalProof()
     ops = catalog.journal.open_operations()
@@ -137,7 +137,7 @@ def proof_of(
     return None, key
 
 
-def leftovers(catalog: Catalog, journaled: JournalProof) -> list[dict[str, Any]]:
+def leftovers(catalog: CatalogWriter, journaled: JournalProof) -> list[dict[str, Any]]:
     """Objects journaled by finished operations outside every profile that are still there
     (a product at a ``--dest``, a staging path, an old product set aside)."""
     inside = [_url_of(catalog.storage(n), "") for n in catalog.config.profiles]
@@ -157,7 +157,7 @@ def leftovers(catalog: Catalog, journaled: JournalProof) -> list[dict[str, Any]]
     return found
 
 
-def _is_leftover(url: str, last_state: str, catalog: Catalog) -> bool:
+def _is_leftover(url: str, last_state: str, catalog: CatalogWriter) -> bool:
     """A staging or set-aside path is always a leftover; a product only if the operation
     that wrote it did not commit and no record has it."""
     name = url.rstrip("/").rsplit("/", 1)[-1]
@@ -170,7 +170,7 @@ def _is_leftover(url: str, last_state: str, catalog: Catalog) -> bool:
 
 
 def fix_orphans(
-    catalog: Catalog,
+    catalog: CatalogWriter,
     orphaned_files: Iterable[Mapping[str, Any]],
     orphaned_products: Iterable[Mapping[str, Any]],
     *,

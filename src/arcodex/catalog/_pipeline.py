@@ -26,7 +26,6 @@ the built-in ones (registered by the modules that define them, with
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -37,8 +36,9 @@ from arcodex.catalog._hooks import HookContext
 from arcodex.errors import ArcodexError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
-    from arcodex.catalog._catalog import Catalog as CatalogCore
     from arcodex.catalog._journal import UnitOfWork
+    from arcodex.catalog._writing import CatalogWriter
+    from arcodex.plugins import Registry
 
 __all__ = [
     "Pipeline",
@@ -64,12 +64,18 @@ class Step:
         fn: reads and writes ``ctx.state``.
         changes: False when the step changes nothing, so that it runs under ``--dry-run``.
         doc: one line saying what the step does.
+        params: the parameters it reads (None: any).
+        inputs: the parameter that a run's positional inputs fill.
     """
 
     name: str
     fn: Callable[[PipelineContext], None]
     changes: bool = True
     doc: str = ""
+    #: The parameters the step reads (None: it does not say, so any is accepted).
+    params: tuple[str, ...] | None = None
+    #: The parameter a run's inputs fill (``arcodex run NAME FILE…``: ``paths``).
+    inputs: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Name, whether it changes anything, and its doc line."""
@@ -89,6 +95,19 @@ class Pipeline:
     def names(self) -> list[str]:
         """The step names, in the order they run."""
         return [step.name for step in self.steps]
+
+    def params(self) -> list[str] | None:
+        """The parameters its steps read, or None when a step does not say."""
+        known: set[str] = set()
+        for step in self.steps:
+            if step.params is None:
+                return None
+            known.update(step.params)
+        return sorted(known)
+
+    def inputs(self) -> str | None:
+        """The parameter a run's inputs fill: the first step's that names one."""
+        return next((step.inputs for step in self.steps if step.inputs), None)
 
     def to_dict(self) -> dict[str, Any]:
         """Name, origin, doc and each step (JSON-ready)."""
@@ -115,7 +134,7 @@ class PipelineContext:
         skipped: the steps a dry run did not run.
     """
 
-    catalog: CatalogCore | None
+    catalog: CatalogWriter | None
     params: dict[str, Any]
     dry_run: bool = False
     user: str | None = None
@@ -125,9 +144,11 @@ class PipelineContext:
     skipped: list[str] = field(default_factory=list)
     pipeline: str | None = None
     step: str | None = None
+    #: The operation of the unit of work, once a step has opened one.
+    operation_id: str | None = None
     _stack: ExitStack | None = field(default=None, repr=False)
 
-    def need_catalog(self) -> CatalogCore:
+    def need_catalog(self) -> CatalogWriter:
         """The catalog, or a ValidationError naming the step that needs one."""
         if self.catalog is None:
             raise ValidationError(
@@ -167,6 +188,7 @@ def open_unit(
     ctx.uow = ctx._stack.enter_context(
         catalog.unit_of_work(operation, user=ctx.user, inputs=inputs, parameters=parameters)
     )
+    ctx.operation_id = ctx.uow.operation.id
     if ctx.step is not None:
         ctx.uow.mark("step_started", step=ctx.step, pipeline=ctx.pipeline)
     return ctx.uow
@@ -182,6 +204,9 @@ def run_pipeline(pipeline: Pipeline, ctx: PipelineContext) -> PipelineContext:
     # A unit of work open before the run (the caller's) is the caller's to close.
     opened_here = ctx.uow is None
     with ExitStack() as stack:
+        if ctx.dry_run and ctx.catalog is not None:
+            # A dry run leaves the event log as it was (its timings are in ctx.timings).
+            stack.enter_context(ctx.catalog.events.muted())
         if opened_here:
             # Registered first, so it runs last: after the unit has committed or rolled back.
             stack.callback(_forget_unit, ctx)
@@ -232,7 +257,7 @@ def _run_step(pipeline: Pipeline, step: Step, ctx: PipelineContext) -> None:
 
 
 def _step_hook(
-    catalog: CatalogCore, point: str, pipeline: Pipeline, step: Step, ctx: PipelineContext
+    catalog: CatalogWriter, point: str, pipeline: Pipeline, step: Step, ctx: PipelineContext
 ) -> None:
     if not catalog.hooks.names(point):
         return
@@ -270,33 +295,36 @@ def register_pipeline(pipeline: Pipeline) -> Pipeline:
     return pipeline
 
 
-def _plugin_registry() -> Any | None:
-    # By name until arcodex.plugins is in every tree this merges into.
-    try:
-        plugins = importlib.import_module("arcodex.plugins")
-    except ImportError:
-        return None
-    registry = getattr(plugins, "registry", None)
-    return registry() if callable(registry) else None
+def _plugin_registry() -> Registry:
+    """The plugins' registry, told which step and pipeline names are built in (a plugin
+    registering one of those is refused there, with a line naming it)."""
+    from arcodex.plugins import registry
+
+    reg = registry()
+    reg.reserve("step", _STEPS)
+    reg.reserve("pipeline", _PIPELINES)
+    return reg
 
 
 def _plugin_steps() -> dict[str, Step]:
     reg = _plugin_registry()
-    if reg is None or not hasattr(reg, "steps"):
-        return {}
     found: dict[str, Step] = {}
-    for name, (fn, info) in dict(reg.steps()).items():
+    for name, (fn, info) in reg.steps().items():
+        params = info.get("params")
         found[name] = Step(
-            name, fn, changes=bool(info.get("changes", True)), doc=str(info.get("doc", ""))
+            name,
+            fn,
+            changes=bool(info.get("changes", True)),
+            doc=str(info.get("doc", "")),
+            params=tuple(params) if params is not None else None,
+            inputs=info.get("inputs"),
         )
     return found
 
 
 def _plugin_pipelines() -> dict[str, list[str]]:
     reg = _plugin_registry()
-    if reg is None or not hasattr(reg, "pipelines"):
-        return {}
-    return {name: list(steps) for name, steps in dict(reg.pipelines()).items()}
+    return {name: list(steps) for name, steps in reg.pipelines().items()}
 
 
 def step_registry() -> dict[str, Step]:
@@ -352,6 +380,8 @@ def get_pipeline(name: str, declared: Mapping[str, Sequence[str]] | None = None)
     """The pipeline ``name``: built-in, declared in ``declared`` (a catalog's
     ``config.pipelines``) or by a plugin. An unknown name, or a declaration naming an
     unknown step, is refused with one line listing what is known."""
+    if name in _PIPELINES and name not in (declared or {}):
+        return _PIPELINES[name]  # a built-in name: no need to ask the plugins
     found = _declarations(declared)
     try:
         origin, what = found[name]

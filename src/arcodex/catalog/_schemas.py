@@ -11,6 +11,7 @@ before anything is written).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,8 +21,9 @@ from pydantic import BaseModel
 
 from arcodex.errors import NotFoundError, ValidationError
 
-__all__ = ["Policy", "SchemaRegistry", "SchemaResult", "parse_schema_ref"]
+__all__ = ["Policy", "SchemaRegistry", "SchemaResult", "parse_schema_ref", "schema_parts"]
 
+_log = logging.getLogger("arcodex.catalog")
 Policy = Literal["off", "warn", "strict"]
 _REF = re.compile(
     r"^(?P<name>[A-Za-z][A-Za-z0-9_.-]{0,99})@(?P<version>[A-Za-z0-9][A-Za-z0-9_.-]{0,49})$"
@@ -34,6 +36,14 @@ def parse_schema_ref(ref: str) -> tuple[str, str]:
     if match is None:
         raise ValidationError(f"bad schema reference {ref!r}; write NAME@VERSION, e.g. obs@1")
     return match["name"], match["version"]
+
+
+def schema_parts(ref: str) -> tuple[str, str | None]:
+    """``name@version`` or a bare ``name`` (meaning its latest version)."""
+    if "@" in ref:
+        return parse_schema_ref(ref)
+    parse_schema_ref(f"{ref}@1")  # checks the name
+    return ref, None
 
 
 @dataclass
@@ -52,11 +62,34 @@ class SchemaResult:
 
 
 class SchemaRegistry:
-    """JSON Schemas on disk plus Pydantic models registered in this process."""
+    """JSON Schemas on disk plus Pydantic models registered in this process, plus
+    the schemas of plugins (joined on first use; the catalog's own win on a clash)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, plugins: bool = True) -> None:
         self.directory = directory
         self._models: dict[str, type[BaseModel]] = {}
+        self._documents: dict[str, dict[str, Any]] = {}  # plugins' JSON Schemas, in-process
+        self._plugins_pending = plugins
+
+    def _join_plugins(self) -> None:
+        if not self._plugins_pending:
+            return
+        self._plugins_pending = False
+        from arcodex.plugins import registry
+
+        for name, version, schema in registry().schemas():
+            key = f"{name}@{version}"
+            if key in self._models or (self.directory / f"{key}.json").is_file():
+                continue
+            if isinstance(schema, type) and issubclass(schema, BaseModel):
+                self._models[key] = schema
+            elif isinstance(schema, dict):
+                try:
+                    _check_schema(schema, key)
+                except ValidationError as exc:
+                    _log.warning("a plugin's schema is refused: %s", exc)
+                    continue
+                self._documents[key] = schema
 
     def register(self, ref: str, schema: type[BaseModel] | dict[str, Any] | str | Path) -> str:
         """Add a schema under ``name@version``: a Pydantic model (this process only),
@@ -77,15 +110,17 @@ class SchemaRegistry:
 
     def names(self) -> list[str]:
         """Every registered ``name@version``, sorted."""
+        self._join_plugins()
         on_disk = (
             {p.stem for p in self.directory.glob("*@*.json")} if self.directory.is_dir() else set()
         )
-        return sorted(on_disk | set(self._models))
+        return sorted(on_disk | set(self._models) | set(self._documents))
 
     def validate(self, metadata: dict[str, Any], name: str, version: str | None) -> SchemaResult:
         """Check ``metadata`` against ``name@version`` (latest registered if no version)."""
         key = self._resolve(name, version)
         model = self._models.get(key)
+        plugin_document = self._documents.get(key)
         if model is not None:
             try:
                 model.model_validate(metadata)
@@ -103,7 +138,9 @@ class SchemaRegistry:
             return SchemaResult(True, key)
         import jsonschema
 
-        document = json.loads((self.directory / f"{key}.json").read_text(encoding="utf-8"))
+        document = plugin_document or json.loads(
+            (self.directory / f"{key}.json").read_text(encoding="utf-8")
+        )
         validator = jsonschema.validators.validator_for(document)(document)
         problems = sorted(validator.iter_errors(metadata), key=lambda e: list(e.absolute_path))
         errors: list[str] = [
@@ -112,14 +149,31 @@ class SchemaRegistry:
         ]
         return SchemaResult(not errors, key, errors)
 
+    def document(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The JSON Schema of ``name@version`` (latest registered if no version); a
+        Pydantic model's is generated from it."""
+        key = self._resolve(name, version)
+        model = self._models.get(key)
+        if model is not None:
+            return model.model_json_schema()
+        document: dict[str, Any] = json.loads(
+            (self.directory / f"{key}.json").read_text(encoding="utf-8")
+        )
+        return document
+
     def resolve(self, name: str, version: str | None) -> str:
         """The registered ``name@version`` meant (latest version when none is given)."""
         return self._resolve(name, version)
 
     def _resolve(self, name: str, version: str | None) -> str:
+        self._join_plugins()
         if version:
             key = f"{name}@{version}"
-            if key in self._models or (self.directory / f"{key}.json").is_file():
+            if (
+                key in self._models
+                or key in self._documents
+                or (self.directory / f"{key}.json").is_file()
+            ):
                 return key
         else:
             candidates = [n for n in self.names() if n.split("@", 1)[0] == name]

@@ -27,7 +27,7 @@ import typer
 from typer.core import TyperGroup
 
 from arcodex import __version__
-from arcodex.cli import _convert, _discover, _stac
+from arcodex.cli import _convert, _discover, _plugins, _run, _schema, _stac, _store
 from arcodex.errors import ArcodexError, NotACatalogError, ValidationError
 
 try:  # typer 0.2x vendors its own click
@@ -249,12 +249,20 @@ def _with_debug_option(fn: Callable[..., None], run: Callable[..., None]) -> Non
 
 
 def command(
-    name: str, *, api: tuple[str, ...], engine: bool = False, on: typer.Typer | None = None
+    name: str,
+    *,
+    api: tuple[str, ...],
+    engine: bool = False,
+    on: typer.Typer | None = None,
+    group: str | None = None,
+    hidden: bool = False,
 ) -> Callable[[Callable[P, None]], Callable[P, None]]:
     """Register a command that calls the Catalog methods ``api``, with arcodex error handling.
 
     ``engine`` commands call the conversion engine or STAC, not the catalog, and stay out
-    of the parity map; ``on`` registers the command in a group instead of the top level.
+    of the parity map; ``on`` registers the command in a group instead of the top level,
+    and ``group`` (that group's name) keys it in the parity map as ``"GROUP NAME"``.
+    ``hidden`` commands (old names kept for a release) are left out of ``--help``.
     """
 
     def register(fn: Callable[P, None]) -> Callable[P, None]:
@@ -284,13 +292,15 @@ def command(
             finally:
                 if state is not None:
                     state.close()
+                _plugins.print_notices()
 
         _with_debug_option(fn, run)
-        if on is None and name in COMMAND_METHODS:
-            raise ValueError(f"command {name!r} is registered twice")
+        key = f"{group} {name}" if group else name
+        if (on is None or group) and key in COMMAND_METHODS:
+            raise ValueError(f"command {key!r} is registered twice")
         if not engine:
-            COMMAND_METHODS[name] = api
-        (on or app).command(name)(run)
+            COMMAND_METHODS[key] = api
+        (on or app).command(name, hidden=hidden)(run)
         return fn
 
     return register
@@ -405,7 +415,7 @@ def init(
     )
 
 
-@command("add", api=("add_files", "add_externals"))
+@command("add", api=("add_files", "add_externals", "plan_add"))
 def add(
     ctx: typer.Context,
     files: Annotated[
@@ -460,6 +470,14 @@ def add(
             "registered) as another record; default: refuse, naming the record.",
         ),
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Change nothing: say what each file would become, where it would go, "
+            "and what would be refused.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     ids_only: IdsOpt = False,
 ) -> None:
@@ -483,6 +501,33 @@ def add(
         ):
             if used:
                 raise ValidationError(f"{flag} does not apply to --external URIs; drop it")
+    if dry_run:
+        from arcodex.cli._run import print_run
+
+        if ids_only:
+            raise ValidationError("--ids does not apply to --dry-run; use --json or the text")
+        run = catalog.plan_add(
+            files,
+            external=external,
+            kind=kind,
+            metadata=metadata,
+            tags=tags,
+            title=title,
+            description=description,
+            record_ids=ids or None,
+            in_place=in_place,
+            extract=not no_extract,
+            profile=profile,
+            schema=schema,
+            schema_policy=schema_policy,
+            require_metadata=require_metadata,
+            allow_duplicate=allow_duplicate,
+        )
+        print_run(run, as_json)
+        if run.refusals:
+            raise typer.Exit(EXIT_ERROR)
+        return
+    if external:
         records = catalog.add_externals(
             files,
             kind=kind or "external",
@@ -839,6 +884,8 @@ def info(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         _render.print_json(summary.to_dict())
     else:
         _render.print_info(summary)
+        if summary.plugins:
+            typer.echo("\nplugins: " + ", ".join(_plugins.plugin_lines(summary.plugins)))
 
 
 @command("fields", api=("fields",))
@@ -951,32 +998,6 @@ def validate(
                 _render.console().print(f"    {line}")
     if not all(r.valid for r in results):
         raise typer.Exit(1)
-
-
-@command("schema-add", api=("register_schema",))
-def schema_add(
-    ctx: typer.Context,
-    ref: Annotated[str, typer.Argument(help="NAME@VERSION, e.g. obs@1.")],
-    file: Annotated[Path, typer.Argument(help="A JSON Schema file.")],
-) -> None:
-    """Register a JSON Schema with the catalog."""
-    key = _state(ctx).catalog().register_schema(ref, str(file))
-    typer.echo(f"registered schema {key}")
-
-
-@command("schemas", api=("list_schemas",))
-def schemas(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """List the registered schemas."""
-    from arcodex.cli import _render
-
-    names = _state(ctx).catalog().list_schemas()
-    if as_json:
-        _render.print_json(names)
-    elif not names:
-        typer.echo("no schemas registered; add one with `arcodex schema-add NAME@VERSION FILE`")
-    else:
-        for name in names:
-            typer.echo(name)
 
 
 @command("doctor", api=("doctor",))
@@ -1101,6 +1122,10 @@ def extract(
 _convert.register(app, command, _state)
 _stac.register(app, command, _state)
 _discover.register(app, command, _state)
+_schema.register(app, command, _state)
+_run.register(app, command, _state)
+_plugins.register(app, command, _state)
+_store.register(app, command, _state)
 
 
 def main() -> None:
@@ -1117,7 +1142,8 @@ def _app_for(argv: list[str]) -> typer.Typer:
 
     Typer turns every registered function into a click command (reading each one's
     type hints) before it runs any; for one command that was most of a short command's
-    time. Help, ``--version``, groups and unknown names get the whole app.
+    time. Help, ``--version``, groups and unknown names get the whole app; help and
+    unknown names (which may be a plugin's group) get plugins' groups too.
     """
     name = None
     tokens = iter(argv)
@@ -1125,13 +1151,18 @@ def _app_for(argv: list[str]) -> typer.Typer:
         if token in _VALUED:
             next(tokens, None)
         elif token.startswith("-"):
-            if token in ("-h", "--help", "--version", "--"):
+            if token in ("-h", "--help"):
+                _plugins.mount(app)  # the help lists plugins' groups
+                return app
+            if token in ("--version", "--"):
                 return app
         else:
             name = token
             break
     chosen = [c for c in app.registered_commands if name is not None and c.name == name]
     if not chosen:
+        if name is None or name not in {g.name for g in app.registered_groups}:
+            _plugins.mount(app)  # a name arcodex does not have may be a plugin's group
         return app
     lean = copy.copy(app)
     lean.registered_commands = chosen

@@ -259,6 +259,15 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
             str | None,
             typer.Option("--tag", help="Tag the new Icechunk snapshot (open it later as ID@TAG)."),
         ] = None,
+        pyramid: Annotated[
+            int | None,
+            typer.Option(
+                "--pyramid",
+                metavar="N",
+                help="Write N resolution levels (groups 0..N-1, each coarsened 2x along the "
+                "spatial dims; the multiscales layout). Zarr and Icechunk only.",
+            ),
+        ] = None,
         cluster: ClusterOpt = None,
         workers: WorkersOpt = None,
         no_check: NoCheckOpt = False,
@@ -284,10 +293,6 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
                 "holds it, else the AWS_* variables).",
             ),
         ] = None,
-        pyramid: Annotated[
-            int,
-            typer.Option("--pyramid", min=1, metavar="N", help="Resolution levels to write."),
-        ] = 1,
         as_json: JsonOpt = False,
     ) -> None:
         """Convert NetCDF/HDF5 files into a Zarr store, an Icechunk repository or virtual references."""

@@ -138,6 +138,7 @@ def open_dataset(
     chunks: Any = None,
     profile: Any = None,
     catalog: Any = None,
+    level: int | None = None,
 ) -> xr.Dataset:
     """Open a STAC item or asset as a lazy ``xarray.Dataset``, optionally subset.
 
@@ -153,6 +154,8 @@ def open_dataset(
             ``catalog``, or an :class:`~arcodex.storage.S3ProfileConfig`); default:
             the standard AWS variables.
         catalog: The catalog (or its path) that defines ``profile``.
+        level: Of an item of a multi-level product, open this level (its
+            ``level-K`` asset; 0 is the full resolution, the ``data`` asset).
 
     Returns:
         The dataset, lazy (dask arrays). A subset that selects nothing (a box or
@@ -165,6 +168,8 @@ def open_dataset(
         StorageError: If the store cannot be read.
         AuthError: If S3 credentials are missing or refused (the message says which to set).
     """
+    if level:
+        asset_or_item = _level_asset(asset_or_item, level)
     target = _openable(asset_or_item)
     access = resolve_access(profile, catalog)
     with _quiet(), credential_errors(target.href, access):
@@ -188,6 +193,19 @@ def open_dataset(
             skip_file_prefixes=(os.path.dirname(os.path.dirname(__file__)),),
         )
     return cut
+
+
+def _level_asset(item: Any, level: int) -> Any:
+    """The asset of level ``level`` of an item of a multi-level product."""
+    assets = item.get("assets", {}) if isinstance(item, Mapping) else getattr(item, "assets", {})
+    found = assets.get(f"level-{level}")
+    if found is None:
+        have = sorted(k for k in assets if k.startswith("level-"))
+        raise ValidationError(
+            f"the item has no level {level}"
+            + (f"; it has {', '.join(have)}" if have else "; it is a single-level product")
+        )
+    return found
 
 
 def _emptied(whole: xr.Dataset, cut: xr.Dataset, *, bbox: bool, time: bool) -> str | None:

@@ -9,6 +9,10 @@ imported when a conversion runs::
     convert(ConvertSpec(sources="archive/*.nc", dest="tas.zarr"))  # the same, as a spec
     update("tas.zarr", "archive/new/*.nc")
     check("tas.zarr").status  # 'pass'
+
+An ``xarray.Dataset`` (in memory or Dask-backed) is a source too
+(``convert(ds, ...)``, ``update("tas.zarr", ds)``), and ``pyramid=N`` writes N
+resolution levels (``open_product("tas.zarr", level=k)``).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from arcodex.convert._preview import preview
 from arcodex.convert._product import Product
 from arcodex.convert._progress import Progress
 from arcodex.convert._provenance import check_against_sources, provenance_of
+from arcodex.convert._pyramid import at_level
 from arcodex.convert._result import ConvertResult
 from arcodex.convert._scan import scan_all
 from arcodex.convert._sources import SourceRef, resolve_sources
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ConvertResult", "check", "convert", "open_product", "update"]
 
-SourceSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+#: Files, a glob, a directory, a manifest or URLs; or an ``xarray.Dataset`` (or a list).
+SourceSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any
 TargetKind = Literal["zarr", "icechunk", "virtual"]
 
 
@@ -86,7 +88,7 @@ def convert(
     storage_options: Mapping[str, Any] | None = None,
     dest_options: Mapping[str, Any] | None = None,
     dest_profile: str | None = None,
-    pyramid: int = 1,
+    pyramid: int | None = None,
     progress: Progress | None = None,
     user: str | None = None,
     dry_run: bool = False,
@@ -135,7 +137,8 @@ def convert(
         dest_options: fsspec options to write a remote ``dest``.
         dest_profile: Write an ``s3://`` ``dest`` with this catalog profile's credentials
             (default: the profile whose bucket holds ``dest``, else the AWS variables).
-        pyramid: Resolution levels to write (1: the data only).
+        pyramid: Write this many resolution levels (groups ``0``, ``1``, …, each
+            coarsened 2x along the spatial dims; zarr and icechunk).
         progress: ``progress(stage, done, total)`` callback.
         user: Who to record as the operation's user.
         dry_run: Resolve, scan and plan only: nothing is written or registered, and the
@@ -178,7 +181,7 @@ def convert(
         title=title,
         source_profile=source_profile,
         dest_profile=dest_profile,
-        pyramid=pyramid,
+        pyramid=pyramid or 1,
     )
     return _run(CONVERT, spec, catalog, runtime, user, dry_run)
 
@@ -250,12 +253,16 @@ def open_product(
     dest_options: Mapping[str, Any] | None = None,
     group: str | None = None,
     branch: str = "main",
+    level: int | None = None,
 ) -> Any:
-    """Open a product (path, URL, record id with a catalog) as an ``xarray.Dataset``."""
+    """Open a product (path, URL, record id with a catalog) as an ``xarray.Dataset``
+    (``level``: that level of a multi-level product; default its full resolution)."""
     with ExitStack() as stack:
         _, prod, _ = locate_product(
             stack, product, catalog, source_profile, storage_options, dest_options, group, branch
         )
+        if level is not None:
+            prod = at_level(prod, level)
         if chunks is None:
             # Whole source chunks become one task each: open with the product's chunks instead.
             return prod.open(chunks={} if prod.format in ("zarr", "icechunk") else "auto")

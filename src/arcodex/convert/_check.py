@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from arcodex.convert._plan import Plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product
+from arcodex.convert._sources import DATASET_SCHEME
 
 if TYPE_CHECKING:
     import numpy as np
@@ -151,6 +152,7 @@ def check_product(
                 if full:
                     _all_values(ds, plan, failures, checked)
     _digests(product, provenance, failures, warnings, checked)
+    _levels(product, failures, checked, seed, samples)
     status: Status = "fail" if failures.reasons else ("warn" if warnings else "pass")
     return CheckReport(
         status,
@@ -160,6 +162,21 @@ def check_product(
         checked,
         time.perf_counter() - started,
     )
+
+
+def _levels(
+    product: Product, failures: _Failures, checked: dict[str, Any], seed: int, samples: int
+) -> None:
+    """The coarser levels of a multi-level product, against its level 0."""
+    from arcodex.convert._pyramid import check_levels, product_layout
+
+    layout = product_layout(product)
+    if layout is None:
+        return
+    reasons, info = check_levels(product, layout, seed, samples)
+    for reason in reasons:
+        failures.add(reason)
+    checked.update(info)
 
 
 def _provenance(text: Any) -> dict[str, Any]:
@@ -180,7 +197,8 @@ def source_changes(recorded: Sequence[Mapping[str, Any]], options: Mapping[str, 
     changed: list[str] = []
     for source in recorded:
         url = str(source.get("url", ""))
-        if not url or not source.get("fingerprint"):
+        if not url or not source.get("fingerprint") or url.startswith(DATASET_SCHEME):
+            # An in-memory dataset is gone once converted: its chunks' digests vouch for it.
             continue
         try:
             _, now = _fingerprint(SourceRef(url, options if "://" in url else {}))
@@ -484,7 +502,10 @@ def _values(
             regions.append(tuple(block))
             # The edges and the block of one source lie in the same product chunks: read
             # them from the product once (when that slab is small enough), not per region.
-            slab = _source_slab(ds, name, var, t, source, regions)
+            # An in-memory dataset is one source spanning the whole product: its slab would
+            # be the product itself.
+            in_memory = source.url.startswith(DATASET_SCHEME)
+            slab = None if in_memory else _source_slab(ds, name, var, t, source, regions)
             for region in regions:
                 _compare(ds, plan, spec, name, region, failures, read_block, slab=slab)
                 checked["blocks"] += 1

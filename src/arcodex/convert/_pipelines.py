@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from arcodex.catalog import Pipeline, PipelineContext, Step, open_unit, register_pipeline
+from arcodex.convert import _memory_source
 from arcodex.convert._access import cluster_config, source_options
 from arcodex.convert._check import close_sources
 from arcodex.convert._cluster import open_client
@@ -35,11 +36,11 @@ from arcodex.convert._plan import Plan, build_plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product
 from arcodex.convert._progress import Progress, say
 from arcodex.convert._provenance import check_against_sources, provenance_of
+from arcodex.convert._pyramid import pyramid_group, refuse_update, write_pyramid
 from arcodex.convert._record import register as register_record
 from arcodex.convert._replace import Staging, guard_destination
 from arcodex.convert._result import ConvertResult
 from arcodex.convert._scan import scan_all, scan_grid
-from arcodex.convert._sources import resolve_sources
 from arcodex.convert._spec import ConvertSpec
 from arcodex.convert._write import WriteOptions
 from arcodex.errors import ConversionError, ValidationError
@@ -137,11 +138,9 @@ def resolve(ctx: PipelineContext) -> None:
     """The sources, in order, and where the product goes (refused if it may not go there)."""
     job = job_of(ctx)
     spec = job.spec
-    if spec.pyramid > 1:
-        raise ValidationError(
-            "--pyramid N (resolution levels) is not available yet; drop it to write one level"
-        )
     fmt = spec.product_format
+    # A multi-level product writes its full resolution as group 0 (refused where it cannot).
+    group = pyramid_group(spec.pyramid if spec.pyramid > 1 else None, fmt, spec.group)
     job.src_options = source_options(job.cat, spec.source_profile, job.runtime.storage_options)
     job.refs = _sources_of(spec, job.src_options)
     job.placed = place(
@@ -157,7 +156,7 @@ def resolve(ctx: PipelineContext) -> None:
     job.product = Product(
         fmt,
         job.placed.target,
-        group=spec.group,
+        group=group,
         branch=spec.branch,
         containers=containers(job.refs) if fmt not in ("zarr", "icechunk") else (),
         source_options=job.src_options,
@@ -210,10 +209,11 @@ def plan(ctx: PipelineContext) -> None:
         "chunk_mb": spec.chunk_mb,
         "write": job.options.to_dict(),
         "attr_fixes": fixes.to_dict(),
-        "group": spec.group,
+        "group": job.product.group,
         "branch": spec.branch,
         "tag": spec.tag,
         "check": spec.check,
+        **({"pyramid": spec.pyramid} if spec.pyramid > 1 else {}),
         # The profile's name only: `update` and `check` read the sources with it again.
         "source_profile": spec.source_profile,
         **({"dest_profile": job.placed.dest_profile} if job.placed.dest_profile else {}),
@@ -248,6 +248,8 @@ def write(ctx: PipelineContext) -> None:
     work = dataclasses.replace(job.product, target=staging.work)
     provenance = {**plan.summary(), "parameters": _stored(job)}
     written, snapshot = _write_new(job, work, provenance)
+    if job.spec.pyramid > 1:
+        snapshot = write_pyramid(work, job.spec.pyramid, job.options, job.spec.message) or snapshot
     job.result = ConvertResult("convert", work, plan, bytes_written=written, snapshot=snapshot)
     job.result.changes = {"appended_steps": plan.length, "sources": len(plan.sources)}
 
@@ -339,6 +341,7 @@ def resolve_update(ctx: PipelineContext) -> None:
         product, job.cat, options, "convert the sources instead"
     )
     check_tag_free(job.product, spec.tag)
+    refuse_update(job.product)
     job.refs = _sources_of(spec, job.src_options)
     job.placed = Placed(
         job.product.target, None, None, job.record is not None and managed(job.record)
@@ -424,8 +427,9 @@ def write_update(ctx: PipelineContext) -> None:
 
 
 def _sources_of(spec: ConvertSpec, options: dict[str, Any]) -> list[SourceRef]:
-    """The spec's sources, resolved: files (globs, directories, manifests) or URLs."""
-    return resolve_sources(spec.sources, options)
+    r"""The spec's sources, resolved: files (globs, directories, manifests), URLs, or
+    in-memory ``xarray.Dataset``\ s."""
+    return _memory_source.resolve(spec.sources, options)
 
 
 def _client(job: Job) -> Any:

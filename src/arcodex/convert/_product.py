@@ -8,6 +8,7 @@ catalog.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -90,12 +91,40 @@ class Product:
                 return cls(
                     "virtual-icechunk", target, group, branch, prefixes, source_options or {}
                 )
-            return product
+            return product if group else product._at_level_zero()
         if fs.exists(f"{path}/zarr.json") or fs.exists(f"{path}/.zgroup"):
-            return cls("zarr", target, group, branch, source_options=source_options or {})
+            product = cls("zarr", target, group, branch, source_options=source_options or {})
+            return product if group else product._at_level_zero()
         raise ValidationError(
             f"{target.url} is not a Zarr store, Icechunk repository or kerchunk reference file"
         )
+
+    def root_attrs(self) -> dict[str, Any]:
+        """The attributes of the store's root group (Zarr and Icechunk products; else empty)."""
+        import zarr
+
+        if self.format == "zarr":
+            store = self.target.zarr_store(read_only=True)
+        elif self.format == "icechunk":
+            try:
+                store = self.repository().readonly_session(branch=self.branch).store
+            except Exception:  # a probe: a missing branch is reported when the product is opened
+                return {}
+        else:
+            return {}
+        with _quiet():
+            try:
+                return dict(zarr.open_group(store, path="", mode="r").attrs)
+            except Exception:  # a probe: whatever keeps the root from opening, opening says
+                return {}
+
+    def _at_level_zero(self) -> Product:
+        """A multi-level product (``convert --pyramid``) is its level 0, unless told otherwise."""
+        layout = self.root_attrs().get("multiscales")
+        items = layout.get("layout") if isinstance(layout, dict) else None
+        if not items:
+            return self
+        return dataclasses.replace(self, group=str(items[0]["asset"]))
 
     # -- icechunk ----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from arcodex.convert._plan import jsonable
 from arcodex.convert._product import MEDIA_TYPES
+from arcodex.convert._sources import DATASET_SCHEME
 from arcodex.storage import content_size
 
 if TYPE_CHECKING:
@@ -21,6 +22,18 @@ __all__ = ["product_record", "register"]
 
 #: The largest report kept inline in the record; bigger ones are cut to their reasons.
 _INLINE_LIMIT = 256 * 1024
+_SOURCE_TYPES = {
+    False: ("application/x-netcdf", "netcdf"),
+    True: ("application/x-xarray-dataset", "xarray-dataset"),
+}
+
+
+def _levels(product: Any) -> dict[str, Any]:
+    """``levels`` of a multi-level product (``convert --pyramid``), for STAC and stores."""
+    from arcodex.convert._pyramid import levels_of, product_layout
+
+    levels = levels_of(product_layout(product))
+    return {"levels": levels} if levels else {}
 
 
 def register(
@@ -80,6 +93,7 @@ def product_record(
         "dims": described.get("dims", dict(plan.dims)),
         "variables": described.get("variables", {}),
         **({DATACUBE: cube} if cube is not None else {}),
+        **_levels(product),
         "convert": {
             **product.to_dict(),
             "product": product.to_dict(),
@@ -121,14 +135,16 @@ def product_record(
         )
     ]
     for source in plan.sources:
+        in_memory = source.url.startswith(DATASET_SCHEME)
         artifacts.append(
             Artifact(
                 role="source",
                 locator=ExternalUri(uri=source.url)
                 if "://" in source.url
                 else LocalPath(path=source.url),
-                media_type="application/x-netcdf",
-                format="netcdf",
+                # An in-memory dataset has no path: its URL is its digest.
+                media_type=_SOURCE_TYPES[in_memory][0],
+                format=_SOURCE_TYPES[in_memory][1],
                 size_bytes=source.size,
                 metadata={
                     "fingerprint": source.fingerprint,

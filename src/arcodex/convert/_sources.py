@@ -18,18 +18,21 @@ import glob
 import hashlib
 import math
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from arcodex.errors import ConversionError, ValidationError
+from arcodex.errors import ArcodexError, ConversionError, PluginError, ValidationError
 
 if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
+    "DATASET_SCHEME",
+    "InMemory",
     "SourceRef",
     "SourceScan",
     "VarScan",
@@ -39,22 +42,55 @@ __all__ = [
 ]
 
 _NETCDF_SUFFIXES = (".nc", ".nc4", ".h5", ".hdf5", ".he5", ".hdf", ".cdf", ".netcdf")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
 _REMOTE = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://", "memory://")
 #: Static variables up to this size are hashed at scan time, so that a
 #: difference between sources is reported instead of silently taking the first.
 _STATIC_HASH_LIMIT = 64 * 2**20
+#: The URL scheme of an in-memory ``xarray.Dataset`` source (no path: a digest of it).
+DATASET_SCHEME = "dataset://"
+
+
+class Reader(Protocol):
+    """Reads raw (still encoded) values of one source."""
+
+    def read(
+        self, name: str, selection: tuple[slice, ...], out: np.ndarray | None = None
+    ) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+class InMemory(Protocol):
+    """A source that is no file (an ``xarray.Dataset``): it scans and reads itself.
+
+    Implemented in :mod:`arcodex.convert._memory_source`; travels to the workers
+    inside its :class:`SourceRef` (pickled).
+    """
+
+    def scan(self, ref: SourceRef, concat_dim: str | None) -> SourceScan: ...
+
+    def reader(self) -> Reader: ...
+
+    def fingerprint(self) -> tuple[int, str]: ...
 
 
 @dataclass(frozen=True)
 class SourceRef:
-    """One source file: a local path or a URL (plus the fsspec options to read it)."""
+    """One source: a local path or a URL (plus the fsspec options to read it), or an
+    in-memory dataset (``dataset``, with a ``dataset://`` URL naming its digest)."""
 
     url: str
     storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    dataset: InMemory | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_local(self) -> bool:
-        return not self.url.startswith(_REMOTE)
+        return not self.url.startswith((*_REMOTE, DATASET_SCHEME))
+
+    @property
+    def in_memory(self) -> bool:
+        return self.url.startswith(DATASET_SCHEME)
 
     @property
     def name(self) -> str:
@@ -121,6 +157,16 @@ def resolve_sources(
 
 
 def _expand(item: str, options: dict[str, Any]) -> Iterator[SourceRef]:
+    scheme = _plugin_scheme(item)
+    if scheme is not None:
+        for resolved in _resolve_plugin_source(item, scheme, options):
+            if _plugin_scheme(resolved) is not None:
+                raise PluginError(
+                    f"the {scheme}:// source kind resolved {item} to {resolved}, another "
+                    "plugin URL; a resolver must give paths or fsspec URLs"
+                )
+            yield from _expand(resolved, options)
+        return
     if item.startswith(_REMOTE):
         if any(c in item for c in "*?["):
             _fs, _, paths = _fsspec_paths(item, options)
@@ -155,6 +201,42 @@ def _expand(item: str, options: dict[str, Any]) -> Iterator[SourceRef]:
             yield from _expand(resolved, options)
         return
     yield SourceRef(str(path.resolve()))
+
+
+def _plugin_scheme(item: str) -> str | None:
+    """The scheme of a URL that no built-in source reads (a plugin's source kind may)."""
+    match = _SCHEME.match(item)
+    if match is None or item.startswith(_REMOTE):
+        return None
+    return match[1].lower()
+
+
+def _resolve_plugin_source(item: str, scheme: str, options: dict[str, Any]) -> list[str]:
+    from arcodex.plugins import registry
+
+    registry().reserve("source_kind", (p.split(":", 1)[0] for p in _REMOTE))
+    kinds = registry().source_kinds()
+    resolver = kinds.get(scheme)
+    if not callable(resolver):
+        built_in = ", ".join(p.split(":", 1)[0] for p in _REMOTE)
+        plugins = f"; from plugins: {', '.join(sorted(kinds))}" if kinds else ""
+        raise ValidationError(
+            f"source {item}: nothing reads {scheme}:// URLs (built in: {built_in}{plugins}); "
+            "install the plugin that provides it, or check the URL"
+        )
+    try:
+        found = resolver(item, dict(options))
+        resolved = [os.fspath(p) for p in found]
+    except ArcodexError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"source {item}: plugin {registry().owner('source_kind', scheme)!r} failed to "
+            f"resolve it: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not resolved:
+        raise ValidationError(f"source {item} resolved to no files; check the URL")
+    return resolved
 
 
 def _manifest(path: Path) -> list[str]:
@@ -293,12 +375,12 @@ class _OpenFiles:
 
     def __init__(self, limit: int = 4) -> None:
         self.limit = limit
-        self.files: dict[str, RawFile] = {}
+        self.files: dict[str, Reader] = {}
 
-    def get(self, ref: SourceRef) -> RawFile:
+    def get(self, ref: SourceRef) -> Reader:
         found = self.files.pop(ref.url, None)
         if found is None:
-            found = RawFile(ref)
+            found = ref.dataset.reader() if ref.dataset is not None else RawFile(ref)
         self.files[ref.url] = found
         while len(self.files) > self.limit:
             oldest = next(iter(self.files))
@@ -314,7 +396,7 @@ class _OpenFiles:
 _open_files = _OpenFiles()
 
 
-def open_raw(ref: SourceRef) -> RawFile:
+def open_raw(ref: SourceRef) -> Reader:
     """The raw reader of ``ref``, shared within this process."""
     try:
         return _open_files.get(ref)
@@ -331,6 +413,8 @@ def scan_source(ref: SourceRef, concat_dim: str | None = None) -> SourceScan:
     """Summarise one source (runs on a worker; h5netcdf or netCDF4 only, no xarray)."""
     import numpy as np
 
+    if ref.dataset is not None:
+        return ref.dataset.scan(ref, concat_dim)
     try:
         size, fingerprint = _fingerprint(ref)
         handle: Any = None
@@ -464,6 +548,11 @@ def _detect(
 
 
 def _fingerprint(ref: SourceRef) -> tuple[int, str]:
+    if ref.dataset is not None:
+        return ref.dataset.fingerprint()
+    if ref.in_memory:
+        # The dataset was in the memory of the process that converted it.
+        raise FileNotFoundError(f"{ref.url} was an in-memory dataset")
     if ref.is_local:
         st = os.stat(ref.url)
         return st.st_size, f"{st.st_size}:{st.st_mtime_ns}"

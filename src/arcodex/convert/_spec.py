@@ -108,7 +108,9 @@ class ConvertSpec(BaseModel):
     memory_limit: str | None = Field(None, description="Memory limit per worker.")
     title: str | None = Field(None, description="The record's title.")
     overwrite: bool = Field(False, description="Replace a product arcodex made at dest.")
-    pyramid: int = Field(1, ge=1, description="Resolution levels to write (1: just the data).")
+    pyramid: int = Field(
+        1, ge=1, description="Resolution levels to write (1: the data only; zarr, icechunk)."
+    )
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -213,6 +215,11 @@ class ConvertSpec(BaseModel):
             return None
         fixes = value if isinstance(value, AttrFixes) else AttrFixes.from_dict(value)
         return fixes.to_dict() or None
+
+    @field_validator("pyramid", mode="before")
+    @classmethod
+    def _levels(cls, value: Any) -> Any:
+        return 1 if value is None else value
 
     @field_validator("dest", "grid", mode="before")
     @classmethod

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from arcodex.convert._attrs import AttrFixes
 from arcodex.convert._plan import Plan, PlannedSource, build_plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product
-from arcodex.convert._sources import SourceRef, SourceScan, scan_source
+from arcodex.convert._sources import DATASET_SCHEME, SourceRef, SourceScan, scan_source
 from arcodex.convert._spec import IN_MEMORY
 from arcodex.errors import ConversionError
 
@@ -100,6 +100,11 @@ def prepare(
     missing = [u for u in old_sources if u not in given]
     extra_scans = []
     for url in missing:
+        if url.startswith(DATASET_SCHEME):
+            from arcodex.convert._memory_source import product_source
+
+            extra_scans.append(product_source(product, old_sources[url], dim))
+            continue
         try:
             extra_scans.append(scan_source(SourceRef(url, options if "://" in url else {}), dim))
         except ConversionError as exc:
@@ -258,7 +263,9 @@ def _provenance(product: Product, delta: Delta) -> dict[str, Any]:
     spec = parameters.get("spec")
     if isinstance(spec, dict) and isinstance(spec.get("sources"), list):
         # The spec the product is made again from names every source it now holds.
-        urls = [IN_MEMORY if s.url.startswith("dataset://") else s.url for s in delta.plan.sources]
+        urls = [
+            IN_MEMORY if s.url.startswith(DATASET_SCHEME) else s.url for s in delta.plan.sources
+        ]
         parameters["spec"] = {**spec, "sources": urls}
     return {**old, **summary, "parameters": parameters}
 

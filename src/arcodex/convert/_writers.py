@@ -240,6 +240,10 @@ def scan_virtual(ref: SourceRef, concat_dim: str | None) -> tuple[Any, Any]:
     """
     from arcodex.convert._sources import scan_source
 
+    if ref.in_memory:
+        raise ValidationError(
+            "a virtual product cannot reference an in-memory dataset; use to='zarr' or 'icechunk'"
+        )
     return scan_source(ref, concat_dim), open_virtual(ref, None)
 
 

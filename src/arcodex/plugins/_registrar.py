@@ -107,6 +107,7 @@ class PluginRegistrar:
             f"{_name(point, 'hook point')}:{hook_name}",
             fn,
             point=point.strip(),
+            plugin=self.plugin,
             name=hook_name,
             required=bool(required),
             order=int(order),
@@ -133,12 +134,15 @@ class PluginRegistrar:
         self._add("store", _name(kind, "store kind"), factory)
 
     def add_source_kind(self, scheme: str, resolver: object) -> None:
-        """A source kind: the URL scheme it answers (``myprov`` for ``myprov://…``)."""
+        """A source kind: the URL scheme it answers (``myprov`` for ``myprov://…``);
+        ``resolver(url, storage_options: dict)`` -> the paths or URLs the source stands for."""
         _callable(resolver, f"source kind {scheme!r}")
         self._add("source_kind", _name(scheme, "URL scheme").lower(), resolver)
 
     def add_profile_kind(self, kind: str, factory: object) -> None:
-        """A storage profile kind: ``factory(name, config: dict) -> StorageProfile``."""
+        """A storage profile kind (``type:`` in ``arcodex.yaml``):
+        ``factory(name, settings: dict, catalog_root: Path)`` -> an ``arcodex.storage``
+        ``LocalStore`` or ``FsspecStore``."""
         _callable(factory, f"profile kind {kind!r}")
         self._add("profile_kind", _name(kind, "profile kind"), factory)
 

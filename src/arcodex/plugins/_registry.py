@@ -143,7 +143,7 @@ class Registry:
         self._reserved: dict[str, set[str]] = {}
         self._view: _View | None = None
         self._notices: list[str] = []
-        self._listeners: list[Callable[[LoadedPlugin], None]] = []
+        self._noticed: set[str] = set()
 
     # -- settings -------------------------------------------------------------------------
 
@@ -184,11 +184,6 @@ class Registry:
         with self._lock:
             self._reset_state()
 
-    def on_load(self, listener: Callable[[LoadedPlugin], None]) -> None:
-        """Call ``listener`` with every plugin loaded or failed from now on (for event logs)."""
-        with self._lock:
-            self._listeners.append(listener)
-
     # -- discovery ------------------------------------------------------------------------
 
     @property
@@ -215,7 +210,7 @@ class Registry:
                     "uninstall one of them"
                 )
                 found[f"{ep.name} ({dist_name or ep.value})"] = plugin
-                self._notices.append(plugin.error)
+                self._notice(plugin.error)
                 continue
             found[ep.name] = plugin
         self._plugins = found
@@ -240,14 +235,18 @@ class Registry:
                 f"fix or uninstall it, or disable plugins with {ENV_PLUGINS}=off"
             )
             plugin.contributions = []
-            self._notices.append(plugin.error)
-            _log.warning(plugin.error)
+            self._notice(plugin.error)
         else:
             plugin.contributions = registrar.contributions
+            _log.debug("%s loaded", plugin.who())
         self._view = None
-        loaded = self._public(plugin)
-        for listener in list(self._listeners):
-            listener(loaded)
+
+    def _notice(self, line: str) -> None:
+        """Keep ``line`` for :meth:`take_notices`, once per process."""
+        if line not in self._noticed:
+            self._noticed.add(line)
+            self._notices.append(line)
+            _log.debug(line)
 
     def _active(self) -> list[_Plugin]:
         """The allowed plugins, each loaded (once) on the way."""
@@ -286,9 +285,7 @@ class Registry:
                     if line is not None:
                         refused.setdefault(plugin.name, []).append(line)
                         dropped.add((plugin.name, item.kind, item.name))
-                        if line not in self._notices:
-                            self._notices.append(line)
-                            _log.warning(line)
+                        self._notice(line)
                         continue
                     owners[key] = plugin
                     accepted[item.kind].append((plugin, item))
@@ -309,7 +306,7 @@ class Registry:
         return [c.value for _, c in self._items("schema")]
 
     def hooks(self) -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
-        """(point, fn, {"name", "required", "order"})."""
+        """(point, fn, {"name", "required", "order", "plugin"})."""
         out = []
         for _, c in self._items("hook"):
             options = dict(c.options)
@@ -354,9 +351,13 @@ class Registry:
 
     # -- the plugins themselves -----------------------------------------------------------
 
-    def plugins(self) -> list[LoadedPlugin]:
-        """Every installed plugin with its status and what it registered (loads the allowed)."""
+    def plugins(self, *, discover: bool = True) -> list[LoadedPlugin]:
+        """Every installed plugin with its status and what it registered (loads the allowed);
+        with ``discover=False``, only those this process has tried to load so far."""
         with self._lock:
+            if not discover:
+                tried = (self._plugins or {}).values()
+                return [self._public(p) for p in tried if p.attempted]
             self._settled()
             return [self._public(p) for p in self._entry_points().values()]
 

@@ -13,6 +13,7 @@ provider gets the catalog's ``stac_defaults`` (``arcodex.yaml``).
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -326,7 +327,18 @@ def _assets(record: Record, catalog: Catalog | None) -> dict[str, dict[str, Any]
     asset.update(_access(fmt, href, conv))
     if primary.size_bytes is not None:
         asset["file:size"] = primary.size_bytes
-    return {"data": asset}
+    assets = {"data": asset}
+    for level in record.metadata.get("levels") or []:
+        # The coarser levels of a multi-level product (convert --pyramid): the same store,
+        # another group; "data" stays level 0, the one a reader opens by default.
+        if level.get("level"):
+            assets[f"level-{level['level']}"] = {
+                **{k: v for k, v in asset.items() if k != "file:size"},
+                "roles": ["data", "overview"],
+                "title": f"{fmt} product, level {level['level']} ({2 ** level['level']}x coarser)",
+                "xarray:open_kwargs": {**open_kwargs, "group": level["path"]},
+            }
+    return assets
 
 
 def _access(fmt: str, href: str, conv: Mapping[str, Any]) -> dict[str, Any]:
@@ -434,6 +446,9 @@ def _item(record: Record, info: _Info) -> pystac.Item:
     conv = record.metadata.get("convert")
     if isinstance(conv, Mapping) and conv.get("check"):
         properties["arcodex:check"] = conv["check"]
+    if record.metadata.get("levels"):
+        # Each level's group, spatial shape and resolution (assets level-1, level-2, …).
+        properties["arcodex:levels"] = record.metadata["levels"]
     extensions = [EXTENSIONS["datacube"], EXTENSIONS["xarray"]]
     if info.dimensions:
         properties["cube:dimensions"] = info.dimensions
@@ -462,7 +477,36 @@ def _item(record: Record, info: _Info) -> pystac.Item:
                 extra_fields=extra,
             ),
         )
-    return item
+    return _plugin_formatted(record, item)
+
+
+def _plugin_formatted(record: Record, item: pystac.Item) -> pystac.Item:
+    """The Item as plugins' STAC formatters change it (a failing one is logged and skipped)."""
+    from arcodex.plugins import registry
+
+    formatters = registry().stac_formatters()
+    if not formatters:
+        return item
+    import logging
+
+    import pystac
+
+    document = item.to_dict(include_self_link=False, transform_hrefs=False)
+    for formatter in formatters:
+        try:
+            changed = formatter(record, copy.deepcopy(document))
+        except Exception as exc:
+            logging.getLogger("arcodex.stac").warning(
+                "STAC formatter %s failed on %s and was skipped: %s: %s",
+                getattr(formatter, "__qualname__", formatter),
+                record.id,
+                type(exc).__name__,
+                exc,
+            )
+            continue
+        if changed is not None:
+            document = dict(changed)
+    return pystac.Item.from_dict(document, preserve_dict=False)
 
 
 def _epoch() -> Any:

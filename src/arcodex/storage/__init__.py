@@ -5,6 +5,7 @@ from arcodex.storage._local import LocalStore, hash_file, render_path
 from arcodex.storage._profiles import (
     FileProfileConfig,
     MemoryProfileConfig,
+    PluginProfileConfig,
     ProfileConfig,
     S3ProfileConfig,
     open_storage,
@@ -16,6 +17,7 @@ __all__ = [
     "FsspecStore",
     "LocalStore",
     "MemoryProfileConfig",
+    "PluginProfileConfig",
     "ProfileConfig",
     "S3ProfileConfig",
     "content_size",

@@ -13,15 +13,17 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-from arcodex.errors import AuthError, PluginError, ValidationError
+from arcodex.errors import ArcodexError, AuthError, PluginError, ValidationError
+from arcodex.plugins import registry as plugin_registry
 from arcodex.storage._fsspec import FsspecStore
 from arcodex.storage._local import LocalStore
 
 __all__ = [
     "FileProfileConfig",
     "MemoryProfileConfig",
+    "PluginProfileConfig",
     "ProfileConfig",
     "S3ProfileConfig",
     "open_storage",
@@ -69,8 +71,36 @@ class S3ProfileConfig(_Profile):
     credentials_section: str = "default"
 
 
+class PluginProfileConfig(_Profile):
+    """A profile of a kind a plugin provides: its settings go to the plugin's factory."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+_BUILT_IN_KINDS = ("file", "memory", "s3")
+# A plugin's profile kind of one of these names is refused (reserving discovers nothing).
+plugin_registry().reserve("profile_kind", _BUILT_IN_KINDS)
+
+
+def _profile_kind(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if kind is None:
+        return None
+    return kind if kind in _BUILT_IN_KINDS else "plugin"
+
+
 ProfileConfig = Annotated[
-    FileProfileConfig | MemoryProfileConfig | S3ProfileConfig, Field(discriminator="type")
+    Annotated[FileProfileConfig, Tag("file")]
+    | Annotated[MemoryProfileConfig, Tag("memory")]
+    | Annotated[S3ProfileConfig, Tag("s3")]
+    | Annotated[PluginProfileConfig, Tag("plugin")],
+    Discriminator(
+        _profile_kind,
+        custom_error_type="profile_type",
+        custom_error_message="a storage profile needs a 'type' (file, memory, s3, or a plugin's)",
+    ),
 ]
 
 
@@ -102,7 +132,41 @@ def open_storage(name: str, profile: Any, catalog_root: Path) -> LocalStore | Fs
         fs = fsspec.filesystem("s3", skip_instance_cache=True, **options)
         base = "/".join(p for p in (profile.bucket, profile.prefix.strip("/")) if p)
         return FsspecStore(fs, "s3", base, name)
+    if isinstance(profile, PluginProfileConfig):
+        return _plugin_storage(name, profile, catalog_root)
     raise ValidationError(f"storage profile {name!r} has an unknown type")
+
+
+def _plugin_storage(
+    name: str, profile: PluginProfileConfig, catalog_root: Path
+) -> LocalStore | FsspecStore:
+    """The storage of a plugin's profile kind: ``factory(name, settings, catalog_root)``."""
+    from arcodex.plugins import registry
+
+    kinds = registry().profile_kinds()
+    factory = kinds.get(profile.type)
+    if not callable(factory):
+        known = ", ".join([*_BUILT_IN_KINDS, *sorted(kinds)])
+        raise ValidationError(
+            f"storage profile {name!r} has type {profile.type!r}, which no installed plugin "
+            f"provides (known: {known}); install the plugin or fix the profile in arcodex.yaml"
+        )
+    settings = profile.model_dump(exclude={"type"})
+    try:
+        storage = factory(name, settings, catalog_root)
+    except ArcodexError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            f"storage profile {name!r}: plugin {registry().owner('profile_kind', profile.type)!r} "
+            f"failed to open {profile.type!r} storage: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(storage, LocalStore | FsspecStore):
+        raise PluginError(
+            f"storage profile {name!r}: the {profile.type!r} factory returned a "
+            f"{type(storage).__name__}, not a LocalStore or FsspecStore"
+        )
+    return storage
 
 
 def _credentials(name: str, profile: S3ProfileConfig) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Test helpers for arcodex and for packages that extend it.
 
 :class:`BackendContract` is the shared contract every catalog backend passes
-(subclass it once per backend); :mod:`arcodex.testing.strategies` holds
+(subclass it once per backend), :class:`WritableStoreTests` and
+:class:`ReadOnlyStoreTests` the one every data store passes; :mod:`arcodex.testing.strategies` holds
 Hypothesis strategies for the models. Both need the ``test`` extra (pytest,
 hypothesis), so they load lazily: the pytest plugin in
 :mod:`arcodex.testing.plugin` imports this package in every pytest run.
@@ -14,13 +15,19 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "S3_KEY_ID",
     "S3_SECRET",
+    "SAMPLE_TITLE",
     "BackendContract",
+    "ReadOnlyStoreTests",
+    "StoreTests",
+    "WritableStoreTests",
     "assert_same_values",
     "clear_backend",
     "full_record",
     "http_directory",
     "http_server",
+    "remove_zarr_chunks",
     "s3_server",
+    "sample_dataset",
     "sample_records",
     "search_ids",
     "serve_catalog",
@@ -39,6 +46,14 @@ if TYPE_CHECKING:
         serve_catalog,
         sources_dataset,
     )
+    from arcodex.testing._stores import (
+        SAMPLE_TITLE,
+        ReadOnlyStoreTests,
+        StoreTests,
+        WritableStoreTests,
+        remove_zarr_chunks,
+        sample_dataset,
+    )
     from arcodex.testing._support import clear_backend, full_record, sample_records, search_ids
 
 _LAZY = {
@@ -51,6 +66,12 @@ _LAZY = {
     "s3_server": "arcodex.testing._datasets",
     "serve_catalog": "arcodex.testing._datasets",
     "sources_dataset": "arcodex.testing._datasets",
+    "SAMPLE_TITLE": "arcodex.testing._stores",
+    "ReadOnlyStoreTests": "arcodex.testing._stores",
+    "StoreTests": "arcodex.testing._stores",
+    "WritableStoreTests": "arcodex.testing._stores",
+    "remove_zarr_chunks": "arcodex.testing._stores",
+    "sample_dataset": "arcodex.testing._stores",
     "clear_backend": "arcodex.testing._support",
     "full_record": "arcodex.testing._support",
     "sample_records": "arcodex.testing._support",
