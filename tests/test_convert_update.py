@@ -602,7 +602,7 @@ def test_failed_zarr_update_is_rolled_back(
 def test_failed_check_rolls_back_without_catalog(
     tmp_path: Path, periods: Periods, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from arcodex.convert import _steps
+    from arcodex.convert import _provenance
     from arcodex.convert._check import CheckReport
 
     dest = tmp_path / "out.zarr"
@@ -613,7 +613,7 @@ def test_failed_check_rolls_back_without_catalog(
         return CheckReport("fail", str(product.target.url), reasons=["made to fail"])
 
     # The check is the step after the writes: make it fail to see the update undone.
-    monkeypatch.setattr(_steps, "check_product", failing)
+    monkeypatch.setattr(_provenance, "check_product", failing)
     with pytest.raises(ConversionError, match="made to fail"):
         _update(dest, periods.new_glob)
     monkeypatch.undo()
@@ -782,7 +782,7 @@ def _assert_product_equals_path(path: Path, files: list[Path], steps: int) -> No
 def test_failed_icechunk_update_resets_the_branch_and_tags_nothing(
     tmp_path: Path, periods: Periods, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
-    from arcodex.convert import _steps
+    from arcodex.convert import _provenance
     from arcodex.convert._check import CheckReport
 
     dest = tmp_path / f"out{EXT[target]}"
@@ -795,7 +795,7 @@ def test_failed_icechunk_update_resets_the_branch_and_tags_nothing(
     def failing(product: Any, plan: Any, **kwargs: Any) -> CheckReport:
         return CheckReport("fail", str(product.target.url), reasons=["made to fail"])
 
-    monkeypatch.setattr(_steps, "check_product", failing)
+    monkeypatch.setattr(_provenance, "check_product", failing)
     with pytest.raises(ConversionError, match="made to fail"):
         _update(dest, periods.new_glob, tag="v2")
     monkeypatch.undo()

@@ -51,11 +51,25 @@ class Block:
     line: int  # where it starts in README.md
 
     def commands(self) -> list[str]:
-        """The block's logical commands: lines joined across a trailing backslash."""
+        """The block's logical commands: lines joined across a trailing backslash, and a
+        here-document (``cat > f <<'EOF'`` … ``EOF``) kept whole with its lines."""
         out: list[str] = []
         pending = ""
+        heredoc: tuple[str, list[str]] | None = None
         for raw in self.code.splitlines():
+            if heredoc is not None:
+                word, lines = heredoc
+                lines.append(raw)
+                if raw.strip() == word:
+                    out.append("\n".join(lines))
+                    heredoc = None
+                continue
             line = pending + raw
+            opened = re.search(r"<<-?\s*(['\"]?)(\w+)\1\s*$", line)
+            if opened:
+                heredoc = (opened.group(2), [line.strip()])
+                pending = ""
+                continue
             if line.rstrip().endswith("\\"):
                 pending = line.rstrip()[:-1] + " "
                 continue
@@ -297,6 +311,22 @@ SETUPS: dict[str, Setup] = {
             "arcodex update": r"check pass",
             "arcodex check ID": r"^pass",
         },
+    ),
+    "one-spec-for-a-product-bash": Setup(
+        data=_archive,
+        catalog="catalog",
+        env={"ARCODEX_CLUSTER__WORKERS": "1"},
+        expect={
+            "arcodex convert --spec product.yaml --codec zlib --print-spec": r"^codec: zlib$",
+            "arcodex convert --spec product.yaml --dry-run": r"^dry run: convert would write zarr",
+            "arcodex update tas.zarr": r"^dry run: .* up to date",
+        },
+    ),
+    "one-spec-for-a-product-python": Setup(
+        data=_archive,
+        epilogue="print(result.status, again.status)\n",
+        expect={"": r"^dry-run \[3, 12, 16\]\npass pass$"},
+        stderr=r"^notice: snippet\.py converts at its top level .* threads",
     ),
     "converting-archives-to-arco-products-python": Setup(
         data=_archive,

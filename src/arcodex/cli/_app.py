@@ -752,6 +752,19 @@ def update(
             "--dest-profile", help="With SOURCES: reach an s3:// product with this profile."
         ),
     ] = None,
+    spec_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--spec", metavar="FILE", help="Update a product from a convert spec (its sources)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="With SOURCES: plan the update, write nothing."),
+    ] = False,
+    print_spec: Annotated[
+        bool, typer.Option("--print-spec", help="With SOURCES: print the resolved spec.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Change a record's metadata, tags, title, description, kind or status.
@@ -761,11 +774,20 @@ def update(
     """
     from arcodex.cli._parse import parse_assignments, parse_paths
 
-    if sources:
-        _update_product(
-            ctx, record_id, sources, cluster, workers, no_check, tag, as_json, dest_profile
+    if sources or spec_file:
+        _convert.update_product(
+            ctx,
+            _state(ctx),
+            record_id,
+            sources,
+            spec_file=spec_file,
+            dry_run=dry_run,
+            print_spec=print_spec,
+            as_json=as_json,
         )
         return
+    if dry_run or print_spec:
+        raise ValidationError("--dry-run and --print-spec need SOURCES (or --spec FILE)")
 
     changes = parse_assignments(set_ or (), "--set")
     removals = parse_paths(unset or (), "--unset")
@@ -796,37 +818,6 @@ def update(
         )
     )
     _print_record_result(record, as_json, f"updated {record.id} (version {record.version})")
-
-
-def _update_product(
-    ctx: typer.Context,
-    product: str,
-    sources: list[str],
-    cluster: str | None,
-    workers: int | None,
-    no_check: bool,
-    tag: list[str] | None,
-    as_json: bool,
-    dest_profile: str | None = None,
-) -> None:
-    from arcodex.cli._convert import _has_catalog, _print_result, convert_progress
-    from arcodex.convert import update as run
-
-    state = _state(ctx)
-    cat = state.catalog() if _has_catalog(state) else None
-    with convert_progress(not as_json) as progress:
-        result = run(
-            product,
-            sources if len(sources) > 1 else sources[0],
-            catalog=cat,
-            cluster=cluster,
-            workers=workers,
-            check=not no_check,
-            tag=tag[0] if tag else None,
-            dest_profile=dest_profile,
-            progress=progress,
-        )
-    _print_result(result, as_json)
 
 
 def _print_record_result(record: Record, as_json: bool, line: str) -> None:

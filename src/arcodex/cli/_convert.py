@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal, ParamSpec
 
 import typer
 
+from arcodex.cli._spec import build_spec, given_options, print_spec_of
 from arcodex.errors import ValidationError
 
-__all__ = ["ENGINE_COMMANDS", "convert_progress", "register"]
+__all__ = ["ENGINE_COMMANDS", "convert_progress", "register", "update_product"]
 
 P = ParamSpec("P")
 ENGINE_COMMANDS: set[str] = set()
@@ -31,6 +32,14 @@ ClusterOpt = Annotated[
 WorkersOpt = Annotated[
     int | None,
     typer.Option("--workers", help="Workers of a local cluster; default: the number of cores."),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Resolve, scan and plan only: print the files, time range, layout and size, "
+        "write and register nothing.",
+    ),
 ]
 NoCheckOpt = Annotated[
     bool, typer.Option("--no-check", help="Skip the check of the product against its sources.")
@@ -81,8 +90,29 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
     def convert(
         ctx: typer.Context,
         sources: Annotated[
-            list[str], typer.Argument(help="Files, a glob, a directory, a manifest or URLs.")
-        ],
+            list[str] | None,
+            typer.Argument(
+                help="Files, a glob, a directory, a manifest or URLs (or the --spec file's).",
+                show_default=False,
+            ),
+        ] = None,
+        spec_file: Annotated[
+            Path | None,
+            typer.Option(
+                "--spec",
+                metavar="FILE",
+                help="A YAML/JSON convert spec (see `arcodex schema show convert`); the "
+                "options given here override its values.",
+            ),
+        ] = None,
+        print_spec: Annotated[
+            bool,
+            typer.Option(
+                "--print-spec",
+                help="Print the resolved spec (YAML; JSON with --json) and do nothing else.",
+            ),
+        ] = False,
+        dry_run: DryRunOpt = False,
         to: Annotated[
             Literal["zarr", "icechunk", "virtual"],
             typer.Option(
@@ -266,50 +296,23 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
         as_json: JsonOpt = False,
     ) -> None:
         """Convert NetCDF/HDF5 files into a Zarr store, an Icechunk repository or virtual references."""
-        from arcodex.convert import AttrFixes
         from arcodex.convert import convert as run
 
+        given = given_options(ctx)
+        values = {name: value for name, value in ctx.params.items() if name in given}
+        spec = build_spec(spec_file, sources, values)
+        if print_spec:
+            print_spec_of(spec, as_json)
+            return
         state = state_of(ctx)
-        if not dest and (no_catalog or not _has_catalog(state)):
+        if not spec.dest and (no_catalog or not _has_catalog(state)):
             raise ValidationError(
                 "say where the product goes: --dest PATH_OR_URL, or run inside a catalog "
                 "(`arcodex init PATH`, --catalog PATH or ARCODEX_CATALOG)"
             )
         cat = None if no_catalog or not _has_catalog(state) else state.catalog()
-        fixes = AttrFixes.parse(
-            set_attr or (), del_attr or (), rename_attr or (), attrs_file, force=force_attrs
-        )
-        with convert_progress(not as_json) as progress:
-            result = run(
-                sources if len(sources) > 1 else sources[0],
-                to=to,
-                dest=dest,
-                catalog=cat,
-                format=format,
-                concat_dim=concat_dim,
-                variables=_list(variables),
-                chunks=chunks,
-                chunking=chunking,
-                chunk_mb=chunk_mb,
-                zarr_format=zarr_format,  # type: ignore[arg-type]
-                codec=codec,
-                level=level,
-                shards=shards,
-                attrs=fixes,
-                grid=grid,
-                grid_coords=_pairs(coords),
-                group=group,
-                branch=branch,
-                tag=tag,
-                pyramid=pyramid,
-                cluster=cluster,
-                workers=workers,
-                check=not no_check,
-                overwrite=overwrite,
-                source_profile=source_profile,
-                dest_profile=dest_profile,
-                progress=progress,
-            )
+        with _refusals(dry_run, "convert", as_json), convert_progress(not as_json) as progress:
+            result = run(spec, catalog=cat, progress=progress, dry_run=dry_run)
         _print_result(result, as_json)
 
     @engine("check")
@@ -387,25 +390,67 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
             raise typer.Exit(1)
 
 
+@contextmanager
+def _refusals(dry_run: bool, action: str, as_json: bool) -> Iterator[None]:
+    """Under --dry-run, a refusal is what would happen: said as such (JSON with --json)."""
+    from arcodex.errors import ArcodexError
+
+    if not dry_run:
+        yield
+        return
+    try:
+        yield
+    except ArcodexError as exc:
+        if not as_json:
+            raise
+        from arcodex.cli._render import print_json
+
+        print_json({"action": action, "dry_run": True, "refused": str(exc)})
+        raise typer.Exit(1) from None
+
+
+def update_product(
+    ctx: typer.Context,
+    state: Any,
+    product: str,
+    sources: list[str] | None,
+    *,
+    spec_file: Path | None = None,
+    dry_run: bool = False,
+    print_spec: bool = False,
+    as_json: bool = False,
+) -> None:
+    """``arcodex update PRODUCT SOURCES``: bring a product up to date (see convert.update)."""
+    from arcodex.convert import update as run
+
+    given = given_options(ctx)
+    values = {
+        name: value
+        for name, value in ctx.params.items()
+        if name in given and name in _UPDATE_OPTIONS
+    }
+    if "tag" in values:
+        tags = values.pop("tag") or []
+        if len(tags) > 1:
+            raise ValidationError("an update makes one snapshot; pass --tag once")
+        values["tag"] = tags[0] if tags else None
+    spec = build_spec(spec_file, sources, values)
+    if print_spec:
+        print_spec_of(spec, as_json)
+        return
+    cat = state.catalog() if _has_catalog(state) else None
+    with _refusals(dry_run, "update", as_json), convert_progress(not as_json) as progress:
+        result = run(product, spec, catalog=cat, progress=progress, dry_run=dry_run)
+    _print_result(result, as_json)
+
+
+#: The options of `arcodex update` that are spec fields (with SOURCES).
+_UPDATE_OPTIONS = ("cluster", "workers", "no_check", "tag", "dest_profile")
+
+
 def _has_catalog(state: Any) -> bool:
     """Whether there is a catalog; one named (--catalog, $ARCODEX_CATALOG) must open."""
     return state.catalog_or_none() is not None
-
-
-def _list(text: str | None) -> list[str] | None:
-    return [v.strip() for v in text.split(",") if v.strip()] if text else None
-
-
-def _pairs(text: str | None) -> dict[str, str] | None:
-    if not text:
-        return None
-    out: dict[str, str] = {}
-    for part in text.split(","):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip() or not value.strip():
-            raise ValidationError(f"bad --coords term {part!r}; write PRODUCT_VAR=GRID_VAR")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def _print_result(result: Any, as_json: bool) -> None:
@@ -416,6 +461,9 @@ def _print_result(result: Any, as_json: bool) -> None:
         return
     out = console()
     data = result.to_dict()
+    if result.dry_run:
+        _print_dry_run(data)
+        return
     if data["changes"].get("unchanged"):
         out.print(f"{data['product']['url']} is up to date; nothing written")
         return
@@ -429,3 +477,54 @@ def _print_result(result: Any, as_json: bool) -> None:
     if result.report is not None:
         for warning in result.report.warnings:
             out.print(f"  warn: {warning}")
+
+
+def _print_dry_run(data: dict[str, Any]) -> None:
+    out = typer.echo
+    product, layout, changes = data["product"], data["layout"], data["changes"]
+    what = f"{data['action']} would write {product['format']} at {product['url']}"
+    if changes.get("unchanged"):
+        what = f"{product['url']} is up to date; update would write nothing"
+    out(f"dry run: {what} (nothing written, nothing registered)")
+    files = data["files"]
+    out(f"files, in order ({len(files)}):")
+    for f in files:
+        out(f"  {f['url']}  {f['first']} to {f['last']} ({f['steps']} steps)")
+    for key in ("appended", "overwritten"):
+        if changes.get(key):
+            out(f"{key}: {', '.join(u.rsplit('/', 1)[-1] for u in changes[key])}")
+    if changes.get("new_variables"):
+        out(f"new variables: {', '.join(changes['new_variables'])}")
+    out(f"time: {data['first']} to {data['last']} ({data['steps']} steps)")
+    if layout.get("references"):
+        out(f"layout: {layout['format']} references (nothing copied)")
+    else:
+        level = layout.get("level")
+        out(
+            f"layout: {layout['format']}, Zarr format {layout['zarr_format']}, "
+            f"{layout['codec']} (level {'default' if level is None else level})"
+        )
+    for name, var in layout["variables"].items():
+        shape = "×".join(str(n) for n in var["shape"]) or "scalar"
+        chunks = "×".join(str(n) for n in var["chunks"]) or "-"
+        shards = f"  shards {'×'.join(str(n) for n in var['shards'])}" if "shards" in var else ""
+        dims = ", ".join(var["dims"])
+        out(f"  {name}  {var['dtype']} ({dims}) {shape}  chunks {chunks}{shards}")
+    size = layout["size"]
+    out(
+        f"size: {_bytes(size['uncompressed_bytes'])} uncompressed in {size['chunks']} chunks"
+        + (" (references only: 0 B written)" if size.get("written_bytes") == 0 else "")
+    )
+    for warning in data.get("warnings", []):
+        out(f"  warn: {warning}")
+    ran = ", ".join(data["timings"]) or "none"
+    out(f"steps run: {ran}; skipped: {', '.join(data['skipped']) or 'none'}")
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"

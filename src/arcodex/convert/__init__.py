@@ -6,6 +6,7 @@ imported when a conversion runs::
     from arcodex.convert import convert, update, check
 
     result = convert("archive/*.nc", to="zarr", dest="tas.zarr")
+    convert(ConvertSpec(sources="archive/*.nc", dest="tas.zarr"))  # the same, as a spec
     update("tas.zarr", "archive/new/*.nc")
     check("tas.zarr").status  # 'pass'
 
@@ -22,6 +23,7 @@ from arcodex.convert._check import CheckReport
 from arcodex.convert._chunking import derive_chunks, parse_chunks
 from arcodex.convert._plan import Plan
 from arcodex.convert._product import FORMATS, Product
+from arcodex.convert._spec import ConvertSpec
 from arcodex.convert._write import CODECS
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "AttrFixes",
     "CheckReport",
     "ConvertResult",
+    "ConvertSpec",
     "Plan",
     "Product",
     "check",

@@ -1,119 +1,58 @@
 """``convert``, ``update`` and ``check``: the conversion engine's public API.
 
-Each call scans the sources on Dask workers, plans the product, writes it
-(chunks on the workers, metadata on the client), checks it against its
-sources and, with a catalog, registers it as one unit of work: a
-``dataset`` record with the product, its sources and the check report as
-artifacts, and lineage to the operation. A failure (or a failed check)
-rolls everything back: the partial product is removed and nothing is
-registered.
+``convert`` and ``update`` take a :class:`~arcodex.convert.ConvertSpec` (their
+keywords build one) and run it as a pipeline of named steps
+(:mod:`arcodex.convert._pipelines`): resolve the sources, scan them on Dask
+workers, plan the product, write it (chunks on the workers, metadata on the
+client), check it against its sources and, with a catalog, register it, all in
+one unit of work: a ``dataset`` record with the product, its sources and the
+check report as artifacts, and lineage to the operation. A failure (or a
+failed check) rolls everything back: the partial product is removed and
+nothing is registered. A dry run stops after the plan.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from arcodex.catalog import Pipeline, PipelineContext, run_pipeline
+from arcodex.convert._access import cluster_config, open_catalog_arg
 from arcodex.convert._attrs import AttrFixes
 from arcodex.convert._check import CheckReport, check_product
-from arcodex.convert._chunking import ChunkPattern, parse_chunks
+from arcodex.convert._chunking import ChunkPattern
 from arcodex.convert._cluster import open_client
-from arcodex.convert._concat_grid import plan_chunks, product_chunks
-from arcodex.convert._memory_source import resolve
-from arcodex.convert._plan import Plan, build_plan
+from arcodex.convert._locate import locate_product
+from arcodex.convert._pipelines import CONVERT, UPDATE, Job, Runtime
+from arcodex.convert._preview import preview
 from arcodex.convert._product import Product
-from arcodex.convert._pyramid import at_level, pyramid_group, refuse_update, write_pyramid
-from arcodex.convert._replace import Staging, guard_destination
+from arcodex.convert._progress import Progress
+from arcodex.convert._provenance import check_against_sources, provenance_of
+from arcodex.convert._pyramid import at_level
+from arcodex.convert._result import ConvertResult
+from arcodex.convert._scan import scan_all
 from arcodex.convert._sources import SourceRef, resolve_sources
-from arcodex.convert._steps import (
-    Placed,
-    attr_fixes,
-    check_against_sources,
-    cluster_config,
-    containers,
-    finish,
-    locate_product,
-    managed,
-    open_catalog_arg,
-    place,
-    product_format,
-    provenance_of,
-    record_of,
-    say,
-    scan_all,
-    scan_grid,
-    source_options,
-    unit,
-    write_new,
-)
-from arcodex.convert._write import WriteOptions
-from arcodex.convert._writers import check_tag_free, open_parts
+from arcodex.convert._spec import ConvertSpec
 from arcodex.errors import ValidationError
-from arcodex.model import new_id
 
 if TYPE_CHECKING:
     from arcodex.catalog import Catalog
-    from arcodex.catalog._journal import UnitOfWork
-    from arcodex.model import Record
 
 __all__ = ["ConvertResult", "check", "convert", "open_product", "update"]
 
-Progress = Callable[[str, int, int], None]
 #: Files, a glob, a directory, a manifest or URLs; or an ``xarray.Dataset`` (or a list).
 SourceSpec = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any
 TargetKind = Literal["zarr", "icechunk", "virtual"]
-
-
-@dataclass
-class ConvertResult:
-    """What a conversion or update did."""
-
-    action: Literal["convert", "update"]
-    product: Product
-    plan: Plan
-    report: CheckReport | None = None
-    record: Record | None = None
-    operation_id: str | None = None
-    changes: dict[str, Any] = field(default_factory=dict)
-    bytes_written: int = 0
-    seconds: float = 0.0
-    snapshot: str | None = None
-
-    @property
-    def status(self) -> str:
-        return self.report.status if self.report else "unchecked"
-
-    def to_dict(self) -> dict[str, Any]:
-        first, last = self.plan.time_range()
-        return {
-            "action": self.action,
-            "product": self.product.to_dict(),
-            "status": self.status,
-            "record": self.record.id if self.record else None,
-            "operation": self.operation_id,
-            "sources": len(self.plan.sources),
-            "steps": self.plan.length,
-            "first": first,
-            "last": last,
-            "variables": sorted(self.plan.variables),
-            "changes": self.changes,
-            "bytes_written": self.bytes_written,
-            "seconds": round(self.seconds, 3),
-            **({"snapshot": self.snapshot} if self.snapshot else {}),
-            **({"check": self.report.to_dict()} if self.report else {}),
-        }
 
 
 # -- the public API -----------------------------------------------------------------------
 
 
 def convert(
-    sources: SourceSpec,
+    sources: SourceSpec | ConvertSpec,
     *,
     to: TargetKind = "zarr",
     dest: str | os.PathLike[str] | None = None,
@@ -149,14 +88,18 @@ def convert(
     storage_options: Mapping[str, Any] | None = None,
     dest_options: Mapping[str, Any] | None = None,
     dest_profile: str | None = None,
+    pyramid: int | None = None,
     progress: Progress | None = None,
     user: str | None = None,
-    pyramid: int | None = None,
+    dry_run: bool = False,
 ) -> ConvertResult:
     """Convert NetCDF/HDF5 ``sources`` into an ARCO product.
 
     Args:
-        sources: Files, a glob, a directory, a manifest (CSV/YAML/TXT) or URLs.
+        sources: Files, a glob, a directory, a manifest (CSV/YAML/TXT) or URLs; or a
+            :class:`ConvertSpec` holding everything below but the runtime arguments
+            (``catalog``, ``storage_options``, ``dest_options``, ``progress``, ``user``,
+            ``dry_run``, and ``cluster`` when it is a ``distributed.Client``).
         to: ``zarr``, ``icechunk`` or ``virtual`` (references to the sources' chunks).
         dest: Where to write the product (path or URL); with a catalog, defaults to
             ``products/<name>`` in the catalog's storage profile.
@@ -194,147 +137,53 @@ def convert(
         dest_options: fsspec options to write a remote ``dest``.
         dest_profile: Write an ``s3://`` ``dest`` with this catalog profile's credentials
             (default: the profile whose bucket holds ``dest``, else the AWS variables).
-        progress: ``progress(stage, done, total)`` callback.
-        user: Who to record as the operation's user.
         pyramid: Write this many resolution levels (groups ``0``, ``1``, …, each
             coarsened 2x along the spatial dims; zarr and icechunk).
+        progress: ``progress(stage, done, total)`` callback.
+        user: Who to record as the operation's user.
+        dry_run: Resolve, scan and plan only: nothing is written or registered, and the
+            result describes the product that would be made (``result.layout``).
 
     Returns:
         A :class:`ConvertResult`.
     """
-    started = time.perf_counter()
-    fmt = product_format(to, format)
-    group = pyramid_group(pyramid, fmt, group)
-    fixes = attr_fixes(attrs)
-    options = WriteOptions(
-        zarr_format=zarr_format, codec=codec, level=level, shards=parse_chunks(shards)
+    runtime = Runtime(storage_options, dest_options, progress, _client_arg(cluster))
+    spec = _spec_of(
+        sources,
+        to=to,
+        dest=dest,
+        profile=profile,
+        key=key,
+        format=format,
+        concat_dim=concat_dim,
+        variables=variables,
+        chunks=chunks,
+        chunking=chunking,
+        chunk_mb=chunk_mb,
+        zarr_format=zarr_format,
+        codec=codec,
+        level=level,
+        shards=shards,
+        attrs=attrs,
+        grid=grid,
+        grid_coords=grid_coords,
+        group=group,
+        branch=branch,
+        tag=tag,
+        message=message,
+        cluster=None if runtime.client is not None else cluster,
+        workers=workers,
+        threads=threads,
+        memory_limit=memory_limit,
+        check=check,
+        samples=samples,
+        overwrite=overwrite,
+        title=title,
+        source_profile=source_profile,
+        dest_profile=dest_profile,
+        pyramid=pyramid or 1,
     )
-    if fmt in ("icechunk",) and zarr_format == 2:
-        raise ValidationError("Icechunk stores Zarr format 3 only; drop --zarr-format 2")
-    with ExitStack() as stack:
-        cat = open_catalog_arg(catalog, stack)
-        src_options = source_options(cat, source_profile, storage_options)
-        refs = resolve(sources, src_options)  # files, or in-memory datasets
-        placed = place(cat, fmt, dest, dest_options, profile, key, refs, dest_profile)
-        product = Product(
-            fmt,
-            placed.target,
-            group=group,
-            branch=branch,
-            containers=containers(refs) if fmt != "zarr" and fmt != "icechunk" else (),
-            source_options=src_options,
-        )
-        existed = guard_destination(placed.target, refs, overwrite=overwrite, cat=cat)
-        client = stack.enter_context(
-            open_client(
-                cluster,
-                workers=workers,
-                threads=threads,
-                memory_limit=memory_limit,
-                config=cluster_config(cat),
-            )
-        )
-        say(progress, "scan", 0, len(refs))
-        virtual = fmt not in ("zarr", "icechunk")
-        scans, parts = scan_all(client, refs, concat_dim, progress, virtual=virtual)
-        grid_scan = scan_grid(grid, src_options) if grid else None
-        plan = build_plan(
-            scans,
-            concat_dim=concat_dim,
-            variables=variables,
-            chunks=parse_chunks(chunks),
-            chunking=chunking,
-            chunk_mb=chunk_mb,
-            fixes=fixes,
-            grid=grid_scan,
-            grid_coords=grid_coords,
-        )
-        parameters = {
-            "to": to,
-            "format": fmt,
-            "product": product.to_dict(),
-            "concat_dim": plan.concat_dim,
-            "variables": list(variables) if variables else None,
-            "chunks": {k: list(v.chunks) for k, v in plan.variables.items()},
-            "chunking": chunking,
-            "chunk_mb": chunk_mb,
-            "write": options.to_dict(),
-            "attr_fixes": fixes.to_dict(),
-            "group": group,
-            "branch": branch,
-            "tag": tag,
-            "check": check,
-            **({"pyramid": pyramid} if pyramid else {}),
-            # The profile's name only: `update` and `check` read the sources with it again.
-            "source_profile": source_profile,
-            **({"dest_profile": placed.dest_profile} if placed.dest_profile else {}),
-            **({"grid": str(grid), "grid_coords": dict(grid_coords or {})} if grid else {}),
-        }
-        if virtual:
-            # Refused here, before anything is written, when no chunk grid fits the sources.
-            plan.virtual_parts = parts
-            plan.virtual_chunks = plan_chunks(plan, parts)
-        provenance = {**plan.summary(), "parameters": parameters}
-        with unit(cat, "convert", refs, parameters, user) as uow:
-            # Replacing a catalogued product replaces its record too (never a second one).
-            current = record_of(cat, product) if existed else None
-            record_id = current.id if current is not None else new_id()
-            staging = Staging.beside(placed.target, existed=existed)
-            if uow is not None:
-                uow.transition(
-                    "planned",
-                    records=[record_id],
-                    sources=len(refs),
-                    **({"version": current.version} if current is not None else {}),
-                )
-                uow.transition("artifact_write_started")
-                staging.journal(uow, placed.profile)
-                uow.after_commit(staging.finish)
-            try:
-                work = dataclasses.replace(product, target=staging.work)
-                written, snapshot = write_new(
-                    client, work, plan, options, provenance, message, progress
-                )
-                if pyramid:
-                    snapshot = write_pyramid(work, pyramid, options, message) or snapshot
-                result = ConvertResult(
-                    "convert", work, plan, bytes_written=written, snapshot=snapshot
-                )
-                result.changes = {"appended_steps": plan.length, "sources": len(plan.sources)}
-                finish(
-                    result,
-                    cat,
-                    uow,
-                    placed,
-                    record_id,
-                    check,
-                    samples,
-                    progress,
-                    title,
-                    user,
-                    current=current,
-                    tag=tag,
-                    swap=lambda r: _swap_in(r, staging, product, uow),
-                )
-            except BaseException:
-                if uow is None:
-                    staging.roll_back()
-                raise
-        if uow is None:
-            staging.finish()
-        result.seconds = time.perf_counter() - started
-        return result
-
-
-def _swap_in(
-    result: ConvertResult, staging: Staging, product: Product, uow: UnitOfWork | None
-) -> None:
-    """Once the staged product passed its check: put it at its destination."""
-    staging.swap(uow)
-    result.product = product
-    if result.report is not None:
-        # The check ran on the staged copy; what was checked is now at the destination.
-        result.report = dataclasses.replace(result.report, product=product.target.url)
+    return _run(CONVERT, spec, catalog, runtime, user, dry_run)
 
 
 def check(
@@ -425,7 +274,7 @@ def open_product(
 
 def update(
     product: str | os.PathLike[str] | Product,
-    sources: SourceSpec,
+    sources: SourceSpec | ConvertSpec,
     *,
     catalog: Catalog | str | os.PathLike[str] | None = None,
     variables: Sequence[str] | None = None,
@@ -447,6 +296,7 @@ def update(
     dest_profile: str | None = None,
     progress: Progress | None = None,
     user: str | None = None,
+    dry_run: bool = False,
 ) -> ConvertResult:
     """Bring a product up to date with ``sources``: append, overwrite changed, add variables.
 
@@ -454,110 +304,78 @@ def update(
     start or between its steps, other chunks) are refused and nothing is written.
     Running the same update again changes nothing. An ``s3://`` product is
     reached with ``dest_profile``'s credentials, else as :func:`convert` does.
-    """
-    from arcodex.convert import _update as run_update
 
+    ``sources`` may be a :class:`ConvertSpec` instead (its sources, variables, chunks,
+    attrs, group, branch, tag, message, check, samples, cluster and profiles are used;
+    the rest the product already records). ``dry_run`` plans the update and writes
+    nothing.
+    """
+    runtime = Runtime(storage_options, dest_options, progress, _client_arg(cluster), product)
+    spec = _spec_of(
+        sources,
+        variables=variables,
+        chunks=chunks,
+        attrs=attrs,
+        group=group,
+        branch=branch,
+        tag=tag,
+        message=message,
+        cluster=None if runtime.client is not None else cluster,
+        workers=workers,
+        threads=threads,
+        memory_limit=memory_limit,
+        check=check,
+        samples=samples,
+        source_profile=source_profile,
+        dest_profile=dest_profile,
+    )
+    return _run(UPDATE, spec, catalog, runtime, user, dry_run)
+
+
+def _run(
+    pipeline: Pipeline,
+    spec: ConvertSpec,
+    catalog: Catalog | str | os.PathLike[str] | None,
+    runtime: Runtime,
+    user: str | None,
+    dry_run: bool,
+) -> ConvertResult:
+    """Run ``pipeline`` (convert or update) for ``spec``, undoing its writes on failure."""
     started = time.perf_counter()
+    action: Literal["convert", "update"] = "update" if pipeline is UPDATE else "convert"
     with ExitStack() as stack:
-        cat, prod, src_options = locate_product(
-            stack,
-            product,
-            catalog,
-            source_profile,
-            storage_options,
-            dest_options,
-            group,
-            branch,
-            dest_profile,
+        cat = open_catalog_arg(catalog, stack)
+        job = Job(action, spec, runtime, cat, stack)
+        ctx = PipelineContext(
+            catalog=cat, params={"spec": spec}, dry_run=dry_run, user=user, state={"job": job}
         )
-        record = record_of(cat, prod)
-        prod, provenance, src_options = provenance_of(
-            prod, cat, src_options, "convert the sources instead"
-        )
-        check_tag_free(prod, tag)
-        refuse_update(prod)
-        refs = resolve(sources, src_options)  # files, or in-memory datasets
-        client = stack.enter_context(
-            open_client(
-                cluster,
-                workers=workers,
-                threads=threads,
-                memory_limit=memory_limit,
-                config=cluster_config(cat),
-            )
-        )
-        virtual = prod.format not in ("zarr", "icechunk")
-        scans, parts = scan_all(
-            client, refs, provenance.get("concat_dim"), progress, virtual=virtual
-        )
-        params = provenance.get("parameters", {})
-        fixes = attr_fixes(attrs) if attrs else AttrFixes.from_dict(params.get("attr_fixes") or {})
-        explicit = parse_chunks(chunks)
-        delta = run_update.prepare(
-            prod, provenance, scans, variables=variables, chunks=explicit, fixes=fixes
-        )
-        if delta.nothing_to_do:
-            plan = delta.plan
-            result = ConvertResult("update", prod, plan, record=record)
-            result.changes = {"unchanged": True}
-            result.seconds = time.perf_counter() - started
-            return result
-        if virtual:
-            # Refused here, before anything is written, when no chunk grid fits the sources.
-            delta.plan.virtual_parts = parts
-            # The recorded sources too: their chunks must fit the new ones.
-            open_parts(client, delta.plan, range(len(delta.plan.sources)), progress)
-            delta.plan.virtual_chunks = plan_chunks(
-                delta.plan,
-                delta.plan.virtual_parts,
-                existing=product_chunks(prod, delta.plan),
-                after=delta.old_length if delta.appended else 0,
-            )
-        parameters = {
-            "product": prod.to_dict(),
-            "sources": len(refs),
-            "appended": delta.appended_sources(),
-            "overwritten": delta.changed_sources(),
-            "new_variables": sorted(delta.new_variables),
-            "tag": tag,
-            "check": check,
-        }
-        placed = Placed(prod.target, None, None, record is not None and managed(record))
-        with unit(cat, "update", refs, parameters, user) as uow:
-            if uow is not None:
-                uow.transition(
-                    "planned",
-                    records=[record.id] if record else [],
-                    sources=len(refs),
-                    **({"version": record.version} if record else {}),
-                )
-                uow.transition("artifact_write_started")
-            try:
-                written, snapshot = run_update.apply(
-                    client, prod, delta, uow, message=message, progress=progress
-                )
-                result = ConvertResult(
-                    "update", prod, delta.plan, bytes_written=written, snapshot=snapshot
-                )
-                result.changes = delta.changes()
-                finish(
-                    result,
-                    cat,
-                    uow,
-                    placed,
-                    record.id if record else new_id(),
-                    check,
-                    samples,
-                    progress,
-                    record.title if record else None,
-                    user,
-                    current=record,
-                    tag=tag,
-                )
-            except BaseException:
-                if uow is None:
-                    delta.undo()
-                raise
-        delta.cleanup()
+        try:
+            run_pipeline(pipeline, ctx)
+        except BaseException:
+            job.undo()
+            raise
+        job.done()
+        result = job.result if job.result is not None and not dry_run else preview(job)
+        result.steps = [(name, round(seconds, 6)) for name, seconds in ctx.timings]
+        result.skipped = list(ctx.skipped)
         result.seconds = time.perf_counter() - started
         return result
+
+
+def _spec_of(sources: Any, **fields: Any) -> ConvertSpec:
+    """The spec ``sources`` is, or the one the keywords make (not both)."""
+    if not isinstance(sources, ConvertSpec):
+        return ConvertSpec(sources=sources, **fields)
+    defaults = ConvertSpec.model_fields
+    given = [k for k, v in fields.items() if v is not None and v != defaults[k].default]
+    if given:
+        raise ValidationError(
+            f"pass a ConvertSpec or keywords, not both ({given[0]}=…); "
+            f"use spec.replace({given[0]}=…)"
+        )
+    return sources
+
+
+def _client_arg(cluster: Any) -> Any:
+    """A ``distributed.Client`` passed as ``cluster`` (used as it is, never stored)."""
+    return None if cluster is None or isinstance(cluster, str) else cluster

@@ -30,9 +30,17 @@ from typing import Any
 from arcodex.catalog._config import ClusterConfig
 from arcodex.errors import ConversionError, ValidationError
 
-__all__ = ["ClusterConfig", "cancel_and_wait", "open_client", "spawn_hazard"]
+__all__ = ["ClusterConfig", "cancel_and_wait", "open_client", "spawn_hazard", "worker_count"]
 
 logger = logging.getLogger("arcodex.convert")
+
+
+def worker_count(client: Any) -> int:
+    """The workers ``client``'s cluster has now (at least 1)."""
+    try:
+        return max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+    except Exception:  # a scheduler that cannot say: plan for one
+        return 1
 
 
 def cancel_and_wait(client: Any, futures: Sequence[Any], timeout: float = 600.0) -> None:

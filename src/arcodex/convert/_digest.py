@@ -33,9 +33,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from arcodex.convert._plan import Block, Plan
     from arcodex.convert._product import Product
-    from arcodex.convert._write import ReadSpec
 
 __all__ = [
     "ChunkDigest",
@@ -280,28 +278,10 @@ def coordinate_digests(name: str, values: np.ndarray, arr: Any) -> list[ChunkDig
     return chunk_digests(name, region, values, arr)
 
 
-# -- digests from the sources (virtual products) ---------------------------------------
-
-
-def digest_task(
-    blocks: Sequence[Block], spec: ReadSpec, grids: Mapping[str, Any]
-) -> tuple[int, list[ChunkDigest]]:
-    """Task: read ``blocks`` from the sources and hash their chunks on ``grids``' chunk shapes."""
-    from arcodex.convert._write import read_block
-
-    out: list[ChunkDigest] = []
-    nbytes = 0
-    for block in blocks:
-        chunks, fill = grids[block.var]
-        data = read_block(block, spec)
-        nbytes += data.nbytes
-        out.extend(_digests_on(block.var, block.region, data, chunks, fill))
-    return nbytes, out
-
-
-def _digests_on(
+def digests_on(
     name: str, region: tuple[slice, ...], data: np.ndarray, chunks: Sequence[int], fill: Any
 ) -> list[ChunkDigest]:
+    """Digests of the chunks (of shape ``chunks``) that ``data``, covering ``region``, holds."""
     if not region:
         return [(name, (), digest(data), is_fill(data, fill))]
     out: list[ChunkDigest] = []
@@ -313,58 +293,6 @@ def _digests_on(
         values = data[local]
         out.append((name, index, digest(values), is_fill(values, fill)))
     return out
-
-
-def source_digests(
-    client: Any,
-    plan: Plan,
-    root: Any,
-    names: Sequence[str],
-    start: int = 0,
-    stop: int | None = None,
-) -> list[ChunkDigest]:
-    """Digests of ``names`` over concat ``[start, stop)`` read from the sources, on the product's grid.
-
-    For virtual products, whose chunks are the sources' own: the values are
-    decoded from the sources (a damaged source chunk is an error naming it).
-    """
-    import dataclasses
-
-    from arcodex.convert._write import BLOCK_BUDGET, ReadSpec, _itemsize, group_tasks, run_tasks
-    from arcodex.convert._writers import _workers
-
-    variables = dict(plan.variables)
-    grids: dict[str, Any] = {}
-    blocks: list[Block] = []
-    extra: list[ChunkDigest] = []
-    for name in names:
-        arr = root[name]
-        shape = tuple(int(n) for n in arr.shape)
-        chunks = tuple(int(c) for c in arr.chunks) if shape else ()
-        var = plan.variables[name]
-        if name == plan.concat_dim:
-            extra.extend(coordinate_digests(name, plan.concat_values, arr))
-            continue
-        variables[name] = dataclasses.replace(var, chunks=chunks, shards=None)
-        grids[name] = (chunks, arr.fill_value)
-    local = dataclasses.replace(plan, variables=variables)
-    for name in grids:
-        var = local.variables[name]
-        lo, hi = start, stop
-        if var.concat:
-            t = var.dims.index(plan.concat_dim)
-            c = var.chunks[t]
-            lo = (start // c) * c
-            hi = None if stop is None else min(var.shape[t], math.ceil(stop / c) * c)
-        elif start > 0 or stop is not None:
-            continue
-        blocks.extend(
-            local.blocks(name, lo, hi, budget=BLOCK_BUDGET, itemsize=_itemsize(var.dtype))
-        )
-    tasks = group_tasks(blocks, local, _workers(client))
-    for _, items in run_tasks(client, digest_task, tasks, ReadSpec.of(local), grids):
-        extra.extend(items)
-    return extra
 
 
 # -- verifying ----------------------------------------------------------------------------
@@ -660,7 +588,7 @@ def _read_and_compare(
     data = np.asarray(data)
     chunks = tuple(int(c) for c in arr.chunks) if region else ()
     found: list[str] = []
-    for _, index, value, _empty in _digests_on(name, region, data, chunks, arr.fill_value):
+    for _, index, value, _empty in digests_on(name, region, data, chunks, arr.fill_value):
         if not entry.known[index]:
             continue
         if value != int(entry.digests[index]):

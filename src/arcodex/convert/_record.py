@@ -1,4 +1,5 @@
-"""The catalog record of a product: the product, its sources and its check report."""
+"""The catalog record of a product (the product, its sources and its check report),
+and writing it in the operation's unit of work."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from arcodex.convert._sources import DATASET_SCHEME
 from arcodex.storage import content_size
 
 if TYPE_CHECKING:
-    from arcodex.convert._api import ConvertResult
-    from arcodex.convert._steps import Placed
+    from arcodex.catalog import Catalog
+    from arcodex.catalog._journal import UnitOfWork
+    from arcodex.convert._place import Placed
+    from arcodex.convert._result import ConvertResult
     from arcodex.model import Record
 
-__all__ = ["product_record"]
+__all__ = ["product_record", "register"]
 
 #: The largest report kept inline in the record; bigger ones are cut to their reasons.
 _INLINE_LIMIT = 256 * 1024
@@ -31,6 +34,32 @@ def _levels(product: Any) -> dict[str, Any]:
 
     levels = levels_of(product_layout(product))
     return {"levels": levels} if levels else {}
+
+
+def register(
+    result: ConvertResult,
+    cat: Catalog,
+    uow: UnitOfWork,
+    placed: Placed,
+    record_id: str,
+    title: str | None,
+    user: str | None,
+    current: Record | None,
+    *,
+    tag: str | None = None,
+) -> None:
+    """Write (or replace) the product's record in the unit of work (``tag``: the name the
+    new snapshot is about to be given)."""
+    record = product_record(
+        result, placed, record_id, title, uow.operation.id, current=current, user=user, tag=tag
+    )
+    result.operation_id = uow.operation.id
+    uow.transition("artifact_write_succeeded")
+    if current is None:
+        cat._write_records(uow, [record])
+    else:
+        record = cat._replace_record(uow, current, record)
+    result.record = record
 
 
 def product_record(

@@ -30,6 +30,7 @@ from arcodex.convert._attrs import AttrFixes
 from arcodex.convert._plan import Plan, PlannedSource, build_plan, jsonable
 from arcodex.convert._product import PROVENANCE_ATTR, Product
 from arcodex.convert._sources import DATASET_SCHEME, SourceRef, SourceScan, scan_source
+from arcodex.convert._spec import IN_MEMORY
 from arcodex.errors import ConversionError
 
 if TYPE_CHECKING:
@@ -228,7 +229,7 @@ def apply(
     progress: Progress | None,
 ) -> tuple[int, str | None]:
     """Write the update; the bytes written and the new snapshot (Icechunk, not yet tagged)."""
-    from arcodex.convert._steps import commit_message
+    from arcodex.convert._commit import commit_message
 
     provenance = _provenance(product, delta)
     delta.plan.attrs[PROVENANCE_ATTR] = json.dumps(jsonable(provenance), sort_keys=True)
@@ -258,7 +259,15 @@ def apply(
 def _provenance(product: Product, delta: Delta) -> dict[str, Any]:
     old = product.provenance()
     summary = delta.plan.summary()
-    return {**old, **summary, "parameters": old.get("parameters", {})}
+    parameters = dict(old.get("parameters", {}))
+    spec = parameters.get("spec")
+    if isinstance(spec, dict) and isinstance(spec.get("sources"), list):
+        # The spec the product is made again from names every source it now holds.
+        urls = [
+            IN_MEMORY if s.url.startswith(DATASET_SCHEME) else s.url for s in delta.plan.sources
+        ]
+        parameters["spec"] = {**spec, "sources": urls}
+    return {**old, **summary, "parameters": parameters}
 
 
 def _old_digests(delta: Delta) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from arcodex.convert._cluster import worker_count
 from arcodex.convert._digest import (
     ChunkDigest,
     Digests,
@@ -15,10 +16,10 @@ from arcodex.convert._digest import (
     grids_of,
     record,
     record_sizes,
-    source_digests,
 )
 from arcodex.convert._plan import Plan
 from arcodex.convert._product import PROVENANCE_ATTR, Product, _quiet
+from arcodex.convert._source_digests import source_digests
 from arcodex.convert._sources import SourceRef
 from arcodex.convert._write import (
     ReadSpec,
@@ -39,11 +40,7 @@ __all__ = ["write_icechunk", "write_virtual", "write_zarr"]
 Progress = Callable[[str, int, int], None]
 
 
-def _workers(client: Any) -> int:
-    try:
-        return max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-    except Exception:
-        return 1
+_workers = worker_count
 
 
 def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] | None:
