@@ -322,3 +322,37 @@ def test_cli_bad_spec_file_is_one_line(tmp_path: Path) -> None:
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "chunk_mb" in lines[0], done.stderr
+
+
+def test_arcodex_run_lists_and_runs_convert_and_update(tmp_path: Path) -> None:
+    write_archive(tmp_path / "src", "regular", files=3)
+    Catalog.create(tmp_path / "cat").close()
+    cat = ["--catalog", "cat"]
+    listed = _cli(*cat, "pipelines", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    steps = {p["name"]: [s["name"] for s in p["steps"]] for p in json.loads(listed.stdout)}
+    names = ["resolve-sources", "scan", "plan", "write", "check", "register"]
+    assert steps["convert"] == names and steps["update"] == names
+    first = ["src/regular_000.nc", "src/regular_001.nc"]
+    options = ["-p", "cluster=threads", "-p", "key=products/tas.zarr"]
+    bad = _cli(*cat, "run", "convert", *first, *options, "-p", "chunk_mb=-1", cwd=tmp_path)
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert bad.returncode == 1 and len(lines) == 1 and "chunk_mb" in lines[0], bad.stderr
+    dry = _cli(*cat, "run", "convert", *first, *options, "--dry-run", "--json", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["dry_run"]
+    product = tmp_path / "cat" / "store" / "products" / "tas.zarr"
+    assert not product.exists()
+    with Catalog.open(tmp_path / "cat") as catalog:
+        assert catalog.count() == 0
+    done = _cli(*cat, "run", "convert", *first, *options, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    made = json.loads(done.stdout)
+    assert made["status"] == "pass" and made["steps"] == 8 and product.exists()
+    more = _cli(
+        *cat, "run", "update", made["record"], "src/*.nc", "-p", "cluster=threads", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert more.returncode == 0, more.stderr
+    assert json.loads(more.stdout)["steps"] == 12
+    assert xr.open_zarr(product).sizes["time"] == 12

@@ -311,9 +311,9 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
                 "(`arcodex init PATH`, --catalog PATH or ARCODEX_CATALOG)"
             )
         cat = None if no_catalog or not _has_catalog(state) else state.catalog()
-        with _refusals(dry_run, "convert", as_json), convert_progress(not as_json) as progress:
+        with refusals(dry_run, "convert", as_json), convert_progress(not as_json) as progress:
             result = run(spec, catalog=cat, progress=progress, dry_run=dry_run)
-        _print_result(result, as_json)
+        print_result(result, as_json)
 
     @engine("check")
     def check(
@@ -391,7 +391,7 @@ def register(app: typer.Typer, command: Callable[..., Any], state_of: Callable[.
 
 
 @contextmanager
-def _refusals(dry_run: bool, action: str, as_json: bool) -> Iterator[None]:
+def refusals(dry_run: bool, action: str, as_json: bool) -> Iterator[None]:
     """Under --dry-run, a refusal is what would happen: said as such (JSON with --json)."""
     from arcodex.errors import ArcodexError
 
@@ -439,9 +439,9 @@ def update_product(
         print_spec_of(spec, as_json)
         return
     cat = state.catalog() if _has_catalog(state) else None
-    with _refusals(dry_run, "update", as_json), convert_progress(not as_json) as progress:
+    with refusals(dry_run, "update", as_json), convert_progress(not as_json) as progress:
         result = run(product, spec, catalog=cat, progress=progress, dry_run=dry_run)
-    _print_result(result, as_json)
+    print_result(result, as_json)
 
 
 #: The options of `arcodex update` that are spec fields (with SOURCES).
@@ -453,7 +453,7 @@ def _has_catalog(state: Any) -> bool:
     return state.catalog_or_none() is not None
 
 
-def _print_result(result: Any, as_json: bool) -> None:
+def print_result(result: Any, as_json: bool) -> None:
     from arcodex.cli._render import console, print_json
 
     if as_json:

@@ -67,6 +67,7 @@ def register(
         from arcodex.cli._parse import nest, parse_assignments
 
         catalog = state_of(ctx).catalog()
+        _register_engine_pipelines()
         if list_all:
             if pipeline is not None or inputs or param or dry_run:
                 raise ValidationError("--list takes no pipeline, inputs or options; drop them")
@@ -77,6 +78,9 @@ def register(
                 "say which pipeline to run: `arcodex run NAME …` (`arcodex pipelines` lists them)"
             )
         params = nest(parse_assignments(param or (), "--param"))
+        if pipeline in ENGINE_PIPELINES:
+            run_engine(pipeline, catalog, inputs or [], params, dry_run=dry_run, as_json=as_json)
+            return
         result = catalog.run_pipeline(pipeline, inputs or (), params=params, dry_run=dry_run)
         print_run(result, as_json)
         if result.refusals:
@@ -85,7 +89,56 @@ def register(
     @command("pipelines", api=("pipelines",))
     def pipelines(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         """List the pipelines this catalog can run, and their steps."""
+        _register_engine_pipelines()
         print_pipelines(state_of(ctx).catalog().pipelines(), as_json)
+
+
+#: The conversion engine's pipelines: their steps hand each other a job that the
+#: engine's own API builds from a spec, so ``run`` hands them to that API.
+ENGINE_PIPELINES = ("convert", "update")
+
+
+def _register_engine_pipelines() -> None:
+    """Make convert and update known to the pipeline registry (importing the engine
+    registers them; the catalog itself may not import the engine)."""
+    import arcodex.convert._pipelines  # noqa: F401
+
+
+def run_engine(
+    name: str,
+    catalog: Any,
+    inputs: list[str],
+    params: dict[str, Any],
+    *,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """``arcodex run convert SOURCE… -p to=zarr`` / ``run update PRODUCT SOURCE…``: the
+    inputs and parameters make a :class:`~arcodex.convert.ConvertSpec`."""
+    from arcodex.cli._convert import convert_progress, print_result, refusals
+    from arcodex.convert import ConvertSpec, convert, update
+
+    if name == "update":
+        if len(inputs) < 2:
+            raise ValidationError(
+                "`arcodex run update` takes the product, then its new sources: "
+                "arcodex run update PRODUCT SOURCE…"
+            )
+        product, sources = inputs[0], inputs[1:]
+    else:
+        if not inputs and "sources" not in params:
+            raise ValidationError(
+                "`arcodex run convert` takes the sources: arcodex run convert SOURCE…"
+            )
+        product, sources = None, inputs
+    fields = {**params, **({"sources": sources} if sources else {})}
+    with refusals(dry_run, name, as_json), convert_progress(not as_json) as progress:
+        spec = ConvertSpec.from_dict(fields)
+        if product is None:
+            result = convert(spec, catalog=catalog, progress=progress, dry_run=dry_run)
+        else:
+            result = update(product, spec, catalog=catalog, progress=progress, dry_run=dry_run)
+    print_result(result, as_json)
 
 
 def print_pipelines(found: list[Pipeline], as_json: bool) -> None:

@@ -282,6 +282,8 @@ def _one_line(exc: pydantic.ValidationError) -> str:
     error = exc.errors()[0]
     where = "".join(f"{p}: " for p in [".".join(str(p) for p in error["loc"])] if p)
     message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    # model_validate runs __init__, whose refusal (a ValueError) pydantic wraps once more.
+    message = message.removeprefix("convert spec: ")
     if error["type"] == "extra_forbidden":
         message = "not a field of a convert spec (see `arcodex schema show convert`)"
     elif error["type"] == "missing":
