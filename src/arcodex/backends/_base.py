@@ -88,6 +88,11 @@ class CatalogBackend(Protocol):
         """How many records match ``query`` (limit and cursor ignored)."""
         ...
 
+    def ids(self, query: Query) -> list[str]:
+        """The ids :meth:`search` would give for ``query`` (its order, its limit and cursor),
+        all of them in one list, without reading the records."""
+        ...
+
     def fields(self, prefix: str | None = None) -> list[FieldSummary]:
         """Metadata paths seen in records that are not deleted."""
         ...

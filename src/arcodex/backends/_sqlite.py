@@ -595,6 +595,13 @@ class SQLiteBackend:
         cursor = encode_cursor(rows[-1]) if more else None
         return Page(records, cursor)
 
+    def ids(self, query: Query) -> list[str]:
+        sql, params, order, _ = self._compile(query)
+        text = f"SELECT r.id {sql} ORDER BY {order}"
+        if query.limit is not None:
+            text += f" LIMIT {int(query.limit)}"
+        return [row[0] for row in self._read(text, params)]
+
     def count(self, query: Query) -> int:
         sql, params, _, _ = self._compile(query.model_copy(update={"cursor": None, "sort": []}))
         return int(self._read(f"SELECT count(*) {sql}", params)[0][0])

@@ -209,6 +209,16 @@ class CatalogReader:
         )
         return self.backend.count(q)
 
+    def ids(self, query: Query | str | Sequence[str] | None = None, **kwargs: Any) -> list[str]:
+        """The ids of the records that match, in search order (same arguments as
+        :meth:`search`; no limit unless given): no record is read, so it is the fast
+        way to list many."""
+        kwargs.setdefault("limit", None)
+        q = self._query(
+            query, **{k: kwargs.pop(k) for k in list(kwargs) if k in _QUERY_KW}, metadata=kwargs
+        )
+        return self.backend.ids(q)
+
     def _query(
         self,
         query: Query | str | Sequence[str] | None,

@@ -87,7 +87,7 @@ class CatalogStore(StoreBase):
         """The ids of the catalog's dataset records; with ``include_attrs`` (id, {name: value})."""
         wanted = self._check("list_data_ids", params)
         if not wanted.include_attrs:
-            return [r.id for r in self._records()]
+            return self.catalog.ids(kind="dataset")
         out = []
         for record in self._records():
             attrs = {"title": record.title, **record.metadata}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -445,6 +447,23 @@ class SearchContract(ContractBase):
     def test_count(self, sample: CatalogBackend, terms: list[str]) -> None:
         query = Query.parse(terms, limit=1)
         assert sample.count(query) == len(search_ids(sample, *terms))
+
+    @pytest.mark.parametrize(
+        ("terms", "options"),
+        [
+            ([], {}),
+            (["site=MHD"], {"sort": ["-year"]}),
+            (["status=deleted"], {}),
+            (["year>2000"], {"sort": ["year"], "limit": 2}),
+            (["never=1"], {}),
+        ],
+    )
+    def test_ids_are_what_search_finds(
+        self, sample: CatalogBackend, terms: list[str], options: dict[str, Any]
+    ) -> None:
+        """``ids`` gives the ids of the records ``search`` gives, in its order and limit."""
+        query = Query.parse(terms, **{"limit": None, **options})
+        assert sample.ids(query) == [r.id for r in sample.search(query).records]
 
     # -- values the index must carry exactly ---------------------------------------------------------
 
