@@ -16,13 +16,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 #: Circles known to remain, each with why; the coordinator empties this as they are fixed.
 #: A circle is written as the sorted tuple of its modules.
-ALLOWED: dict[tuple[str, ...], str] = {
-    ("arcodex.extract._datacube", "arcodex.extract._netcdf"): (
-        "_datacube reaches back into _netcdf for _clean_attrs (lazily); outside convert/, "
-        "no helper of issue 12 owns extract/: move _clean_attrs into _datacube (or a lower "
-        "_attrs module) and drop this entry"
-    ),
-}
+ALLOWED: dict[tuple[str, ...], str] = {}
 
 
 def _module_name(path: Path) -> str:

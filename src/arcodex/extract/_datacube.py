@@ -66,14 +66,14 @@ STAC_ATTRS = (
 def datacube(ds: Any, *, decoded: bool = False) -> dict[str, Any]:
     """The JSON summary of an ``xarray.Dataset`` (see the module docstring); ``decoded``
     says it is CF-decoded already (no xarray needed)."""
-    from arcodex.extract._netcdf import _clean_attrs
+    from arcodex.extract._attrs import clean_attrs
 
     if not decoded:
         ds = _decoded(ds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # all-NaN coordinates: described as indexes
         dims, regular = _dimensions(ds)
-    attrs = _clean_attrs({k: v for k, v in ds.attrs.items() if k in STAC_ATTRS})
+    attrs = clean_attrs({k: v for k, v in ds.attrs.items() if k in STAC_ATTRS})
     return {
         "dimensions": _named(dims),
         "variables": _named(_variables(ds)),

@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import calendar as gregorian
 import importlib.util
-import math
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import PluginError, ValidationError
+from arcodex.extract._attrs import clean_attrs, clean_value, metadata_key
 from arcodex.extract._base import Extracted
 from arcodex.extract._datacube import DATACUBE, datacube_or_none
 
@@ -158,26 +157,29 @@ def _read_with_xarray(path: Path) -> dict[str, Any]:
 def _describe(
     ds: _Data, data_model: str, groups: list[str], has_nc_properties: bool
 ) -> dict[str, Any]:
-    dims = {_key(name): int(size) for name, size in ds.sizes.items()}
+    dims = {metadata_key(name): int(size) for name, size in ds.sizes.items()}
     variables: dict[str, Any] = {}
     for name, var in ds.variables.items():
-        entry: dict[str, Any] = {"dims": [_key(d) for d in var.dims], "dtype": str(var.dtype)}
+        entry: dict[str, Any] = {
+            "dims": [metadata_key(d) for d in var.dims],
+            "dtype": str(var.dtype),
+        }
         for attr in _VAR_ATTRS:
-            value = _clean(var.attrs.get(attr))
+            value = clean_value(var.attrs.get(attr))
             if value is not None:
                 entry[attr] = value
-        variables[_key(name)] = entry
-    attrs = _clean_attrs(ds.attrs)
+        variables[metadata_key(name)] = entry
+    attrs = clean_attrs(ds.attrs)
     info: dict[str, Any] = {
         "format": data_model,
         "dims": dims,
         "variables": variables,
-        "coords": [_key(c) for c in ds.coords],
+        "coords": [metadata_key(c) for c in ds.coords],
         "attrs": attrs,
     }
     unlimited = ds.encoding.get("unlimited_dims") or ()
     if unlimited:
-        info["unlimited_dims"] = sorted(_key(d) for d in unlimited)
+        info["unlimited_dims"] = sorted(metadata_key(d) for d in unlimited)
     if groups:
         info["groups"] = groups
 
@@ -203,59 +205,6 @@ def _describe(
     info["_plain_hdf5"] = data_model.startswith("NETCDF4") and not has_nc_properties and phony
     info["_top"] = top
     return info
-
-
-# -- JSON-safe attributes ----------------------------------------------------
-
-
-def _key(name: Any) -> str:
-    # Metadata keys may not contain dots (dots separate query paths).
-    text = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
-    return text.replace(".", "_") or "_"
-
-
-_DROP = object()
-
-
-def _clean(value: Any) -> Any:
-    """``value`` as plain JSON, or None when nothing of it survives (NaN, inf)."""
-    out = _json(value)
-    return None if out is _DROP else out
-
-
-def _clean_attrs(attrs: Mapping[Any, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in attrs.items():
-        clean = _json(value)
-        if clean is not _DROP:
-            out[_key(key)] = clean
-    return out
-
-
-def _json(value: Any) -> Any:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else _DROP
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, Mapping):
-        return _clean_attrs(value)
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist) and getattr(value, "ndim", None) is not None:
-        # numpy arrays and scalars: tolist() gives Python values (a scalar for 0-d).
-        return _json(tolist())
-    if isinstance(value, list | tuple):
-        items = [_json(item) for item in value]
-        return [item for item in items if item is not _DROP]
-    item = getattr(value, "item", None)
-    if callable(item):
-        return _json(item())
-    return str(value)
 
 
 def _keywords(value: Any) -> list[str]:
@@ -399,7 +348,7 @@ def _time_coverage(ds: _Data) -> tuple[str, str, dict[str, Any]] | None:
     if not (1 <= first.year <= 9999 and 1 <= last.year <= 9999):
         return None
     info = {
-        "name": _key(name),
+        "name": metadata_key(name),
         "units": units,
         "calendar": cal,
         "start": _calendar_iso(first),

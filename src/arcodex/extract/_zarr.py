@@ -98,7 +98,7 @@ class IcechunkExtractor:
 def _describe_zarr(node: Any) -> dict[str, Any]:
     import zarr
 
-    from arcodex.extract._netcdf import _clean_attrs, _key
+    from arcodex.extract._attrs import clean_attrs, metadata_key
 
     arrays: dict[str, Any] = {}
     groups: list[str] = []
@@ -109,17 +109,17 @@ def _describe_zarr(node: Any) -> dict[str, Any]:
     else:
         members = list(node.members(max_depth=None))
         fmt = node.metadata.zarr_format
-        attrs = _clean_attrs(dict(node.attrs))
+        attrs = clean_attrs(dict(node.attrs))
     for name, member in members:
         if isinstance(member, zarr.Array):
             if len(arrays) < _MAX_ARRAYS:
-                arrays[_key(name) or "/"] = {
+                arrays[metadata_key(name) or "/"] = {
                     "shape": list(member.shape),
                     "chunks": list(member.chunks),
                     "shards": list(member.shards) if member.shards else None,
                     "dtype": str(member.dtype),
                     "codecs": _codecs(member),
-                    "attrs": _clean_attrs(dict(member.attrs)),
+                    "attrs": clean_attrs(dict(member.attrs)),
                 }
         else:
             groups.append(name)
