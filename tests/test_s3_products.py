@@ -439,3 +439,81 @@ def test_refused_credentials_are_one_line_without_the_secret(
         f"check ${KEY_ENV} and ${SECRET_ENV}"
     )
     assert S3_SECRET not in done.stderr and S3_KEY_ID not in done.stderr
+
+
+PLAIN_LEVEL = r"""
+import json, sys
+import numpy as np
+import icechunk
+import xarray as xr
+
+out = {}
+for name, item in json.load(open(sys.argv[1])).items():
+    asset = item["assets"]["level-1"]
+    group = asset["xarray:open_kwargs"]["group"]
+    if asset["type"] == "application/vnd+zarr":
+        ds = xr.open_zarr(asset["href"], group=group,
+                          storage_options=asset["xarray:storage_options"])
+    else:
+        storage = icechunk.s3_storage(**asset["icechunk:storage"], from_env=True)
+        session = icechunk.Repository.open(storage).readonly_session(
+            snapshot_id=asset["icechunk:snapshot"])
+        ds = xr.open_zarr(session.store, group=group, consolidated=False)
+    out[name] = ds["tas"].values
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_a_pyramid_on_s3_opens_by_level_with_only_what_was_published(
+    world: dict[str, Any], tmp_path: Path
+) -> None:
+    """Each level of a multi-level product on S3 is an asset a consumer opens with the
+    published options alone (plain xarray/icechunk, the AWS variables, nothing else)."""
+    ids = {}
+    with pytest.MonkeyPatch.context() as patch, _no_aws(patch):
+        patch.setenv(KEY_ENV, S3_KEY_ID)
+        patch.setenv(SECRET_ENV, S3_SECRET)
+        with Catalog.open(world["root"]) as cat:
+            for to in ("zarr", "icechunk"):
+                result = convert(
+                    f"s3://{world['bucket']}/src/*.nc",
+                    to=to,  # type: ignore[arg-type]
+                    catalog=cat,
+                    profile="project",
+                    key=f"products/pyramid.{to}",
+                    source_profile="project",
+                    cluster="threads",
+                    pyramid=2,
+                )
+                assert result.status == "pass", result.report.reasons if result.report else None
+                assert result.record is not None
+                ids[to] = result.record.id
+    items = {}
+    for to, rid in ids.items():
+        resp = httpx.get(f"{world['url']}/search", params={"ids": rid}, timeout=30)
+        (items[to],) = resp.json()["features"]
+    (tmp_path / "items.json").write_text(json.dumps(items))
+    (tmp_path / "plain.py").write_text(PLAIN_LEVEL)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": S3_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+        "AWS_CONFIG_FILE": "/nonexistent/config",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    done = subprocess.run(
+        [sys.executable, "-I", str(tmp_path / "plain.py"), "items.json", "levels.npz"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    want = _want(world, raw=False)["tas"].coarsen(lat=2, lon=2).mean().values
+    with np.load(tmp_path / "levels.npz") as got:
+        for to in ids:
+            assert got[to].shape == (4, 6, 8)
+            np.testing.assert_allclose(got[to], want, rtol=1e-6, err_msg=to)
