@@ -501,62 +501,37 @@ def add(
         ):
             if used:
                 raise ValidationError(f"{flag} does not apply to --external URIs; drop it")
+    # What every form of add takes; files (not URIs) also take the rest.
+    given: dict[str, Any] = {
+        "metadata": metadata,
+        "tags": tags,
+        "title": title,
+        "description": description,
+        "record_ids": ids or None,
+        "schema": schema,
+        "schema_policy": schema_policy,
+        "allow_duplicate": allow_duplicate,
+    }
+    for_files: dict[str, Any] = {
+        "in_place": in_place,
+        "extract": not no_extract,
+        "profile": profile,
+        "require_metadata": require_metadata,
+    }
     if dry_run:
         from arcodex.cli._run import print_run
 
         if ids_only:
             raise ValidationError("--ids does not apply to --dry-run; use --json or the text")
-        run = catalog.plan_add(
-            files,
-            external=external,
-            kind=kind,
-            metadata=metadata,
-            tags=tags,
-            title=title,
-            description=description,
-            record_ids=ids or None,
-            in_place=in_place,
-            extract=not no_extract,
-            profile=profile,
-            schema=schema,
-            schema_policy=schema_policy,
-            require_metadata=require_metadata,
-            allow_duplicate=allow_duplicate,
-        )
+        run = catalog.plan_add(files, external=external, kind=kind, **given, **for_files)
         print_run(run, as_json)
         if run.refusals:
             raise typer.Exit(EXIT_ERROR)
         return
     if external:
-        records = catalog.add_externals(
-            files,
-            kind=kind or "external",
-            metadata=metadata,
-            tags=tags,
-            title=title,
-            description=description,
-            record_ids=ids or None,
-            schema=schema,
-            schema_policy=schema_policy,
-            allow_duplicate=allow_duplicate,
-        )
+        records = catalog.add_externals(files, kind=kind or "external", **given)
     else:
-        records = catalog.add_files(
-            files,
-            kind=kind,
-            metadata=metadata,
-            tags=tags,
-            title=title,
-            description=description,
-            record_ids=ids or None,
-            in_place=in_place,
-            extract=not no_extract,
-            profile=profile,
-            schema=schema,
-            schema_policy=schema_policy,
-            require_metadata=require_metadata,
-            allow_duplicate=allow_duplicate,
-        )
+        records = catalog.add_files(files, kind=kind, **given, **for_files)
     _print_records(
         records,
         as_json=as_json,
