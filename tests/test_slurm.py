@@ -264,3 +264,65 @@ def test_no_submit_command_is_one_clear_error(
     ):
         convert(str(tmp_path / "src" / "*.nc"), to="zarr", dest=tmp_path / "p.zarr", cluster=kind)
     assert not (tmp_path / "p.zarr").exists()
+
+
+# -- groups ---------------------------------------------------------------------------------
+
+MEMBERS_CSV = """id,sources,to,updates,removals
+tas,src/tas/*.nc,zarr,title=Air temperature,history
+ice,src/ice/*.nc,icechunk,,
+bad,src/bad/*.nc,zarr,,
+"""
+
+
+def _group_archive(root: Path) -> None:
+    for i, member in enumerate(("tas", "ice", "bad")):
+        write_archive(root / "src" / member, "regular", files=2, steps=2, seed=i)
+    broken = sorted((root / "src" / "bad").glob("*.nc"))[-1]
+    broken.write_bytes(b"this is not NetCDF")
+    (root / "members.csv").write_text(MEMBERS_CSV)
+
+
+def test_group_runs_its_members_in_slurm_jobs(slurm: LocalSlurm, tmp_path: Path) -> None:
+    from distributed import get_task_stream
+
+    from arcodex.convert._cluster import open_client
+    from arcodex.groups import group_status, init_group, run_group
+
+    _group_archive(tmp_path)
+    name = _name()
+    with (
+        Catalog.create(tmp_path / "cat") as cat,
+        open_client("slurm", config={**_settings(tmp_path, name), "jobs": 2}) as client,
+    ):
+        init_group(cat, "arch", tmp_path / "members.csv")
+        with get_task_stream(client) as stream:
+            run = run_group(cat, "arch", cluster=client)
+        job_of = client.run(JOB_ID)
+        outcome = {m.id: m for m in run.members}
+        assert outcome["tas"].status == "done" and outcome["ice"].status == "done", outcome
+        assert outcome["bad"].status == "failed"  # alone: the others finished
+        assert group_status(cat, "arch").counts["done"] == 2
+        ran_on = {task["worker"] for task in stream.data}
+        assert ran_on and all(job_of[worker] for worker in ran_on), (job_of, ran_on)
+    assert _gone(slurm, name) == []
+
+
+def test_cli_group_run_on_slurm(slurm: LocalSlurm, tmp_path: Path) -> None:
+    import json
+
+    _group_archive(tmp_path)
+    (tmp_path / "members.csv").write_text(MEMBERS_CSV.replace("bad,src/bad/*.nc,zarr,,\n", ""))
+    name = _name()
+    root = tmp_path / "cat"
+    config = CatalogConfig(cluster=ClusterConfig(**_settings(tmp_path, name)))
+    Catalog.create(root, config=config).close()
+    made = _cli("group", "init", "arch", "--from", "../members.csv", cwd=root)
+    assert made.returncode == 0, made.stderr
+    run = _cli("group", "run", "arch", "--cluster", "slurm", "--json", cwd=root)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["counts"]["done"] == 2
+    status = json.loads(_cli("group", "status", "arch", "--json", cwd=root).stdout)
+    assert status["counts"]["done"] == 2
+    assert len(_jobs_that_ran(tmp_path / "jobs", name)) == 1
+    assert _gone(slurm, name) == []
