@@ -326,3 +326,21 @@ def test_cli_group_run_on_slurm(slurm: LocalSlurm, tmp_path: Path) -> None:
     assert status["counts"]["done"] == 2
     assert len(_jobs_that_ran(tmp_path / "jobs", name)) == 1
     assert _gone(slurm, name) == []
+
+
+def test_readme_batch_settings_are_taken_as_written() -> None:
+    """The README's SLURM and PBS examples pass dask-jobqueue's arguments as it spells them."""
+    import yaml
+
+    from arcodex.convert._batch import BATCH_SYSTEMS, job_options
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("### On a batch system (SLURM, PBS)", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```yaml\n")[1:]]
+    kinds = []
+    for block in blocks:
+        settings = ClusterConfig(**yaml.safe_load(block)["cluster"])
+        options = job_options(BATCH_SYSTEMS[settings.kind], settings, threads=1, memory_limit=None)
+        kinds.append(settings.kind)
+        assert options["processes"] == options["cores"]  # one thread per worker process
+    assert kinds == ["slurm", "pbs"]

@@ -231,8 +231,8 @@ def _wait_for_workers(
             states = _job_states(system, ids)
             if states is not None and not any(s.split()[0] in ALIVE for s in states.values()):
                 raise ConversionError(
-                    f"the {system.kind} jobs {', '.join(ids)} ended before a Dask worker "
-                    f"joined ({_listed(states)}); their output is in {logs}"
+                    f"the {system.kind} jobs ended before a Dask worker joined "
+                    f"({_listed(states)}); their output is in {logs}"
                 )
         if now >= deadline:
             if joined:
@@ -244,10 +244,10 @@ def _wait_for_workers(
                 )
                 return
             states = _job_states(system, ids) if ids else None
+            jobs_now = _listed(states) if states else ", ".join(f"job {i}" for i in ids)
             raise ConversionError(
-                f"no Dask worker joined within {timeout:.0f} s: jobs "
-                f"{_listed(states) if states else ', '.join(ids) or 'none submitted'} "
-                f"(see `{system.status}`); raise cluster.start_timeout or pick another queue"
+                f"no Dask worker joined within {timeout:.0f} s ({jobs_now or 'no job submitted'}"
+                f"; see `{system.status}`): raise cluster.start_timeout or pick another queue"
             )
         time.sleep(0.25)
 
@@ -279,7 +279,7 @@ def _job_states(system: BatchSystem, ids: list[str]) -> dict[str, str] | None:
 
 
 def _listed(states: dict[str, str]) -> str:
-    return ", ".join(f"{job} {state}" for job, state in states.items())
+    return ", ".join(f"job {job} {state}" for job, state in states.items())
 
 
 def _submit_error(exc: BaseException) -> str:
