@@ -344,3 +344,21 @@ def test_readme_batch_settings_are_taken_as_written() -> None:
         kinds.append(settings.kind)
         assert options["processes"] == options["cores"]  # one thread per worker process
     assert kinds == ["slurm", "pbs"]
+
+
+def test_job_options_fill_from_settings_site_config_then_defaults() -> None:
+    import dask
+
+    from arcodex.convert._batch import BATCH_SYSTEMS, job_options
+
+    slurm = BATCH_SYSTEMS["slurm"]
+    plain = job_options(slurm, ClusterConfig(kind="slurm"), threads=1, memory_limit=None)
+    assert plain["cores"] == 1 and plain["processes"] == 1 and plain["memory"] == "4.00GiB"
+    assert plain["walltime"] == "01:00:00" and plain["job_name"] == "arcodex"
+    sized = ClusterConfig(kind="slurm", jobqueue={"cores": 8, "job-extra-directives": ["-x"]})
+    options = job_options(slurm, sized, threads=2, memory_limit="3GiB")
+    assert options["processes"] == 4 and options["memory"] == "12.00GiB"
+    assert options["job_extra_directives"] == ["-x"]
+    with dask.config.set({"jobqueue.slurm.walltime": "08:00:00", "jobqueue.slurm.memory": "9GiB"}):
+        site = job_options(slurm, ClusterConfig(kind="slurm"), threads=1, memory_limit=None)
+    assert site["walltime"] == "08:00:00" and site["memory"] == "9GiB"

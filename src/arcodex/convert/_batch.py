@@ -108,7 +108,9 @@ def batch_client(
 def job_options(
     system: BatchSystem, settings: ClusterConfig, *, threads: int, memory_limit: str | None
 ) -> dict[str, Any]:
-    """The arguments of the dask-jobqueue cluster: ``settings.jobqueue`` over arcodex's defaults."""
+    """The arguments of the dask-jobqueue cluster: ``settings.jobqueue``, then the site's dask
+    jobqueue config, then arcodex's defaults."""
+    import dask
     from dask.utils import format_bytes, parse_bytes
 
     given = {str(k).replace("-", "_"): v for k, v in settings.jobqueue.items()}
@@ -121,21 +123,28 @@ def job_options(
                 f"unknown cluster.jobqueue setting {key!r} for {system.kind}: {hint}it takes "
                 f"the arguments of dask-jobqueue's {system.cluster_class}"
             )
-    processes = given.get("processes")
-    cores = given.get("cores")
+    # A site's dask config (~/.config/dask/jobqueue.yaml) fills what arcodex.yaml leaves out.
+    site = dict(dask.config.get(f"jobqueue.{system.kind}", None) or {})
+    processes = given.get("processes", site.get("processes"))
+    cores = given.get("cores", site.get("cores"))
     if cores is None:
         cores = threads * (processes or 1)
     if processes is None:
         processes = max(1, int(cores) // threads)
-    per_worker = memory_limit if memory_limit not in (None, "auto") else DEFAULT_WORKER_MEMORY
-    memory = format_bytes(parse_bytes(str(per_worker)) * processes).replace(" ", "")
+    memory = given.get("memory", site.get("memory"))
+    if memory is None:
+        per_worker = memory_limit if memory_limit not in (None, "auto") else DEFAULT_WORKER_MEMORY
+        memory = format_bytes(parse_bytes(str(per_worker)) * processes).replace(" ", "")
+    walltime = site.get("walltime")
+    name = site.get("name")
     scheduler = {"dashboard_address": ":0", **dict(given.pop("scheduler_options", None) or {})}
     return {
         "cores": cores,
         "processes": processes,
         "memory": memory,
-        "walltime": DEFAULT_WALLTIME,
-        "job_name": "arcodex",
+        # dask-jobqueue's own defaults (30 minutes, dask-worker) give way to arcodex's.
+        "walltime": walltime if walltime not in (None, "00:30:00") else DEFAULT_WALLTIME,
+        "job_name": name if name not in (None, "dask-worker") else "arcodex",
         **given,
         "scheduler_options": scheduler,
     }
