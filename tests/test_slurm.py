@@ -362,3 +362,36 @@ def test_job_options_fill_from_settings_site_config_then_defaults() -> None:
     with dask.config.set({"jobqueue.slurm.walltime": "08:00:00", "jobqueue.slurm.memory": "9GiB"}):
         site = job_options(slurm, ClusterConfig(kind="slurm"), threads=1, memory_limit=None)
     assert site["walltime"] == "08:00:00" and site["memory"] == "9GiB"
+
+
+#: Opens a SLURM cluster with the settings in argv[1] (JSON), says so, and waits to be killed.
+HOLD = """\
+import json, sys, time
+from arcodex.convert._cluster import open_client
+with open_client("slurm", config=json.loads(sys.argv[1])) as client:
+    print(len(client.scheduler_info(n_workers=-1)["workers"]), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_jobs_of_a_killed_run_end_by_themselves(slurm: LocalSlurm, tmp_path: Path) -> None:
+    import json
+    import signal
+
+    name = _name()
+    settings = _settings(tmp_path, name, death_timeout=3)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD, json.dumps(settings)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            assert proc.stdout.readline().strip() == "1"  # its worker joined
+            assert len(slurm.jobs(name)) == 1
+        finally:
+            proc.send_signal(signal.SIGKILL)  # no clean-up of any kind
+    assert _gone(slurm, name, timeout=45) == [], "the worker left when its scheduler died"
