@@ -72,6 +72,19 @@ def _cli(
     )
 
 
+def _arcodex(*args: str, catalog: Path) -> Any:
+    """The CLI in this process (``arcodex --catalog CATALOG ARGS``): a result with
+    ``returncode``, ``stdout`` and ``stderr`` as a subprocess has."""
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from arcodex.cli import app
+
+    done = CliRunner().invoke(app, ["--catalog", str(catalog), *args])
+    return SimpleNamespace(returncode=done.exit_code, stdout=done.stdout, stderr=done.stderr)
+
+
 @pytest.fixture
 def group(tmp_path: Path) -> tuple[Catalog, Path]:
     _archive(tmp_path)
@@ -306,19 +319,20 @@ def test_cli_init_status_show_and_run(tmp_path: Path) -> None:
     (tmp_path / "members.csv").write_text(
         "id,sources,updates\ntas,src/tas/*.nc,title=T\nbad,src/bad/*.nc,\n"
     )
-    assert _cli("init", "cat", cwd=tmp_path).returncode == 0
     cat = tmp_path / "cat"
-    made = _cli("group", "init", "g", "--from", "../members.csv", "--set", "to=icechunk", cwd=cat)
+    Catalog.create(cat).close()
+    members = str(tmp_path / "members.csv")
+    made = _arcodex("group", "init", "g", "--from", members, "--set", "to=icechunk", catalog=cat)
     assert made.returncode == 0, made.stderr
     assert "2 members pending" in made.stdout
 
-    run = _cli("group", "run", "g", "--cluster", "threads", "--json", cwd=cat)
+    run = _arcodex("group", "run", "g", "--cluster", "threads", "--json", catalog=cat)
     assert run.returncode == 1, run.stderr
     result = json.loads(run.stdout)
     assert set(result) == {"name", "phase", "ok", "counts", "seconds", "members"}
     assert result["counts"]["done"] == 1 and result["counts"]["failed"] == 1
 
-    status = json.loads(_cli("group", "status", "g", "--json", cwd=cat).stdout)
+    status = json.loads(_arcodex("group", "status", "g", "--json", catalog=cat).stdout)
     assert set(status) == {
         "name",
         "title",
@@ -342,24 +356,152 @@ def test_cli_init_status_show_and_run(tmp_path: Path) -> None:
         "updated_at",
         "stale",
     }
-    table = _cli("group", "status", "g", cwd=cat)
+    table = _arcodex("group", "status", "g", catalog=cat)
     assert "tas" in table.stdout and "failed" in table.stdout and "1 done" in table.stdout
 
-    shown = json.loads(_cli("group", "show", "g", "tas", "--json", cwd=cat).stdout)
+    shown = json.loads(_arcodex("group", "show", "g", "tas", "--json", catalog=cat).stdout)
     assert shown["check"]["status"] == "pass" and shown["scan"]["sources"] == 2
     assert shown["spec"]["to"] == "icechunk" and shown["log"]
-    text = _cli("group", "show", "g", "bad", cwd=cat)
+    text = _arcodex("group", "show", "g", "bad", catalog=cat)
     assert "failed after scan" in text.stdout
 
-    listed = json.loads(_cli("group", "list", "--json", cwd=cat).stdout)
+    listed = json.loads(_arcodex("group", "list", "--json", catalog=cat).stdout)
     assert [(g["name"], g["total"]) for g in listed] == [("g", 2)]
 
-    unknown = _cli("group", "status", "nope", cwd=cat)
+    unknown = _arcodex("group", "status", "nope", catalog=cat)
     assert unknown.returncode != 0 and "arcodex group list" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
-    member = _cli("group", "show", "g", "zz", cwd=cat)
+    member = _arcodex("group", "show", "g", "zz", catalog=cat)
     assert "no member 'zz'" in member.stderr
-    badfile = _cli("group", "init", "h", "--from", "nothing.csv", cwd=cat)
+    badfile = _arcodex("group", "init", "h", "--from", str(tmp_path / "nothing.csv"), catalog=cat)
     assert badfile.returncode != 0 and "cannot read the members file" in badfile.stderr
-    badset = _cli("group", "init", "h", "--from", "../members.csv", "--set", "to", cwd=cat)
+    badset = _arcodex("group", "init", "h", "--from", members, "--set", "to", catalog=cat)
     assert "write FIELD=VALUE" in badset.stderr
+
+
+@pytest.mark.parametrize(
+    ("phase", "kill_at", "adopted"),
+    [
+        # A conversion killed while it writes: its partial product goes with recover.
+        ("run", "artifact_write_succeeded", False),
+        # Killed right after one conversion committed, before its member was written done:
+        # the next run adopts that product instead of converting again.
+        ("compute", "committed", True),
+    ],
+)
+def test_a_killed_run_recovers_and_resumes_without_duplicates(
+    tmp_path: Path, phase: str, kill_at: str, adopted: bool
+) -> None:
+    names = ("m1", "m2", "m3", "m4")
+    _archive(tmp_path, names)
+    (tmp_path / "members.csv").write_text(
+        "id,sources,to\n" + "".join(f"{n},src/{n}/*.nc,zarr\n" for n in names)
+    )
+    cat = tmp_path / "cat"
+    Catalog.create(cat).close()
+    members = str(tmp_path / "members.csv")
+    assert _arcodex("group", "init", "g", "--from", members, catalog=cat).returncode == 0
+    if phase == "compute":
+        scanned = _arcodex(
+            "group", "run", "g", "--phase", "scan", "--cluster", "threads", catalog=cat
+        )
+        assert scanned.returncode == 0, scanned.stderr
+    before = json.loads(_arcodex("group", "status", "g", "--json", catalog=cat).stdout)
+
+    killed = _cli(  # a process of its own, to be killed
+        "group",
+        "run",
+        "g",
+        "--phase",
+        phase,
+        "--cluster",
+        "threads",
+        cwd=cat,
+        env={"ARCODEX_KILL_AT": kill_at},
+    )
+    assert killed.returncode == -9, killed.stderr
+    during = json.loads(_arcodex("group", "status", "g", "--json", catalog=cat).stdout)
+    # The dead process's members are shown as they were, and block nothing.
+    assert any(m["stale"] for m in during["members"])
+
+    recovered = _arcodex("recover", "--json", catalog=cat)
+    assert recovered.returncode == 0, recovered.stderr
+    after = json.loads(_arcodex("group", "status", "g", "--json", catalog=cat).stdout)
+    assert after["counts"]["running"] == 0
+    assert not any(m["stale"] for m in after["members"])
+    # Every member is done with a phase the killed run finished, or back as it was before.
+    was = {m["id"]: (m["status"], m["phase"]) for m in before["members"]}
+    for m in after["members"]:
+        finished = ("done", "scan") if phase == "run" else was[m["id"]]
+        assert (m["status"], m["phase"]) in (was[m["id"]], finished), m
+    if phase == "compute":
+        assert [(m["status"], m["phase"]) for m in after["members"]] == list(was.values())
+    with Catalog.open(cat) as opened:
+        committed = _products(opened, "g")
+        assert all(len(v) == 1 for v in committed.values())
+        assert bool(committed) == adopted
+        doctor = opened.doctor()
+        assert not doctor.incomplete_operations and not doctor.orphaned_files
+
+    resumed = _arcodex(
+        "group", "run", "g", "--phase", phase, "--cluster", "threads", "--json", catalog=cat
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["counts"]["done"] == len(names)
+    reasons = [m["reason"] for m in result["members"]]
+    # (Threads may commit a second conversion before the kill lands.)
+    assert reasons.count("adopted the product an earlier run made") == len(committed)
+    with Catalog.open(cat) as opened:
+        final = _products(opened, "g")
+        assert sorted(final) == list(names) and all(len(v) == 1 for v in final.values())
+        assert all(final[member] == ids for member, ids in committed.items())
+
+
+def test_a_record_written_ahead_is_put_back_by_rollback_and_by_recover(tmp_path: Path) -> None:
+    """The catalog's generic mechanism under member status: ``_stage_record`` writes at
+    once, and the unit's rollback (in process) or ``recover`` (after a kill) undoes it."""
+    from arcodex.model import Record
+
+    with Catalog.create(tmp_path / "cat") as cat:
+        (record,) = cat.add_records([Record(kind="note", metadata={"state": "before"})])
+
+        def staged(current: Record) -> Record:
+            return current.model_copy(
+                update={"metadata": {"state": "ahead"}, "version": current.version + 1}
+            )
+
+        seen: list[dict[str, Any]] = []
+
+        def stop_part_way() -> None:
+            with cat.unit_of_work("demo") as uow:
+                cat._stage_record(uow, record, staged(record))
+                seen.append(cat.get(record.id).metadata)
+                raise RuntimeError("stop")
+
+        with pytest.raises(RuntimeError, match="stop"):
+            stop_part_way()
+        assert seen == [{"state": "ahead"}]
+        assert cat.get(record.id).metadata == {"state": "before"}
+
+    code = (
+        "import os, signal, sys\n"
+        "from arcodex.catalog import Catalog\n"
+        "cat = Catalog.open(sys.argv[1])\n"
+        "rec = cat.get(sys.argv[2])\n"
+        "new = rec.model_copy(update={'metadata': {'state': 'ahead'}, 'version': rec.version + 1})\n"
+        "with cat.unit_of_work('demo') as uow:\n"
+        "    cat._stage_record(uow, rec, new)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    killed = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "cat"), record.id], env=env, timeout=60
+    )
+    assert killed.returncode == -9
+    with Catalog.open(tmp_path / "cat") as cat:
+        assert cat.get(record.id).metadata == {"state": "ahead"}
+        (recovery,) = cat.recover()
+        assert recovery.decision == "roll_back" and recovery.restored == [f"record {record.id}"]
+        assert cat.get(record.id).metadata == {"state": "before"}
+        assert cat.recover() == []

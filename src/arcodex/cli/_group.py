@@ -245,6 +245,9 @@ def _run_table(run: dict[str, Any]) -> None:
     from arcodex.cli._render import console
 
     out = console()
+    if not run["members"]:
+        out.print(f"group {run['name']} {run['phase']}: no member to run", markup=False)
+        return
     for m in run["members"]:
         reason = f"  {m['reason']}" if m.get("reason") else ""
         out.print(
