@@ -431,10 +431,14 @@ class Answers:
             return f"ANSWERS DIFFER ({len(self.problems)}), so no ratio is printed:\n  " + (
                 "\n  ".join(self.problems[:40])
             )
+        pairs = (
+            f"; {self.pairs} group products equal the sequential run's product of the same member"
+            if self.pairs
+            else ""
+        )
         return (
             f"answers: {self.products} products open with xarray and equal their sources "
-            f"(time axis, lat/lon, every value of tas); {self.pairs} group products equal the "
-            "sequential run's product of the same member"
+            f"(time axis, lat/lon, every value of tas){pairs}"
         )
 
 
