@@ -158,8 +158,9 @@ def test_fixing_a_broken_source_then_only_failed_completes_it(group: Any) -> Non
     products = _products(cat, "arch")
 
     # Nothing changed: --only failed runs only the failed member, which fails again.
-    again = run_group(cat, "arch", only="failed", cluster="threads")
+    again = run_group(cat, "arch", only="failed", retries=1, cluster="threads")
     assert [m.id for m in again.members] == ["bad"] and again.exit_code == 1
+    assert again.members[0].attempts == 2  # the retry ran, and failed the same way
 
     # The source is fixed: it completes, and nobody else is touched.
     broken.unlink()
@@ -304,10 +305,31 @@ def test_the_group_products_make_one_stac_collection(group: Any) -> None:
     ids = {d["id"] for d in docs.values() if d.get("type") == "Feature"}
     assert ids == set(_products(cat, "arch")["tas"] + _products(cat, "arch")["ice"])
 
-    # A third member finishing joins the same Collection.
+    # The STAC API serves it, and a member finishing joins the same Collection.
+    pytest.importorskip("stac_fastapi.api")
+    import asyncio
+
+    import httpx
+
+    from arcodex.server import create_app
+
+    async def served() -> tuple[list[str], list[str]]:
+        transport = httpx.ASGITransport(app=create_app(cat.root))
+        async with httpx.AsyncClient(transport=transport, base_url="http://arcodex") as http:
+            listed = (await http.get("/stac/collections")).json()["collections"]
+            items = (await http.get("/stac/collections/arch/items")).json()["features"]
+            assert {f["collection"] for f in items} == {"arch"}
+            return [c["id"] for c in listed], sorted(f["id"] for f in items)
+
+    listed, items = asyncio.run(served())
+    assert listed == ["arch"] and len(items) == 2
     run_group(cat, "arch", phase="compute", members=["refs"], cluster="threads")
     docs = build_documents(cat, open_data=False)
     assert len([k for k in docs if k.startswith("arch/") and k != "arch/collection.json"]) == 3
+    listed, items = asyncio.run(served())
+    assert listed == ["arch"] and items == sorted(
+        i for ids in _products(cat, "arch").values() for i in ids
+    )
     # The group is searchable as a collection record.
     found = cat.search(kind="collection").records
     assert [r.metadata["group"]["name"] for r in found] == ["arch"]
@@ -505,3 +527,17 @@ def test_a_record_written_ahead_is_put_back_by_rollback_and_by_recover(tmp_path:
         assert recovery.decision == "roll_back" and recovery.restored == [f"record {record.id}"]
         assert cat.get(record.id).metadata == {"state": "before"}
         assert cat.recover() == []
+
+
+def test_a_gap_in_time_makes_the_member_warn_not_fail(tmp_path: Path) -> None:
+    files = write_archive(tmp_path / "src" / "gap", "regular", files=3, steps=2)
+    files[1].unlink()  # two days missing between the first file and the last
+    with Catalog.create(tmp_path / "cat") as cat:
+        init_group(cat, "w", [{"id": "gap", "sources": str(tmp_path / "src/gap/*.nc")}])
+        run = run_group(cat, "w", cluster="threads")
+        (member,) = run.members
+        assert member.status == "warn" and member.phase == "validate", member
+        assert "gap" in str(member.reason).lower() or "missing" in str(member.reason).lower()
+        assert run.exit_code == 0 and group_status(cat, "w").counts["warn"] == 1
+        # A warn is finished: the next run skips it.
+        assert run_group(cat, "w", cluster="threads").members[0].status == "skipped"
