@@ -351,7 +351,7 @@ def test_cli_init_status_show_and_run(tmp_path: Path) -> None:
     run = _arcodex("group", "run", "g", "--cluster", "threads", "--json", catalog=cat)
     assert run.returncode == 1, run.stderr
     result = json.loads(run.stdout)
-    assert set(result) == {"name", "phase", "ok", "counts", "seconds", "members"}
+    assert set(result) == {"name", "phase", "ok", "counts", "seconds", "recovered", "members"}
     assert result["counts"]["done"] == 1 and result["counts"]["failed"] == 1
 
     status = json.loads(_arcodex("group", "status", "g", "--json", catalog=cat).stdout)
@@ -468,7 +468,7 @@ def test_a_killed_run_recovers_and_resumes_without_duplicates(
     resumed = _arcodex(
         "group", "run", "g", "--phase", phase, "--cluster", "threads", "--json", catalog=cat
     )
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 0, resumed.stdout
     result = json.loads(resumed.stdout)
     assert result["counts"]["done"] == len(names)
     reasons = [m["reason"] for m in result["members"]]
@@ -478,6 +478,40 @@ def test_a_killed_run_recovers_and_resumes_without_duplicates(
         final = _products(opened, "g")
         assert sorted(final) == list(names) and all(len(v) == 1 for v in final.values())
         assert all(final[member] == ids for member, ids in committed.items())
+
+
+def test_a_run_after_a_kill_is_not_blocked_and_a_later_recover_keeps_its_work(
+    tmp_path: Path,
+) -> None:
+    names = ("m1", "m2", "m3")
+    _archive(tmp_path, names)
+    cat = tmp_path / "cat"
+    Catalog.create(cat).close()
+    rows = [{"id": n, "sources": str(tmp_path / "src" / n / "*.nc")} for n in names]
+    init_group(cat, "g", rows)
+    killed = _cli(
+        "group",
+        "run",
+        "g",
+        "--cluster",
+        "threads",
+        cwd=cat,
+        env={"ARCODEX_KILL_AT": "artifact_write_succeeded"},
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert any(m.stale for m in group_status(cat, "g").members)
+
+    # No recover first: the run recovers what the dead process left, then runs everything.
+    run = run_group(cat, "g", cluster="threads")
+    assert run.recovered
+    assert [m.status for m in run.members] == ["done"] * 3, [m.reason for m in run.members]
+    with Catalog.open(cat) as opened:
+        assert opened.recover() == []
+        assert [m.status for m in group_status(opened, "g").members] == ["done"] * 3
+        assert sorted(_products(opened, "g")) == list(names)
+        assert all(len(v) == 1 for v in _products(opened, "g").values())
+        doctor = opened.doctor()
+        assert not doctor.incomplete_operations and not doctor.orphaned_files
 
 
 def test_a_record_written_ahead_is_put_back_by_rollback_and_by_recover(tmp_path: Path) -> None:
@@ -523,10 +557,22 @@ def test_a_record_written_ahead_is_put_back_by_rollback_and_by_recover(tmp_path:
     assert killed.returncode == -9
     with Catalog.open(tmp_path / "cat") as cat:
         assert cat.get(record.id).metadata == {"state": "ahead"}
+        assert cat.recover(dry_run=True)[0].would_restore == [f"record {record.id}"]
         (recovery,) = cat.recover()
         assert recovery.decision == "roll_back" and recovery.restored == [f"record {record.id}"]
         assert cat.get(record.id).metadata == {"state": "before"}
         assert cat.recover() == []
+
+    # A record someone changed after the killed write is left as they made it.
+    killed = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "cat"), record.id], env=env, timeout=60
+    )
+    assert killed.returncode == -9
+    with Catalog.open(tmp_path / "cat") as cat:
+        cat.update(record.id, set={"state": "later"})
+        (recovery,) = cat.recover()
+        assert recovery.restored == [] and recovery.kept[0]["where"] == f"record {record.id}"
+        assert cat.get(record.id).metadata == {"state": "later"}
 
 
 def test_a_gap_in_time_makes_the_member_warn_not_fail(tmp_path: Path) -> None:
