@@ -119,6 +119,9 @@ NOT_RUN = {
     "`python -m arcodex.demo` (run by test_extract_netcdf.py::test_demo_runs_end_to_end) and "
     "the whole suite (.ci/run), which this test is part of",
     "how-a-catalog-is-laid-out-text": "a picture of a catalog's directory, not a command",
+    "on-a-batch-system-slurm-pbs-bash": "needs a batch system: tests/test_slurm.py runs "
+    "`arcodex convert` and `arcodex group run` with `--cluster slurm` on a real one-node SLURM "
+    "cluster and checks that no job is left in squeue",
     "plugins-toml": "a plugin's pyproject.toml excerpt: tests/test_plugins.py installs a "
     "plugin declared the same way and checks this block declares it so",
 }
