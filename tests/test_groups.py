@@ -587,3 +587,25 @@ def test_a_gap_in_time_makes_the_member_warn_not_fail(tmp_path: Path) -> None:
         assert run.exit_code == 0 and group_status(cat, "w").counts["warn"] == 1
         # A warn is finished: the next run skips it.
         assert run_group(cat, "w", cluster="threads").members[0].status == "skipped"
+
+
+def test_a_file_one_thread_reads_is_not_closed_by_another(tmp_path: Path) -> None:
+    """Conversions of a group run in threads of one process: the few source files kept
+    open are per thread, so one thread making room never closes a file under another."""
+    import threading
+
+    from arcodex.convert._sources import SourceRef, open_raw
+
+    files = write_archive(tmp_path / "src", "regular", files=6, steps=2)
+    mine = open_raw(SourceRef(str(files[0])))
+    first = mine.read("tas", (slice(0, 1), slice(0, 2), slice(0, 2))).copy()
+
+    def elsewhere() -> None:
+        for path in files[1:]:  # more files than are kept open
+            open_raw(SourceRef(str(path))).read("tas", (slice(0, 1), slice(0, 1), slice(0, 1)))
+
+    other = threading.Thread(target=elsewhere)
+    other.start()
+    other.join()
+    again = mine.read("tas", (slice(0, 1), slice(0, 2), slice(0, 2)))
+    assert (again == first).all()
