@@ -158,8 +158,9 @@ def test_fixing_a_broken_source_then_only_failed_completes_it(group: Any) -> Non
     products = _products(cat, "arch")
 
     # Nothing changed: --only failed runs only the failed member, which fails again.
-    again = run_group(cat, "arch", only="failed", cluster="threads")
+    again = run_group(cat, "arch", only="failed", retries=1, cluster="threads")
     assert [m.id for m in again.members] == ["bad"] and again.exit_code == 1
+    assert again.members[0].attempts == 2  # the retry ran, and failed the same way
 
     # The source is fixed: it completes, and nobody else is touched.
     broken.unlink()
@@ -304,10 +305,31 @@ def test_the_group_products_make_one_stac_collection(group: Any) -> None:
     ids = {d["id"] for d in docs.values() if d.get("type") == "Feature"}
     assert ids == set(_products(cat, "arch")["tas"] + _products(cat, "arch")["ice"])
 
-    # A third member finishing joins the same Collection.
+    # The STAC API serves it, and a member finishing joins the same Collection.
+    pytest.importorskip("stac_fastapi.api")
+    import asyncio
+
+    import httpx
+
+    from arcodex.server import create_app
+
+    async def served() -> tuple[list[str], list[str]]:
+        transport = httpx.ASGITransport(app=create_app(cat.root))
+        async with httpx.AsyncClient(transport=transport, base_url="http://arcodex") as http:
+            listed = (await http.get("/stac/collections")).json()["collections"]
+            items = (await http.get("/stac/collections/arch/items")).json()["features"]
+            assert {f["collection"] for f in items} == {"arch"}
+            return [c["id"] for c in listed], sorted(f["id"] for f in items)
+
+    listed, items = asyncio.run(served())
+    assert listed == ["arch"] and len(items) == 2
     run_group(cat, "arch", phase="compute", members=["refs"], cluster="threads")
     docs = build_documents(cat, open_data=False)
     assert len([k for k in docs if k.startswith("arch/") and k != "arch/collection.json"]) == 3
+    listed, items = asyncio.run(served())
+    assert listed == ["arch"] and items == sorted(
+        i for ids in _products(cat, "arch").values() for i in ids
+    )
     # The group is searchable as a collection record.
     found = cat.search(kind="collection").records
     assert [r.metadata["group"]["name"] for r in found] == ["arch"]
@@ -329,7 +351,7 @@ def test_cli_init_status_show_and_run(tmp_path: Path) -> None:
     run = _arcodex("group", "run", "g", "--cluster", "threads", "--json", catalog=cat)
     assert run.returncode == 1, run.stderr
     result = json.loads(run.stdout)
-    assert set(result) == {"name", "phase", "ok", "counts", "seconds", "members"}
+    assert set(result) == {"name", "phase", "ok", "counts", "seconds", "recovered", "members"}
     assert result["counts"]["done"] == 1 and result["counts"]["failed"] == 1
 
     status = json.loads(_arcodex("group", "status", "g", "--json", catalog=cat).stdout)
@@ -446,7 +468,7 @@ def test_a_killed_run_recovers_and_resumes_without_duplicates(
     resumed = _arcodex(
         "group", "run", "g", "--phase", phase, "--cluster", "threads", "--json", catalog=cat
     )
-    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.returncode == 0, resumed.stdout
     result = json.loads(resumed.stdout)
     assert result["counts"]["done"] == len(names)
     reasons = [m["reason"] for m in result["members"]]
@@ -456,6 +478,40 @@ def test_a_killed_run_recovers_and_resumes_without_duplicates(
         final = _products(opened, "g")
         assert sorted(final) == list(names) and all(len(v) == 1 for v in final.values())
         assert all(final[member] == ids for member, ids in committed.items())
+
+
+def test_a_run_after_a_kill_is_not_blocked_and_a_later_recover_keeps_its_work(
+    tmp_path: Path,
+) -> None:
+    names = ("m1", "m2", "m3")
+    _archive(tmp_path, names)
+    cat = tmp_path / "cat"
+    Catalog.create(cat).close()
+    rows = [{"id": n, "sources": str(tmp_path / "src" / n / "*.nc")} for n in names]
+    init_group(cat, "g", rows)
+    killed = _cli(
+        "group",
+        "run",
+        "g",
+        "--cluster",
+        "threads",
+        cwd=cat,
+        env={"ARCODEX_KILL_AT": "artifact_write_succeeded"},
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert any(m.stale for m in group_status(cat, "g").members)
+
+    # No recover first: the run recovers what the dead process left, then runs everything.
+    run = run_group(cat, "g", cluster="threads")
+    assert run.recovered
+    assert [m.status for m in run.members] == ["done"] * 3, [m.reason for m in run.members]
+    with Catalog.open(cat) as opened:
+        assert opened.recover() == []
+        assert [m.status for m in group_status(opened, "g").members] == ["done"] * 3
+        assert sorted(_products(opened, "g")) == list(names)
+        assert all(len(v) == 1 for v in _products(opened, "g").values())
+        doctor = opened.doctor()
+        assert not doctor.incomplete_operations and not doctor.orphaned_files
 
 
 def test_a_record_written_ahead_is_put_back_by_rollback_and_by_recover(tmp_path: Path) -> None:
@@ -501,7 +557,55 @@ def test_a_record_written_ahead_is_put_back_by_rollback_and_by_recover(tmp_path:
     assert killed.returncode == -9
     with Catalog.open(tmp_path / "cat") as cat:
         assert cat.get(record.id).metadata == {"state": "ahead"}
+        assert cat.recover(dry_run=True)[0].would_restore == [f"record {record.id}"]
         (recovery,) = cat.recover()
         assert recovery.decision == "roll_back" and recovery.restored == [f"record {record.id}"]
         assert cat.get(record.id).metadata == {"state": "before"}
         assert cat.recover() == []
+
+    # A record someone changed after the killed write is left as they made it.
+    killed = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "cat"), record.id], env=env, timeout=60
+    )
+    assert killed.returncode == -9
+    with Catalog.open(tmp_path / "cat") as cat:
+        cat.update(record.id, set={"state": "later"})
+        (recovery,) = cat.recover()
+        assert recovery.restored == [] and recovery.kept[0]["where"] == f"record {record.id}"
+        assert cat.get(record.id).metadata == {"state": "later"}
+
+
+def test_a_gap_in_time_makes_the_member_warn_not_fail(tmp_path: Path) -> None:
+    files = write_archive(tmp_path / "src" / "gap", "regular", files=3, steps=2)
+    files[1].unlink()  # two days missing between the first file and the last
+    with Catalog.create(tmp_path / "cat") as cat:
+        init_group(cat, "w", [{"id": "gap", "sources": str(tmp_path / "src/gap/*.nc")}])
+        run = run_group(cat, "w", cluster="threads")
+        (member,) = run.members
+        assert member.status == "warn" and member.phase == "validate", member
+        assert "gap" in str(member.reason).lower() or "missing" in str(member.reason).lower()
+        assert run.exit_code == 0 and group_status(cat, "w").counts["warn"] == 1
+        # A warn is finished: the next run skips it.
+        assert run_group(cat, "w", cluster="threads").members[0].status == "skipped"
+
+
+def test_a_file_one_thread_reads_is_not_closed_by_another(tmp_path: Path) -> None:
+    """Conversions of a group run in threads of one process: the few source files kept
+    open are per thread, so one thread making room never closes a file under another."""
+    import threading
+
+    from arcodex.convert._sources import SourceRef, open_raw
+
+    files = write_archive(tmp_path / "src", "regular", files=6, steps=2)
+    mine = open_raw(SourceRef(str(files[0])))
+    first = mine.read("tas", (slice(0, 1), slice(0, 2), slice(0, 2))).copy()
+
+    def elsewhere() -> None:
+        for path in files[1:]:  # more files than are kept open
+            open_raw(SourceRef(str(path))).read("tas", (slice(0, 1), slice(0, 1), slice(0, 1)))
+
+    other = threading.Thread(target=elsewhere)
+    other.start()
+    other.join()
+    again = mine.read("tas", (slice(0, 1), slice(0, 2), slice(0, 2)))
+    assert (again == first).all()

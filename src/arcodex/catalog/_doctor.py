@@ -24,7 +24,7 @@ from arcodex.catalog._orphans import (
     proof_of,
     remove_url,
 )
-from arcodex.catalog._writing import restore_record
+from arcodex.catalog._writing import content_digest, restore_record
 from arcodex.errors import NotFoundError
 from arcodex.model import Operation, OperationError, Query, Record, utcnow
 from arcodex.storage import LocalStore, hash_file, local_content_size
@@ -371,11 +371,20 @@ def _restore(entry: dict[str, Any], recovery: Recovery, dry_run: bool) -> None:
 
 
 def _restore_saved(catalog: CatalogWriter, entry: dict[str, Any], recovery: Recovery) -> None:
-    """Write back a record as it was before the unit wrote over it (``_stage_record``)."""
+    """Write back a record as it was before the unit wrote over it (``_stage_record``),
+    unless someone has changed it since."""
     saved = Record.model_validate(entry["record"])
+    written = str(entry.get("written") or "")
+    try:
+        current = catalog.backend.get(saved.id)
+    except NotFoundError:
+        return
+    if content_digest(current) != written:
+        recovery.keep(f"record {saved.id}", "changed since the interrupted write; left as it is")
+        return
     recovery.restore(f"record {saved.id}")
     if not recovery.dry_run:
-        restore_record(catalog.backend, saved, int(entry.get("written_version") or 0))
+        restore_record(catalog.backend, saved, written)
 
 
 def _remove_url(url: str, recovery: Recovery, dry_run: bool) -> None:

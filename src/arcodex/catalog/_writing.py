@@ -25,7 +25,7 @@ from arcodex.errors import ArcodexError, NotFoundError, StorageError, Validation
 from arcodex.model import Artifact, FsspecUrl, LocalPath, Operation, OperationError, Record, utcnow
 from arcodex.storage import FsspecStore
 
-__all__ = ["CatalogWriter", "exists", "refusals_logged", "restore_record"]
+__all__ = ["CatalogWriter", "content_digest", "exists", "refusals_logged", "restore_record"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -58,14 +58,24 @@ def exists(backend: CatalogBackend, record_id: str) -> bool:
     return True
 
 
-def restore_record(backend: CatalogBackend, saved: Record, written_version: int) -> bool:
-    """Write ``saved`` back over the record a unit wrote at ``written_version`` (or later);
-    nothing when that write never landed or the record is gone. True if restored."""
+def content_digest(record: Record) -> str:
+    """A digest of what a record says (not its version or when it was written)."""
+    import hashlib
+    import json
+
+    data = record.model_dump(mode="json", exclude={"version", "updated_at", "updated_by"})
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def restore_record(backend: CatalogBackend, saved: Record, written: str) -> bool:
+    """Write ``saved`` back over the record a unit wrote (``written``: that write's
+    :func:`content_digest`); nothing when the write never landed, someone wrote the
+    record since, or it is gone. True if restored."""
     try:
         current = backend.get(saved.id)
     except NotFoundError:
         return False
-    if current.version < written_version:
+    if content_digest(current) != written:
         return False
     backend.update(saved.model_copy(update={"version": current.version + 1}), current.version)
     return True
@@ -154,17 +164,20 @@ class CatalogWriter(CatalogReader):
 
         For a record that says what a unit is doing while it does it (a group member
         ``running``): the write is seen at once, and undone unless the unit finishes.
+        What is written back is what the record said before; it is not written back
+        over a record someone changed since (a later run's outcome stays).
         """
+        written = content_digest(new)
         uow.transition(
             "record_saved",
             record_id=current.id,
             record=current.model_dump(mode="json"),
-            written_version=new.version,
+            written=written,
         )
         self.backend.update(new, expected_version=current.version)
         uow.on_rollback(
             f"restore {current.id} as it was",
-            lambda: restore_record(self.backend, current, new.version),
+            lambda: restore_record(self.backend, current, written),
             record_id=current.id,
         )
         return new

@@ -371,11 +371,23 @@ class RawFile:
 
 
 class _OpenFiles:
-    """A few files kept open per process, closed least-recently-used first."""
+    """A few files kept open per thread, closed least-recently-used first.
+
+    Per thread, not per process: a file one thread is reading must not be closed under
+    it by another making room (conversions of a group run in threads of one process,
+    and threaded Dask workers share theirs).
+    """
 
     def __init__(self, limit: int = 4) -> None:
         self.limit = limit
-        self.files: dict[str, Reader] = {}
+        self._local = threading.local()
+
+    @property
+    def files(self) -> dict[str, Reader]:
+        files: dict[str, Reader] | None = getattr(self._local, "files", None)
+        if files is None:
+            files = self._local.files = {}
+        return files
 
     def get(self, ref: SourceRef) -> Reader:
         found = self.files.pop(ref.url, None)
@@ -397,7 +409,7 @@ _open_files = _OpenFiles()
 
 
 def open_raw(ref: SourceRef) -> Reader:
-    """The raw reader of ``ref``, shared within this process."""
+    """The raw reader of ``ref``, shared within this thread."""
     try:
         return _open_files.get(ref)
     except FileNotFoundError as exc:

@@ -187,30 +187,9 @@ def member_records(cat: Catalog, name: str) -> list[Record]:
 
 def product_of(cat: Catalog, name: str, member: str) -> Record | None:
     """The product record a member made (the newest, should there be more)."""
-    page = cat.search(kind="dataset", limit=10, **{f"{MEMBER_OF}.group": name})
-    mine = [
-        r
-        for r in page.records
-        if (r.metadata.get(MEMBER_OF) or {}).get("member") == member and r.status == "active"
-    ]
-    if len(page.records) == 10:
-        mine = [
-            r
-            for r in _all(cat, name)
-            if (r.metadata.get(MEMBER_OF) or {}).get("member") == member and r.status == "active"
-        ]
-    return max(mine, key=lambda r: r.created_at, default=None)
-
-
-def _all(cat: Catalog, name: str) -> list[Record]:
-    found: list[Record] = []
-    cursor = None
-    while True:
-        page = cat.search(kind="dataset", limit=500, cursor=cursor, **{f"{MEMBER_OF}.group": name})
-        found += page.records
-        cursor = page.next_cursor
-        if not cursor:
-            return found
+    terms = {f"{MEMBER_OF}.group": name, f"{MEMBER_OF}.member": member}
+    page = cat.search(kind="dataset", status="active", limit=None, **terms)
+    return max(page.records, key=lambda r: r.created_at, default=None)
 
 
 def status_of(cat: Catalog, name: str) -> GroupStatus:

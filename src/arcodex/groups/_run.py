@@ -9,7 +9,9 @@ writes the member back as it was (the conversion's own unit removes its partial
 product); a product that was committed before the kill is adopted by the next run.
 
 Re-running resumes: a phase already ``done`` (or ``warn``) with the same sources
-(paths, sizes and modification times) and the same spec is skipped.
+(paths, sizes and modification times) and the same spec is skipped. A member left
+``running`` by a process that is gone blocks nothing: the run recovers the catalog's
+interrupted operations first (as ``arcodex recover`` does), then runs it.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -93,6 +96,8 @@ class GroupRun:
     phase: str
     members: list[MemberOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    #: The operations of a killed run that this run recovered first.
+    recovered: list[str] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -121,6 +126,7 @@ class GroupRun:
             "ok": self.ok,
             "counts": self.counts,
             "seconds": round(self.seconds, 3),
+            "recovered": list(self.recovered),
             "members": [m.to_dict() for m in self.members],
         }
 
@@ -185,8 +191,13 @@ def run_group(
         cat = open_catalog(catalog, stack)
         get_group(cat, name)
         records = member_records(cat, name)
-        chosen = _choose(records, name, only, members)
         run = GroupRun(name, phase)
+        if any(MemberStatus.of(r).stale for r in records):
+            # A run was killed: finish or undo what its dead process left (a partial
+            # product in a member's place, the member written `running`) before going on.
+            run.recovered = [r.operation_id for r in cat.recover() if r.operation_id != "-"]
+            records = member_records(cat, name)
+        chosen = _choose(records, name, only, members)
         busy = [r for r in chosen if _busy(r)]
         for record in busy:
             pid = (record.metadata.get("run") or {}).get("pid")
@@ -203,7 +214,10 @@ def run_group(
         if todo:
             client = stack.enter_context(open_client(cluster, config=cluster_config(cat)))
             ctx = _Context(cat, name, client, user, retries, progress)
-            with ThreadPoolExecutor(max_workers=min(len(todo), MAX_PARALLEL)) as pool:
+            with (
+                _warnings_kept_quiet(),
+                ThreadPoolExecutor(max_workers=min(len(todo), MAX_PARALLEL)) as pool,
+            ):
                 futures = [pool.submit(_run_member, ctx, r, phases) for r in todo]
                 outcomes = [f.result() for f in futures]
             run.members = outcomes + run.members
@@ -233,6 +247,22 @@ def _busy(record: Record) -> bool:
     """A member another live process is running."""
     status = MemberStatus.of(record)
     return record.metadata.get("status") == "running" and not status.stale
+
+
+@contextmanager
+def _warnings_kept_quiet() -> Iterator[None]:
+    """The warnings a conversion silences on purpose, silenced for the whole run.
+
+    A conversion silences them in ``warnings.catch_warnings()`` blocks, which save and
+    restore the process's one filter list: with conversions in several threads, one
+    leaving its block restores the filters under another still inside its own.
+    """
+    with warnings.catch_warnings():
+        # Consolidated metadata is not part of the Zarr 3 spec; arcodex writes it on purpose.
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        # All-NaN windows of a pyramid level and all-NaN coordinates are described as such.
+        warnings.filterwarnings("ignore", message=".*(All-NaN|Mean of empty).*")
+        yield
 
 
 # -- one member ----------------------------------------------------------------------
