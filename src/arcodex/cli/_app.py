@@ -27,7 +27,7 @@ import typer
 from typer.core import TyperGroup
 
 from arcodex import __version__
-from arcodex.cli import _convert, _discover, _plugins, _run, _schema, _stac, _store
+from arcodex.cli import _convert, _discover, _ingest, _plugins, _run, _schema, _stac, _store
 from arcodex.errors import ArcodexError, NotACatalogError, ValidationError
 
 try:  # typer 0.2x vendors its own click
@@ -1101,6 +1101,7 @@ _stac.register(app, command, _state)
 _discover.register(app, command, _state)
 _schema.register(app, command, _state)
 _run.register(app, command, _state)
+_ingest.register(app, command, _state)
 _plugins.register(app, command, _state)
 _store.register(app, command, _state)
 
