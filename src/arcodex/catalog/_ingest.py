@@ -408,8 +408,9 @@ def ingest_batches(ctx: PipelineContext) -> None:
             result.pending = [i.path for i in batch if i.path not in stopped_at]
             result.pending += [i.path for i in to_add[(number + 1) * opts.batch_size :]]
             break
+        committed = {r.id for r in sub.state.get("records") or ()}
         for item in sub.state["plan"]:
-            if item.record is not None:
+            if item.record is not None and item.record.id in committed:
                 result.added.append(
                     IngestedFile(item.source, record_id=item.record.id, location=item.location)
                 )
