@@ -166,15 +166,16 @@ def print_ingest(result: IngestResult, *, as_json: bool = False, ids_only: bool 
         for record_id in result.record_ids:
             typer.echo(record_id)
         return
-    out = _render.console()
+    # Plain lines (never wrapped): one per file, for people and for grep.
+    out = typer.echo
     would = "would " if result.dry_run else ""
     if result.dry_run:
         for item in result.added:
-            out.print(f"would add {item.path} -> {item.location}", markup=False)
+            out(f"would add {item.path} -> {item.location}")
         for item in result.skipped:
-            out.print(f"would skip {item.path}: {item.reason}", markup=False)
+            out(f"would skip {item.path}: {item.reason}")
     for item in result.failed:
-        out.print(f"{would}fail {item.path}: {item.reason}", markup=False)
+        out(f"{would}fail {item.path}: {item.reason}")
     counts = result.counts
     if result.dry_run:
         line = (
@@ -188,4 +189,4 @@ def print_ingest(result: IngestResult, *, as_json: bool = False, ids_only: bool 
             f"; stopped: {counts['pending']} files not tried (the batches before the failure "
             "are committed); fix the failure and run again, or pass --continue-on-error"
         )
-    out.print(line + f" ({result.seconds:.1f} s)", markup=False)
+    out(line + f" ({result.seconds:.1f} s)")
