@@ -47,17 +47,19 @@ class Wanted:
 
 
 def resolve_inputs(inputs: Sequence[str], manifests: Sequence[str] = ()) -> list[Wanted]:
-    """Every file ``inputs`` and ``manifests`` name, in order, each once (the first
-    mention wins); refuses an input that names nothing (see the module docstring)."""
+    """Every file ``manifests`` and then ``inputs`` name, in order, each once (the first
+    mention wins, so a manifest's row beats a glob); refuses an input that names nothing
+    (see the module docstring)."""
     if not inputs and not manifests:
         raise ValidationError(
             "nothing to ingest: give files, globs or directories, or --manifest FILE"
         )
     wanted: list[Wanted] = []
-    for given in inputs:
-        wanted.extend(Wanted(p, _NONE) for p in _expand(given, strict=True))
+    # Manifests first: a file a manifest row describes and a glob also matches gets its row.
     for manifest in manifests:
         wanted.extend(_manifest(Path(manifest).expanduser()))
+    for given in inputs:
+        wanted.extend(Wanted(p, _NONE) for p in _expand(given, strict=True))
     seen: set[str] = set()
     unique: list[Wanted] = []
     for item in wanted:
