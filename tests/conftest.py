@@ -1,13 +1,15 @@
-"""Fixtures shared by the test modules: an S3 endpoint on loopback and its credentials, and an
-empty STAC extension schema cache."""
+"""Fixtures shared by the test modules: an S3 endpoint on loopback and its credentials, an
+empty STAC extension schema cache, and a one-node SLURM cluster."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 
-from arcodex.testing import S3_KEY_ID, S3_SECRET, s3_server
+from arcodex.testing import S3_KEY_ID, S3_SECRET, LocalSlurm, s3_server
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,3 +33,26 @@ def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[LocalSlurm]:
+    """The machine's one-node SLURM cluster, its commands pointed at it by ``SLURM_CONF``.
+
+    Started (and SLURM installed, as root) by the first test process that needs it and
+    shared by the others, stopped by the last (arcodex.testing._slurm). Where SLURM cannot
+    be installed this fails; ``ARCODEX_SKIP_SLURM=1`` makes it a skip instead.
+    """
+    from arcodex.testing import OPT_OUT, SlurmUnavailable, local_slurm
+
+    with ExitStack() as stack:
+        try:
+            cluster = stack.enter_context(local_slurm())
+        except SlurmUnavailable as exc:
+            if os.environ.get(OPT_OUT, "") == "1":
+                pytest.skip(f"{OPT_OUT}=1: {exc}")
+            pytest.fail(str(exc), pytrace=False)
+        patch = stack.enter_context(pytest.MonkeyPatch.context())
+        for name, value in cluster.env().items():
+            patch.setenv(name, value)
+        yield cluster

@@ -112,7 +112,7 @@ def _command_of(argv: list[str]) -> str:
 def test_every_command_is_mapped() -> None:
     # Engine commands (convert, check, the stac group, serve, find, open) call
     # arcodex.convert, .stac, .server, .client and .stores, which have their own tests;
-    # the plugins group calls arcodex.plugins.
+    # the plugins group calls arcodex.plugins, the group group arcodex.groups.
     assert {
         "convert",
         "check",
@@ -122,6 +122,7 @@ def test_every_command_is_mapped() -> None:
         "open",
         "plugins",
         "store",
+        "group",
     } == ENGINE_COMMANDS
     assert _registered_commands() == set(COMMAND_METHODS) | ENGINE_COMMANDS
 

@@ -8,7 +8,6 @@ faithful, not readable without arcodex, or not refused when it should be.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -758,16 +757,6 @@ def test_s3_profile_secrets_reach_no_record_product_log_or_journal(
     for key in keys:
         body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
         assert S3_SECRET.encode() not in body, key
-
-
-def test_batch_cluster_without_dask_jobqueue_is_one_clear_error(tmp_path: Path) -> None:
-    pytest.importorskip("distributed")
-    if importlib.util.find_spec("dask_jobqueue") is not None:
-        pytest.skip("dask-jobqueue is installed: a real batch system would be needed")
-    src, _ = _archive(tmp_path, files=1)
-    with pytest.raises(ConversionError, match=r"needs dask-jobqueue: pip install 'arcodex\[hpc\]'"):
-        convert(_glob(src), to="zarr", dest=tmp_path / "out.zarr", cluster="slurm")
-    assert not (tmp_path / "out.zarr").exists()
 
 
 def test_cli_convert_needs_a_destination(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -119,6 +119,9 @@ NOT_RUN = {
     "`python -m arcodex.demo` (run by test_extract_netcdf.py::test_demo_runs_end_to_end) and "
     "the whole suite (.ci/run), which this test is part of",
     "how-a-catalog-is-laid-out-text": "a picture of a catalog's directory, not a command",
+    "on-a-batch-system-slurm-pbs-bash": "needs a batch system: tests/test_slurm.py runs "
+    "`arcodex convert` and `arcodex group run` with `--cluster slurm` on a real one-node SLURM "
+    "cluster and checks that no job is left in squeue",
     "plugins-toml": "a plugin's pyproject.toml excerpt: tests/test_plugins.py installs a "
     "plugin declared the same way and checks this block declares it so",
 }
@@ -247,6 +250,14 @@ def _next_files(run: Run) -> None:
         path.rename(run.tmp / "archive" / path.name)
 
 
+def _cmip(tmp: Path) -> None:
+    """``cmip/{hist,ssp126,ssp585}/*.nc``: three small archives, one per group member."""
+    from arcodex.samples import write_archive
+
+    for seed, member in enumerate(("hist", "ssp126", "ssp585")):
+        write_archive(tmp / "cmip" / member, files=2, steps=2, seed=seed)
+
+
 @dataclass(frozen=True)
 class Setup:
     """How one block runs: its data, environment, what must come out of it."""
@@ -310,6 +321,19 @@ SETUPS: dict[str, Setup] = {
             "arcodex check tas.icechunk": r"^pass",
             "arcodex update": r"check pass",
             "arcodex check ID": r"^pass",
+        },
+    ),
+    "groups-bash": Setup(
+        data=_cmip,
+        catalog="catalog",
+        env={"ARCODEX_CLUSTER__WORKERS": "1"},
+        expect={
+            "arcodex group init": r"3 members pending",
+            "arcodex group run cmip  ": r"3 done",
+            "arcodex group status": r"3 done",
+            "arcodex group show": r"check: pass",
+            "arcodex group run cmip --only failed": r"no member to run",
+            "arcodex search kind=collection": r"collection",
         },
     ),
     "one-spec-for-a-product-bash": Setup(

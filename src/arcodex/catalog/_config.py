@@ -50,6 +50,12 @@ class ClusterConfig(BaseModel):
         description="keyword arguments of SLURMCluster/PBSCluster (queue, account, cores, memory, walltime…)",
     )
     jobs: int = Field(default=1, ge=1, description="jobs to start on a batch cluster")
+    start_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="batch clusters: seconds to wait for the jobs' workers to join before "
+        "failing (the work starts once all joined, or with those that did at the timeout)",
+    )
     profile: bool = Field(
         default=False,
         description="local clusters: run distributed's statistical profiler on the workers "

@@ -24,8 +24,9 @@ from arcodex.catalog._orphans import (
     proof_of,
     remove_url,
 )
+from arcodex.catalog._writing import restore_record
 from arcodex.errors import NotFoundError
-from arcodex.model import Operation, OperationError, Query, utcnow
+from arcodex.model import Operation, OperationError, Query, Record, utcnow
 from arcodex.storage import LocalStore, hash_file, local_content_size
 
 if TYPE_CHECKING:
@@ -278,6 +279,8 @@ def _roll_back(catalog: CatalogWriter, entries: list[dict[str, Any]], recovery: 
             _run_journaled(catalog, entry, "recover", recovery)
         elif state in ("artifact_backup", "artifact_undo"):
             _restore(entry, recovery, dry_run)
+        elif state == "record_saved":
+            _restore_saved(catalog, entry, recovery)
         elif state == "artifact_written":
             if entry.get("profile") is None and entry.get("url"):
                 _remove_url(str(entry["url"]), recovery, dry_run)
@@ -365,6 +368,14 @@ def _restore(entry: dict[str, Any], recovery: Recovery, dry_run: bool) -> None:
         return  # only arcodex's own restore functions are ever run from a journal
     function = getattr(importlib.import_module(module), name)
     function(**dict(entry.get("args") or {}))
+
+
+def _restore_saved(catalog: CatalogWriter, entry: dict[str, Any], recovery: Recovery) -> None:
+    """Write back a record as it was before the unit wrote over it (``_stage_record``)."""
+    saved = Record.model_validate(entry["record"])
+    recovery.restore(f"record {saved.id}")
+    if not recovery.dry_run:
+        restore_record(catalog.backend, saved, int(entry.get("written_version") or 0))
 
 
 def _remove_url(url: str, recovery: Recovery, dry_run: bool) -> None:

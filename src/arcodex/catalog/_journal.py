@@ -64,6 +64,7 @@ DURABLE_STATES = frozenset(
         "artifact_backup",
         "artifact_undo",
         "artifact_delete_started",
+        "record_saved",
         "catalog_write_started",
         "committed",
         "rolled_back",

@@ -25,7 +25,7 @@ from arcodex.errors import ArcodexError, NotFoundError, StorageError, Validation
 from arcodex.model import Artifact, FsspecUrl, LocalPath, Operation, OperationError, Record, utcnow
 from arcodex.storage import FsspecStore
 
-__all__ = ["CatalogWriter", "exists", "refusals_logged"]
+__all__ = ["CatalogWriter", "exists", "refusals_logged", "restore_record"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -55,6 +55,19 @@ def exists(backend: CatalogBackend, record_id: str) -> bool:
         backend.get(record_id)
     except NotFoundError:
         return False
+    return True
+
+
+def restore_record(backend: CatalogBackend, saved: Record, written_version: int) -> bool:
+    """Write ``saved`` back over the record a unit wrote at ``written_version`` (or later);
+    nothing when that write never landed or the record is gone. True if restored."""
+    try:
+        current = backend.get(saved.id)
+    except NotFoundError:
+        return False
+    if current.version < written_version:
+        return False
+    backend.update(saved.model_copy(update={"version": current.version + 1}), current.version)
     return True
 
 
@@ -133,6 +146,27 @@ class CatalogWriter(CatalogReader):
         uow.transition("hooks_started")
         self._hook("after_record_commit", uow=uow, record=new)
         uow.operation.outputs = [new.id]
+        return new
+
+    def _stage_record(self, uow: UnitOfWork, current: Record, new: Record) -> Record:
+        """Write ``new`` over ``current`` now, before the unit ends, journaled so that the
+        unit's rollback, or ``recover`` after a kill, writes ``current`` back.
+
+        For a record that says what a unit is doing while it does it (a group member
+        ``running``): the write is seen at once, and undone unless the unit finishes.
+        """
+        uow.transition(
+            "record_saved",
+            record_id=current.id,
+            record=current.model_dump(mode="json"),
+            written_version=new.version,
+        )
+        self.backend.update(new, expected_version=current.version)
+        uow.on_rollback(
+            f"restore {current.id} as it was",
+            lambda: restore_record(self.backend, current, new.version),
+            record_id=current.id,
+        )
         return new
 
     def _before_commit(self, uow: UnitOfWork, record: Record) -> Record:

@@ -146,24 +146,12 @@ def open_client(
             lc.close()
         return
     if kind in ("slurm", "pbs"):
-        try:
-            import dask_jobqueue
-        except ImportError as exc:
-            raise ConversionError(
-                f"--cluster {kind} needs dask-jobqueue: pip install 'arcodex[hpc]'"
-            ) from exc
-        factory = dask_jobqueue.SLURMCluster if kind == "slurm" else dask_jobqueue.PBSCluster
-        options = {"cores": per, "memory": "4GiB", **settings.jobqueue}
-        try:
-            batch = factory(**options)
-        except Exception as exc:
-            raise ConversionError(f"cannot start a {kind} cluster: {exc}") from exc
-        batch.scale(jobs=settings.jobs)
-        try:
-            with Client(batch, set_as_default=False) as client:
-                yield client
-        finally:
-            batch.close()
+        from arcodex.convert._batch import batch_client
+
+        with batch_client(
+            kind, settings, threads=per, memory_limit=memory, workers=workers
+        ) as client:
+            yield client
         return
     raise ValidationError(
         f"unknown cluster {kind!r}; use local, threads, tcp://HOST:PORT, slurm or pbs"

@@ -308,6 +308,8 @@ def register(ctx: PipelineContext) -> None:
             ctx.user,
             job.record,
             tag=job.spec.tag,
+            metadata=job.spec.metadata,
+            tags=job.spec.tags,
         )
     if job.spec.tag and result.snapshot:
         from arcodex.convert._writers import tag_snapshot

@@ -47,11 +47,23 @@ def register(
     current: Record | None,
     *,
     tag: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
 ) -> None:
     """Write (or replace) the product's record in the unit of work (``tag``: the name the
-    new snapshot is about to be given)."""
+    new snapshot is about to be given; ``metadata`` and ``tags``: the spec's, for a new
+    record)."""
     record = product_record(
-        result, placed, record_id, title, uow.operation.id, current=current, user=user, tag=tag
+        result,
+        placed,
+        record_id,
+        title,
+        uow.operation.id,
+        current=current,
+        user=user,
+        tag=tag,
+        metadata=metadata,
+        tags=tags,
     )
     result.operation_id = uow.operation.id
     uow.transition("artifact_write_succeeded")
@@ -72,8 +84,13 @@ def product_record(
     current: Record | None = None,
     user: str | None = None,
     tag: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
 ) -> Record:
     """The record of a product just written (replacing ``current``, for an update).
+
+    ``metadata`` and ``tags`` (a spec's) are the new record's besides what is read
+    from the product; what is read wins a clash.
 
     Its metadata holds what STAC needs, read from the product now so that no
     reader has to open it: the datacube (:data:`~arcodex.extract._datacube.DATACUBE`)
@@ -88,7 +105,9 @@ def product_record(
     top = described.pop("_top", {})
     cube = described.pop(DATACUBE, None)
     first, last = plan.time_range()
-    metadata: dict[str, Any] = {
+    given = dict(metadata or {})
+    metadata = {
+        **given,
         **top,
         "dims": described.get("dims", dict(plan.dims)),
         "variables": described.get("variables", {}),
@@ -190,7 +209,7 @@ def product_record(
         kind="dataset",
         title=title or top.get("title") or product.target.url.rsplit("/", 1)[-1],
         metadata=metadata,
-        tags=[product.format],
+        tags=[product.format, *(t for t in tags or () if t != product.format)],
         artifacts=artifacts,
         lineage=lineage,
         created_by=user,

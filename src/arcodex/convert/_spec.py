@@ -107,6 +107,10 @@ class ConvertSpec(BaseModel):
     threads: int | None = Field(None, ge=1, description="Threads per worker.")
     memory_limit: str | None = Field(None, description="Memory limit per worker.")
     title: str | None = Field(None, description="The record's title.")
+    metadata: dict[str, Any] | None = Field(
+        None, description="Metadata for the product's record, besides what is extracted."
+    )
+    tags: list[str] | None = Field(None, description="Tags for the product's record.")
     overwrite: bool = Field(False, description="Replace a product arcodex made at dest.")
     pyramid: int = Field(
         1, ge=1, description="Resolution levels to write (1: the data only; zarr, icechunk)."
@@ -201,7 +205,7 @@ class ConvertSpec(BaseModel):
             return None
         return parse_chunks(value)
 
-    @field_validator("variables", mode="before")
+    @field_validator("variables", "tags", mode="before")
     @classmethod
     def _names(cls, value: Any) -> Any:
         if isinstance(value, str):

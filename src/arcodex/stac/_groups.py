@@ -5,6 +5,11 @@ configure Collections that gather records instead, each defined by query
 terms (``tags=ocean``, ``metadata.source=model``): a record belongs to the
 first group it matches, and to its own Collection when it matches none. The
 group's extent covers its members'.
+
+A ``collection`` record may define one too, in its metadata
+(``stac: {id, where, title, description}``): a group of conversions
+(:mod:`arcodex.groups`) does, so that its products make one Collection as they are
+registered. The configured Collections come first (and win an id they share).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class Grouping:
         self.groups: dict[str, StacCollectionConfig] = {
             g.id: g for g in catalog.config.stac_collections
         }
+        for defined in _recorded(catalog):
+            self.groups.setdefault(defined.id, defined)
         self._conditions = {
             g.id: [parse_term(term) for term in g.where] for g in self.groups.values()
         }
@@ -64,6 +71,38 @@ class Grouping:
             cursor = page.next_cursor
             if not cursor:
                 return
+
+
+def _recorded(catalog: Catalog) -> list[StacCollectionConfig]:
+    """The Collections ``collection`` records define (``metadata.stac``), by id; one that
+    does not make a valid definition is left out (it is a record, not configuration)."""
+    from arcodex.catalog._config import StacCollectionConfig
+
+    found: dict[str, StacCollectionConfig] = {}
+    cursor = None
+    while True:
+        page = catalog.search(
+            Query(
+                conditions=[Condition(field="kind", value="collection")], limit=500, cursor=cursor
+            )
+        )
+        for record in page.records:
+            stac = record.metadata.get("stac")
+            if not isinstance(stac, Mapping) or not stac.get("where"):
+                continue
+            try:
+                defined = StacCollectionConfig(
+                    id=str(stac.get("id") or record.id),
+                    where=list(stac["where"]),
+                    title=stac.get("title") or record.title,
+                    description=stac.get("description") or record.description,
+                )
+            except ValueError:
+                continue
+            found.setdefault(defined.id, defined)
+        cursor = page.next_cursor
+        if not cursor:
+            return [found[k] for k in sorted(found)]
 
 
 def group_collection(

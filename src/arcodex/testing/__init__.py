@@ -2,7 +2,8 @@
 
 :class:`BackendContract` is the shared contract every catalog backend passes
 (subclass it once per backend), :class:`WritableStoreTests` and
-:class:`ReadOnlyStoreTests` the one every data store passes; :mod:`arcodex.testing.strategies` holds
+:class:`ReadOnlyStoreTests` the one every data store passes; :func:`local_slurm` a real
+one-node SLURM cluster for tests of batch clusters; :mod:`arcodex.testing.strategies` holds
 Hypothesis strategies for the models. Both need the ``test`` extra (pytest,
 hypothesis), so they load lazily: the pytest plugin in
 :mod:`arcodex.testing.plugin` imports this package in every pytest run.
@@ -13,11 +14,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "OPT_OUT",
     "S3_KEY_ID",
     "S3_SECRET",
     "SAMPLE_TITLE",
     "BackendContract",
+    "LocalSlurm",
     "ReadOnlyStoreTests",
+    "SlurmUnavailable",
     "StoreTests",
     "WritableStoreTests",
     "assert_same_values",
@@ -25,6 +29,7 @@ __all__ = [
     "full_record",
     "http_directory",
     "http_server",
+    "local_slurm",
     "remove_zarr_chunks",
     "s3_server",
     "sample_dataset",
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
         serve_catalog,
         sources_dataset,
     )
+    from arcodex.testing._slurm import OPT_OUT, LocalSlurm, SlurmUnavailable, local_slurm
     from arcodex.testing._stores import (
         SAMPLE_TITLE,
         ReadOnlyStoreTests,
@@ -66,6 +72,10 @@ _LAZY = {
     "s3_server": "arcodex.testing._datasets",
     "serve_catalog": "arcodex.testing._datasets",
     "sources_dataset": "arcodex.testing._datasets",
+    "OPT_OUT": "arcodex.testing._slurm",
+    "LocalSlurm": "arcodex.testing._slurm",
+    "SlurmUnavailable": "arcodex.testing._slurm",
+    "local_slurm": "arcodex.testing._slurm",
     "SAMPLE_TITLE": "arcodex.testing._stores",
     "ReadOnlyStoreTests": "arcodex.testing._stores",
     "StoreTests": "arcodex.testing._stores",
