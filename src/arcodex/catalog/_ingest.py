@@ -26,6 +26,7 @@ nothing, and the files not tried are ``pending`` (an ingest run again resumes).
 from __future__ import annotations
 
 import os
+import stat
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext, suppress
@@ -269,9 +270,8 @@ def plan_ingest(ctx: PipelineContext) -> None:
     seen: dict[str, str] = {}
     for item in wanted:
         try:
-            check_readable(Path(item.path), in_place=opts.in_place)
+            info = _readable(item.path, in_place=opts.in_place)
             real = os.path.realpath(item.path)
-            info = os.stat(real)
         except (ArcodexError, OSError) as exc:
             result.failed.append(IngestedFile(item.path, reason=_reason(item.path, exc)))
             continue
@@ -492,6 +492,20 @@ def _log_failure(ctx: PipelineContext, failed: IngestedFile) -> None:
             path=failed.path,
             reason=failed.reason,
         )
+
+
+def _readable(path: str, *, in_place: bool) -> os.stat_result:
+    """The stat of a file to add, once it is known to be readable (the add's own check,
+    :func:`check_readable`, says why not; this is its fast path for plain files)."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode):
+            os.close(os.open(path, os.O_RDONLY))
+            return info
+    except OSError:
+        pass
+    check_readable(Path(path), in_place=in_place)  # raises, saying why
+    return os.stat(path)  # a directory, registered in place
 
 
 def _reason(path: str, exc: BaseException) -> str:
