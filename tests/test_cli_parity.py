@@ -73,6 +73,7 @@ INVOCATIONS: list[tuple[list[str], set[str]]] = [
     (["run", "add", "{file}", "--param", "allow_duplicate=true"], {"run_pipeline"}),
     (["run", "--list"], {"pipelines"}),
     (["pipelines"], {"pipelines"}),
+    (["ingest-files", "{file}", "--dry-run"], {"ingest_files"}),
 ]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from arcodex.backends._sqlite import SCHEMA_VERSION
 from arcodex.catalog import Catalog
 from arcodex.cli import app
 from arcodex.errors import ConflictError
@@ -153,14 +154,15 @@ def test_a_catalog_of_schema_1_is_upgraded_with_its_hashes(cat: Catalog, tmp_pat
     conn = sqlite3.connect(path)
     # What arcodex 0.1 wrote: no sha256 column, no index of it.
     conn.executescript(
-        "DROP INDEX artifacts_sha256; DROP INDEX artifacts_location;"
-        " ALTER TABLE artifacts DROP COLUMN sha256; PRAGMA user_version = 1;"
+        "DROP INDEX artifacts_sha256; DROP INDEX artifacts_location; DROP INDEX artifacts_source;"
+        " ALTER TABLE artifacts DROP COLUMN sha256; ALTER TABLE artifacts DROP COLUMN source;"
+        " ALTER TABLE artifacts DROP COLUMN source_mtime_ns; PRAGMA user_version = 1;"
     )
     conn.close()
     with Catalog.open(cat.root) as reopened, pytest.raises(ConflictError, match=first.id):
         reopened.add_file(data)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()
 
 

@@ -359,6 +359,24 @@ SETUPS: dict[str, Setup] = {
         # A script without a `__main__` guard: the workers are threads, and it says so.
         stderr=r"^notice: snippet\.py converts at its top level .* threads",
     ),
+    "batch-ingest-bash": Setup(
+        data=_archive,
+        catalog="catalog",
+        expect={
+            "arcodex ingest-files 'archive/*.nc' --manifest files.csv --dry-run": (
+                r"dry run: would add 3, would skip 0, would fail 0"
+            ),
+            "arcodex ingest-files 'archive/*.nc' --manifest files.csv --tag": (
+                r"^added 3, skipped 0, failed 0"
+            ),
+            "arcodex ingest-files 'archive/*.nc' --json": r'"skipped": 3',
+            "arcodex search site=MHD --ids": rf"^{RECORD_ID.pattern}\n$",
+        },
+    ),
+    "batch-ingest-python": Setup(
+        data=_archive,
+        expect={"": r"^\{'added': 3, 'skipped': 0, 'failed': 0, 'pending': 0\}$"},
+    ),
     "stac-describe-validate-publish-bash": Setup(
         catalog="product",
         mirror=True,

@@ -60,6 +60,14 @@ class CatalogBackend(Protocol):
         nothing). Indexed: an add asks it of every file it adds."""
         ...
 
+    def sources(self, paths: Sequence[str]) -> list[tuple[str, str, str, int | None, int | None]]:
+        """Which records were made from these files: ``(path, record id, record status,
+        size_bytes, source mtime in ns)`` for each primary artifact whose
+        ``metadata.source_path`` is one of ``paths`` (the mtime is its
+        ``metadata.source_mtime_ns``, None when it has none); deleted records too.
+        Indexed: a batch ingest asks it of every file it plans, to skip those it holds."""
+        ...
+
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         """Up to ``limit`` ids starting with ``prefix``, sorted."""
         ...

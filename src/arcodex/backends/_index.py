@@ -182,6 +182,8 @@ def prepare(doc: str) -> Prepared:
     for art in data["artifacts"]:
         loc = art["locator"]
         location = loc.get("path") or loc.get("url") or loc.get("uri")
+        meta = art.get("metadata") or {}
+        mtime = meta.get("source_mtime_ns")
         artifacts.append(
             (
                 art["id"],
@@ -194,6 +196,8 @@ def prepare(doc: str) -> Prepared:
                 loc["type"],
                 location,
                 (art.get("hashes") or {}).get("sha256"),
+                meta.get("source_path") if isinstance(meta.get("source_path"), str) else None,
+                mtime if isinstance(mtime, int) and not isinstance(mtime, bool) else None,
             )
         )
     return columns, doc, data["tags"], boxes_time, artifacts

@@ -46,7 +46,7 @@ from arcodex.model import (
 
 __all__ = ["SQLiteBackend"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _TRUSTED = {TRUSTED: True}
 _PAGE_SIZE = 16384
 #: Records written per batch inside one add (sorted together for locality).
@@ -92,7 +92,7 @@ CREATE INDEX tags_rid ON tags(rid);
 CREATE TABLE artifacts (
     aid TEXT PRIMARY KEY, rid INTEGER NOT NULL, role TEXT, format TEXT, media_type TEXT,
     status TEXT, size_bytes INTEGER, managed INTEGER NOT NULL, locator_type TEXT, location TEXT,
-    sha256 TEXT
+    sha256 TEXT, source TEXT, source_mtime_ns INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX artifacts_rid ON artifacts(rid);
 CREATE VIRTUAL TABLE fts USING fts5(body, tokenize = 'unicode61 remove_diacritics 2');
@@ -114,7 +114,13 @@ CREATE INDEX artifacts_sha256 ON artifacts(sha256)
 CREATE INDEX artifacts_location ON artifacts(location)
     WHERE role = 'primary' AND location IS NOT NULL;
 """
-_SCHEMA += _HOLDERS
+#: Which file a record was made from (the resume check of a batch ingest): the source
+#: path of a primary artifact (the file copied, or registered in place) and its mtime.
+_SOURCES = """
+CREATE INDEX artifacts_source ON artifacts(source)
+    WHERE role = 'primary' AND source IS NOT NULL;
+"""
+_SCHEMA += _HOLDERS + _SOURCES
 #: Schema 1 to 2: the artifacts' sha256, filled from the documents, and its indexes.
 _MIGRATE_1 = (
     """
@@ -127,6 +133,26 @@ UPDATE artifacts SET sha256 = (
 """
     + _HOLDERS
 )
+#: Schema 2 to 3: the artifacts' source path and mtime, filled from the documents.
+_MIGRATE_2 = (
+    """
+ALTER TABLE artifacts ADD COLUMN source TEXT;
+ALTER TABLE artifacts ADD COLUMN source_mtime_ns INTEGER;
+UPDATE artifacts SET
+    source = (
+        SELECT json_extract(a.value, '$.metadata.source_path')
+        FROM docs d, json_each(d.doc, '$.artifacts') a
+        WHERE d.rid = artifacts.rid AND json_extract(a.value, '$.id') = artifacts.aid
+    ),
+    source_mtime_ns = (
+        SELECT json_extract(a.value, '$.metadata.source_mtime_ns')
+        FROM docs d, json_each(d.doc, '$.artifacts') a
+        WHERE d.rid = artifacts.rid AND json_extract(a.value, '$.id') = artifacts.aid
+    );
+"""
+    + _SOURCES
+)
+_MIGRATIONS = {0: _SCHEMA, 1: _MIGRATE_1 + _MIGRATE_2, 2: _MIGRATE_2}
 
 
 class SQLiteBackend:
@@ -171,9 +197,9 @@ class SQLiteBackend:
                     f"catalog database {self.path} was made by a newer arcodex (schema {version});"
                     " upgrade arcodex"
                 )
-            if version in (0, 1):
+            if version in _MIGRATIONS:
                 with self._write() as conn:
-                    for statement in (_SCHEMA if version == 0 else _MIGRATE_1).split(";"):
+                    for statement in _MIGRATIONS[version].split(";"):
                         if statement.strip():
                             conn.execute(statement)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -415,7 +441,7 @@ class SQLiteBackend:
         conn.executemany("INSERT INTO tags(tag, rid) VALUES (?,?)", tag_rows)
         conn.executemany("INSERT INTO fts(rowid, body) VALUES (?,?)", fts_rows)
         conn.executemany("INSERT INTO extent VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", extent_rows)
-        conn.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?,?,?,?,?,?,?)", art_rows)
+        conn.executemany("INSERT INTO artifacts VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", art_rows)
         self._apply_stats(conn, stats, pid)
 
     def _apply_stats(
@@ -546,6 +572,21 @@ class SQLiteBackend:
                 for value in (digest, location):
                     if value in wanted:
                         out.append((str(value), str(rid), str(status)))
+        return out
+
+    def sources(self, paths: Sequence[str]) -> list[tuple[str, str, str, int | None, int | None]]:
+        paths = list(dict.fromkeys(paths))
+        out: list[tuple[str, str, str, int | None, int | None]] = []
+        for start in range(0, len(paths), 500):
+            chunk = paths[start : start + 500]
+            rows = self._read(
+                "SELECT a.source, r.id, r.status, a.size_bytes, a.source_mtime_ns"
+                " FROM artifacts a JOIN records r ON r.rid = a.rid"
+                f" WHERE a.role = 'primary' AND a.source IN ({','.join('?' * len(chunk))})"
+                " ORDER BY r.id",
+                chunk,
+            )
+            out.extend((str(s), str(i), str(st), size, mtime) for s, i, st, size, mtime in rows)
         return out
 
     def get(self, record_id: str) -> Record:

@@ -9,6 +9,7 @@ from arcodex.catalog._catalog import (
 )
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.catalog._hooks import HOOK_POINTS, HookContext, HookError, HookResult
+from arcodex.catalog._ingest import IngestedFile, IngestResult
 from arcodex.catalog._pipeline import (
     Pipeline,
     PipelineContext,
@@ -35,6 +36,8 @@ __all__ = [
     "HookContext",
     "HookError",
     "HookResult",
+    "IngestResult",
+    "IngestedFile",
     "Pipeline",
     "PipelineContext",
     "Step",

@@ -14,6 +14,7 @@ the paths itself when plan-path did not run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from arcodex.catalog._journal import UnitOfWork
 from arcodex.catalog._metadata import merge, metadata_of, pydantic_message
 from arcodex.catalog._pipeline import Pipeline, PipelineContext, Step, open_unit, register_pipeline
 from arcodex.catalog._pipeline import register_step as _register
+from arcodex.catalog._staging import StagedCopies
 from arcodex.catalog._writing import exists
 from arcodex.errors import ArcodexError, NotFoundError, StorageError, ValidationError
 from arcodex.extract import Extracted, extract_file
@@ -39,6 +41,7 @@ __all__ = [
     "ADD",
     "ADD_EXTERNAL",
     "AddOptions",
+    "FileOptions",
     "PlannedAdd",
     "bare",
     "check_readable",
@@ -122,6 +125,19 @@ class PlannedAdd:
         }
 
 
+@dataclass(frozen=True)
+class FileOptions:
+    """What one file of a batch says of itself (a manifest row): metadata over the add's,
+    a title and kind instead of the add's, tags besides the add's."""
+
+    metadata: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None
+    kind: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+_NO_OPTIONS = FileOptions()
+
 #: Metadata a dry run shows of each file (the rest is counted by its top-level keys).
 _KEY_FIELDS = ("start_datetime", "end_datetime", "bbox", "site", "variables")
 
@@ -155,8 +171,9 @@ def _plan(ctx: PipelineContext) -> list[PlannedAdd]:
 
 
 def _refuse(ctx: PipelineContext, item: PlannedAdd, exc: ArcodexError) -> None:
-    """A dry run notes a refusal and goes on; a real run stops at it."""
-    if not ctx.dry_run:
+    """A dry run notes a refusal and goes on; a real run stops at it, unless it keeps going
+    (``ctx.state["keep_going"]``: a batch of an ingest, which sets refused files aside)."""
+    if not ctx.dry_run and not ctx.state.get("keep_going"):
         raise exc
     item.refusals.append(str(exc))
 
@@ -172,7 +189,13 @@ def extract_metadata(ctx: PipelineContext) -> None:
     files: list[Path] = ctx.state["files"]
     for file, item in zip(files, plan, strict=True):
         before = catalog._hook("before_metadata_extract", path=file).metadata
-        found = extract_file(file, require=opts.require_metadata) if opts.extract else bare(file)
+        try:
+            found = (
+                extract_file(file, require=opts.require_metadata) if opts.extract else bare(file)
+            )
+        except ArcodexError as exc:
+            _refuse(ctx, item, exc)
+            continue
         for problem in found.errors:
             item.warnings.append(f"metadata only partly read: {problem}")
             if ctx.dry_run:
@@ -192,7 +215,12 @@ def extract_metadata(ctx: PipelineContext) -> None:
 
 def validate_record(ctx: PipelineContext) -> None:
     """Make each file's record (its metadata with the user's) and check it against its
-    schema under the policy."""
+    schema under the policy.
+
+    A batch of an ingest may give files their own options (``ctx.state["file_options"]``,
+    one :class:`FileOptions` per file, from a manifest's columns): its metadata goes over
+    the add's, its title and kind replace them, its tags join them.
+    """
     catalog = ctx.need_catalog()
     opts = _options(ctx)
     plan = _plan(ctx)
@@ -200,12 +228,18 @@ def validate_record(ctx: PipelineContext) -> None:
     user_meta = metadata_of(opts.metadata)
     files: list[Path] = ctx.state["files"]
     taken = _taken_ids(catalog.backend, opts.record_ids) if ctx.dry_run else set()
+    per_file: list[FileOptions] | None = ctx.state.get("file_options")
     for i, (file, item) in enumerate(zip(files, plan, strict=True)):
+        if item.refusals:  # its metadata could not be read (a batch that keeps going)
+            continue
         if item.found is None:
             # No extract-metadata step: the file is read as with --no-extract.
             item.found = bare(file)
         found = item.found
-        merged = merge(found.metadata, user_meta)
+        own = per_file[i] if per_file is not None else _NO_OPTIONS
+        merged = merge(
+            found.metadata, merge(user_meta, own.metadata) if own.metadata else user_meta
+        )
         merged = merge(
             merged, catalog._hook("before_record_validate", path=file, metadata=merged).metadata
         )
@@ -216,11 +250,11 @@ def validate_record(ctx: PipelineContext) -> None:
                 item.refusals.append(f"record {opts.record_ids[i]} exists already; give another id")
         try:
             record = Record(
-                kind=opts.kind or found.kind or "document",
-                title=opts.title or found.metadata.get("title") or file.name,
+                kind=own.kind or opts.kind or found.kind or "document",
+                title=own.title or opts.title or found.metadata.get("title") or file.name,
                 description=opts.description,
                 metadata=merged,
-                tags=opts.tags,
+                tags=[*opts.tags, *(t for t in own.tags if t not in opts.tags)],
                 created_by=user,
                 updated_by=user,
                 **rec_kwargs,
@@ -275,7 +309,11 @@ def plan_path(ctx: PipelineContext) -> None:
 
 def write_artifact(ctx: PipelineContext) -> None:
     """Copy each file into managed storage (or hash it in place), journaled and undoable;
-    then refuse duplicates (the copy hashed the file: one read of it)."""
+    then refuse duplicates (the copy hashed the file: one read of it).
+
+    A batch that keeps going (``ctx.state["keep_going"]``) notes a file it cannot copy, or
+    a duplicate, as that file's refusal (removing its copy) and adds the others.
+    """
     catalog = ctx.need_catalog()
     opts = _options(ctx)
     plan = _plan(ctx)
@@ -285,48 +323,81 @@ def write_artifact(ctx: PipelineContext) -> None:
     uow = _begin(ctx)
     uow.transition("artifact_write_started")
     files: list[Path] = ctx.state["files"]
-    records: list[Record] = []
+    keep_going = bool(ctx.state.get("keep_going"))
+    written: list[tuple[Path, PlannedAdd, Record]] = []
     store = None if opts.in_place else catalog._store(opts.profile)[0]
-    for file, item in zip(files, plan, strict=True):
-        record, found = item.record, item.found
-        if record is None or found is None:  # a refusal a real run raised already
-            continue
-        locator: LocalPath | FsspecUrl
-        if store is None:
-            size, sha = dir_size(file) if file.is_dir() else file_hash(file)
-            locator = LocalPath(path=str(file.resolve()))
-            managed = False
-        else:
-            key = str(item.key)
-            catalog._hook("before_artifact_write", uow=uow, record=record, path=file, key=key)
-            key, size, sha = store.write_file(file, key)
-            undo_write(uow, store, key, opts.profile or catalog.config.default_profile)
-            catalog._hook("after_artifact_write", uow=uow, record=record, path=file, key=key)
-            locator = store.locator(key)
-            managed = True
-        artifact = Artifact(
-            role="primary",
-            locator=locator,
-            media_type=found.media_type,
-            format=found.format,
-            size_bytes=size,
-            hashes={"sha256": sha} if sha else {},
-            managed=managed,
-            metadata={
-                "source_path": str(file.resolve()),
-                "extractors": found.extractors,
-                **({"extract_errors": found.errors} if found.errors else {}),
-            },
-        )
-        records.append(record.model_copy(update={"artifacts": [artifact]}))
+    profile = opts.profile or catalog.config.default_profile
+    todo = [
+        (file, item)
+        for file, item in zip(files, plan, strict=True)
+        if item.record is not None and item.found is not None and not item.refusals
+    ]
+    with StagedCopies(catalog, store, todo) as staged:
+        for file, item in todo:
+            record, found = item.record, item.found
+            assert record is not None and found is not None
+            locator: LocalPath | FsspecUrl
+            try:
+                mtime_ns = os.stat(file).st_mtime_ns
+                if store is None:
+                    size, sha = dir_size(file) if file.is_dir() else file_hash(file)
+                    locator = LocalPath(path=str(file.resolve()))
+                    managed = False
+                else:
+                    key = str(item.key)
+                    catalog._hook(
+                        "before_artifact_write", uow=uow, record=record, path=file, key=key
+                    )
+                    key, size, sha = staged.write(item, file, key)
+                    undo_write(uow, store, key, profile)
+                    item.key = key
+                    catalog._hook(
+                        "after_artifact_write", uow=uow, record=record, path=file, key=key
+                    )
+                    locator = store.locator(key)
+                    managed = True
+            except (ArcodexError, OSError) as exc:
+                if not keep_going:
+                    raise
+                item.refusals.append(_why(file, exc))
+                continue
+            artifact = Artifact(
+                role="primary",
+                locator=locator,
+                media_type=found.media_type,
+                format=found.format,
+                size_bytes=size,
+                hashes={"sha256": sha} if sha else {},
+                managed=managed,
+                metadata={
+                    "source_path": str(file.resolve()),
+                    "source_mtime_ns": mtime_ns,
+                    "extractors": found.extractors,
+                    **({"extract_errors": found.errors} if found.errors else {}),
+                },
+            )
+            written.append((file, item, record.model_copy(update={"artifacts": [artifact]})))
     if not opts.allow_duplicate:
-        # A refusal here rolls back the copies.
-        refuse_duplicates(
-            catalog.backend,
-            [_addition(catalog.root, f, r) for f, r in zip(files, records, strict=True)],
-        )
+        additions = [_addition(catalog.root, f, r) for f, _, r in written]
+        if keep_going:
+            refused = dict(clashes(catalog.backend, additions))
+            for index in sorted(refused):
+                _, item, _ = written[index]
+                item.refusals.append(refused[index])
+                if store is not None and item.key is not None:
+                    store.delete(item.key)  # the undo registered for it stays harmless
+            written = [w for i, w in enumerate(written) if i not in refused]
+        else:
+            # A refusal here rolls back the copies.
+            refuse_duplicates(catalog.backend, additions)
     uow.transition("artifact_write_succeeded")
-    ctx.state["records"] = records
+    ctx.state["records"] = [r for _, _, r in written]
+
+
+def _why(file: Path, exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read {file}: {exc.strerror or exc}"
+    return str(exc)
 
 
 def validate_uri(ctx: PipelineContext) -> None:

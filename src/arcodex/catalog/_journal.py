@@ -72,7 +72,8 @@ DURABLE_STATES = frozenset(
     }
 )
 #: Failure injection for tests: raise (or SIGKILL the process) right after
-#: journaling this state. Never set in production.
+#: journaling this state; ``STATE#N`` waits for its N-th time in the process (the
+#: third batch of an ingest, say). Never set in production.
 FAIL_AT_ENV = "ARCODEX_FAIL_AT"
 KILL_AT_ENV = "ARCODEX_KILL_AT"
 
@@ -237,8 +238,21 @@ class UnitOfWork:
         return ok
 
 
+#: How often each state was journaled in this process (for ``STATE#N`` injections).
+_SEEN: dict[str, int] = {}
+
+
 def _inject(state: str) -> None:
-    if os.environ.get(KILL_AT_ENV) == state:
+    kill, fail = os.environ.get(KILL_AT_ENV), os.environ.get(FAIL_AT_ENV)
+    if not kill and not fail:
+        return
+    seen = _SEEN[state] = _SEEN.get(state, 0) + 1
+    if kill and _injected(kill, state, seen):
         os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get(FAIL_AT_ENV) == state:
+    if fail and _injected(fail, state, seen):
         raise InjectedFailure(f"failure injected after {state} ({FAIL_AT_ENV})")
+
+
+def _injected(wanted: str, state: str, seen: int) -> bool:
+    name, _, nth = wanted.partition("#")
+    return name == state and (not nth or (nth.isdigit() and int(nth) == seen))

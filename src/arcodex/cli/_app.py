@@ -27,7 +27,17 @@ import typer
 from typer.core import TyperGroup
 
 from arcodex import __version__
-from arcodex.cli import _convert, _discover, _group, _plugins, _run, _schema, _stac, _store
+from arcodex.cli import (
+    _convert,
+    _discover,
+    _group,
+    _ingest,
+    _plugins,
+    _run,
+    _schema,
+    _stac,
+    _store,
+)
 from arcodex.errors import ArcodexError, NotACatalogError, ValidationError
 
 try:  # typer 0.2x vendors its own click
@@ -1101,6 +1111,7 @@ _stac.register(app, command, _state)
 _discover.register(app, command, _state)
 _schema.register(app, command, _state)
 _run.register(app, command, _state)
+_ingest.register(app, command, _state)
 _plugins.register(app, command, _state)
 _store.register(app, command, _state)
 _group.register(app, command, _state)

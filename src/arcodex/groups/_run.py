@@ -179,6 +179,7 @@ def run_group(
     """
     from arcodex.convert._access import cluster_config
     from arcodex.convert._cluster import open_client
+    from arcodex.convert._scan import scans_remembered
 
     if phase not in ("scan", "compute", "validate", "run"):
         raise ValidationError(f"unknown phase {phase!r}; use scan, compute, validate or run")
@@ -216,6 +217,7 @@ def run_group(
             ctx = _Context(cat, name, client, user, retries, progress)
             with (
                 _warnings_kept_quiet(),
+                scans_remembered(),  # scan, compute and validate read the same files
                 ThreadPoolExecutor(max_workers=min(len(todo), MAX_PARALLEL)) as pool,
             ):
                 futures = [pool.submit(_run_member, ctx, r, phases) for r in todo]

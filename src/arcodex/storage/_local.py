@@ -108,10 +108,28 @@ class LocalStore:
 
     def write_stream(self, stream: BinaryIO, key: str) -> tuple[str, int, str]:
         """Write a stream atomically and without overwriting; a taken key gets a ``-N`` suffix."""
+        tmp, size, sha = self.stage_stream(stream, key)
+        return self.place(tmp, key), size, sha
+
+    def stage_file(self, source: Path, key: str) -> tuple[Path, int, str]:
+        """Copy ``source`` to a temporary file where ``key`` goes, fsync'd: the slow half of
+        :meth:`write_file`, which may run for many files at once (threads); then
+        :meth:`place` it. Returns (temporary file, size, sha256)."""
+        try:
+            with open(source, "rb") as fh:
+                return self.stage_stream(fh, key)
+        except OSError as exc:
+            raise StorageError(f"cannot read {source}: {exc.strerror or exc}") from exc
+
+    def stage_stream(self, stream: BinaryIO, key: str) -> tuple[Path, int, str]:
+        """Write a stream to a temporary file where ``key`` goes, fsync'd (see :meth:`place`).
+
+        A temporary file (``.NAME.HEX.tmp``) left by a killed process is removed by
+        ``arcodex recover``."""
         dest = self.full_path(key)
+        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.tmp"
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex}.tmp"
             digest = hashlib.sha256()
             size = 0
             try:
@@ -122,16 +140,35 @@ class LocalStore:
                         size += len(chunk)
                     out.flush()
                     os.fsync(out.fileno())
-                final_key = self._link_no_clobber(tmp, key)
-            finally:
+            except BaseException:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
-            fsync_dir(self.full_path(final_key).parent)
+                raise
         except OSError as exc:
             raise StorageError(
                 f"could not write {dest}: {exc.strerror or exc}; check free space and permissions"
             ) from exc
-        return final_key, size, digest.hexdigest()
+        return tmp, size, digest.hexdigest()
+
+    def place(self, tmp: Path, key: str, *, sync: bool = True) -> str:
+        """Give a staged file its key (``key``, or ``key-N`` when taken: never overwriting),
+        and return the key used. ``sync``: make the new name durable now; without it the
+        caller fsyncs the directory (:func:`fsync_dir`) before it relies on the file, once
+        for many files."""
+        try:
+            try:
+                final_key = self._link_no_clobber(tmp, key)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            if sync:
+                fsync_dir(self.full_path(final_key).parent)
+        except OSError as exc:
+            raise StorageError(
+                f"could not write {self.full_path(key)}: {exc.strerror or exc}; "
+                "check free space and permissions"
+            ) from exc
+        return final_key
 
     def _link_no_clobber(self, tmp: Path, key: str) -> str:
         for candidate in candidate_keys(key):

@@ -155,6 +155,46 @@ class RecordContract(ContractBase):
         backend.purge("copied")
         assert backend.holders(sha256=[sha]) == []
 
+    def test_sources_of_copies_and_files_in_place(self, backend: CatalogBackend) -> None:
+        copied = Artifact(
+            locator=LocalPath(path="/store/a.nc"),
+            size_bytes=10,
+            managed=True,
+            metadata={"source_path": "/data/a.nc", "source_mtime_ns": 1_700_000_000_123_456_789},
+        )
+        in_place = Artifact(
+            locator=LocalPath(path="/data/b.nc"),
+            size_bytes=5,
+            metadata={"source_path": "/data/b.nc"},
+        )
+        backend.add(
+            [
+                Record(id="copied", artifacts=[copied]),
+                Record(id="in-place", artifacts=[in_place]),
+                Record(
+                    id="product",
+                    artifacts=[
+                        Artifact(locator=LocalPath(path="/store/p.zarr"), managed=True),
+                        Artifact(
+                            role="source",
+                            locator=LocalPath(path="/data/c.nc"),
+                            metadata={"source_path": "/data/c.nc"},
+                        ),
+                    ],
+                ),
+            ]
+        )
+        backend.delete("in-place")
+        found = backend.sources(["/data/a.nc", "/data/b.nc", "/data/c.nc", "/data/none.nc"])
+        assert sorted(found) == [
+            ("/data/a.nc", "copied", "active", 10, 1_700_000_000_123_456_789),
+            ("/data/b.nc", "in-place", "deleted", 5, None),
+        ], "a product's sources are not what it was made from as a file"
+        assert backend.sources([]) == []
+        assert backend.sources([f"/data/{i}.nc" for i in range(1200)]) == []
+        backend.purge("copied")
+        assert backend.sources(["/data/a.nc"]) == []
+
     def test_get_unknown(self, backend: CatalogBackend) -> None:
         with pytest.raises(NotFoundError) as info:
             backend.get("nope")
