@@ -593,6 +593,67 @@ def ratio_line(name: str, ours: Result, theirs: Result, target: float | None) ->
     return f"{name}: {ratio:.2f}× faster in wall time, {cpu:.2f}× in CPU time{verdict}"
 
 
+def convert_parts(
+    args: argparse.Namespace, parts: set[str], work: Path, answers: Answers, load0: float
+) -> None:
+    """The archive, the zarr and virtual comparisons, and their summary."""
+    results: list[tuple[str, Result, Result, float | None]] = []
+    t0 = time.perf_counter()
+    members, reused = generate_archive(
+        work / "archive", args.members, args.files, args.days, args.nlat, args.nlon
+    )
+    size = sum(p.stat().st_size for m in members for p in m.files)
+    print(
+        f"archive: {args.members} members × {args.files} files of tas({args.days}, "
+        f"{args.nlat}, {args.nlon}) float32, {size / 1e6:.0f} MB on disk "
+        f"({'reused' if reused else f'written in {time.perf_counter() - t0:.1f} s'})",
+        flush=True,
+    )
+    expected = {m.id: expected_of(m) for m in members}
+    padocc_note = ""
+    if "zarr" in parts:
+        print("zarr: group run against the members through `arcodex convert` in turn", flush=True)
+        group, seq = zarr_part(members, expected, work, args.repeat, args.group_phase, answers)
+        results.append(("group vs sequential convert (zarr)", group, seq, TARGET_GROUP))
+    if "virtual" in parts:
+        exe = None
+        if args.padocc:
+            venv = args.padocc_venv or Path.home() / ".cache" / "arcodex-bench" / "padocc-venv"
+            try:
+                exe, took, version = ensure_padocc(venv)
+                padocc_note = f"padocc {version} in its own virtual environment" + (
+                    f" (installed in {took:.0f} s)" if took is not None else " (already installed)"
+                )
+            except Exception as exc:  # say why, the arcodex side still runs
+                padocc_note = f"padocc did not install: {type(exc).__name__}: {one_line(str(exc))}"
+            print(padocc_note, flush=True)
+        print("virtual: group run (kerchunk) against padocc's kerchunk pipeline", flush=True)
+        vgroup, theirs = virtual_part(
+            members,
+            expected,
+            work,
+            args.repeat,
+            args.group_phase,
+            exe,
+            args.padocc_repeat,
+            answers,
+        )
+        results.append(("group (kerchunk) vs padocc scan + compute", vgroup, theirs, None))
+
+    print()
+    print(answers.summary())
+    print(f"{'':<34}{'median':>11}{'range':>16}{'CPU':>11}{'a member':>12}")
+    for _, ours, theirs, _ in results:
+        print(ours.line(args.members))
+        print(theirs.line(args.members))
+    if not answers.problems:
+        for name, ours, theirs, target in results:
+            print(ratio_line(name, ours, theirs, target))
+    if padocc_note:
+        print(padocc_note)
+    print(f"load average: {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -643,68 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     try:
-        t0 = time.perf_counter()
-        members, reused = generate_archive(
-            work / "archive", args.members, args.files, args.days, args.nlat, args.nlon
-        )
-        size = sum(p.stat().st_size for m in members for p in m.files)
-        print(
-            f"archive: {args.members} members × {args.files} files of tas({args.days}, "
-            f"{args.nlat}, {args.nlon}) float32, {size / 1e6:.0f} MB on disk "
-            f"({'reused' if reused else f'written in {time.perf_counter() - t0:.1f} s'})",
-            flush=True,
-        )
-        expected = {m.id: expected_of(m) for m in members}
         answers = Answers()
-        results: list[tuple[str, Result, Result, float | None]] = []
-        padocc_note = ""
-        if "zarr" in parts:
-            print(
-                "zarr: group run against the members through `arcodex convert` in turn", flush=True
-            )
-            group, seq = zarr_part(members, expected, work, args.repeat, args.group_phase, answers)
-            results.append(("group vs sequential convert (zarr)", group, seq, TARGET_GROUP))
-        if "virtual" in parts:
-            exe = None
-            if args.padocc:
-                venv = args.padocc_venv or Path.home() / ".cache" / "arcodex-bench" / "padocc-venv"
-                try:
-                    exe, took, version = ensure_padocc(venv)
-                    padocc_note = f"padocc {version} in its own virtual environment" + (
-                        f" (installed in {took:.0f} s)"
-                        if took is not None
-                        else " (already installed)"
-                    )
-                except Exception as exc:  # say why, the arcodex side still runs
-                    padocc_note = (
-                        f"padocc did not install: {type(exc).__name__}: {one_line(str(exc))}"
-                    )
-                print(padocc_note, flush=True)
-            print("virtual: group run (kerchunk) against padocc's kerchunk pipeline", flush=True)
-            vgroup, theirs = virtual_part(
-                members,
-                expected,
-                work,
-                args.repeat,
-                args.group_phase,
-                exe,
-                args.padocc_repeat,
-                answers,
-            )
-            results.append(("group (kerchunk) vs padocc scan + compute", vgroup, theirs, None))
-
-        print()
-        print(answers.summary())
-        print(f"{'':<34}{'median':>11}{'range':>16}{'CPU':>11}{'a member':>12}")
-        for _, ours, theirs, _ in results:
-            print(ours.line(args.members))
-            print(theirs.line(args.members))
-        if not answers.problems:
-            for name, ours, theirs, target in results:
-                print(ratio_line(name, ours, theirs, target))
-        if padocc_note:
-            print(padocc_note)
-        print(f"load average: {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+        if parts & {"zarr", "virtual"}:
+            convert_parts(args, parts, work, answers, load0)
         if "ingest" in parts:
             print("\n# batch ingest", flush=True)
             why = ingest_part(args.ingest_args.split())
