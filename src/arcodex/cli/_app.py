@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
 
 import typer
 from typer.core import TyperGroup
@@ -38,6 +38,19 @@ from arcodex.cli import (
     _stac,
     _store,
 )
+from arcodex.cli._options import (
+    IdsOpt,
+    InPlaceOpt,
+    JsonOpt,
+    KindOpt,
+    MetaOpt,
+    NoExtractOpt,
+    PolicyOpt,
+    ProfileOpt,
+    RequireMetadataOpt,
+    SchemaOpt,
+    TagOpt,
+)
 from arcodex.errors import ArcodexError, NotACatalogError, ValidationError
 
 try:  # typer 0.2x vendors its own click
@@ -45,7 +58,6 @@ try:  # typer 0.2x vendors its own click
 except ImportError:  # pragma: no cover - typer on the click package
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
-Policy = Literal["off", "warn", "strict"]
 
 if TYPE_CHECKING:
     from arcodex.catalog import Catalog
@@ -348,22 +360,6 @@ def _root(
 
 # -- shared options ---------------------------------------------------------------
 
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print JSON (stable shape) instead of a table.")
-]
-IdsOpt = Annotated[bool, typer.Option("--ids", help="Print only record ids, one per line.")]
-SchemaOpt = Annotated[
-    str | None,
-    typer.Option("--schema", help="Validate the metadata with this schema (NAME or NAME@VERSION)."),
-]
-PolicyOpt = Annotated[
-    Policy | None,
-    typer.Option(
-        "--schema-policy",
-        help="What a schema mismatch does: off, warn or strict; default: the catalog's "
-        "schema_policy.",
-    ),
-]
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="Record id, or a unique prefix of one.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
@@ -434,38 +430,20 @@ def add(
             metavar="FILE", help="Files to add (URIs with --external).", show_default=False
         ),
     ],
-    meta: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--meta", "-m", metavar="KEY=VALUE", help="Metadata; dotted keys nest (a.b=1)."
-        ),
-    ] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", "-t", help="Tag (repeatable).")] = None,
-    kind: Annotated[str | None, typer.Option(help="Record kind (default: guessed).")] = None,
+    meta: MetaOpt = None,
+    tag: TagOpt = None,
+    kind: KindOpt = None,
     title: Annotated[str | None, typer.Option(help="Title (default: from the file).")] = None,
     description: Annotated[str | None, typer.Option(help="Description.")] = None,
     record_id: Annotated[
         list[str] | None, typer.Option("--id", help="Record id, one per file, in order.")
     ] = None,
-    in_place: Annotated[
-        bool,
-        typer.Option("--in-place", help="Register files where they are instead of copying them."),
-    ] = False,
-    no_extract: Annotated[
-        bool, typer.Option("--no-extract", help="Do not read metadata from the files.")
-    ] = False,
-    profile: Annotated[
-        str | None,
-        typer.Option(help="Storage profile to copy into; default: the catalog's default_profile."),
-    ] = None,
+    in_place: InPlaceOpt = False,
+    no_extract: NoExtractOpt = False,
+    profile: ProfileOpt = None,
     schema: SchemaOpt = None,
     schema_policy: PolicyOpt = None,
-    require_metadata: Annotated[
-        bool,
-        typer.Option(
-            "--require-metadata", help="Fail if any extractor cannot read a file (default: warn)."
-        ),
-    ] = False,
+    require_metadata: RequireMetadataOpt = False,
     external: Annotated[
         bool,
         typer.Option(

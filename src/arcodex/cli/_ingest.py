@@ -4,10 +4,21 @@ batches (``Catalog.ingest_files``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from arcodex.cli._options import (
+    InPlaceOpt,
+    KindOpt,
+    MetaOpt,
+    NoExtractOpt,
+    PolicyOpt,
+    ProfileOpt,
+    RequireMetadataOpt,
+    SchemaOpt,
+    TagOpt,
+)
 from arcodex.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -16,7 +27,6 @@ if TYPE_CHECKING:
 __all__ = ["print_ingest", "register"]
 
 Decorator = Callable[[Callable[..., None]], Callable[..., None]]
-Policy = Literal["off", "warn", "strict"]
 EXIT_ERROR = 1
 
 
@@ -47,46 +57,15 @@ def register(
                 "column and optional title, kind, tags (a;b) and metadata columns (repeatable).",
             ),
         ] = None,
-        meta: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--meta",
-                "-m",
-                metavar="KEY=VALUE",
-                help="Metadata of every file; dotted keys nest.",
-            ),
-        ] = None,
-        tag: Annotated[
-            list[str] | None, typer.Option("--tag", "-t", help="Tag of every file (repeatable).")
-        ] = None,
-        kind: Annotated[str | None, typer.Option(help="Record kind (default: guessed).")] = None,
-        in_place: Annotated[
-            bool,
-            typer.Option("--in-place", help="Register files where they are instead of copying."),
-        ] = False,
-        no_extract: Annotated[
-            bool, typer.Option("--no-extract", help="Do not read metadata from the files.")
-        ] = False,
-        profile: Annotated[
-            str | None,
-            typer.Option(help="Storage profile to copy into; default: the catalog's."),
-        ] = None,
-        schema: Annotated[
-            str | None,
-            typer.Option("--schema", help="Validate the metadata with this schema (NAME[@VER])."),
-        ] = None,
-        schema_policy: Annotated[
-            Policy | None,
-            typer.Option(
-                "--schema-policy", help="off, warn or strict; default: the catalog's schema_policy."
-            ),
-        ] = None,
-        require_metadata: Annotated[
-            bool,
-            typer.Option(
-                "--require-metadata", help="A file no extractor can read fails (default: warn)."
-            ),
-        ] = False,
+        meta: MetaOpt = None,
+        tag: TagOpt = None,
+        kind: KindOpt = None,
+        in_place: InPlaceOpt = False,
+        no_extract: NoExtractOpt = False,
+        profile: ProfileOpt = None,
+        schema: SchemaOpt = None,
+        schema_policy: PolicyOpt = None,
+        require_metadata: RequireMetadataOpt = False,
         by_hash: Annotated[
             bool,
             typer.Option(
