@@ -49,25 +49,35 @@ __all__ = [
 ]
 
 
-class AddOptions(BaseModel):
-    """What an add is asked to do (the parameters of the ``add`` pipelines)."""
+class FileRecordOptions(BaseModel):
+    """How a file becomes a record: what ``add`` and ``ingest-files`` both take."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    paths: list[str] = Field(default_factory=list, description="files to add")
-    uris: list[str] = Field(default_factory=list, description="URIs to register")
     kind: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
-    title: str | None = None
-    description: str | None = None
-    record_ids: list[str] | None = None
     in_place: bool = False
     extract: bool = True
     profile: str | None = None
     schema_ref: str | None = Field(default=None, alias="schema")
     schema_policy: Literal["off", "warn", "strict"] | None = None
     require_metadata: bool = False
+
+    def record_params(self) -> dict[str, Any]:
+        """These options as pipeline params (``schema`` by its alias)."""
+        fields = set(FileRecordOptions.model_fields)
+        return self.model_dump(include=fields, by_alias=True)
+
+
+class AddOptions(FileRecordOptions):
+    """What an add is asked to do (the parameters of the ``add`` pipelines)."""
+
+    paths: list[str] = Field(default_factory=list, description="files to add")
+    uris: list[str] = Field(default_factory=list, description="URIs to register")
+    title: str | None = None
+    description: str | None = None
+    record_ids: list[str] | None = None
     allow_duplicate: bool = False
     media_type: str | None = None
     format: str | None = None

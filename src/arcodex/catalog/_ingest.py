@@ -32,9 +32,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from arcodex.catalog._add_pipeline import (
     COMMIT_RECORD,
@@ -43,6 +43,7 @@ from arcodex.catalog._add_pipeline import (
     VALIDATE_RECORD,
     WRITE_ARTIFACT,
     FileOptions,
+    FileRecordOptions,
     PlannedAdd,
     check_readable,
 )
@@ -70,22 +71,11 @@ DEFAULT_BATCH_SIZE = 500
 Progress = Callable[[int, int], None]
 
 
-class IngestOptions(BaseModel):
+class IngestOptions(FileRecordOptions):
     """What an ingest is asked to do (the parameters of the ``ingest-files`` pipeline)."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     inputs: list[str] = Field(default_factory=list, description="files, globs, directories")
     manifests: list[str] = Field(default_factory=list, description="manifest files")
-    kind: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list)
-    in_place: bool = False
-    extract: bool = True
-    profile: str | None = None
-    schema_ref: str | None = Field(default=None, alias="schema")
-    schema_policy: Literal["off", "warn", "strict"] | None = None
-    require_metadata: bool = False
     by_hash: bool = False
     continue_on_error: bool = False
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1)
@@ -100,18 +90,7 @@ class IngestOptions(BaseModel):
 
     def add_params(self, paths: list[str]) -> dict[str, Any]:
         """The ``add`` pipeline's params for one batch of ``paths``."""
-        return {
-            "paths": paths,
-            "kind": self.kind,
-            "metadata": self.metadata,
-            "tags": self.tags,
-            "in_place": self.in_place,
-            "extract": self.extract,
-            "profile": self.profile,
-            "schema": self.schema_ref,
-            "schema_policy": self.schema_policy,
-            "require_metadata": self.require_metadata,
-        }
+        return {"paths": paths, **self.record_params()}
 
 
 INGEST_PARAMS = tuple(sorted(f.alias or name for name, f in IngestOptions.model_fields.items()))
