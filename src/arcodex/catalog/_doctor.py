@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from arcodex.catalog._journal import process_alive
 from arcodex.catalog._orphans import (
     Fix,
     fix_orphans,
@@ -409,20 +410,12 @@ def _remove_url(url: str, recovery: Recovery, dry_run: bool) -> None:
 
 
 def _still_running(entry: dict[str, Any]) -> bool:
-    """Whether the process that wrote ``entry`` is alive on this host (then leave it be)."""
+    """Whether the process that wrote ``entry`` is alive on this host (then leave it be);
+    this process's own entries are never running (recovery runs between its operations)."""
     import os
-    import socket
 
     pid = entry.get("pid")
-    if not isinstance(pid, int) or entry.get("host") != socket.gethostname() or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid != os.getpid() and process_alive(pid, entry.get("host"))
 
 
 def _close(catalog: CatalogWriter, entries: list[dict[str, Any]], decision: str) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "InjectedFailure",
     "Journal",
     "UnitOfWork",
+    "process_alive",
 ]
 
 #: The states an operation passes, in order.
@@ -240,6 +241,22 @@ class UnitOfWork:
 
 #: How often each state was journaled in this process (for ``STATE#N`` injections).
 _SEEN: dict[str, int] = {}
+
+
+def process_alive(pid: Any, host: Any) -> bool:
+    """Whether process ``pid`` of ``host`` is running (this process included); a process
+    of another host cannot be seen from here, so it counts as gone."""
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _inject(state: str) -> None:

@@ -11,11 +11,10 @@ summary and the check report), its source fingerprint, a bounded log and history
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from arcodex.catalog._journal import process_alive
 from arcodex.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -129,20 +128,7 @@ class GroupStatus:
 
 def alive(run: Any) -> bool:
     """Whether the process a ``running`` member names is still running on this host."""
-    if not isinstance(run, dict):
-        return False
-    pid = run.get("pid")
-    if not isinstance(pid, int) or run.get("host") != socket.gethostname():
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return isinstance(run, dict) and process_alive(run.get("pid"), run.get("host"))
 
 
 def group_records(cat: Catalog) -> list[Record]:
