@@ -609,3 +609,35 @@ def test_a_file_one_thread_reads_is_not_closed_by_another(tmp_path: Path) -> Non
     other.join()
     again = mine.read("tas", (slice(0, 1), slice(0, 2), slice(0, 2)))
     assert (again == first).all()
+
+
+def test_a_member_another_run_took_first_is_left_to_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of one group at once: each member is converted by one of them; the other
+    says it was taken (it is not failed, and nothing is converted twice)."""
+    from arcodex.groups import _run
+
+    _archive(tmp_path, ("a", "b"))
+    (tmp_path / "m.csv").write_text("id,sources\na,src/a/*.nc\nb,src/b/*.nc\n")
+    cat = Catalog.create(tmp_path / "cat")
+    init_group(cat, "g", tmp_path / "m.csv")
+    read_members = _run.member_records
+    inner: list[GroupRun] = []
+    racing = [True]
+
+    def read_then_race(catalog: Any, name: str) -> Any:
+        records = read_members(catalog, name)
+        if racing:  # the other run claims and finishes every member meanwhile
+            racing.clear()
+            inner.append(run_group(catalog, name, phase="compute", cluster="threads"))
+        return records
+
+    monkeypatch.setattr(_run, "member_records", read_then_race)
+    outer = run_group(cat, "g", phase="compute", cluster="threads")
+    assert inner[0].counts["done"] == 2
+    assert outer.counts["running"] == 2 and outer.counts["failed"] == 0, outer.to_dict()
+    assert all("another run of group g took it first" in (m.reason or "") for m in outer.members)
+    assert outer.exit_code == 0
+    assert {m.status for m in group_status(cat, "g").members} == {"done"}
+    assert sorted(len(ids) for ids in _products(cat, "g").values()) == [1, 1]

@@ -28,7 +28,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from arcodex.errors import NotFoundError, ValidationError
+from arcodex.errors import ConflictError, NotFoundError, ValidationError
 from arcodex.groups._api import open_catalog
 from arcodex.groups._records import (
     HISTORY,
@@ -306,10 +306,19 @@ def _run_member(ctx: _Context, record: Record, phases: Sequence[str]) -> MemberO
             meta = current.metadata
             outcome.phase, outcome.product = meta.get("phase"), meta.get("product")
             outcome.reason = "done before with the same sources and spec"
+    except _Taken:
+        outcome.status = "running"
+        outcome.reason = (
+            f"another run of group {ctx.name} took it first; see `arcodex group status {ctx.name}`"
+        )
     except Exception as exc:  # one member's surprise is its failure, never the group's
         outcome.status, outcome.reason = "failed", _one_line(exc)
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+class _Taken(Exception):
+    """The member's record changed between reading and claiming it: another run has it."""
 
 
 def _unchanged(record: Record, phase: str, fingerprint: str | None, digest: str) -> bool:
@@ -361,7 +370,10 @@ def _run_phase(
             f"{phase} started",
             ctx.user,
         )
-        running = cat._stage_record(uow, current, running)
+        try:
+            running = cat._stage_record(uow, current, running)
+        except ConflictError:
+            raise _Taken(member) from None
         ctx.say(member, phase, "running")
         try:
             found = _PHASES[phase](ctx, running, spec, fingerprint, digest)
