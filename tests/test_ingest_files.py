@@ -428,3 +428,31 @@ def test_ingest_runs_as_a_named_pipeline(tmp_path: Path) -> None:
         assert names["ingest-files"] == ["resolve-inputs", "plan-ingest", "ingest-batches"]
         run = cat.run_pipeline("ingest-files", [str(tmp_path / "a.csv")], params={"tags": ["t"]})
         assert run.steps[-1]["ran"] and cat.count() == 1
+
+
+def test_files_another_ingest_adds_meanwhile_are_skipped_not_failed(tmp_path: Path) -> None:
+    """Two ingests of the same files at once: what the other one committed after this
+    one's plan is skipped (named as such), and nothing fails or is added twice."""
+    from arcodex.catalog import HookContext
+
+    files = tmp_path / "files"
+    files.mkdir()
+    for i in range(30):
+        (files / f"f{i:02d}.csv").write_text(f"row,{i}\n")
+    cat = Catalog.create(tmp_path / "cat")
+    other: list[IngestResult] = []
+
+    def race(ctx: HookContext) -> None:
+        if ctx.step == "ingest-batches" and not other:
+            with Catalog.open(tmp_path / "cat") as second:
+                other.append(second.ingest_files([str(files / "f0*.csv")]))
+
+    cat.hooks.register("before_step", race, name="race")
+    result = cat.ingest_files([str(files)], batch_size=8)
+    assert other[0].counts["added"] == 10
+    assert result.counts == {"added": 20, "skipped": 10, "failed": 0, "pending": 0}, (
+        result.to_dict()
+    )
+    assert all("added by another ingest" in (f.reason or "") for f in result.skipped)
+    assert result.ok
+    assert len(cat.search(limit=None).records) == 30

@@ -378,6 +378,9 @@ def ingest_batches(ctx: PipelineContext) -> None:
                 run_pipeline(_WRITE_BATCH, sub)
         except _Stopped:
             pass
+        for path, record_id in sub.state["meanwhile"]:
+            why = "in the catalog already (added by another ingest while this one ran)"
+            result.skipped.append(IngestedFile(path, record_id=record_id, reason=why))
         for item in sub.state["set_aside"]:
             failure = IngestedFile(item.source, reason="; ".join(item.refusals))
             result.failed.append(failure)
@@ -420,8 +423,14 @@ def set_aside_failures(ctx: PipelineContext) -> None:
     refused = [i for i, item in enumerate(plan) if item.refusals]
     if not refused:
         return
-    ctx.state["set_aside"].extend(plan[i] for i in refused)
-    if not ctx.state["continue_on_error"]:
+    # A file another ingest added since the plan looked is skipped, not failed.
+    held = _held_now(ctx.need_catalog(), [plan[i].source for i in refused])
+    ctx.state["meanwhile"].extend(
+        (plan[i].source, held[plan[i].source]) for i in refused if plan[i].source in held
+    )
+    failing = [plan[i] for i in refused if plan[i].source not in held]
+    ctx.state["set_aside"].extend(failing)
+    if failing and not ctx.state["continue_on_error"]:
         raise _Stopped("a file of the batch failed")
     gone = set(refused)
     ctx.state["files"] = [f for i, f in enumerate(files) if i not in gone]
@@ -450,8 +459,20 @@ def _batch_context(ctx: PipelineContext, batch: list[_ToAdd], *, dry_run: bool) 
         keep_going=True,
         continue_on_error=opts.continue_on_error,
         set_aside=[],
+        meanwhile=[],
     )
     return sub
+
+
+def _held_now(catalog: CatalogWriter, paths: list[str]) -> dict[str, str]:
+    """The record each of ``paths`` is held by now (same path, size and mtime), by path."""
+    held: dict[str, str] = {}
+    for source, record_id, _status, size, mtime in catalog.backend.sources(paths):
+        with suppress(OSError):
+            info = os.stat(source)
+            if size == info.st_size and mtime == info.st_mtime_ns:
+                held.setdefault(source, record_id)
+    return held
 
 
 def _progress(ctx: PipelineContext, done: int, total: int) -> None:
