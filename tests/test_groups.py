@@ -641,3 +641,33 @@ def test_a_member_another_run_took_first_is_left_to_it(
     assert outer.exit_code == 0
     assert {m.status for m in group_status(cat, "g").members} == {"done"}
     assert sorted(len(ids) for ids in _products(cat, "g").values()) == [1, 1]
+
+
+def test_members_start_with_the_engine_imported(tmp_path: Path) -> None:
+    """Two threads importing xarray for the first time can deadlock in its circular
+    imports ("deadlock detected by _ModuleLock", seen with a process cluster), so a run
+    imports what its members need before the first one starts (in a fresh interpreter)."""
+    _archive(tmp_path, ("a", "b"))
+    (tmp_path / "m.csv").write_text("id,sources,to\na,src/a/*.nc,zarr\nb,src/b/*.nc,icechunk\n")
+    script = f"""
+import json, sys
+from arcodex.catalog import Catalog
+from arcodex.groups import init_group, run_group
+cat = Catalog.create({str(tmp_path / "cat")!r})
+init_group(cat, "g", {str(tmp_path / "m.csv")!r})
+assert "xarray" not in sys.modules
+seen = []
+def progress(member, phase, status):
+    if not seen:
+        seen.append(sorted(m for m in ("xarray", "zarr", "icechunk", "h5py") if m in sys.modules))
+run = run_group(cat, "g", phase="scan", cluster="threads", progress=progress)
+print(json.dumps({{"imported": seen[0], "counts": run.counts}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["counts"]["done"] == 2
+    assert found["imported"] == ["h5py", "icechunk", "xarray", "zarr"]

@@ -24,7 +24,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -213,6 +213,7 @@ def run_group(
         todo = [r for r in chosen if r not in busy]
         phases = PHASES if phase == "run" else (phase,)
         if todo:
+            _import_engine(todo)
             client = stack.enter_context(open_client(cluster, config=cluster_config(cat)))
             ctx = _Context(cat, name, client, user, retries, progress)
             with (
@@ -315,6 +316,36 @@ def _run_member(ctx: _Context, record: Record, phases: Sequence[str]) -> MemberO
         outcome.status, outcome.reason = "failed", _one_line(exc)
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+#: What members' conversions import on first use, imported before they start: two threads
+#: importing one package for the first time can deadlock in its circular imports (seen
+#: with xarray: "deadlock detected by _ModuleLock", then "partially initialized module").
+_ENGINE_MODULES = (
+    "numpy", "xarray", "zarr", "zarr.storage", "zarr.codecs", "numcodecs", "fsspec",
+    "cftime", "netCDF4", "h5py", "h5netcdf", "imagecodecs", "xxhash",
+)  # fmt: skip
+_ICECHUNK_MODULES = ("icechunk",)
+_VIRTUAL_MODULES = ("virtualizarr", "virtualizarr.manifests.utils", "kerchunk", "obstore.store")
+
+
+def _import_engine(members: Sequence[Record]) -> None:
+    """Import, in this thread, every module the members' conversions will need."""
+    import importlib
+    import pkgutil
+
+    import arcodex.convert
+
+    targets = {(r.metadata.get("spec") or {}).get("to") for r in members}
+    names = list(_ENGINE_MODULES)
+    if targets & {"icechunk", "virtual"}:  # virtual products are Icechunk by default
+        names += _ICECHUNK_MODULES
+    if "virtual" in targets:
+        names += _VIRTUAL_MODULES
+    names += [m.name for m in pkgutil.iter_modules(arcodex.convert.__path__, "arcodex.convert.")]
+    for name in names:
+        with suppress(ImportError):  # an optional part a member does not use
+            importlib.import_module(name)
 
 
 class _Taken(Exception):
