@@ -11,7 +11,7 @@ summary and the check report), its source fingerprint, a bounded log and history
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from arcodex.catalog._journal import process_alive
@@ -63,18 +63,7 @@ class MemberStatus:
     stale: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "phase": self.phase,
-            "reason": self.reason,
-            "seconds": self.seconds,
-            "bytes": self.bytes,
-            "operation": self.operation,
-            "product": self.product,
-            "updated_at": self.updated_at,
-            "stale": self.stale,
-        }
+        return asdict(self)
 
     @classmethod
     def of(cls, record: Record) -> MemberStatus:

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from arcodex.errors import ConflictError, NotFoundError, ValidationError
@@ -73,19 +73,7 @@ class MemberOutcome:
     attempts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "status": self.status,
-            "phase": self.phase,
-            "reason": self.reason,
-            "seconds": round(self.seconds, 3),
-            "bytes": self.bytes,
-            "operation": self.operation,
-            "product": self.product,
-            "ran": list(self.ran),
-            "skipped": list(self.skipped),
-            "attempts": self.attempts,
-        }
+        return {**asdict(self), "seconds": round(self.seconds, 3)}
 
 
 @dataclass
