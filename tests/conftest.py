@@ -1,5 +1,5 @@
 """Fixtures shared by the test modules: an S3 endpoint on loopback and its credentials, an
-empty STAC extension schema cache, and a one-node SLURM cluster."""
+empty STAC extension schema cache, a one-node SLURM cluster and a PostgreSQL database."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from arcodex.testing import S3_KEY_ID, S3_SECRET, LocalSlurm, s3_server
+from arcodex.testing import S3_KEY_ID, S3_SECRET, LocalPostgres, LocalSlurm, s3_server
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -56,3 +56,32 @@ def slurm() -> Iterator[LocalSlurm]:
         for name, value in cluster.env().items():
             patch.setenv(name, value)
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A throwaway role and database of this test process on the machine's PostgreSQL
+    (started when it is down), its password in ``PGPASSWORD`` for the whole session.
+
+    Where PostgreSQL cannot be started this fails; ``ARCODEX_SKIP_POSTGRES=1`` makes it a
+    skip instead (arcodex.testing._postgres).
+    """
+    from arcodex.testing import PG_OPT_OUT, PostgresUnavailable, local_postgres
+
+    with ExitStack() as stack:
+        try:
+            server = stack.enter_context(local_postgres())
+        except PostgresUnavailable as exc:
+            if os.environ.get(PG_OPT_OUT, "") == "1":
+                pytest.skip(f"{PG_OPT_OUT}=1: {exc}")
+            pytest.fail(str(exc), pytrace=False)
+        patch = stack.enter_context(pytest.MonkeyPatch.context())
+        for name, value in server.env().items():
+            patch.setenv(name, value)
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres: LocalPostgres) -> str:
+    """A PostgreSQL catalog URL of its own: a fresh schema in the session's database."""
+    return postgres.schema_url()

@@ -15,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "OPT_OUT",
+    "PG_OPT_OUT",
     "S3_KEY_ID",
     "S3_SECRET",
     "SAMPLE_TITLE",
     "BackendContract",
+    "LocalPostgres",
     "LocalSlurm",
+    "PostgresUnavailable",
     "ReadOnlyStoreTests",
     "SlurmUnavailable",
     "StoreTests",
@@ -29,6 +32,7 @@ __all__ = [
     "full_record",
     "http_directory",
     "http_server",
+    "local_postgres",
     "local_slurm",
     "remove_zarr_chunks",
     "s3_server",
@@ -51,6 +55,12 @@ if TYPE_CHECKING:
         serve_catalog,
         sources_dataset,
     )
+    from arcodex.testing._postgres import (
+        PG_OPT_OUT,
+        LocalPostgres,
+        PostgresUnavailable,
+        local_postgres,
+    )
     from arcodex.testing._slurm import OPT_OUT, LocalSlurm, SlurmUnavailable, local_slurm
     from arcodex.testing._stores import (
         SAMPLE_TITLE,
@@ -72,6 +82,10 @@ _LAZY = {
     "s3_server": "arcodex.testing._datasets",
     "serve_catalog": "arcodex.testing._datasets",
     "sources_dataset": "arcodex.testing._datasets",
+    "PG_OPT_OUT": "arcodex.testing._postgres",
+    "LocalPostgres": "arcodex.testing._postgres",
+    "PostgresUnavailable": "arcodex.testing._postgres",
+    "local_postgres": "arcodex.testing._postgres",
     "OPT_OUT": "arcodex.testing._slurm",
     "LocalSlurm": "arcodex.testing._slurm",
     "SlurmUnavailable": "arcodex.testing._slurm",
