@@ -1,5 +1,10 @@
 """Fixtures shared by the test modules: an S3 endpoint on loopback and its credentials, an
-empty STAC extension schema cache, a one-node SLURM cluster and a PostgreSQL database."""
+empty STAC extension schema cache, a one-node SLURM cluster and a PostgreSQL database.
+
+With ``ARCODEX_TEST_BACKEND=postgres`` every catalog a test makes lives in PostgreSQL (a
+fresh schema per test, through ``ARCODEX_DATABASE_URL``), except in tests marked
+``sqlite_only`` (tests of SQLite itself); ``./dev test`` runs the suite both ways.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,61 @@ from contextlib import ExitStack
 import pytest
 
 from arcodex.testing import S3_KEY_ID, S3_SECRET, LocalPostgres, LocalSlurm, s3_server
+
+#: Which backend the catalogs of this run use: ``sqlite`` (default) or ``postgres``.
+TEST_BACKEND = os.environ.get("ARCODEX_TEST_BACKEND", "sqlite")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if TEST_BACKEND not in ("sqlite", "postgres"):
+        raise pytest.UsageError(f"ARCODEX_TEST_BACKEND={TEST_BACKEND!r}: choose sqlite or postgres")
+
+
+#: Modules that make no catalog (or only document one): the PostgreSQL run leaves them out.
+NO_CATALOG = frozenset(
+    {
+        "test_archives.py",
+        "test_cli_startup.py",
+        "test_config_env.py",
+        "test_environment.py",
+        "test_exported_members.py",
+        "test_extract_netcdf.py",
+        "test_extract_netcdf_header.py",
+        "test_import_layers.py",
+        "test_model.py",
+        "test_readme.py",
+        "test_scan_memo.py",
+        "test_skip_policy.py",
+        "test_storage.py",
+    }
+)
+
+
+def _sqlite_only(item: pytest.Item) -> bool:
+    return item.get_closest_marker("sqlite_only") is not None or item.path.name in NO_CATALOG
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if TEST_BACKEND != "postgres":
+        return
+    # Deselected, not skipped: the SQLite run has them.
+    kept = [item for item in items if not _sqlite_only(item)]
+    gone = [item for item in items if _sqlite_only(item)]
+    if gone:
+        config.hook.pytest_deselected(items=gone)
+        items[:] = kept
+
+
+@pytest.fixture(autouse=True)
+def catalog_backend(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In the PostgreSQL run, the database of every catalog the test makes."""
+    if TEST_BACKEND != "postgres":
+        yield
+        return
+    server: LocalPostgres = request.getfixturevalue("postgres")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ARCODEX_DATABASE_URL", server.schema_url())
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

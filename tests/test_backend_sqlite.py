@@ -18,6 +18,8 @@ from arcodex.errors import LockTimeoutError, NotACatalogError, NotFoundError, St
 from arcodex.model import Operation, Query, Record
 from arcodex.testing import BackendContract, sample_records
 
+pytestmark = pytest.mark.sqlite_only
+
 
 class TestSQLiteContract(BackendContract):
     def create_backend(self, path: Path) -> CatalogBackend:
