@@ -208,6 +208,7 @@ def test_create_twice_and_open_errors(tmp_path: Path) -> None:
         open_catalog(tmp_path / "nowhere")
 
 
+@pytest.mark.sqlite_only
 def test_corrupt_database_is_reported(tmp_path: Path) -> None:
     cat = Catalog.create(tmp_path / "c")
     cat.close()

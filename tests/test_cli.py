@@ -633,6 +633,7 @@ def test_internal_error_is_one_line_exit_70(seeded: Path) -> None:
 # -- a damaged or busy database ------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_corrupt_database_is_one_line_and_untouched(tmp_path: Path) -> None:
     root = tmp_path / "cat"
     ok("init", str(root))
@@ -646,6 +647,7 @@ def test_corrupt_database_is_one_line_and_untouched(tmp_path: Path) -> None:
     assert db.read_bytes() == garbage
 
 
+@pytest.mark.sqlite_only
 def test_locked_database_names_the_wait_and_changes_nothing(tmp_path: Path) -> None:
     import sqlite3
 

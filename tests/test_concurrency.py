@@ -85,6 +85,7 @@ def test_concurrent_updates_one_wins(tmp_path: Path) -> None:
         assert rec.version == 2 and rec.metadata["n"] in (1, 2)
 
 
+@pytest.mark.sqlite_only
 def test_lock_timeout_names_the_holder(tmp_path: Path) -> None:
     import os
 
@@ -119,6 +120,7 @@ def test_lock_timeout_names_the_holder(tmp_path: Path) -> None:
     waiter.close()
 
 
+@pytest.mark.sqlite_only
 def test_stale_lock_note_is_reported_and_cleared(tmp_path: Path) -> None:
     import json
     import socket

@@ -131,6 +131,7 @@ def test_cli_refuses_in_one_line_and_adds_with_allow_duplicate(tmp_path: Path) -
     assert runner.invoke(app, [*uri, "--allow-duplicate"]).exit_code == 0
 
 
+@pytest.mark.sqlite_only
 def test_the_check_is_one_indexed_query(cat: Catalog) -> None:
     conn = sqlite3.connect(cat.root / "catalog.sqlite")
     plan = " ".join(
@@ -146,6 +147,7 @@ def test_the_check_is_one_indexed_query(cat: Catalog) -> None:
     assert "artifacts_sha256" in plan and "artifacts_location" in plan, plan
 
 
+@pytest.mark.sqlite_only
 def test_a_catalog_of_schema_1_is_upgraded_with_its_hashes(cat: Catalog, tmp_path: Path) -> None:
     data = _file(tmp_path / "a.txt")
     first = cat.add_file(data)

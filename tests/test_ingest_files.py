@@ -404,6 +404,7 @@ def test_in_place_ingest_resumes_too(tmp_path: Path) -> None:
         assert "already in the catalog" in str(again.failed[0].reason)
 
 
+@pytest.mark.sqlite_only
 def test_a_catalog_of_schema_2_learns_where_its_files_came_from(tmp_path: Path) -> None:
     data = tmp_path / "a.csv"
     data.write_text("x\n", encoding="utf-8")
