@@ -29,6 +29,7 @@ from typer.core import TyperGroup
 from arcodex import __version__
 from arcodex.cli import (
     _convert,
+    _db,
     _discover,
     _group,
     _ingest,
@@ -1093,6 +1094,7 @@ _ingest.register(app, command, _state)
 _plugins.register(app, command, _state)
 _store.register(app, command, _state)
 _group.register(app, command, _state)
+_db.register(app, command, _state)
 
 
 def main() -> None:
