@@ -25,7 +25,7 @@ from arcodex.catalog import (
     upgrade_database,
 )
 from arcodex.cli import app
-from arcodex.errors import ConflictError, StorageError
+from arcodex.errors import ConflictError, StorageError, ValidationError
 from arcodex.model import Operation, Query, Record
 from arcodex.testing import LocalPostgres
 
@@ -503,6 +503,7 @@ def test_a_postgres_catalog_starts_at_version_1(pg_url: str) -> None:
 
 def _pg_version_row(url: str, sql: str) -> None:
     import psycopg
+
     from arcodex.backends._postgres import parse_postgres_url
 
     params, _, schema = parse_postgres_url(url)
@@ -563,3 +564,43 @@ def test_bad_postgres_urls_are_one_line_errors(
     assert postgres.password not in line
     empty_schema = postgres.schema_url()
     one_line_error(cli("db", "status", empty_schema), r"no arcodex catalog in schema")
+
+
+# -- the schema registry in the database ---------------------------------------------------
+
+
+def test_schema_files_of_an_older_catalog_are_imported_and_kept(tmp_path: Path) -> None:
+    root = tmp_path / "cat"
+    Catalog.create(root).close()
+    # What an older arcodex left: schemas as files beside the database.
+    (root / "schemas").mkdir()
+    (root / "schemas" / "obs@1.json").write_text(json.dumps(OBS), encoding="utf-8")
+    (root / "schemas" / "obs@2.json").write_text('{"type": "object"}', encoding="utf-8")
+    (root / "schemas" / "broken@1.json").write_text("{not json", encoding="utf-8")
+    with Catalog.open(root) as cat:
+        cat.register_schema("obs@2", {"type": "object", "title": "newer"})
+        assert cat.list_schemas() == ["obs@1", "obs@2"]
+        assert cat.backend.schema_keys() == ["obs@1", "obs@2"]
+        assert cat.get_schema("obs@2")["title"] == "newer", "the database wins over a file"
+        rec = cat.add_external("https://e.org/a", metadata={"site": "MHD"}, schema="obs@1")
+        assert [r.valid for r in cat.validate(rec.id)] == [True]
+    assert (root / "schemas" / "obs@1.json").is_file(), "the user's files are left alone"
+    (root / "schemas" / "obs@1.json").unlink()
+    with Catalog.open(root) as cat:
+        assert cat.list_schemas() == ["obs@1", "obs@2"], "kept in the database"
+
+
+def test_hosts_sharing_a_postgres_catalog_see_the_same_schemas(pg_url: str, tmp_path: Path) -> None:
+    config = CatalogConfig(database_url=pg_url, schema_policy="strict")
+    with (
+        Catalog.create(tmp_path / "host-a", config=config) as a,
+        Catalog.create(tmp_path / "host-b", config=config) as b,
+    ):
+        a.register_schema("obs@1", OBS)
+        assert b.list_schemas() == ["obs@1"]
+        assert b.get_schema("obs") == OBS
+        with pytest.raises(ValidationError, match="site"):
+            b.add_external("https://e.org/x", metadata={"other": 1}, schema="obs@1")
+        rec = b.add_external("https://e.org/y", metadata={"site": "MHD"}, schema="obs")
+        assert (rec.schema_name, rec.schema_version) == ("obs", "1")
+        assert not (tmp_path / "host-a" / "schemas").exists(), "no file: the database holds it"
