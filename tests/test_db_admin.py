@@ -604,3 +604,21 @@ def test_hosts_sharing_a_postgres_catalog_see_the_same_schemas(pg_url: str, tmp_
         rec = b.add_external("https://e.org/y", metadata={"site": "MHD"}, schema="obs")
         assert (rec.schema_name, rec.schema_version) == ("obs", "1")
         assert not (tmp_path / "host-a" / "schemas").exists(), "no file: the database holds it"
+
+
+def test_schema_files_are_read_in_place_when_the_database_cannot_take_them(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "cat"
+    Catalog.create(root, config=CatalogConfig(busy_timeout=0.2)).close()
+    (root / "schemas").mkdir()
+    (root / "schemas" / "obs@1.json").write_text(json.dumps(OBS), encoding="utf-8")
+    with closing(sqlite3.connect(root / "catalog.sqlite", isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock throughout
+        with Catalog.open(root) as cat:
+            assert cat.list_schemas() == ["obs@1"]
+            assert cat.get_schema("obs@1") == OBS
+        other.execute("ROLLBACK")
+    with Catalog.open(root) as cat:
+        assert cat.list_schemas() == ["obs@1"]
+        assert cat.backend.schema_keys() == ["obs@1"], "imported once the database is free"

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from arcodex.backends import CatalogBackend, SchemaInfo, admin_open, open_backend
 from arcodex.catalog._catalog import DB_FILE
-from arcodex.catalog._config import CONFIG_FILE, load_config
+from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.errors import ConflictError, StorageError, ValidationError
 from arcodex.model import RECORD_STATUSES, Condition, Query
 
@@ -50,6 +50,12 @@ _EVERYTHING = Query(conditions=[Condition(field="status", op="in", value=list(RE
 
 def database_url(target: str | os.PathLike[str]) -> str:
     """The database meant by ``target``: a URL as given, or a catalog directory's."""
+    return _resolve(target)[0]
+
+
+def _resolve(target: str | os.PathLike[str]) -> tuple[str, CatalogConfig]:
+    """The database URL of ``target`` and the settings to open it with (a catalog's own,
+    else the environment's: the password setting, the busy timeout)."""
     text = os.fspath(target)
     if "://" in text or text.startswith("sqlite:"):
         scheme = text.partition(":")[0].lower()
@@ -58,7 +64,7 @@ def database_url(target: str | os.PathLike[str]) -> str:
                 f"unsupported database URL scheme {scheme!r} in {_shown(text)}; "
                 "use sqlite:///PATH or postgresql://USER@HOST/DATABASE"
             )
-        return text
+        return text, CatalogConfig()
     root = Path(text).expanduser().resolve()
     if not (root / CONFIG_FILE).is_file():
         raise ValidationError(
@@ -66,7 +72,7 @@ def database_url(target: str | os.PathLike[str]) -> str:
             f"a catalog directory (no {CONFIG_FILE} in it); give one of those"
         )
     config = load_config(root)
-    return config.database_url or f"sqlite:///{root / DB_FILE}"
+    return config.database_url or f"sqlite:///{root / DB_FILE}", config
 
 
 def _shown(url: str) -> str:
@@ -82,14 +88,17 @@ def _shown(url: str) -> str:
 
 
 @contextmanager
-def _opened(url: str, *, create: bool = False, admin: bool = False) -> Iterator[CatalogBackend]:
+def _opened(
+    target: str | os.PathLike[str], *, create: bool = False, admin: bool = False
+) -> Iterator[CatalogBackend]:
+    url, config = _resolve(target)
     if url.startswith("sqlite:") and create:
         Path(url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if admin:
         with admin_open():
-            backend = open_backend(url, create=create)
+            backend = open_backend(url, create=create, config=config)
     else:
-        backend = open_backend(url, create=create)
+        backend = open_backend(url, create=create, config=config)
     try:
         yield backend
     finally:
@@ -120,7 +129,7 @@ class DatabaseStatus:
 def database_status(target: str | os.PathLike[str]) -> DatabaseStatus:
     """The schema version and contents of a database (an older schema is shown, not
     upgraded); counts the older schema cannot give are None."""
-    with _opened(database_url(target), admin=True) as backend:
+    with _opened(target, admin=True) as backend:
         info = backend.schema_info()
         records: int | None = None
         by_status: dict[str, int] = {}
@@ -154,7 +163,7 @@ class UpgradeResult:
 def upgrade_database(target: str | os.PathLike[str], *, dry_run: bool = False) -> UpgradeResult:
     """Bring a database's schema up to this arcodex's, in one transaction; with
     ``dry_run``, only say which migrations that would apply."""
-    with _opened(database_url(target), admin=True) as backend:
+    with _opened(target, admin=True) as backend:
         before = backend.schema_info().version
         applied = backend.upgrade(dry_run=dry_run)
         after = backend.schema_info().version
@@ -263,7 +272,7 @@ def copy_database(
         raise ValidationError(
             f"{_shown(src_url)} is both source and destination; give two databases"
         )
-    with _opened(src_url) as src, _opened(dest_url, create=True) as dest:
+    with _opened(source) as src, _opened(destination, create=True) as dest:
         if not dest.is_empty():
             raise ConflictError(_not_empty(dest))
         total = src.count(_EVERYTHING)

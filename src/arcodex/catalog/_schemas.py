@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from arcodex.errors import NotFoundError, ValidationError
+from arcodex.errors import ArcodexError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from arcodex.backends import CatalogBackend
@@ -80,6 +80,7 @@ class SchemaRegistry:
         self._documents: dict[str, dict[str, Any]] = {}  # plugins' JSON Schemas, in-process
         self._plugins_pending = plugins
         self._files_pending = backend is not None
+        self._files_too = False  # old files that could not be imported are read in place
 
     # -- where the catalog's own JSON Schemas are kept -----------------------------------
 
@@ -107,14 +108,19 @@ class SchemaRegistry:
             except (OSError, ValueError) as exc:
                 _log.warning("schema file %s is not imported: %s", path, exc)
                 continue
-            self.backend.put_schema(key, text)
+            try:
+                self.backend.put_schema(key, text)
+            except ArcodexError as exc:  # a read-only database: use the files where they are
+                _log.warning("schema file %s is not imported: %s", path, exc)
+                self._files_too = True
 
     def _stored(self) -> set[str]:
         """The keys of the catalog's own JSON Schemas."""
         if self.backend is None:
             return set(self._files())
         self._import_files()
-        return set(self.backend.schema_keys())
+        keys = set(self.backend.schema_keys())
+        return keys | set(self._files()) if self._files_too else keys
 
     def _stored_document(self, key: str) -> dict[str, Any]:
         if self.backend is None:
@@ -122,6 +128,9 @@ class SchemaRegistry:
         else:
             self._import_files()
             text = self.backend.schema_text(key)
+            path = self.directory / f"{key}.json"
+            if text is None and self._files_too and path.is_file():
+                text = path.read_text(encoding="utf-8")
         if text is None:
             raise NotFoundError(f"no schema {key!r}; register it with `arcodex schema add`")
         document: dict[str, Any] = json.loads(text)
