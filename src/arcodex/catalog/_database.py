@@ -28,7 +28,7 @@ from arcodex.backends import CatalogBackend, SchemaInfo, admin_open, open_backen
 from arcodex.catalog._catalog import DB_FILE
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.errors import ConflictError, StorageError, ValidationError
-from arcodex.model import RECORD_STATUSES, Condition, Query
+from arcodex.model import RECORD_STATUSES, Condition, Operation, Query, Record
 
 __all__ = [
     "CatalogDigest",
@@ -191,6 +191,35 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+class _Digest:
+    """Item hashes gathered in any order; :meth:`result` sorts and hashes them together."""
+
+    def __init__(self) -> None:
+        self.items: list[bytes] = []
+        self.records = self.operations = self.schemas = 0
+
+    def _add(self, value: Any) -> None:
+        self.items.append(hashlib.sha256(_canonical(value)).digest())
+
+    def record(self, record: Record, prior: str | None) -> None:
+        self._add({"record": record.model_dump(mode="json"), "prior_status": prior})
+        self.records += 1
+
+    def operation(self, operation: Operation) -> None:
+        self._add({"operation": operation.model_dump(mode="json")})
+        self.operations += 1
+
+    def schema(self, key: str, text: str | None) -> None:
+        self._add({"schema": key, "document": json.loads(text or "null")})
+        self.schemas += 1
+
+    def result(self) -> CatalogDigest:
+        whole = hashlib.sha256()
+        for item in sorted(self.items):
+            whole.update(item)
+        return CatalogDigest(self.records, self.operations, self.schemas, whole.hexdigest())
+
+
 def catalog_digest(
     backend: CatalogBackend, *, batch: int = 1000, progress: Progress | None = None
 ) -> CatalogDigest:
@@ -201,31 +230,18 @@ def catalog_digest(
     Each item's canonical JSON is hashed alone and the sorted item hashes are hashed
     together, so that a million records need 32 MB, not their whole text, to sort.
     """
-    items: list[bytes] = []
+    digest = _Digest()
     total = backend.count(_EVERYTHING)
     for rows in backend.export_records(batch=batch):
         for record, prior in rows:
-            doc = {"record": record.model_dump(mode="json"), "prior_status": prior}
-            items.append(hashlib.sha256(_canonical(doc)).digest())
+            digest.record(record, prior)
         if progress is not None:
-            progress("verify", len(items), total)
-    records = len(items)
-    operations = 0
+            progress("verify", digest.records, total)
     for operation in backend.all_operations():
-        items.append(
-            hashlib.sha256(_canonical({"operation": operation.model_dump(mode="json")})).digest()
-        )
-        operations += 1
-    keys = backend.schema_keys()
-    for key in keys:
-        text = backend.schema_text(key) or "null"
-        items.append(
-            hashlib.sha256(_canonical({"schema": key, "document": json.loads(text)})).digest()
-        )
-    whole = hashlib.sha256()
-    for item in sorted(items):
-        whole.update(item)
-    return CatalogDigest(records, operations, len(keys), whole.hexdigest())
+        digest.operation(operation)
+    for key in backend.schema_keys():
+        digest.schema(key, backend.schema_text(key))
+    return digest.result()
 
 
 # -- copy ------------------------------------------------------------------------------------
@@ -276,24 +292,28 @@ def copy_database(
         if not dest.is_empty():
             raise ConflictError(_not_empty(dest))
         total = src.count(_EVERYTHING)
-        done = 0
+        # The source's digest is taken from what was read and written, in the same pass.
+        read = _Digest()
         for rows in src.export_records(batch=batch):
             dest.import_records(rows)
-            done += len(rows)
+            for record, prior in rows:
+                read.record(record, prior)
             if progress is not None:
-                progress("records", done, total)
-        for count, operation in enumerate(src.all_operations(), 1):
+                progress("records", read.records, total)
+        for operation in src.all_operations():
             dest.save_operation(operation)
-            if progress is not None and count % 100 == 0:
-                progress("operations", count, count)
+            read.operation(operation)
+            if progress is not None and read.operations % 100 == 0:
+                progress("operations", read.operations, read.operations)
         keys = src.schema_keys()
-        for n, key in enumerate(keys, 1):
+        for key in keys:
             text = src.schema_text(key)
             if text is not None:
                 dest.put_schema(key, text)
+            read.schema(key, text)
             if progress is not None:
-                progress("schemas", n, len(keys))
-        want = catalog_digest(src, batch=batch)
+                progress("schemas", read.schemas, len(keys))
+        want = read.result()
         got = catalog_digest(dest, batch=batch, progress=progress)
         if got != want:
             raise StorageError(
