@@ -115,6 +115,32 @@ def parse_postgres_url(url: str) -> tuple[dict[str, Any], str | None, str]:
     return params, password, schema
 
 
+def _pool_class() -> type[ConnectionPool]:
+    """psycopg's pool, drawing its reconnection jitter from a generator of its own.
+
+    The stock pool calls the global ``random`` from its worker threads, which moves the
+    state that seeded programs (and hypothesis, which refuses it) rely on.
+    """
+    global _POOL_CLASS
+    if _POOL_CLASS is None:
+        import random
+
+        from psycopg_pool import ConnectionPool
+
+        jitter = random.Random()
+
+        class _Pool(ConnectionPool):
+            @classmethod
+            def _jitter(cls, value: float, min_pc: float, max_pc: float) -> float:
+                return value * (1.0 + ((max_pc - min_pc) * jitter.random()) + min_pc)
+
+        _POOL_CLASS = _Pool
+    return _POOL_CLASS
+
+
+_POOL_CLASS: type[Any] | None = None
+
+
 def _first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[0] if lines else "no message"
@@ -190,9 +216,7 @@ class PostgresBackend(PostgresAdmin, PostgresOperations):
                 _INHERITED.append(self._pool)
                 self._pool = None
             if self._pool is None:
-                from psycopg_pool import ConnectionPool
-
-                pool: ConnectionPool = ConnectionPool(
+                pool: ConnectionPool = _pool_class()(
                     self.conninfo,
                     kwargs={"autocommit": True, **self._connect_kwargs()},
                     min_size=1,
