@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from arcodex.backends import CatalogBackend
+from arcodex.backends import CatalogBackend, open_backend
 from arcodex.backends._postgres import PostgresBackend
-from arcodex.testing import BackendContract, LocalPostgres
+from arcodex.errors import (
+    AuthError,
+    ConflictError,
+    LockTimeoutError,
+    NotACatalogError,
+    QueryError,
+    StorageError,
+    ValidationError,
+)
+from arcodex.model import Query, Record
+from arcodex.testing import BackendContract, LocalPostgres, sample_records
 
 
 class TestPostgresContract(BackendContract):
@@ -26,3 +43,340 @@ class TestPostgresContract(BackendContract):
     def create_backend(self, path: Path) -> CatalogBackend:
         schema = "t_" + hashlib.sha1(str(path).encode()).hexdigest()[:16]
         return PostgresBackend(self.server.schema_url(schema), create=True, busy_timeout=10.0)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def backend(pg_url: str) -> Iterator[PostgresBackend]:
+    backend = PostgresBackend(pg_url, create=True, busy_timeout=2.0)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _one_line_without(message: str, secret: str) -> None:
+    assert "\n" not in message, message
+    assert secret not in message, message
+
+
+def _schema_url(postgres: LocalPostgres, schema: str) -> str:
+    return postgres.schema_url(schema)
+
+
+# -- URLs, schemas and opening ---------------------------------------------------------------
+
+
+def test_url_names_no_password(backend: PostgresBackend, postgres: LocalPostgres) -> None:
+    assert backend.url.startswith("postgresql://")
+    assert backend.schema in backend.url
+    assert postgres.password not in backend.url
+    assert postgres.password not in backend.conninfo
+    assert "password" not in backend.conninfo
+
+
+def test_open_backend_dispatches_both_schemes(pg_url: str) -> None:
+    for url in (pg_url, pg_url.replace("postgresql://", "postgres://", 1)):
+        backend = open_backend(url, create=True)
+        try:
+            assert isinstance(backend, PostgresBackend)
+            backend.add([Record(id=f"via-{url[:8]}")]) if url is pg_url else None
+        finally:
+            backend.close()
+
+
+def test_tables_live_in_the_schema_named_by_the_url(
+    backend: PostgresBackend, postgres: LocalPostgres
+) -> None:
+    backend.add([Record(id="a")])
+    with psycopg.connect(postgres.url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            [backend.schema],
+        ).fetchall()
+        assert {"records", "meta_txt", "meta_num", "paths"} <= {r[0] for r in rows}
+        public = conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()
+        assert public is not None and public[0] == 0
+
+
+def test_create_false_on_an_empty_schema(postgres: LocalPostgres) -> None:
+    url = postgres.schema_url()
+    with pytest.raises(NotACatalogError, match="no arcodex catalog in schema") as info:
+        PostgresBackend(url)
+    _one_line_without(str(info.value), postgres.password)
+
+
+@pytest.mark.parametrize("create", [False, True])
+def test_schema_with_foreign_tables_is_refused(postgres: LocalPostgres, create: bool) -> None:
+    schema = f"birds_{int(create)}_{os.getpid()}"
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {schema}.birds (name text)")
+    with pytest.raises(NotACatalogError, match="choose another schema"):
+        PostgresBackend(postgres.schema_url(schema), create=create)
+    with psycopg.connect(postgres.url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", [schema]
+        ).fetchall()
+    assert [r[0] for r in rows] == ["birds"], "nothing was added to the foreign schema"
+
+
+def test_two_handles_one_catalog(backend: PostgresBackend, pg_url: str) -> None:
+    records = sample_records()
+    backend.add(records)
+    again = PostgresBackend(pg_url)
+    try:
+        assert again.get("s1") == records[0]
+        assert again.count(Query.parse(["site=MHD"])) == 2
+    finally:
+        again.close()
+
+
+def test_close_then_use_again(backend: PostgresBackend) -> None:
+    backend.add([Record(id="a")])
+    backend.close()
+    assert backend.get("a").id == "a"
+
+
+# -- errors: one line, no secret ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://someone:s3cr3t-pw@127.0.0.1:99999/db",
+        "postgresql://someone:s3cr3t-pw@127.0.0.1/db?no_such_option=1",
+        "postgresql://someone:s3cr3t-pw@127.0.0.1/db?schema=Bad-Name",
+    ],
+)
+def test_bad_url(url: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        PostgresBackend(url)
+    _one_line_without(str(info.value), "s3cr3t-pw")
+
+
+def test_wrong_password(postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", "not-the-password-42")
+    with pytest.raises(AuthError) as info:
+        PostgresBackend(postgres.schema_url(), create=True)
+    message = str(info.value)
+    assert f"refused user {postgres.user} on 127.0.0.1:{postgres.port}" in message
+    assert "PGPASSWORD" in message and "ARCODEX_DATABASE_PASSWORD" in message
+    _one_line_without(message, "not-the-password-42")
+    _one_line_without(message, postgres.password)
+
+
+def test_wrong_password_given_to_arcodex(
+    postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGPASSWORD")
+    with pytest.raises(AuthError) as info:
+        PostgresBackend(postgres.schema_url(), create=True, password="wrong-given-77")
+    _one_line_without(str(info.value), "wrong-given-77")
+
+
+def test_password_in_a_url_stays_out_of_url_and_conninfo(
+    postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGPASSWORD")
+    url = postgres.schema_url().replace(
+        f"{postgres.user}@", f"{postgres.user}:{postgres.password}@", 1
+    )
+    backend = PostgresBackend(url, create=True)
+    try:
+        backend.add([Record(id="a")])
+        assert postgres.password not in backend.url
+        assert postgres.password not in backend.conninfo
+        assert postgres.password not in repr(vars(backend).get("_params"))
+        # A dedicated connection (as the shared-operations part opens) works from these alone.
+        with psycopg.connect(backend.conninfo, **backend._connect_kwargs()) as conn:
+            row = conn.execute("SELECT count(*) FROM records").fetchone()
+            assert row is not None and row[0] == 1
+    finally:
+        backend.close()
+
+
+def test_password_from_pgpass(
+    postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"*:*:*:{postgres.user}:{postgres.password}\n")
+    passfile.chmod(0o600)
+    monkeypatch.delenv("PGPASSWORD")
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    backend = PostgresBackend(postgres.schema_url(), create=True)
+    try:
+        backend.add([Record(id="a")])
+        assert backend._connect_kwargs() == {}
+        with psycopg.connect(backend.conninfo, **backend._connect_kwargs()) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        backend.close()
+
+
+def test_unreachable_server(postgres: LocalPostgres) -> None:
+    port = _free_port()
+    url = f"postgresql://{postgres.user}@127.0.0.1:{port}/{postgres.database}"
+    started = time.monotonic()
+    with pytest.raises(StorageError) as info:
+        PostgresBackend(url)
+    message = str(info.value)
+    assert f"cannot reach PostgreSQL at 127.0.0.1:{port}" in message
+    assert "is the server running?" in message
+    _one_line_without(message, postgres.password)
+    assert time.monotonic() - started < 10
+
+
+def test_connect_timeout_from_the_url(postgres: LocalPostgres) -> None:
+    # 192.0.2.0/24 is TEST-NET-1: nothing answers there.
+    url = f"postgresql://{postgres.user}@192.0.2.1:5432/db?connect_timeout=1"
+    started = time.monotonic()
+    with pytest.raises(StorageError, match="cannot reach PostgreSQL at 192.0.2.1:5432"):
+        PostgresBackend(url)
+    assert time.monotonic() - started < 5
+
+
+def test_missing_database(postgres: LocalPostgres) -> None:
+    url = f"postgresql://{postgres.user}@127.0.0.1:{postgres.port}/no_such_db_{os.getpid()}"
+    with pytest.raises(NotACatalogError) as info:
+        PostgresBackend(url, create=True)
+    message = str(info.value)
+    assert (
+        f"database no_such_db_{os.getpid()} does not exist on 127.0.0.1:{postgres.port}" in message
+    )
+    assert "createdb" in message
+    _one_line_without(message, postgres.password)
+
+
+def test_locked_record_times_out(backend: PostgresBackend, postgres: LocalPostgres) -> None:
+    backend.add([Record(id="kept", title="before")])
+    kept = backend.get("kept")
+    with psycopg.connect(backend.conninfo, **backend._connect_kwargs()) as other:
+        other.execute("SELECT 1 FROM records WHERE id = 'kept' FOR UPDATE")
+        started = time.monotonic()
+        with pytest.raises(LockTimeoutError) as info:
+            backend.update(kept.model_copy(update={"version": 2}), expected_version=1)
+        assert isinstance(info.value, TimeoutError)
+        assert "busy_timeout" in str(info.value)
+        assert time.monotonic() - started < 10
+        # Row locks only: other records and reads go on.
+        backend.add([Record(id="other")])
+        assert backend.get("kept") == kept
+        other.rollback()
+    backend.update(kept.model_copy(update={"version": 2}), expected_version=1)
+
+
+def test_bad_regular_expression_is_a_query_error(backend: PostgresBackend) -> None:
+    backend.add([Record(id="a", metadata={"s": "x"})])
+    with pytest.raises(QueryError):
+        backend.search(Query.parse(["s~/(?P<name>x)/"]))
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+
+def test_one_of_two_updates_with_one_version_wins(backend: PostgresBackend) -> None:
+    backend.add([Record(id="r", title="old")])
+    record = backend.get("r")
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def change(title: str) -> None:
+        barrier.wait(timeout=10)
+        try:
+            backend.update(
+                record.model_copy(update={"title": title, "version": 2}), expected_version=1
+            )
+            outcomes.append("won")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=change, args=(t,)) for t in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["conflict", "won"]
+    final = backend.get("r")
+    assert final.version == 2 and final.title in ("a", "b")
+
+
+def _add_many(url: str, worker: int, count: int) -> None:
+    backend = PostgresBackend(url)
+    try:
+        for start in range(0, count, 50):
+            backend.add(
+                [
+                    Record(
+                        id=f"w{worker}-{i}", metadata={"worker": worker, "i": i, "w": f"w{worker}"}
+                    )
+                    for i in range(start, start + 50)
+                ]
+            )
+    finally:
+        backend.close()
+
+
+def test_processes_adding_lose_and_duplicate_nothing(backend: PostgresBackend, pg_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_add_many, args=(pg_url, w, 500)) for w in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+    ids = backend.ids(Query(limit=None))
+    assert len(ids) == 2000 and len(set(ids)) == 2000
+    assert backend.count(Query.parse(["worker=2"])) == 500
+    assert {f.path: f.count for f in backend.fields()} == {"worker": 2000, "i": 2000, "w": 2000}
+
+
+def test_concurrent_adds_of_one_id_conflict_naming_it(backend: PostgresBackend) -> None:
+    backend.add([Record(id="taken")])
+    with pytest.raises(ConflictError, match="taken"):
+        backend.add([Record(id="free"), Record(id="taken")])
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def add() -> None:
+        barrier.wait(timeout=10)
+        try:
+            backend.add([Record(id="race", metadata={"k": 1})])
+            outcomes.append("added")
+        except ConflictError as exc:
+            assert "race" in str(exc)
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=add) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["added", "conflict"]
+    assert backend.count(Query.parse(["k=1"])) == 1
+
+
+def test_a_forked_child_gets_its_own_pool(backend: PostgresBackend) -> None:
+    backend.add([Record(id="parent")])
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=_child_adds, args=(backend,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    # The parent's connections were left alone by the child.
+    assert sorted(backend.ids(Query(limit=None))) == ["child", "parent"]
+
+
+def _child_adds(backend: PostgresBackend) -> None:
+    backend.add([Record(id="child")])
+    backend.close()

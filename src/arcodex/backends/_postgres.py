@@ -45,6 +45,7 @@ from arcodex.backends._postgres_query import (
     tsvector_literal,
 )
 from arcodex.backends._postgres_schema import ARCODEX_TABLES, schema_ddl
+from arcodex.backends._postgres_url import split_password
 from arcodex.errors import (
     AuthError,
     ConflictError,
@@ -76,12 +77,14 @@ _RETRIES = 3
 def parse_postgres_url(url: str) -> tuple[dict[str, Any], str | None, str]:
     """libpq parameters (without the password), the password if the URL has one, and the
     schema (``schema=NAME``, default ``public``)."""
+    url, password = split_password(url)
     try:
         parts = urlsplit(url)
-        url_password = parts.password
+        parts.port  # noqa: B018 - reading it checks it
     except ValueError as exc:
         raise ValidationError(
-            f"bad PostgreSQL URL ({exc}); write postgresql://USER@HOST:PORT/DATABASE?schema=NAME"
+            f"bad PostgreSQL URL ({_scrub(str(exc), password)});"
+            " write postgresql://USER@HOST:PORT/DATABASE?schema=NAME"
         ) from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     schemas = [v for k, v in query if k == "schema"]
@@ -91,27 +94,17 @@ def parse_postgres_url(url: str) -> tuple[dict[str, Any], str | None, str]:
             f"bad schema {schema!r} in the PostgreSQL URL; use lower-case letters, digits and _"
         )
     rest = [(k, v) for k, v in query if k != "schema"]
-    netloc = parts.netloc
-    if url_password is not None:
-        # The password is taken out before libpq sees the URL (and before any message can).
-        who, _, place = netloc.rpartition("@")
-        netloc = f"{who.split(':', 1)[0]}@{place}"
-    plain = urlunsplit((parts.scheme, netloc, parts.path, urlencode(rest), ""))
+    plain = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), ""))
     from psycopg.conninfo import conninfo_to_dict
 
     try:
         params = conninfo_to_dict(plain)
     except Exception as exc:  # psycopg.ProgrammingError: libpq could not parse it
-        text = _scrub(_first_line(str(exc)), url_password)
+        text = _scrub(_first_line(str(exc)), password)
         raise ValidationError(
             f"bad PostgreSQL URL ({text}); write postgresql://USER@HOST:PORT/DATABASE?schema=NAME"
         ) from None
     params.pop("password", None)
-    password = None
-    if url_password is not None:
-        from urllib.parse import unquote
-
-        password = unquote(url_password)
     return params, password, schema
 
 
