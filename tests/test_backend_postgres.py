@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from arcodex.backends import CatalogBackend, open_backend
-from arcodex.backends._postgres import PostgresBackend
+from arcodex.backends._postgres import HOLDERS_SQL, PREFIX_SQL, SOURCES_SQL, PostgresBackend
 from arcodex.errors import (
     AuthError,
     ConflictError,
@@ -25,7 +25,7 @@ from arcodex.errors import (
     StorageError,
     ValidationError,
 )
-from arcodex.model import Query, Record
+from arcodex.model import Artifact, LocalPath, Query, Record
 from arcodex.testing import BackendContract, LocalPostgres, sample_records
 
 
@@ -380,3 +380,114 @@ def test_a_forked_child_gets_its_own_pool(backend: PostgresBackend) -> None:
 def _child_adds(backend: PostgresBackend) -> None:
     backend.add([Record(id="child")])
     backend.close()
+
+
+# -- indexes ---------------------------------------------------------------------------------
+
+#: Tables a selective search must never read whole.
+_BIG_TABLES = {"records", "meta_txt", "meta_num", "tags", "artifacts"}
+
+
+@pytest.fixture(scope="module")
+def indexed(postgres: LocalPostgres) -> Iterator[PostgresBackend]:
+    """A few thousand varied records, analysed, so that the planner sees real statistics."""
+    backend = PostgresBackend(postgres.schema_url(), create=True)
+    backend.add(sample_records())
+    records = []
+    for i in range(4000):
+        lon, lat = (i * 37) % 340 - 170, (i * 11) % 160 - 80
+        records.append(
+            Record(
+                id=f"x{i:05d}",
+                title=f"record number{i}",
+                metadata={
+                    "site": f"S{i % 400}",
+                    "year": 1000 + i,
+                    "obs": f"{1900 + i % 120}-0{1 + i % 9}-01",
+                    "inst": {"name": f"I{i % 50}"},
+                    "bbox": [lon, lat, lon + 1, lat + 1],
+                    "datetime": f"{1900 + i % 120}-0{1 + i % 9}-0{1 + i % 9}T00:00:00Z",
+                },
+                tags=[f"t{i % 300}"],
+                artifacts=[
+                    Artifact(
+                        locator=LocalPath(path=f"/data/x{i}.nc"),
+                        hashes={"sha256": hashlib.sha256(str(i).encode()).hexdigest()},
+                        metadata={"source_path": f"/src/x{i}.nc"},
+                    )
+                ],
+            )
+        )
+    backend.add(records)
+    with psycopg.connect(backend.conninfo, autocommit=True, **backend._connect_kwargs()) as conn:
+        conn.execute("ANALYZE")
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def _plan(backend: PostgresBackend, sql: str, params: list[object]) -> list[dict[str, object]]:
+    """Every node of PostgreSQL's plan for ``sql``."""
+    rows = backend._q(f"EXPLAIN (FORMAT JSON) {sql}", params)
+    nodes: list[dict[str, object]] = []
+
+    def walk(node: dict[str, object]) -> None:
+        nodes.append(node)
+        for child in node.get("Plans", []):  # type: ignore[attr-defined]
+            walk(child)
+
+    walk(rows[0][0][0]["Plan"])
+    return nodes
+
+
+def _assert_indexed(nodes: list[dict[str, object]], index: str) -> None:
+    used = {str(n.get("Index Name")) for n in nodes if "Index Name" in n}
+    assert index in used, (index, [(n["Node Type"], n.get("Index Name")) for n in nodes])
+    scans = [n.get("Relation Name") for n in nodes if n["Node Type"] == "Seq Scan"]
+    assert not set(scans) & _BIG_TABLES, scans
+
+
+@pytest.mark.parametrize(
+    ("terms", "options", "index"),
+    [
+        (["site=S7"], {}, "meta_txt_key"),
+        (["site=[S1,S2]"], {}, "meta_txt_key"),
+        (["inst.name=I3", "year>4900"], {}, "meta_num_key"),
+        (["year>=4990"], {}, "meta_num_key"),
+        (["obs<1900-02"], {}, "meta_num_key"),
+        (["site~S39*"], {}, "meta_txt_key"),
+        (["tag=t5"], {}, "tags_pkey"),
+        (["site=MHD", "status=deleted"], {}, "meta_txt_key"),
+        (["id=x00042"], {}, "records_id_key"),
+        ([], {"text": "number42"}, "records_text"),
+        ([], {"text": "mace head"}, "records_text"),
+        ([], {"bbox": "10.2,20.2,10.4,20.4"}, "records_b1"),
+        ([], {"time": "1950-03-03T00:00:00Z"}, "records_time"),
+    ],
+)
+def test_search_uses_indexes(
+    indexed: PostgresBackend, terms: list[str], options: dict[str, str], index: str
+) -> None:
+    compiled = indexed._compile(Query.parse(terms, **options))
+    sql = f"SELECT r.rid {compiled.source} ORDER BY {compiled.order} LIMIT 101"
+    _assert_indexed(_plan(indexed, sql, compiled.params), index)
+    count_sql = f"SELECT count(*) {compiled.source}"
+    scans = [n.get("Relation Name") for n in _plan(indexed, count_sql, compiled.params)]
+    assert "records" not in [
+        n.get("Relation Name")
+        for n in _plan(indexed, count_sql, compiled.params)
+        if n["Node Type"] == "Seq Scan"
+    ], scans
+
+
+def test_lookups_use_indexes(indexed: PostgresBackend) -> None:
+    digest = hashlib.sha256(b"7").hexdigest()
+    holders = _plan(indexed, HOLDERS_SQL, [[digest], ["/data/x8.nc"]])
+    _assert_indexed(holders, "artifacts_sha256")
+    _assert_indexed(holders, "artifacts_location")
+    _assert_indexed(_plan(indexed, SOURCES_SQL, [["/src/x9.nc"]]), "artifacts_source")
+    _assert_indexed(_plan(indexed, PREFIX_SQL, ["x0004", "x0004\U0010ffff", 10]), "records_id_key")
+    assert indexed.holders(sha256=[digest]) == [(digest, "x00007", "active")]
+    assert indexed.sources(["/src/x9.nc"])[0][:2] == ("/src/x9.nc", "x00009")
+    assert indexed.ids_with_prefix("x0004", limit=3) == ["x00040", "x00041", "x00042"]

@@ -652,15 +652,7 @@ class PostgresBackend(PostgresAdmin, PostgresOperations):
         places = [safe_text(s) for s in dict.fromkeys(locations)]
         if not hashes and not places:
             return []
-        rows = self._q(
-            "SELECT a.sha256, a.location, r.id, r.status"
-            " FROM artifacts a JOIN records r ON r.rid = a.rid"
-            # Each side repeats the role, so that each uses its partial index.
-            " WHERE (a.role = 'primary' AND a.sha256 = ANY(%s))"
-            " OR (a.role = 'primary' AND a.location = ANY(%s))"
-            " ORDER BY r.id",
-            [hashes, places],
-        )
+        rows = self._q(HOLDERS_SQL, [hashes, places])
         wanted = {*hashes, *places}
         out: list[tuple[str, str, str]] = []
         for digest, location, rid, status in rows:
@@ -673,12 +665,7 @@ class PostgresBackend(PostgresAdmin, PostgresOperations):
         wanted = [safe_text(p) for p in dict.fromkeys(paths)]
         if not wanted:
             return []
-        rows = self._q(
-            "SELECT a.source, r.id, r.status, a.size_bytes, a.source_mtime_ns"
-            " FROM artifacts a JOIN records r ON r.rid = a.rid"
-            " WHERE a.role = 'primary' AND a.source = ANY(%s) ORDER BY r.id",
-            [wanted],
-        )
+        rows = self._q(SOURCES_SQL, [wanted])
         return [(str(s), str(i), str(st), size, mtime) for s, i, st, size, mtime in rows]
 
     def get(self, record_id: str) -> Record:
@@ -689,10 +676,7 @@ class PostgresBackend(PostgresAdmin, PostgresOperations):
 
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         prefix = safe_text(prefix)
-        rows = self._q(
-            "SELECT id FROM records WHERE id >= %s AND id < %s ORDER BY id LIMIT %s",
-            [prefix, prefix + "\U0010ffff", int(limit)],
-        )
+        rows = self._q(PREFIX_SQL, [prefix, prefix + "\U0010ffff", int(limit)])
         return [str(r[0]) for r in rows]
 
     def _compile(self, query: Query) -> Compiled:
@@ -824,6 +808,21 @@ class PostgresBackend(PostgresAdmin, PostgresOperations):
             )
         return [Operation.model_validate_json(r[0]) for r in rows]
 
+
+#: Who holds these files (each side repeats the role, so that each uses its partial index).
+HOLDERS_SQL = (
+    "SELECT a.sha256, a.location, r.id, r.status FROM artifacts a JOIN records r ON r.rid = a.rid"
+    " WHERE (a.role = 'primary' AND a.sha256 = ANY(%s))"
+    " OR (a.role = 'primary' AND a.location = ANY(%s)) ORDER BY r.id"
+)
+#: Which records were made from these files.
+SOURCES_SQL = (
+    "SELECT a.source, r.id, r.status, a.size_bytes, a.source_mtime_ns"
+    " FROM artifacts a JOIN records r ON r.rid = a.rid"
+    " WHERE a.role = 'primary' AND a.source = ANY(%s) ORDER BY r.id"
+)
+#: Ids in a range (``COLLATE "C"``: byte order, as SQLite's).
+PREFIX_SQL = "SELECT id FROM records WHERE id >= %s AND id < %s ORDER BY id LIMIT %s"
 
 _RECORD_COLUMNS = (
     "rid",
