@@ -238,12 +238,18 @@ def test_unreachable_server(postgres: LocalPostgres) -> None:
 
 
 def test_connect_timeout_from_the_url(postgres: LocalPostgres) -> None:
-    # 192.0.2.0/24 is TEST-NET-1: nothing answers there.
-    url = f"postgresql://{postgres.user}@192.0.2.1:5432/db?connect_timeout=1"
-    started = time.monotonic()
-    with pytest.raises(StorageError, match="cannot reach PostgreSQL at 192.0.2.1:5432"):
-        PostgresBackend(url)
-    assert time.monotonic() - started < 5
+    """A server that takes the connection and never answers: the URL's timeout ends the wait."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        url = f"postgresql://{postgres.user}@127.0.0.1:{port}/db?connect_timeout=1"
+        started = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            PostgresBackend(url)
+        elapsed = time.monotonic() - started
+    assert f"cannot reach PostgreSQL at 127.0.0.1:{port} (no answer within 1s)" in str(info.value)
+    assert 0.9 < elapsed < 5
 
 
 def test_missing_database(postgres: LocalPostgres) -> None:
@@ -354,8 +360,7 @@ def test_concurrent_adds_of_one_id_conflict_naming_it(backend: PostgresBackend) 
             backend.add([Record(id="race", metadata={"k": 1})])
             outcomes.append("added")
         except ConflictError as exc:
-            assert "race" in str(exc)
-            outcomes.append("conflict")
+            outcomes.append("conflict" if "race" in str(exc) else str(exc))
 
     threads = [threading.Thread(target=add) for _ in range(2)]
     for thread in threads:
