@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import socket
@@ -13,14 +14,19 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
+from typer.testing import CliRunner
 
 from arcodex.backends import CatalogBackend, open_backend
 from arcodex.backends._postgres import HOLDERS_SQL, PREFIX_SQL, SOURCES_SQL, PostgresBackend
+from arcodex.catalog import Catalog, CatalogConfig, load_config
+from arcodex.cli import app
 from arcodex.errors import (
     AuthError,
     ConflictError,
     LockTimeoutError,
     NotACatalogError,
+    NotFoundError,
     QueryError,
     StorageError,
     ValidationError,
@@ -496,3 +502,144 @@ def test_lookups_use_indexes(indexed: PostgresBackend) -> None:
     assert indexed.holders(sha256=[digest]) == [(digest, "x00007", "active")]
     assert indexed.sources(["/src/x9.nc"])[0][:2] == ("/src/x9.nc", "x00009")
     assert indexed.ids_with_prefix("x0004", limit=3) == ["x00040", "x00041", "x00042"]
+
+
+# -- a catalog on PostgreSQL, and its secrets ----------------------------------------------------
+
+runner = CliRunner()
+
+
+def _everything_written(root: Path) -> str:
+    """Every file of a catalog root, as text (config, events, journal, state)."""
+    return "\n".join(
+        p.read_bytes().decode("utf-8", "replace") for p in sorted(root.rglob("*")) if p.is_file()
+    )
+
+
+def test_catalog_on_postgres_flow(tmp_path: Path, pg_url: str) -> None:
+    datafile = tmp_path / "obs.csv"
+    datafile.write_text("time,ch4\n2020-01-01,1900.1\n")
+    root = tmp_path / "cat"
+    with Catalog.create(root, config=CatalogConfig(database_url=pg_url)) as cat:
+        assert (root / "arcodex.yaml").is_file()
+        assert isinstance(cat.backend, PostgresBackend)
+        assert not list(root.glob("*.sqlite")), "the records live in PostgreSQL"
+        rec = cat.add_file(datafile, metadata={"site": "MHD", "year": 2020}, tags=["ch4"])
+        assert Path(cat.path(rec.id)).read_bytes() == datafile.read_bytes()
+        assert [r.id for r in cat.search("site=MHD").records] == [rec.id]
+        assert cat.get(rec.id[:8]) == rec
+        updated = cat.update(rec.id, set={"site": "TAC"})
+        assert updated.version == rec.version + 1
+        assert cat.search("site=MHD").records == []
+        cat.delete(rec.id)
+        assert cat.search("site=TAC").records == []
+        cat.restore(rec.id)
+        assert [r.id for r in cat.search("site=TAC").records] == [rec.id]
+        assert cat.doctor(verify_hashes=True).clean
+    with Catalog.open(root) as again:
+        assert again.get(rec.id).metadata["site"] == "TAC"
+        again.purge(rec.id)
+        with pytest.raises(NotFoundError):
+            again.get(rec.id)
+        assert again.info().backend.startswith("postgresql://")
+
+
+def test_init_with_database(tmp_path: Path, pg_url: str, postgres: LocalPostgres) -> None:
+    root = tmp_path / "cat"
+    result = runner.invoke(app, ["init", str(root), "--database", pg_url])
+    assert result.exit_code == 0, result.stderr
+    config = yaml.safe_load((root / "arcodex.yaml").read_text())
+    assert config["database_url"] == pg_url
+    datafile = tmp_path / "a.csv"
+    datafile.write_text("x\n1\n")
+    added = runner.invoke(app, ["--catalog", str(root), "add", str(datafile), "--json"])
+    assert added.exit_code == 0, added.stderr
+    info = runner.invoke(app, ["--catalog", str(root), "info", "--json"])
+    assert json.loads(info.stdout)["backend"] == pg_url
+    assert postgres.password not in _everything_written(root)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://alice:hunter2-secret@127.0.0.1/db",
+        "postgresql://alice@127.0.0.1/db?password=hunter2-secret",
+    ],
+)
+def test_init_refuses_a_password_in_the_url(tmp_path: Path, url: str) -> None:
+    root = tmp_path / "cat"
+    result = runner.invoke(app, ["init", str(root), "--database", url])
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "PGPASSWORD, ~/.pgpass or ARCODEX_DATABASE_PASSWORD" in lines[0]
+    assert "hunter2-secret" not in result.stderr + result.stdout
+    assert not (root / "arcodex.yaml").exists()
+
+
+def test_config_file_with_a_password_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "arcodex.yaml").write_text(
+        "database_url: postgresql://alice:hunter2-secret@127.0.0.1/db\n"
+    )
+    with pytest.raises(ValidationError) as info:
+        load_config(tmp_path)
+    message = str(info.value)
+    assert "ARCODEX_DATABASE_PASSWORD" in message
+    _one_line_without(message, "hunter2-secret")
+
+
+def test_password_setting_is_never_serialised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ARCODEX_DATABASE_PASSWORD", "hunter2-secret")
+    config = CatalogConfig(database_url="postgresql://alice@127.0.0.1/db")
+    assert config.database_password is not None
+    assert config.database_password.get_secret_value() == "hunter2-secret"
+    assert "hunter2-secret" not in config.to_yaml()
+    assert "database_password" not in config.to_yaml()
+    assert "hunter2-secret" not in repr(config)
+    assert "hunter2-secret" not in str(config.model_dump())
+
+
+def test_password_from_arcodex_database_password(
+    tmp_path: Path, pg_url: str, postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PGPASSWORD")
+    monkeypatch.setenv("ARCODEX_DATABASE_PASSWORD", postgres.password)
+    root = tmp_path / "cat"
+    with Catalog.create(root, config=CatalogConfig(database_url=pg_url)) as cat:
+        cat.add_records([Record(id="a")])
+    with Catalog.open(root) as cat:
+        assert cat.get("a").id == "a"
+    assert postgres.password not in _everything_written(root)
+
+
+def test_password_in_the_environment_url_stays_in_memory(
+    tmp_path: Path, pg_url: str, postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ARCODEX_DATABASE_URL may carry the password: it is split off and never written."""
+    monkeypatch.delenv("PGPASSWORD")
+    secret_url = pg_url.replace(f"{postgres.user}@", f"{postgres.user}:{postgres.password}@", 1)
+    monkeypatch.setenv("ARCODEX_DATABASE_URL", secret_url)
+    root = tmp_path / "cat"
+    result = runner.invoke(app, ["init", str(root), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert postgres.password not in result.stdout
+    datafile = tmp_path / "a.csv"
+    datafile.write_text("x\n1\n")
+    added = runner.invoke(app, ["--catalog", str(root), "add", str(datafile)])
+    assert added.exit_code == 0, added.stderr
+    info = runner.invoke(app, ["--catalog", str(root), "info", "--json"])
+    assert info.exit_code == 0, info.stderr
+    assert postgres.password not in info.stdout + info.stderr
+    assert json.loads(info.stdout)["backend"] == pg_url
+    assert yaml.safe_load((root / "arcodex.yaml").read_text())["database_url"] == pg_url
+    assert postgres.password not in _everything_written(root)
+
+
+def test_unreachable_catalog_is_one_line_from_the_cli(
+    tmp_path: Path, postgres: LocalPostgres
+) -> None:
+    url = f"postgresql://{postgres.user}@127.0.0.1:{_free_port()}/{postgres.database}"
+    result = runner.invoke(app, ["init", str(tmp_path / "cat"), "--database", url])
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach PostgreSQL" in lines[0], result.stderr
