@@ -356,6 +356,11 @@ def test_copy_text_says_how_to_use_the_copy(
     out = ok("db", "copy", str(cat.root), dest).stdout
     assert "copied 6 records" in out and "verified" in out
     assert f"database_url: {dest}" in out
+    Catalog.create(tmp_path / "empty-cat").close()
+    ok("db", "copy", dest, str(tmp_path / "empty-cat"))
+    with Catalog.open(tmp_path / "empty-cat") as copied:
+        assert copied.count() == cat.count() == 4, "a catalog directory means its database"
+        assert copied.list_schemas() == ["obs@1"]
 
 
 def test_copy_into_a_non_empty_destination_is_refused(
