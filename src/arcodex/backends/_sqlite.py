@@ -6,6 +6,9 @@ document; metadata is indexed in two clustered tables (``meta_txt`` for text,
 ``meta_num`` for numbers, booleans, dates and structure), each also indexed
 by record for cheap per-record checks; ``fts`` (FTS5) holds free text;
 ``extent`` (an R*Tree over longitude, latitude and time) holds extents.
+``arcodex_schema`` lists the schema migrations applied (``PRAGMA user_version``
+is kept in step with it; see :data:`MIGRATIONS`) and ``schemas`` the catalog's
+registered JSON Schemas.
 """
 
 from __future__ import annotations
