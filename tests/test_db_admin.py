@@ -627,3 +627,25 @@ def test_schema_files_are_read_in_place_when_the_database_cannot_take_them(
     with Catalog.open(root) as cat:
         assert cat.list_schemas() == ["obs@1"]
         assert cat.backend.schema_keys() == ["obs@1"], "imported once the database is free"
+
+
+def test_a_postgres_catalog_without_its_version_table_is_upgraded_by_db_upgrade(
+    pg_url: str,
+) -> None:
+    backend = open_backend(pg_url, create=True)
+    backend.add([Record(id="kept")])
+    backend.close()
+    # What migration 1 made, taken away: the catalog is as it was before versions were kept.
+    _pg_version_row(pg_url, "DROP TABLE arcodex_schema; DROP TABLE schemas")
+    older = r"catalog schema 0 is older than this arcodex \(1\); run `arcodex db upgrade`"
+    with pytest.raises(StorageError, match=older):
+        open_backend(pg_url)
+    assert json.loads(ok("db", "status", pg_url, "--json").stdout)["schema"]["version"] == 0
+    assert "from schema 0 to 1" in ok("db", "upgrade", pg_url).stdout
+    backend = open_backend(pg_url)
+    try:
+        assert backend.get("kept").id == "kept"
+        assert backend.schema_keys() == []
+        assert backend.schema_info().up_to_date
+    finally:
+        backend.close()
