@@ -420,6 +420,13 @@ SETUPS: dict[str, Setup] = {
         epilogue="print(dict(ds.sizes))\n",
         expect={"": r"'lon': [1-9]"},
     ),
+    "schema-versions-and-moving-a-catalog-bash": Setup(
+        expect={
+            "arcodex db status": r"^schema: \d+ \(up to date\)$",
+            "arcodex db upgrade --dry-run": r"is up to date",
+            "arcodex db copy": r"^copied 1 records, \d+ operations and 0 schemas .* verified",
+        },
+    ),
     "pipelines-and-dry-runs-bash": Setup(
         expect={
             "arcodex add obs.csv --meta site=MHD --dry-run": r"^dry run of add: nothing was changed",

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from arcodex.backends._base import BackendStats, CatalogBackend, Page
+from arcodex.backends._migrations import SchemaInfo, admin_open
 from arcodex.errors import ValidationError
 
 if TYPE_CHECKING:
     from arcodex.catalog._config import CatalogConfig
 
-__all__ = ["BackendStats", "CatalogBackend", "Page", "open_backend"]
+__all__ = ["BackendStats", "CatalogBackend", "Page", "SchemaInfo", "admin_open", "open_backend"]
 
 
 def open_backend(

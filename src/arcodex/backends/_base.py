@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from arcodex.backends._migrations import SchemaInfo
 from arcodex.model import FieldSummary, Operation, Query, Record
 
-__all__ = ["BackendStats", "CatalogBackend", "Page"]
+__all__ = ["BackendStats", "CatalogBackend", "Page", "SchemaInfo"]
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,48 @@ class CatalogBackend(Protocol):
 
     def operations(self, status: str | None = None, limit: int = 20) -> list[Operation]:
         """Operations, newest first, optionally with one status."""
+        ...
+
+    # -- the database itself: schema versions, whole-catalog copies, the schema registry --
+
+    def schema_info(self) -> SchemaInfo:
+        """The database's schema version beside the code's, with the migrations applied
+        and those pending (see :mod:`arcodex.backends._migrations`)."""
+        ...
+
+    def upgrade(self, dry_run: bool = False) -> list[str]:
+        """Apply the pending migrations in one transaction (none with ``dry_run``); the
+        descriptions of those applied (or that would be), oldest first."""
+        ...
+
+    def is_empty(self) -> bool:
+        """Whether the database holds no record, operation or registered schema."""
+        ...
+
+    def export_records(self, batch: int = 1000) -> Iterator[list[tuple[Record, str | None]]]:
+        """Every record, deleted ones too, with the status a deleted one had (its prior
+        status, else None), ordered by id, ``batch`` at a time."""
+        ...
+
+    def import_records(self, rows: Sequence[tuple[Record, str | None]]) -> None:
+        """Insert records exactly as exported (status, version, timestamps and prior
+        status kept) in one transaction; ConflictError for an id already there."""
+        ...
+
+    def all_operations(self) -> Iterator[Operation]:
+        """Every operation, oldest first (ties by id)."""
+        ...
+
+    def put_schema(self, key: str, text: str) -> None:
+        """Store (or replace) the JSON Schema document ``text`` as ``key`` (``name@version``)."""
+        ...
+
+    def schema_text(self, key: str) -> str | None:
+        """The JSON Schema document stored as ``key``, or None."""
+        ...
+
+    def schema_keys(self) -> list[str]:
+        """Every stored schema key, sorted."""
         ...
 
     def close(self) -> None:

@@ -6,6 +6,9 @@ document; metadata is indexed in two clustered tables (``meta_txt`` for text,
 ``meta_num`` for numbers, booleans, dates and structure), each also indexed
 by record for cheap per-record checks; ``fts`` (FTS5) holds free text;
 ``extent`` (an R*Tree over longitude, latitude and time) holds extents.
+``arcodex_schema`` lists the schema migrations applied (``PRAGMA user_version``
+is kept in step with it; see :data:`MIGRATIONS`) and ``schemas`` the catalog's
+registered JSON Schemas.
 """
 
 from __future__ import annotations
@@ -24,8 +27,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from arcodex import __version__
 from arcodex.backends._base import BackendStats, Page
 from arcodex.backends._index import IndexRows, Prepared, index_rows, prepare, prepare_many
+from arcodex.backends._migrations import (
+    AppliedMigration,
+    Migration,
+    SchemaInfo,
+    admin_opening,
+    newer_schema,
+    pending,
+)
 from arcodex.backends._sqlite_query import compile_query, encode_cursor, query_paths, regexp
 from arcodex.errors import (
     ConflictError,
@@ -46,7 +58,7 @@ from arcodex.model import (
 
 __all__ = ["SQLiteBackend"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _TRUSTED = {TRUSTED: True}
 _PAGE_SIZE = 16384
 #: Records written per batch inside one add (sorted together for locality).
@@ -152,7 +164,26 @@ UPDATE artifacts SET
 """
     + _SOURCES
 )
-_MIGRATIONS = {0: _SCHEMA, 1: _MIGRATE_1 + _MIGRATE_2, 2: _MIGRATE_2}
+#: Schema 3 to 4: the schema version table and the schema registry. IF NOT EXISTS:
+#: a file whose user_version was set back by hand may have them already.
+_ADMIN = """
+CREATE TABLE IF NOT EXISTS arcodex_schema (
+    version INTEGER PRIMARY KEY, applied_at TEXT, arcodex_version TEXT, description TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schemas (
+    key TEXT PRIMARY KEY, text TEXT NOT NULL, updated_at TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+_SCHEMA += _ADMIN
+#: Every schema version and how a file of the one before gets there; a new file gets
+#: ``_SCHEMA`` (the newest) at once.
+MIGRATIONS: list[Migration] = [
+    Migration(1, "records, documents, metadata and full-text indexes, extents, operations"),
+    Migration(2, "artifacts' sha256, indexed to find who holds a file", _MIGRATE_1),
+    Migration(3, "artifacts' source path and mtime, indexed for batch ingest", _MIGRATE_2),
+    Migration(4, "the schema version table and the schema registry", _ADMIN),
+]
+assert MIGRATIONS[-1].version == SCHEMA_VERSION
 
 
 class SQLiteBackend:
@@ -193,16 +224,15 @@ class SQLiteBackend:
                     " choose another path"
                 )
             if version > SCHEMA_VERSION:
-                raise StorageError(
-                    f"catalog database {self.path} was made by a newer arcodex (schema {version});"
-                    " upgrade arcodex"
-                )
-            if version in _MIGRATIONS:
+                raise newer_schema(str(self.path), version, SCHEMA_VERSION)
+            if version == 0:
                 with self._write() as conn:
-                    for statement in _MIGRATIONS[version].split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
+                    _run(conn, _SCHEMA)
+                    _note_versions(conn, MIGRATIONS, before=0)
                     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version < SCHEMA_VERSION and not admin_opening():
+                # One file, one user: an older schema is brought up to date as it opens.
+                self.upgrade()
         except sqlite3.DatabaseError as exc:
             self.close()
             raise self._translate(exc) from exc
@@ -360,25 +390,28 @@ class SQLiteBackend:
     def add(self, records: Sequence[Record]) -> None:
         if not records:
             return
+        with self._write() as conn:
+            self._add_in(conn, records)
+
+    def _add_in(self, conn: sqlite3.Connection, records: Sequence[Record]) -> None:
         docs = [record.model_dump_json() for record in records]
         ids = [record.id for record in records]
-        with self._write() as conn:
-            rid = conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM records").fetchone()[0]
-            done = 0
-            for batch in self._prepared(docs):
-                try:
-                    self._insert(conn, rid, batch)
-                except sqlite3.IntegrityError as exc:
-                    if "artifacts" in str(exc):
-                        raise ConflictError(
-                            "an artifact id is used twice; give each artifact its own id"
-                        ) from None
-                    taken = self._taken(conn, ids, ids[done : done + len(batch)])
+        rid = conn.execute("SELECT coalesce(max(rid), 0) + 1 FROM records").fetchone()[0]
+        done = 0
+        for batch in self._prepared(docs):
+            try:
+                self._insert(conn, rid, batch)
+            except sqlite3.IntegrityError as exc:
+                if "artifacts" in str(exc):
                     raise ConflictError(
-                        f"record id {taken} already exists; choose another id or update the existing record"
+                        "an artifact id is used twice; give each artifact its own id"
                     ) from None
-                rid += len(batch)
-                done += len(batch)
+                taken = self._taken(conn, ids, ids[done : done + len(batch)])
+                raise ConflictError(
+                    f"record id {taken} already exists; choose another id or update the existing record"
+                ) from None
+            rid += len(batch)
+            done += len(batch)
 
     @staticmethod
     def _prepared(docs: list[str]) -> Iterator[list[Prepared]]:
@@ -743,12 +776,143 @@ class SQLiteBackend:
             )
         return [Operation.model_validate_json(r[0]) for r in rows]
 
+    # -- schema versions, whole-catalog copies, the schema registry ------------------------
+
+    def _version(self) -> int:
+        return int(self._read("PRAGMA user_version")[0][0])
+
+    def _has_table(self, name: str) -> bool:
+        rows = self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+        return bool(rows)
+
+    def schema_info(self) -> SchemaInfo:
+        version = self._version()
+        applied: list[AppliedMigration] = []
+        if self._has_table("arcodex_schema"):
+            applied = [
+                AppliedMigration(int(v), str(d), at, by)
+                for v, at, by, d in self._read(
+                    "SELECT version, applied_at, arcodex_version, description"
+                    " FROM arcodex_schema ORDER BY version"
+                )
+            ]
+        steps = [f"{m.version}: {m.description}" for m in pending(MIGRATIONS, version)]
+        return SchemaInfo(version, SCHEMA_VERSION, applied, steps)
+
+    def upgrade(self, dry_run: bool = False) -> list[str]:
+        if dry_run:
+            return [f"{m.version}: {m.description}" for m in pending(MIGRATIONS, self._version())]
+        with self._write() as conn:
+            # Read again under the write lock: another process may have upgraded meanwhile.
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise newer_schema(str(self.path), version, SCHEMA_VERSION)
+            steps = pending(MIGRATIONS, version)
+            for step in steps:
+                if isinstance(step.apply, str):
+                    _run(conn, step.apply)
+                elif step.apply is not None:
+                    step.apply(conn)
+            _note_versions(conn, steps, before=version)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return [f"{m.version}: {m.description}" for m in steps]
+
+    def is_empty(self) -> bool:
+        if self._read("SELECT 1 FROM records LIMIT 1"):
+            return False
+        if self._read("SELECT 1 FROM operations LIMIT 1"):
+            return False
+        return not (self._has_table("schemas") and self._read("SELECT 1 FROM schemas LIMIT 1"))
+
+    def export_records(self, batch: int = 1000) -> Iterator[list[tuple[Record, str | None]]]:
+        after = ""
+        first = True
+        while True:
+            # Keyset paging: each page is one indexed range read, whatever came before.
+            rows = self._read(
+                "SELECT r.id, d.doc, r.prior_status FROM records r JOIN docs d ON d.rid = r.rid"
+                f" WHERE {'1' if first else 'r.id > ?'} ORDER BY r.id LIMIT ?",
+                (batch,) if first else (after, batch),
+            )
+            if not rows:
+                return
+            first = False
+            after = rows[-1][0]
+            yield [
+                (Record.model_validate_json(doc, context=_TRUSTED), prior) for _, doc, prior in rows
+            ]
+
+    def import_records(self, rows: Sequence[tuple[Record, str | None]]) -> None:
+        if not rows:
+            return
+        with self._write() as conn:
+            self._add_in(conn, [record for record, _ in rows])
+            conn.executemany(
+                "UPDATE records SET prior_status = ? WHERE id = ?",
+                [(prior, record.id) for record, prior in rows if prior is not None],
+            )
+
+    def all_operations(self) -> Iterator[Operation]:
+        after: tuple[float, str] | None = None
+        while True:
+            rows = self._read(
+                "SELECT started_at, id, doc FROM operations"
+                + (" WHERE (started_at, id) > (?, ?)" if after else "")
+                + " ORDER BY started_at, id LIMIT 1000",
+                after or (),
+            )
+            if not rows:
+                return
+            after = (rows[-1][0], rows[-1][1])
+            for _, _, doc in rows:
+                yield Operation.model_validate_json(doc)
+
+    def put_schema(self, key: str, text: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO schemas(key, text, updated_at) VALUES (?, ?, ?)",
+                (key, text, _now()),
+            )
+
+    def schema_text(self, key: str) -> str | None:
+        rows = self._read("SELECT text FROM schemas WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def schema_keys(self) -> list[str]:
+        return [str(r[0]) for r in self._read("SELECT key FROM schemas ORDER BY key")]
+
 
 _INSERT_RECORD = (
     "INSERT INTO records(rid, id, kind, status, prior_status, version, title, description,"
     " created_at, updated_at, created_by, updated_by, schema_name, schema_version,"
     " bw, be, bw2, be2, bs, bn, t0, t1) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+
+
+def _run(conn: sqlite3.Connection, script: str) -> None:
+    """Run SQL statements one by one inside the open transaction (``executescript``
+    would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _note_versions(conn: sqlite3.Connection, applied: Sequence[Migration], *, before: int) -> None:
+    """Rows of ``arcodex_schema``: the migrations just applied, and those from before the
+    table was kept (when and by whom unknown) if they have none yet."""
+    conn.executemany(
+        "INSERT OR IGNORE INTO arcodex_schema(version, description) VALUES (?, ?)",
+        [(m.version, m.description) for m in MIGRATIONS if m.version <= before],
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO arcodex_schema(version, applied_at, arcodex_version, description)"
+        " VALUES (?, ?, ?, ?)",
+        [(m.version, _now(), __version__, m.description) for m in applied],
+    )
 
 
 def _user() -> str:

@@ -8,6 +8,17 @@ from arcodex.catalog._catalog import (
     open_catalog,
 )
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
+from arcodex.catalog._database import (
+    CatalogDigest,
+    CopyResult,
+    DatabaseStatus,
+    UpgradeResult,
+    catalog_digest,
+    copy_database,
+    database_status,
+    database_url,
+    upgrade_database,
+)
 from arcodex.catalog._hooks import HOOK_POINTS, HookContext, HookError, HookResult
 from arcodex.catalog._ingest import IngestedFile, IngestResult
 from arcodex.catalog._pipeline import (
@@ -31,7 +42,10 @@ __all__ = [
     "HOOK_POINTS",
     "Catalog",
     "CatalogConfig",
+    "CatalogDigest",
     "CatalogInfo",
+    "CopyResult",
+    "DatabaseStatus",
     "FileProfileConfig",
     "HookContext",
     "HookError",
@@ -41,6 +55,11 @@ __all__ = [
     "Pipeline",
     "PipelineContext",
     "Step",
+    "UpgradeResult",
+    "catalog_digest",
+    "copy_database",
+    "database_status",
+    "database_url",
     "find_catalog_root",
     "get_pipeline",
     "get_step",
@@ -52,4 +71,5 @@ __all__ = [
     "register_step",
     "run_pipeline",
     "step_registry",
+    "upgrade_database",
 ]

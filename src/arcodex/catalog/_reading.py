@@ -80,7 +80,7 @@ class CatalogReader:
         self.config = config
         self.backend = backend
         self.events = EventLog(root / STATE_DIR / LOG_DIR, secrets=profile_secrets(config))
-        self.schemas = SchemaRegistry(root / SCHEMA_DIR)
+        self.schemas = SchemaRegistry(root / SCHEMA_DIR, backend=backend)
         self.journal = Journal(root / STATE_DIR / JOURNAL_DIR)
         self.hooks = HookRegistry(self.events)
         plugin_registry().configure(config.plugins.enabled, config.plugins.allow)

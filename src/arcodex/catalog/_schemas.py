@@ -1,8 +1,10 @@
 """Optional validation of a record's metadata by a named, versioned schema.
 
-A schema is a JSON Schema (a file kept in the catalog's ``schemas/``
-directory as ``NAME@VERSION.json``, so every process sees it) or a Pydantic
-model registered in-process (by a plugin). Records name theirs with
+A schema is a JSON Schema (kept in the catalog's database, so every process
+and every host sharing the database sees it) or a Pydantic model registered
+in-process (by a plugin). Catalogs made before the database kept them had
+their JSON Schemas as files ``schemas/NAME@VERSION.json``: those are copied
+into the database on first use (the files are left where they are). Records name theirs with
 ``schema_name``/``schema_version``; the policy says what a failure does:
 ``off`` (nothing), ``warn`` (logged, written anyway) or ``strict`` (refused
 before anything is written).
@@ -15,11 +17,14 @@ import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 
-from arcodex.errors import NotFoundError, ValidationError
+from arcodex.errors import ArcodexError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from arcodex.backends import CatalogBackend
 
 __all__ = ["Policy", "SchemaRegistry", "SchemaResult", "parse_schema_ref", "schema_parts"]
 
@@ -62,14 +67,74 @@ class SchemaResult:
 
 
 class SchemaRegistry:
-    """JSON Schemas on disk plus Pydantic models registered in this process, plus
-    the schemas of plugins (joined on first use; the catalog's own win on a clash)."""
+    """JSON Schemas in the catalog's database (or, without one, files in ``directory``)
+    plus Pydantic models registered in this process, plus the schemas of plugins
+    (joined on first use; the catalog's own win on a clash)."""
 
-    def __init__(self, directory: Path, *, plugins: bool = True) -> None:
+    def __init__(
+        self, directory: Path, *, backend: CatalogBackend | None = None, plugins: bool = True
+    ) -> None:
         self.directory = directory
+        self.backend = backend
         self._models: dict[str, type[BaseModel]] = {}
         self._documents: dict[str, dict[str, Any]] = {}  # plugins' JSON Schemas, in-process
         self._plugins_pending = plugins
+        self._files_pending = backend is not None
+        self._files_too = False  # old files that could not be imported are read in place
+
+    # -- where the catalog's own JSON Schemas are kept -----------------------------------
+
+    def _files(self) -> dict[str, Path]:
+        if not self.directory.is_dir():
+            return {}
+        return {p.stem: p for p in sorted(self.directory.glob("*@*.json")) if p.is_file()}
+
+    def _import_files(self) -> None:
+        """Copy schema files of an older catalog into the database, once per process; a
+        key the database has already is left as the database has it."""
+        if not self._files_pending or self.backend is None:
+            return
+        self._files_pending = False
+        files = self._files()
+        if not files:
+            return
+        stored = set(self.backend.schema_keys())
+        for key, path in files.items():
+            if key in stored or _REF.match(key) is None:
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+                json.loads(text)
+            except (OSError, ValueError) as exc:
+                _log.warning("schema file %s is not imported: %s", path, exc)
+                continue
+            try:
+                self.backend.put_schema(key, text)
+            except ArcodexError as exc:  # a read-only database: use the files where they are
+                _log.warning("schema file %s is not imported: %s", path, exc)
+                self._files_too = True
+
+    def _stored(self) -> set[str]:
+        """The keys of the catalog's own JSON Schemas."""
+        if self.backend is None:
+            return set(self._files())
+        self._import_files()
+        keys = set(self.backend.schema_keys())
+        return keys | set(self._files()) if self._files_too else keys
+
+    def _stored_document(self, key: str) -> dict[str, Any]:
+        if self.backend is None:
+            text: str | None = (self.directory / f"{key}.json").read_text(encoding="utf-8")
+        else:
+            self._import_files()
+            text = self.backend.schema_text(key)
+            path = self.directory / f"{key}.json"
+            if text is None and self._files_too and path.is_file():
+                text = path.read_text(encoding="utf-8")
+        if text is None:
+            raise NotFoundError(f"no schema {key!r}; register it with `arcodex schema add`")
+        document: dict[str, Any] = json.loads(text)
+        return document
 
     def _join_plugins(self) -> None:
         if not self._plugins_pending:
@@ -77,9 +142,10 @@ class SchemaRegistry:
         self._plugins_pending = False
         from arcodex.plugins import registry
 
+        stored = self._stored()
         for name, version, schema in registry().schemas():
             key = f"{name}@{version}"
-            if key in self._models or (self.directory / f"{key}.json").is_file():
+            if key in self._models or key in stored:
                 continue
             if isinstance(schema, type) and issubclass(schema, BaseModel):
                 self._models[key] = schema
@@ -101,20 +167,22 @@ class SchemaRegistry:
             return key
         document = _load_schema(schema) if not isinstance(schema, dict) else schema
         _check_schema(document, key)
+        text = json.dumps(document, indent=2, sort_keys=True)
+        if self.backend is not None:
+            self._import_files()  # an old file of the same key must not win over this later
+            self.backend.put_schema(key, text)
+            return key
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self.directory / f"{key}.json"
         tmp = target.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(document, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         tmp.replace(target)
         return key
 
     def names(self) -> list[str]:
         """Every registered ``name@version``, sorted."""
         self._join_plugins()
-        on_disk = (
-            {p.stem for p in self.directory.glob("*@*.json")} if self.directory.is_dir() else set()
-        )
-        return sorted(on_disk | set(self._models) | set(self._documents))
+        return sorted(self._stored() | set(self._models) | set(self._documents))
 
     def validate(self, metadata: dict[str, Any], name: str, version: str | None) -> SchemaResult:
         """Check ``metadata`` against ``name@version`` (latest registered if no version)."""
@@ -138,9 +206,7 @@ class SchemaRegistry:
             return SchemaResult(True, key)
         import jsonschema
 
-        document = plugin_document or json.loads(
-            (self.directory / f"{key}.json").read_text(encoding="utf-8")
-        )
+        document = plugin_document or self._stored_document(key)
         validator = jsonschema.validators.validator_for(document)(document)
         problems = sorted(validator.iter_errors(metadata), key=lambda e: list(e.absolute_path))
         errors: list[str] = [
@@ -156,10 +222,7 @@ class SchemaRegistry:
         model = self._models.get(key)
         if model is not None:
             return model.model_json_schema()
-        document: dict[str, Any] = json.loads(
-            (self.directory / f"{key}.json").read_text(encoding="utf-8")
-        )
-        return document
+        return self._documents.get(key) or self._stored_document(key)
 
     def resolve(self, name: str, version: str | None) -> str:
         """The registered ``name@version`` meant (latest version when none is given)."""
@@ -169,11 +232,7 @@ class SchemaRegistry:
         self._join_plugins()
         if version:
             key = f"{name}@{version}"
-            if (
-                key in self._models
-                or key in self._documents
-                or (self.directory / f"{key}.json").is_file()
-            ):
+            if key in self._models or key in self._documents or key in self._stored():
                 return key
         else:
             candidates = [n for n in self.names() if n.split("@", 1)[0] == name]

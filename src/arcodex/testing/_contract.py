@@ -38,6 +38,7 @@ from arcodex.model import (
     Record,
 )
 from arcodex.testing import strategies
+from arcodex.testing._contract_admin import AdminContract
 from arcodex.testing._contract_search import SearchContract
 from arcodex.testing._reference import reference_fields
 from arcodex.testing._support import (
@@ -509,7 +510,7 @@ class RecordContract(ContractBase):
         assert backend.stats().records_by_status == status_counts(records)
 
 
-class BackendContract(RecordContract, SearchContract):
+class BackendContract(RecordContract, SearchContract, AdminContract):
     """Tests every :class:`~arcodex.backends.CatalogBackend` must pass.
 
     Subclass it in a module named ``test_*.py`` with a class named ``Test*``
