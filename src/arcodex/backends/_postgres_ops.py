@@ -1,18 +1,376 @@
 """Operation state shared by every host of a PostgreSQL catalog: journal, events, leases.
 
 A mixin of :class:`~arcodex.backends._postgres.PostgresBackend`: it reaches the
-database only through the backend's ``_tx()``, ``_q()`` and its pool.
+database through the backend's ``_tx()`` and ``schema``, and for the leases through
+one connection of its own per process (``_connect_kwargs()``).
+
+- **Journal** (``op_journal``, ``op_units``): one row per entry, one per operation. A
+  durable entry is a committed INSERT, carrying with it the entries written since the
+  last one (a killed process loses those, as a power cut loses the unsynced lines of
+  the file journal: recovery never depends on them). Closing an operation marks its
+  unit row.
+- **Events** (``op_events``): one row per event, the redacted JSON as written, indexed
+  by time.
+- **Leases**: a running unit holds the session advisory lock
+  ``hashtextextended('arcodex:op:<schema>:<operation id>', 0)`` on the lease connection
+  until it ends. A killed process drops its connection, and with it the lock, at once.
+  Any host tests a lease by trying the lock for one transaction
+  (``pg_try_advisory_xact_lock``): got it, the owner is gone (and it is let go at the
+  commit right after); refused, the operation runs. An add's duplicate check holds
+  ``arcodex:key:<schema>:<sha256 or location>`` the same way until its unit ends, so two
+  hosts adding one file take turns, and the second sees the first's record.
+
+psycopg is imported lazily: ``import arcodex`` never loads it.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from typing import Any
 
+from arcodex.errors import LockTimeoutError, StorageError
+
 __all__ = ["PostgresOperations"]
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS op_units (
+    operation_id text PRIMARY KEY,
+    opened_at timestamptz NOT NULL DEFAULT now(),
+    closed_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS op_units_open ON op_units (operation_id) WHERE closed_at IS NULL;
+CREATE TABLE IF NOT EXISTS op_journal (
+    seq bigserial PRIMARY KEY,
+    operation_id text NOT NULL,
+    entry jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS op_journal_operation ON op_journal (operation_id, seq);
+CREATE TABLE IF NOT EXISTS op_events (
+    seq bigserial PRIMARY KEY,
+    at timestamptz NOT NULL,
+    entry text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS op_events_at ON op_events (at);
+"""
+#: How long an add waits for another holding the same file (seconds).
+GUARD_TIMEOUT = 120.0
 
 
 class PostgresOperations:
     """The journal, event log and operation leases of a PostgreSQL catalog."""
 
+    schema: str
+    _tx: Any
+    _connect_kwargs: Any
+    _shared_state: Any = None
+
     def _ops_create(self, conn: Any) -> None:
         """Create the shared operation tables of a new catalog (inside its creating transaction)."""
+        conn.execute(_TABLES)
+
+    def shared_operations(self) -> Any:
+        """The :class:`~arcodex.catalog._opstate.OperationState` kept in this database."""
+        from arcodex.catalog._opstate import OperationState
+
+        if self._shared_state is None:
+            self._shared_state = OperationState(
+                PostgresJournal(self), PostgresEvents(self), PostgresLeases(self)
+            )
+        return self._shared_state
+
+    def _ops_close(self) -> None:
+        """Let go of the lease connection (the backend's ``close``)."""
+        state = self._shared_state
+        if state is not None:
+            state.leases.close()
+
+
+def _errors(what: str) -> Any:
+    """Translate psycopg's errors into one line that says what could not be done."""
+
+    @contextmanager
+    def translating() -> Iterator[None]:
+        import psycopg
+
+        try:
+            yield
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StorageError(
+                f"cannot {what} in the catalog database: {first}; check that it is reachable"
+            ) from exc
+
+    return translating()
+
+
+class PostgresJournal:
+    """The unit-of-work journal as rows (a :class:`~arcodex.catalog._opstate.JournalStore`)."""
+
+    def __init__(self, backend: PostgresOperations) -> None:
+        self.backend = backend
+        # Entries not yet written, per operation of this process: they go with the next
+        # durable one (see the module docstring).
+        self._pending: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+        self._opened: set[str] = set()
+
+    def append(self, operation_id: str, entry: dict[str, Any], *, durable: bool = True) -> None:
+        line = json.dumps(entry, default=str, ensure_ascii=False)
+        with self._lock:
+            pending = self._pending.setdefault(operation_id, [])
+            pending.append(line)
+            if not durable:
+                return
+            lines = list(pending)
+            pending.clear()
+            opened = operation_id in self._opened
+        with _errors("write the journal"), self.backend._tx() as conn:
+            if not opened:
+                conn.execute(
+                    "INSERT INTO op_units (operation_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                    (operation_id,),
+                )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO op_journal (operation_id, entry) VALUES (%s, %s::jsonb)",
+                    [(operation_id, line) for line in lines],
+                )
+        with self._lock:
+            self._opened.add(operation_id)
+
+    def close(self, operation_id: str) -> None:
+        with self._lock:
+            lines = self._pending.pop(operation_id, [])
+            self._opened.discard(operation_id)
+        with _errors("close the journal"), self.backend._tx() as conn:
+            if lines:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "INSERT INTO op_journal (operation_id, entry) VALUES (%s, %s::jsonb)",
+                        [(operation_id, line) for line in lines],
+                    )
+            conn.execute(
+                "INSERT INTO op_units (operation_id, closed_at) VALUES (%s, now()) "
+                "ON CONFLICT (operation_id) DO UPDATE SET closed_at = now()",
+                (operation_id,),
+            )
+
+    def read(self, operation_id: str) -> list[dict[str, Any]]:
+        with _errors("read the journal"), self.backend._tx() as conn:
+            rows = conn.execute(
+                "SELECT entry FROM op_journal WHERE operation_id = %s ORDER BY seq",
+                (operation_id,),
+            ).fetchall()
+        entries = [_json(row[0]) for row in rows]
+        with self._lock:
+            entries += [json.loads(line) for line in self._pending.get(operation_id, [])]
+        return entries
+
+    def done_operations(self) -> list[str]:
+        return self._units("closed_at IS NOT NULL")
+
+    def open_operations(self) -> list[str]:
+        return self._units("closed_at IS NULL")
+
+    def _units(self, where: str) -> list[str]:
+        with _errors("read the journal"), self.backend._tx() as conn:
+            rows = conn.execute(
+                f"SELECT operation_id FROM op_units WHERE {where} ORDER BY operation_id"
+            ).fetchall()
+        return [str(row[0]) for row in rows]
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return dict(json.loads(value) if isinstance(value, str) else value)
+
+
+class PostgresEvents:
+    """The event log as rows (a :class:`~arcodex.catalog._opstate.EventStore`)."""
+
+    def __init__(self, backend: PostgresOperations) -> None:
+        self.backend = backend
+        self.where = f"table {backend.schema}.op_events"
+
+    def write(self, entry: dict[str, Any], line: str) -> None:
+        with _errors("write the event log"), self.backend._tx() as conn:
+            conn.execute(
+                "INSERT INTO op_events (at, entry) VALUES (%s, %s)",
+                (str(entry["timestamp"]), line),
+            )
+
+    def entries(self, lo: datetime | None, hi: datetime | None) -> Iterator[dict[str, Any]]:
+        where, params = [], []
+        if lo is not None:
+            where.append("at >= %s")
+            params.append(lo)
+        if hi is not None:
+            where.append("at <= %s")
+            params.append(hi)
+        sql = "SELECT entry FROM op_events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with _errors("read the event log"), self.backend._tx() as conn:
+            rows = conn.execute(sql + " ORDER BY seq", params).fetchall()
+        for (line,) in rows:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+class _Lease:
+    def __init__(self, leases: PostgresLeases, operation_id: str) -> None:
+        self.leases = leases
+        self.operation_id = operation_id
+        self.keys: list[str] = []
+        self.released = False
+
+    def guard(self, keys: Sequence[str]) -> None:
+        new = sorted(set(keys) - set(self.keys))
+        if new:
+            self.leases._take(new)
+            self.keys += new
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        self.leases._unlock([self.leases._op_key(self.operation_id)], self.keys)
+
+
+class PostgresLeases:
+    """Advisory-lock leases (a :class:`~arcodex.catalog._opstate.Leases`)."""
+
+    shared = True
+
+    def __init__(self, backend: PostgresOperations) -> None:
+        self.backend = backend
+        self._conn: Any = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        # The guard keys this process holds (the lease connection's locks are reentrant:
+        # two threads of one process must still take turns).
+        self._held: set[str] = set()
+        self._free = threading.Condition()
+
+    def _op_key(self, operation_id: str) -> str:
+        return f"arcodex:op:{self.backend.schema}:{operation_id}"
+
+    def _guard_key(self, key: str) -> str:
+        return f"arcodex:key:{self.backend.schema}:{key}"
+
+    def _connection(self) -> Any:
+        """This process's lease connection (a forked child opens its own)."""
+        import psycopg
+
+        if self._conn is None or self._pid != os.getpid() or self._conn.closed:
+            kwargs = dict(self.backend._connect_kwargs())
+            kwargs["autocommit"] = True
+            self._conn = psycopg.connect(**kwargs)
+            self._pid = os.getpid()
+        return self._conn
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with _errors("hold an operation's lease"), self._lock:
+            return list(self._connection().execute(sql, params).fetchall())
+
+    def hold(self, operation_id: str) -> _Lease:
+        self._execute(
+            "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (self._op_key(operation_id),)
+        )
+        return _Lease(self, operation_id)
+
+    def running(self, operation_id: str | None, entry: Mapping[str, Any]) -> bool:
+        if not operation_id:
+            from arcodex.catalog._opstate import process_alive
+
+            return process_alive(entry.get("pid"), entry.get("host"))
+        with _errors("test an operation's lease"), self.backend._tx() as conn:
+            (free,) = conn.execute(
+                "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
+                (self._op_key(operation_id),),
+            ).fetchone()
+        return not free
+
+    def guard(self, keys: Sequence[str]) -> AbstractContextManager[None]:
+        @contextmanager
+        def guarding() -> Iterator[None]:
+            wanted = sorted(set(keys))
+            self._take(wanted)
+            try:
+                yield
+            finally:
+                self._unlock([], wanted)
+
+        return guarding()
+
+    def _take(self, keys: list[str]) -> None:
+        """Hold every key, here and in the database, waiting while anyone holds one."""
+        deadline = time.monotonic() + GUARD_TIMEOUT
+        with self._free:
+            while self._held & set(keys):
+                if not self._free.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    raise LockTimeoutError(_busy(keys))
+            self._held |= set(keys)
+        try:
+            locks = [self._guard_key(k) for k in keys]
+            # All or none, never waiting inside the database: two processes wanting
+            # keys in another order must not wait for each other on one connection.
+            while True:
+                got = self._execute(
+                    "SELECT x, pg_try_advisory_lock(hashtextextended(x, 0))"
+                    " FROM unnest(%s::text[]) x",
+                    (locks,),
+                )
+                taken = [str(x) for x, ok in got if ok]
+                if len(taken) == len(locks):
+                    return
+                if taken:
+                    self._execute(
+                        "SELECT count(pg_advisory_unlock(hashtextextended(x, 0)))"
+                        " FROM unnest(%s::text[]) x",
+                        (taken,),
+                    )
+                if time.monotonic() > deadline:
+                    raise LockTimeoutError(_busy(keys))
+                time.sleep(0.005 + random.random() * 0.02)
+        except BaseException:
+            self._let_go(keys)
+            raise
+
+    def _unlock(self, op_keys: list[str], keys: list[str]) -> None:
+        locks = op_keys + [self._guard_key(k) for k in keys]
+        try:
+            if locks:
+                self._execute(
+                    "SELECT count(pg_advisory_unlock(hashtextextended(x, 0)))"
+                    " FROM unnest(%s::text[]) x",
+                    (locks,),
+                )
+        finally:
+            self._let_go(keys)
+
+    def _let_go(self, keys: list[str]) -> None:
+        with self._free:
+            self._held -= set(keys)
+            self._free.notify_all()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+
+def _busy(keys: Sequence[str]) -> str:
+    return (
+        f"another add holds {len(keys)} of the same files or places for over "
+        f"{GUARD_TIMEOUT:.0f} s; try again when it has finished"
+    )
