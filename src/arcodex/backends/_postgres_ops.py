@@ -25,13 +25,15 @@ psycopg is imported lazily: ``import arcodex`` never loads it.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -59,6 +61,8 @@ CREATE TABLE IF NOT EXISTS op_events (
 );
 CREATE INDEX IF NOT EXISTS op_events_at ON op_events (at);
 """
+#: How many debug events wait for the next write at most.
+EVENT_BATCH = 200
 #: How long an add waits for another holding the same file (seconds).
 GUARD_TIMEOUT = 120.0
 
@@ -80,8 +84,12 @@ class PostgresOperations:
         from arcodex.catalog._opstate import OperationState
 
         if self._shared_state is None:
+            channel = _Channel(self)
+            events = PostgresEvents(self, channel)
+            # The debug events still waiting are written when the process ends.
+            atexit.register(_flush_at_exit, weakref.ref(events))
             self._shared_state = OperationState(
-                PostgresJournal(self), PostgresEvents(self), PostgresLeases(self)
+                PostgresJournal(self, channel, events), events, PostgresLeases(self, channel)
             )
         return self._shared_state
 
@@ -89,7 +97,17 @@ class PostgresOperations:
         """Let go of the lease connection (the backend's ``close``)."""
         state = self._shared_state
         if state is not None:
-            state.leases.close()
+            try:
+                state.events.flush()
+            finally:
+                state.leases.channel.close()
+
+
+def _flush_at_exit(ref: weakref.ref[PostgresEvents]) -> None:
+    events = ref()
+    if events is not None:
+        with suppress(Exception):  # the database may be gone first; nothing to tell
+            events.flush()
 
 
 def _errors(what: str) -> Any:
@@ -110,16 +128,58 @@ def _errors(what: str) -> Any:
     return translating()
 
 
-class PostgresJournal:
-    """The unit-of-work journal as rows (a :class:`~arcodex.catalog._opstate.JournalStore`)."""
+def _sql(backend: PostgresOperations, text: str) -> str:
+    """``text`` with ``{s}`` as the catalog's schema, quoted."""
+    return text.replace("{s}", '"' + backend.schema.replace('"', '""') + '"')
+
+
+class _Channel:
+    """This process's own connection to the catalog database, in autocommit: it holds the
+    session advisory locks of the leases (a pooled connection would pass them on), and
+    carries the journal's and events' writes, one statement each. A forked child opens
+    its own."""
 
     def __init__(self, backend: PostgresOperations) -> None:
         self.backend = backend
+        self._conn: Any = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def execute(self, sql: str, params: Sequence[Any], what: str) -> list[Any]:
+        with _errors(what), self._lock:
+            cur = self._connection().execute(_sql(self.backend, sql), params)
+            return list(cur.fetchall()) if cur.description else []
+
+    def _connection(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._pid != os.getpid() or self._conn.closed:
+            kwargs = dict(self.backend._connect_kwargs())
+            kwargs["autocommit"] = True
+            self._conn = psycopg.connect(**kwargs)
+            self._pid = os.getpid()
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+
+class PostgresJournal:
+    """The unit-of-work journal as rows (a :class:`~arcodex.catalog._opstate.JournalStore`)."""
+
+    def __init__(
+        self, backend: PostgresOperations, channel: _Channel, events: PostgresEvents
+    ) -> None:
+        self.backend = backend
+        self.channel = channel
+        self.events = events
         # Entries not yet written, per operation of this process: they go with the next
         # durable one (see the module docstring).
         self._pending: dict[str, list[str]] = {}
         self._lock = threading.Lock()
-        self._opened: set[str] = set()
 
     def append(self, operation_id: str, entry: dict[str, Any], *, durable: bool = True) -> None:
         line = json.dumps(entry, default=str, ensure_ascii=False)
@@ -130,42 +190,46 @@ class PostgresJournal:
                 return
             lines = list(pending)
             pending.clear()
-            opened = operation_id in self._opened
-        with _errors("write the journal"), self.backend._tx() as conn:
-            if not opened:
-                conn.execute(
-                    "INSERT INTO op_units (operation_id) VALUES (%s) ON CONFLICT DO NOTHING",
-                    (operation_id,),
-                )
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO op_journal (operation_id, entry) VALUES (%s, %s::jsonb)",
-                    [(operation_id, line) for line in lines],
-                )
-        with self._lock:
-            self._opened.add(operation_id)
+        self._write(operation_id, lines, close=False)
 
     def close(self, operation_id: str) -> None:
         with self._lock:
             lines = self._pending.pop(operation_id, [])
-            self._opened.discard(operation_id)
-        with _errors("close the journal"), self.backend._tx() as conn:
-            if lines:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        "INSERT INTO op_journal (operation_id, entry) VALUES (%s, %s::jsonb)",
-                        [(operation_id, line) for line in lines],
-                    )
-            conn.execute(
-                "INSERT INTO op_units (operation_id, closed_at) VALUES (%s, now()) "
-                "ON CONFLICT (operation_id) DO UPDATE SET closed_at = now()",
-                (operation_id,),
+        self._write(operation_id, lines, close=True)
+
+    def _write(self, operation_id: str, lines: list[str], *, close: bool) -> None:
+        """The entries, the operation's unit row and the buffered events: one statement,
+        so one commit."""
+        stamps, events = self.events.take()
+        unit = (
+            "INSERT INTO {s}.op_units (operation_id, closed_at) VALUES (%s, now())"
+            " ON CONFLICT (operation_id) DO UPDATE SET closed_at = now()"
+            if close
+            else "INSERT INTO {s}.op_units (operation_id) VALUES (%s) ON CONFLICT DO NOTHING"
+        )
+        sql = (
+            f"WITH u AS ({unit}),"
+            " e AS (INSERT INTO {s}.op_events (at, entry)"
+            " SELECT a, x FROM unnest(%s::timestamptz[], %s::text[]) WITH ORDINALITY AS t(a, x, n)"
+            " ORDER BY n)"
+            " INSERT INTO {s}.op_journal (operation_id, entry)"
+            " SELECT %s, x::jsonb FROM unnest(%s::text[]) WITH ORDINALITY AS t(x, n) ORDER BY n"
+        )
+        try:
+            self.channel.execute(
+                sql, (operation_id, stamps, events, operation_id, lines), "write the journal"
             )
+        except BaseException:
+            self.events.put_back(stamps, events)
+            raise
 
     def read(self, operation_id: str) -> list[dict[str, Any]]:
         with _errors("read the journal"), self.backend._tx() as conn:
             rows = conn.execute(
-                "SELECT entry FROM op_journal WHERE operation_id = %s ORDER BY seq",
+                _sql(
+                    self.backend,
+                    "SELECT entry FROM {s}.op_journal WHERE operation_id = %s ORDER BY seq",
+                ),
                 (operation_id,),
             ).fetchall()
         entries = [_json(row[0]) for row in rows]
@@ -182,7 +246,10 @@ class PostgresJournal:
     def _units(self, where: str) -> list[str]:
         with _errors("read the journal"), self.backend._tx() as conn:
             rows = conn.execute(
-                f"SELECT operation_id FROM op_units WHERE {where} ORDER BY operation_id"
+                _sql(
+                    self.backend,
+                    f"SELECT operation_id FROM {{s}}.op_units WHERE {where} ORDER BY operation_id",
+                )
             ).fetchall()
         return [str(row[0]) for row in rows]
 
@@ -192,20 +259,58 @@ def _json(value: Any) -> dict[str, Any]:
 
 
 class PostgresEvents:
-    """The event log as rows (a :class:`~arcodex.catalog._opstate.EventStore`)."""
+    """The event log as rows (a :class:`~arcodex.catalog._opstate.EventStore`).
 
-    def __init__(self, backend: PostgresOperations) -> None:
+    A debug event (a unit's state, say: the journal holds it too) waits for the next
+    write, of the journal or of an event of another level, or for the catalog to close,
+    at most :data:`EVENT_BATCH` of them: one commit for many events.
+    """
+
+    def __init__(self, backend: PostgresOperations, channel: _Channel) -> None:
         self.backend = backend
+        self.channel = channel
         self.where = f"table {backend.schema}.op_events"
+        self._stamps: list[str] = []
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
 
     def write(self, entry: dict[str, Any], line: str) -> None:
-        with _errors("write the event log"), self.backend._tx() as conn:
-            conn.execute(
-                "INSERT INTO op_events (at, entry) VALUES (%s, %s)",
-                (str(entry["timestamp"]), line),
+        with self._lock:
+            self._stamps.append(str(entry["timestamp"]))
+            self._lines.append(line)
+            if entry.get("level") == "debug" and len(self._lines) < EVENT_BATCH:
+                return
+        self.flush()
+
+    def take(self) -> tuple[list[str], list[str]]:
+        """The buffered events, now the caller's to write."""
+        with self._lock:
+            stamps, lines = self._stamps, self._lines
+            self._stamps, self._lines = [], []
+        return stamps, lines
+
+    def put_back(self, stamps: list[str], lines: list[str]) -> None:
+        with self._lock:
+            self._stamps[:0], self._lines[:0] = stamps, lines
+
+    def flush(self) -> None:
+        stamps, lines = self.take()
+        if not lines:
+            return
+        try:
+            self.channel.execute(
+                "INSERT INTO {s}.op_events (at, entry) SELECT a, x"
+                " FROM unnest(%s::timestamptz[], %s::text[]) WITH ORDINALITY AS t(a, x, n)"
+                " ORDER BY n",
+                (stamps, lines),
+                "write the event log",
             )
+        except BaseException:
+            self.put_back(stamps, lines)
+            raise
 
     def entries(self, lo: datetime | None, hi: datetime | None) -> Iterator[dict[str, Any]]:
+        self.flush()
         where, params = [], []
         if lo is not None:
             where.append("at >= %s")
@@ -213,11 +318,11 @@ class PostgresEvents:
         if hi is not None:
             where.append("at <= %s")
             params.append(hi)
-        sql = "SELECT entry FROM op_events"
+        sql = "SELECT entry FROM {s}.op_events"
         if where:
             sql += " WHERE " + " AND ".join(where)
         with _errors("read the event log"), self.backend._tx() as conn:
-            rows = conn.execute(sql + " ORDER BY seq", params).fetchall()
+            rows = conn.execute(_sql(self.backend, sql + " ORDER BY seq"), params).fetchall()
         for (line,) in rows:
             try:
                 yield json.loads(line)
@@ -250,11 +355,9 @@ class PostgresLeases:
 
     shared = True
 
-    def __init__(self, backend: PostgresOperations) -> None:
+    def __init__(self, backend: PostgresOperations, channel: _Channel) -> None:
         self.backend = backend
-        self._conn: Any = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        self.channel = channel
         # The guard keys this process holds (the lease connection's locks are reentrant:
         # two threads of one process must still take turns).
         self._held: set[str] = set()
@@ -266,20 +369,8 @@ class PostgresLeases:
     def _guard_key(self, key: str) -> str:
         return f"arcodex:key:{self.backend.schema}:{key}"
 
-    def _connection(self) -> Any:
-        """This process's lease connection (a forked child opens its own)."""
-        import psycopg
-
-        if self._conn is None or self._pid != os.getpid() or self._conn.closed:
-            kwargs = dict(self.backend._connect_kwargs())
-            kwargs["autocommit"] = True
-            self._conn = psycopg.connect(**kwargs)
-            self._pid = os.getpid()
-        return self._conn
-
     def _execute(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with _errors("hold an operation's lease"), self._lock:
-            return list(self._connection().execute(sql, params).fetchall())
+        return self.channel.execute(sql, params, "hold an operation's lease")
 
     def hold(self, operation_id: str) -> _Lease:
         self._execute(
@@ -361,12 +452,6 @@ class PostgresLeases:
         with self._free:
             self._held -= set(keys)
             self._free.notify_all()
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
 
 
 def _busy(keys: Sequence[str]) -> str:
