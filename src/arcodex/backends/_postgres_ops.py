@@ -4,13 +4,16 @@ A mixin of :class:`~arcodex.backends._postgres.PostgresBackend`: it reaches the
 database through the backend's ``_tx()`` and ``schema``, and for the leases through
 one connection of its own per process (``_connect_kwargs()``).
 
-- **Journal** (``op_journal``, ``op_units``): one row per entry, one per operation. A
-  durable entry is a committed INSERT, carrying with it the entries written since the
-  last one (a killed process loses those, as a power cut loses the unsynced lines of
-  the file journal: recovery never depends on them). Closing an operation marks its
-  unit row.
+- **Journal** (``op_journal``, ``op_units``): one row per entry, one per operation,
+  written at once through this process's own connection, so a killed process leaves
+  every entry it wrote. That connection commits asynchronously
+  (``synchronous_commit = off``: the server has the row, only a crash of the server
+  could lose the last ones, as a power cut loses the unsynced lines of the file
+  journal); a durable entry (:data:`~arcodex.catalog._journal.DURABLE_STATES`) is a
+  commit that waits for the WAL flush, which makes every earlier one durable too.
+  Closing an operation marks its unit row, durably.
 - **Events** (``op_events``): one row per event, the redacted JSON as written, indexed
-  by time.
+  by time; committed asynchronously (the file event log is not fsync'd either).
 - **Leases**: a running unit holds the session advisory lock
   ``hashtextextended('arcodex:op:<schema>:<operation id>', 0)`` on the lease connection
   until it ends. A killed process drops its connection, and with it the lock, at once.
@@ -25,15 +28,13 @@ psycopg is imported lazily: ``import arcodex`` never loads it.
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import random
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -61,8 +62,6 @@ CREATE TABLE IF NOT EXISTS op_events (
 );
 CREATE INDEX IF NOT EXISTS op_events_at ON op_events (at);
 """
-#: How many debug events wait for the next write at most.
-EVENT_BATCH = 200
 #: How long an add waits for another holding the same file (seconds).
 GUARD_TIMEOUT = 120.0
 
@@ -86,10 +85,8 @@ class PostgresOperations:
         if self._shared_state is None:
             channel = _Channel(self)
             events = PostgresEvents(self, channel)
-            # The debug events still waiting are written when the process ends.
-            atexit.register(_flush_at_exit, weakref.ref(events))
             self._shared_state = OperationState(
-                PostgresJournal(self, channel, events), events, PostgresLeases(self, channel)
+                PostgresJournal(self, channel), events, PostgresLeases(self, channel)
             )
         return self._shared_state
 
@@ -97,17 +94,7 @@ class PostgresOperations:
         """Let go of the lease connection (the backend's ``close``)."""
         state = self._shared_state
         if state is not None:
-            try:
-                state.events.flush()
-            finally:
-                state.leases.channel.close()
-
-
-def _flush_at_exit(ref: weakref.ref[PostgresEvents]) -> None:
-    events = ref()
-    if events is not None:
-        with suppress(Exception):  # the database may be gone first; nothing to tell
-            events.flush()
+            state.leases.channel.close()
 
 
 def _errors(what: str) -> Any:
@@ -145,10 +132,20 @@ class _Channel:
         self._pid = 0
         self._lock = threading.Lock()
 
-    def execute(self, sql: str, params: Sequence[Any], what: str) -> list[Any]:
+    def execute(
+        self, sql: str, params: Sequence[Any], what: str, *, durable: bool = False
+    ) -> list[Any]:
+        """Run one statement, committed at once; ``durable``: the commit waits for the WAL
+        flush (else it is asynchronous, see the module docstring)."""
         with _errors(what), self._lock:
-            cur = self._connection().execute(_sql(self.backend, sql), params)
-            return list(cur.fetchall()) if cur.description else []
+            conn = self._connection()
+            if not durable:
+                cur = conn.execute(_sql(self.backend, sql), params)
+                return list(cur.fetchall()) if cur.description else []
+            with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = on")
+                cur = conn.execute(_sql(self.backend, sql), params)
+                return list(cur.fetchall()) if cur.description else []
 
     def _connection(self) -> Any:
         import psycopg
@@ -157,6 +154,7 @@ class _Channel:
             kwargs = dict(self.backend._connect_kwargs())
             kwargs["autocommit"] = True
             self._conn = psycopg.connect(**kwargs)
+            self._conn.execute("SET synchronous_commit = off")
             self._pid = os.getpid()
         return self._conn
 
@@ -170,58 +168,36 @@ class _Channel:
 class PostgresJournal:
     """The unit-of-work journal as rows (a :class:`~arcodex.catalog._opstate.JournalStore`)."""
 
-    def __init__(
-        self, backend: PostgresOperations, channel: _Channel, events: PostgresEvents
-    ) -> None:
+    def __init__(self, backend: PostgresOperations, channel: _Channel) -> None:
         self.backend = backend
         self.channel = channel
-        self.events = events
-        # Entries not yet written, per operation of this process: they go with the next
-        # durable one (see the module docstring).
-        self._pending: dict[str, list[str]] = {}
-        self._lock = threading.Lock()
+        # The operations of this process whose unit row is written.
+        self._opened: set[str] = set()
 
     def append(self, operation_id: str, entry: dict[str, Any], *, durable: bool = True) -> None:
         line = json.dumps(entry, default=str, ensure_ascii=False)
-        with self._lock:
-            pending = self._pending.setdefault(operation_id, [])
-            pending.append(line)
-            if not durable:
-                return
-            lines = list(pending)
-            pending.clear()
-        self._write(operation_id, lines, close=False)
+        if operation_id in self._opened:
+            sql = "INSERT INTO {s}.op_journal (operation_id, entry) VALUES (%s, %s::jsonb)"
+            params: tuple[Any, ...] = (operation_id, line)
+        else:
+            sql = (
+                "WITH u AS (INSERT INTO {s}.op_units (operation_id) VALUES (%s)"
+                " ON CONFLICT DO NOTHING)"
+                " INSERT INTO {s}.op_journal (operation_id, entry) VALUES (%s, %s::jsonb)"
+            )
+            params = (operation_id, operation_id, line)
+        self.channel.execute(sql, params, "write the journal", durable=durable)
+        self._opened.add(operation_id)
 
     def close(self, operation_id: str) -> None:
-        with self._lock:
-            lines = self._pending.pop(operation_id, [])
-        self._write(operation_id, lines, close=True)
-
-    def _write(self, operation_id: str, lines: list[str], *, close: bool) -> None:
-        """The entries, the operation's unit row and the buffered events: one statement,
-        so one commit."""
-        stamps, events = self.events.take()
-        unit = (
+        self.channel.execute(
             "INSERT INTO {s}.op_units (operation_id, closed_at) VALUES (%s, now())"
-            " ON CONFLICT (operation_id) DO UPDATE SET closed_at = now()"
-            if close
-            else "INSERT INTO {s}.op_units (operation_id) VALUES (%s) ON CONFLICT DO NOTHING"
+            " ON CONFLICT (operation_id) DO UPDATE SET closed_at = now()",
+            (operation_id,),
+            "close the journal",
+            durable=True,
         )
-        sql = (
-            f"WITH u AS ({unit}),"
-            " e AS (INSERT INTO {s}.op_events (at, entry)"
-            " SELECT a, x FROM unnest(%s::timestamptz[], %s::text[]) WITH ORDINALITY AS t(a, x, n)"
-            " ORDER BY n)"
-            " INSERT INTO {s}.op_journal (operation_id, entry)"
-            " SELECT %s, x::jsonb FROM unnest(%s::text[]) WITH ORDINALITY AS t(x, n) ORDER BY n"
-        )
-        try:
-            self.channel.execute(
-                sql, (operation_id, stamps, events, operation_id, lines), "write the journal"
-            )
-        except BaseException:
-            self.events.put_back(stamps, events)
-            raise
+        self._opened.discard(operation_id)
 
     def read(self, operation_id: str) -> list[dict[str, Any]]:
         with _errors("read the journal"), self.backend._tx() as conn:
@@ -232,10 +208,7 @@ class PostgresJournal:
                 ),
                 (operation_id,),
             ).fetchall()
-        entries = [_json(row[0]) for row in rows]
-        with self._lock:
-            entries += [json.loads(line) for line in self._pending.get(operation_id, [])]
-        return entries
+        return [_json(row[0]) for row in rows]
 
     def done_operations(self) -> list[str]:
         return self._units("closed_at IS NOT NULL")
@@ -259,58 +232,21 @@ def _json(value: Any) -> dict[str, Any]:
 
 
 class PostgresEvents:
-    """The event log as rows (a :class:`~arcodex.catalog._opstate.EventStore`).
-
-    A debug event (a unit's state, say: the journal holds it too) waits for the next
-    write, of the journal or of an event of another level, or for the catalog to close,
-    at most :data:`EVENT_BATCH` of them: one commit for many events.
-    """
+    """The event log as rows (a :class:`~arcodex.catalog._opstate.EventStore`)."""
 
     def __init__(self, backend: PostgresOperations, channel: _Channel) -> None:
         self.backend = backend
         self.channel = channel
         self.where = f"table {backend.schema}.op_events"
-        self._stamps: list[str] = []
-        self._lines: list[str] = []
-        self._lock = threading.Lock()
 
     def write(self, entry: dict[str, Any], line: str) -> None:
-        with self._lock:
-            self._stamps.append(str(entry["timestamp"]))
-            self._lines.append(line)
-            if entry.get("level") == "debug" and len(self._lines) < EVENT_BATCH:
-                return
-        self.flush()
-
-    def take(self) -> tuple[list[str], list[str]]:
-        """The buffered events, now the caller's to write."""
-        with self._lock:
-            stamps, lines = self._stamps, self._lines
-            self._stamps, self._lines = [], []
-        return stamps, lines
-
-    def put_back(self, stamps: list[str], lines: list[str]) -> None:
-        with self._lock:
-            self._stamps[:0], self._lines[:0] = stamps, lines
-
-    def flush(self) -> None:
-        stamps, lines = self.take()
-        if not lines:
-            return
-        try:
-            self.channel.execute(
-                "INSERT INTO {s}.op_events (at, entry) SELECT a, x"
-                " FROM unnest(%s::timestamptz[], %s::text[]) WITH ORDINALITY AS t(a, x, n)"
-                " ORDER BY n",
-                (stamps, lines),
-                "write the event log",
-            )
-        except BaseException:
-            self.put_back(stamps, lines)
-            raise
+        self.channel.execute(
+            "INSERT INTO {s}.op_events (at, entry) VALUES (%s, %s)",
+            (str(entry["timestamp"]), line),
+            "write the event log",
+        )
 
     def entries(self, lo: datetime | None, hi: datetime | None) -> Iterator[dict[str, Any]]:
-        self.flush()
         where, params = [], []
         if lo is not None:
             where.append("at >= %s")
