@@ -115,6 +115,10 @@ def _errors(what: str) -> Any:
     return translating()
 
 
+#: Connections a forked process inherited (see :meth:`_Channel._connection`).
+_INHERITED: list[Any] = []
+
+
 def _sql(backend: PostgresOperations, text: str) -> str:
     """``text`` with ``{s}`` as the catalog's schema, quoted."""
     return text.replace("{s}", '"' + backend.schema.replace('"', '""') + '"')
@@ -150,7 +154,12 @@ class _Channel:
     def _connection(self) -> Any:
         import psycopg
 
-        if self._conn is None or self._pid != os.getpid() or self._conn.closed:
+        if self._conn is not None and self._pid != os.getpid():
+            # A forked child: closing (or collecting) the parent's connection would end
+            # the parent's session, and its leases with it. Kept, never used.
+            _INHERITED.append(self._conn)
+            self._conn = None
+        if self._conn is None or self._conn.closed:
             kwargs = dict(self.backend._connect_kwargs())
             kwargs["autocommit"] = True
             self._conn = psycopg.connect(**kwargs)
@@ -288,6 +297,10 @@ class _Lease:
 
 class PostgresLeases:
     """Advisory-lock leases (a :class:`~arcodex.catalog._opstate.Leases`)."""
+
+    def close(self) -> None:
+        """Let go of this process's connection, and so of every lease it holds."""
+        self.channel.close()
 
     shared = True
 

@@ -124,6 +124,12 @@ class OperationState:
     events: EventStore
     leases: Leases
 
+    def close(self) -> None:
+        """Let go of what the state holds open (the leases' connection)."""
+        close = getattr(self.leases, "close", None)
+        if callable(close):
+            close()
+
 
 def operation_state(backend: Any, journal_dir: Path, log_dir: Path) -> OperationState:
     """The backend's own operation state when it keeps one (PostgreSQL), else files."""

@@ -88,6 +88,7 @@ class CatalogReader:
         self.journal: JournalStore = state.journal
         #: How a running operation is told from a dead one, here and on other hosts.
         self.leases: Leases = state.leases
+        self._operation_state = state
         self.hooks = HookRegistry(self.events)
         plugin_registry().configure(config.plugins.enabled, config.plugins.allow)
 
