@@ -1,8 +1,9 @@
 """Operation state shared by every host of a PostgreSQL catalog: journal, events, leases.
 
 A mixin of :class:`~arcodex.backends._postgres.PostgresBackend`: it reaches the
-database through the backend's ``_tx()`` and ``schema``, and for the leases through
-one connection of its own per process (``_connect_kwargs()``).
+database through the backend's ``_tx()`` and ``schema``, and for the leases and the
+writes through one connection of its own per process (``conninfo`` and
+``_connect_kwargs()``).
 
 - **Journal** (``op_journal``, ``op_units``): one row per entry, one per operation,
   written at once through this process's own connection, so a killed process leaves
@@ -70,6 +71,7 @@ class PostgresOperations:
     """The journal, event log and operation leases of a PostgreSQL catalog."""
 
     schema: str
+    conninfo: str
     _tx: Any
     _connect_kwargs: Any
     _shared_state: Any = None
@@ -162,7 +164,7 @@ class _Channel:
         if self._conn is None or self._conn.closed:
             kwargs = dict(self.backend._connect_kwargs())
             kwargs["autocommit"] = True
-            self._conn = psycopg.connect(**kwargs)
+            self._conn = psycopg.connect(self.backend.conninfo, **kwargs)
             self._conn.execute("SET synchronous_commit = off")
             self._pid = os.getpid()
         return self._conn
