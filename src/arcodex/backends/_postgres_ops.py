@@ -14,7 +14,8 @@ writes through one connection of its own per process (``conninfo`` and
   commit that waits for the WAL flush, which makes every earlier one durable too.
   Closing an operation marks its unit row, durably.
 - **Events** (``op_events``): one row per event, the redacted JSON as written, indexed
-  by time; committed asynchronously (the file event log is not fsync'd either).
+  by time; committed asynchronously (the file event log is not fsync'd either). A
+  debug event rides along with the next write (see :class:`PostgresEvents`).
 - **Leases**: a running unit holds the session advisory lock
   ``hashtextextended('arcodex:op:<schema>:<operation id>', 0)`` on the lease connection
   until it ends. A killed process drops its connection, and with it the lock, at once.
@@ -29,13 +30,15 @@ psycopg is imported lazily: ``import arcodex`` never loads it.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -63,6 +66,8 @@ CREATE TABLE IF NOT EXISTS op_events (
 );
 CREATE INDEX IF NOT EXISTS op_events_at ON op_events (at);
 """
+#: How many debug events wait for the next write at most.
+EVENT_BATCH = 200
 #: How long an add waits for another holding the same file (seconds).
 GUARD_TIMEOUT = 120.0
 
@@ -88,15 +93,24 @@ class PostgresOperations:
             channel = _Channel(self)
             events = PostgresEvents(self, channel)
             self._shared_state = OperationState(
-                PostgresJournal(self, channel), events, PostgresLeases(self, channel)
+                PostgresJournal(self, channel, events), events, PostgresLeases(self, channel)
             )
+            # The debug events still waiting are written when the process ends.
+            atexit.register(_flush_at_exit, weakref.ref(events))
         return self._shared_state
 
     def _ops_close(self) -> None:
         """Let go of the lease connection (the backend's ``close``)."""
         state = self._shared_state
         if state is not None:
-            state.leases.channel.close()
+            state.leases.close()
+
+
+def _flush_at_exit(ref: weakref.ref[PostgresEvents]) -> None:
+    events = ref()
+    if events is not None:
+        with suppress(Exception):  # the database may be gone first: nothing to tell
+            events.flush()
 
 
 def _errors(what: str) -> Any:
@@ -179,36 +193,64 @@ class _Channel:
 class PostgresJournal:
     """The unit-of-work journal as rows (a :class:`~arcodex.catalog._opstate.JournalStore`)."""
 
-    def __init__(self, backend: PostgresOperations, channel: _Channel) -> None:
+    def __init__(
+        self, backend: PostgresOperations, channel: _Channel, events: PostgresEvents
+    ) -> None:
         self.backend = backend
         self.channel = channel
+        self.events = events
         # The operations of this process whose unit row is written.
         self._opened: set[str] = set()
 
     def append(self, operation_id: str, entry: dict[str, Any], *, durable: bool = True) -> None:
         line = json.dumps(entry, default=str, ensure_ascii=False)
-        if operation_id in self._opened:
-            sql = "INSERT INTO {s}.op_journal (operation_id, entry) VALUES (%s, %s::jsonb)"
-            params: tuple[Any, ...] = (operation_id, line)
-        else:
-            sql = (
-                "WITH u AS (INSERT INTO {s}.op_units (operation_id) VALUES (%s)"
-                " ON CONFLICT DO NOTHING)"
-                " INSERT INTO {s}.op_journal (operation_id, entry) VALUES (%s, %s::jsonb)"
-            )
-            params = (operation_id, operation_id, line)
-        self.channel.execute(sql, params, "write the journal", durable=durable)
+        unit = "INSERT INTO {s}.op_units (operation_id) VALUES (%s) ON CONFLICT DO NOTHING"
+        self._write(operation_id, unit, [line], durable=durable, what="write the journal")
         self._opened.add(operation_id)
 
     def close(self, operation_id: str) -> None:
-        self.channel.execute(
+        unit = (
             "INSERT INTO {s}.op_units (operation_id, closed_at) VALUES (%s, now())"
-            " ON CONFLICT (operation_id) DO UPDATE SET closed_at = now()",
-            (operation_id,),
-            "close the journal",
-            durable=True,
+            " ON CONFLICT (operation_id) DO UPDATE SET closed_at = now()"
         )
+        self._write(operation_id, unit, [], durable=True, what="close the journal")
         self._opened.discard(operation_id)
+
+    def _write(
+        self, operation_id: str, unit: str | None, lines: list[str], *, durable: bool, what: str
+    ) -> None:
+        """Entries, the unit's row (when new, or closing) and the events waiting: one
+        statement, one commit."""
+        if operation_id in self._opened and lines:
+            unit = None
+        stamps, events = self.events.take()
+        parts: list[str] = []
+        params: list[Any] = []
+        if unit is not None:
+            parts.append(f"u AS ({unit})")
+            params.append(operation_id)
+        if events:
+            parts.append(
+                "e AS (INSERT INTO {s}.op_events (at, entry) SELECT a, x"
+                " FROM unnest(%s::timestamptz[], %s::text[]) WITH ORDINALITY AS t(a, x, n)"
+                " ORDER BY n)"
+            )
+            params += [stamps, events]
+        if lines:
+            tail = (
+                "INSERT INTO {s}.op_journal (operation_id, entry)"
+                " SELECT %s, x::jsonb FROM unnest(%s::text[]) WITH ORDINALITY AS t(x, n)"
+                " ORDER BY n"
+            )
+            params += [operation_id, lines]
+        else:
+            tail = "SELECT 1"
+        sql = ("WITH " + ", ".join(parts) + " " if parts else "") + tail
+        try:
+            self.channel.execute(sql, params, what, durable=durable)
+        except BaseException:
+            self.events.put_back(stamps, events)
+            raise
 
     def read(self, operation_id: str) -> list[dict[str, Any]]:
         with _errors("read the journal"), self.backend._tx() as conn:
@@ -243,21 +285,59 @@ def _json(value: Any) -> dict[str, Any]:
 
 
 class PostgresEvents:
-    """The event log as rows (a :class:`~arcodex.catalog._opstate.EventStore`)."""
+    """The event log as rows (a :class:`~arcodex.catalog._opstate.EventStore`).
+
+    A debug event (a unit's state, say: its journal entry says the same) waits for the
+    next write, of the journal or of an event of another level, or for the catalog to
+    close (at most :data:`EVENT_BATCH` of them): it rides along, at no cost of its own.
+    """
 
     def __init__(self, backend: PostgresOperations, channel: _Channel) -> None:
         self.backend = backend
         self.channel = channel
         self.where = f"table {backend.schema}.op_events"
+        self._stamps: list[str] = []
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
 
     def write(self, entry: dict[str, Any], line: str) -> None:
-        self.channel.execute(
-            "INSERT INTO {s}.op_events (at, entry) VALUES (%s, %s)",
-            (str(entry["timestamp"]), line),
-            "write the event log",
-        )
+        with self._lock:
+            self._stamps.append(str(entry["timestamp"]))
+            self._lines.append(line)
+            if entry.get("level") == "debug" and len(self._lines) < EVENT_BATCH:
+                return
+        self.flush()
+
+    def take(self) -> tuple[list[str], list[str]]:
+        """The events waiting, now the caller's to write."""
+        with self._lock:
+            stamps, lines = self._stamps, self._lines
+            self._stamps, self._lines = [], []
+        return stamps, lines
+
+    def put_back(self, stamps: list[str], lines: list[str]) -> None:
+        with self._lock:
+            self._stamps[:0], self._lines[:0] = stamps, lines
+
+    def flush(self) -> None:
+        """Write the events waiting."""
+        stamps, lines = self.take()
+        if not lines:
+            return
+        try:
+            self.channel.execute(
+                "INSERT INTO {s}.op_events (at, entry) SELECT a, x"
+                " FROM unnest(%s::timestamptz[], %s::text[]) WITH ORDINALITY AS t(a, x, n)"
+                " ORDER BY n",
+                (stamps, lines),
+                "write the event log",
+            )
+        except BaseException:
+            self.put_back(stamps, lines)
+            raise
 
     def entries(self, lo: datetime | None, hi: datetime | None) -> Iterator[dict[str, Any]]:
+        self.flush()
         where, params = [], []
         if lo is not None:
             where.append("at >= %s")
@@ -301,8 +381,14 @@ class PostgresLeases:
     """Advisory-lock leases (a :class:`~arcodex.catalog._opstate.Leases`)."""
 
     def close(self) -> None:
-        """Let go of this process's connection, and so of every lease it holds."""
-        self.channel.close()
+        """Let go of this process's connection, and so of every lease it holds (the
+        events waiting written first)."""
+        state = self.backend._shared_state
+        try:
+            if state is not None:
+                state.events.flush()
+        finally:
+            self.channel.close()
 
     shared = True
 
