@@ -280,10 +280,10 @@ def test_eight_processes_add_a_thousand_files_each(
     for i, folder in enumerate(folders):
         _files(folder, per, f"p{i}")
     started = time.perf_counter()
-    # Half the processes on each host: 100 adds one by one, then batches of 150.
+    # Half the processes on each host: 25 adds one by one, then batches of 325.
     running = [
         subprocess.Popen(
-            [sys.executable, "-c", _ADDER, str(a if i % 2 else b), str(folder), "100", "150"],
+            [sys.executable, "-c", _ADDER, str(a if i % 2 else b), str(folder), "25", "325"],
             env=_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -12,7 +12,8 @@ writes through one connection of its own per process (``conninfo`` and
   could lose the last ones, as a power cut loses the unsynced lines of the file
   journal); a durable entry (:data:`~arcodex.catalog._journal.DURABLE_STATES`) is a
   commit that waits for the WAL flush, which makes every earlier one durable too.
-  Closing an operation marks its unit row, durably.
+  Closing an operation marks its unit row, durably. A pipeline's step marks
+  (:data:`RIDING`) ride along with the operation's next entry.
 - **Events** (``op_events``): one row per event, the redacted JSON as written, indexed
   by time; committed asynchronously (the file event log is not fsync'd either). A
   debug event rides along with the next write (see :class:`PostgresEvents`).
@@ -66,6 +67,9 @@ CREATE TABLE IF NOT EXISTS op_events (
 );
 CREATE INDEX IF NOT EXISTS op_events_at ON op_events (at);
 """
+#: Journal states that wait for the next entry of their operation: a pipeline's step
+#: marks say where it was, nothing recovery needs.
+RIDING = frozenset({"step_started", "step_finished"})
 #: How many debug events wait for the next write at most.
 EVENT_BATCH = 200
 #: How long an add waits for another holding the same file (seconds).
@@ -162,10 +166,11 @@ class _Channel:
             if not durable:
                 cur = conn.execute(_sql(self.backend, sql), params)
                 return list(cur.fetchall()) if cur.description else []
-            with conn.transaction():
+            # One round trip for the four statements.
+            with conn.pipeline(), conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = on")
                 cur = conn.execute(_sql(self.backend, sql), params)
-                return list(cur.fetchall()) if cur.description else []
+            return list(cur.fetchall()) if cur.description else []
 
     def _connection(self) -> Any:
         import psycopg
@@ -201,27 +206,42 @@ class PostgresJournal:
         self.events = events
         # The operations of this process whose unit row is written.
         self._opened: set[str] = set()
+        # Step marks waiting for the next entry of their operation.
+        self._riding: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
 
     def append(self, operation_id: str, entry: dict[str, Any], *, durable: bool = True) -> None:
         line = json.dumps(entry, default=str, ensure_ascii=False)
+        with self._lock:
+            lines = [*self._riding.pop(operation_id, []), line]
+            if entry.get("state") in RIDING and not durable:
+                self._riding[operation_id] = lines
+                return
         unit = "INSERT INTO {s}.op_units (operation_id) VALUES (%s) ON CONFLICT DO NOTHING"
-        self._write(operation_id, unit, [line], durable=durable, what="write the journal")
+        try:
+            self._write(operation_id, unit, lines, durable=durable, what="write the journal")
+        except BaseException:
+            with self._lock:
+                self._riding[operation_id] = lines[:-1] + self._riding.get(operation_id, [])
+            raise
         self._opened.add(operation_id)
 
     def close(self, operation_id: str) -> None:
+        with self._lock:
+            lines = self._riding.pop(operation_id, [])
         unit = (
             "INSERT INTO {s}.op_units (operation_id, closed_at) VALUES (%s, now())"
             " ON CONFLICT (operation_id) DO UPDATE SET closed_at = now()"
         )
-        self._write(operation_id, unit, [], durable=True, what="close the journal")
         self._opened.discard(operation_id)
+        self._write(operation_id, unit, lines, durable=True, what="close the journal")
 
     def _write(
         self, operation_id: str, unit: str | None, lines: list[str], *, durable: bool, what: str
     ) -> None:
         """Entries, the unit's row (when new, or closing) and the events waiting: one
         statement, one commit."""
-        if operation_id in self._opened and lines:
+        if operation_id in self._opened:
             unit = None
         stamps, events = self.events.take()
         parts: list[str] = []
