@@ -135,6 +135,8 @@ def _errors(what: str) -> Any:
     return translating()
 
 
+#: The guard's retry jitter: a generator of its own (the global one is the program's).
+_JITTER = random.Random()
 #: Connections a forked process inherited (see :meth:`_Channel._connection`).
 _INHERITED: list[Any] = []
 
@@ -488,7 +490,7 @@ class PostgresLeases:
                     )
                 if time.monotonic() > deadline:
                     raise LockTimeoutError(_busy(keys))
-                time.sleep(0.005 + random.random() * 0.02)
+                time.sleep(0.005 + _JITTER.random() * 0.02)
         except BaseException:
             self._let_go(keys)
             raise
