@@ -464,3 +464,38 @@ def test_a_group_member_whose_host_died_is_stale_from_another(
         assert [r.action for r in cat.recover()] == ["group-member"]
     (member,) = group_status(b, "g").members
     assert member.status == "pending" and not member.stale
+
+
+# -- the event log in the database -------------------------------------------------------
+
+
+def test_events_of_every_host_are_queried_from_any_with_secrets_redacted(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "shared-secret-value-1234"
+    monkeypatch.setenv("ARCODEX_TEST_S3_SECRET", secret)
+    config = CatalogConfig(
+        database_url=pg_url,
+        profiles={
+            "local": FileProfileConfig(),
+            "s3": S3ProfileConfig(bucket="a-bucket", secret_env="ARCODEX_TEST_S3_SECRET"),
+        },
+    )
+    a, b = tmp_path / "host-a", tmp_path / "host-b"
+    with Catalog.create(a, config=config) as cat:
+        cat.add_external("https://example.org/one", record_id="one")
+        cat.events.emit("test.leak", f"a message holding {secret}", level="warning")
+    b.mkdir()
+    shutil.copy(a / CONFIG_FILE, b / CONFIG_FILE)
+    with Catalog.open(b) as cat:
+        cat.add_external("https://example.org/two", record_id="two")
+        (leak,) = cat.logs(event="test.leak")
+        assert leak["message"] == "a message holding ***"
+        started = cat.logs(event="operation.started")
+        assert len(started) == 2, "both hosts' operations"
+        assert cat.logs(operation=started[0]["operation_id"])
+        assert cat.logs(level="warning") == [leak]
+        assert cat.logs(since="2000-01", until="2000-02") == []
+        rows = cat.backend._q("SELECT entry FROM op_events")  # type: ignore[attr-defined]
+        assert rows and not any(secret in row[0] for row in rows)
+        assert not (a / "state" / "logs").exists() and not (b / "state" / "journal").exists()
