@@ -297,7 +297,7 @@ class CatalogReader:
             schemas=self.schemas.names(),
             recent_failed_operations=failed,
             state_dir=str(self.root / STATE_DIR),
-            event_log=str(self.events.directory),
+            event_log=self.events.store.where,
             plugins=[
                 {"name": p.name, "version": p.version, "status": p.status}
                 for p in plugin_registry().plugins()
