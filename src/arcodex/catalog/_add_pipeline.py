@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from arcodex.catalog._duplicates import Addition, clashes, refuse_duplicates
+from arcodex.catalog._duplicates import Addition, clashes, guard_keys, refuse_duplicates
 from arcodex.catalog._events import current_user
 from arcodex.catalog._journal import UnitOfWork
 from arcodex.catalog._metadata import merge, metadata_of, pydantic_message
@@ -389,6 +389,10 @@ def write_artifact(ctx: PipelineContext) -> None:
             written.append((file, item, record.model_copy(update={"artifacts": [artifact]})))
     if not opts.allow_duplicate:
         additions = [_addition(catalog.root, f, r) for f, _, r in written]
+        if uow.lease is not None:
+            # Held until the unit ends, its commit included: an add of the same file on
+            # another host waits here, then finds this one's record.
+            uow.lease.guard(guard_keys(additions))
         if keep_going:
             refused = dict(clashes(catalog.backend, additions))
             for index in sorted(refused):
@@ -466,6 +470,9 @@ def validate_uri(ctx: PipelineContext) -> None:
             catalog._hook("after_record_validate", record=item.record)
     if not opts.allow_duplicate:
         additions = [Addition(u, locations=(u,)) for u in opts.uris]
+        if not ctx.dry_run and ctx._stack is not None:
+            # Until the pipeline ends, its commit included (see write_artifact).
+            ctx._stack.enter_context(catalog.leases.guard(guard_keys(additions)))
         if ctx.dry_run:
             for index, why in clashes(catalog.backend, additions):
                 plan[index].refusals.append(why)

@@ -131,8 +131,11 @@ class Catalog(Adding, Ingesting, Changing, Health, Validation, Running):
         return config.database_url or f"sqlite:///{root / DB_FILE}"
 
     def close(self) -> None:
-        """Release the backend's connections."""
-        self.backend.close()
+        """Release the backend's connections (and the operation leases' one)."""
+        try:
+            self._operation_state.close()
+        finally:
+            self.backend.close()
 
     def __enter__(self) -> Catalog:
         return self

@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from arcodex.catalog._journal import process_alive
 from arcodex.catalog._orphans import (
     Fix,
     fix_orphans,
@@ -107,7 +106,7 @@ def diagnose(catalog: CatalogWriter, *, verify_hashes: bool = False) -> DoctorRe
     """Look for interrupted operations, orphaned managed files and broken artifacts."""
     report = DoctorReport()
     holder = _holder(catalog)
-    if holder is not None and not _still_running({**holder, "pid": holder.get("pid")}):
+    if holder is not None and not _still_running(catalog, None, holder):
         report.stale_locks.append(holder)
     for op_id in catalog.journal.open_operations():
         entries = catalog.journal.read(op_id)
@@ -115,6 +114,7 @@ def diagnose(catalog: CatalogWriter, *, verify_hashes: bool = False) -> DoctorRe
         # A pipeline's step marks say where it was; the last state says how far it got.
         states = [e for e in entries if not str(e.get("state", "")).startswith("step_")]
         step = next((e.get("step") for e in reversed(entries) if e.get("step")), None)
+        running = _still_running(catalog, op_id, last)
         report.incomplete_operations.append(
             {
                 "operation_id": op_id,
@@ -123,7 +123,10 @@ def diagnose(catalog: CatalogWriter, *, verify_hashes: bool = False) -> DoctorRe
                 "step": step,
                 "user": last.get("user"),
                 "pid": last.get("pid"),
+                "host": last.get("host"),
                 "since": entries[0].get("timestamp") if entries else None,
+                # Still running (its lease is held): recover leaves it be.
+                "running": running,
             }
         )
     referenced: dict[str, set[str]] = {}
@@ -217,7 +220,7 @@ def recover(catalog: CatalogWriter, *, dry_run: bool = False) -> list[Recovery]:
         if not entries:
             continue
         last = entries[-1]
-        if _still_running(last):
+        if _still_running(catalog, op_id, last):
             continue
         decision = "roll_forward" if _complete(catalog, entries) else "roll_back"
         recovery = Recovery(
@@ -231,7 +234,7 @@ def recover(catalog: CatalogWriter, *, dry_run: bool = False) -> list[Recovery]:
             _close(catalog, entries, decision)
         done.append(recovery)
     holder = _holder(catalog)
-    if holder is not None and not _still_running(holder):
+    if holder is not None and not _still_running(catalog, None, holder):
         lock = Recovery("-", "lock", "stale", "roll_back", dry_run)
         lock.remove(f"lock note of pid {holder.get('pid')}")
         done.append(lock)
@@ -409,13 +412,15 @@ def _remove_url(url: str, recovery: Recovery, dry_run: bool) -> None:
         path.unlink()
 
 
-def _still_running(entry: dict[str, Any]) -> bool:
-    """Whether the process that wrote ``entry`` is alive on this host (then leave it be);
-    this process's own entries are never running (recovery runs between its operations)."""
+def _still_running(catalog: CatalogWriter, operation_id: str | None, entry: dict[str, Any]) -> bool:
+    """Whether the operation that wrote ``entry`` still runs (then leave it be): its lease
+    is held, on any host sharing the catalog. With leases only this host sees (pids), this
+    process's own entries are never running (recovery runs between its operations)."""
     import os
 
-    pid = entry.get("pid")
-    return pid != os.getpid() and process_alive(pid, entry.get("host"))
+    if not catalog.leases.shared and entry.get("pid") == os.getpid():
+        return False
+    return catalog.leases.running(operation_id, entry)
 
 
 def _close(catalog: CatalogWriter, entries: list[dict[str, Any]], decision: str) -> None:

@@ -18,7 +18,7 @@ from arcodex.errors import ConflictError
 if TYPE_CHECKING:
     from arcodex.backends import CatalogBackend
 
-__all__ = ["Addition", "clashes", "refuse_duplicates"]
+__all__ = ["Addition", "clashes", "guard_keys", "refuse_duplicates"]
 
 #: How many files a refusal names before it says "and N more".
 _NAMED = 3
@@ -66,6 +66,12 @@ def clashes(backend: CatalogBackend, additions: Sequence[Addition]) -> list[tupl
         for key in add.keys:
             first.setdefault(key, add.label)
     return out
+
+
+def guard_keys(additions: Sequence[Addition]) -> list[str]:
+    """What an add holds from its duplicate check to its commit (a catalog shared by
+    several hosts makes another add of the same content or place wait meanwhile)."""
+    return sorted({key for add in additions for key in add.keys})
 
 
 def refuse_duplicates(backend: CatalogBackend, additions: Sequence[Addition]) -> None:

@@ -1,15 +1,15 @@
-"""The catalog's event log: structured JSON Lines, one file per month.
+"""The catalog's event log: structured JSON Lines, one file per month (or, for a
+catalog whose backend keeps its operation state, rows of its database).
 
 Every event says who (user, session, host, pid, command), what (event,
 level, message) and on what (operation, record, artifact), with the arcodex
 version and, for failures, the exception's type, message and traceback.
-Lines are appended under an exclusive lock, so concurrent processes never
-interleave them. Known secret values are replaced by ``***`` before writing.
+Where they go is an :class:`~arcodex.catalog._opstate.EventStore`; known secret
+values are replaced by ``***`` before it sees them.
 """
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import json
 import os
@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from arcodex import __version__
-from arcodex.errors import StorageError, ValidationError
+from arcodex.catalog._opstate import EventStore, FileEvents
+from arcodex.errors import ValidationError
 from arcodex.model import parse_iso_period
 from arcodex.plugins import registry as plugin_registry
 
@@ -45,10 +46,15 @@ class EventLog:
     """Append and query the events of one catalog (``state/logs/events-YYYY-MM.jsonl``)."""
 
     def __init__(
-        self, directory: Path, *, secrets: Iterable[str] = (), user: str | None = None
+        self,
+        directory: Path,
+        *,
+        secrets: Iterable[str] = (),
+        user: str | None = None,
+        store: EventStore | None = None,
     ) -> None:
         self.directory = directory
-        self._dir = str(directory)
+        self.store: EventStore = store if store is not None else FileEvents(directory)
         self.user = user
         self._muted = 0
         # Short strings would redact ordinary words; real secrets are longer.
@@ -110,24 +116,9 @@ class EventLog:
         line = self._redact(json.dumps(entry, default=str, ensure_ascii=False))
         if self._muted:
             return dict(json.loads(line))
-        # A string path, and the directory made only when it is missing: per event, both
-        # were a good part of its cost.
-        path = os.path.join(self._dir, f"events-{now:%Y-%m}.jsonl")
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-        try:
-            try:
-                fd = os.open(path, flags, 0o640)
-            except FileNotFoundError:
-                self.directory.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, flags, 0o640)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                os.write(fd, (line + "\n").encode())
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise StorageError(f"cannot write the event log {path}: {exc.strerror or exc}") from exc
-        return dict(json.loads(line))
+        written = json.loads(line)
+        self.store.write(written, line)
+        return dict(written)
 
     def _report_plugins(self) -> None:
         """One event per plugin this process has loaded or failed to load, once per log."""
@@ -187,7 +178,7 @@ class EventLog:
         hi = _period(until)[1] if until else None
         min_level = LEVELS.index(level) if level else 0
         out: list[dict[str, Any]] = []
-        for entry in self._entries(lo, hi):
+        for entry in self.store.entries(lo, hi):
             try:
                 stamp = datetime.fromisoformat(str(entry.get("timestamp")))
             except ValueError:
@@ -206,22 +197,6 @@ class EventLog:
                 continue
             out.append(entry)
         return out[-limit:] if limit else out
-
-    def _entries(self, lo: datetime | None, hi: datetime | None) -> Iterator[dict[str, Any]]:
-        if not self.directory.is_dir():
-            return
-        for path in sorted(self.directory.glob("events-*.jsonl")):
-            month = path.stem.removeprefix("events-")
-            if (lo and month < f"{lo:%Y-%m}") or (hi and month > f"{hi:%Y-%m}"):
-                continue
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    line = line.strip()
-                    if line:
-                        try:
-                            yield json.loads(line)
-                        except json.JSONDecodeError:
-                            continue  # a line cut by a crash: skip it, keep reading
 
 
 def _event_matches(name: str, pattern: str) -> bool:

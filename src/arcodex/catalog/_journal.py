@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from arcodex.catalog._events import EventLog
+from arcodex.catalog._opstate import JournalStore, Lease, process_alive
 from arcodex.errors import ArcodexError, StorageError
 from arcodex.model import Operation
 from arcodex.storage._local import fsync_dir
@@ -84,7 +85,7 @@ class InjectedFailure(ArcodexError, RuntimeError):
 
 
 class Journal:
-    """The journal directory of one catalog."""
+    """The journal directory of one catalog (the file :class:`~arcodex.catalog._opstate.JournalStore`)."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -169,10 +170,18 @@ class _Undo:
 class UnitOfWork:
     """One operation's boundary: journaled transitions and compensating actions."""
 
-    def __init__(self, operation: Operation, journal: Journal, events: EventLog) -> None:
+    def __init__(
+        self,
+        operation: Operation,
+        journal: JournalStore,
+        events: EventLog,
+        lease: Lease | None = None,
+    ) -> None:
         self.operation = operation
         self.journal = journal
         self.events = events
+        #: What tells every process sharing the catalog that this unit runs.
+        self.lease = lease
         self.state: str | None = None
         self._undo: list[_Undo] = []
         self.after: list[Callable[[], Any]] = []
@@ -241,22 +250,6 @@ class UnitOfWork:
 
 #: How often each state was journaled in this process (for ``STATE#N`` injections).
 _SEEN: dict[str, int] = {}
-
-
-def process_alive(pid: Any, host: Any) -> bool:
-    """Whether process ``pid`` of ``host`` is running (this process included); a process
-    of another host cannot be seen from here, so it counts as gone."""
-    if not isinstance(pid, int) or host != socket.gethostname():
-        return False
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _inject(state: str) -> None:

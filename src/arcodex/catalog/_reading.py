@@ -17,8 +17,8 @@ from arcodex.backends import BackendStats, CatalogBackend, Page
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, profile_secrets
 from arcodex.catalog._events import EventLog
 from arcodex.catalog._hooks import HookRegistry
-from arcodex.catalog._journal import Journal
 from arcodex.catalog._metadata import pydantic_message
+from arcodex.catalog._opstate import JournalStore, Leases, operation_state
 from arcodex.catalog._schemas import SchemaRegistry
 from arcodex.errors import ConflictError, NotFoundError
 from arcodex.model import (
@@ -79,9 +79,16 @@ class CatalogReader:
         self.root = root
         self.config = config
         self.backend = backend
-        self.events = EventLog(root / STATE_DIR / LOG_DIR, secrets=profile_secrets(config))
+        state = operation_state(backend, root / STATE_DIR / JOURNAL_DIR, root / STATE_DIR / LOG_DIR)
+        self.events = EventLog(
+            root / STATE_DIR / LOG_DIR, secrets=profile_secrets(config), store=state.events
+        )
         self.schemas = SchemaRegistry(root / SCHEMA_DIR, backend=backend)
-        self.journal = Journal(root / STATE_DIR / JOURNAL_DIR)
+        #: The unit-of-work journal: files under the root, or the backend's (PostgreSQL).
+        self.journal: JournalStore = state.journal
+        #: How a running operation is told from a dead one, here and on other hosts.
+        self.leases: Leases = state.leases
+        self._operation_state = state
         self.hooks = HookRegistry(self.events)
         plugin_registry().configure(config.plugins.enabled, config.plugins.allow)
 
@@ -290,7 +297,7 @@ class CatalogReader:
             schemas=self.schemas.names(),
             recent_failed_operations=failed,
             state_dir=str(self.root / STATE_DIR),
-            event_log=str(self.events.directory),
+            event_log=self.events.store.where,
             plugins=[
                 {"name": p.name, "version": p.version, "status": p.status}
                 for p in plugin_registry().plugins()

@@ -19,6 +19,7 @@ from arcodex.catalog._events import current_user
 from arcodex.catalog._hooks import HookContext, HookResult
 from arcodex.catalog._journal import UnitOfWork
 from arcodex.catalog._metadata import merge, pydantic_message
+from arcodex.catalog._opstate import released
 from arcodex.catalog._reading import CatalogReader
 from arcodex.catalog._schemas import Policy, SchemaResult, schema_parts
 from arcodex.errors import ArcodexError, NotFoundError, StorageError, ValidationError
@@ -245,34 +246,38 @@ class CatalogWriter(CatalogReader):
             user=operation.user,
             action=action,
         )
-        uow = UnitOfWork(operation, self.journal, self.events)
-        try:
-            uow.transition("started")
-            yield uow
-            uow.transition("committed")
-        except BaseException as exc:
-            if uow.state == "committed":
-                # Only the failure injection after the commit lands here: the work is done.
-                self._finish(operation)
-                self._close_journal(operation.id)
-                self._after_commit(uow)
-                raise
+        lease = self.leases.hold(operation.id)
+        uow = UnitOfWork(operation, self.journal, self.events, lease)
+        # The lease is let go last, once the journal is closed: another host that finds the
+        # lease free and the journal open knows the process is gone.
+        with released(lease):
             try:
-                self.hooks.run(
-                    HookContext("on_operation_error", operation=operation, error=exc),
-                    raise_required=False,
-                )
-                uow.rollback(exc)
-                self._close_journal(operation.id)
-                self.hooks.run(
-                    HookContext("on_operation_rollback", operation=operation, error=exc),
-                    raise_required=False,
-                )
-            finally:
-                self._finish(operation, error=exc)
-            raise
-        self._finish(operation)
-        self._close_journal(operation.id)
+                uow.transition("started")
+                yield uow
+                uow.transition("committed")
+            except BaseException as exc:
+                if uow.state == "committed":
+                    # Only the failure injection after the commit lands here: the work is done.
+                    self._finish(operation)
+                    self._close_journal(operation.id)
+                    self._after_commit(uow)
+                    raise
+                try:
+                    self.hooks.run(
+                        HookContext("on_operation_error", operation=operation, error=exc),
+                        raise_required=False,
+                    )
+                    uow.rollback(exc)
+                    self._close_journal(operation.id)
+                    self.hooks.run(
+                        HookContext("on_operation_rollback", operation=operation, error=exc),
+                        raise_required=False,
+                    )
+                finally:
+                    self._finish(operation, error=exc)
+                raise
+            self._finish(operation)
+            self._close_journal(operation.id)
         self._after_commit(uow)
 
     @staticmethod

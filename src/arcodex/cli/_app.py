@@ -1015,6 +1015,14 @@ def doctor(
                 f"{lock.get('host')} since {lock.get('since')} is gone; run `arcodex recover`"
             )
         for op in report.incomplete_operations:
+            if op.get("running"):
+                out.print(
+                    f"running operation {op['operation_id']} ({op['action']}, at "
+                    f"{op['last_state']}"
+                    + (f" in step {op['step']}" if op.get("step") else "")
+                    + f", pid {op['pid']} on {op.get('host')}): wait for it to finish"
+                )
+                continue
             out.print(
                 f"incomplete operation {op['operation_id']} ({op['action']}, stopped after "
                 f"{op['last_state']}"

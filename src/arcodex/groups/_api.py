@@ -158,7 +158,7 @@ def member_detail(
             if record.metadata.get("member") == member_id:
                 meta = record.metadata
                 return {
-                    **MemberStatus.of(record).to_dict(),
+                    **MemberStatus.of(record, cat.leases).to_dict(),
                     "group": name,
                     "record": record.id,
                     "spec": meta.get("spec"),

@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from arcodex.catalog._journal import process_alive
 from arcodex.errors import NotFoundError
 
 if TYPE_CHECKING:
     from arcodex.catalog import Catalog
+    from arcodex.catalog._opstate import Leases
     from arcodex.model import Record
 
 __all__ = [
@@ -66,10 +66,10 @@ class MemberStatus:
         return asdict(self)
 
     @classmethod
-    def of(cls, record: Record) -> MemberStatus:
+    def of(cls, record: Record, leases: Leases) -> MemberStatus:
         meta = record.metadata
         status = str(meta.get("status") or "pending")
-        stale = status == "running" and not alive(meta.get("run"))
+        stale = status == "running" and not alive(meta.get("run"), leases)
         return cls(
             id=str(meta.get("member")),
             status=str(meta.get("previous") or "pending") if stale else status,
@@ -115,9 +115,13 @@ class GroupStatus:
         }
 
 
-def alive(run: Any) -> bool:
-    """Whether the process a ``running`` member names is still running on this host."""
-    return isinstance(run, dict) and process_alive(run.get("pid"), run.get("host"))
+def alive(run: Any, leases: Leases) -> bool:
+    """Whether the run a ``running`` member's claim names still runs: the lease of its
+    unit of work (seen from every host of a PostgreSQL catalog; a pid of this host else)."""
+    if not isinstance(run, dict):
+        return False
+    operation = run.get("operation")
+    return leases.running(str(operation) if operation else None, run)
 
 
 def group_records(cat: Catalog) -> list[Record]:
@@ -176,5 +180,5 @@ def status_of(cat: Catalog, name: str) -> GroupStatus:
         record_id=record.id,
         source=group.get("source"),
         defaults=dict(group.get("defaults") or {}),
-        members=[MemberStatus.of(r) for r in member_records(cat, name)],
+        members=[MemberStatus.of(r, cat.leases) for r in member_records(cat, name)],
     )

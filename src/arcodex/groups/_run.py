@@ -43,6 +43,7 @@ from arcodex.groups._records import (
 
 if TYPE_CHECKING:
     from arcodex.catalog import Catalog
+    from arcodex.catalog._opstate import Leases
     from arcodex.convert import ConvertSpec
     from arcodex.model import Record
 
@@ -181,21 +182,23 @@ def run_group(
         get_group(cat, name)
         records = member_records(cat, name)
         run = GroupRun(name, phase)
-        if any(MemberStatus.of(r).stale for r in records):
+        if any(MemberStatus.of(r, cat.leases).stale for r in records):
             # A run was killed: finish or undo what its dead process left (a partial
             # product in a member's place, the member written `running`) before going on.
             run.recovered = [r.operation_id for r in cat.recover() if r.operation_id != "-"]
             records = member_records(cat, name)
-        chosen = _choose(records, name, only, members)
-        busy = [r for r in chosen if _busy(r)]
+        chosen = _choose(records, name, only, members, cat.leases)
+        busy = [r for r in chosen if _busy(r, cat.leases)]
         for record in busy:
-            pid = (record.metadata.get("run") or {}).get("pid")
+            claim = record.metadata.get("run") or {}
+            pid, host = claim.get("pid"), claim.get("host")
             run.members.append(
                 MemberOutcome(
                     str(record.metadata["member"]),
                     "running",
                     record.metadata.get("phase"),
-                    f"running in process {pid}; wait for it, or stop it and run `arcodex recover`",
+                    f"running in process {pid} on {host}; wait for it, or stop it and run "
+                    "`arcodex recover`",
                 )
             )
         todo = [r for r in chosen if r not in busy]
@@ -219,7 +222,11 @@ def run_group(
 
 
 def _choose(
-    records: list[Record], name: str, only: str | None, members: Sequence[str] | None
+    records: list[Record],
+    name: str,
+    only: str | None,
+    members: Sequence[str] | None,
+    leases: Leases,
 ) -> list[Record]:
     if members:
         known = {str(r.metadata.get("member")) for r in records}
@@ -230,13 +237,13 @@ def _choose(
             )
         records = [r for r in records if r.metadata.get("member") in set(members)]
     if only is not None:
-        records = [r for r in records if MemberStatus.of(r).status == only]
+        records = [r for r in records if MemberStatus.of(r, leases).status == only]
     return records
 
 
-def _busy(record: Record) -> bool:
-    """A member another live process is running."""
-    status = MemberStatus.of(record)
+def _busy(record: Record, leases: Leases) -> bool:
+    """A member another live process (of any host sharing the catalog) is running."""
+    status = MemberStatus.of(record, leases)
     return record.metadata.get("status") == "running" and not status.stale
 
 
