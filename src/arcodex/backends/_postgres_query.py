@@ -241,20 +241,23 @@ def _sort_parts(name: str, descending: bool) -> list[tuple[str, bool]]:
     """The expressions a sort key orders by.
 
     A metadata value orders as SQLite orders what ``json_extract`` gives: numbers
-    (booleans as 0 and 1) before text (lists and objects as their JSON text), nulls
-    last; descending, text before numbers. Hence two parts, a number and a text,
-    each null where the value is not of its kind.
+    (booleans as 0 and 1) before text (lists and objects as their compact JSON
+    text), text by code point, nulls last; descending, text before numbers. Hence
+    two parts, a number and a text, each null where the value is not of its kind.
+    The value is read from the document as ``json`` (not ``jsonb``), which keeps
+    a list's or object's own text, key by key with ``->`` (a key never indexes into
+    a list, as in SQLite's JSON paths).
     """
     if name in _RECORD_COLUMNS:
         return [(_RECORD_COLUMNS[name], descending)]
     parts = ["metadata", *name.removeprefix("metadata.").split(".")]
-    value = f"(r.doc::jsonb #> ARRAY[{','.join(_literal(p) for p in parts)}]::text[])"
+    value = "(r.doc::json" + "".join(f" -> {_literal(p)}" for p in parts) + ")"
     number = (
-        f"(CASE jsonb_typeof({value}) WHEN 'number' THEN ({value})::numeric"
-        f" WHEN 'boolean' THEN (CASE WHEN ({value})::boolean THEN 1 ELSE 0 END)::numeric END)"
+        f"(CASE json_typeof({value}) WHEN 'number' THEN ({value} #>> '{{}}')::numeric"
+        f" WHEN 'boolean' THEN (CASE WHEN ({value})::text = 'true' THEN 1 ELSE 0 END)::numeric END)"
     )
     text = (
-        f"(CASE jsonb_typeof({value}) WHEN 'string' THEN ({value} #>> '{{}}')"
+        f"(CASE json_typeof({value}) WHEN 'string' THEN ({value} #>> '{{}}')"
         f" WHEN 'array' THEN ({value})::text WHEN 'object' THEN ({value})::text END"
         ' COLLATE "C")'
     )
