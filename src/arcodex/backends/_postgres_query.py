@@ -70,6 +70,7 @@ def key_of(value: str) -> str:
 # -- full text ----------------------------------------------------------------------------
 
 _WORD = re.compile(r"[^\W_]+")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
 
 
 def _fold(word: str) -> str:
@@ -83,6 +84,8 @@ def _fold(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """The tokens of a text: runs of letters and digits, folded."""
+    if text.isascii():
+        return _ASCII_WORD.findall(text.lower())
     return [_fold(w) for w in _WORD.findall(text)]
 
 
@@ -92,21 +95,26 @@ def _quote_lexeme(word: str) -> str:
 
 def tsvector_literal(text: str) -> str:
     """A tsvector in its input syntax, with positions, built without a text search parser
-    (so the database's locale cannot change what a word is)."""
+    (so the database's locale cannot change what a word is). Tokens are letters and
+    digits only, so they need no quoting."""
     positions: dict[str, list[int]] = {}
     for i, word in enumerate(words(text), 1):
-        if len(word.encode()) > _MAX_LEXEME:
+        seen = positions.get(word)
+        if seen is None:
+            positions[word] = [i]
+        elif len(seen) < _MAX_POSITIONS:
+            seen.append(i)
+    parts = []
+    for word, found in positions.items():
+        if len(word) * 4 > _MAX_LEXEME and len(word.encode()) > _MAX_LEXEME:
             continue
-        seen = positions.setdefault(word, [])
-        if len(seen) < _MAX_POSITIONS:
-            seen.append(min(i, _MAX_POS))
-    parts = [
-        f"{_quote_lexeme(w)}:{','.join(map(str, sorted(set(p))))}" for w, p in positions.items()
-    ]
+        if found[-1] > _MAX_POS:
+            found = sorted({min(p, _MAX_POS) for p in found})
+        parts.append(f"{word}:{','.join(map(str, found))}")
     literal = " ".join(parts)
     if len(literal) > 400_000:
         # A tsvector holds at most 1 MB; very long texts keep their words, not positions.
-        literal = " ".join(_quote_lexeme(w) for w in positions)[:900_000].rsplit(" ", 1)[0]
+        literal = " ".join(w for w in positions)[:900_000].rsplit(" ", 1)[0]
     return literal
 
 
