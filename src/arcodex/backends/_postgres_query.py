@@ -70,6 +70,7 @@ def key_of(value: str) -> str:
 # -- full text ----------------------------------------------------------------------------
 
 _WORD = re.compile(r"[^\W_]+")
+_ASCII_WORD = re.compile(r"[a-z0-9]+")
 
 
 def _fold(word: str) -> str:
@@ -83,6 +84,8 @@ def _fold(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """The tokens of a text: runs of letters and digits, folded."""
+    if text.isascii():
+        return _ASCII_WORD.findall(text.lower())
     return [_fold(w) for w in _WORD.findall(text)]
 
 
@@ -92,21 +95,26 @@ def _quote_lexeme(word: str) -> str:
 
 def tsvector_literal(text: str) -> str:
     """A tsvector in its input syntax, with positions, built without a text search parser
-    (so the database's locale cannot change what a word is)."""
+    (so the database's locale cannot change what a word is). Tokens are letters and
+    digits only, so they need no quoting."""
     positions: dict[str, list[int]] = {}
     for i, word in enumerate(words(text), 1):
-        if len(word.encode()) > _MAX_LEXEME:
+        seen = positions.get(word)
+        if seen is None:
+            positions[word] = [i]
+        elif len(seen) < _MAX_POSITIONS:
+            seen.append(i)
+    parts = []
+    for word, found in positions.items():
+        if len(word) * 4 > _MAX_LEXEME and len(word.encode()) > _MAX_LEXEME:
             continue
-        seen = positions.setdefault(word, [])
-        if len(seen) < _MAX_POSITIONS:
-            seen.append(min(i, _MAX_POS))
-    parts = [
-        f"{_quote_lexeme(w)}:{','.join(map(str, sorted(set(p))))}" for w, p in positions.items()
-    ]
+        if found[-1] > _MAX_POS:
+            found = sorted({min(p, _MAX_POS) for p in found})
+        parts.append(f"{word}:{','.join(map(str, found))}")
     literal = " ".join(parts)
     if len(literal) > 400_000:
         # A tsvector holds at most 1 MB; very long texts keep their words, not positions.
-        literal = " ".join(_quote_lexeme(w) for w in positions)[:900_000].rsplit(" ", 1)[0]
+        literal = " ".join(w for w in positions)[:900_000].rsplit(" ", 1)[0]
     return literal
 
 
@@ -241,20 +249,23 @@ def _sort_parts(name: str, descending: bool) -> list[tuple[str, bool]]:
     """The expressions a sort key orders by.
 
     A metadata value orders as SQLite orders what ``json_extract`` gives: numbers
-    (booleans as 0 and 1) before text (lists and objects as their JSON text), nulls
-    last; descending, text before numbers. Hence two parts, a number and a text,
-    each null where the value is not of its kind.
+    (booleans as 0 and 1) before text (lists and objects as their compact JSON
+    text), text by code point, nulls last; descending, text before numbers. Hence
+    two parts, a number and a text, each null where the value is not of its kind.
+    The value is read from the document as ``json`` (not ``jsonb``), which keeps
+    a list's or object's own text, key by key with ``->`` (a key never indexes into
+    a list, as in SQLite's JSON paths).
     """
     if name in _RECORD_COLUMNS:
         return [(_RECORD_COLUMNS[name], descending)]
     parts = ["metadata", *name.removeprefix("metadata.").split(".")]
-    value = f"(r.doc::jsonb #> ARRAY[{','.join(_literal(p) for p in parts)}]::text[])"
+    value = "(r.doc::json" + "".join(f" -> {_literal(p)}" for p in parts) + ")"
     number = (
-        f"(CASE jsonb_typeof({value}) WHEN 'number' THEN ({value})::numeric"
-        f" WHEN 'boolean' THEN (CASE WHEN ({value})::boolean THEN 1 ELSE 0 END)::numeric END)"
+        f"(CASE json_typeof({value}) WHEN 'number' THEN ({value} #>> '{{}}')::numeric"
+        f" WHEN 'boolean' THEN (CASE WHEN ({value})::text = 'true' THEN 1 ELSE 0 END)::numeric END)"
     )
     text = (
-        f"(CASE jsonb_typeof({value}) WHEN 'string' THEN ({value} #>> '{{}}')"
+        f"(CASE json_typeof({value}) WHEN 'string' THEN ({value} #>> '{{}}')"
         f" WHEN 'array' THEN ({value})::text WHEN 'object' THEN ({value})::text END"
         ' COLLATE "C")'
     )

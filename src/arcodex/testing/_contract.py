@@ -518,9 +518,10 @@ class BackendContract(RecordContract, SearchContract, AdminContract):
     ``arcodex_contract`` marker. The property tests draw 60 examples each;
     set ``ARCODEX_CONTRACT_EXAMPLES`` for a longer hunt.
 
-    What the contract leaves to each backend: how values of different JSON
-    types order among themselves in a sort (SQL engines differ), where lists
-    and objects sort, and whether two dates written in different forms sort
-    by their text or by time. Everything else in :mod:`arcodex.model._query`
-    is checked here.
+    Sorting is pinned down completely, so that every backend gives the same
+    order: text by code point (UTF-8 byte order, whatever the database's
+    locale), numbers (booleans as 0 and 1) before text, lists and objects as
+    their compact JSON text among the text, dates by their text, nulls and
+    missing values last in both directions. Everything else in
+    :mod:`arcodex.model._query` is checked here too.
     """

@@ -382,12 +382,77 @@ class SearchContract(ContractBase):
         ],
     )
     def test_sort(self, sample: CatalogBackend, sort: str, expected: list[str]) -> None:
-        """Nulls last in both directions, ties in insertion order.
-
-        Text sorts by code point. How values of different JSON types order
-        among themselves is left to the backend (SQL engines differ).
-        """
+        """Nulls last in both directions, ties in insertion order; text by code point,
+        numbers before text (:meth:`test_sort_mixed_json_types`)."""
         assert search_ids(sample, sort=sort) == expected
+
+    def test_sort_mixed_json_types(self, backend: CatalogBackend) -> None:
+        """Values of every JSON type at one path sort in one order on every backend:
+        numbers (booleans as 0 and 1) by value, then text by code point, lists and
+        objects as their compact JSON text among the text, then JSON null and the
+        missing; descending, the same reversed with nulls still last."""
+        values: list[Any] = [
+            2,
+            1.5,
+            True,
+            "abc",
+            "B",
+            [1, 2],
+            {"a": 1},
+            None,
+            "missing",
+            "10",
+            False,
+            -3,
+            1,
+        ]
+        backend.add(
+            [
+                Record(id=f"v{i:02d}", metadata={} if v == "missing" else {"v": v})
+                for i, v in enumerate(values)
+            ]
+        )
+        ascending = ["v11", "v10", "v02", "v12", "v01", "v00", "v09", "v04", "v05", "v03", "v06"]
+        assert search_ids(backend, sort="v") == [*ascending, "v07", "v08"]
+        descending = ["v06", "v03", "v05", "v04", "v09", "v00", "v01", "v02", "v12", "v10", "v11"]
+        assert search_ids(backend, sort="-v") == [*descending, "v07", "v08"]
+        for page_size in (1, 4):
+            query = Query.parse(sort="-v")
+            assert [i for page in all_pages(backend, query, page_size) for i in page] == [
+                *descending,
+                "v07",
+                "v08",
+            ]
+
+    def test_text_sorts_by_code_point(self, backend: CatalogBackend) -> None:
+        """Text orders by Unicode code point (UTF-8 byte order), whatever the locale:
+        upper case before lower case, accented letters after z, astral characters last."""
+        words = ["é", "b", "Z", "a", "ä", "ab", "😀", "B", "a b", "ａ", "A"]
+        backend.add(
+            [
+                Record(id=f"w{i:02d}", title=word, metadata={"s": word}, tags=[f"t{i}"])
+                for i, word in enumerate(words)
+            ]
+        )
+        expected = [f"w{words.index(w):02d}" for w in sorted(words)]
+        assert search_ids(backend, sort="title") == expected
+        assert search_ids(backend, sort="s") == expected
+        assert search_ids(backend, sort="-title") == expected[::-1]
+        assert search_ids(backend, "title~[a-z]*") == [
+            f"w{i:02d}" for i, w in enumerate(words) if "a" <= w[0] <= "z"
+        ]
+
+    def test_sort_through_a_list_finds_nothing(self, backend: CatalogBackend) -> None:
+        """A sort path through a list (``l.x``, even ``l.0``) sorts like a missing value."""
+        backend.add(
+            [
+                Record(id="list", metadata={"l": [{"x": 1}, {"x": 2}]}),
+                Record(id="object", metadata={"l": {"x": 5, "0": 3}}),
+                Record(id="none"),
+            ]
+        )
+        assert search_ids(backend, sort="l.x") == ["object", "list", "none"]
+        assert search_ids(backend, sort="-l.0") == ["object", "list", "none"]
 
     def test_limit(self, sample: CatalogBackend) -> None:
         page = sample.search(Query(limit=2))

@@ -423,11 +423,10 @@ UNDEFINED = _Undefined()
 
 
 def _strict_value(metadata: dict[str, Any], path: str) -> Any:
-    """The value at a dotted path without looking into lists; None when absent."""
+    """The value at a dotted path without looking into lists; None when absent (a path
+    through a list finds nothing: a key never indexes into a list)."""
     node: Any = metadata
     for part in path.split("."):
-        if isinstance(node, list):
-            return UNDEFINED
         if not isinstance(node, dict) or part not in node:
             return None
         node = node[part]
@@ -438,8 +437,9 @@ def sort_value(record: Record, field: str) -> Any:
     """What a record sorts by for ``field``: a value, None (sorts last) or UNDEFINED.
 
     Record fields sort by value. A metadata path sorts by the scalar found
-    there; lists, objects and paths through lists have no documented place
-    among other values.
+    there (a path through a list finds none); lists and objects have no place
+    the reference checks (the contract's own tests pin it: their compact JSON
+    text, among strings).
     """
     if field in RECORD_FIELDS and field not in ("tag", "tags"):
         value = getattr(record, field)
@@ -453,23 +453,21 @@ def sort_value(record: Record, field: str) -> Any:
 def _compare_values(a: Any, b: Any) -> int | None:
     """-1, 0 or 1 when the semantics order ``a`` and ``b`` (non-null); None when they leave it open.
 
-    Numbers compare as numbers, booleans with booleans, text by code point;
-    two dates compare as text only where that agrees with time order.
+    Numbers compare as numbers, booleans as the numbers 0 and 1 (``true`` ties with
+    ``1``), every number before every text, text by code point (dates too: two
+    dates in different forms sort by their text).
     """
     if a is UNDEFINED or b is UNDEFINED:
         return None
-    if isinstance(a, bool) or isinstance(b, bool):
-        if not (isinstance(a, bool) and isinstance(b, bool)):
-            return None
-        return (a > b) - (a < b)
+    a, b = (int(v) if isinstance(v, bool) else v for v in (a, b))
     if _is_number(a) and _is_number(b):
         return int((a > b) - (a < b))
     if isinstance(a, str) and isinstance(b, str):
-        textual = (a > b) - (a < b)
-        sa, sb = _date_start(a), _date_start(b)
-        if sa is not None and sb is not None and textual != (sa > sb) - (sa < sb):
-            return None
-        return textual
+        return (a > b) - (a < b)
+    if _is_number(a) and isinstance(b, str):
+        return -1
+    if isinstance(a, str) and _is_number(b):
+        return 1
     return None
 
 
