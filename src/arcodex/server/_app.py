@@ -143,7 +143,10 @@ def serve(
     # The workers are spawned: they read the catalog and the arguments from the environment.
     os.environ[ENV_CATALOG] = str(Path(catalog_path).resolve())
     os.environ[ENV_APP] = json.dumps(
-        {k: list(v) if k == "forwarded_allow_ips" and v is not None else v for k, v in kwargs.items()}
+        {
+            k: list(v) if k == "forwarded_allow_ips" and v is not None else v
+            for k, v in kwargs.items()
+        }
     )
     uvicorn.run(
         "arcodex.server._app:app_from_environment", factory=True, workers=workers, **options
