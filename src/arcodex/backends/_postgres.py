@@ -1,0 +1,917 @@
+"""The multi-user backend: records in a PostgreSQL schema, shared by every host and process.
+
+Layout (:mod:`arcodex.backends._postgres_schema`): ``records`` holds each
+record's structural columns, its JSON document, its extent (two ``box``
+columns for records crossing the antimeridian, a ``float8range`` for time,
+each under a GiST index) and its words (a ``tsvector`` under GIN); metadata is
+indexed in typed side tables (``meta_txt``, ``meta_num``) exactly as on SQLite,
+flattened by :mod:`arcodex.backends._index`, so both backends index
+identically. Bulk adds write every table with ``COPY`` in one transaction.
+
+Writers lock only the rows they change (``SELECT … FOR UPDATE``); versions
+are checked optimistically (``expected_version``); ids are unique by
+constraint, so concurrent adds from many processes never lose or duplicate
+a record. Connections come from a small pool per process (a forked child gets
+its own), opened lazily and closed by :meth:`PostgresBackend.close`.
+
+The password never travels in the URL: libpq reads ``PGPASSWORD`` or
+``~/.pgpass`` itself, and an explicit one (``ARCODEX_DATABASE_PASSWORD``, or
+split off an ``ARCODEX_DATABASE_URL``) is kept in memory and passed to libpq
+as a separate keyword, never in ``url``, ``conninfo`` or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from arcodex.backends._base import BackendStats, Page
+from arcodex.backends._index import IndexRows, Prepared, index_rows, prepare, prepare_many
+from arcodex.backends._postgres_admin import PostgresAdmin
+from arcodex.backends._postgres_ops import PostgresOperations
+from arcodex.backends._postgres_query import (
+    Compiled,
+    compile_query,
+    encode_cursor,
+    key_of,
+    query_paths,
+    safe_text,
+    tsvector_literal,
+)
+from arcodex.backends._postgres_schema import ARCODEX_TABLES, schema_ddl
+from arcodex.errors import (
+    AuthError,
+    ConflictError,
+    LockTimeoutError,
+    NotACatalogError,
+    NotFoundError,
+    QueryError,
+    StorageError,
+    ValidationError,
+)
+from arcodex.model import TRUSTED, FieldSummary, Operation, Query, Record, to_epoch, utcnow
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+__all__ = ["PostgresBackend", "parse_postgres_url"]
+
+_TRUSTED = {TRUSTED: True}
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_DEFAULT_CONNECT_TIMEOUT = 5
+#: Pools of processes this one was forked from: never used, never closed, kept from the
+#: garbage collector (closing them would end the parent's sessions).
+_INHERITED: list[Any] = []
+#: How often an add is retried when PostgreSQL chose it as a deadlock victim.
+_RETRIES = 3
+
+
+def parse_postgres_url(url: str) -> tuple[dict[str, Any], str | None, str]:
+    """libpq parameters (without the password), the password if the URL has one, and the
+    schema (``schema=NAME``, default ``public``)."""
+    try:
+        parts = urlsplit(url)
+        url_password = parts.password
+    except ValueError as exc:
+        raise ValidationError(
+            f"bad PostgreSQL URL ({exc}); write postgresql://USER@HOST:PORT/DATABASE?schema=NAME"
+        ) from None
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schemas = [v for k, v in query if k == "schema"]
+    schema = schemas[-1] if schemas else "public"
+    if not _SCHEMA_RE.match(schema):
+        raise ValidationError(
+            f"bad schema {schema!r} in the PostgreSQL URL; use lower-case letters, digits and _"
+        )
+    rest = [(k, v) for k, v in query if k != "schema"]
+    netloc = parts.netloc
+    if url_password is not None:
+        # The password is taken out before libpq sees the URL (and before any message can).
+        who, _, place = netloc.rpartition("@")
+        netloc = f"{who.split(':', 1)[0]}@{place}"
+    plain = urlunsplit((parts.scheme, netloc, parts.path, urlencode(rest), ""))
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(plain)
+    except Exception as exc:  # psycopg.ProgrammingError: libpq could not parse it
+        text = _scrub(_first_line(str(exc)), url_password)
+        raise ValidationError(
+            f"bad PostgreSQL URL ({text}); write postgresql://USER@HOST:PORT/DATABASE?schema=NAME"
+        ) from None
+    params.pop("password", None)
+    password = None
+    if url_password is not None:
+        from urllib.parse import unquote
+
+        password = unquote(url_password)
+    return params, password, schema
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "no message"
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    if secret:
+        text = text.replace(secret, "***")
+    return text
+
+
+class PostgresBackend(PostgresAdmin, PostgresOperations):
+    """Records in one PostgreSQL schema (``postgresql://USER@HOST:PORT/DB?schema=NAME``)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = False,
+        password: str | None = None,
+        busy_timeout: float = 30.0,
+        pool_size: int = 8,
+    ) -> None:
+        params, url_password, schema = parse_postgres_url(url)
+        self.schema = schema
+        self.busy_timeout = busy_timeout
+        self._password = url_password or password or None
+        params.setdefault("connect_timeout", str(_DEFAULT_CONNECT_TIMEOUT))
+        params.setdefault("application_name", "arcodex")
+        options = params.get("options", "")
+        lock_ms = max(1, int(busy_timeout * 1000))
+        params["options"] = f"{options} -c search_path={schema} -c lock_timeout={lock_ms}".strip()
+        from psycopg.conninfo import make_conninfo
+
+        self._params = params
+        self.conninfo = make_conninfo(**params)
+        self.host = str(params.get("host") or "localhost")
+        self.port = str(params.get("port") or "5432")
+        self.database = str(params.get("dbname") or params.get("user") or "")
+        self.user = str(params.get("user") or os.environ.get("PGUSER") or _login())
+        self.url = (
+            f"postgresql://{quote(self.user)}@{self.host}:{self.port}/{quote(self.database)}"
+            f"?schema={schema}"
+        )
+        self._pool_size = max(2, pool_size)
+        self._pool: ConnectionPool | None = None
+        self._pool_pid = os.getpid()
+        self._pool_lock = threading.Lock()
+        self._paths: dict[str, int] = {}
+        self._paths_lock = threading.Lock()
+        self._open(create)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``psycopg.connect(self.conninfo, …)``: the password, if
+        arcodex holds one (libpq finds PGPASSWORD and ~/.pgpass itself). Never log them."""
+        return {"password": self._password} if self._password else {}
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        try:
+            return psycopg.connect(self.conninfo, autocommit=True, **self._connect_kwargs())
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+
+    @property
+    def pool(self) -> ConnectionPool:
+        """This process's connection pool (opened on first use)."""
+        with self._pool_lock:
+            if self._pool is not None and self._pool_pid != os.getpid():
+                _INHERITED.append(self._pool)
+                self._pool = None
+            if self._pool is None:
+                from psycopg_pool import ConnectionPool
+
+                pool: ConnectionPool = ConnectionPool(
+                    self.conninfo,
+                    kwargs={"autocommit": True, **self._connect_kwargs()},
+                    min_size=1,
+                    max_size=self._pool_size,
+                    open=False,
+                    timeout=max(self.busy_timeout, 10.0),
+                    name=f"arcodex-{self.schema}",
+                )
+                pool.open(wait=False)
+                self._pool = pool
+                self._pool_pid = os.getpid()
+            return self._pool
+
+    @contextmanager
+    def _conn(self) -> Iterator[psycopg.Connection[Any]]:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StorageError(
+                f"no PostgreSQL connection to {self.host}:{self.port} within"
+                f" {max(self.busy_timeout, 10.0):g}s (the server is unreachable, or all"
+                f" {self._pool_size} connections of this process are busy); is the server running?"
+            ) from exc
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside a transaction (search_path: the catalog's schema);
+        committed on success, rolled back on error, errors translated."""
+        with self._conn() as conn, conn.transaction():
+            yield conn
+
+    def _q(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One read (errors translated)."""
+        with self._conn() as conn:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
+
+    def close(self) -> None:
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None and self._pool_pid == os.getpid():
+            pool.close(timeout=5.0)
+
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _translate(self, exc: Exception) -> Exception:
+        """An arcodex error for a psycopg one: one line, no password, no conninfo."""
+        import psycopg
+        from psycopg import errors as pe
+
+        text = _scrub(_first_line(str(exc)), self._password)
+        if isinstance(exc, pe.UniqueViolation):
+            return ConflictError(f"{_duplicate(exc)} already exists; choose another id")
+        if isinstance(exc, pe.LockNotAvailable | pe.DeadlockDetected | pe.SerializationFailure):
+            return LockTimeoutError(
+                f"PostgreSQL catalog {self.url}: a record stayed locked by another writer"
+                f" ({text}) for {self.busy_timeout:g}s; retry, or raise busy_timeout in arcodex.yaml"
+            )
+        if isinstance(exc, pe.QueryCanceled):
+            return LockTimeoutError(f"PostgreSQL catalog {self.url}: {text}; retry")
+        if isinstance(exc, pe.InvalidRegularExpression):
+            return QueryError(f"bad regular expression ({text}); fix the pattern")
+        if isinstance(exc, pe.InsufficientPrivilege):
+            return AuthError(
+                f"PostgreSQL user {self.user} may not do this on {self.url} ({text});"
+                " ask the database owner for privileges"
+            )
+        state = getattr(exc, "sqlstate", None) or ""
+        if isinstance(exc, psycopg.OperationalError) and (
+            not state or state.startswith(("08", "28", "3D"))
+        ):
+            return self._connect_error(text)
+        return StorageError(f"PostgreSQL catalog {self.url} failed: {text}")
+
+    def _connect_error(self, text: str) -> Exception:
+        low = text.lower()
+        where = self._where()
+        if (
+            "authentication failed" in low
+            or "no password supplied" in low
+            or ("role" in low and "does not exist" in low)
+        ):
+            return AuthError(
+                f"PostgreSQL refused user {self.user} on {where} (authentication failed);"
+                " check PGPASSWORD, ~/.pgpass or ARCODEX_DATABASE_PASSWORD"
+            )
+        if "database" in low and "does not exist" in low:
+            return NotACatalogError(
+                f"database {self.database} does not exist on {where};"
+                f" create it (createdb {self.database}) or fix the URL"
+            )
+        if "timeout expired" in low:
+            reason = f"no answer within {self._params.get('connect_timeout')}s"
+        elif "refused" in low:
+            reason = "connection refused"
+        elif "translate host name" in low or "name or service not known" in low:
+            reason = "unknown host"
+        else:
+            reason = text
+        return StorageError(
+            f"cannot reach PostgreSQL at {where} ({reason}); is the server running?"
+        )
+
+    # -- opening and creating --------------------------------------------------------------
+
+    def _open(self, create: bool) -> None:
+        import psycopg
+
+        conn = self._connect()
+        try:
+            tables = self._tables(conn)
+            if not tables.issuperset(ARCODEX_TABLES):
+                if tables & set(ARCODEX_TABLES):
+                    raise StorageError(
+                        f"schema {self.schema} of {self.url} holds part of an arcodex catalog"
+                        f" (tables {', '.join(sorted(tables & set(ARCODEX_TABLES)))}); restore it"
+                        " from a backup or choose another schema"
+                    )
+                if tables:
+                    raise NotACatalogError(
+                        f"schema {self.schema} of database {self.database} on {self._where()}"
+                        " holds other tables but not an arcodex catalog;"
+                        " not an arcodex catalog; choose another schema (?schema=NAME)"
+                    )
+                if not create:
+                    raise NotACatalogError(
+                        f"no arcodex catalog in schema {self.schema} of database"
+                        f" {self.database} on {self._where()}; create one with"
+                        " `arcodex init --database URL`, or fix schema= in the URL"
+                    )
+                self._create(conn)
+            self._admin_check(conn)
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+        finally:
+            conn.close()
+
+    def _tables(self, conn: psycopg.Connection[Any]) -> set[str]:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+            [self.schema],
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def _create(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
+            # Two processes creating one catalog: the second waits, then finds it made.
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"arcodex-create:{self.schema}"],
+            )
+            if self._tables(conn).issuperset(ARCODEX_TABLES):
+                return
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            conn.execute(f'SET LOCAL search_path TO "{self.schema}"')
+            for statement in schema_ddl():
+                conn.execute(statement)
+            self._admin_create(conn)
+            self._ops_create(conn)
+
+    # -- path ids ----------------------------------------------------------------------
+
+    def _pids(
+        self, conn: psycopg.Connection[Any], paths: Sequence[str], pending: dict[str, int]
+    ) -> dict[str, int]:
+        """Path ids for ``paths``, created when new (new ones go to ``pending`` until commit)."""
+        out = {p: self._paths[p] for p in paths if p in self._paths}
+        missing = sorted({safe_text(p) for p in paths if p not in out})
+        if missing:
+            # Sorted, so that concurrent adds take the unique-index locks in one order.
+            conn.execute(
+                "INSERT INTO paths(path) SELECT p FROM unnest(%s::text[]) AS p ORDER BY p"
+                " ON CONFLICT (path) DO NOTHING",
+                [missing],
+            )
+            rows = conn.execute(
+                "SELECT path, pid FROM paths WHERE path = ANY(%s)", [missing]
+            ).fetchall()
+            found = dict(rows)
+            for p in paths:
+                if p not in out:
+                    out[p] = found[safe_text(p)]
+                    pending[p] = out[p]
+        return out
+
+    def _lookup_pids(self, paths: Sequence[str]) -> dict[str, int]:
+        missing = [p for p in paths if p not in self._paths]
+        if missing:
+            rows = self._q(
+                "SELECT path, pid FROM paths WHERE path = ANY(%s)",
+                [[safe_text(p) for p in missing]],
+            )
+            found = dict(rows)
+            with self._paths_lock:
+                for p in missing:
+                    if safe_text(p) in found:
+                        self._paths[p] = found[safe_text(p)]
+        return {p: self._paths[p] for p in paths if p in self._paths}
+
+    @contextmanager
+    def _write(self) -> Iterator[tuple[psycopg.Connection[Any], dict[str, int]]]:
+        """A write transaction and the path ids it creates (shared once committed)."""
+        pending: dict[str, int] = {}
+        with self._tx() as conn:
+            yield conn, pending
+        with self._paths_lock:
+            self._paths.update(pending)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def add(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        ids = [record.id for record in records]
+        seen: set[str] = set()
+        for record_id in ids:
+            if record_id in seen:
+                raise ConflictError(
+                    f"record id {record_id} is given twice; give each record its own id"
+                )
+            seen.add(record_id)
+        prepared = prepare_many([record.model_dump_json() for record in records])
+        paths = sorted({p for item in prepared for p, _ in item[3].stats})
+        for attempt in range(_RETRIES):
+            try:
+                with self._write() as (conn, pending):
+                    taken = conn.execute(
+                        "SELECT id FROM records WHERE id = ANY(%s) ORDER BY id LIMIT 5", [ids]
+                    ).fetchall()
+                    if taken:
+                        raise ConflictError(
+                            f"record id {', '.join(str(t[0]) for t in taken)} already exists;"
+                            " choose another id or update the existing record"
+                        )
+                    pids = self._pids(conn, paths, pending)
+                    rids = [
+                        int(r[0])
+                        for r in conn.execute(
+                            "SELECT nextval('rid_seq') FROM generate_series(1, %s) ORDER BY 1",
+                            [len(prepared)],
+                        ).fetchall()
+                    ]
+                    self._insert(
+                        conn,
+                        [(rid, item, None) for rid, item in zip(rids, prepared, strict=True)],
+                        pids,
+                    )
+                return
+            except LockTimeoutError as exc:
+                from psycopg import errors as pe
+
+                if attempt + 1 < _RETRIES and isinstance(exc.__cause__, pe.DeadlockDetected):
+                    continue
+                raise
+
+    def _insert(
+        self,
+        conn: psycopg.Connection[Any],
+        items: list[tuple[int, Prepared, str | None]],
+        pid: dict[str, int],
+    ) -> None:
+        """Write prepared records (rid, prepared, prior status) into every table with COPY."""
+        rows: list[tuple[Any, ...]] = []
+        txt_rows: list[tuple[int, str, int, str]] = []
+        num_rows: list[tuple[int, str, float, int]] = []
+        tag_rows: list[tuple[str, int]] = []
+        art_rows: list[tuple[Any, ...]] = []
+        stats: Counter[tuple[str, str]] = Counter()
+        for rid, (columns, doc, tags, idx, artifacts), prior in items:
+            rows.append(_record_row(rid, columns, prior, idx, doc))
+            for p, v in idx.txt:
+                text = safe_text(v)
+                txt_rows.append((pid[p], key_of(text), rid, text))
+            num_rows.extend([(pid[p], t, v, rid) for p, t, v in idx.num])
+            if columns[2] != "deleted":
+                _count(stats, idx, +1)
+            tag_rows.extend([(safe_text(tag), rid) for tag in dict.fromkeys(tags)])
+            for art in artifacts:
+                art_rows.append(
+                    (
+                        _text(art[0]),
+                        rid,
+                        *(_text(v) for v in art[1:6]),
+                        bool(art[6]),
+                        *(_text(v) for v in art[7:]),
+                    )
+                )
+        # In key order, B-tree inserts touch each page once instead of at random.
+        txt_rows.sort()
+        num_rows.sort()
+        tag_rows.sort()
+        with conn.cursor() as cur:
+            _copy(cur, "records", _RECORD_COLUMNS, rows)
+            _copy(cur, "meta_txt", ("pid", "k", "rid", "txt"), txt_rows)
+            _copy(cur, "meta_num", ("pid", "typ", "num", "rid"), num_rows)
+            _copy(cur, "tags", ("tag", "rid"), tag_rows)
+            _copy(cur, "artifacts", _ARTIFACT_COLUMNS, art_rows)
+        # Last, so that the rows every add shares stay locked as briefly as possible.
+        self._apply_stats(conn, stats, pid)
+
+    def _apply_stats(
+        self, conn: psycopg.Connection[Any], stats: Counter[tuple[str, str]], pid: dict[str, int]
+    ) -> None:
+        rows = sorted((pid[path], typ, n) for (path, typ), n in stats.items() if n)
+        if not rows:
+            return
+        # Sorted, so that concurrent writers lock the shared counters in one order.
+        conn.execute(
+            "INSERT INTO field_stats(pid, typ, n)"
+            " SELECT * FROM unnest(%s::int[], %s::text[], %s::bigint[]) ORDER BY 1, 2"
+            " ON CONFLICT (pid, typ) DO UPDATE SET n = field_stats.n + excluded.n",
+            [[r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]],
+        )
+
+    def _remove_index(
+        self,
+        conn: psycopg.Connection[Any],
+        rid: int,
+        record: Record,
+        counted: bool,
+        pending: dict[str, int],
+    ) -> None:
+        idx = index_rows(record)
+        pid = self._pids(conn, sorted({p for p, _ in idx.stats}), pending)
+        if idx.txt:
+            texts = [(pid[p], safe_text(v)) for p, v in idx.txt]
+            conn.execute(
+                "DELETE FROM meta_txt m USING unnest(%s::int[], %s::text[], %s::text[]) AS x(pid, k, txt)"
+                " WHERE m.pid = x.pid AND m.k = x.k AND m.txt = x.txt AND m.rid = %s",
+                [[t[0] for t in texts], [key_of(t[1]) for t in texts], [t[1] for t in texts], rid],
+            )
+        if idx.num:
+            nums = list(idx.num)
+            conn.execute(
+                "DELETE FROM meta_num m USING unnest(%s::int[], %s::text[], %s::float8[]) AS x(pid, typ, num)"
+                ' WHERE m.pid = x.pid AND m.typ = x.typ::"char" AND m.num = x.num AND m.rid = %s',
+                [
+                    [pid[p] for p, _, _ in nums],
+                    [t for _, t, _ in nums],
+                    [v for _, _, v in nums],
+                    rid,
+                ],
+            )
+        conn.execute("DELETE FROM tags WHERE rid = %s", [rid])
+        conn.execute("DELETE FROM artifacts WHERE rid = %s", [rid])
+        if counted:
+            stats: Counter[tuple[str, str]] = Counter()
+            _count(stats, idx, -1)
+            self._apply_stats(conn, stats, pid)
+
+    def _current(
+        self, conn: psycopg.Connection[Any], record_id: str
+    ) -> tuple[int, Record, str | None]:
+        row = conn.execute(
+            "SELECT rid, doc, prior_status FROM records WHERE id = %s FOR UPDATE",
+            [safe_text(record_id)],
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no record {record_id!r}; run `arcodex search` to list ids")
+        return int(row[0]), Record.model_validate_json(row[1], context=_TRUSTED), row[2]
+
+    def update(self, record: Record, expected_version: int) -> None:
+        prepared = prepare(record.model_dump_json())
+        with self._write() as (conn, pending):
+            rid, old, prior = self._current(conn, record.id)
+            if old.version != expected_version:
+                raise ConflictError(
+                    f"record {record.id} is at version {old.version}, not {expected_version}: "
+                    "someone changed it; reload it and apply your change again"
+                )
+            self._remove_index(conn, rid, old, old.status != "deleted", pending)
+            conn.execute("DELETE FROM records WHERE rid = %s", [rid])
+            pid = self._pids(conn, sorted({p for p, _ in prepared[3].stats}), pending)
+            self._insert(conn, [(rid, prepared, prior)], pid)
+
+    def _set_status(self, record_id: str, user: str | None, restoring: bool) -> Record:
+        with self._write() as (conn, pending):
+            rid, old, prior = self._current(conn, record_id)
+            if restoring and old.status != "deleted":
+                raise ConflictError(f"record {record_id} is not deleted; nothing to restore")
+            if not restoring and old.status == "deleted":
+                raise ConflictError(f"record {record_id} is already deleted")
+            status = (prior or "active") if restoring else "deleted"
+            new = old.model_copy(
+                update={
+                    "status": status,
+                    "version": old.version + 1,
+                    "updated_at": utcnow(),
+                    "updated_by": user,
+                }
+            )
+            conn.execute(
+                "UPDATE records SET status = %s, prior_status = %s, version = %s, updated_at = %s,"
+                " updated_by = %s, doc = %s WHERE rid = %s",
+                [
+                    new.status,
+                    None if restoring else old.status,
+                    new.version,
+                    to_epoch(new.updated_at),
+                    _text(user),
+                    new.model_dump_json(),
+                    rid,
+                ],
+            )
+            idx = index_rows(old)
+            stats: Counter[tuple[str, str]] = Counter()
+            _count(stats, idx, +1 if restoring else -1)
+            self._apply_stats(
+                conn, stats, self._pids(conn, sorted({p for p, _ in idx.stats}), pending)
+            )
+            return new
+
+    def delete(self, record_id: str, *, user: str | None = None) -> Record:
+        return self._set_status(record_id, user, restoring=False)
+
+    def restore(self, record_id: str, *, user: str | None = None) -> Record:
+        return self._set_status(record_id, user, restoring=True)
+
+    def purge(self, record_id: str) -> Record:
+        with self._write() as (conn, pending):
+            rid, old, _ = self._current(conn, record_id)
+            self._remove_index(conn, rid, old, old.status != "deleted", pending)
+            conn.execute("DELETE FROM records WHERE rid = %s", [rid])
+            return old
+
+    # -- reading ------------------------------------------------------------------------
+
+    def holders(
+        self, *, sha256: Sequence[str] = (), locations: Sequence[str] = ()
+    ) -> list[tuple[str, str, str]]:
+        hashes = [safe_text(s) for s in dict.fromkeys(sha256)]
+        places = [safe_text(s) for s in dict.fromkeys(locations)]
+        if not hashes and not places:
+            return []
+        rows = self._q(
+            "SELECT a.sha256, a.location, r.id, r.status"
+            " FROM artifacts a JOIN records r ON r.rid = a.rid"
+            # Each side repeats the role, so that each uses its partial index.
+            " WHERE (a.role = 'primary' AND a.sha256 = ANY(%s))"
+            " OR (a.role = 'primary' AND a.location = ANY(%s))"
+            " ORDER BY r.id",
+            [hashes, places],
+        )
+        wanted = {*hashes, *places}
+        out: list[tuple[str, str, str]] = []
+        for digest, location, rid, status in rows:
+            for value in (digest, location):
+                if value in wanted:
+                    out.append((str(value), str(rid), str(status)))
+        return out
+
+    def sources(self, paths: Sequence[str]) -> list[tuple[str, str, str, int | None, int | None]]:
+        wanted = [safe_text(p) for p in dict.fromkeys(paths)]
+        if not wanted:
+            return []
+        rows = self._q(
+            "SELECT a.source, r.id, r.status, a.size_bytes, a.source_mtime_ns"
+            " FROM artifacts a JOIN records r ON r.rid = a.rid"
+            " WHERE a.role = 'primary' AND a.source = ANY(%s) ORDER BY r.id",
+            [wanted],
+        )
+        return [(str(s), str(i), str(st), size, mtime) for s, i, st, size, mtime in rows]
+
+    def get(self, record_id: str) -> Record:
+        rows = self._q("SELECT doc FROM records WHERE id = %s", [safe_text(record_id)])
+        if not rows:
+            raise NotFoundError(f"no record {record_id!r}; run `arcodex search` to list ids")
+        return Record.model_validate_json(rows[0][0], context=_TRUSTED)
+
+    def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
+        prefix = safe_text(prefix)
+        rows = self._q(
+            "SELECT id FROM records WHERE id >= %s AND id < %s ORDER BY id LIMIT %s",
+            [prefix, prefix + "\U0010ffff", int(limit)],
+        )
+        return [str(r[0]) for r in rows]
+
+    def _compile(self, query: Query) -> Compiled:
+        return compile_query(query, self._lookup_pids(query_paths(query)))
+
+    def search(self, query: Query) -> Page:
+        compiled = self._compile(query)
+        limit = query.limit
+        keys = "".join(f", {expr}" for expr, _ in compiled.sort_exprs)
+        sql = f"SELECT r.rid{keys}, r.doc {compiled.source} ORDER BY {compiled.order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit) + 1}"
+        rows = self._q(sql, compiled.params)
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit is not None else rows
+        records = [Record.model_validate_json(row[-1], context=_TRUSTED) for row in rows]
+        cursor = encode_cursor(rows[-1][:-1]) if more and rows else None
+        return Page(records, cursor)
+
+    def ids(self, query: Query) -> list[str]:
+        compiled = self._compile(query)
+        sql = f"SELECT r.id {compiled.source} ORDER BY {compiled.order}"
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)}"
+        return [str(row[0]) for row in self._q(sql, compiled.params)]
+
+    def count(self, query: Query) -> int:
+        compiled = self._compile(query.model_copy(update={"cursor": None, "sort": []}))
+        return int(self._q(f"SELECT count(*) {compiled.source}", compiled.params)[0][0])
+
+    # -- fields, stats, operations -----------------------------------------------------------
+
+    def fields(self, prefix: str | None = None) -> list[FieldSummary]:
+        sql = (
+            "SELECT p.path, p.pid, s.typ, s.n FROM field_stats s JOIN paths p ON p.pid = s.pid"
+            " WHERE s.n > 0"
+        )
+        params: list[Any] = []
+        if prefix:
+            prefix = safe_text(prefix)
+            sql += " AND (p.path = %s OR (p.path >= %s AND p.path < %s))"
+            params += [prefix, prefix + ".", prefix + ".\U0010ffff"]
+        grouped: dict[str, dict[str, Any]] = {}
+        for path, pid, typ, n in self._q(sql + " ORDER BY p.path", params):
+            entry = grouped.setdefault(path, {"pid": pid, "types": [], "count": 0})
+            if typ == "*":
+                entry["count"] = int(n)
+            else:
+                entry["types"].append(typ)
+        return [
+            FieldSummary(
+                path=path,
+                types=sorted(entry["types"]),
+                count=entry["count"],
+                examples=self._examples(entry["pid"], entry["types"]),
+            )
+            for path, entry in grouped.items()
+        ]
+
+    def _examples(self, pid: int, types: list[str]) -> list[Any]:
+        examples: list[Any] = []
+        if {"string", "date"} & set(types):
+            rows = self._q(
+                "SELECT DISTINCT m.txt FROM meta_txt m JOIN records r ON r.rid = m.rid"
+                " WHERE m.pid = %s AND r.status <> 'deleted' LIMIT 5",
+                [pid],
+            )
+            examples += [r[0] for r in rows]
+        if {"integer", "number", "boolean"} & set(types) and len(examples) < 5:
+            rows = self._q(
+                "SELECT DISTINCT m.typ, m.num FROM meta_num m JOIN records r ON r.rid = m.rid"
+                " WHERE m.pid = %s AND m.typ IN ('n', 'b') AND r.status <> 'deleted' LIMIT %s",
+                [pid, 5 - len(examples)],
+            )
+            for typ, num in rows:
+                if typ == "b":
+                    examples.append(bool(num))
+                else:
+                    examples.append(
+                        int(num) if float(num).is_integer() and "number" not in types else num
+                    )
+        return examples
+
+    def stats(self) -> BackendStats:
+        by_kind: Counter[str] = Counter()
+        by_status: Counter[str] = Counter()
+        for kind, status, n in self._q(
+            "SELECT kind, status, count(*) FROM records GROUP BY kind, status"
+        ):
+            by_status[status] += n
+            if status != "deleted":
+                by_kind[kind] += n
+        art_format: Counter[str] = Counter()
+        art_status: Counter[str] = Counter()
+        for fmt, status, n in self._q(
+            "SELECT a.format, a.status, count(*) FROM artifacts a JOIN records r ON r.rid = a.rid"
+            " WHERE r.status <> 'deleted' GROUP BY a.format, a.status"
+        ):
+            art_format[fmt or "unknown"] += n
+            art_status[status] += n
+        return BackendStats(dict(by_kind), dict(by_status), dict(art_format), dict(art_status))
+
+    def save_operation(self, operation: Operation) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                'INSERT INTO operations(id, action, status, "user", started_at, doc)'
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                ' action = excluded.action, status = excluded.status, "user" = excluded."user",'
+                " started_at = excluded.started_at, doc = excluded.doc",
+                [
+                    safe_text(operation.id),
+                    safe_text(operation.action),
+                    safe_text(operation.status),
+                    _text(operation.user),
+                    to_epoch(operation.started_at),
+                    operation.model_dump_json(),
+                ],
+            )
+
+    def operations(self, status: str | None = None, limit: int = 20) -> list[Operation]:
+        if status:
+            rows = self._q(
+                "SELECT doc FROM operations WHERE status = %s ORDER BY started_at DESC LIMIT %s",
+                [safe_text(status), int(limit)],
+            )
+        else:
+            rows = self._q(
+                "SELECT doc FROM operations ORDER BY started_at DESC LIMIT %s", [int(limit)]
+            )
+        return [Operation.model_validate_json(r[0]) for r in rows]
+
+
+_RECORD_COLUMNS = (
+    "rid",
+    "id",
+    "kind",
+    "status",
+    "prior_status",
+    "version",
+    "title",
+    "description",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "updated_by",
+    "schema_name",
+    "schema_version",
+    "b1",
+    "b2",
+    "tr",
+    "tsv",
+    "doc",
+)
+_ARTIFACT_COLUMNS = (
+    "aid",
+    "rid",
+    "role",
+    "format",
+    "media_type",
+    "status",
+    "size_bytes",
+    "managed",
+    "locator_type",
+    "location",
+    "sha256",
+    "source",
+    "source_mtime_ns",
+)
+
+
+def _text(value: Any) -> Any:
+    return safe_text(value) if isinstance(value, str) else value
+
+
+def _box(box: tuple[float, float, float, float] | None) -> str | None:
+    if box is None:
+        return None
+    w, s, e, n = box
+    return f"({float(w)!r},{float(s)!r}),({float(e)!r},{float(n)!r})"
+
+
+def _record_row(
+    rid: int, columns: tuple[Any, ...], prior: str | None, idx: IndexRows, doc: str
+) -> tuple[Any, ...]:
+    record_id, kind, status, *rest = (_text(c) for c in columns)
+    boxes = idx.boxes
+    first = _box(boxes[0]) if boxes else None
+    second = _box(boxes[1]) if len(boxes) > 1 else None
+    time = f"[{float(idx.time[0])!r},{float(idx.time[1])!r}]" if idx.time is not None else None
+    return (
+        rid,
+        record_id,
+        kind,
+        status,
+        prior,
+        *rest,
+        first,
+        second,
+        time,
+        tsvector_literal(idx.text),
+        doc,
+    )
+
+
+def _copy(cur: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    names = ", ".join(f'"{c}"' for c in columns)
+    with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def _count(stats: Counter[tuple[str, str]], idx: IndexRows, sign: int) -> None:
+    """Add one record's paths and types to field counts (``*`` counts records per path)."""
+    for key in idx.stats:
+        stats[key] += sign
+    for path in {p for p, _ in idx.stats}:
+        stats[(path, "*")] += sign
+
+
+def _duplicate(exc: Any) -> str:
+    """What a unique violation names: the record or artifact id already taken."""
+    detail = getattr(getattr(exc, "diag", None), "message_detail", None) or ""
+    constraint = getattr(getattr(exc, "diag", None), "constraint_name", None) or ""
+    match = re.search(r"\)=\((.*)\) already exists", detail)
+    value = match.group(1) if match else "?"
+    if constraint.startswith("artifacts"):
+        return f"artifact id {value} (an artifact id is used twice; give each artifact its own id)"
+    return f"record id {value}"
+
+
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
