@@ -148,6 +148,7 @@ def serve_workers(
     import socket
     import subprocess
     import sys
+    import tempfile
     import time
 
     import httpx
@@ -158,17 +159,16 @@ def serve_workers(
     command = [sys.executable, "-m", "arcodex", "--catalog", str(root), "serve"]
     command += ["--port", str(port), "--workers", str(workers)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    # A file, not a pipe (a full pipe would stall the server); closed in the finally below.
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     served = ServedWorkers(proc, f"http://127.0.0.1:{port}")
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(
-                    f"arcodex serve --workers {workers} exited: {proc.stderr.read()}"
-                )  # type: ignore[union-attr]
+                log.seek(0)
+                raise RuntimeError(f"arcodex serve --workers {workers} exited: {log.read()}")
             try:
                 if httpx.get(f"{served.url}/stac/", timeout=2).status_code == 200:
                     break
@@ -193,7 +193,7 @@ def serve_workers(
             proc.kill()
             raise RuntimeError("arcodex serve did not stop on SIGTERM") from None
         finally:
-            proc.stderr.close()  # type: ignore[union-attr]
+            log.close()
         left = [pid for pid in workers_seen if _alive(pid)]
         if left:
             for pid in left:
