@@ -45,6 +45,7 @@ from arcodex.backends._postgres_query import (
     tsvector_literal,
 )
 from arcodex.backends._postgres_schema import ARCODEX_TABLES, schema_ddl
+from arcodex.backends._postgres_url import split_password
 from arcodex.errors import (
     AuthError,
     ConflictError,
@@ -76,12 +77,14 @@ _RETRIES = 3
 def parse_postgres_url(url: str) -> tuple[dict[str, Any], str | None, str]:
     """libpq parameters (without the password), the password if the URL has one, and the
     schema (``schema=NAME``, default ``public``)."""
+    url, password = split_password(url)
     try:
         parts = urlsplit(url)
-        url_password = parts.password
+        parts.port  # noqa: B018 - reading it checks it
     except ValueError as exc:
         raise ValidationError(
-            f"bad PostgreSQL URL ({exc}); write postgresql://USER@HOST:PORT/DATABASE?schema=NAME"
+            f"bad PostgreSQL URL ({_scrub(str(exc), password)});"
+            " write postgresql://USER@HOST:PORT/DATABASE?schema=NAME"
         ) from None
     query = parse_qsl(parts.query, keep_blank_values=True)
     schemas = [v for k, v in query if k == "schema"]
@@ -91,28 +94,44 @@ def parse_postgres_url(url: str) -> tuple[dict[str, Any], str | None, str]:
             f"bad schema {schema!r} in the PostgreSQL URL; use lower-case letters, digits and _"
         )
     rest = [(k, v) for k, v in query if k != "schema"]
-    netloc = parts.netloc
-    if url_password is not None:
-        # The password is taken out before libpq sees the URL (and before any message can).
-        who, _, place = netloc.rpartition("@")
-        netloc = f"{who.split(':', 1)[0]}@{place}"
-    plain = urlunsplit((parts.scheme, netloc, parts.path, urlencode(rest), ""))
+    plain = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(rest), ""))
     from psycopg.conninfo import conninfo_to_dict
 
     try:
         params = conninfo_to_dict(plain)
     except Exception as exc:  # psycopg.ProgrammingError: libpq could not parse it
-        text = _scrub(_first_line(str(exc)), url_password)
+        text = _scrub(_first_line(str(exc)), password)
         raise ValidationError(
             f"bad PostgreSQL URL ({text}); write postgresql://USER@HOST:PORT/DATABASE?schema=NAME"
         ) from None
     params.pop("password", None)
-    password = None
-    if url_password is not None:
-        from urllib.parse import unquote
-
-        password = unquote(url_password)
     return params, password, schema
+
+
+def _pool_class() -> type[ConnectionPool]:
+    """psycopg's pool, drawing its reconnection jitter from a generator of its own.
+
+    The stock pool calls the global ``random`` from its worker threads, which moves the
+    state that seeded programs (and hypothesis, which refuses it) rely on.
+    """
+    global _POOL_CLASS
+    if _POOL_CLASS is None:
+        import random
+
+        from psycopg_pool import ConnectionPool
+
+        jitter = random.Random()
+
+        class _Pool(ConnectionPool):
+            @classmethod
+            def _jitter(cls, value: float, min_pc: float, max_pc: float) -> float:
+                return value * (1.0 + ((max_pc - min_pc) * jitter.random()) + min_pc)
+
+        _POOL_CLASS = _Pool
+    return _POOL_CLASS
+
+
+_POOL_CLASS: type[Any] | None = None
 
 
 def _first_line(text: str) -> str:
@@ -190,9 +209,7 @@ class PostgresBackend(PostgresAdmin, PostgresOperations):
                 _INHERITED.append(self._pool)
                 self._pool = None
             if self._pool is None:
-                from psycopg_pool import ConnectionPool
-
-                pool: ConnectionPool = ConnectionPool(
+                pool: ConnectionPool = _pool_class()(
                     self.conninfo,
                     kwargs={"autocommit": True, **self._connect_kwargs()},
                     min_size=1,
@@ -635,15 +652,7 @@ class PostgresBackend(PostgresAdmin, PostgresOperations):
         places = [safe_text(s) for s in dict.fromkeys(locations)]
         if not hashes and not places:
             return []
-        rows = self._q(
-            "SELECT a.sha256, a.location, r.id, r.status"
-            " FROM artifacts a JOIN records r ON r.rid = a.rid"
-            # Each side repeats the role, so that each uses its partial index.
-            " WHERE (a.role = 'primary' AND a.sha256 = ANY(%s))"
-            " OR (a.role = 'primary' AND a.location = ANY(%s))"
-            " ORDER BY r.id",
-            [hashes, places],
-        )
+        rows = self._q(HOLDERS_SQL, [hashes, places])
         wanted = {*hashes, *places}
         out: list[tuple[str, str, str]] = []
         for digest, location, rid, status in rows:
@@ -656,12 +665,7 @@ class PostgresBackend(PostgresAdmin, PostgresOperations):
         wanted = [safe_text(p) for p in dict.fromkeys(paths)]
         if not wanted:
             return []
-        rows = self._q(
-            "SELECT a.source, r.id, r.status, a.size_bytes, a.source_mtime_ns"
-            " FROM artifacts a JOIN records r ON r.rid = a.rid"
-            " WHERE a.role = 'primary' AND a.source = ANY(%s) ORDER BY r.id",
-            [wanted],
-        )
+        rows = self._q(SOURCES_SQL, [wanted])
         return [(str(s), str(i), str(st), size, mtime) for s, i, st, size, mtime in rows]
 
     def get(self, record_id: str) -> Record:
@@ -672,10 +676,7 @@ class PostgresBackend(PostgresAdmin, PostgresOperations):
 
     def ids_with_prefix(self, prefix: str, limit: int = 10) -> list[str]:
         prefix = safe_text(prefix)
-        rows = self._q(
-            "SELECT id FROM records WHERE id >= %s AND id < %s ORDER BY id LIMIT %s",
-            [prefix, prefix + "\U0010ffff", int(limit)],
-        )
+        rows = self._q(PREFIX_SQL, [prefix, prefix + "\U0010ffff", int(limit)])
         return [str(r[0]) for r in rows]
 
     def _compile(self, query: Query) -> Compiled:
@@ -807,6 +808,21 @@ class PostgresBackend(PostgresAdmin, PostgresOperations):
             )
         return [Operation.model_validate_json(r[0]) for r in rows]
 
+
+#: Who holds these files (each side repeats the role, so that each uses its partial index).
+HOLDERS_SQL = (
+    "SELECT a.sha256, a.location, r.id, r.status FROM artifacts a JOIN records r ON r.rid = a.rid"
+    " WHERE (a.role = 'primary' AND a.sha256 = ANY(%s))"
+    " OR (a.role = 'primary' AND a.location = ANY(%s)) ORDER BY r.id"
+)
+#: Which records were made from these files.
+SOURCES_SQL = (
+    "SELECT a.source, r.id, r.status, a.size_bytes, a.source_mtime_ns"
+    " FROM artifacts a JOIN records r ON r.rid = a.rid"
+    " WHERE a.role = 'primary' AND a.source = ANY(%s) ORDER BY r.id"
+)
+#: Ids in a range (``COLLATE "C"``: byte order, as SQLite's).
+PREFIX_SQL = "SELECT id FROM records WHERE id >= %s AND id < %s ORDER BY id LIMIT %s"
 
 _RECORD_COLUMNS = (
     "rid",

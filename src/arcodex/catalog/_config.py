@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from arcodex.errors import ValidationError
 from arcodex.storage import FileProfileConfig, ProfileConfig, S3ProfileConfig
@@ -197,7 +197,14 @@ class CatalogConfig(BaseModel):
 
     database_url: str | None = Field(
         default=None,
-        description="sqlite:///path or postgresql://…; default catalog.sqlite in the root",
+        description="sqlite:///path or postgresql://USER@HOST:PORT/DATABASE?schema=NAME;"
+        " default catalog.sqlite in the root (never a password: see database_password)",
+    )
+    database_password: SecretStr | None = Field(
+        default=None,
+        exclude=True,
+        description="the PostgreSQL password, from ARCODEX_DATABASE_PASSWORD only (never"
+        " written to arcodex.yaml); PGPASSWORD and ~/.pgpass work too",
     )
     default_profile: str = "local"
     profiles: dict[str, ProfileConfig] = Field(default_factory=_default_profiles)
@@ -249,7 +256,25 @@ class CatalogConfig(BaseModel):
         # The file's values arrive as keyword arguments; the environment overrides them.
         if not isinstance(data, Mapping):
             return data
-        return _deep_update(dict(data), _from_environment(cls, os.environ))
+        env = _from_environment(cls, os.environ)
+        url = env.get("database_url")
+        if isinstance(url, str):
+            from arcodex.backends._postgres_url import split_password
+
+            # ARCODEX_DATABASE_URL may carry a password: it stays in memory, never in the URL.
+            env["database_url"], password = split_password(url)
+            if password is not None and "database_password" not in env:
+                env["database_password"] = password
+        return _deep_update(dict(data), env)
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        from arcodex.backends._postgres_url import PASSWORD_IN_URL, split_password
+
+        if value is not None and split_password(value)[1] is not None:
+            raise ValueError(PASSWORD_IN_URL)
+        return value
 
     def to_yaml(self) -> str:
         """The settings as YAML, for writing ``arcodex.yaml``."""

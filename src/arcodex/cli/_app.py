@@ -400,6 +400,16 @@ def init(
             "else the current directory)."
         ),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            metavar="URL",
+            help="Keep the records in this database (postgresql://USER@HOST:PORT/DATABASE"
+            "?schema=NAME), written to arcodex.yaml; the password goes in PGPASSWORD,"
+            " ~/.pgpass or ARCODEX_DATABASE_PASSWORD, never in the URL.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Make a new, empty catalog."""
@@ -408,7 +418,15 @@ def init(
     state = _state(ctx)
     env = os.environ.get(ENV_CATALOG)
     target = path or state.catalog_path or (Path(env) if env else Path.cwd())
-    with Catalog.create(target) as catalog:
+    config = None
+    if database is not None:
+        from arcodex.backends._postgres_url import PASSWORD_IN_URL, split_password
+        from arcodex.catalog import CatalogConfig
+
+        if split_password(database)[1] is not None:
+            raise ValidationError(PASSWORD_IN_URL)
+        config = CatalogConfig(database_url=database)
+    with Catalog.create(target, config=config) as catalog:
         info = catalog.info()
     if as_json:
         from arcodex.cli._render import print_json
