@@ -1,8 +1,9 @@
 """Catalog bulk-add and query latency against a full scan of JSON documents.
 
 For each N: bulk-add N records with realistic metadata (20 keys of mixed
-types, a bbox and a time range) into a fresh SQLite catalog, then time three
-queries, each returning the first page (100 records, insertion order):
+types, a bbox and a time range) into a fresh catalog of each backend
+(``--backends sqlite,postgres``; PostgreSQL's database comes from
+``arcodex.testing.local_postgres``), then time three queries on each, each returning the first page (100 records, insertion order):
 
   (a) equality on one metadata key          site=XXX
   (b) (a) + time-range overlap + bbox       site=XXX --time … --bbox …
@@ -20,12 +21,16 @@ also checks its matches against arcodex's first page, so the figures compare
 two correct answers.
 
     .venv/bin/python benchmarks/catalog_bench.py --sizes 100000,1000000
+    .venv/bin/python benchmarks/catalog_bench.py --sizes 20000 --backends postgres --repeats 10
+
+Targets on PostgreSQL: query (b) p50 < 20 ms at 1M; bulk add ≥ 10,000 records/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import shutil
@@ -33,12 +38,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from arcodex.catalog import Catalog
 from arcodex.model import Query, Record
+from arcodex.testing import local_postgres
 
 SITES = [f"S{i:02d}" for i in range(50)]
 SPECIES = ["ch4", "co2", "n2o", "co", "sf6", "h2", "hfc134a", "cfc11", "cfc12", "ccl4"]
@@ -162,26 +169,38 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), p95
 
 
-def run_size(n: int, repeats: int, workdir: Path, seed: int) -> dict[str, Any]:
+def run_size(
+    n: int, repeats: int, workdir: Path, seed: int, backends: list[str], pg: Any = None
+) -> dict[str, Any]:
+    """Bulk add and queries (a)–(c) on each backend's catalog of the same n records."""
+    from arcodex.catalog import CatalogConfig
+
     rng = random.Random(seed)
-    root = workdir / f"catalog-{n}"
-    shutil.rmtree(root, ignore_errors=True)
-    catalog = Catalog.create(root)
+    catalogs: dict[str, Catalog] = {}
+    for backend in backends:
+        root = workdir / f"catalog-{n}-{backend}"
+        shutil.rmtree(root, ignore_errors=True)
+        config = CatalogConfig(database_url=pg.schema_url()) if backend == "postgres" else None
+        catalogs[backend] = Catalog.create(root, config=config)
     docs: list[dict[str, Any]] = []
     batch = 20_000
-    add_seconds = 0.0
+    add_seconds = dict.fromkeys(backends, 0.0)
     for start in range(0, n, batch):
         records = [make_record(i, rng) for i in range(start, min(n, start + batch))]
-        t0 = time.perf_counter()
-        catalog.add_records(records, user="bench")
-        add_seconds += time.perf_counter() - t0
+        for backend, catalog in catalogs.items():
+            t0 = time.perf_counter()
+            catalog.add_records(records, user="bench")
+            add_seconds[backend] += time.perf_counter() - t0
         docs.extend(r.model_dump(mode="json") for r in records)
-    rate = n / add_seconds
 
     qrng = random.Random(seed + 1)
-    results: dict[str, Any] = {"n": n, "add_records_per_s": rate, "add_seconds": add_seconds}
+    results: dict[str, Any] = {
+        "n": n,
+        "add_records_per_s": {b: n / add_seconds[b] for b in backends},
+        "add_seconds": add_seconds,
+    }
     for name in ("a", "b", "c"):
-        ours: list[float] = []
+        ours: dict[str, list[float]] = {b: [] for b in backends}
         theirs: list[float] = []
         for _ in range(repeats):
             site = qrng.choice(SITES)
@@ -217,27 +236,30 @@ def run_size(n: int, repeats: int, workdir: Path, seed: int) -> dict[str, Any]:
                     return _has_word(d, word)
 
             t0 = time.perf_counter()
-            page = catalog.search(query)
-            ours.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
             expected = scan(docs, pred)
             theirs.append(time.perf_counter() - t0)
-            got = [r.id for r in page.records]
-            if got != expected[:PAGE]:
-                raise SystemExit(
-                    f"query ({name}) disagrees with the scan: {got[:5]} vs {expected[:5]}"
-                )
-        p50, p95 = percentiles(ours)
+            for backend, catalog in catalogs.items():
+                t0 = time.perf_counter()
+                page = catalog.search(query)
+                ours[backend].append(time.perf_counter() - t0)
+                got = [r.id for r in page.records]
+                if got != expected[:PAGE]:
+                    raise SystemExit(
+                        f"query ({name}) on {backend} disagrees with the scan: "
+                        f"{got[:5]} vs {expected[:5]}"
+                    )
         b50, b95 = percentiles(theirs)
-        results[name] = {
-            "p50_ms": p50 * 1e3,
-            "p95_ms": p95 * 1e3,
-            "scan_p50_ms": b50 * 1e3,
-            "scan_p95_ms": b95 * 1e3,
-            "ratio_p50": b50 / p50,
-        }
-    catalog.close()
-    shutil.rmtree(root, ignore_errors=True)
+        results[name] = {"scan_p50_ms": b50 * 1e3, "scan_p95_ms": b95 * 1e3}
+        for backend in backends:
+            p50, p95 = percentiles(ours[backend])
+            results[name][backend] = {
+                "p50_ms": p50 * 1e3,
+                "p95_ms": p95 * 1e3,
+                "ratio_p50": b50 / p50,
+            }
+    for backend, catalog in catalogs.items():
+        catalog.close()
+        shutil.rmtree(workdir / f"catalog-{n}-{backend}", ignore_errors=True)
     return results
 
 
@@ -284,6 +306,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated record counts")
+    parser.add_argument(
+        "--backends",
+        default="sqlite,postgres",
+        help="comma-separated catalog backends, each given the same records: sqlite,postgres",
+    )
     parser.add_argument("--repeats", type=int, default=40, help="queries timed per kind and size")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
@@ -317,22 +344,39 @@ def main() -> None:
             f"p95 {res['add_file_p95_ms']:.2f} ms; CPU {res['add_files_cpu_ms_per_file']:.2f} ms "
             f"per file in add_files, {res['add_file_cpu_p50_ms']:.2f} ms per add_file (p50)"
         )
-    for n in (int(s) for s in args.sizes.split(",") if s):
-        res = run_size(n, args.repeats, workdir, args.seed)
-        all_results.append(res)
-        print(
-            f"\nN = {n:,}: bulk add {res['add_records_per_s']:,.0f} records/s ({res['add_seconds']:.1f} s)"
-        )
-        print(
-            f"{'query':<36}{'p50 ms':>9}{'p95 ms':>9}{'scan p50':>10}{'scan p95':>10}{'ratio':>9}"
-        )
-        labels = {"a": "(a) site=X", "b": "(b) site=X + time + bbox", "c": "(c) full text"}
-        for key, label in labels.items():
-            r = res[key]
-            print(
-                f"{label:<36}{r['p50_ms']:>9.2f}{r['p95_ms']:>9.2f}{r['scan_p50_ms']:>10.1f}"
-                f"{r['scan_p95_ms']:>10.1f}{r['ratio_p50']:>8.0f}x"
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(backends) - {"sqlite", "postgres"}
+    if unknown:
+        raise SystemExit(f"--backends: unknown {sorted(unknown)}; give sqlite and/or postgres")
+    with ExitStack() as stack:
+        pg = stack.enter_context(local_postgres()) if "postgres" in backends else None
+        if pg is not None:
+            os.environ.update(pg.env())  # the password reaches libpq through PGPASSWORD
+        for n in (int(s) for s in args.sizes.split(",") if s):
+            res = run_size(n, args.repeats, workdir, args.seed, backends, pg)
+            all_results.append(res)
+            adds = ", ".join(
+                f"{b} {res['add_records_per_s'][b]:,.0f} records/s ({res['add_seconds'][b]:.1f} s)"
+                for b in backends
             )
+            print(f"\nN = {n:,}: bulk add {adds}; every answer equal to the scan's first page")
+            head = "".join(f"{b + ' p50':>14}{b + ' p95':>14}" for b in backends)
+            print(
+                f"{'query':<30}{head}{'scan p50':>10}"
+                + "".join(f"{b + ' ×':>12}" for b in backends)
+            )
+            labels = {"a": "(a) site=X", "b": "(b) site=X + time + bbox", "c": "(c) full text"}
+            for key, label in labels.items():
+                r = res[key]
+                cells = "".join(f"{r[b]['p50_ms']:>14.2f}{r[b]['p95_ms']:>14.2f}" for b in backends)
+                ratios = "".join(f"{r[b]['ratio_p50']:>11.0f}×" for b in backends)
+                print(f"{label:<30}{cells}{r['scan_p50_ms']:>10.1f}{ratios}")
+            if "postgres" in backends:
+                b50 = res["b"]["postgres"]["p50_ms"]
+                rate = res["add_records_per_s"]["postgres"]
+                print(f"targets (postgres): query (b) p50 < 20 ms: {b50:.2f} ms "
+                      f"{'PASS' if b50 < 20 else 'FAIL'}; bulk add ≥ 10,000 records/s: "
+                      f"{rate:,.0f} {'PASS' if rate >= 10_000 else 'FAIL'}")  # fmt: skip
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(all_results, indent=2))
     if not args.workdir:

@@ -43,6 +43,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import random
 import shutil
 import socket
@@ -102,7 +103,9 @@ class Server:
         self.thread.join(timeout=30)
 
 
-def build_catalog(root: Path, n: int, seed: int) -> list[dict[str, Any]]:
+def build_catalog(
+    root: Path, n: int, seed: int, database_url: str | None = None, *, documents: bool = True
+) -> list[dict[str, Any]]:
     """The catalog of n records; their STAC item JSON for the baseline scan, each with the
     record's metadata under ``arcodex:metadata`` (where the filter's ``site`` lives: it is a
     queryable of the catalog, not a property of the item documents)."""
@@ -111,10 +114,15 @@ def build_catalog(root: Path, n: int, seed: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     shutil.rmtree(root, ignore_errors=True)
     items: list[dict[str, Any]] = []
-    with Catalog.create(root) as catalog:
+    from arcodex.catalog import CatalogConfig
+
+    config = CatalogConfig(database_url=database_url) if database_url else None
+    with Catalog.create(root, config=config) as catalog:
         for start in range(0, n, 20_000):
             records = [make_record(i, rng) for i in range(start, min(n, start + 20_000))]
             catalog.add_records(records, user="bench")
+            if not documents:  # the same records: another backend's catalog needs no items
+                continue
             items.extend(
                 {
                     **item_for(r, None, open_data=False).to_dict(include_self_link=False),
@@ -226,6 +234,24 @@ def main() -> None:
         default=None,
         help="search: parts 1 and 2; virtual: part 3 alone, on a catalog of its products only",
     )
+    parser.add_argument(
+        "--backends",
+        type=lambda text: [b.strip() for b in text.split(",") if b.strip()],
+        default=["sqlite", "postgres"],
+        help="catalog backends whose /search is measured (comma-separated): sqlite,postgres",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="server processes of each server")
+    parser.add_argument(
+        "--pgstac",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also serve the items with stac-fastapi-pgstac (the baseline)",
+    )
+    parser.add_argument(
+        "--pgstac-venv", type=Path, default=None,
+        help="pypgstac and stac-fastapi-pgstac's virtual environment (created when absent); "
+        "default: a cache directory outside the repository",
+    )  # fmt: skip
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", dest="json_out", type=Path, default=None)
@@ -238,9 +264,11 @@ def main() -> None:
     n_items = args.items if search else 0
 
     print(f"# arcodex STAC benchmark, {n_items:,} items")
-    t0 = time.perf_counter()
-    items = build_catalog(work / "catalog", n_items, args.seed)
-    print(f"catalog of {n_items:,} records built in {time.perf_counter() - t0:.1f} s")
+    checks: list[tuple[str, float, bool, str]] = []
+    if search:
+        checks += compare_servers(args, work, results)
+    else:
+        build_catalog(work / "catalog", 0, args.seed)
 
     # A Zarr product and virtual products in the same catalog, for parts 2 and 3.
     from arcodex.convert import convert
@@ -261,17 +289,13 @@ def main() -> None:
         ).record.id  # fmt: skip
     refs_path = kerchunk.product.target.url
 
-    checks: list[tuple[str, float, bool, str]] = []
     with Server(work / "catalog") as server:
         from arcodex.client import Client
 
         if search:
             source_first = float(read_step(files[0], 0)[0, 0])
-            p50, first = search_parts(args, server, items, zarr_id, source_first, results)
-            checks += [
-                ("/search p50 < 50 ms", p50, p50 < GOALS["search_p50_ms"], "ms"),
-                ("open to first data < 1 s", first, first < GOALS["first_data_s"], "s"),
-            ]
+            first = first_data(server, zarr_id, source_first, results)
+            checks.append(("open to first data < 1 s", first, first < GOALS["first_data_s"], "s"))
         if virtual:
             client = Client(server.url)
             ratios = virtual_reads(
@@ -292,40 +316,141 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def search_parts(
-    args: argparse.Namespace,
-    server: Server,
-    items: list[dict[str, Any]],
-    zarr_id: str,
-    source_first: float,
-    results: dict[str, Any],
-) -> tuple[float, float]:
-    """Parts 1 and 2: /search latency against the scan, and open-to-first-data."""
-    from arcodex.client import Client
+def measure(url: str, bodies: list[dict[str, Any]], concurrency: int) -> Side:
+    asyncio.run(run_searches(url, bodies[:20], 4))  # warm-up: connections, caches
+    latencies, elapsed, answers = asyncio.run(run_searches(url, bodies, concurrency))
+    return Side(latencies, elapsed, answers)
+
+
+class Side:
+    """One server's figures: latencies (s), wall time (s), each body's first page of ids."""
+
+    def __init__(self, latencies: list[float], elapsed: float, answers: list[list[str]]) -> None:
+        self.latencies, self.elapsed, self.answers = latencies, elapsed, answers
+        self.p50 = percentile(latencies, 0.5) * 1000
+        self.p95 = percentile(latencies, 0.95) * 1000
+        self.rps = len(latencies) / elapsed
+
+
+def compare_servers(
+    args: argparse.Namespace, work: Path, results: dict[str, Any]
+) -> list[tuple[str, float, bool, str]]:
+    """Part 1: /search of each backend's catalog under ``arcodex serve --workers N`` (child
+    processes, as deployed), and of stac-fastapi-pgstac over the same items, in one run.
+
+    Before any figure is printed: every arcodex backend gives the same first pages, equal
+    to the scan's for the first 50 searches, and pgstac finds the same items for every
+    search (as sets: its default order is by datetime, arcodex's by insertion).
+    """
+    from contextlib import ExitStack
+
+    from arcodex.testing import local_postgres, serve_workers
 
     bodies = queries(args.requests, args.seed + 1)
-    asyncio.run(run_searches(server.url, bodies[:20], 4))  # warm-up
-    latencies, elapsed, answers = asyncio.run(run_searches(server.url, bodies, args.concurrency))
-    same_answers(items, bodies[:50], answers[:50])
-    counts = [len(ids) for ids in answers]
-    p50, p95 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.95) * 1000
-    rps = len(latencies) / elapsed
+    sides: dict[str, Side] = {}
+    items: list[dict[str, Any]] = []
+    pgstac_report: dict[str, Any] = {}
+    with ExitStack() as stack:
+        pg = None
+        if "postgres" in args.backends or args.pgstac:
+            pg = stack.enter_context(local_postgres())
+            os.environ.update(pg.env())  # the password reaches the servers through PGPASSWORD
+        for backend in args.backends:
+            root = work / "catalog" if backend == "sqlite" else work / f"catalog-{backend}"
+            url = pg.schema_url() if backend == "postgres" and pg else None
+            t0 = time.perf_counter()
+            built = build_catalog(root, args.items, args.seed, url, documents=not items)
+            items = items or built
+            print(f"{backend} catalog of {args.items:,} records built in "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)  # fmt: skip
+            with serve_workers(root, args.workers) as served:
+                sides[f"arcodex, {backend}"] = measure(
+                    f"{served.url}/stac/", bodies, args.concurrency
+                )
+        if args.pgstac and pg is not None:
+            from pgstac_baseline import pgstac_server
+
+            if not items:
+                items = build_catalog(work / "catalog", args.items, args.seed)
+            venv = args.pgstac_venv or Path.home() / ".cache" / "arcodex-bench" / "pgstac-venv"
+            t0 = time.perf_counter()
+            with pgstac_server(pg, items, venv, args.workers, pgstac_report) as base:
+                print(f"pgstac loaded {args.items:,} items (pypgstac) in "
+                      f"{time.perf_counter() - t0:.1f} s", flush=True)  # fmt: skip
+                sides["stac-fastapi-pgstac"] = measure(base, bodies, args.concurrency)
+    if args.pgstac:
+        from pgstac_baseline import drop_pgstac_roles
+
+        drop_pgstac_roles()
+
+    # The answers first.
+    arcodex_sides = [name for name in sides if name.startswith("arcodex")]
+    reference = sides[arcodex_sides[0]].answers
+    same_answers(items, bodies[:50], reference[:50])
+    for name in arcodex_sides[1:]:
+        for index, (a, b) in enumerate(zip(reference, sides[name].answers, strict=True)):
+            if a != b:
+                raise SystemExit(f"search {index}: {arcodex_sides[0]} and {name} differ")
+    full = 0
+    if "stac-fastapi-pgstac" in sides:
+        for index, (a, b) in enumerate(
+            zip(reference, sides["stac-fastapi-pgstac"].answers, strict=True)
+        ):
+            if len(a) == bodies[index]["limit"] or len(b) == bodies[index]["limit"]:
+                full += 1  # a full page: each orders the matches its own way
+                if len(a) != len(b):
+                    raise SystemExit(f"search {index}: arcodex {len(a)} items, pgstac {len(b)}")
+            elif sorted(a) != sorted(b):
+                raise SystemExit(
+                    f"search {index} ({json.dumps(bodies[index])}): arcodex found {len(a)} "
+                    f"items, pgstac {len(b)}; only arcodex: {sorted(set(a) - set(b))[:5]}, "
+                    f"only pgstac: {sorted(set(b) - set(a))[:5]}"
+                )
+    counts = [len(ids) for ids in reference]
+    print(
+        f"\n/search at {args.items:,} items (bbox + datetime + CQL2, limit 100, "
+        f"{args.concurrency} concurrent clients, {len(bodies)} requests, servers with "
+        f"--workers {args.workers}); {statistics.mean(counts):.1f} items per answer; "
+        f"every server found the same items for every search"
+        + (f" ({full} full pages compared by count)" if full else "")
+        + ", the first 50 equal to the scan's:"
+    )
+    baseline = sides.get("stac-fastapi-pgstac")
+    for name, side in sides.items():
+        ratio = ""
+        if baseline is not None and side is not baseline:
+            ratio = (f"  → p50 {baseline.p50 / side.p50:.2f}× and requests/s "
+                     f"{side.rps / baseline.rps:.2f}× pgstac's")  # fmt: skip
+        print(f"  {name:<24} p50 {side.p50:7.1f} ms  p95 {side.p95:7.1f} ms  "
+              f"{side.rps:6.0f} requests/s{ratio}")  # fmt: skip
     base = []
     for body in bodies[:50]:
         s0 = time.perf_counter()
         scan(items, body)
         base.append(time.perf_counter() - s0)
     base_p50 = statistics.median(base) * 1000
-    print(
-        f"\n/search (bbox + datetime + CQL2, limit 100, {args.concurrency} concurrent): "
-        f"p50 {p50:.1f} ms, p95 {p95:.1f} ms, {rps:.0f} requests/s, "
-        f"{statistics.mean(counts):.1f} items per answer, the first 50 equal to the scan's"
-    )
-    print(f"  baseline scan of the items' JSON in memory (no HTTP): p50 {base_p50:.1f} ms "
-          f"→ arcodex is {base_p50 / p50:.1f}× faster at p50")  # fmt: skip
+    print(f"  baseline scan of the items' JSON in memory (no HTTP): p50 {base_p50:.1f} ms")
     results["search"] = {
-        "p50_ms": p50, "p95_ms": p95, "requests_per_s": rps, "baseline_p50_ms": base_p50,
-    }  # fmt: skip
+        name: {"p50_ms": side.p50, "p95_ms": side.p95, "requests_per_s": side.rps}
+        for name, side in sides.items()
+    }
+    results["search"]["scan_p50_ms"] = base_p50
+    results["pgstac"] = pgstac_report
+    checks = []
+    for name, side in sides.items():
+        if name.startswith("arcodex"):
+            checks.append((f"{name}: /search p50 < 50 ms", side.p50, side.p50 < 50, "ms"))
+            if baseline is not None:
+                checks.append((f"{name}: p50 ≤ pgstac's", side.p50, side.p50 <= baseline.p50, "ms"))
+                checks.append(
+                    (f"{name}: requests/s ≥ pgstac's", side.rps, side.rps >= baseline.rps, "/s")
+                )
+    return checks
+
+
+def first_data(server: Server, zarr_id: str, source_first: float, results: dict[str, Any]) -> float:
+    """Part 2: open-to-first-data through the API."""
+    from arcodex.client import Client
 
     firsts = []
     for _ in range(5):
@@ -340,7 +465,7 @@ def search_parts(
     first = statistics.median(firsts)
     print(f"\nClient(url).search(ids=…).open_dataset(…) to first data: {first:.2f} s (median of 5)")
     results["first_data_s"] = first
-    return p50, first
+    return first
 
 
 PLAIN_WAYS: dict[str, dict[str, int] | None] = {

@@ -414,6 +414,10 @@ SETUPS: dict[str, Setup] = {
             "arcodex open": r"lon: [1-9]",
         },
     ),
+    "serving-from-postgresql-bash": Setup(
+        catalog="product",
+        expect={"arcodex find": r"1 found"},
+    ),
     "the-stac-api-and-the-client-python": Setup(
         catalog="product",
         server=True,

@@ -2,7 +2,9 @@
 
 A small catalog (three converted products, one on a 0–360 grid, and three
 NetCDF files, one across the antimeridian) is served by uvicorn in a thread;
-pystac-client and stac-api-validator talk to it as to any STAC API.
+pystac-client and stac-api-validator talk to it as to any STAC API. Every test
+runs on SQLite and on PostgreSQL; the PostgreSQL catalog is served as a
+deployment serves it, by ``arcodex serve --workers 2`` in a child process.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import httpx
 import pytest
 
 from arcodex._archives import write_archive
-from arcodex.catalog import Catalog
-from arcodex.testing import serve_catalog
+from arcodex.catalog import Catalog, CatalogConfig
+from arcodex.testing import serve_catalog, serve_workers
 
 pytest.importorskip("stac_fastapi.api")
 xr = pytest.importorskip("xarray")
@@ -60,13 +62,16 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="module")
-def ids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def ids(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from arcodex.convert import convert
 
     root = tmp_path_factory.mktemp("stac")
-    out: dict[str, Any] = {"root": root / "cat"}
-    with Catalog.create(root / "cat") as cat:
+    out: dict[str, Any] = {"root": root / "cat", "backend": request.param}
+    config = None
+    if request.param == "postgres":  # the session's database, a schema of this module's own
+        config = CatalogConfig(database_url=request.getfixturevalue("postgres").schema_url())
+    with Catalog.create(root / "cat", config=config) as cat:
         for kind, start in (("regular", "2000-01-01"), ("lon360", "2001-06-01")):
             write_archive(root / kind, kind, files=2, steps=4, start=start)
             result = convert(
@@ -90,6 +95,11 @@ def ids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def url(ids: dict[str, Any]) -> Iterator[str]:
+    if ids["backend"] == "postgres":
+        with serve_workers(ids["root"], workers=2) as served:
+            assert len(served.worker_pids()) == 2
+            yield served.url
+        return
     with serve_catalog(ids["root"]) as base:
         yield base
 

@@ -63,6 +63,14 @@ def register(
                 "IPs or networks, or '*'; default: server.forwarded_allow_ips (none).",
             ),
         ] = None,
+        workers: Annotated[
+            int,
+            typer.Option(
+                "--workers",
+                min=1,
+                help="Server processes sharing the port (each opens the catalog itself).",
+            ),
+        ] = 1,
     ) -> None:
         """Serve the catalog over HTTP: the STAC API at /stac (OpenAPI at /api)."""
         from arcodex.server import serve as run
@@ -72,8 +80,11 @@ def register(
         if forwarded_allow_ips is not None:
             trusted = [ip.strip() for ip in forwarded_allow_ips.split(",") if ip.strip()]
         _check_port(host, port)
-        typer.echo(f"serving {root} at http://{host}:{port}/stac/ (Ctrl-C stops)", err=True)
-        run(root, host=host, port=port, forwarded_allow_ips=trusted)
+        processes = f", {workers} worker processes" if workers > 1 else ""
+        typer.echo(
+            f"serving {root} at http://{host}:{port}/stac/{processes} (Ctrl-C stops)", err=True
+        )
+        run(root, host=host, port=port, workers=workers, forwarded_allow_ips=trusted)
 
     @command("find", api=(), engine=True)
     def find(

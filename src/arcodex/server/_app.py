@@ -6,15 +6,22 @@ under their own prefixes, and share its OpenAPI document (``/api``).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["create_app", "serve"]
+__all__ = ["app_from_environment", "create_app", "serve"]
+
+#: The catalog root a worker process serves (the CLI's own variable).
+ENV_CATALOG = "ARCODEX_CATALOG"
+#: The other :func:`create_app` arguments of a worker process, as a JSON object.
+ENV_APP = "ARCODEX_SERVE_APP"
 
 
 def create_app(
@@ -87,17 +94,60 @@ def create_app(
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one server worker: :func:`create_app` of ``$ARCODEX_CATALOG``.
+
+    ``serve(workers=N)`` hands uvicorn this factory by name, since each worker
+    process builds its own app (and opens the catalog itself: its own SQLite
+    connections, or its own PostgreSQL pool). The other arguments of
+    :func:`create_app` come as a JSON object in ``$ARCODEX_SERVE_APP``.
+    """
+    from arcodex.errors import ValidationError
+
+    root = os.environ.get(ENV_CATALOG)
+    if not root:
+        raise ValidationError(f"${ENV_CATALOG} names no catalog; set it to the catalog root")
+    kwargs = json.loads(os.environ.get(ENV_APP) or "{}")
+    return create_app(root, **kwargs)
+
+
 def serve(
     catalog_path: str | os.PathLike[str],
     host: str = "127.0.0.1",
     port: int = 8000,
+    *,
+    workers: int = 1,
     **kwargs: Any,
 ) -> None:
     """Run the server with uvicorn until interrupted (``kwargs`` go to :func:`create_app`).
 
-    The app judges forwarded headers itself (``forwarded_allow_ips``), so
-    uvicorn's own proxy handling, which would trust 127.0.0.1, is off.
+    With ``workers`` > 1, uvicorn runs that many processes on one socket, each
+    with its own app over the same catalog (:func:`app_from_environment`), and
+    stops them all on Ctrl-C or SIGTERM. The app judges forwarded headers
+    itself (``forwarded_allow_ips``), so uvicorn's own proxy handling, which
+    would trust 127.0.0.1, is off.
     """
     import uvicorn
 
-    uvicorn.run(create_app(catalog_path, **kwargs), host=host, port=port, proxy_headers=False)
+    from arcodex.errors import ValidationError
+
+    if workers < 1:
+        raise ValidationError(f"--workers {workers}: give 1 or more server processes")
+    options: dict[str, Any] = {"host": host, "port": port, "proxy_headers": False}
+    if workers == 1:
+        uvicorn.run(create_app(catalog_path, **kwargs), **options)
+        return
+    from arcodex.catalog import Catalog
+
+    Catalog.open(catalog_path).close()  # a catalog that cannot be opened fails here, once
+    # The workers are spawned: they read the catalog and the arguments from the environment.
+    os.environ[ENV_CATALOG] = str(Path(catalog_path).resolve())
+    os.environ[ENV_APP] = json.dumps(
+        {
+            k: list(v) if k == "forwarded_allow_ips" and v is not None else v
+            for k, v in kwargs.items()
+        }
+    )
+    uvicorn.run(
+        "arcodex.server._app:app_from_environment", factory=True, workers=workers, **options
+    )

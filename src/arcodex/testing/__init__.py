@@ -40,6 +40,7 @@ __all__ = [
     "sample_records",
     "search_ids",
     "serve_catalog",
+    "serve_workers",
     "sources_dataset",
 ]
 
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         http_server,
         s3_server,
         serve_catalog,
+        serve_workers,
         sources_dataset,
     )
     from arcodex.testing._postgres import (
@@ -81,6 +83,7 @@ _LAZY = {
     "http_server": "arcodex.testing._datasets",
     "s3_server": "arcodex.testing._datasets",
     "serve_catalog": "arcodex.testing._datasets",
+    "serve_workers": "arcodex.testing._datasets",
     "sources_dataset": "arcodex.testing._datasets",
     "PG_OPT_OUT": "arcodex.testing._postgres",
     "LocalPostgres": "arcodex.testing._postgres",

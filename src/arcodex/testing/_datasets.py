@@ -131,3 +131,108 @@ def serve_catalog(root: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def serve_workers(
+    root: Any, workers: int = 2, *, timeout: float = 60, stop: int | None = None
+) -> Iterator[ServedWorkers]:
+    """``arcodex serve --workers N`` of the catalog at ``root`` as a child process on a free
+    loopback port; yields its :class:`ServedWorkers` once every worker is up.
+
+    On the way out it sends ``stop`` (default SIGTERM; SIGINT is Ctrl-C) to the parent
+    and raises unless the parent and every worker process have ended within ``timeout``.
+    """
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "arcodex", "--catalog", str(root), "serve"]
+    command += ["--port", str(port), "--workers", str(workers)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A file, not a pipe (a full pipe would stall the server); closed in the finally below.
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    served = ServedWorkers(proc, f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"arcodex serve --workers {workers} exited: {log.read()}")
+            try:
+                if httpx.get(f"{served.url}/stac/", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"arcodex serve --workers {workers} did not answer in {timeout} s"
+                )
+            time.sleep(0.1)
+        # Every worker answers once its app is built; wait until all N are up.
+        while len(served.worker_pids()) < workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+        yield served
+    finally:
+        workers_seen = served.worker_pids()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM if stop is None else stop)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise RuntimeError("arcodex serve did not stop on SIGTERM") from None
+        finally:
+            log.close()
+        left = [pid for pid in workers_seen if _alive(pid)]
+        if left:
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+            raise RuntimeError(f"worker processes {left} outlived arcodex serve")
+
+
+class ServedWorkers:
+    """A running ``arcodex serve --workers N``: its process and base URL."""
+
+    def __init__(self, proc: Any, url: str) -> None:
+        self.proc = proc
+        self.url = url
+
+    def worker_pids(self) -> list[int]:
+        """The server's worker processes (its children running a server, from /proc)."""
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                text = stat.read_text()
+                cmdline = (stat.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            ppid = int(text.rpartition(")")[2].split()[1])
+            if ppid == self.proc.pid and b"spawn_main" in cmdline:
+                out.append(int(stat.parent.name))
+        return sorted(out)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes (its parent, the server, has not reaped it yet).
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
