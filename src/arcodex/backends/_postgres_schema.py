@@ -12,7 +12,7 @@ scan, and both backends share one reading of the type rules
 (:mod:`arcodex.backends._index`). The alternative, the metadata as JSONB under a
 GIN index (``jsonb_path_ops``), was measured beside them at 100,000 records of
 20 keys each on this machine (PostgreSQL 15, 2 shared cores): equality
-(``@>``) 1.4 ms against 2.4 ms, but a range (``year>2015``, no GIN support)
+(``@>``, bare SQL) 1.4 ms against 2.4 ms (through ``ids()``), but a range (``year>2015``, no GIN support)
 194 ms against 7.7 ms, and globs, dates by period and "list elements count as
 values of the list's path" would need documents read. The side tables cost
 space (about 340 MB against 73 MB for that set), which is the price of every
