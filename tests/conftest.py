@@ -2,7 +2,7 @@
 empty STAC extension schema cache, a one-node SLURM cluster and a PostgreSQL database.
 
 With ``ARCODEX_TEST_BACKEND=postgres`` every catalog a test makes lives in PostgreSQL (a
-fresh schema per test, through ``ARCODEX_DATABASE_URL``), except in tests marked
+fresh schema per catalog, see ``catalog_backend``), except in tests marked
 ``sqlite_only`` (tests of SQLite itself); ``./dev test`` runs the suite both ways.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack
+from typing import Any
 
 import pytest
 
@@ -25,9 +26,15 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"ARCODEX_TEST_BACKEND={TEST_BACKEND!r}: choose sqlite or postgres")
 
 
-#: Modules that make no catalog (or only document one): the PostgreSQL run leaves them out.
+#: Modules the PostgreSQL run leaves out: they make no catalog (or only document one), or
+#: they choose their backends themselves and already run on both.
 NO_CATALOG = frozenset(
     {
+        "test_backend_postgres.py",
+        "test_db_admin.py",
+        "test_opstate.py",
+        "test_serve_workers.py",
+        "test_shared_catalog.py",
         "test_archives.py",
         "test_cli_startup.py",
         "test_config_env.py",
@@ -62,13 +69,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(autouse=True)
 def catalog_backend(request: pytest.FixtureRequest) -> Iterator[None]:
-    """In the PostgreSQL run, the database of every catalog the test makes."""
+    """In the PostgreSQL run, every catalog the test makes gets a schema of its own.
+
+    ``Catalog.create`` without a database URL writes a fresh schema's URL into the new
+    catalog's arcodex.yaml, so that opening it again, from this process or from a
+    ``arcodex`` child process, reaches the same schema, and two catalogs of one test
+    (a reference and a subject, two hosts) stay apart.
+    """
     if TEST_BACKEND != "postgres":
         yield
         return
+    from arcodex.catalog import Catalog, CatalogConfig
+
     server: LocalPostgres = request.getfixturevalue("postgres")
+    create = Catalog.create.__func__  # type: ignore[attr-defined]
+
+    def create_on_postgres(
+        cls: type[Catalog], path: Any, *, config: CatalogConfig | None = None
+    ) -> Catalog:
+        config = config or CatalogConfig()
+        if config.database_url is None:
+            config = config.model_copy(update={"database_url": server.schema_url()})
+        return create(cls, path, config=config)
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ARCODEX_DATABASE_URL", server.schema_url())
+        patch.setattr(Catalog, "create", classmethod(create_on_postgres))
         yield
 
 

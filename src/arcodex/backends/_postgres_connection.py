@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -180,6 +181,8 @@ class PostgresConnection:
                 pool.open(wait=False)
                 self._pool = pool
                 self._pool_pid = os.getpid()
+                # A catalog nobody closed must not leave open connections to be collected.
+                weakref.finalize(self, _close_pool, pool, self._pool_pid)
             return self._pool
 
     @contextmanager
@@ -298,3 +301,9 @@ def _login() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _close_pool(pool: Any, pid: int) -> None:
+    """Close a forgotten pool in the process that opened it (never a forked child's copy)."""
+    if os.getpid() == pid and not pool.closed:
+        pool.close(timeout=1.0)

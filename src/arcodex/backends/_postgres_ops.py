@@ -110,6 +110,13 @@ class PostgresOperations:
             state.leases.close()
 
 
+def _close_connection(conn: Any, pid: int) -> None:
+    """Close a forgotten connection in the process that opened it (a forked child's copy
+    would end the parent's session, and its leases with it)."""
+    if os.getpid() == pid and not conn.closed:
+        conn.close()
+
+
 def _flush_at_exit(ref: weakref.ref[PostgresEvents]) -> None:
     events = ref()
     if events is not None:
@@ -188,6 +195,8 @@ class _Channel:
             self._conn = psycopg.connect(self.backend.conninfo, **kwargs)
             self._conn.execute("SET synchronous_commit = off")
             self._pid = os.getpid()
+            # A catalog nobody closed must not leave its lease connection to be collected.
+            weakref.finalize(self, _close_connection, self._conn, self._pid)
         return self._conn
 
     def close(self) -> None:
