@@ -459,7 +459,7 @@ def test_purge_asks_when_interactive(seeded: Path, monkeypatch: pytest.MonkeyPat
 def test_info(seeded: Path) -> None:
     out = ok("info", catalog=seeded).stdout
     assert str(seeded) in out
-    assert "sqlite" in out
+    assert "sqlite" in out or "postgresql" in out
     data = as_json(ok("info", "--json", catalog=seeded))
     assert set(data) == INFO_KEYS
     assert data["records"] == 3
