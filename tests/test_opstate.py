@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from arcodex.backends import open_backend
-from arcodex.catalog._opstate import OperationState, operation_state
+from arcodex.catalog._journal import operation_state
+from arcodex.catalog._opstate import OperationState
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -96,7 +97,7 @@ def test_a_lease_is_seen_while_held_and_free_once_released(
 _HOLDER = """
 import sys, time
 from arcodex.backends import open_backend
-from arcodex.catalog._opstate import operation_state
+from arcodex.catalog._journal import operation_state
 from pathlib import Path
 backend = open_backend(sys.argv[1])
 state = operation_state(backend, Path(sys.argv[2]), Path(sys.argv[2]))

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from arcodex.catalog._events import EventLog
-from arcodex.catalog._opstate import JournalStore, Lease, process_alive
+from arcodex.catalog._opstate import (
+    FileEvents,
+    JournalStore,
+    Lease,
+    OperationState,
+    ProcessLeases,
+    process_alive,
+)
 from arcodex.errors import ArcodexError, StorageError
 from arcodex.model import Operation
 from arcodex.storage._local import fsync_dir
@@ -266,3 +273,14 @@ def _inject(state: str) -> None:
 def _injected(wanted: str, state: str, seen: int) -> bool:
     name, _, nth = wanted.partition("#")
     return name == state and (not nth or (nth.isdigit() and int(nth) == seen))
+
+
+def operation_state(backend: Any, journal_dir: Path, log_dir: Path) -> OperationState:
+    """The backend's own operation state when it keeps one (PostgreSQL), else files."""
+    shared = getattr(backend, "shared_operations", None)
+    if callable(shared):
+        state = shared()
+        if isinstance(state, OperationState):
+            return state
+        return OperationState(state.journal, state.events, state.leases)
+    return OperationState(Journal(journal_dir), FileEvents(log_dir), ProcessLeases())

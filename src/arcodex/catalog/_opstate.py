@@ -39,7 +39,6 @@ __all__ = [
     "Leases",
     "OperationState",
     "ProcessLeases",
-    "operation_state",
     "process_alive",
 ]
 
@@ -129,19 +128,6 @@ class OperationState:
         close = getattr(self.leases, "close", None)
         if callable(close):
             close()
-
-
-def operation_state(backend: Any, journal_dir: Path, log_dir: Path) -> OperationState:
-    """The backend's own operation state when it keeps one (PostgreSQL), else files."""
-    shared = getattr(backend, "shared_operations", None)
-    if callable(shared):
-        state = shared()
-        if isinstance(state, OperationState):
-            return state
-        return OperationState(state.journal, state.events, state.leases)
-    from arcodex.catalog._journal import Journal
-
-    return OperationState(Journal(journal_dir), FileEvents(log_dir), ProcessLeases())
 
 
 class FileEvents:

@@ -17,8 +17,9 @@ from arcodex.backends import BackendStats, CatalogBackend, Page
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, profile_secrets
 from arcodex.catalog._events import EventLog
 from arcodex.catalog._hooks import HookRegistry
+from arcodex.catalog._journal import operation_state
 from arcodex.catalog._metadata import pydantic_message
-from arcodex.catalog._opstate import JournalStore, Leases, operation_state
+from arcodex.catalog._opstate import JournalStore, Leases
 from arcodex.catalog._schemas import SchemaRegistry
 from arcodex.errors import ConflictError, NotFoundError
 from arcodex.model import (
