@@ -11,7 +11,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from arcodex.errors import ConflictError, NotFoundError, QueryError, ValidationError
+from arcodex.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    QueryError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -27,12 +33,16 @@ def status_codes() -> dict[type[Exception], int]:
     """Each error class the server answers, and its HTTP status."""
     from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 
+    from arcodex.server._identity import Forbidden
+
     return {
         **DEFAULT_STATUS_CODES,
         QueryError: 400,
         ValidationError: 400,
         NotFoundError: 404,
         ConflictError: 409,
+        AuthError: 401,
+        Forbidden: 403,
     }
 
 
@@ -59,7 +69,10 @@ def _known(status: int) -> Any:
     def handler(request: Request, exc: Exception) -> Response:
         if status >= 500:
             logger.error("%s %s: %s", request.method, request.url.path, exc, exc_info=exc)
-        return error_response(status, type(exc).__name__, str(exc))
+        response = error_response(status, type(exc).__name__, str(exc))
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     return handler
 
