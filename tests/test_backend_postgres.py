@@ -643,3 +643,57 @@ def test_unreachable_catalog_is_one_line_from_the_cli(
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach PostgreSQL" in lines[0], result.stderr
+
+
+# -- a bulk add: chunks prepared while the previous one is copied ----------------------------
+
+
+def _bulk(count: int, *, first: int = 0) -> list[Record]:
+    # A field appears only in later chunks (its path id is made mid-add), another in all.
+    return [
+        Record(
+            id=f"bulk-{i:05d}",
+            title=f"bulk record {i}",
+            metadata={"n": i, **({"late": {"x": i % 3}} if i >= first + count - 5 else {})},
+        )
+        for i in range(first, first + count)
+    ]
+
+
+def test_a_bulk_add_in_many_chunks_is_whole(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arcodex.backends import _postgres
+
+    monkeypatch.setattr(_postgres, "_CHUNK", 7)
+    backend.add(_bulk(40))
+    assert backend.count(Query()) == 40
+    assert backend.count(Query.parse(["n>=33"])) == 7
+    assert backend.count(Query.parse(["late.x=2"])) == 2  # of 35..39, 35 and 38
+    assert backend.count(Query(text="bulk")) == 40
+    fields = {f.path: f.count for f in backend.fields()}
+    assert fields["n"] == 40 and fields["late.x"] == 5
+
+
+def test_a_bulk_add_that_fails_in_a_late_chunk_adds_nothing(
+    backend: PostgresBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arcodex.backends import _postgres
+
+    monkeypatch.setattr(_postgres, "_CHUNK", 7)
+    backend.add([Record(id="taken", title="first")])
+    real = _postgres.PostgresBackend._insert
+    calls = []
+
+    def failing(self: PostgresBackend, *args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 4:
+            raise StorageError("the disk is full")
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_postgres.PostgresBackend, "_insert", failing)
+    with pytest.raises(StorageError, match="disk is full"):
+        backend.add(_bulk(40))
+    assert len(calls) == 4  # three chunks were copied before the failure
+    assert backend.count(Query()) == 1
+    assert {f.path for f in backend.fields()} == set()

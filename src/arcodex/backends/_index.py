@@ -8,6 +8,7 @@ through an index instead of by reading JSON documents.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,15 @@ from typing import Any
 from arcodex.model import Record, normalize_bbox, parse_iso_period, to_epoch
 from arcodex.model._values import DATE_RE
 
-__all__ = ["IndexRows", "Prepared", "index_rows", "prepare", "prepare_many", "stat_type"]
+__all__ = [
+    "IndexRows",
+    "Prepared",
+    "count_fields",
+    "index_rows",
+    "prepare",
+    "prepare_many",
+    "stat_type",
+]
 
 # Index value kinds in the numeric table.
 NUMBER, BOOLEAN, DATE, OBJECT, ARRAY, NULL = "n", "b", "d", "o", "l", "x"
@@ -206,3 +215,15 @@ def prepare(doc: str) -> Prepared:
 def prepare_many(docs: list[str]) -> list[Prepared]:
     """:func:`prepare` for a batch."""
     return [prepare(doc) for doc in docs]
+
+
+def count_fields(stats: Counter[tuple[str, str]], idx: IndexRows, sign: int) -> None:
+    """Add (``sign`` +1) or take away (-1) one record's paths and types in field counts
+    (``(path, "*")`` counts the records holding a path)."""
+    paths = {(path, "*") for path, _ in idx.stats}
+    if sign > 0:
+        stats.update(idx.stats)  # counting an iterable runs in C
+        stats.update(paths)
+    else:
+        stats.subtract(idx.stats)
+        stats.subtract(paths)

@@ -20,11 +20,19 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import wait
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from arcodex.backends._base import BackendStats, Page
-from arcodex.backends._index import IndexRows, Prepared, index_rows, prepare, prepare_many
+from arcodex.backends._index import (
+    IndexRows,
+    Prepared,
+    count_fields,
+    index_rows,
+    prepare,
+    prepare_many,
+)
 from arcodex.backends._postgres_admin import PostgresAdmin
 from arcodex.backends._postgres_connection import PostgresConnection, parse_postgres_url
 from arcodex.backends._postgres_ops import PostgresOperations
@@ -55,6 +63,8 @@ __all__ = ["PostgresBackend", "parse_postgres_url"]
 _TRUSTED = {TRUSTED: True}
 #: How often an add is retried when PostgreSQL chose it as a deadlock victim.
 _RETRIES = 3
+#: A bulk add is prepared and copied in chunks of this many records (see ``_copy_in``).
+_CHUNK = 2_000
 
 
 class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
@@ -193,8 +203,7 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
                     f"record id {record_id} is given twice; give each record its own id"
                 )
             seen.add(record_id)
-        prepared = prepare_many([record.model_dump_json() for record in records])
-        paths = sorted({p for item in prepared for p, _ in item[3].stats})
+        docs = [record.model_dump_json() for record in records]
         for attempt in range(_RETRIES):
             try:
                 with self._write() as (conn, pending):
@@ -206,19 +215,14 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
                             f"record id {', '.join(str(t[0]) for t in taken)} already exists;"
                             " choose another id or update the existing record"
                         )
-                    pids = self._pids(conn, paths, pending)
                     rids = [
                         int(r[0])
                         for r in conn.execute(
                             "SELECT nextval('rid_seq') FROM generate_series(1, %s) ORDER BY 1",
-                            [len(prepared)],
+                            [len(docs)],
                         ).fetchall()
                     ]
-                    self._insert(
-                        conn,
-                        [(rid, item, None) for rid, item in zip(rids, prepared, strict=True)],
-                        pids,
-                    )
+                    self._copy_in(conn, pending, rids, docs)
                 return
             except LockTimeoutError as exc:
                 from psycopg import errors as pe
@@ -227,6 +231,49 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
                     continue
                 raise
 
+    def _copy_in(
+        self,
+        conn: psycopg.Connection[Any],
+        pending: dict[str, int],
+        rids: list[int],
+        docs: list[str],
+    ) -> None:
+        """Prepare and COPY new records, a chunk at a time: while one thread prepares the
+        next chunk (Python), another streams the current one and waits for the server to
+        index it, so that the client's and the server's work overlap instead of adding up."""
+        stats: Counter[tuple[str, str]] = Counter()
+        pids: dict[str, int] = {}
+
+        def write(start: int, prepared: list[Prepared]) -> None:
+            paths = sorted({p for item in prepared for p, _ in item[3].stats} - pids.keys())
+            if paths:
+                pids.update(self._pids(conn, paths, pending))
+            chunk = zip(rids[start : start + len(prepared)], prepared, strict=True)
+            self._insert(conn, [(rid, item, None) for rid, item in chunk], pids, stats=stats)
+
+        if len(docs) <= _CHUNK:
+            write(0, prepare_many(docs))
+        else:
+            from concurrent.futures import Future, ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1, thread_name_prefix="arcodex-copy") as writer:
+                running: Future[None] | None = None
+                try:
+                    for start in range(0, len(docs), _CHUNK):
+                        prepared = prepare_many(docs[start : start + _CHUNK])
+                        if running is not None:
+                            running.result()
+                        running = writer.submit(write, start, prepared)
+                    running, last = None, running
+                    if last is not None:
+                        last.result()
+                finally:
+                    # The connection is the writer's until it stops: never roll back under it.
+                    if running is not None:
+                        wait([running])
+        # Last, so that the rows every add shares stay locked as briefly as possible.
+        self._apply_stats(conn, stats, pids)
+
     def _insert(
         self,
         conn: psycopg.Connection[Any],
@@ -234,16 +281,18 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
         pid: dict[str, int],
         *,
         replace: bool = False,
+        stats: Counter[tuple[str, str]] | None = None,
     ) -> None:
         """Write prepared records (rid, prepared, prior status) into every table with COPY;
         with ``replace``, their ``records`` rows exist and are updated in place (so that a
-        writer waiting on the row's lock reads the new version, not a deleted row)."""
+        writer waiting on the row's lock reads the new version, not a deleted row). Field
+        counts go to ``stats`` when given (the caller applies them), else are applied here."""
         rows: list[tuple[Any, ...]] = []
         txt_rows: list[tuple[int, str, int, str]] = []
         num_rows: list[tuple[int, str, float, int]] = []
         tag_rows: list[tuple[str, int]] = []
         art_rows: list[tuple[Any, ...]] = []
-        stats: Counter[tuple[str, str]] = Counter()
+        counts: Counter[tuple[str, str]] = Counter() if stats is None else stats
         for rid, (columns, doc, tags, idx, artifacts), prior in items:
             # Only a document with an escaped NUL holds text PostgreSQL must be spared.
             clean = "\\u0000" not in doc
@@ -258,7 +307,7 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
                 tag_rows.extend([(safe_text(tag), rid) for tag in dict.fromkeys(tags)])
             num_rows.extend([(pid[p], t, v, rid) for p, t, v in idx.num])
             if columns[2] != "deleted":
-                _count(stats, idx, +1)
+                count_fields(counts, idx, +1)
             for art in artifacts:
                 if clean:
                     art_rows.append((art[0], rid, *art[1:6], bool(art[6]), *art[7:]))
@@ -289,8 +338,9 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
             _copy(cur, "meta_num", ("pid", "typ", "num", "rid"), num_rows)
             _copy(cur, "tags", ("tag", "rid"), tag_rows)
             _copy(cur, "artifacts", _ARTIFACT_COLUMNS, art_rows)
-        # Last, so that the rows every add shares stay locked as briefly as possible.
-        self._apply_stats(conn, stats, pid)
+        if stats is None:
+            # Last, so that the rows every add shares stay locked as briefly as possible.
+            self._apply_stats(conn, counts, pid)
 
     def _apply_stats(
         self, conn: psycopg.Connection[Any], stats: Counter[tuple[str, str]], pid: dict[str, int]
@@ -339,7 +389,7 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
         conn.execute("DELETE FROM artifacts WHERE rid = %s", [rid])
         if counted:
             stats: Counter[tuple[str, str]] = Counter()
-            _count(stats, idx, -1)
+            count_fields(stats, idx, -1)
             self._apply_stats(conn, stats, pid)
 
     def _current(
@@ -397,7 +447,7 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
             )
             idx = index_rows(old)
             stats: Counter[tuple[str, str]] = Counter()
-            _count(stats, idx, +1 if restoring else -1)
+            count_fields(stats, idx, +1 if restoring else -1)
             self._apply_stats(
                 conn, stats, self._pids(conn, sorted({p for p, _ in idx.stats}), pending)
             )
@@ -676,11 +726,3 @@ def _copy(cur: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ..
     with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
-
-
-def _count(stats: Counter[tuple[str, str]], idx: IndexRows, sign: int) -> None:
-    """Add one record's paths and types to field counts (``*`` counts records per path)."""
-    for key in idx.stats:
-        stats[key] += sign
-    for path in {p for p, _ in idx.stats}:
-        stats[(path, "*")] += sign

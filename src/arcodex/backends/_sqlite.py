@@ -29,7 +29,14 @@ from typing import Any
 
 from arcodex import __version__
 from arcodex.backends._base import BackendStats, Page
-from arcodex.backends._index import IndexRows, Prepared, index_rows, prepare, prepare_many
+from arcodex.backends._index import (
+    IndexRows,
+    Prepared,
+    count_fields,
+    index_rows,
+    prepare,
+    prepare_many,
+)
 from arcodex.backends._migrations import (
     AppliedMigration,
     Migration,
@@ -459,7 +466,7 @@ class SQLiteBackend:
             txt_rows.extend([(pid[p], v, rid) for p, v in idx.txt])
             num_rows.extend([(pid[p], t, v, rid) for p, t, v in idx.num])
             if columns[2] != "deleted":
-                _count(stats, idx, +1)
+                count_fields(stats, idx, +1)
             tag_rows.extend([(tag, rid) for tag in tags])
             fts_rows.append((rid, idx.text))
             extent_rows.extend(_extent_rows(rid, idx))
@@ -505,7 +512,7 @@ class SQLiteBackend:
         conn.execute("DELETE FROM artifacts WHERE rid = ?", (rid,))
         if counted:
             stats: Counter[tuple[str, str]] = Counter()
-            _count(stats, idx, -1)
+            count_fields(stats, idx, -1)
             self._apply_stats(conn, stats, self._pids_for(conn, {p for p, _ in idx.stats}))
 
     def _current(self, conn: sqlite3.Connection, record_id: str) -> tuple[int, Record, str | None]:
@@ -563,7 +570,7 @@ class SQLiteBackend:
             conn.execute("UPDATE docs SET doc = ? WHERE rid = ?", (new.model_dump_json(), rid))
             stats: Counter[tuple[str, str]] = Counter()
             idx = index_rows(old)
-            _count(stats, idx, +1 if restoring else -1)
+            count_fields(stats, idx, +1 if restoring else -1)
             self._apply_stats(conn, stats, self._pids_for(conn, {p for p, _ in idx.stats}))
             return new
 
@@ -967,11 +974,3 @@ def _extent_rows(rid: int, idx: IndexRows) -> list[tuple[Any, ...]]:
         else:
             rows.append((rid * 2 + part, w, e, s, n, tlo, thi, w, e, s, n, t0, t1))
     return rows
-
-
-def _count(stats: Counter[tuple[str, str]], idx: IndexRows, sign: int) -> None:
-    """Add one record's paths and types to field counts (``*`` counts records per path)."""
-    for key in idx.stats:
-        stats[key] += sign
-    for path in {p for p, _ in idx.stats}:
-        stats[(path, "*")] += sign
