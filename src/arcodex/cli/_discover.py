@@ -71,20 +71,66 @@ def register(
                 help="Server processes sharing the port (each opens the catalog itself).",
             ),
         ] = 1,
+        root_path: Annotated[
+            str,
+            typer.Option(
+                "--root-path",
+                help="The path prefix a reverse proxy serves arcodex under (e.g. /arcodex), "
+                "so that links carry it.",
+            ),
+        ] = "",
+        log_level: Annotated[
+            str,
+            typer.Option("--log-level", help="critical, error, warning, info, debug or trace."),
+        ] = "info",
+        access_log: Annotated[
+            str,
+            typer.Option(
+                "--access-log",
+                help="text (one line per request), json (one JSON object per request, "
+                "and the server's own lines as JSON) or off.",
+            ),
+        ] = "text",
+        graceful_timeout: Annotated[
+            float,
+            typer.Option(
+                "--graceful-timeout",
+                min=0,
+                help="On SIGTERM or Ctrl-C, seconds requests under way may take to finish.",
+            ),
+        ] = 30.0,
     ) -> None:
-        """Serve the catalog over HTTP: the STAC API at /stac (OpenAPI at /api)."""
+        """Serve the catalog over HTTP: the STAC API at /stac (OpenAPI at /api), /health
+        and /ready for probes."""
         from arcodex.server import serve as run
+        from arcodex.server._access_log import log_config
 
         root = state_of(ctx).catalog().root
         trusted = None
         if forwarded_allow_ips is not None:
             trusted = [ip.strip() for ip in forwarded_allow_ips.split(",") if ip.strip()]
+        if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
+            raise ValidationError(
+                f"--root-path {root_path!r}: give a path like /arcodex (a leading /, no trailing /)"
+            )
+        log_config(access_log, log_level)  # bad values fail here, before the port is taken
         _check_port(host, port)
         processes = f", {workers} worker processes" if workers > 1 else ""
         typer.echo(
-            f"serving {root} at http://{host}:{port}/stac/{processes} (Ctrl-C stops)", err=True
+            f"serving {root} at http://{host}:{port}{root_path}/stac/{processes} (Ctrl-C stops)",
+            err=True,
         )
-        run(root, host=host, port=port, workers=workers, forwarded_allow_ips=trusted)
+        run(
+            root,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level.lower(),
+            access_log=access_log,
+            graceful_timeout=graceful_timeout,
+            forwarded_allow_ips=trusted,
+            root_path=root_path,
+        )
 
     @command("find", api=(), engine=True)
     def find(

@@ -30,6 +30,7 @@ def create_app(
     root_path: str = "",
     title: str = "arcodex",
     forwarded_allow_ips: Sequence[str] | None = None,
+    reload_interval: float = 2.0,
 ) -> FastAPI:
     """The server app over the catalog at ``catalog_path``.
 
@@ -44,6 +45,8 @@ def create_app(
         forwarded_allow_ips: The proxies (IPs, networks, ``*``) whose ``Forwarded``
             and ``X-Forwarded-*`` headers are trusted; default: the catalog's
             ``server.forwarded_allow_ips`` (none unless configured).
+        reload_interval: At most how often (seconds) the server looks whether groups and
+            STAC settings changed (:mod:`arcodex.server._reload`).
     """
     import logging
     import warnings
@@ -57,10 +60,13 @@ def create_app(
     warnings.filterwarnings("ignore", "BBOX crossing the Antimeridian", UserWarning)
 
     from arcodex.catalog import Catalog
+    from arcodex.server._access_log import AccessLog
     from arcodex.server._errors import add_error_handlers
-    from arcodex.server._guard import RequestGuard, TrustedProxies
+    from arcodex.server._guard import RequestGuard, RootPath, TrustedProxies
+    from arcodex.server._health import add_health
     from arcodex.server._landing import landing
     from arcodex.server._openapi import document_errors
+    from arcodex.server._reload import Reloader, ReloadMiddleware
     from arcodex.server._stac_api import add_stac_api
 
     catalog = Catalog.open(catalog_path)
@@ -71,12 +77,12 @@ def create_app(
         try:
             yield
         finally:
+            readiness.close()
             catalog.close()
 
     # One OpenAPI document for the whole server; the STAC landing page links to it.
     app = FastAPI(
         title=title,
-        root_path=root_path,
         lifespan=lifespan,
         openapi_url="/api",
         docs_url="/api.html",
@@ -84,13 +90,20 @@ def create_app(
     )
     app.state.catalog = catalog
     app.add_api_route("/", landing("/stac"), methods=["GET"], include_in_schema=False)
-    add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
+    documents = add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
+    readiness = add_health(app, catalog)
     add_error_handlers(app)
     document_errors(app)
     # Added last, so outermost: the peer is judged, then the body bounded, before anything else.
+    app.add_middleware(
+        ReloadMiddleware, reloader=Reloader(catalog, documents, interval=reload_interval)
+    )
     app.add_middleware(RequestGuard, limits=limits)
     trusted = limits.forwarded_allow_ips if forwarded_allow_ips is None else forwarded_allow_ips
     app.add_middleware(TrustedProxies, trusted=list(trusted))
+    app.add_middleware(RootPath, root_path=root_path)
+    # Outermost: a request refused by the guard is logged too, with the client proxies name.
+    app.add_middleware(AccessLog)
     return app
 
 
@@ -117,6 +130,9 @@ def serve(
     port: int = 8000,
     *,
     workers: int = 1,
+    log_level: str = "info",
+    access_log: str = "text",
+    graceful_timeout: float = 30.0,
     **kwargs: Any,
 ) -> None:
     """Run the server with uvicorn until interrupted (``kwargs`` go to :func:`create_app`).
@@ -126,14 +142,32 @@ def serve(
     stops them all on Ctrl-C or SIGTERM. The app judges forwarded headers
     itself (``forwarded_allow_ips``), so uvicorn's own proxy handling, which
     would trust 127.0.0.1, is off.
+
+    Args:
+        log_level: ``critical``, ``error``, ``warning``, ``info``, ``debug`` or ``trace``.
+        access_log: ``text`` (uvicorn's lines), ``json`` (one JSON object per request and
+            per log record, :mod:`arcodex.server._access_log`) or ``off``.
+        graceful_timeout: On SIGTERM or Ctrl-C, how long (seconds) requests under way may
+            take to finish before they are cut.
     """
     import uvicorn
 
     from arcodex.errors import ValidationError
+    from arcodex.server._access_log import log_config
 
     if workers < 1:
         raise ValidationError(f"--workers {workers}: give 1 or more server processes")
-    options: dict[str, Any] = {"host": host, "port": port, "proxy_headers": False}
+    if graceful_timeout < 0:
+        raise ValidationError(f"--graceful-timeout {graceful_timeout:g}: give 0 or more seconds")
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "proxy_headers": False,
+        "log_config": log_config(access_log, log_level),
+        "log_level": log_level,
+        "access_log": access_log == "text",
+        "timeout_graceful_shutdown": graceful_timeout,
+    }
     if workers == 1:
         uvicorn.run(create_app(catalog_path, **kwargs), **options)
         return

@@ -61,9 +61,19 @@ class DocumentCache:
         self._collection_of: dict[tuple[str, int], str] = {}
         self._groups: dict[str, tuple[tuple[int, str], dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every document and read the groups again (the configuration changed)."""
         from arcodex.stac._groups import Grouping
 
-        self.grouping = Grouping(catalog)
+        grouping = Grouping(self.catalog)
+        with self._lock:
+            self.grouping = grouping
+            self._docs.clear()
+            self._versions.clear()
+            self._collection_of.clear()
+            self._groups.clear()
 
     def collection_of(self, record: Record) -> str:
         """The id of the Collection holding the record's Items (a group's, or its own)."""

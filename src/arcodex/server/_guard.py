@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     Send = Callable[[Message], Awaitable[None]]
     ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-__all__ = ["RequestGuard", "TrustedProxies"]
+__all__ = ["RequestGuard", "RootPath", "TrustedProxies"]
 
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
@@ -121,6 +121,27 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class RootPath:
+    """Serve under a reverse proxy's path prefix (``--root-path /arcodex``), whether the proxy
+    passes the prefix on or strips it: the request path is made to hold it (as the ASGI
+    spec has it, and uvicorn's own ``--root-path`` does), so that routes match without it
+    and every link the app builds from the request's URL carries it."""
+
+    def __init__(self, app: ASGIApp, root_path: str) -> None:
+        self.app = app
+        self.root_path = root_path.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.root_path and scope["type"] in ("http", "websocket"):
+            path = scope["path"]
+            if path != self.root_path and not path.startswith(self.root_path + "/"):
+                scope["path"] = self.root_path + path
+                if scope.get("raw_path") is not None:
+                    scope["raw_path"] = self.root_path.encode() + scope["raw_path"]
+            scope["root_path"] = self.root_path
+        await self.app(scope, receive, send)
 
 
 class TrustedProxies:

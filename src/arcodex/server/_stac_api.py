@@ -688,8 +688,9 @@ def add_stac_api(
     title: str = "arcodex",
     description: str | None = None,
     limits: ServerConfig | None = None,
-) -> None:
-    """Add the STAC API to ``app`` under ``prefix`` (its landing page is ``{prefix}/``)."""
+) -> DocumentCache:
+    """Add the STAC API to ``app`` under ``prefix`` (its landing page is ``{prefix}/``); the
+    cache of its documents (:class:`~arcodex.server._reload.Reloader` resets it)."""
     from fastapi import APIRouter
     from stac_fastapi.api.app import StacApi
     from stac_fastapi.api.models import (
@@ -716,9 +717,8 @@ def add_stac_api(
     from arcodex.stac import STAC_VERSION
 
     limits = limits or catalog.config.server
-    client = CatalogClient(
-        cache=DocumentCache(catalog, open_data=False), limits=limits, landing_page_id="arcodex"
-    )
+    cache = DocumentCache(catalog, open_data=False)
+    client = CatalogClient(cache=cache, limits=limits, landing_page_id="arcodex")
     filters = FiltersClient(check_collection=client._check_collection)
     cql2 = [
         FilterConformanceClasses.FILTER,
@@ -759,7 +759,8 @@ def add_stac_api(
         _env_file=None,  # no .env of the working directory
         stac_fastapi_title=title,
         stac_fastapi_description=description
-        or f"STAC API of the arcodex catalog at {catalog.root}",
+        # Not the catalog's path: public documents never name where things are kept.
+        or "STAC API of an arcodex catalog",
         stac_fastapi_landing_id="arcodex",
         stac_fastapi_version=__version__,
     )
@@ -784,3 +785,4 @@ def add_stac_api(
             ),
         ),
     )
+    return cache

@@ -103,9 +103,10 @@ def http_server(handler: Any) -> Iterator[str]:
 
 
 @contextmanager
-def serve_catalog(root: Any) -> Iterator[str]:
-    """The arcodex server of the catalog at ``root`` under uvicorn on a free loopback port,
-    in a thread; yields the base URL (the STAC API is under ``/stac``)."""
+def serve_catalog(root: Any, **app_options: Any) -> Iterator[str]:
+    """The arcodex server of the catalog at ``root`` (``app_options`` go to ``create_app``)
+    under uvicorn on a free loopback port, in a thread; yields the base URL (the STAC API
+    is under ``/stac``)."""
     import socket
     import threading
     import time
@@ -117,7 +118,8 @@ def serve_catalog(root: Any) -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="critical")
+    app = create_app(root, **app_options)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -135,10 +137,16 @@ def serve_catalog(root: Any) -> Iterator[str]:
 
 @contextmanager
 def serve_workers(
-    root: Any, workers: int = 2, *, timeout: float = 60, stop: int | None = None
+    root: Any,
+    workers: int = 2,
+    *,
+    timeout: float = 60,
+    stop: int | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[ServedWorkers]:
-    """``arcodex serve --workers N`` of the catalog at ``root`` as a child process on a free
-    loopback port; yields its :class:`ServedWorkers` once every worker is up.
+    """``arcodex serve --workers N`` of the catalog at ``root`` (and ``args``) as a child
+    process on a free loopback port; yields its :class:`ServedWorkers` once every worker
+    is up. Its output (stdout and stderr) is :meth:`ServedWorkers.output`.
 
     On the way out it sends ``stop`` (default SIGTERM; SIGINT is Ctrl-C) to the parent
     and raises unless the parent and every worker process have ended within ``timeout``.
@@ -157,18 +165,20 @@ def serve_workers(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "arcodex", "--catalog", str(root), "serve"]
-    command += ["--port", str(port), "--workers", str(workers)]
+    command += ["--port", str(port), "--workers", str(workers), *args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # A file, not a pipe (a full pipe would stall the server); closed in the finally below.
-    log = tempfile.TemporaryFile("w+")  # noqa: SIM115
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
-    served = ServedWorkers(proc, f"http://127.0.0.1:{port}")
+    # A file, not a pipe (a full pipe would stall the server); the child appends to it (so
+    # reading it meanwhile moves nothing under the child), removed in the finally below.
+    fd, log_path = tempfile.mkstemp(prefix="arcodex-serve-", suffix=".log")
+    os.close(fd)
+    log = open(log_path, "ab")  # noqa: SIM115
+    proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    served = ServedWorkers(proc, f"http://127.0.0.1:{port}", Path(log_path))
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"arcodex serve --workers {workers} exited: {log.read()}")
+                raise RuntimeError(f"arcodex serve --workers {workers} exited: {served.output()}")
             try:
                 if httpx.get(f"{served.url}/stac/", timeout=2).status_code == 200:
                     break
@@ -180,7 +190,7 @@ def serve_workers(
                 )
             time.sleep(0.1)
         # Every worker answers once its app is built; wait until all N are up.
-        while len(served.worker_pids()) < workers and time.monotonic() < deadline:
+        while workers > 1 and len(served.worker_pids()) < workers and time.monotonic() < deadline:
             time.sleep(0.1)
         yield served
     finally:
@@ -194,6 +204,8 @@ def serve_workers(
             raise RuntimeError("arcodex serve did not stop on SIGTERM") from None
         finally:
             log.close()
+            served.kept = served.output()
+            Path(log_path).unlink(missing_ok=True)
         left = [pid for pid in workers_seen if _alive(pid)]
         if left:
             for pid in left:
@@ -204,9 +216,17 @@ def serve_workers(
 class ServedWorkers:
     """A running ``arcodex serve --workers N``: its process and base URL."""
 
-    def __init__(self, proc: Any, url: str) -> None:
+    def __init__(self, proc: Any, url: str, log: Path) -> None:
         self.proc = proc
         self.url = url
+        self._log = log
+        self.kept: str | None = None
+
+    def output(self) -> str:
+        """What the server wrote so far (all of it, once it has stopped)."""
+        if self.kept is not None:
+            return self.kept
+        return self._log.read_text(errors="replace")
 
     def worker_pids(self) -> list[int]:
         """The server's worker processes (its children running a server, from /proc)."""
