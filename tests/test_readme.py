@@ -124,6 +124,8 @@ NOT_RUN = {
     "cluster and checks that no job is left in squeue",
     "plugins-toml": "a plugin's pyproject.toml excerpt: tests/test_plugins.py installs a "
     "plugin declared the same way and checks this block declares it so",
+    "run-the-service-ini": "a systemd unit: tests/test_service.py runs `arcodex serve` with "
+    "its flags (--root-path, --access-log json, SIGTERM) as a child process",
 }
 
 #: Lines of run blocks that are not run, and why (matched against the logical command).
