@@ -19,9 +19,7 @@ from arcodex.model import Query
 
 def _product(tmp_path: Path, cat: Catalog, to: str = "zarr", **kwargs: object) -> str:
     files = write_archive(tmp_path / f"src-{to}", files=2, steps=3)
-    result = convert(
-        [str(f) for f in files], to=to, catalog=cat, cluster="threads", **kwargs
-    )  # type: ignore[call-overload]
+    result = convert([str(f) for f in files], to=to, catalog=cat, cluster="threads", **kwargs)  # type: ignore[call-overload]
     assert result.status == "pass", result.report.reasons
     return str(result.record.id)
 

@@ -861,9 +861,7 @@ def publish(
     record = _state(ctx).catalog().publish(record_id, tag=tag, visibility=visibility)
     access = record.metadata["access"]
     served = f", snapshot {access['snapshot']}" if access.get("snapshot") else ""
-    _print_record_result(
-        record, as_json, f"published {record.id} ({access['visibility']}{served})"
-    )
+    _print_record_result(record, as_json, f"published {record.id} ({access['visibility']}{served})")
 
 
 @command("unpublish", api=("unpublish",))

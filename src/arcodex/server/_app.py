@@ -57,6 +57,7 @@ def create_app(
     warnings.filterwarnings("ignore", "BBOX crossing the Antimeridian", UserWarning)
 
     from arcodex.catalog import Catalog
+    from arcodex.server._datasets import add_datasets_api
     from arcodex.server._errors import add_error_handlers
     from arcodex.server._guard import RequestGuard, TrustedProxies
     from arcodex.server._landing import landing
@@ -85,6 +86,7 @@ def create_app(
     app.state.catalog = catalog
     app.add_api_route("/", landing("/stac"), methods=["GET"], include_in_schema=False)
     add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
+    add_datasets_api(app, catalog, max_limit=limits.max_limit)
     add_error_handlers(app)
     document_errors(app)
     # Added last, so outermost: the peer is judged, then the body bounded, before anything else.
