@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import warnings
 from pathlib import Path
 from typing import Any
-
-import warnings
 
 import pytest
 

@@ -77,7 +77,7 @@ def _not_a_catalog(root: Path) -> str:
     return f"no {CONFIG_FILE} in it"
 
 
-class Catalog(Adding, Ingesting, Changing, Publishing, Health, Validation, Running):
+class Catalog(Adding, Ingesting, Publishing, Changing, Health, Validation, Running):
     """One arcodex catalog: records in a backend, managed files in storage profiles.
 
     Open one with :func:`open_catalog` or create one with :meth:`create`.

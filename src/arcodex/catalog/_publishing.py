@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from arcodex.catalog._access import ACCESS_KEY, check_visibility, record_access
+from arcodex.catalog._changing import Changing
 from arcodex.catalog._events import current_user
 from arcodex.errors import ConflictError, NotFoundError, ValidationError
 
@@ -65,14 +66,8 @@ def served_snapshot(record: Record, tag: str | None = None) -> tuple[str | None,
     return str(tags[tag].get("snapshot")), tag
 
 
-class Publishing:
-    """The part of a catalog that publishes datasets (mixed into Catalog)."""
-
-    if TYPE_CHECKING:
-
-        def get(self, id_or_prefix: str) -> Record: ...
-
-        def update(self, id_or_prefix: str, **kwargs: Any) -> Record: ...
+class Publishing(Changing):
+    """The part of a catalog that publishes datasets (changes through :meth:`update`)."""
 
     def publish(
         self,
