@@ -86,7 +86,9 @@ def create_app(
     app.state.catalog = catalog
     app.add_api_route("/", landing("/stac"), methods=["GET"], include_in_schema=False)
     add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
-    add_datasets_api(app, catalog, max_limit=limits.max_limit)
+    add_datasets_api(
+        app, catalog, max_limit=limits.max_limit, max_download=limits.download_max_bytes
+    )
     add_error_handlers(app)
     document_errors(app)
     # Added last, so outermost: the peer is judged, then the body bounded, before anything else.

@@ -197,7 +197,9 @@ def _flag(value: str | None) -> bool | None:
     raise QueryError(f"published={value!r}: give true or false")
 
 
-def add_datasets_api(app: FastAPI, catalog: Catalog, *, max_limit: int = 1_000) -> None:
+def add_datasets_api(
+    app: FastAPI, catalog: Catalog, *, max_limit: int = 1_000, max_download: int = 1 << 30
+) -> None:
     """Add the ``/datasets`` routes over ``catalog`` to ``app``."""
     from arcodex.stac._groups import Grouping
 
@@ -303,4 +305,7 @@ def add_datasets_api(app: FastAPI, catalog: Catalog, *, max_limit: int = 1_000) 
         done = catalog.unpublish(record.id, user=principal.name)
         return _detail(done, base_of(request))
 
+    from arcodex.server._download import add_download
+
+    add_download(router, catalog, max_bytes=max_download)
     app.include_router(router)
