@@ -74,6 +74,9 @@ INVOCATIONS: list[tuple[list[str], set[str]]] = [
     (["run", "--list"], {"pipelines"}),
     (["pipelines"], {"pipelines"}),
     (["ingest-files", "{file}", "--dry-run"], {"ingest_files"}),
+    (["publish", "d1", "--visibility", "public"], {"publish"}),
+    (["unpublish", "d1"], {"unpublish"}),
+    (["visibility", "d1", "project:ch4"], {"set_visibility"}),
 ]
 
 
@@ -195,6 +198,15 @@ def test_commands_call_exactly_their_methods(
         catalog.add_external("https://example.org/y", record_id="r2")
         if argv[0] == "restore":
             catalog.delete("r1")
+        # A dataset whose (stand-in) product passed its check, for the publishing commands.
+        catalog.add_external(
+            "https://example.org/d.zarr",
+            record_id="d1",
+            kind="dataset",
+            metadata={"convert": {"check": "pass", "product": {"format": "zarr"}}},
+        )
+        if argv[0] == "unpublish":
+            catalog.publish("d1")
     spied.clear()
     schema = tmp_path / "schema.json"
     schema.write_text('{"type": "object"}', encoding="utf-8")

@@ -126,6 +126,12 @@ NOT_RUN = {
     "plugin declared the same way and checks this block declares it so",
     "run-the-service-ini": "a systemd unit: tests/test_service.py runs `arcodex serve` with "
     "its flags (--root-path, --access-log json, SIGTERM) as a child process",
+    "managed-datasets-and-publishing-bash": "needs an ID of a converted dataset: "
+    "tests/test_publishing.py runs these commands (and their refusals) on real products",
+    "managed-datasets-and-publishing-python": "needs a catalog `cat` and a converted `rid`: "
+    "tests/test_publishing.py makes both and calls the same methods",
+    "downloads-text": "an HTTP request, not a command: tests/test_download.py sends it to "
+    "the app and compares the subset with xarray's",
 }
 
 #: Lines of run blocks that are not run, and why (matched against the logical command).

@@ -6,6 +6,7 @@ writing core (:mod:`._reading`, :mod:`._writing`):
 - adding (:mod:`._adding`): files, bytes, external URIs, prepared records;
 - ingesting (:mod:`._ingest`): many files in resumable batches;
 - changing (:mod:`._changing`): update, delete, restore, purge;
+- publishing (:mod:`._publishing`): publish, unpublish, set_visibility;
 - health (:mod:`._health`, the work in :mod:`._doctor`): doctor, recover;
 - schemas (:mod:`._validation`): register, list, validate;
 - pipelines (:mod:`._running`, steps in :mod:`._pipeline`): list and run them by name.
@@ -25,6 +26,7 @@ from arcodex.catalog._changing import Changing
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.catalog._health import Health
 from arcodex.catalog._ingest import Ingesting
+from arcodex.catalog._publishing import Publishing
 from arcodex.catalog._reading import STATE_DIR, CatalogInfo
 from arcodex.catalog._running import Running
 from arcodex.catalog._validation import Validation
@@ -75,7 +77,7 @@ def _not_a_catalog(root: Path) -> str:
     return f"no {CONFIG_FILE} in it"
 
 
-class Catalog(Adding, Ingesting, Changing, Health, Validation, Running):
+class Catalog(Adding, Ingesting, Publishing, Changing, Health, Validation, Running):
     """One arcodex catalog: records in a backend, managed files in storage profiles.
 
     Open one with :func:`open_catalog` or create one with :meth:`create`.

@@ -89,6 +89,9 @@ class ServerConfig(BaseModel):
         default=1_000, ge=1, description="most Items or Collections on one page (larger is cut)"
     )
     max_token_length: int = Field(default=1_024, ge=64, description="longest paging token")
+    download_max_bytes: int = Field(
+        default=1 << 30, ge=1, description="largest subset GET /datasets/{id}/download sends"
+    )
     forwarded_allow_ips: list[str] = Field(
         default_factory=list,
         description="proxies whose Forwarded/X-Forwarded-* headers are trusted (IPs, networks "

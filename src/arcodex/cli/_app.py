@@ -844,6 +844,47 @@ def restore(ctx: typer.Context, record_id: IdArg, as_json: JsonOpt = False) -> N
     _print_record_result(record, as_json, f"restored {record.id} (status {record.status})")
 
 
+@command("publish", api=("publish",))
+def publish(
+    ctx: typer.Context,
+    record_id: IdArg,
+    tag: Annotated[
+        str | None, typer.Option("--tag", help="Serve this tag of an Icechunk product.")
+    ] = None,
+    visibility: Annotated[
+        str | None,
+        typer.Option("--visibility", help="public, private or project:NAME (default: kept)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish a dataset whose check passed, so that readers may see it."""
+    record = _state(ctx).catalog().publish(record_id, tag=tag, visibility=visibility)
+    access = record.metadata["access"]
+    served = f", snapshot {access['snapshot']}" if access.get("snapshot") else ""
+    _print_record_result(record, as_json, f"published {record.id} ({access['visibility']}{served})")
+
+
+@command("unpublish", api=("unpublish",))
+def unpublish(ctx: typer.Context, record_id: IdArg, as_json: JsonOpt = False) -> None:
+    """Withdraw a published dataset (writers and admins still see it)."""
+    record = _state(ctx).catalog().unpublish(record_id)
+    _print_record_result(record, as_json, f"unpublished {record.id}")
+
+
+@command("visibility", api=("set_visibility",))
+def visibility(
+    ctx: typer.Context,
+    record_id: IdArg,
+    value: Annotated[
+        str, typer.Argument(metavar="VISIBILITY", help="public, private or project:NAME.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Set who may see a dataset once published."""
+    record = _state(ctx).catalog().set_visibility(record_id, value)
+    _print_record_result(record, as_json, f"{record.id} is {value}")
+
+
 @command("purge", api=("get", "purge"))
 def purge(
     ctx: typer.Context, record_id: IdArg, yes: YesOpt = False, as_json: JsonOpt = False

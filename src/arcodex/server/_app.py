@@ -61,6 +61,7 @@ def create_app(
 
     from arcodex.catalog import Catalog
     from arcodex.server._access_log import AccessLog
+    from arcodex.server._datasets import add_datasets_api
     from arcodex.server._errors import add_error_handlers
     from arcodex.server._guard import RequestGuard, RootPath, TrustedProxies
     from arcodex.server._health import add_health
@@ -92,6 +93,9 @@ def create_app(
     app.add_api_route("/", landing("/stac"), methods=["GET"], include_in_schema=False)
     documents = add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
     readiness = add_health(app, catalog)
+    add_datasets_api(
+        app, catalog, max_limit=limits.max_limit, max_download=limits.download_max_bytes
+    )
     add_error_handlers(app)
     document_errors(app)
     # Added last, so outermost: the peer is judged, then the body bounded, before anything else.

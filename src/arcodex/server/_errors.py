@@ -33,6 +33,7 @@ def status_codes() -> dict[type[Exception], int]:
     """Each error class the server answers, and its HTTP status."""
     from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 
+    from arcodex.server._download import TooLarge
     from arcodex.server._identity import Forbidden
 
     return {
@@ -43,6 +44,7 @@ def status_codes() -> dict[type[Exception], int]:
         ConflictError: 409,
         AuthError: 401,
         Forbidden: 403,
+        TooLarge: 413,
     }
 
 
