@@ -65,10 +65,12 @@ class UserTables:
 
     def user_get(self, name: str) -> UserRow | None:
         rows = self._auth_run(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", [name])
-        return tuple(rows[0]) if rows else None  # type: ignore[return-value]
+        return tuple(rows[0]) if rows else None
 
     def user_rows(self) -> list[UserRow]:
-        return [tuple(r) for r in self._auth_run(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name")]  # type: ignore[misc]
+        return [
+            tuple(r) for r in self._auth_run(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name")
+        ]
 
     def user_update(self, name: str, role: str, projects: str) -> bool:
         rows = self._auth_run(
@@ -81,9 +83,7 @@ class UserTables:
     def user_delete(self, name: str) -> bool:
         """Remove a user and its tokens; False when there is none."""
         self._auth_run("DELETE FROM tokens WHERE user_name = ?", [name], write=True)
-        rows = self._auth_run(
-            "DELETE FROM users WHERE name = ? RETURNING name", [name], write=True
-        )
+        rows = self._auth_run("DELETE FROM users WHERE name = ? RETURNING name", [name], write=True)
         return bool(rows)
 
     # -- tokens ------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ class UserTables:
 
     def token_get(self, token_id: str) -> TokenRow | None:
         rows = self._auth_run(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE id = ?", [token_id])
-        return tuple(rows[0]) if rows else None  # type: ignore[return-value]
+        return tuple(rows[0]) if rows else None
 
     def token_rows(self, user: str | None = None) -> list[TokenRow]:
         if user is None:
@@ -105,7 +105,7 @@ class UserTables:
                 f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE user_name = ? ORDER BY created_at, id",
                 [user],
             )
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
     def token_revoke(self, token_id: str, at: str) -> bool:
         """Revoke a token (kept, for the record); False when there is none."""

@@ -19,6 +19,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+import builtins
 from typing import TYPE_CHECKING, Any, cast
 
 from arcodex.catalog._access import ROLES, Principal, Role, check_visibility
@@ -106,7 +107,7 @@ def _digest(token: str) -> str:
 def _check_role(role: str) -> Role:
     if role not in USER_ROLES:
         raise ValidationError(f"role {role!r}: give one of {', '.join(USER_ROLES)}")
-    return cast(Role, role)
+    return role
 
 
 def _check_projects(projects: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -132,14 +133,22 @@ class Users:
 
     # -- users -------------------------------------------------------------------------------
 
-    def add(self, name: str, role: str = "reader", projects: list[str] | tuple[str, ...] = ()) -> User:
+    def add(
+        self, name: str, role: str = "reader", projects: list[str] | tuple[str, ...] = ()
+    ) -> User:
         """Add user ``name``; ConflictError if there is one."""
         if not _NAME.match(name):
             raise ValidationError(
                 f"user name {name!r}: use letters, digits, '.', '_', '@' and '-' (1-100)"
             )
         user = User(name, _check_role(role), _check_projects(projects), _now(), current_user())
-        row = (user.name, user.role, json.dumps(list(user.projects)), str(user.created_at), user.created_by)
+        row = (
+            user.name,
+            user.role,
+            json.dumps(list(user.projects)),
+            str(user.created_at),
+            user.created_by,
+        )
         if not self._tables.user_insert(row):
             raise ConflictError(f"user {name!r} exists; `arcodex user role` changes its role")
         self._event("user.add", f"user {name} added as {role}", user_name=name, role=role)
@@ -155,7 +164,7 @@ class Users:
         return [_user(row) for row in self._tables.user_rows()]
 
     def set_role(
-        self, name: str, role: str, projects: list[str] | tuple[str, ...] | None = None
+        self, name: str, role: str, projects: builtins.list[str] | tuple[str, ...] | None = None
     ) -> User:
         """Change a user's role (and projects, when given)."""
         user = self.get(name)
@@ -189,10 +198,12 @@ class Users:
         self._tables.token_insert(
             (token_id, user, _digest(secret), info.created_at, expires, None, None)
         )
-        self._event("token.create", f"token {token_id} made for {user}", token_id=token_id, user_name=user)
+        self._event(
+            "token.create", f"token {token_id} made for {user}", token_id=token_id, user_name=user
+        )
         return info, secret
 
-    def tokens(self, user: str | None = None) -> list[TokenInfo]:
+    def tokens(self, user: str | None = None) -> builtins.list[TokenInfo]:
         """The tokens (of ``user``, or all), oldest first; never their secrets."""
         if user is not None:
             self.get(user)
@@ -226,7 +237,10 @@ class Users:
         if user_row is None:  # the user went; its tokens went with it, unless a race
             raise AuthError("the token is not valid; ask an admin for a new one")
         now = datetime.now(UTC)
-        if info.last_used_at is None or datetime.fromisoformat(info.last_used_at) + _TOUCH_EVERY < now:
+        if (
+            info.last_used_at is None
+            or datetime.fromisoformat(info.last_used_at) + _TOUCH_EVERY < now
+        ):
             self._tables.token_used(info.id, now.isoformat(timespec="seconds"))
         return _user(user_row).principal(), info.id
 

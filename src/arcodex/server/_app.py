@@ -87,6 +87,10 @@ def create_app(
     add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
     add_error_handlers(app)
     document_errors(app)
+    from arcodex.server._auth import Authentication
+
+    # Inside the guard: a request is bounded before its token is looked up.
+    app.add_middleware(Authentication, catalog=catalog, config=limits.auth)
     # Added last, so outermost: the peer is judged, then the body bounded, before anything else.
     app.add_middleware(RequestGuard, limits=limits)
     trusted = limits.forwarded_allow_ips if forwarded_allow_ips is None else forwarded_allow_ips
