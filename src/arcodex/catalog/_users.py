@@ -12,6 +12,7 @@ None of this is needed by the CLI on a local catalog: it matters to the server.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import hmac
 import json
@@ -19,7 +20,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-import builtins
 from typing import TYPE_CHECKING, Any, cast
 
 from arcodex.catalog._access import ROLES, Principal, Role, check_visibility
