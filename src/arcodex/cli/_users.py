@@ -1,7 +1,9 @@
 """``arcodex user add|list|role|remove`` and ``arcodex token create|list|revoke``.
 
 The server's users and API tokens (``catalog.users``); a local catalog used
-through the CLI needs none of them.
+through the CLI needs none of them. The commands call ``catalog.users`` (a
+:class:`~arcodex.catalog._users.Users`, not a Catalog method), so they stay out of
+the Catalog parity map, as ``arcodex db`` does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from arcodex.cli._convert import ENGINE_COMMANDS
 from arcodex.cli._options import JsonOpt
 
 __all__ = ["register"]
@@ -113,12 +116,13 @@ def register(
         info = state_of(ctx).catalog().users.revoke(token_id)
         typer.echo(f"token {info.id} of {info.user} revoked")
 
-    command("add", api=("users",), on=users, group="user")(add)
-    command("list", api=("users",), on=users, group="user")(list_users)
-    command("role", api=("users",), on=users, group="user")(role)
-    command("remove", api=("users",), on=users, group="user")(remove)
-    command("create", api=("users",), on=tokens, group="token")(create)
-    command("list", api=("users",), on=tokens, group="token")(list_tokens)
-    command("revoke", api=("users",), on=tokens, group="token")(revoke)
+    command("add", api=(), engine=True, on=users)(add)
+    command("list", api=(), engine=True, on=users)(list_users)
+    command("role", api=(), engine=True, on=users)(role)
+    command("remove", api=(), engine=True, on=users)(remove)
+    command("create", api=(), engine=True, on=tokens)(create)
+    command("list", api=(), engine=True, on=tokens)(list_tokens)
+    command("revoke", api=(), engine=True, on=tokens)(revoke)
+    ENGINE_COMMANDS.update({"user", "token"})
     app.add_typer(users, name="user")
     app.add_typer(tokens, name="token")
