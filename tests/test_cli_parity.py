@@ -126,6 +126,8 @@ def test_every_command_is_mapped() -> None:
         "store",
         "group",
         "db",
+        "user",
+        "token",
     } == ENGINE_COMMANDS
     assert _registered_commands() == set(COMMAND_METHODS) | ENGINE_COMMANDS
 
