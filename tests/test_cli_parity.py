@@ -116,7 +116,8 @@ def test_every_command_is_mapped() -> None:
     # Engine commands (convert, check, the stac group, serve, find, open) call
     # arcodex.convert, .stac, .server, .client and .stores, which have their own tests;
     # the plugins group calls arcodex.plugins, the group group arcodex.groups, the db
-    # group arcodex.catalog's database functions (on a database the catalog cannot open).
+    # group arcodex.catalog's database functions (on a database the catalog cannot open);
+    # user and token call catalog.users (tests/test_auth.py).
     assert {
         "convert",
         "check",
@@ -128,6 +129,8 @@ def test_every_command_is_mapped() -> None:
         "store",
         "group",
         "db",
+        "user",
+        "token",
     } == ENGINE_COMMANDS
     assert _registered_commands() == set(COMMAND_METHODS) | ENGINE_COMMANDS
 

@@ -90,7 +90,14 @@ def ids(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         ]
         for record in cat.add_files(files):
             out[record.title or record.id] = record.id
+        publish_all(cat)
     return out
+
+
+def publish_all(cat: Catalog) -> None:
+    """Publish every dataset (anonymous readers see published public datasets only)."""
+    for record in cat.search(kind="dataset", limit=None).records:
+        cat.update(record.id, set={"access.published": True, "access.visibility": "public"})
 
 
 @pytest.fixture(scope="module")
@@ -410,6 +417,7 @@ def test_configured_groups_are_collections(tmp_path: Path, monkeypatch: pytest.M
         (japan,) = cat.add_files(
             [_netcdf(tmp_path / "japan.nc", [130.0, 135, 140], [30.0, 35, 40], "2005-01-01")]
         )
+        publish_all(cat)
         docs = build_documents(cat)
         assert validate_stac(list(docs.values())).valid
         collections = {d["id"]: d for d in docs.values() if d["type"] == "Collection"}

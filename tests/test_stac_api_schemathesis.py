@@ -60,6 +60,8 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[st
             tags=["ocean"],
         )
         (own,) = cat.add_files([_netcdf(base / "own.nc", -40.0, "2010-01-01")])
+        for record in cat.search(kind="dataset", limit=None).records:
+            cat.update(record.id, set={"access.published": True, "access.visibility": "public"})
     ids = {"group": "ocean", "member": grouped[0].id, "own": own.id}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

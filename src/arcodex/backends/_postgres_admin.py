@@ -29,6 +29,7 @@ from arcodex.backends._migrations import (
     older_schema,
     pending,
 )
+from arcodex.backends._users_sql import USERS_DDL, UserTables
 from arcodex.errors import ConflictError
 from arcodex.model import TRUSTED, Operation, Record
 
@@ -62,6 +63,7 @@ MIGRATIONS: list[Migration] = [
         " and the schema registry",
         _ADMIN_DDL,
     ),
+    Migration(2, "users and their API tokens (hashed)", USERS_DDL),
 ]
 
 
@@ -101,8 +103,8 @@ def _described(steps: Sequence[Migration]) -> list[str]:
     return [f"{m.version}: {m.description}" for m in steps]
 
 
-class PostgresAdmin:
-    """The administrative side of the PostgreSQL backend."""
+class PostgresAdmin(UserTables):
+    """The administrative side of the PostgreSQL backend (its schema versions, users, tokens)."""
 
     if TYPE_CHECKING:
         url: str
@@ -121,6 +123,16 @@ class PostgresAdmin:
         def _insert(
             self, conn: Any, items: list[tuple[int, Prepared, str | None]], pid: dict[str, int]
         ) -> None: ...
+
+    def _auth_run(
+        self, sql: str, params: Sequence[Any] = (), *, write: bool = False
+    ) -> list[tuple[Any, ...]]:
+        sql = sql.replace("?", "%s")
+        if not write:
+            return self._q(sql, params)
+        with self._tx() as conn:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
 
     # -- versions --------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from arcodex.backends._migrations import (
     pending,
 )
 from arcodex.backends._sqlite_query import compile_query, encode_cursor, query_paths, regexp
+from arcodex.backends._users_sql import USERS_DDL, UserTables
 from arcodex.errors import (
     ConflictError,
     LockTimeoutError,
@@ -65,7 +66,7 @@ from arcodex.model import (
 
 __all__ = ["SQLiteBackend"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _TRUSTED = {TRUSTED: True}
 _PAGE_SIZE = 16384
 #: Records written per batch inside one add (sorted together for locality).
@@ -182,6 +183,8 @@ CREATE TABLE IF NOT EXISTS schemas (
 ) WITHOUT ROWID;
 """
 _SCHEMA += _ADMIN
+#: Schema 4 to 5: users and their API tokens (hashed).
+_SCHEMA += ";" + USERS_DDL
 #: Every schema version and how a file of the one before gets there; a new file gets
 #: ``_SCHEMA`` (the newest) at once.
 MIGRATIONS: list[Migration] = [
@@ -189,11 +192,12 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "artifacts' sha256, indexed to find who holds a file", _MIGRATE_1),
     Migration(3, "artifacts' source path and mtime, indexed for batch ingest", _MIGRATE_2),
     Migration(4, "the schema version table and the schema registry", _ADMIN),
+    Migration(5, "users and their API tokens (hashed)", USERS_DDL),
 ]
 assert MIGRATIONS[-1].version == SCHEMA_VERSION
 
 
-class SQLiteBackend:
+class SQLiteBackend(UserTables):
     """Records in one SQLite file (WAL, busy timeout, real transactions)."""
 
     def __init__(
@@ -353,6 +357,14 @@ class SQLiteBackend:
             return self._conn().execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
+
+    def _auth_run(
+        self, sql: str, params: Sequence[Any] = (), *, write: bool = False
+    ) -> list[tuple[Any, ...]]:
+        if not write:
+            return [tuple(r) for r in self._read(sql, params)]
+        with self._write() as conn:
+            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
 
     def close(self) -> None:
         with self._conns_lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from arcodex.backends import open_backend
 from arcodex.catalog._adding import Adding
@@ -31,6 +32,9 @@ from arcodex.catalog._reading import STATE_DIR, CatalogInfo
 from arcodex.catalog._running import Running
 from arcodex.catalog._validation import Validation
 from arcodex.errors import CatalogExistsError, NotACatalogError, StorageError, ValidationError
+
+if TYPE_CHECKING:
+    from arcodex.catalog._users import Users
 
 __all__ = ["ENV_CATALOG", "Catalog", "CatalogInfo", "find_catalog_root", "open_catalog"]
 
@@ -82,6 +86,13 @@ class Catalog(Adding, Ingesting, Publishing, Changing, Health, Validation, Runni
 
     Open one with :func:`open_catalog` or create one with :meth:`create`.
     """
+
+    @property
+    def users(self) -> Users:
+        """The users and API tokens of the server (:class:`~arcodex.catalog._users.Users`)."""
+        from arcodex.catalog._users import Users
+
+        return Users(self.backend, self.events)
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -63,6 +63,35 @@ class ClusterConfig(BaseModel):
     )
 
 
+class OidcConfig(BaseModel):
+    """An identity provider whose JWTs the server accepts (``server.auth.oidc``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str = Field(min_length=1, description="the tokens' iss")
+    audience: str = Field(min_length=1, description="the tokens' aud (this server)")
+    jwks_url: str = Field(min_length=1, description="where the provider's signing keys are")
+    role_claim: str = Field(default="arcodex_role", description="claim holding the role")
+    projects_claim: str = Field(default="arcodex_projects", description="claim with projects")
+    user_claim: str = Field(default="sub", description="claim naming the user")
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+
+
+class AuthConfig(BaseModel):
+    """Who the server lets in (``server.auth``); writes always need a token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    anonymous_read: bool = Field(
+        default=True,
+        description="anonymous requests see published public data; false: reads need a token",
+    )
+    oidc: OidcConfig | None = Field(default=None, description="accept this provider's JWTs")
+    rate_limit: int | None = Field(
+        default=None, ge=1, description="most requests per minute of one token (429 beyond)"
+    )
+
+
 class ServerConfig(BaseModel):
     """Bounds of what the HTTP server accepts (the ``server`` section of ``arcodex.yaml``).
 
@@ -97,6 +126,7 @@ class ServerConfig(BaseModel):
         description="proxies whose Forwarded/X-Forwarded-* headers are trusted (IPs, networks "
         "or '*'); default: none",
     )
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="authentication")
 
 
 class StacProviderConfig(BaseModel):

@@ -19,6 +19,7 @@ import traceback
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,35 @@ from arcodex.errors import ValidationError
 from arcodex.model import parse_iso_period
 from arcodex.plugins import registry as plugin_registry
 
-__all__ = ["LEVELS", "EventLog", "current_user"]
+__all__ = ["LEVELS", "EventLog", "acting_user", "current_user"]
 
 LEVELS = ("debug", "info", "warning", "error")
 _SESSION = uuid.uuid4().hex[:12]
 
 
+#: The user a request acts for (set by the server for each authenticated request).
+_ACTING: ContextVar[str | None] = ContextVar("arcodex_acting_user", default=None)
+
+
+@contextmanager
+def acting_user(name: str | None) -> Iterator[None]:
+    """Inside this block, ``name`` (when given) is :func:`current_user` and the user of events.
+
+    The server wraps each authenticated request in it, so that the operations and
+    events a request causes are its user's, not the server process's login.
+    """
+    token = _ACTING.set(name)
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
+
+
 def current_user() -> str:
-    """Who is acting: ``$ARCODEX_USER``, else the login name."""
+    """Who is acting: the request's user (:func:`acting_user`), ``$ARCODEX_USER``, else the login name."""
+    acting = _ACTING.get()
+    if acting:
+        return acting
     with suppress(Exception):
         return os.environ.get("ARCODEX_USER") or getpass.getuser()
     return "unknown"
@@ -96,7 +118,7 @@ class EventLog:
             "operation_id": operation_id,
             "record_id": record_id,
             "artifact_id": artifact_id,
-            "user": user or self.user,
+            "user": user or self.user or _ACTING.get(),
             "session": _SESSION,
             "host": socket.gethostname(),
             "pid": os.getpid(),

@@ -38,6 +38,7 @@ from arcodex.cli import (
     _schema,
     _stac,
     _store,
+    _users,
 )
 from arcodex.cli._options import (
     IdsOpt,
@@ -1162,6 +1163,7 @@ _plugins.register(app, command, _state)
 _store.register(app, command, _state)
 _group.register(app, command, _state)
 _db.register(app, command, _state)
+_users.register(app, command, _state)
 
 
 def main() -> None:

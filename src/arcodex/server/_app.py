@@ -98,6 +98,10 @@ def create_app(
     )
     add_error_handlers(app)
     document_errors(app)
+    from arcodex.server._auth import Authentication
+
+    # Inside the guard: a request is bounded before its token is looked up.
+    app.add_middleware(Authentication, catalog=catalog, config=limits.auth)
     # Added last, so outermost: the peer is judged, then the body bounded, before anything else.
     app.add_middleware(
         ReloadMiddleware, reloader=Reloader(catalog, documents, interval=reload_interval)

@@ -14,13 +14,13 @@ not exist (404 with the same message), so that nothing hidden leaks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+
+# At run time, not only for type checking: FastAPI reads the annotation of the
+# dependency's parameter to know it is the request (else it asks for a query parameter).
+from starlette.requests import Request
 
 from arcodex.catalog._access import ANONYMOUS, Principal, Role
 from arcodex.errors import AuthError
-
-if TYPE_CHECKING:
-    from starlette.requests import Request
 
 __all__ = ["Forbidden", "principal_of", "require"]
 

@@ -24,11 +24,13 @@ from stac_fastapi.types.core import BaseCoreClient
 from stac_fastapi.types.errors import NotFoundError as StacNotFoundError
 from stac_fastapi.types.requests import get_base_url
 
+from arcodex.catalog._access import ANONYMOUS, Principal
 from arcodex.catalog._config import ServerConfig
 from arcodex.errors import QueryError
 from arcodex.model import BBox, Condition, Query, SortKey, TimeRange
 from arcodex.server._cql2 import Branch, branches_for, check_geometry, geometry_bbox, parse_filter
 from arcodex.server._documents import DocumentCache, apply_fields
+from arcodex.server._identity import principal_of
 from arcodex.server._limits import load_json
 
 if TYPE_CHECKING:
@@ -87,12 +89,14 @@ class FiltersClient(BaseFiltersClient):
     """Queryables: the item properties a filter can name (any other is a metadata path)."""
 
     #: Raises the API's NotFoundError for a Collection id that is not one.
-    check_collection: Callable[[str], None] = attr.ib(kw_only=True, default=lambda _: None)
+    check_collection: Callable[[str, Principal], None] = attr.ib(
+        kw_only=True, default=lambda _, __: None
+    )
 
     def get_queryables(self, collection_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
         request: Request = kwargs["request"]
         if collection_id is not None:
-            self.check_collection(collection_id)
+            self.check_collection(collection_id, principal_of(request))
         return {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": str(request.url),
@@ -121,7 +125,9 @@ class CatalogClient(BaseCoreClient):
         request: Request = kwargs["request"]
         base = get_base_url(request)
         limit = min(_int(request.query_params.get("limit"), 100), self.limits.max_limit)
-        entries, next_token = self._collection_page(limit, request.query_params.get("token"))
+        entries, next_token = self._collection_page(
+            limit, request.query_params.get("token"), principal_of(request)
+        )
         collections = [
             self.cache.group(entry, base)
             if isinstance(entry, str)
@@ -143,7 +149,7 @@ class CatalogClient(BaseCoreClient):
         }
 
     def _collection_page(
-        self, limit: int, token: str | None
+        self, limit: int, token: str | None, principal: Principal
     ) -> tuple[list[str | Record], str | None]:
         """``limit`` Collections from ``token`` on: the groups' ids, then records of their own.
 
@@ -164,10 +170,14 @@ class CatalogClient(BaseCoreClient):
         out: list[str | Record] = []
         size = max(limit, 100)
         while True:
-            page = self.catalog.search(Query(conditions=_published(), limit=size, cursor=cursor))
+            page = self.catalog.search(
+                Query(conditions=_published(principal), limit=size, cursor=cursor)
+            )
             entries: list[str | Record] = []
             if cursor is None:
-                entries.extend(g for g in self.cache.grouping.groups if self._has_members(g))
+                entries.extend(
+                    g for g in self.cache.grouping.groups if self._has_members(g, principal)
+                )
             entries.extend(r for r in page.records if self.cache.collection_of(r) == r.id)
             wanted = limit - len(out)
             if len(entries) - skip > wanted:
@@ -190,17 +200,21 @@ class CatalogClient(BaseCoreClient):
 
     def get_collection(self, collection_id: str, **kwargs: Any) -> Any:
         request: Request = kwargs["request"]
-        if collection_id in self.cache.grouping.groups and self._has_members(collection_id):
+        principal = principal_of(request)
+        if collection_id in self.cache.grouping.groups and self._has_members(
+            collection_id, principal
+        ):
             return self.cache.group(collection_id, get_base_url(request))
-        return self.cache.collection(self._own_collection(collection_id), get_base_url(request))
+        record = self._own_collection(collection_id, principal)
+        return self.cache.collection(record, get_base_url(request))
 
-    def _has_members(self, group_id: str) -> bool:
-        conditions = [*_published(), *self.cache.grouping.conditions(group_id)]
+    def _has_members(self, group_id: str, principal: Principal) -> bool:
+        conditions = [*_published(principal), *self.cache.grouping.conditions(group_id)]
         return bool(self.catalog.search(Query(conditions=conditions, limit=1)).records)
 
-    def _own_collection(self, record_id: str) -> Record:
+    def _own_collection(self, record_id: str, principal: Principal) -> Record:
         """The record whose own Collection has this id (one in no group)."""
-        record = self._record(record_id)
+        record = self._record(record_id, principal)
         group = self.cache.collection_of(record)
         if group != record.id:
             raise StacNotFoundError(
@@ -208,9 +222,11 @@ class CatalogClient(BaseCoreClient):
             )
         return record
 
-    def _record(self, record_id: str) -> Record:
+    def _record(self, record_id: str, principal: Principal) -> Record:
         """The published record with exactly this id (no prefix matching), from the index."""
-        query = Query(conditions=[*_published(), Condition(field="id", value=record_id)], limit=1)
+        query = Query(
+            conditions=[*_published(principal), Condition(field="id", value=record_id)], limit=1
+        )
         found = self.catalog.search(query).records
         if not found:
             raise StacNotFoundError(
@@ -218,22 +234,25 @@ class CatalogClient(BaseCoreClient):
             )
         return found[0]
 
-    def _check_collection(self, collection_id: str) -> None:
-        if collection_id in self.cache.grouping.groups and self._has_members(collection_id):
+    def _check_collection(self, collection_id: str, principal: Principal) -> None:
+        if collection_id in self.cache.grouping.groups and self._has_members(
+            collection_id, principal
+        ):
             return
-        self._own_collection(collection_id)
+        self._own_collection(collection_id, principal)
 
     # -- items --------------------------------------------------------------------------
 
     def get_item(self, item_id: str, collection_id: str, **kwargs: Any) -> Any:
         request: Request = kwargs["request"]
-        self._check_collection(collection_id)
+        principal = principal_of(request)
+        self._check_collection(collection_id, principal)
         missing = StacNotFoundError(
             f"collection {collection_id!r} has no item {item_id!r}; "
             f"GET /collections/{collection_id}/items lists them"
         )
         try:
-            record = self._record(item_id.partition("@")[0])
+            record = self._record(item_id.partition("@")[0], principal)
         except StacNotFoundError:
             raise missing from None
         if self.cache.collection_of(record) != collection_id:
@@ -254,7 +273,7 @@ class CatalogClient(BaseCoreClient):
         token: str | None = None,
         **kwargs: Any,
     ) -> Any:
-        self._check_collection(collection_id)
+        self._check_collection(collection_id, principal_of(kwargs["request"]))
         return geojson_response(
             self._search(
                 kwargs["request"],
@@ -368,7 +387,8 @@ class CatalogClient(BaseCoreClient):
             )
         if token:
             self._token(token)
-        base = Branch(conditions=tuple(_published()))
+        principal = principal_of(request)
+        base = Branch(conditions=tuple(_published(principal)))
         if ids:
             # A version Item ({record}@{tag}) is found through its record.
             records = sorted({*ids, *(i.partition("@")[0] for i in ids if "@" in i)})
@@ -395,7 +415,9 @@ class CatalogClient(BaseCoreClient):
             ]
         sort = [SortKey(field=self._sort_field(name), descending=desc) for name, desc in sortby]
         base_url = get_base_url(request)
-        found, next_token = self._features(branches, sort, limit, token, ids, collections)
+        found, next_token = self._features(
+            branches, sort, limit, token, ids, collections, principal=principal
+        )
         features = [
             self.cache.item(record, base_url)
             if item_id == record.id
@@ -440,6 +462,8 @@ class CatalogClient(BaseCoreClient):
         token: str | None,
         ids: Sequence[str] | None,
         collections: Sequence[str] | None = None,
+        *,
+        principal: Principal = ANONYMOUS,
     ) -> tuple[list[tuple[Record, str]], str | None]:
         """One page of Items as (record, item id): each record's Item, then its versions.
 
@@ -454,7 +478,7 @@ class CatalogClient(BaseCoreClient):
                 raise QueryError("the token belongs to /collections; start again without it")
             if parts["kind"] == "v":
                 skip, cursor = int(parts["skip"] or 0), parts["cursor"] or None
-        records, next_cursor = self._run(branches, sort, skip + limit, cursor)
+        records, next_cursor = self._run(branches, sort, skip + limit, cursor, principal)
         wanted = set(ids or ())
         within = set(collections or ())
         found = [
@@ -490,7 +514,12 @@ class CatalogClient(BaseCoreClient):
         return [record.id, *(doc["id"] for doc in self.cache.versions(record))]
 
     def _run(
-        self, branches: list[Branch], sort: list[SortKey], limit: int, token: str | None
+        self,
+        branches: list[Branch],
+        sort: list[SortKey],
+        limit: int,
+        token: str | None,
+        principal: Principal = ANONYMOUS,
     ) -> tuple[list[Record], str | None]:
         """One page of records matching any branch, and the token of the next page."""
         if not branches:
@@ -525,7 +554,10 @@ class CatalogClient(BaseCoreClient):
         if sort and found:
             # The backend orders the candidates, exactly as it orders any one query.
             union = Query(
-                conditions=[*_published(), Condition(field="id", op="in", value=list(found))],
+                conditions=[
+                    *_published(principal),
+                    Condition(field="id", op="in", value=list(found)),
+                ],
                 sort=order,
                 limit=want,
             )
@@ -603,10 +635,12 @@ def _and(left: Branch, right: Branch) -> Branch:
     return merged
 
 
-def _published() -> list[Condition]:
+def _published(principal: Principal) -> list[Condition]:
+    """The dataset records ``principal`` may see (anonymous: published public ones only)."""
     return [
         Condition(field="kind", value="dataset"),
         Condition(field="status", op="in", value=list(PUBLISHED)),
+        *principal.query_conditions(),
     ]
 
 
