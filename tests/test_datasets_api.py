@@ -53,16 +53,15 @@ def catalog_ids(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 def _client(root: Path, principal: Principal | None = None) -> TestClient:
-    app = create_app(root)
+    """A client of the app, as ``principal`` (a real user of the catalog with a token)."""
+    headers = {}
     if principal is not None:
-        from starlette.middleware.base import BaseHTTPMiddleware
-
-        async def as_principal(request: Any, call_next: Any) -> Any:
-            request.state.principal = principal  # the documented seam of the auth middleware
-            return await call_next(request)
-
-        app.add_middleware(BaseHTTPMiddleware, dispatch=as_principal)
-    return TestClient(app)
+        assert principal.name is not None
+        with Catalog.open(root) as cat:
+            if principal.name not in {u.name for u in cat.users.list()}:
+                cat.users.add(principal.name, principal.role, sorted(principal.projects))
+            headers["Authorization"] = f"Bearer {cat.users.create_token(principal.name)[1]}"
+    return TestClient(create_app(root), headers=headers)
 
 
 WRITER = Principal(name="w", role="writer")

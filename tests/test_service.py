@@ -27,7 +27,12 @@ def _dataset(i: int) -> Record:
         id=f"d{i}",
         kind="dataset",
         title=f"dataset {i}",
-        metadata={"site": "north" if i % 2 else "south", "bbox": [0, 0, 1, 1]},
+        metadata={
+            "site": "north" if i % 2 else "south",
+            "bbox": [0, 0, 1, 1],
+            # Published (anonymous readers see published public datasets only).
+            "access": {"visibility": "public", "published": True},
+        },
     )
 
 
@@ -197,13 +202,13 @@ def test_reload_waits_for_its_interval(root: Path) -> None:
 def test_json_access_log_root_path_and_graceful_stop(root: Path) -> None:
     args = ["--access-log", "json", "--root-path", "/arcodex", "--graceful-timeout", "5"]
     with serve_workers(root, workers=1, args=args, stop=signal.SIGTERM) as served:
-        headers = {"Authorization": "Bearer sEcReT-bearer-0123"}
         found = httpx.get(
-            f"{served.url}/stac/collections",
-            params={"limit": 2, "api_key": "sEcReT-query-4567"},
-            headers=headers,
+            f"{served.url}/stac/collections", params={"limit": 2, "api_key": "sEcReT-query-4567"}
         )
         assert found.status_code == 200
+        # A token the catalog does not know: refused, and not written to the log either.
+        headers = {"Authorization": "Bearer sEcReT-bearer-0123"}
+        assert httpx.get(f"{served.url}/stac/", headers=headers).status_code == 401
         # Behind a proxy that strips /arcodex, links carry it.
         links = [link["href"] for link in found.json()["links"]]
         assert links and all("/arcodex/stac/" in href for href in links), links
@@ -220,6 +225,7 @@ def test_json_access_log_root_path_and_graceful_stop(root: Path) -> None:
     assert listed[0]["status"] == 200 and listed[0]["query"] == "limit=2&api_key=%2A%2A%2A"
     assert listed[0]["bytes"] > 0 and listed[0]["duration_ms"] >= 0
     assert any(r["status"] == 404 for r in requests)
+    assert any(r["status"] == 401 for r in requests)
     # uvicorn's own lines are JSON objects too, and its text access lines are off.
     assert any(line.get("logger", "").startswith("uvicorn") for line in lines), output
     assert '" 200' not in output

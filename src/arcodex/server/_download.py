@@ -19,16 +19,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from fastapi import Query, Request
 from starlette.responses import StreamingResponse
 
-from arcodex.catalog._access import record_access
 from arcodex.errors import ArcodexError, QueryError
 from arcodex.server._identity import principal_of
-from arcodex.server._published import visible_dataset
+from arcodex.server._published import open_served, visible_dataset
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
 
     from arcodex.catalog import Catalog
-    from arcodex.model import Record
 
 __all__ = ["TooLarge", "add_download", "select"]
 
@@ -151,19 +149,6 @@ def _netcdf(path: str) -> Iterator[bytes]:
         os.unlink(path)
 
 
-def _open(stack: ExitStack, catalog: Catalog, record: Record) -> Any:
-    """The dataset as served: an Icechunk product at its published snapshot."""
-    from arcodex.convert._locate import locate_product
-
-    _, prod, _ = locate_product(stack, record.id, catalog, None, None, None, None, "main")
-    snapshot = (
-        record_access(record).get("snapshot") if record_access(record).get("published") else None
-    )
-    ds = prod.open(chunks={}, snapshot=str(snapshot) if snapshot else None)
-    stack.callback(ds.close)
-    return ds
-
-
 def add_download(router: APIRouter, catalog: Catalog, *, max_bytes: int) -> None:
     """Add ``/{dataset_id}/download`` to the datasets ``router``."""
 
@@ -184,7 +169,7 @@ def add_download(router: APIRouter, catalog: Catalog, *, max_bytes: int) -> None
         record = visible_dataset(catalog, dataset_id, principal_of(request))
         stack = ExitStack()
         try:
-            ds = select(_open(stack, catalog, record), variables, bbox, time)
+            ds = select(open_served(stack, catalog, record), variables, bbox, time)
             size = _estimate(ds)
             if size > max_bytes:
                 raise TooLarge(

@@ -35,6 +35,7 @@ def status_codes() -> dict[type[Exception], int]:
 
     from arcodex.server._download import TooLarge
     from arcodex.server._identity import Forbidden
+    from arcodex.server._published import UnreadableDataset
 
     return {
         **DEFAULT_STATUS_CODES,
@@ -45,6 +46,7 @@ def status_codes() -> dict[type[Exception], int]:
         AuthError: 401,
         Forbidden: 403,
         TooLarge: 413,
+        UnreadableDataset: 503,
     }
 
 

@@ -7,16 +7,21 @@ prefix), since an "ambiguous prefix" answer would reveal hidden ids.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
-from arcodex.errors import NotFoundError
+from arcodex.errors import ArcodexError, NotFoundError
 
 if TYPE_CHECKING:
     from arcodex.catalog import Catalog
     from arcodex.catalog._access import Principal
     from arcodex.model import Record
 
-__all__ = ["visible_dataset"]
+__all__ = ["UnreadableDataset", "open_served", "visible_dataset"]
+
+
+class UnreadableDataset(ArcodexError):
+    """A visible dataset whose data cannot be read now (HTTP 503: the server's problem)."""
 
 
 def visible_dataset(catalog: Catalog, dataset_id: str, principal: Principal) -> Record:
@@ -35,3 +40,40 @@ def visible_dataset(catalog: Catalog, dataset_id: str, principal: Principal) -> 
             f"no dataset {dataset_id!r}; GET /datasets lists the datasets you may see"
         )
     return record
+
+
+def open_served(stack: ExitStack, catalog: Catalog, record: Record) -> Any:
+    """The dataset ``record`` as the service serves it, lazily (closed with ``stack``): a
+    converted product (an Icechunk one at its published snapshot), or the catalogued file.
+
+    Any failure to read it is :class:`UnreadableDataset`, whose message names neither
+    paths nor storage (the log has the cause): the asker cannot fix it, the catalog can.
+    """
+    import logging
+
+    from arcodex.catalog._access import record_access
+
+    try:
+        if "convert" in record.metadata:
+            from arcodex.convert._locate import locate_product
+
+            _, prod, _ = locate_product(stack, record.id, catalog, None, None, None, None, "main")
+            access = record_access(record)
+            snapshot = access.get("snapshot") if access.get("published") else None
+            ds = prod.open(chunks={}, snapshot=str(snapshot) if snapshot else None)
+        else:
+            from arcodex.stores._catalog import CatalogStore
+
+            store = CatalogStore(root=str(catalog.root))
+            store._catalog = catalog  # the open catalog, not a second one
+            ds = store._open_record(record, {}, None)
+    except Exception as exc:
+        logging.getLogger("arcodex.server").warning(
+            "dataset %s cannot be read: %s", record.id, exc, exc_info=True
+        )
+        raise UnreadableDataset(
+            f"dataset {record.id} cannot be read now; the catalog's maintainers can run "
+            f"`arcodex check {record.id}` or `arcodex doctor`"
+        ) from None
+    stack.callback(ds.close)
+    return ds
