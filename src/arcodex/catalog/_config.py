@@ -94,6 +94,10 @@ class ServerConfig(BaseModel):
         description="proxies whose Forwarded/X-Forwarded-* headers are trusted (IPs, networks "
         "or '*'); default: none",
     )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to read /zarr from a browser (CORS), or '*'; default: none",
+    )
 
 
 class StacProviderConfig(BaseModel):
