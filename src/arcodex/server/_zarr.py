@@ -86,6 +86,8 @@ def add_zarr(app: FastAPI, catalog: Catalog, *, prefix: str = "/zarr") -> None:
                 response.headers["Vary"] = "Origin"
         return response
 
+    # The annotations are strings (postponed); FastAPI needs the class to inject the request.
+    zarr_key.__annotations__.update(request=Request, dataset=str, key=str)
     app.add_api_route(
         prefix + "/{dataset}/{key:path}",
         zarr_key,
