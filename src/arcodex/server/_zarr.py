@@ -29,7 +29,7 @@ __all__ = ["add_zarr"]
 
 #: Reads of a chunk larger than this are streamed in parts of this size.
 PART = 4 * 1024 * 1024
-_SEGMENT = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-]*$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "public, max-age=0, must-revalidate"
@@ -171,10 +171,11 @@ async def _chunk(request: Request, served: ServedProduct, key: str, head: bool) 
     if size is None:
         raise NotFoundError(f"no key {key!r} in this store")
     data: bytes | None = None
-    if not served.immutable and size <= PART:
+    if size <= PART:  # small: read whole (a reference store's sizes may be of the reference)
         data = await read_key(served, key)
         if data is None:
             raise NotFoundError(f"no key {key!r} in this store")
+        size = len(data)
     etag = served.etag(key, data) if data is not None else served.etag(f"{key}\0{size}")
     headers = _cache_headers(served, etag, metadata=False)
     if _not_modified(request, etag):
