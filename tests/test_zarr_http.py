@@ -76,7 +76,9 @@ def ids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         out["unpublished"] = hidden.record.id
         private = convert(sources, dest=root / "out" / "p.zarr", catalog=cat, cluster="threads")
         assert private.record is not None
-        cat.update(private.record.id, set={"access.published": True, "access.visibility": "private"})
+        cat.update(
+            private.record.id, set={"access.published": True, "access.visibility": "private"}
+        )
         out["private"] = private.record.id
     return out
 
@@ -123,9 +125,9 @@ def test_hidden_datasets_404_like_missing(client: Any, ids: dict[str, Any]) -> N
     for name in ("unpublished", "private"):
         resp = client.get(f"/zarr/{ids[name]}/zarr.json")
         assert resp.status_code == 404
-        assert resp.json()["description"].replace(ids[name], "X") == missing.json()["description"].replace(
-            "0000000000000000", "X"
-        )
+        assert resp.json()["description"].replace(ids[name], "X") == missing.json()[
+            "description"
+        ].replace("0000000000000000", "X")
 
 
 def test_missing_chunk_is_404(client: Any, ids: dict[str, Any]) -> None:
@@ -206,9 +208,7 @@ def test_etag_and_cache_control(client: Any, ids: dict[str, Any]) -> None:
 def test_metadata_gzip(client: Any, ids: dict[str, Any]) -> None:
     import json
 
-    raw = client.get(
-        f"/zarr/{ids['zarr2']}/.zmetadata", headers={"Accept-Encoding": "identity"}
-    )
+    raw = client.get(f"/zarr/{ids['zarr2']}/.zmetadata", headers={"Accept-Encoding": "identity"})
     assert raw.status_code == 200 and "content-encoding" not in raw.headers
     assert "tas/.zarray" in raw.json()["metadata"]
     zipped = client.get(f"/zarr/{ids['zarr2']}/.zmetadata", headers={"Accept-Encoding": "gzip"})

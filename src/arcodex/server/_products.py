@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from arcodex.catalog import Catalog
     from arcodex.model import Record
 
-__all__ = ["METADATA_KEYS", "ServedProduct", "ProductCache", "served_product"]
+__all__ = ["METADATA_KEYS", "ProductCache", "ServedProduct", "served_product"]
 
 #: Keys that hold metadata (small JSON; gzipped on the wire, never cached as immutable).
 METADATA_KEYS = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")

@@ -150,7 +150,9 @@ def _not_modified(request: Request, etag: str) -> bool:
     wanted = request.headers.get("if-none-match")
     if not wanted:
         return False
-    return wanted.strip() == "*" or etag in [t.strip().removeprefix("W/") for t in wanted.split(",")]
+    return wanted.strip() == "*" or etag in [
+        t.strip().removeprefix("W/") for t in wanted.split(",")
+    ]
 
 
 async def _size(served: ServedProduct, key: str) -> int | None:
@@ -219,4 +221,3 @@ async def _parts(served: ServedProduct, key: str, start: int, end: int) -> Async
             return
         yield bytes(buf.to_bytes())
         at = stop
-
