@@ -223,3 +223,15 @@ def test_consolidated_metadata_is_made_for_icechunk(client: Any, ids: dict[str, 
     assert "tas" in root["consolidated_metadata"]["metadata"]
     kerchunk = client.get(f"/zarr/{ids['kerchunk']}/.zmetadata").json()
     assert "tas/.zarray" in kerchunk["metadata"]
+
+
+def test_stac_item_has_zarr_asset(client: httpx.Client, url: str, ids: dict[str, Any]) -> None:
+    rid = ids["zarr3"]
+    found = client.get("/stac/search", params={"ids": rid}).json()["features"]
+    assert len(found) == 1
+    asset = found[0]["assets"]["zarr-http"]
+    assert asset["href"] == f"{url}/zarr/{rid}" and asset["roles"] == ["data"]
+    remote = xr.open_zarr(asset["href"])
+    assert "tas" in remote
+    hidden = client.get("/stac/search", params={"ids": ids["unpublished"]}).json()["features"]
+    assert all("zarr-http" not in f["assets"] for f in hidden)
