@@ -68,6 +68,7 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
 def add_zarr(app: FastAPI, catalog: Catalog, *, prefix: str = "/zarr") -> None:
     """Mount the raw-Zarr routes on ``app`` under ``prefix``."""
     from starlette.requests import Request
+    from starlette.responses import Response
 
     from arcodex.server._products import ProductCache
 
@@ -87,15 +88,21 @@ def add_zarr(app: FastAPI, catalog: Catalog, *, prefix: str = "/zarr") -> None:
         return response
 
     # The annotations are strings (postponed); FastAPI needs the class to inject the request.
-    zarr_key.__annotations__.update(request=Request, dataset=str, key=str)
-    app.add_api_route(
-        prefix + "/{dataset}/{key:path}",
-        zarr_key,
-        methods=["GET", "HEAD"],
-        tags=["Zarr"],
-        summary="A key of a published dataset's Zarr store",
-        include_in_schema=True,
+    zarr_key.__annotations__.update(
+        {"request": Request, "dataset": str, "key": str, "return": Response}
     )
+    for method in ("GET", "HEAD"):  # two routes: one OpenAPI operation id each
+        app.add_api_route(
+            prefix + "/{dataset}/{key:path}",
+            zarr_key,
+            methods=[method],
+            response_model=None,
+            response_class=Response,
+            tags=["Zarr"],
+            summary="A key of a published dataset's Zarr store",
+            operation_id=f"zarr_key_{method.lower()}",
+            include_in_schema=method == "GET",
+        )
 
 
 def _split(dataset: str) -> tuple[str, str | None]:
