@@ -127,6 +127,10 @@ class ServerConfig(BaseModel):
         "or '*'); default: none",
     )
     auth: AuthConfig = Field(default_factory=AuthConfig, description="authentication")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="origins allowed to read /zarr from a browser (CORS), or '*'; default: none",
+    )
 
 
 class StacProviderConfig(BaseModel):

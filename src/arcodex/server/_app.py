@@ -96,6 +96,9 @@ def create_app(
     add_datasets_api(
         app, catalog, max_limit=limits.max_limit, max_download=limits.download_max_bytes
     )
+    from arcodex.server._zarr import add_zarr
+
+    add_zarr(app, catalog, prefix="/zarr")
     add_error_handlers(app)
     document_errors(app)
     from arcodex.server._auth import Authentication

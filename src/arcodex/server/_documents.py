@@ -189,6 +189,8 @@ class DocumentCache:
         collection_id = self.collection_of(record)
         collection = f"{base_url}collections/{collection_id}"
         doc = {**self.documents(record)[1], "collection": collection_id}
+        if _served_as_zarr(record):  # published products are also plain Zarr over HTTP
+            doc["assets"] = {**doc.get("assets", {}), "zarr-http": _zarr_asset(record, base_url)}
         doc["links"] = [
             {"rel": "self", "href": f"{collection}/items/{record.id}", "type": _GEOJSON},
             {"rel": "parent", "href": collection, "type": _JSON},
@@ -215,6 +217,23 @@ class DocumentCache:
             return True
         url = str(conv.get("url") or "")
         return self.open_data or "://" not in url or url.startswith("file://")
+
+
+def _served_as_zarr(record: Record) -> bool:
+    from arcodex.catalog._access import is_published
+
+    return is_published(record) and bool(record.metadata.get("convert", {}).get("product"))
+
+
+def _zarr_asset(record: Record, base_url: str) -> dict[str, Any]:
+    """The ``/zarr/{id}`` asset: any Zarr client opens its href with no storage options."""
+    root = base_url.removesuffix("/").removesuffix("/stac")
+    return {
+        "href": f"{root}/zarr/{record.id}",
+        "type": "application/vnd+zarr",
+        "roles": ["data"],
+        "title": "Zarr over HTTP (open with xarray.open_zarr)",
+    }
 
 
 def _linked_collection(doc: dict[str, Any], collection_id: str, base_url: str) -> dict[str, Any]:

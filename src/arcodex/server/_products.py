@@ -1,0 +1,171 @@
+"""The bytes of published products, as read-only Zarr 3 stores: :func:`served_product`.
+
+Every product format is served as a plain Zarr store, so a client needs no
+storage options, no Icechunk and no kerchunk: Zarr directories (local or S3)
+as they are; Icechunk repositories through a read-only session at the
+published snapshot (or a tag, ``ID@TAG``); kerchunk references and virtual
+Icechunk with the references resolved here. A store without consolidated
+metadata gets it made on the fly (``.zmetadata`` for Zarr v2, the root
+``zarr.json``'s ``consolidated_metadata`` for v3), since an HTTP client cannot
+list directories.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from arcodex.errors import NotFoundError
+
+if TYPE_CHECKING:
+    from arcodex.catalog import Catalog
+    from arcodex.model import Record
+
+__all__ = ["METADATA_KEYS", "ProductCache", "ServedProduct", "served_product"]
+
+#: Keys that hold metadata (small JSON; gzipped on the wire, never cached as immutable).
+METADATA_KEYS = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+
+
+@dataclass
+class ServedProduct:
+    """One opened product: its store and how its bytes may be cached."""
+
+    store: Any  # zarr.abc.store.Store, read-only
+    zarr_format: int
+    #: Whether the bytes can never change (an Icechunk snapshot).
+    immutable: bool
+    #: What identifies this state of the product (snapshot id, or record version).
+    version: str
+    #: Metadata documents made here rather than read (consolidated metadata).
+    synthesized: dict[str, bytes] = field(default_factory=dict)
+
+    def etag(self, key: str, data: bytes | None = None) -> str:
+        """A strong ETag of ``key``: of the snapshot and key, else of the bytes."""
+        digest = hashlib.sha256()
+        if self.immutable or data is None:
+            digest.update(f"{self.version}\0{key}".encode())
+        else:
+            digest.update(data)
+        return f'"{digest.hexdigest()[:32]}"'
+
+
+class ProductCache:
+    """Opened products by (record id, record version, tag): a request never re-opens one."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._items: dict[tuple[str, int, str | None], ServedProduct] = {}
+
+    async def get(self, catalog: Catalog, record: Record, tag: str | None) -> ServedProduct:
+        key = (record.id, record.version, tag)
+        found = self._items.get(key)
+        if found is None:
+            found = await served_product(catalog, record, tag)
+            if len(self._items) >= self._size:
+                self._items.pop(next(iter(self._items)))
+            self._items[key] = found
+        return found
+
+
+def _product_of(catalog: Catalog, record: Record) -> Any:
+    from arcodex.convert._locate import resolve_product
+
+    try:
+        return resolve_product(record.id, catalog, None, {}, None, "main")
+    except Exception as exc:  # a product that cannot be reached is absent to clients
+        raise NotFoundError(
+            f"dataset {record.id!r} has no readable product; ask its owner to check it"
+        ) from exc
+
+
+def _missing(record: Record, tag: str | None) -> NotFoundError:
+    at = f"@{tag}" if tag else ""
+    return NotFoundError(f"no dataset {record.id}{at!s}; GET /datasets lists the datasets")
+
+
+async def served_product(catalog: Catalog, record: Record, tag: str | None = None) -> ServedProduct:
+    """Open the product of ``record`` (visible and published: the caller checked) read-only."""
+    import zarr.storage
+
+    product = _product_of(catalog, record)
+    access = record.metadata.get("access") or {}
+    if product.format in ("icechunk", "virtual-icechunk"):
+        repo = product.repository()
+        try:
+            if tag:
+                session = repo.readonly_session(tag=tag)
+            elif access.get("snapshot"):
+                session = repo.readonly_session(snapshot_id=str(access["snapshot"]))
+            else:
+                session = repo.readonly_session(branch=product.branch)
+        except Exception as exc:  # an unknown tag or snapshot: as a missing dataset
+            raise _missing(record, tag) from exc
+        served = ServedProduct(session.store, 3, True, str(session.snapshot_id))
+    elif tag:
+        raise _missing(record, tag)
+    elif product.format == "zarr":
+        store = product.target.zarr_store(read_only=True)
+        fmt = 3 if await store.exists("zarr.json") else 2
+        served = ServedProduct(store, fmt, False, f"{record.id}:{record.version}")
+    else:
+        import fsspec
+
+        fs = fsspec.filesystem(
+            "reference",
+            fo=product.target.url,
+            asynchronous=True,
+            **product._reference_options(),
+        )
+        store = zarr.storage.FsspecStore(fs, read_only=True, path="")
+        served = ServedProduct(store, 2, False, f"{record.id}:{record.version}")
+    await _consolidate(served)
+    return served
+
+
+async def read_key(served: ServedProduct, key: str) -> bytes | None:
+    """The whole value of ``key`` (None if absent)."""
+    from zarr.core.buffer import default_buffer_prototype
+
+    if key in served.synthesized:
+        return served.synthesized[key]
+    buf = await served.store.get(key, prototype=default_buffer_prototype())
+    return None if buf is None else bytes(buf.to_bytes())
+
+
+async def _keys(store: Any, suffixes: tuple[str, ...]) -> list[str]:
+    return sorted([k async for k in store.list() if k.rsplit("/", 1)[-1] in suffixes])
+
+
+async def _consolidate(served: ServedProduct) -> None:
+    """Make consolidated metadata where the store has none (clients cannot list over HTTP)."""
+    if served.zarr_format == 2:
+        if await served.store.exists(".zmetadata"):
+            return
+        meta: dict[str, Any] = {}
+        for key in await _keys(served.store, (".zarray", ".zattrs", ".zgroup")):
+            value = await read_key(served, key)
+            if value is not None:
+                meta[key] = json.loads(value)
+        doc = {"zarr_consolidated_format": 1, "metadata": meta}
+        served.synthesized[".zmetadata"] = json.dumps(doc).encode()
+        return
+    root = await read_key(served, "zarr.json")
+    if root is None:
+        return
+    doc = json.loads(root)
+    if doc.get("node_type") != "group" or doc.get("consolidated_metadata"):
+        return
+    members: dict[str, Any] = {}
+    for key in await _keys(served.store, ("zarr.json",)):
+        if key == "zarr.json":
+            continue
+        value = await read_key(served, key)
+        if value is not None:
+            member = json.loads(value)
+            member.pop("consolidated_metadata", None)
+            members[key[: -len("/zarr.json")]] = member
+    doc["consolidated_metadata"] = {"kind": "inline", "must_understand": False, "metadata": members}
+    served.synthesized["zarr.json"] = json.dumps(doc).encode()
