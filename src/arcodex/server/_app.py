@@ -85,6 +85,9 @@ def create_app(
     app.state.catalog = catalog
     app.add_api_route("/", landing("/stac"), methods=["GET"], include_in_schema=False)
     add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
+    from arcodex.server._ogc import add_ogc_api
+
+    add_ogc_api(app, catalog, prefix="/ogcapi", title=title)
     add_error_handlers(app)
     document_errors(app)
     # Added last, so outermost: the peer is judged, then the body bounded, before anything else.
