@@ -212,8 +212,15 @@ def _has_product(record: Record) -> bool:
 def _quiet_pygeoapi() -> None:
     """pygeoapi's API configures the root logger (logging.basicConfig) and logs every
     refusal as an error; arcodex configures logging itself and logs its own failures."""
+    import warnings
+
     import pygeoapi.api
 
+    with warnings.catch_warnings():
+        # pygeoapi's models use pydantic's deprecated class Config; import them all now,
+        # once, rather than at a first OpenAPI request.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pygeoapi.api.all_apis()
     pygeoapi.api.setup_logger = lambda _config: None  # type: ignore[attr-defined]
     logging.getLogger("pygeoapi").setLevel(logging.CRITICAL)
 
