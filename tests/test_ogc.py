@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -119,9 +118,9 @@ def test_hidden_datasets_are_missing_ones(site: dict[str, Any], name: str, tail:
     got = _get(site, f"/ogcapi/collections/{hidden}{tail}")
     absent = _get(site, f"/ogcapi/collections/{missing}{tail}")
     assert got.status_code == absent.status_code == 404
-    assert got.json()["description"].replace(hidden, "ID") == absent.json()[
-        "description"
-    ].replace(missing, "ID")
+    assert got.json()["description"].replace(hidden, "ID") == absent.json()["description"].replace(
+        missing, "ID"
+    )
 
 
 def test_publishing_and_unpublishing_show_without_restart(site: dict[str, Any]) -> None:
@@ -152,7 +151,9 @@ def test_no_paths_in_answers(site: dict[str, Any]) -> None:
     ):
         response = _get(site, path)
         assert response.status_code == 200 and root not in response.text, path
-    ds = xr.open_dataset(io.BytesIO(_get(site, f"/ogcapi/collections/{rid}/coverage", f="netcdf").content))
+    ds = xr.open_dataset(
+        io.BytesIO(_get(site, f"/ogcapi/collections/{rid}/coverage", f="netcdf").content)
+    )
     assert not [k for k in ds.attrs if k.startswith("arcodex")]
     assert root not in json.dumps({k: str(v) for k, v in ds.attrs.items()})
 
@@ -230,9 +231,7 @@ def test_coverage_instant_and_whole(site: dict[str, Any]) -> None:
 
 def test_coverage_netcdf_equals_xarray(site: dict[str, Any]) -> None:
     rid = site["ids"]["regular-icechunk"]
-    response = _get(
-        site, f"/ogcapi/collections/{rid}/coverage", f="netcdf", bbox="-100,-20,100,60"
-    )
+    response = _get(site, f"/ogcapi/collections/{rid}/coverage", f="netcdf", bbox="-100,-20,100,60")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/x-netcdf")
     got = xr.open_dataset(io.BytesIO(response.content)).load()

@@ -177,9 +177,7 @@ class OgcService:
         signature = self.signature()
         with self._lock:
             if signature != self._signature:
-                page = self.catalog.search(
-                    self._query(), kind="dataset", sort="id"
-                )
+                page = self.catalog.search(self._query(), kind="dataset", sort="id")
                 self._records = [r for r in page.records if _has_product(r)]
                 self._apis.clear()
                 self._openapi = {}
@@ -221,7 +219,7 @@ def _quiet_pygeoapi() -> None:
         # once, rather than at a first OpenAPI request.
         warnings.simplefilter("ignore", DeprecationWarning)
         pygeoapi.api.all_apis()
-    pygeoapi.api.setup_logger = lambda _config: None  # type: ignore[attr-defined]
+    pygeoapi.api.setup_logger = lambda _config: None
     logging.getLogger("pygeoapi").setLevel(logging.CRITICAL)
 
 
@@ -336,9 +334,7 @@ def _visible_collections(catalog: Catalog, principal: Any) -> Callable[..., Any]
 
     def call(api: Any, request: Any) -> tuple[dict[str, Any], int, Any]:
         headers, status, content = core.describe_collections(api, request)
-        if status != 200 or not str(headers.get("Content-Type", "")).startswith(
-            "application/json"
-        ):
+        if status != 200 or not str(headers.get("Content-Type", "")).startswith("application/json"):
             return headers, status, content
         body = json.loads(content)
         kept = []

@@ -151,9 +151,9 @@ class Grid:
             and (_attr(c, "axis") == "z" or "positive" in c.attrs)
         ]
         z = str(levels[0].name) if levels else None
-        geographic = _attr(x, "units").startswith("degree") or _attr(
-            x, "standard_name"
-        ) == ("longitude")
+        geographic = _attr(x, "units").startswith("degree") or _attr(x, "standard_name") == (
+            "longitude"
+        )
         return cls(str(x.name), str(y.name), ydim, xdim, t, z, x.ndim == 2, geographic)
 
     @property
@@ -256,7 +256,9 @@ def _select_x(ds: Any, grid: Grid, lo: float, hi: float) -> Any:
 def select_subset(ds: Any, grid: Grid, subsets: Mapping[str, list[Any]]) -> Any:
     """``ds`` within each ``subset`` axis range (pygeoapi parsed ``axis(lo:hi)``)."""
     for axis, values in subsets.items():
-        lo, hi = (values[0], values[-1]) if values else (None, None)
+        if not values:
+            raise _bad(f"subset {axis}(): give a value or lo:hi")
+        lo, hi = values[0], values[-1]
         if axis == grid.t:
             ds = select_time(ds, grid, f"{lo}/{hi}" if len(values) > 1 else str(lo))
             continue
@@ -345,7 +347,7 @@ def select(
 # -- the provider ----------------------------------------------------------------------
 
 
-class ArcodexProvider(BaseEDRProvider):
+class ArcodexProvider(BaseEDRProvider):  # type: ignore[misc]
     """A coverage and EDR provider of one arcodex dataset (``data`` is its record id)."""
 
     def __init__(self, provider_def: dict[str, Any]) -> None:
@@ -376,7 +378,8 @@ class ArcodexProvider(BaseEDRProvider):
                     "title": var.attrs.get("long_name") or name,
                     "x-ogc-unit": str(var.attrs.get("units", "1")),
                 }
-        return self._fields
+        fields: dict[str, Any] = self._fields
+        return fields
 
     def _properties(self) -> dict[str, Any]:
         import numpy as np
@@ -466,7 +469,7 @@ class ArcodexProvider(BaseEDRProvider):
     def area(self, **kwargs: Any) -> dict[str, Any]:
         """The cells of ``coords=POLYGON(...)``'s bounding box, null outside the polygon."""
         import numpy as np
-        import shapely
+        import shapely  # type: ignore[import-untyped]  # no stubs
 
         fields = self._edr_fields(kwargs)
         wkt = kwargs.get("wkt")
@@ -483,9 +486,7 @@ class ArcodexProvider(BaseEDRProvider):
         )
         g = self.grid
         xs, ys = np.meshgrid(data[g.x].values, data[g.y].values)
-        inside = shapely.contains_xy(wkt, xs, ys) | shapely.touches(
-            wkt, shapely.points(xs, ys)
-        )
+        inside = shapely.contains_xy(wkt, xs, ys) | shapely.touches(wkt, shapely.points(xs, ys))
         if not inside.any():
             raise _bad("no cell centre lies in the polygon: widen it")
         _bound(data, fields, MAX_JSON_VALUES)
