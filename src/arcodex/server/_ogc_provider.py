@@ -534,6 +534,18 @@ def _iso(value: Any) -> str:
     return f"{isoformat()}Z" if isoformat else str(value)
 
 
+def _isos(values: Any) -> list[str]:
+    """Times as ISO 8601 (UTC) strings; one vectorised call for datetime64 (a time series
+    of ten years is 3,653 of them)."""
+    import numpy as np
+
+    array = np.asarray(values)
+    if array.dtype.kind == "M":
+        text = np.datetime_as_string(array.astype("datetime64[s]"), unit="s")
+        return [f"{t}Z" for t in text.tolist()]
+    return [_iso(v) for v in array.tolist()]
+
+
 def _values(array: Any) -> list[Any]:
     """Values as JSON: floats, with null for NaN (JSON has no NaN)."""
     import numpy as np
@@ -571,7 +583,7 @@ def covjson(
     ]
     if grid.t is not None and grid.t in data.dims:
         names[grid.t] = "t"
-        axes["t"] = {"values": [_iso(v) for v in data[grid.t].values]}
+        axes["t"] = {"values": _isos(data[grid.t].values)}
         calendar = "Gregorian"
         first = data[grid.t].values[:1]
         if len(first) and hasattr(first[0], "calendar"):
