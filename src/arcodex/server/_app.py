@@ -99,6 +99,9 @@ def create_app(
     from arcodex.server._zarr import add_zarr
 
     add_zarr(app, catalog, prefix="/zarr")
+    from arcodex.server._ogc import add_ogc_api
+
+    add_ogc_api(app, catalog, prefix="/ogcapi", title=title)
     add_error_handlers(app)
     document_errors(app)
     from arcodex.server._auth import Authentication

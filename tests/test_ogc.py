@@ -1,0 +1,369 @@
+"""The OGC API under ``/ogcapi`` (pygeoapi in-process): collections of the published datasets,
+Coverages and EDR answers equal to the same selection done with xarray on the product.
+
+Products are converted by arcodex from archives the module writes (Zarr and Icechunk,
+regular, 0–360 and curvilinear grids, one with missing values) and served by a real
+uvicorn on loopback; the test publishes and hides them through the catalog's API.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from arcodex._archives import write_archive
+from arcodex.catalog import Catalog
+from arcodex.testing import serve_catalog
+
+pytest.importorskip("pygeoapi")
+xr = pytest.importorskip("xarray")
+np = pytest.importorskip("numpy")
+
+#: name → (archive kind, product format, access block or None for unpublished).
+PUBLIC = {"published": True, "visibility": "public"}
+PRODUCTS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+    "regular-zarr": ("regular", "zarr", PUBLIC),
+    "regular-icechunk": ("regular", "icechunk", PUBLIC),
+    "lon360": ("lon360", "icechunk", PUBLIC),
+    "curvilinear": ("curvilinear", "zarr", PUBLIC),
+    "packed": ("packed", "zarr", PUBLIC),
+    "unpublished": ("noleap", "zarr", None),
+    "private": ("multivar", "zarr", {"published": True, "visibility": "private"}),
+}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    from arcodex.convert import convert
+
+    root = tmp_path_factory.mktemp("ogc")
+    ids: dict[str, str] = {}
+    with Catalog.create(root / "cat") as cat:
+        for name, (kind, fmt, access) in PRODUCTS.items():
+            files = write_archive(root / "src" / name, kind)  # type: ignore[arg-type]
+            result = convert(
+                [str(f) for f in files],
+                to="zarr" if fmt == "zarr" else "icechunk",
+                catalog=cat,
+                cluster="threads",
+                title=name,
+            )
+            assert result.record is not None
+            ids[name] = result.record.id
+            if access is not None:
+                cat.update(ids[name], set={f"access.{k}": v for k, v in access.items()})
+    with serve_catalog(root / "cat") as url, httpx.Client(base_url=url, timeout=60) as client:
+        yield {"root": root, "ids": ids, "client": client}
+
+
+def _get(site: dict[str, Any], path: str, **params: Any) -> httpx.Response:
+    response: httpx.Response = site["client"].get(path, params=params)
+    return response
+
+
+def _json(response: httpx.Response) -> Any:
+    """The body as JSON, refusing NaN and Infinity (which JSON does not have)."""
+    assert response.status_code == 200, response.text
+
+    def refuse(token: str) -> Any:
+        raise AssertionError(f"invalid JSON token {token}")
+
+    return json.loads(response.text, parse_constant=refuse)
+
+
+def _product(site: dict[str, Any], name: str) -> Any:
+    from arcodex.convert import open_product
+
+    return open_product(site["ids"][name], catalog=site["root"] / "cat").load()
+
+
+def _range(body: dict[str, Any], name: str) -> Any:
+    """A CoverageJSON range as a float array (null → NaN) of its own shape."""
+    rng = body["ranges"][name]
+    values = [np.nan if v is None else v for v in rng["values"]]
+    return np.array(values, dtype="float64").reshape(rng["shape"])
+
+
+def _same(got: Any, expected: Any) -> None:
+    np.testing.assert_array_equal(got, np.asarray(expected, dtype="float64"))
+
+
+# -- collections and who sees them -----------------------------------------------------
+
+
+def test_collections_are_the_published_public_datasets(site: dict[str, Any]) -> None:
+    ids = site["ids"]
+    body = _json(_get(site, "/ogcapi/collections"))
+    listed = {c["id"] for c in body["collections"]}
+    expected = {ids[n] for n, (_, _, a) in PRODUCTS.items() if a == PUBLIC}
+    assert listed == expected
+    one = _json(_get(site, f"/ogcapi/collections/{ids['regular-zarr']}"))
+    assert one["title"] == "regular-zarr"
+    assert {"position", "area", "cube"} <= set(one["data_queries"])
+    assert "tas" in one["parameter_names"]
+
+
+@pytest.mark.parametrize("name", ["unpublished", "private"])
+@pytest.mark.parametrize(
+    "tail", ["", "/coverage", "/position?coords=POINT(0 0)", "/cube?bbox=0,0,10,10", "/area"]
+)
+def test_hidden_datasets_are_missing_ones(site: dict[str, Any], name: str, tail: str) -> None:
+    hidden = site["ids"][name]
+    missing = "0" * len(hidden)
+    got = _get(site, f"/ogcapi/collections/{hidden}{tail}")
+    absent = _get(site, f"/ogcapi/collections/{missing}{tail}")
+    assert got.status_code == absent.status_code == 404
+    assert got.json()["description"].replace(hidden, "ID") == absent.json()["description"].replace(
+        missing, "ID"
+    )
+
+
+def test_publishing_and_unpublishing_show_without_restart(site: dict[str, Any]) -> None:
+    rid = site["ids"]["unpublished"]
+    with Catalog.open(site["root"] / "cat") as cat:
+        cat.update(rid, set={"access.published": True, "access.visibility": "public"})
+        try:
+            listed = {c["id"] for c in _json(_get(site, "/ogcapi/collections"))["collections"]}
+            assert rid in listed
+            body = _json(_get(site, f"/ogcapi/collections/{rid}/position", coords="POINT(0 0)"))
+            assert body["domain"]["domainType"] == "PointSeries"
+        finally:
+            cat.update(rid, set={"access.published": False})
+    listed = {c["id"] for c in _json(_get(site, "/ogcapi/collections"))["collections"]}
+    assert rid not in listed
+    assert _get(site, f"/ogcapi/collections/{rid}/coverage").status_code == 404
+
+
+def test_no_paths_in_answers(site: dict[str, Any]) -> None:
+    rid = site["ids"]["regular-zarr"]
+    root = str(site["root"])
+    for path in (
+        "/ogcapi",
+        "/ogcapi/collections",
+        f"/ogcapi/collections/{rid}",
+        "/ogcapi/openapi",
+        f"/ogcapi/collections/{rid}/coverage?bbox=-30,-30,30,30",
+    ):
+        response = _get(site, path)
+        assert response.status_code == 200 and root not in response.text, path
+    ds = xr.open_dataset(
+        io.BytesIO(_get(site, f"/ogcapi/collections/{rid}/coverage", f="netcdf").content)
+    )
+    assert not [k for k in ds.attrs if k.startswith("arcodex")]
+    assert root not in json.dumps({k: str(v) for k, v in ds.attrs.items()})
+
+
+def test_conformance_and_openapi(site: dict[str, Any]) -> None:
+    conforms = set(_json(_get(site, "/ogcapi/conformance"))["conformsTo"])
+    assert "http://www.opengis.net/spec/ogcapi-coverages-1/1.0/conf/core" in conforms
+    assert "http://www.opengis.net/spec/ogcapi-edr-1/1.0/conf/core" in conforms
+    landing = _json(_get(site, "/ogcapi/"))
+    assert {"service-desc", "conformance", "data"} <= {link["rel"] for link in landing["links"]}
+    document = _get(site, "/ogcapi/openapi")
+    assert document.status_code == 200
+    paths = document.json()["paths"]
+    rid = site["ids"]["regular-zarr"]
+    assert f"/collections/{rid}/coverage" in paths
+    assert f"/collections/{rid}/position" in paths
+    assert _get(site, "/ogcapi/openapi", f="html").status_code == 200
+
+
+# -- OGC API – Coverages ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["regular-zarr", "regular-icechunk"])
+def test_coverage_equals_xarray(site: dict[str, Any], name: str) -> None:
+    rid = site["ids"][name]
+    body = _json(
+        _get(
+            site,
+            f"/ogcapi/collections/{rid}/coverage",
+            bbox="-60,-40,50,35",
+            datetime="2000-01-03/2000-01-07",
+            properties="tas",
+        )
+    )
+    expected = _product(site, name).tas.sel(
+        lon=slice(-60, 50), lat=slice(-40, 35), time=slice("2000-01-03", "2000-01-07")
+    )
+    assert body["ranges"]["tas"]["axisNames"] == ["t", "y", "x"]
+    _same(_range(body, "tas"), expected.values)
+    axes = body["domain"]["axes"]
+    _same(axes["x"]["values"], expected.lon.values)
+    _same(axes["y"]["values"], expected.lat.values)
+    assert axes["t"]["values"][0] == "2000-01-03T00:00:00Z" and len(axes["t"]["values"]) == 5
+
+
+def test_coverage_subset_and_range_subset(site: dict[str, Any]) -> None:
+    rid = site["ids"]["packed"]
+    body = _json(
+        _get(
+            site,
+            f"/ogcapi/collections/{rid}/coverage",
+            subset='lat(-50:50),lon(-100:0),time("2000-01-02":"2000-01-04")',
+            rangeSubset="sst",
+        )
+    )
+    assert set(body["ranges"]) == {"sst"}
+    expected = _product(site, "packed").sst.sel(
+        lat=slice(-50, 50), lon=slice(-100, 0), time=slice("2000-01-02", "2000-01-04")
+    )
+    got = _range(body, "sst")
+    _same(got, expected.values)
+    # Land is missing: NaN in xarray, null in the answer.
+    assert np.isnan(expected.values).any()
+    assert None in body["ranges"]["sst"]["values"]
+
+
+def test_coverage_instant_and_whole(site: dict[str, Any]) -> None:
+    rid = site["ids"]["packed"]
+    body = _json(_get(site, f"/ogcapi/collections/{rid}/coverage", datetime="2000-01-05"))
+    ds = _product(site, "packed")
+    assert set(body["ranges"]) == {"sst", "tas"}
+    for name in ("sst", "tas"):
+        _same(_range(body, name), ds[name].sel(time=slice("2000-01-05", "2000-01-05")).values)
+
+
+def test_coverage_netcdf_equals_xarray(site: dict[str, Any]) -> None:
+    rid = site["ids"]["regular-icechunk"]
+    response = _get(site, f"/ogcapi/collections/{rid}/coverage", f="netcdf", bbox="-100,-20,100,60")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/x-netcdf")
+    got = xr.open_dataset(io.BytesIO(response.content)).load()
+    expected = _product(site, "regular-icechunk").sel(lon=slice(-100, 100), lat=slice(-20, 60))
+    xr.testing.assert_equal(got.tas, expected.tas)
+
+
+def test_lon360_coverage_reads_longitudes_modulo_360(site: dict[str, Any]) -> None:
+    rid = site["ids"]["lon360"]
+    ds = _product(site, "lon360")
+    assert float(ds.lon.max()) > 180
+    # Across the grid's seam, in the frame of the request (-180..180).
+    body = _json(_get(site, f"/ogcapi/collections/{rid}/coverage", bbox="-50,-30,50,30"))
+    shifted = ds.assign_coords(lon=((ds.lon + 180) % 360) - 180).sortby("lon")
+    expected = shifted.tas.sel(lon=slice(-50, 50), lat=slice(-30, 30))
+    _same(body["domain"]["axes"]["x"]["values"], expected.lon.values)
+    _same(_range(body, "tas"), expected.values)
+    # Within the grid's own frame, as it is.
+    body = _json(_get(site, f"/ogcapi/collections/{rid}/coverage", bbox="200,-30,300,30"))
+    _same(_range(body, "tas"), ds.tas.sel(lon=slice(200, 300), lat=slice(-30, 30)).values)
+
+
+# -- OGC API – EDR ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["regular-zarr", "regular-icechunk", "packed"])
+def test_position_equals_xarray(site: dict[str, Any], name: str) -> None:
+    rid = site["ids"][name]
+    var = "sst" if name == "packed" else "tas"
+    body = _json(
+        _get(
+            site,
+            f"/ogcapi/collections/{rid}/position",
+            coords="POINT(-77.3 41.1)",
+            datetime="2000-01-02/2000-01-10",
+            **{"parameter-name": var},
+        )
+    )
+    expected = (
+        _product(site, name)[var]
+        .sel(lon=-77.3, lat=41.1, method="nearest")
+        .sel(time=slice("2000-01-02", "2000-01-10"))
+    )
+    assert body["domain"]["domainType"] == "PointSeries"
+    assert body["ranges"][var]["axisNames"] == ["t"]
+    _same(_range(body, var), expected.values)
+    assert body["domain"]["axes"]["x"]["values"] == [float(expected.lon)]
+    assert body["domain"]["axes"]["y"]["values"] == [float(expected.lat)]
+
+
+def test_lon360_position(site: dict[str, Any]) -> None:
+    rid = site["ids"]["lon360"]
+    ds = _product(site, "lon360")
+    body = _json(_get(site, f"/ogcapi/collections/{rid}/position", coords="POINT(-44 10)"))
+    _same(_range(body, "tas"), ds.tas.sel(lon=316, lat=10, method="nearest").values)
+    # Near the seam the nearest cell is across it (359 is 1 degree from 0).
+    body = _json(_get(site, f"/ogcapi/collections/{rid}/position", coords="POINT(359 10)"))
+    _same(_range(body, "tas"), ds.tas.sel(lon=0, lat=10, method="nearest").values)
+
+
+def test_cube_and_area_equal_xarray(site: dict[str, Any]) -> None:
+    rid = site["ids"]["regular-zarr"]
+    ds = _product(site, "regular-zarr")
+    body = _json(
+        _get(site, f"/ogcapi/collections/{rid}/cube", bbox="-60,-40,50,35", datetime="2000-01-04")
+    )
+    box = ds.tas.sel(lon=slice(-60, 50), lat=slice(-40, 35), time=slice("2000-01-04", "2000-01-04"))
+    _same(_range(body, "tas"), box.values)
+    # A triangle: the cells of its bounding box, null outside it.
+    polygon = "POLYGON((-60 -40,50 -40,-60 35,-60 -40))"
+    body = _json(_get(site, f"/ogcapi/collections/{rid}/area", coords=polygon))
+    import shapely
+
+    box = ds.tas.sel(lon=slice(-60, 50), lat=slice(-40, 35))
+    lon, lat = np.meshgrid(box.lon.values, box.lat.values)
+    shape = shapely.from_wkt(polygon)
+    inside = shapely.contains_xy(shape, lon, lat) | shapely.touches(shape, shapely.points(lon, lat))
+    assert inside.any() and not inside.all()
+    _same(_range(body, "tas"), box.where(xr.DataArray(inside, dims=("lat", "lon"))).values)
+
+
+def test_curvilinear_position_and_refusals(site: dict[str, Any]) -> None:
+    rid = site["ids"]["curvilinear"]
+    ds = _product(site, "curvilinear")
+    j, i = 4, 7
+    x, y = float(ds.nav_lon[j, i]), float(ds.nav_lat[j, i])
+    body = _json(_get(site, f"/ogcapi/collections/{rid}/position", coords=f"POINT({x} {y})"))
+    _same(_range(body, "tos"), ds.tos.isel(y=j, x=i).values)
+    assert body["domain"]["axes"]["x"]["values"] == [x]
+    for path, params in (
+        ("coverage", {}),
+        ("coverage", {"bbox": "-40,30,-20,50"}),
+        ("cube", {"bbox": "-40,30,-20,50"}),
+        ("area", {"coords": "POLYGON((-40 30,-20 30,-20 50,-40 30))"}),
+    ):
+        response = _get(site, f"/ogcapi/collections/{rid}/{path}", **params)
+        assert response.status_code == 400, (path, response.text)
+        assert "curvilinear" in response.json()["description"]
+
+
+@pytest.mark.parametrize(
+    ("tail", "params", "words"),
+    [
+        ("coverage", {"bbox": "1,2,3"}, "bbox"),
+        ("coverage", {"bbox": "a,b,c,d"}, "bbox"),
+        ("coverage", {"properties": "nope"}, "field"),
+        ("coverage", {"datetime": "1990-01-01/1990-02-01"}, ""),
+        ("coverage", {"subset": "depth(1:2)"}, "axis"),
+        ("position", {}, "coords"),
+        ("position", {"coords": "POLYGON((0 0,1 0,1 1,0 0))"}, "POINT"),
+        ("position", {"coords": "POINT(oops)"}, "coords"),
+        ("position", {"coords": "POINT(0 0)", "f": "netcdf"}, "CoverageJSON"),
+        ("cube", {}, "bbox"),
+        ("area", {"coords": "POINT(0 0)"}, "POLYGON"),
+    ],
+)
+def test_bad_requests_are_400(
+    site: dict[str, Any], tail: str, params: dict[str, str], words: str
+) -> None:
+    rid = site["ids"]["regular-zarr"]
+    response = _get(site, f"/ogcapi/collections/{rid}/{tail}", **params)
+    assert response.status_code == 400, response.text
+    assert words in response.json()["description"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ogcapi/collections/..%2F..%2Fetc%2Fpasswd/coverage",
+        "/ogcapi/collections/%2e%2e/position?coords=POINT(0 0)",
+        "/ogcapi/collections/nope",
+    ],
+)
+def test_odd_ids_are_404(site: dict[str, Any], path: str) -> None:
+    assert site["client"].get(path).status_code == 404
