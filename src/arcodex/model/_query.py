@@ -306,6 +306,12 @@ class Query(BaseModel):
     limit: int | None = Field(default=100, ge=1)
     cursor: str | None = None
 
+    @field_validator("text")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # A NUL is in no word, and SQLite's full-text parser reads it as the text's end.
+        return value.replace("\x00", " ") if value else value
+
     @property
     def statuses(self) -> list[str] | None:
         """Statuses asked for explicitly; None means every status but ``deleted``."""

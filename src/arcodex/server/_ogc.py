@@ -149,7 +149,13 @@ class OgcService:
         from arcodex.catalog._access import record_access
         from arcodex.convert._locate import locate_product
 
-        snapshot = record_access(self.catalog.backend.get(record_id)).get("snapshot")
+        record = self.catalog.backend.get(record_id)
+        if "convert" not in record.metadata:
+            from arcodex.server._published import open_served
+
+            # A catalogued file: opened as the other routes open it, kept open while served.
+            return open_served(ExitStack(), self.catalog, record)
+        snapshot = record_access(record).get("snapshot")
         with ExitStack() as stack:
             # What open_product does, less its Dask chunks.
             _, product, _ = locate_product(

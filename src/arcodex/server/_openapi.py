@@ -49,6 +49,18 @@ def document_errors(app: FastAPI) -> None:
                     responses["404"] = _error("No such Collection or Item")
                 if method in ("post", "put", "patch"):
                     responses["413"] = _error("A body larger than server.max_body_bytes")
+                # Any request may carry a token the catalog does not accept, or exceed its
+                # token's rate; what needs a role says so.
+                responses.setdefault("401", _error("A missing, unknown or expired token"))
+                responses.setdefault("429", _error("Over the token's rate limit"))
+                if method == "post" or path.startswith("/datasets/"):
+                    responses.setdefault("403", _error("The user's role does not allow this"))
+                if method == "post":
+                    responses.setdefault("409", _error("The change conflicts with the state"))
+                if path.startswith(("/datasets/", "/zarr/")):
+                    responses.setdefault("503", _error("The dataset cannot be read now"))
+                if path.endswith("/download"):
+                    responses.setdefault("413", _error("Over server.download_max_bytes"))
         app.openapi_schema = doc
         return doc
 
