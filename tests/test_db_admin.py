@@ -15,7 +15,8 @@ from typer.testing import CliRunner, Result
 
 from arcodex.backends import CatalogBackend, admin_open, open_backend
 from arcodex.backends._migrations import Migration
-from arcodex.backends._sqlite import SCHEMA_VERSION, SQLiteBackend
+from arcodex.backends._postgres_admin import MIGRATIONS as PG_MIGRATIONS
+from arcodex.backends._sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteBackend
 from arcodex.catalog import (
     Catalog,
     CatalogConfig,
@@ -31,6 +32,8 @@ from arcodex.testing import LocalPostgres
 
 runner = CliRunner()
 
+#: The newest PostgreSQL catalog schema this arcodex writes.
+PG_VERSION = PG_MIGRATIONS[-1].version
 #: What arcodex wrote before schema 4 (copied from the previous _sqlite.py, as it was).
 SQLITE_SCHEMA_3 = """
 CREATE TABLE records (
@@ -237,12 +240,16 @@ def test_a_schema_3_file_is_upgraded_as_it_opens(tmp_path: Path) -> None:
     backend = SQLiteBackend(path)
     try:
         info = backend.schema_info()
-        assert (info.version, info.code_version, info.pending) == (4, SCHEMA_VERSION, [])
+        assert (info.version, info.code_version, info.pending) == (
+            SCHEMA_VERSION,
+            SCHEMA_VERSION,
+            [],
+        )
         assert [(m.version, m.applied_at is None) for m in info.applied] == [
             (1, True),
             (2, True),
             (3, True),
-            (4, False),
+            *((m.version, False) for m in MIGRATIONS[3:]),
         ], "versions from before the table are listed, without a date"
         assert backend.get("r1") == records[0]
         assert [r.id for r in backend.search(Query.parse(["site=MHD"])).records] == ["r1"]
@@ -253,7 +260,7 @@ def test_a_schema_3_file_is_upgraded_as_it_opens(tmp_path: Path) -> None:
         assert backend.schema_keys() == ["obs@1"]
     finally:
         backend.close()
-    assert _user_version(path) == 4
+    assert _user_version(path) == SCHEMA_VERSION
     fresh = tmp_path / "fresh.sqlite"
     SQLiteBackend(fresh, create=True).close()
     assert _layout(path) == _layout(fresh), "an upgraded file is laid out as a new one"
@@ -277,20 +284,24 @@ def test_db_status_and_dry_run_upgrade_change_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{path}"
     before = (path.read_bytes(), _layout(path))
     status = json.loads(ok("db", "status", url, "--json").stdout)
-    assert status["schema"]["version"] == 3 and status["schema"]["code_version"] == 4
-    assert status["schema"]["pending"] == ["4: the schema version table and the schema registry"]
+    pending = [f"{m.version}: {m.description}" for m in MIGRATIONS[3:]]
+    assert pending[0] == "4: the schema version table and the schema registry"
+    assert status["schema"]["version"] == 3
+    assert status["schema"]["code_version"] == SCHEMA_VERSION
+    assert status["schema"]["pending"] == pending
     assert status["records"] == 3 and status["records_by_status"] == {"active": 2, "deleted": 1}
     text = ok("db", "status", url).stdout
-    assert "1 migration pending: run `arcodex db upgrade`" in text
+    assert f"{len(pending)} migrations pending: run `arcodex db upgrade`" in text
     dry = json.loads(ok("db", "upgrade", url, "--dry-run", "--json").stdout)
-    assert dry["migrations"] == ["4: the schema version table and the schema registry"]
+    assert dry["migrations"] == pending
     assert dry["dry_run"] and dry["version_before"] == dry["version"] == 3
-    assert "dry run: would apply 1 migration" in ok("db", "upgrade", url, "--dry-run").stdout
+    dry_text = ok("db", "upgrade", url, "--dry-run").stdout
+    assert f"dry run: would apply {len(pending)} migrations" in dry_text
     assert (path.read_bytes(), _layout(path)) == before, "a dry run changes nothing"
     done = ok("db", "upgrade", url).stdout
-    assert "upgraded" in done and "from schema 3 to 4" in done
-    assert _user_version(path) == 4
-    assert "is up to date (schema 4)" in ok("db", "upgrade", url).stdout
+    assert "upgraded" in done and f"from schema 3 to {SCHEMA_VERSION}" in done
+    assert _user_version(path) == SCHEMA_VERSION
+    assert f"is up to date (schema {SCHEMA_VERSION})" in ok("db", "upgrade", url).stdout
     assert upgrade_database(url).migrations == []
 
 
@@ -303,7 +314,7 @@ def test_db_status_of_the_catalog_by_default(
     assert found["records"] == 6 and found["schemas"] == 1 and found["operations"] >= 6
     assert found["schema"]["up_to_date"]
     monkeypatch.chdir(cat.root)
-    assert "schema: 4 (up to date)" in ok("db", "status").stdout
+    assert f"schema: {SCHEMA_VERSION} (up to date)" in ok("db", "status").stdout
     assert database_status(cat.root).records_by_status == {
         "active": 4,
         "deleted": 2,
@@ -315,7 +326,9 @@ def test_a_newer_sqlite_schema_is_refused(tmp_path: Path) -> None:
     SQLiteBackend(path, create=True).close()
     with closing(sqlite3.connect(path)) as conn:
         conn.execute("PRAGMA user_version = 9")
-    message = r"made by a newer arcodex \(schema 9, this one knows 4\); upgrade arcodex"
+    message = (
+        rf"made by a newer arcodex \(schema 9, this one knows {SCHEMA_VERSION}\); upgrade arcodex"
+    )
     with pytest.raises(StorageError, match=message):
         SQLiteBackend(path)
     one_line_error(cli("db", "status", f"sqlite:///{path}"), message)
@@ -493,13 +506,13 @@ def test_copy_between_postgres_databases_and_refusal(
     assert digest_of(other) == before
 
 
-def test_a_postgres_catalog_starts_at_version_1(pg_url: str) -> None:
+def test_a_postgres_catalog_starts_at_the_current_version(pg_url: str) -> None:
     backend = open_backend(pg_url, create=True)
     try:
         info = backend.schema_info()
-        assert info.version == info.code_version == 1 and info.up_to_date
-        assert [m.version for m in info.applied] == [1]
-        assert info.applied[0].applied_at is not None
+        assert info.version == info.code_version == PG_VERSION and info.up_to_date
+        assert [m.version for m in info.applied] == list(range(1, PG_VERSION + 1))
+        assert all(m.applied_at is not None for m in info.applied)
     finally:
         backend.close()
     status = json.loads(ok("db", "status", pg_url, "--json").stdout)
@@ -520,7 +533,7 @@ def _pg_version_row(url: str, sql: str) -> None:
 def test_a_newer_postgres_schema_is_refused(pg_url: str) -> None:
     open_backend(pg_url, create=True).close()
     _pg_version_row(pg_url, "INSERT INTO arcodex_schema(version, description) VALUES (7, 'x')")
-    message = r"made by a newer arcodex \(schema 7, this one knows 1\); upgrade arcodex"
+    message = rf"made by a newer arcodex \(schema 7, this one knows {PG_VERSION}\); upgrade arcodex"
     with pytest.raises(StorageError, match=message):
         open_backend(pg_url)
     one_line_error(cli("db", "status", pg_url), message)
@@ -535,24 +548,26 @@ def test_an_older_postgres_schema_is_refused_until_upgraded(
     backend = open_backend(pg_url, create=True)
     backend.add([Record(id="kept", metadata={"site": "MHD"})])
     backend.close()
-    step = Migration(2, "test: a note on each schema", "ALTER TABLE schemas ADD COLUMN note text")
+    new = PG_VERSION + 1
+    step = Migration(new, "test: a note on each schema", "ALTER TABLE schemas ADD COLUMN note text")
     monkeypatch.setattr(_postgres_admin, "MIGRATIONS", [*_postgres_admin.MIGRATIONS, step])
-    older = r"catalog schema 1 is older than this arcodex \(2\); run `arcodex db upgrade`"
+    older = rf"catalog schema {PG_VERSION} is older than this arcodex \({new}\); run `arcodex db upgrade`"
     with pytest.raises(StorageError, match=older):
         open_backend(pg_url)
     status = json.loads(ok("db", "status", pg_url, "--json").stdout)
-    assert status["schema"]["pending"] == ["2: test: a note on each schema"]
+    assert status["schema"]["pending"] == [f"{new}: test: a note on each schema"]
     dry = json.loads(ok("db", "upgrade", pg_url, "--dry-run", "--json").stdout)
-    assert dry["migrations"] == ["2: test: a note on each schema"] and dry["version"] == 1
+    assert dry["migrations"] == [f"{new}: test: a note on each schema"]
+    assert dry["version"] == PG_VERSION
     with pytest.raises(StorageError, match=older):
         open_backend(pg_url)
-    assert "from schema 1 to 2" in ok("db", "upgrade", pg_url).stdout
+    assert f"from schema {PG_VERSION} to {new}" in ok("db", "upgrade", pg_url).stdout
     backend = open_backend(pg_url)
     try:
-        assert backend.schema_info().version == 2
+        assert backend.schema_info().version == new
         assert backend.get("kept").metadata == {"site": "MHD"}
         backend.put_schema("obs@1", "{}")
-        assert [m.version for m in backend.schema_info().applied] == [1, 2]
+        assert [m.version for m in backend.schema_info().applied] == list(range(1, new + 1))
     finally:
         backend.close()
     assert "up to date" in ok("db", "upgrade", pg_url).stdout
@@ -637,11 +652,13 @@ def test_a_postgres_catalog_without_its_version_table_is_upgraded_by_db_upgrade(
     backend.close()
     # What migration 1 made, taken away: the catalog is as it was before versions were kept.
     _pg_version_row(pg_url, "DROP TABLE arcodex_schema; DROP TABLE schemas")
-    older = r"catalog schema 0 is older than this arcodex \(1\); run `arcodex db upgrade`"
+    older = (
+        rf"catalog schema 0 is older than this arcodex \({PG_VERSION}\); run `arcodex db upgrade`"
+    )
     with pytest.raises(StorageError, match=older):
         open_backend(pg_url)
     assert json.loads(ok("db", "status", pg_url, "--json").stdout)["schema"]["version"] == 0
-    assert "from schema 0 to 1" in ok("db", "upgrade", pg_url).stdout
+    assert f"from schema 0 to {PG_VERSION}" in ok("db", "upgrade", pg_url).stdout
     backend = open_backend(pg_url)
     try:
         assert backend.get("kept").id == "kept"

@@ -465,8 +465,15 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         "convert",
         "update",
         "check",
+        "publish",
     ):
         assert f"\n$ arcodex {command} " in done.stdout or f" catalog {command}" in done.stdout
+    # It ends by reading the published product over /zarr with xarray alone.
+    assert 'xr.open_zarr("http://127.0.0.1:' in done.stdout
+    sizes, mean = (
+        done.stdout.split("no credentials.\n$ python -c ")[1].splitlines()[1].rsplit(" ", 1)
+    )
+    assert sizes == "{'time': 32, 'lat': 12, 'lon': 16}" and 200 < float(mean) < 350
     assert "is up to date; nothing written" in done.stdout
     assert "/stac/ --variables tas" in done.stdout and "found" in done.stdout, "found via the API"
     opened = json.loads(done.stdout.rsplit("--json\n", 1)[1].split("\n\n#", 1)[0])

@@ -312,6 +312,9 @@ def test_the_group_products_make_one_stac_collection(group: Any) -> None:
     import httpx
 
     from arcodex.server import create_app
+    from arcodex.testing import publish_all
+
+    publish_all(cat)
 
     async def served() -> tuple[list[str], list[str]]:
         transport = httpx.ASGITransport(app=create_app(cat.root))
@@ -326,6 +329,9 @@ def test_the_group_products_make_one_stac_collection(group: Any) -> None:
     run_group(cat, "arch", phase="compute", members=["refs"], cluster="threads")
     docs = build_documents(cat, open_data=False)
     assert len([k for k in docs if k.startswith("arch/") and k != "arch/collection.json"]) == 3
+    listed, items = asyncio.run(served())
+    assert len(items) == 2, "a new member is served once it is published"
+    assert len(publish_all(cat)) == 1
     listed, items = asyncio.run(served())
     assert listed == ["arch"] and items == sorted(
         i for ids in _products(cat, "arch").values() for i in ids

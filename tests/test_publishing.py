@@ -103,12 +103,22 @@ def test_only_checked_datasets_are_published(tmp_path: Path, cat: Catalog) -> No
     with pytest.raises(ConflictError, match="its check is 'fail'"):
         cat.publish("bad")
     cat.add_external("https://example.org/raw.nc", record_id="raw", kind="dataset")
-    with pytest.raises(ConflictError, match="no checked product"):
-        cat.publish("raw")
+    with pytest.raises(ValidationError, match="no Icechunk product"):
+        cat.publish("raw", tag="v1")
+    assert "access" not in cat.get("raw").metadata
     rid = _product(tmp_path, cat)
     with pytest.raises(ValidationError, match="--tag is for Icechunk"):
         cat.publish(rid, tag="v1")
     assert "access" not in cat.get("bad").metadata
+
+
+def test_a_dataset_without_a_product_is_published_as_it_is(tmp_path: Path, cat: Catalog) -> None:
+    """Catalogued files and external datasets have no product to check: they publish as they are."""
+    cat.add_external("https://example.org/raw.nc", record_id="raw", kind="dataset")
+    record = cat.publish("raw", visibility="project:ch4")
+    assert record.metadata["access"]["published"] is True
+    assert record.metadata["access"]["visibility"] == "project:ch4"
+    assert "snapshot" not in record.metadata["access"]
 
 
 def test_cli_publish_unpublish_visibility(tmp_path: Path, cat: Catalog) -> None:

@@ -37,6 +37,7 @@ from arcodex.testing import (
     S3_KEY_ID,
     S3_SECRET,
     assert_same_values,
+    publish_all,
     serve_catalog,
     sources_dataset,
 )
@@ -124,6 +125,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
                 assert result.status == "pass", result.report.reasons if result.report else None
                 assert result.record is not None
                 ids[name] = result.record.id
+            publish_all(cat)
         with serve_catalog(root) as url:
             yield {
                 "root": root,
@@ -373,6 +375,7 @@ def test_cli_convert_and_update_with_dest_profile(world: dict[str, Any]) -> None
     )  # fmt: skip
     assert done.exit_code == 0, (done.stdout, done.stderr)
     record = json.loads(done.stdout)["record"]
+    assert runner.invoke(app, [*base, "publish", record]).exit_code == 0
     done = runner.invoke(app, [*base, "update", dest, f"s3://{bucket}/new/*.nc", *flags])
     assert done.exit_code == 0, (done.stdout, done.stderr)
     assert json.loads(done.stdout)["changes"]["appended_steps"] == 2
@@ -493,6 +496,7 @@ def test_a_pyramid_on_s3_opens_by_level_with_only_what_was_published(
                 assert result.status == "pass", result.report.reasons if result.report else None
                 assert result.record is not None
                 ids[to] = result.record.id
+            assert sorted(publish_all(cat)) == sorted(ids.values())
     items = {}
     for to, rid in ids.items():
         resp = httpx.get(f"{world['url']}/search", params={"ids": rid}, timeout=30)

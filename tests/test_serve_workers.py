@@ -17,7 +17,7 @@ import pytest
 
 from arcodex.catalog import Catalog, CatalogConfig
 from arcodex.model import BBox, Condition, Query, Record
-from arcodex.testing import serve_workers
+from arcodex.testing import publish_all, serve_workers
 
 pytest.importorskip("stac_fastapi.api")
 
@@ -46,6 +46,7 @@ def root(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
         config = CatalogConfig(database_url=request.getfixturevalue("pg_url"))
     with Catalog.create(tmp_path / "cat", config=config) as cat:
         cat.add_records(_records(120), user="test")
+        assert len(publish_all(cat)) == 120
     return tmp_path / "cat"
 
 

@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from arcodex.catalog import Catalog, CatalogConfig
-from arcodex.testing import http_server
+from arcodex.testing import http_server, publish_all
 
 pytest.importorskip("stac_fastapi.api")
 xr = pytest.importorskip("xarray")
@@ -92,6 +92,7 @@ def root(tmp_path_factory: pytest.TempPathFactory, external_url: str) -> Path:
             title="remote",
             metadata={"bbox": [0, 0, 1, 1], "start_datetime": "2020-01-01T00:00:00Z"},
         )
+        publish_all(cat)
     return base / "cat"
 
 

@@ -18,7 +18,7 @@ from arcodex._archives import write_archive
 from arcodex.catalog import Catalog, CatalogConfig
 from arcodex.extract._datacube import DATACUBE
 from arcodex.model import Record
-from arcodex.testing import serve_catalog
+from arcodex.testing import publish_all, serve_catalog
 
 pytest.importorskip("stac_fastapi.api")
 xr = pytest.importorskip("xarray")
@@ -67,6 +67,7 @@ def test_served_items_carry_the_datacube_of_the_data(tmp_path: Path) -> None:
             assert done.record is not None
             ids[to] = done.record.id
         ids["netcdf"] = cat.add_file(files[0]).id
+        publish_all(cat)
         want = {name: _opened(cat.get(rid), cat) for name, rid in ids.items()}
         stored = cat.get(ids["zarr"]).metadata[DATACUBE]
     assert len(str(stored)) < 2000  # extents and steps, never coordinate values
@@ -93,6 +94,7 @@ def test_curvilinear_grid_stores_no_coordinate_values(tmp_path: Path) -> None:
     with Catalog.create(tmp_path / "cat") as cat:
         record = cat.add_file(files[0])
         want = _opened(record, cat)
+        publish_all(cat)
     cube = record.metadata[DATACUBE]
     assert len(str(cube)) < 2000
     names = {v["name"]: v for v in cube["variables"]}
@@ -123,6 +125,7 @@ def test_update_and_tags_are_served_without_opening(tmp_path: Path) -> None:
         )
         assert done.record is not None
         rid = done.record.id
+        publish_all(cat)
         with serve_catalog(tmp_path / "cat") as base:
             url = f"{base}/stac"
             before = _items(url, rid)
@@ -190,6 +193,7 @@ def test_s3_icechunk_versions_are_served_without_credentials(
         assert done.record is not None
         rid = done.record.id
         update(rid, [str(f) for f in files], catalog=cat, cluster="threads", tag="v2")
+        publish_all(cat)
     assert str(cat.get(rid).metadata["convert"]["url"]).startswith("s3://")
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)

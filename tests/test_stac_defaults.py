@@ -152,6 +152,7 @@ def test_served_collections_use_the_defaults(copy: tuple[Path, str]) -> None:
     root, record_id = copy
     with (root / "arcodex.yaml").open("a", encoding="utf-8") as fh:
         fh.write(DEFAULTS)
+    assert _cli(root, "publish", record_id).exit_code == 0
     with serve_catalog(root) as url:
         collection = httpx.get(f"{url}/stac/collections/{record_id}").json()
     assert collection["license"] == "CC-BY-4.0"

@@ -127,12 +127,15 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _run(args: Sequence[str], *, cwd: Path, note: str, out: TextIO) -> str:
-    """Run one ``arcodex`` command like a tutorial step; its stdout, or DemoError."""
+def _run(
+    args: Sequence[str], *, cwd: Path, note: str, out: TextIO, program: str = "arcodex"
+) -> str:
+    """Run one ``arcodex`` (or ``python``) command like a tutorial step; its stdout, or DemoError."""
     print(f"\n# {note}", file=out)
-    print(f"$ arcodex {shlex.join(args)}", file=out, flush=True)
+    print(f"$ {program} {shlex.join(args)}", file=out, flush=True)
+    command = ["-m", "arcodex.cli"] if program == "arcodex" else []
     done = subprocess.run(
-        [sys.executable, "-m", "arcodex.cli", *args],
+        [sys.executable, *command, *args],
         cwd=cwd,
         env=_child_env(),
         capture_output=True,
@@ -146,7 +149,7 @@ def _run(args: Sequence[str], *, cwd: Path, note: str, out: TextIO) -> str:
     if done.stderr:
         print(done.stderr.rstrip("\n"), file=sys.stderr, flush=True)
     if done.returncode != 0:
-        raise DemoError(f"`arcodex {shlex.join(args)}` exited with {done.returncode}")
+        raise DemoError(f"`{program} {shlex.join(args)}` exited with {done.returncode}")
     return done.stdout
 
 
@@ -160,8 +163,8 @@ def run_demo(directory: Path, *, out: TextIO | None = None) -> None:
     print(f"wrote {len(files)} sample NetCDF files: {', '.join(files)}", file=out)
     cat = ["--catalog", CATALOG]
 
-    def step(note: str, *args: str) -> str:
-        return _run(list(args), cwd=directory, note=note, out=out)
+    def step(note: str, *args: str, program: str = "arcodex") -> str:
+        return _run(list(args), cwd=directory, note=note, out=out, program=program)
 
     step("Make an empty catalog (one SQLite file, nothing to start).", "init", CATALOG)
     step(
@@ -236,11 +239,17 @@ def _convert_tour(directory: Path, cat: list[str], step: Any) -> None:
         *cat, "update", product, f"{NEW}/*.nc", "--cluster", "threads",
     )  # fmt: skip
     step("Check the product against every source again.", *cat, "check", product)
+    step(
+        "Publish the checked product: the service shows anonymous readers published "
+        "datasets only.",
+        *cat, "publish", product,
+    )  # fmt: skip
     _stac_tour(directory, cat, step, product)
 
 
 def _stac_tour(directory: Path, cat: list[str], step: Any, product: str) -> None:
-    """Serve the catalog as a STAC API, find the converted product through it and open it."""
+    """Serve the catalog, find the converted product through its STAC API, open it, and
+    open it again over ``/zarr`` with plain xarray (no arcodex, no storage options)."""
     import socket
     import time
     import urllib.request
@@ -254,8 +263,9 @@ def _stac_tour(directory: Path, cat: list[str], step: Any, product: str) -> None
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/stac/"
-    print(f"\n# Serve the catalog: a STAC API at {url}", file=sys.stdout)
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/stac/"
+    print(f"\n# Serve the catalog: a STAC API at {url}, Zarr at {base}/zarr/", file=sys.stdout)
     print(f"$ arcodex {shlex.join([*cat, 'serve', '--port', str(port)])} &", flush=True)
     server = subprocess.Popen(
         [sys.executable, "-m", "arcodex.cli", *cat, "serve", "--port", str(port)],
@@ -284,6 +294,18 @@ def _stac_tour(directory: Path, cat: list[str], step: Any, product: str) -> None
             "open", product, "--source", url, "--variables", "tas",
             "--bbox", "-20,30,40,70", "--time", "2000-01-03/2000-01-09", "--json",
         )  # fmt: skip
+        code = (
+            "import xarray as xr; "
+            f'ds = xr.open_zarr("{base}/zarr/{product}"); '
+            "print(dict(ds.sizes), float(ds.tas.mean()))"
+        )
+        mean = step(
+            "Any client opens the published product over plain HTTP: xarray alone, "
+            "no arcodex, no credentials.",
+            "-c", code, program="python",
+        ).split()  # fmt: skip
+        if not mean:
+            raise DemoError("xarray read nothing over /zarr")
     finally:
         server.terminate()
         server.wait(timeout=30)

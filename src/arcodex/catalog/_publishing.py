@@ -28,7 +28,7 @@ def _dataset(record: Record) -> Record:
     if record.kind != "dataset":
         raise ValidationError(
             f"record {record.id} is a {record.kind}, not a dataset; only datasets "
-            "(products of `arcodex convert`) can be published"
+            "(catalogued files, external datasets, products of `arcodex convert`) can be published"
         )
     return record
 
@@ -36,11 +36,19 @@ def _dataset(record: Record) -> Record:
 def served_snapshot(record: Record, tag: str | None = None) -> tuple[str | None, str | None]:
     """(snapshot, tag) a publication of ``record`` serves, or a refusal.
 
-    The product's check must have passed (``convert.check``); for Icechunk the
-    snapshot is the one that check was of (the newest written), or the tag's.
+    A converted dataset's product must have passed its check (``convert.check``);
+    for Icechunk the snapshot is the one that check was of (the newest written), or
+    the tag's. A catalogued dataset without a product (source files, an external
+    dataset) is published as it is: there is no product to be unfaithful to it.
     """
     conv = record.metadata.get("convert")
     conv = conv if isinstance(conv, Mapping) else {}
+    if not conv:
+        if tag is not None:
+            raise ValidationError(
+                f"dataset {record.id} has no Icechunk product; --tag is for Icechunk products"
+            )
+        return None, None
     status = conv.get("check")
     if status not in PASSED:
         said = f"its check is {status!r}" if status else "it has no checked product"

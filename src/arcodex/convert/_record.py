@@ -193,6 +193,7 @@ def product_record(
     lineage = [Lineage(operation_id=operation_id, relation="derived_from")]
     if current is not None:
         kept = {k: v for k, v in current.metadata.items() if k != DATACUBE}
+        kept.update(_publication_follows(current, result))
         return Record.model_validate(
             {
                 **current.model_dump(),
@@ -287,3 +288,21 @@ def _size(product: Any) -> int | None:
         return content_size(fs, path, product.format)
     except (OSError, ValueError):
         return None
+
+
+def _publication_follows(current: Any, result: ConvertResult) -> dict[str, Any]:
+    """The access block of an updated, published product moved to its new snapshot.
+
+    What is served is the newest version that passed its check: an update whose check
+    passed moves the publication on, one that failed leaves it where it was, and one
+    published at a tag stays at that tag.
+    """
+    from arcodex.catalog._access import ACCESS_KEY, is_published, record_access
+    from arcodex.catalog._publishing import PASSED
+
+    access = record_access(current)
+    if not is_published(current) or access.get("tag") or not result.snapshot:
+        return {}
+    if result.status not in PASSED:
+        return {}
+    return {ACCESS_KEY: {**access, "snapshot": result.snapshot}}

@@ -102,6 +102,23 @@ def http_server(handler: Any) -> Iterator[str]:
         thread.join()
 
 
+def publish_all(catalog: Any, *terms: str) -> list[str]:
+    """Publish every dataset of ``catalog`` matching ``terms`` (all by default) as public.
+
+    Anonymous readers of a served catalog see published public datasets only; this is
+    ``arcodex publish`` on each, so a product whose check failed is refused as there.
+    Returns the ids published (those already published are left as they are).
+    """
+    from arcodex.catalog._access import is_published
+
+    done = []
+    for record in catalog.search(*terms, kind="dataset", limit=None).records:
+        if not is_published(record):
+            catalog.publish(record.id, visibility="public")
+            done.append(record.id)
+    return done
+
+
 @contextmanager
 def serve_catalog(root: Any, **app_options: Any) -> Iterator[str]:
     """The arcodex server of the catalog at ``root`` (``app_options`` go to ``create_app``)
