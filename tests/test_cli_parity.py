@@ -74,7 +74,7 @@ INVOCATIONS: list[tuple[list[str], set[str]]] = [
     (["run", "--list"], {"pipelines"}),
     (["pipelines"], {"pipelines"}),
     (["ingest-files", "{file}", "--dry-run"], {"ingest_files"}),
-    (["publish", "d1", "--visibility", "public"], {"publish"}),
+    (["publish", "d1", "--visibility", "public"], {"get", "publish"}),
     (["unpublish", "d1"], {"unpublish"}),
     (["visibility", "d1", "project:ch4"], {"set_visibility"}),
 ]

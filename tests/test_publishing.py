@@ -139,3 +139,47 @@ def test_cli_publish_unpublish_visibility(tmp_path: Path, cat: Catalog) -> None:
     assert bad.exit_code == 1
     assert bad.stderr.startswith("error: visibility 'world'")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cli_publishes_several_or_none(tmp_path: Path, cat: Catalog) -> None:
+    """`arcodex publish A B` checks every dataset before it publishes any."""
+    rid = _product(tmp_path, cat)
+    cat.add_external("https://example.org/raw.nc", record_id="raw", kind="dataset")
+    cat.add_external(
+        "https://example.org/bad.zarr",
+        record_id="bad",
+        kind="dataset",
+        metadata={"convert": {"check": "fail", "product": {"format": "zarr"}}},
+    )
+    root = str(cat.root)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["--catalog", root, "publish", rid, "raw", "bad"])
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("error: dataset bad cannot be published: its check is 'fail'")
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not any("access" in cat.get(i).metadata for i in (rid, "raw", "bad")), "none published"
+    done = runner.invoke(app, ["--catalog", root, "publish", rid, "raw", "--json"])
+    assert done.exit_code == 0, done.stderr
+    assert [r["id"] for r in json.loads(done.stdout)] == [rid, "raw"]
+    assert all(cat.get(i).metadata["access"]["published"] for i in (rid, "raw"))
+    text = runner.invoke(app, ["--catalog", root, "publish", "raw", "--visibility", "project:x"])
+    assert text.stdout.strip() == "published raw (project:x)"
+
+
+def test_an_update_moves_the_publication_to_the_newest_checked_snapshot(
+    tmp_path: Path, cat: Catalog
+) -> None:
+    """What is served is the newest version that passed its check, unless pinned to a tag."""
+    from arcodex.convert import update
+
+    files = write_archive(tmp_path / "more", files=3, steps=2)
+    done = convert([str(f) for f in files[:2]], to="icechunk", catalog=cat, cluster="threads")
+    assert done.record is not None
+    rid = done.record.id
+    first = cat.publish(rid).metadata["access"]["snapshot"]
+    update(rid, [str(f) for f in files], catalog=cat, cluster="threads")
+    record = cat.get(rid)
+    newest = record.metadata["convert"]["snapshot"]
+    assert newest != first
+    assert record.metadata["access"]["snapshot"] == newest
+    assert record.metadata["access"]["published"] is True

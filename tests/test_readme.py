@@ -124,14 +124,6 @@ NOT_RUN = {
     "cluster and checks that no job is left in squeue",
     "plugins-toml": "a plugin's pyproject.toml excerpt: tests/test_plugins.py installs a "
     "plugin declared the same way and checks this block declares it so",
-    # KNOWN GAP (issue 15 note): since anonymous readers see published datasets only, these
-    # examples need a publish step (and publishing catalogued files, which need no check);
-    # until the README gains it they are not run. tests/test_stac_api.py and
-    # tests/test_zarr_http.py run the same requests on published datasets.
-    "the-stac-api-and-the-client-bash": "needs a publish step (issue 15 note)",
-    "the-stac-api-and-the-client-python": "needs a publish step (issue 15 note)",
-    "raw-zarr-over-http-python": "needs a publish step (issue 15 note)",
-    "serving-from-postgresql-bash": "needs a publish step (issue 15 note)",
     "run-the-service-ini": "a systemd unit: tests/test_service.py runs `arcodex serve` with "
     "its flags (--root-path, --access-log json, SIGTERM) as a child process",
     "managed-datasets-and-publishing-bash": "needs an ID of a converted dataset: "
@@ -207,6 +199,7 @@ PLACEHOLDERS: dict[str, tuple[str, Callable[[Run], str]]] = {
         record_prefix,
     ),
     "ITEM_ID": ("the first Item id `arcodex find` printed", item_id),
+    "DATASET_ID": ("the id of the dataset published before the block", item_id),
     "8000": (
         "a free loopback port for the server the block starts",
         lambda run: run.values["port"],
@@ -291,6 +284,9 @@ class Setup:
     expect: dict[str, str] = field(default_factory=dict)  # command prefix -> regex of its stdout
     stderr: str | None = None  # regex a python block's stderr must match
     rewrite: dict[str, tuple[str, str]] = field(default_factory=dict)  # regex -> (replacement, why)
+    #: The block follows one that published the product (`arcodex publish`): the harness
+    #: publishes it the same way, as the blocks may run in any order or process.
+    published: bool = False
 
 
 SETUPS: dict[str, Setup] = {
@@ -426,19 +422,29 @@ SETUPS: dict[str, Setup] = {
     "the-stac-api-and-the-client-bash": Setup(
         catalog="product",
         expect={
+            "arcodex publish": rf"^published {RECORD_ID.pattern} \(public\)$",
             "arcodex find": r"1 found",
             "arcodex open": r"lon: [1-9]",
         },
     ),
     "serving-from-postgresql-bash": Setup(
         catalog="product",
+        published=True,
         expect={"arcodex find": r"1 found"},
     ),
     "the-stac-api-and-the-client-python": Setup(
         catalog="product",
+        published=True,
         server=True,
         epilogue="print(dict(ds.sizes))\n",
         expect={"": r"'lon': [1-9]"},
+    ),
+    "raw-zarr-over-http-python": Setup(
+        catalog="product",
+        published=True,
+        server=True,
+        epilogue="print(dict(ds.sizes), float(ds.tas.mean()))\n",
+        expect={"": r"^\{'time': 6, 'lat': \d+, 'lon': \d+\} \d+\.\d+$"},
     ),
     "schema-versions-and-moving-a-catalog-bash": Setup(
         expect={
@@ -687,6 +693,8 @@ def test_example_runs_as_written(
         run.env["ARCODEX_CATALOG"] = str(tmp_path / "catalog")
     elif setup.catalog == "product":
         run.env["ARCODEX_CATALOG"] = str(request.getfixturevalue("product_catalog"))
+    if setup.published:
+        run.output += run.arcodex("publish", *run.arcodex("search", "--ids").split())
     if setup.mirror:
         run.values["mirror"] = request.getfixturevalue("schema_mirror")
     try:

@@ -18,7 +18,7 @@ from arcodex.errors import ConflictError, NotFoundError, ValidationError
 if TYPE_CHECKING:
     from arcodex.model import Record
 
-__all__ = ["Publishing", "served_snapshot"]
+__all__ = ["Publishing", "publishable", "served_snapshot"]
 
 #: Check results that allow publishing (a warning is still a passed check).
 PASSED = ("pass", "warn")
@@ -30,6 +30,12 @@ def _dataset(record: Record) -> Record:
             f"record {record.id} is a {record.kind}, not a dataset; only datasets "
             "(catalogued files, external datasets, products of `arcodex convert`) can be published"
         )
+    return record
+
+
+def publishable(record: Record, tag: str | None = None) -> Record:
+    """``record`` if :meth:`Publishing.publish` would take it (with ``tag``), else its refusal."""
+    served_snapshot(_dataset(record), tag)
     return record
 
 

@@ -845,10 +845,13 @@ def restore(ctx: typer.Context, record_id: IdArg, as_json: JsonOpt = False) -> N
     _print_record_result(record, as_json, f"restored {record.id} (status {record.status})")
 
 
-@command("publish", api=("publish",))
+@command("publish", api=("get", "publish"))
 def publish(
     ctx: typer.Context,
-    record_id: IdArg,
+    record_ids: Annotated[
+        list[str],
+        typer.Argument(metavar="ID...", help="Record ids, or unique prefixes of them."),
+    ],
     tag: Annotated[
         str | None, typer.Option("--tag", help="Serve this tag of an Icechunk product.")
     ] = None,
@@ -858,11 +861,26 @@ def publish(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Publish a dataset whose check passed, so that readers may see it."""
-    record = _state(ctx).catalog().publish(record_id, tag=tag, visibility=visibility)
-    access = record.metadata["access"]
-    served = f", snapshot {access['snapshot']}" if access.get("snapshot") else ""
-    _print_record_result(record, as_json, f"published {record.id} ({access['visibility']}{served})")
+    """Publish datasets (products whose check passed, catalogued files), so that readers
+    may see them. Every one is checked before any is published: one refused, none is.
+    With --json, the record (a list of them when several ids are given)."""
+    from arcodex.catalog._access import check_visibility
+    from arcodex.catalog._publishing import publishable
+
+    catalog = _state(ctx).catalog()
+    if visibility is not None:
+        check_visibility(visibility)
+    found = [publishable(catalog.get(record_id), tag) for record_id in record_ids]
+    done = [catalog.publish(record.id, tag=tag, visibility=visibility) for record in found]
+    if as_json:
+        from arcodex.cli._render import print_json
+
+        print_json(_record_json(done[0]) if len(done) == 1 else [_record_json(r) for r in done])
+        return
+    for record in done:
+        access = record.metadata["access"]
+        served = f", snapshot {access['snapshot']}" if access.get("snapshot") else ""
+        typer.echo(f"published {record.id} ({access['visibility']}{served})")
 
 
 @command("unpublish", api=("unpublish",))
