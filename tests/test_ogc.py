@@ -367,3 +367,52 @@ def test_bad_requests_are_400(
 )
 def test_odd_ids_are_404(site: dict[str, Any], path: str) -> None:
     assert site["client"].get(path).status_code == 404
+
+
+def test_catalogued_files_by_coordinate_names_and_without_a_grid(tmp_path: Any) -> None:
+    """A catalogued file whose lat/lon carry no units is served (found by name, as the
+    catalog's datacube finds them); one without a horizontal grid is not an OGC collection
+    and its collection answers 404 saying where to read it instead."""
+    import asyncio
+
+    from arcodex.server import create_app
+
+    values = np.arange(8, dtype="f4").reshape(2, 2, 2)
+    xr.Dataset(
+        {"t": (("time", "lat", "lon"), values)},
+        coords={
+            "time": np.array(["2030-01-01", "2030-01-02"], dtype="datetime64[ns]"),
+            "lat": [0.0, 1.0],
+            "lon": [10.0, 11.0],
+        },
+    ).to_netcdf(tmp_path / "grid.nc")
+    times = np.array(["2030-01-01", "2030-01-02", "2030-01-03"], dtype="datetime64[ns]")
+    xr.Dataset({"ch4": (("time",), np.array([1.9, 2.0, 2.1]))}, coords={"time": times}).to_netcdf(
+        tmp_path / "station.nc"
+    )
+    with Catalog.create(tmp_path / "cat") as cat:
+        grid, station = cat.add_files([tmp_path / "grid.nc", tmp_path / "station.nc"])
+        cat.publish(grid.id)
+        cat.publish(station.id)
+    app = create_app(tmp_path / "cat")
+
+    async def ask(*paths: str) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://arcodex") as http:
+            return [await http.get(p) for p in paths]
+
+    listed, one, point, missing, station_point = asyncio.run(
+        ask(
+            "/ogcapi/collections?f=json",
+            f"/ogcapi/collections/{grid.id}?f=json",
+            f"/ogcapi/collections/{grid.id}/position?coords=POINT(11 1)&f=json",
+            f"/ogcapi/collections/{station.id}?f=json",
+            f"/ogcapi/collections/{station.id}/position?coords=POINT(11 1)&f=json",
+        )
+    )
+    assert [c["id"] for c in _json(listed)["collections"]] == [grid.id]
+    assert _json(one)["id"] == grid.id
+    _same(_range(_json(point), "t").ravel(), values[:, 1, 1])
+    for answer in (missing, station_point):
+        assert answer.status_code == 404, answer.text
+        assert f"/zarr/{station.id}" in answer.json()["description"]

@@ -203,11 +203,6 @@ def test_matrix(world: dict[str, Any], who: str) -> None:
             hidden = name not in sees
             answers = run(send, record_id)
             for resp in answers:
-                if path == "/ogcapi/collections/{collection_id}" and not hidden:
-                    # KNOWN BUG, left open in issue 15's note: pygeoapi answers 500 for the
-                    # collection document of these 2x2 catalogued files (not of converted
-                    # products, which tests/test_ogc.py serves). Hidden ones are still 404.
-                    continue
                 assert resp.status_code < 500, (path, who, name, resp.text)
                 # The request's own URL (the self link) echoes what the asker sent.
                 body = resp.text.replace(str(resp.request.url), "")

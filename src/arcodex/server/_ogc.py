@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from arcodex.catalog._access import ANONYMOUS
+from arcodex.errors import NotFoundError
 from arcodex.model import Condition, Query
 
 if TYPE_CHECKING:
@@ -210,7 +211,20 @@ class OgcService:
 
 
 def _has_product(record: Record) -> bool:
-    return any(a.role == "primary" for a in record.artifacts)
+    return any(a.role == "primary" for a in record.artifacts) and has_grid(record)
+
+
+def has_grid(record: Record) -> bool:
+    """Whether ``record``'s data has the latitude/longitude grid coverages and EDR need,
+    from its datacube (kept when it was catalogued; a record without one is tried)."""
+    from arcodex.extract._datacube import DATACUBE
+
+    cube = record.metadata.get(DATACUBE)
+    if not isinstance(cube, dict):
+        return True
+    axes = {d.get("axis") for d in cube.get("dimensions") or () if isinstance(d, dict)}
+    auxiliary = [v for v in cube.get("variables") or () if v.get("type") == "auxiliary"]
+    return {"x", "y"} <= axes or len(auxiliary) >= 2
 
 
 def _quiet_pygeoapi() -> None:
@@ -272,7 +286,12 @@ def add_ogc_api(app: FastAPI, catalog: Catalog, *, prefix: str = "/ogcapi", titl
 
     def collection(request: Request) -> str:
         name = str(request.path_params["collection_id"])
-        visible_dataset(catalog, name, principal_of(request))
+        record = visible_dataset(catalog, name, principal_of(request))
+        if not has_grid(record):
+            raise NotFoundError(
+                f"dataset {name} has no latitude/longitude grid, which OGC API coverages and "
+                f"EDR need; read it at /zarr/{name} or /datasets/{name}/download"
+            )
         return name
 
     def handler(call: Callable[..., Any], *extra: Any) -> Callable[..., Awaitable[Response]]:

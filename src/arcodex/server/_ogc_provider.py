@@ -36,6 +36,8 @@ from pygeoapi.provider.base import (
 )
 from pygeoapi.provider.base_edr import BaseEDRProvider
 
+from arcodex.extract._datacube import role
+
 __all__ = ["ArcodexProvider", "Grid", "register_opener", "select"]
 
 #: Most values one CoverageJSON answer may hold (JSON is ~20 bytes a value).
@@ -89,19 +91,12 @@ def _attr(var: Any, name: str) -> str:
 
 
 def _is_lon(var: Any) -> bool:
-    return (
-        _attr(var, "units") in ("degrees_east", "degree_east", "degrees_e")
-        or _attr(var, "standard_name") == "longitude"
-        or _attr(var, "axis") == "x"
-    )
+    # The rule the catalog's datacube uses (CF attributes, else the usual names).
+    return role(str(var.name), var) == "x" or _attr(var, "units") == "degrees_e"
 
 
 def _is_lat(var: Any) -> bool:
-    return (
-        _attr(var, "units") in ("degrees_north", "degree_north", "degrees_n")
-        or _attr(var, "standard_name") == "latitude"
-        or _attr(var, "axis") == "y"
-    )
+    return role(str(var.name), var) == "y" or _attr(var, "units") == "degrees_n"
 
 
 def _is_time(var: Any) -> bool:
@@ -131,7 +126,9 @@ class Grid:
         lon = [c for c in coords if c.ndim in (1, 2) and _is_lon(c)]
         lat = [c for c in coords if c.ndim in (1, 2) and _is_lat(c)]
         if not lon or not lat:
-            raise ValueError("no latitude/longitude coordinates (units degrees_north/east)")
+            raise ValueError(
+                "no latitude/longitude coordinates (units degrees_north/east, or named lat/lon)"
+            )
         x, y = lon[0], lat[0]
         if x.ndim != y.ndim:
             raise ValueError(f"{x.name} and {y.name} have different numbers of dimensions")
@@ -151,8 +148,10 @@ class Grid:
             and (_attr(c, "axis") == "z" or "positive" in c.attrs)
         ]
         z = str(levels[0].name) if levels else None
-        geographic = _attr(x, "units").startswith("degree") or _attr(x, "standard_name") == (
-            "longitude"
+        geographic = (
+            _attr(x, "units").startswith("degree")
+            or _attr(x, "standard_name") == "longitude"
+            or str(x.name).lower() in ("lon", "longitude", "nav_lon")
         )
         return cls(str(x.name), str(y.name), ydim, xdim, t, z, x.ndim == 2, geographic)
 
