@@ -244,3 +244,50 @@ def test_bad_serve_options_say_what_to_give(root: Path, args: list[str], message
     assert result.exit_code != 0
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+# -- CORS ------------------------------------------------------------------------------------
+
+
+def _cors_answers(root: Path, origin: str) -> list[httpx.Response]:
+    import asyncio
+
+    from arcodex.server import create_app
+
+    app = create_app(root)
+
+    async def ask() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://arcodex") as http:
+            headers = {"Origin": origin}
+            preflight = {
+                **headers,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "range",
+            }
+            return [
+                await http.get("/stac/", headers=headers),
+                await http.get("/datasets", headers=headers),
+                await http.get("/zarr/d1/.zmetadata", headers=headers),
+                await http.options("/zarr/d1/.zmetadata", headers=preflight),
+            ]
+
+    return asyncio.run(ask())
+
+
+def test_cors_is_off_unless_origins_are_configured(root: Path) -> None:
+    for answer in _cors_answers(root, "https://viewer.example"):
+        assert "access-control-allow-origin" not in answer.headers, answer.request.url
+
+
+def test_cors_allows_the_configured_origins_on_every_route(root: Path) -> None:
+    with (root / "arcodex.yaml").open("a", encoding="utf-8") as fh:
+        fh.write("\nserver:\n  cors_origins: [https://viewer.example]\n")
+    stac, datasets, zarr, preflight = _cors_answers(root, "https://viewer.example")
+    assert (stac.status_code, datasets.status_code, preflight.status_code) == (200, 200, 200)
+    for answer in (stac, datasets, zarr, preflight):
+        assert answer.headers["access-control-allow-origin"] == "https://viewer.example"
+    assert "ETag" in zarr.headers["access-control-expose-headers"]
+    assert "range" in preflight.headers["access-control-allow-headers"].lower()
+    for answer in _cors_answers(root, "https://other.example"):
+        assert "access-control-allow-origin" not in answer.headers, answer.request.url

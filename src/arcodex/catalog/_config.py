@@ -129,7 +129,8 @@ class ServerConfig(BaseModel):
     auth: AuthConfig = Field(default_factory=AuthConfig, description="authentication")
     cors_origins: list[str] = Field(
         default_factory=list,
-        description="origins allowed to read /zarr from a browser (CORS), or '*'; default: none",
+        description="origins a browser may read the service from (CORS: STAC, /datasets, "
+        "/zarr, /ogcapi), or '*'; default: none",
     )
 
 

@@ -108,6 +108,18 @@ def create_app(
 
     # Inside the guard: a request is bounded before its token is looked up.
     app.add_middleware(Authentication, catalog=catalog, config=limits.auth)
+    if limits.cors_origins:
+        from starlette.middleware.cors import CORSMiddleware
+
+        # Outside authentication: a preflight carries no token, and a 401 must be readable.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(limits.cors_origins),
+            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Range", "If-None-Match"],
+            expose_headers=["Content-Length", "Content-Range", "ETag", "Accept-Ranges"],
+            max_age=600,
+        )
     # Added last, so outermost: the peer is judged, then the body bounded, before anything else.
     app.add_middleware(
         ReloadMiddleware, reloader=Reloader(catalog, documents, interval=reload_interval)

@@ -798,10 +798,17 @@ def add_stac_api(
         stac_fastapi_landing_id="arcodex",
         stac_fastapi_version=__version__,
     )
+    from brotli_asgi import BrotliMiddleware
+    from stac_fastapi.api.middleware import ProxyHeaderMiddleware
+    from starlette.middleware import Middleware
+
     StacApi(
         app=app,
         router=APIRouter(prefix=prefix),
         settings=settings,
+        # stac-fastapi's defaults less its CORS for every origin: the app's own CORS is
+        # `server.cors_origins` (none by default), for every route alike.
+        middlewares=[Middleware(BrotliMiddleware), Middleware(ProxyHeaderMiddleware)],
         title=title,
         stac_version=STAC_VERSION,
         client=client,

@@ -73,19 +73,9 @@ def add_zarr(app: FastAPI, catalog: Catalog, *, prefix: str = "/zarr") -> None:
     from arcodex.server._products import ProductCache
 
     cache = ProductCache()
-    origins = list(getattr(catalog.config.server, "cors_origins", None) or [])
 
     async def zarr_key(request: Request, dataset: str, key: str) -> Response:
-        response = await _answer(request, catalog, cache, dataset, key)
-        origin = request.headers.get("origin")
-        if origin and ("*" in origins or origin in origins):
-            response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
-            response.headers["Access-Control-Expose-Headers"] = (
-                "Content-Length, Content-Range, ETag, Accept-Ranges"
-            )
-            if "*" not in origins:
-                response.headers["Vary"] = "Origin"
-        return response
+        return await _answer(request, catalog, cache, dataset, key)
 
     # The annotations are strings (postponed); FastAPI needs the class to inject the request.
     zarr_key.__annotations__.update(
