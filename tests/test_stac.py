@@ -383,6 +383,7 @@ def test_icechunk_tags_are_versions(tmp_path: Path) -> None:
         assert set(exported) == {record.id, f"{record.id}@v1", f"{record.id}@v2"}
         assert any(link["rel"] == "predecessor-version" for link in exported[record.id]["links"])
         assert validate_stac(list(docs.values())).valid
+        cat.publish(record.id)  # anonymous readers of the API see published datasets only
 
     async def through_the_api() -> None:
         transport = httpx.ASGITransport(app=create_app(tmp_path / "cat"))

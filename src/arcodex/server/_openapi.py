@@ -9,6 +9,7 @@ so that clients and schemathesis check responses against what is sent.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -61,7 +62,30 @@ def document_errors(app: FastAPI) -> None:
                     responses.setdefault("503", _error("The dataset cannot be read now"))
                 if path.endswith("/download"):
                     responses.setdefault("413", _error("Over server.download_max_bytes"))
+        _document_fields(doc)
         app.openapi_schema = doc
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_fields(doc: dict[str, Any]) -> None:
+    """Item lists that take ``fields`` answer Items of the fields asked for (always ``id``
+    and ``type``), not whole Items: document them so (``FieldsItemCollection``)."""
+    schemas = doc.get("components", {}).get("schemas", {})
+    if "Item" not in schemas or "ItemCollection" not in schemas:
+        return
+    item = copy.deepcopy(schemas["Item"])
+    item["required"] = ["type", "id"]
+    item["description"] = "An Item; with `fields`, only the fields asked for (id and type always)"
+    collection = copy.deepcopy(schemas["ItemCollection"])
+    collection["properties"]["features"]["items"] = {"$ref": "#/components/schemas/FieldsItem"}
+    schemas["FieldsItem"] = item
+    schemas["FieldsItemCollection"] = collection
+    whole = "#/components/schemas/ItemCollection"
+    for path in ("/stac/search", "/stac/collections/{collection_id}/items"):
+        for operation in doc.get("paths", {}).get(path, {}).values():
+            content = operation.get("responses", {}).get("200", {}).get("content", {})
+            for media in content.values():
+                if media.get("schema", {}).get("$ref") == whole:
+                    media["schema"] = {"$ref": "#/components/schemas/FieldsItemCollection"}
