@@ -155,6 +155,13 @@ def _collection_ids(client: httpx.Client) -> set[str]:
     return {c["id"] for c in response.json()["collections"]}
 
 
+def _set_config(root: Path, **settings: object) -> None:
+    """Change settings of the catalog's arcodex.yaml, keeping the rest (its database)."""
+    path = root / "arcodex.yaml"
+    config = yaml.safe_load(path.read_text()) if path.exists() else None
+    path.write_text(yaml.safe_dump({**(config or {}), **settings}))
+
+
 def test_groups_reload_without_a_restart(root: Path) -> None:
     with (
         serve_catalog(root, reload_interval=0) as url,
@@ -162,8 +169,7 @@ def test_groups_reload_without_a_restart(root: Path) -> None:
     ):
         assert _collection_ids(client) == {"d0", "d1", "d2", "d3"}
         # A group in arcodex.yaml gathers the northern datasets.
-        config = {"stac_collections": [{"id": "north", "where": ["site=north"]}]}
-        (root / "arcodex.yaml").write_text(yaml.safe_dump(config))
+        _set_config(root, stac_collections=[{"id": "north", "where": ["site=north"]}])
         assert _collection_ids(client) == {"north", "d0", "d2"}
         # A collection record defines one too.
         with Catalog.open(root) as cat:
@@ -191,8 +197,7 @@ def test_reload_waits_for_its_interval(root: Path) -> None:
         httpx.Client(base_url=url, timeout=30) as client,
     ):
         assert _collection_ids(client) == {"d0", "d1", "d2", "d3"}
-        config = {"stac_collections": [{"id": "north", "where": ["site=north"]}]}
-        (root / "arcodex.yaml").write_text(yaml.safe_dump(config))
+        _set_config(root, stac_collections=[{"id": "north", "where": ["site=north"]}])
         assert _collection_ids(client) == {"d0", "d1", "d2", "d3"}
 
 

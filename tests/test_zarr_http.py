@@ -235,3 +235,19 @@ def test_stac_item_has_zarr_asset(client: httpx.Client, url: str, ids: dict[str,
     assert "tas" in remote
     hidden = client.get("/stac/search", params={"ids": ids["unpublished"]}).json()["features"]
     assert all("zarr-http" not in f["assets"] for f in hidden)
+
+
+@pytest.mark.parametrize("encoding", ["br", "gzip", "br, gzip, deflate"])
+def test_chunks_are_sent_as_stored_whatever_the_client_accepts(
+    client: Any, ids: dict[str, Any], encoding: str
+) -> None:
+    """No compression on top of a chunk's own codecs: a byte range stays a range of the
+    stored bytes, and Content-Length is the stored length."""
+    headers = {"Accept-Encoding": encoding}
+    with client.stream("GET", _chunk_key(ids), headers=headers) as whole:
+        raw = b"".join(whole.iter_raw())
+        assert "content-encoding" not in whole.headers
+    assert int(whole.headers["content-length"]) == len(raw) > 10
+    with client.stream("GET", _chunk_key(ids), headers={**headers, "Range": "bytes=2-9"}) as part:
+        assert part.status_code == 206 and "content-encoding" not in part.headers
+        assert b"".join(part.iter_raw()) == raw[2:10]

@@ -91,7 +91,12 @@ def create_app(
     )
     app.state.catalog = catalog
     app.add_api_route("/", landing("/stac"), methods=["GET"], include_in_schema=False)
-    documents = add_stac_api(app, catalog, prefix="/stac", title=title, limits=limits)
+    import re
+
+    raw = [f"^{re.escape(root_path.rstrip('/'))}/zarr/"]
+    documents = add_stac_api(
+        app, catalog, prefix="/stac", title=title, limits=limits, uncompressed=raw
+    )
     readiness = add_health(app, catalog)
     add_datasets_api(
         app, catalog, max_limit=limits.max_limit, max_download=limits.download_max_bytes

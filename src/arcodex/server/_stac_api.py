@@ -722,9 +722,14 @@ def add_stac_api(
     title: str = "arcodex",
     description: str | None = None,
     limits: ServerConfig | None = None,
+    uncompressed: list[str] | None = None,
 ) -> DocumentCache:
     """Add the STAC API to ``app`` under ``prefix`` (its landing page is ``{prefix}/``); the
-    cache of its documents (:class:`~arcodex.server._reload.Reloader` resets it)."""
+    cache of its documents (:class:`~arcodex.server._reload.Reloader` resets it).
+
+    stac-fastapi compresses every response of the app (brotli, else gzip); ``uncompressed``
+    are regular expressions of paths it must leave alone (raw Zarr: chunks are compressed
+    already, and a byte range must stay a range of the stored bytes)."""
     from fastapi import APIRouter
     from stac_fastapi.api.app import StacApi
     from stac_fastapi.api.models import (
@@ -808,7 +813,10 @@ def add_stac_api(
         settings=settings,
         # stac-fastapi's defaults less its CORS for every origin: the app's own CORS is
         # `server.cors_origins` (none by default), for every route alike.
-        middlewares=[Middleware(BrotliMiddleware), Middleware(ProxyHeaderMiddleware)],
+        middlewares=[
+            Middleware(BrotliMiddleware, excluded_handlers=list(uncompressed or ())),
+            Middleware(ProxyHeaderMiddleware),
+        ],
         title=title,
         stac_version=STAC_VERSION,
         client=client,

@@ -153,6 +153,9 @@ def _not_modified(request: Request, etag: str) -> bool:
 
 
 async def _size(served: ServedProduct, key: str) -> int | None:
+    stat = served.stat(key)
+    if stat is not None:
+        return int(stat.st_size)
     if not await served.store.exists(key):
         return None
     try:
