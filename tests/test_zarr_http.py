@@ -251,3 +251,10 @@ def test_chunks_are_sent_as_stored_whatever_the_client_accepts(
     with client.stream("GET", _chunk_key(ids), headers={**headers, "Range": "bytes=2-9"}) as part:
         assert part.status_code == 206 and "content-encoding" not in part.headers
         assert b"".join(part.iter_raw()) == raw[2:10]
+
+
+@pytest.mark.parametrize("key", ["tas", "tas/c", "tas/c/0", "tas/c/0/0"])
+def test_a_directory_of_a_local_store_is_no_key(client: Any, ids: dict[str, Any], key: str) -> None:
+    """A local Zarr v3 store's directories are not values: 404, never their listing or a 500."""
+    assert client.get(f"/zarr/{ids['zarr3']}/{key}").status_code == 404
+    assert client.get(f"/zarr/{ids['zarr3']}/tas/c/0/0/0").status_code == 200
