@@ -10,6 +10,7 @@ naming a record that does not exist (same status, same body but for the id).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -286,3 +287,67 @@ def test_ogc_queries_of_hidden_datasets_are_missing(world: dict[str, Any], who: 
             got = send("GET", url.format(id=record_id), {})
             assert got.status_code == 404, (path, who, name)
             assert f"T-{name}" not in got.text
+
+
+def _box_netcdf(path: Path, lon: float, year: int, variable: str) -> Path:
+    xr.Dataset(
+        {variable: (("time", "lat", "lon"), np.zeros((2, 2, 2), "f4"))},
+        coords={
+            "time": np.array([f"{year}-01-01", f"{year}-01-02"], dtype="datetime64[ns]"),
+            "lat": [0.0, 1.0],
+            "lon": [lon, lon + 1.0],
+        },
+    ).to_netcdf(path)
+    return path
+
+
+def test_a_group_collection_is_made_of_the_members_its_asker_sees(tmp_path: Path) -> None:
+    """A hidden member widens neither the extent nor the cube nor the keywords of its group."""
+    from arcodex.catalog import CatalogConfig
+    from arcodex.server import create_app
+
+    config = CatalogConfig(stac_collections=[{"id": "ocean", "where": ["tags=ocean"]}])
+    members = {  # name → (lon, year, variable, visibility, published)
+        "shown": (10.0, 2030, "sst", "public", True),
+        "draft": (100.0, 2040, "draft_var", "public", False),
+        "private": (-120.0, 2050, "private_var", "private", True),
+    }
+    with Catalog.create(tmp_path / "cat", config=config) as cat:
+        for name, (lon, year, variable, visibility, published) in members.items():
+            path = _box_netcdf(tmp_path / f"{name}.nc", lon, year, variable)
+            (record,) = cat.add_files([path], tags=["ocean", f"tag-{name}"])
+            cat.update(
+                record.id,
+                title=f"T-{name}",
+                set={"access.visibility": visibility, "access.published": published},
+            )
+        cat.users.add("admin", "admin", [])
+        cat.users.add("reader", "reader", [])
+        tokens = {who: cat.users.create_token(who)[1] for who in ("admin", "reader")}
+    app = create_app(tmp_path / "cat")
+
+    def group(who: str | None) -> dict[str, Any]:
+        send = _sender(app, tokens.get(who or ""))
+        one = send("GET", "/stac/collections/ocean", {})
+        assert one.status_code == 200, one.text
+        listed = send("GET", "/stac/collections", {}).json()["collections"]
+        assert [c for c in listed if c["id"] == "ocean"] == [one.json()]
+        return dict(one.json())
+
+    # The admin asks first, so that a cached Collection would be the one with every member.
+    for who, seen in [("admin", set(members)), (None, {"shown"}), ("reader", {"shown"}),
+                      ("admin", set(members))]:  # fmt: skip
+        doc = group(who)
+        west, _, east, _ = doc["extent"]["spatial"]["bbox"][0]
+        start, end = doc["extent"]["temporal"]["interval"][0]
+        lons = [members[n][0] for n in seen]
+        years = [members[n][1] for n in seen]
+        assert (west, east) == (pytest.approx(min(lons)), pytest.approx(max(lons) + 1.0)), who
+        assert start.startswith(f"{min(years)}-01-01"), who
+        assert end.startswith(f"{max(years)}-01-02"), who
+        assert set(doc["cube:variables"]) == {members[n][2] for n in seen}, who
+        assert {k for k in doc.get("keywords", []) if k.startswith("tag-")} == {
+            f"tag-{n}" for n in seen
+        }, who
+        for name in set(members) - seen:
+            assert f"T-{name}" not in json.dumps(doc) and members[name][2] not in json.dumps(doc)

@@ -17,12 +17,12 @@ from __future__ import annotations
 import copy
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from arcodex.catalog import Catalog
-    from arcodex.model import Record
+    from arcodex.model import Condition, Record
 
 __all__ = ["DEFAULT_FIELDS", "DocumentCache", "apply_fields", "scrub"]
 
@@ -59,7 +59,9 @@ class DocumentCache:
         )
         self._versions: dict[tuple[str, int], list[dict[str, Any]]] = {}
         self._collection_of: dict[tuple[str, int], str] = {}
-        self._groups: dict[str, tuple[tuple[int, str], dict[str, Any]]] = {}
+        self._groups: OrderedDict[
+            tuple[str, tuple[str, ...]], tuple[tuple[int, str], dict[str, Any]]
+        ] = OrderedDict()
         self._lock = threading.Lock()
         self.reset()
 
@@ -85,12 +87,21 @@ class DocumentCache:
             found = self._collection_of[key] = self.grouping.collection_id(record)
         return found
 
-    def group(self, group_id: str, base_url: str) -> dict[str, Any]:
-        """The Collection of a configured group, its extent kept until a member changes."""
+    def group(self, group_id: str, base_url: str, visible: Sequence[Condition]) -> dict[str, Any]:
+        """The Collection of a configured group made of the members matching ``visible``
+        (the records the asker may see), its extent kept until one of them changes.
+
+        A member the asker may not see must not widen what it is told (extent, cube,
+        keywords), so a Collection is kept per group and per ``visible``.
+        """
         from arcodex.model import Condition, Query, SortKey
         from arcodex.stac._groups import group_collection
 
-        conditions = [Condition(field="kind", value="dataset"), *self.grouping.conditions(group_id)]
+        conditions = [
+            Condition(field="kind", value="dataset"),
+            *visible,
+            *self.grouping.conditions(group_id),
+        ]
         newest = self.catalog.search(
             Query(
                 conditions=conditions, sort=[SortKey(field="updated_at", descending=True)], limit=1
@@ -100,16 +111,22 @@ class DocumentCache:
             self.catalog.count(Query(conditions=conditions, limit=None)),
             newest[0].updated_at.isoformat() if newest else "",
         )
+        key = (group_id, tuple(c.model_dump_json() for c in visible))
         with self._lock:
-            cached = self._groups.get(group_id)
+            cached = self._groups.get(key)
+            if cached is not None:
+                self._groups.move_to_end(key)
         if cached is None or cached[0] != signature:
-            members = list(self.grouping.members(group_id))
+            members = list(self.grouping.members(group_id, visible))
             collection = group_collection(
                 self.grouping.groups[group_id], members, self.catalog.config.stac_defaults
             )
             cached = (signature, _unlinked(collection.to_dict))
             with self._lock:
-                self._groups[group_id] = cached
+                self._groups[key] = cached
+                self._groups.move_to_end(key)
+                while len(self._groups) > self.size:  # one per group and set of projects
+                    self._groups.popitem(last=False)
         return _linked_collection(copy.deepcopy(cached[1]), group_id, base_url)
 
     def documents(self, record: Record) -> tuple[dict[str, Any], dict[str, Any]]:

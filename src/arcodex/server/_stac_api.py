@@ -124,12 +124,13 @@ class CatalogClient(BaseCoreClient):
     def all_collections(self, **kwargs: Any) -> Any:
         request: Request = kwargs["request"]
         base = get_base_url(request)
+        principal = principal_of(request)
         limit = min(_int(request.query_params.get("limit"), 100), self.limits.max_limit)
         entries, next_token = self._collection_page(
-            limit, request.query_params.get("token"), principal_of(request)
+            limit, request.query_params.get("token"), principal
         )
         collections = [
-            self.cache.group(entry, base)
+            self.cache.group(entry, base, _published(principal))
             if isinstance(entry, str)
             else self.cache.collection(entry, base)
             for entry in entries
@@ -204,7 +205,7 @@ class CatalogClient(BaseCoreClient):
         if collection_id in self.cache.grouping.groups and self._has_members(
             collection_id, principal
         ):
-            return self.cache.group(collection_id, get_base_url(request))
+            return self.cache.group(collection_id, get_base_url(request), _published(principal))
         record = self._own_collection(collection_id, principal)
         return self.cache.collection(record, get_base_url(request))
 

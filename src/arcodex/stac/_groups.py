@@ -59,10 +59,15 @@ class Grouping:
                 return group_id
         return record.id
 
-    def members(self, group_id: str) -> Iterator[Record]:
-        """The dataset records of the group (those that match no earlier group)."""
+    def members(self, group_id: str, only: Sequence[Condition] = ()) -> Iterator[Record]:
+        """The dataset records of the group (those that match no earlier group), of those
+        matching ``only`` too (the server's: the records its asker may see)."""
         cursor = None
-        conditions = [Condition(field="kind", value="dataset"), *self._conditions[group_id]]
+        conditions = [
+            Condition(field="kind", value="dataset"),
+            *only,
+            *self._conditions[group_id],
+        ]
         while True:
             page = self.catalog.search(Query(conditions=conditions, limit=500, cursor=cursor))
             for record in page.records:
