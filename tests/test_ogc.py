@@ -416,3 +416,67 @@ def test_catalogued_files_by_coordinate_names_and_without_a_grid(tmp_path: Any) 
     for answer in (missing, station_point):
         assert answer.status_code == 404, answer.text
         assert f"/zarr/{station.id}" in answer.json()["description"]
+
+
+def test_opened_datasets_are_closed_when_dropped_and_when_the_server_stops(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The OGC API keeps a bounded number of datasets open: one it drops (more datasets
+    than the bound, or a record updated) and every one at shutdown has its file closed."""
+    import asyncio
+    import contextlib
+    import os
+    from pathlib import Path
+
+    from arcodex.server import _ogc_provider, create_app
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("counts open files through /proc")
+    monkeypatch.setattr(_ogc_provider, "OPENED_SIZE", 2)
+    files = []
+    for i in range(4):
+        path = tmp_path / f"grid{i}.nc"
+        xr.Dataset(
+            {"t": (("time", "lat", "lon"), np.full((2, 2, 2), i, "f4"))},
+            coords={
+                "time": np.array(["2030-01-01", "2030-01-02"], dtype="datetime64[ns]"),
+                "lat": [0.0, 1.0],
+                "lon": [10.0, 11.0],
+            },
+        ).to_netcdf(path)
+        files.append(path)
+    with Catalog.create(tmp_path / "cat") as cat:
+        records = cat.add_files(files)
+        for record in records:
+            cat.publish(record.id)
+    served = {str(Path(cat.path(r.id)).resolve()) for r in records}
+
+    def open_files() -> int:
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # closed since it was listed
+                found += os.readlink(f"/proc/self/fd/{fd}") in served
+        return found
+
+    before = open_files()
+    app = create_app(tmp_path / "cat")
+
+    async def serve() -> None:
+        transport = httpx.ASGITransport(app=app)
+        # The app's lifespan, as a server runs it: its end is the server stopping.
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://arcodex") as http,
+        ):
+            with Catalog.open(tmp_path / "cat") as cat:
+                for round_ in range(3):
+                    for record in records:
+                        got = await http.get(
+                            f"/ogcapi/collections/{record.id}/position?coords=POINT(11 1)"
+                        )
+                        assert got.status_code == 200, got.text
+                        assert open_files() - before <= 2, (round_, record.id)
+                    cat.update(records[0].id, set={"round": round_})  # a new version
+
+    asyncio.run(serve())
+    assert open_files() == before, "a dataset the OGC API opened was left open"

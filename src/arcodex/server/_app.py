@@ -74,10 +74,11 @@ def create_app(
     limits = catalog.config.server
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            app.state.ogc.close()  # the datasets it keeps open between requests
             readiness.close()
             catalog.close()
 

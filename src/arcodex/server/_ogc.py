@@ -30,6 +30,8 @@ from arcodex.errors import NotFoundError
 from arcodex.model import Condition, Query
 
 if TYPE_CHECKING:
+    from contextlib import ExitStack
+
     from fastapi import FastAPI
     from starlette.requests import Request
     from starlette.responses import Response
@@ -142,11 +144,10 @@ class OgcService:
         self._apis: OrderedDict[str, Any] = OrderedDict()
         self._openapi: dict[str, Any] = {}
 
-    def _open(self, record_id: str) -> Any:
+    def _open(self, record_id: str, stack: ExitStack) -> Any:
         """The product of a dataset (at its published Icechunk snapshot when it has one),
-        with lazily indexed arrays, not Dask: a point query reads only its own chunks."""
-        from contextlib import ExitStack
-
+        with lazily indexed arrays, not Dask: a point query reads only its own chunks.
+        What it opens is closed with ``stack``."""
         from arcodex.catalog._access import record_access
         from arcodex.convert._locate import locate_product
 
@@ -154,17 +155,25 @@ class OgcService:
         if "convert" not in record.metadata:
             from arcodex.server._published import open_served
 
-            # A catalogued file: opened as the other routes open it, kept open while served.
-            return open_served(ExitStack(), self.catalog, record)
+            # A catalogued file: opened as the other routes open it.
+            return open_served(stack, self.catalog, record)
         snapshot = record_access(record).get("snapshot")
-        with ExitStack() as stack:
-            # What open_product does, less its Dask chunks.
-            _, product, _ = locate_product(
-                stack, record_id, self.catalog, None, None, None, None, "main"
-            )
-            if isinstance(snapshot, str) and product.format in ("icechunk", "virtual-icechunk"):
-                return product.open(snapshot=snapshot)
-            return product.open()
+        # What open_product does, less its Dask chunks.
+        _, product, _ = locate_product(
+            stack, record_id, self.catalog, None, None, None, None, "main"
+        )
+        if isinstance(snapshot, str) and product.format in ("icechunk", "virtual-icechunk"):
+            ds = product.open(snapshot=snapshot)
+        else:
+            ds = product.open()
+        stack.callback(ds.close)
+        return ds
+
+    def close(self) -> None:
+        """Close the datasets this service opened (the server stops)."""
+        from arcodex.server._ogc_provider import close_opened
+
+        close_opened(self.source)
 
     def _query(self) -> Query:
         served = Condition(field="status", op="in", value=SERVED)

@@ -18,7 +18,10 @@ all answer. The selection rules are arcodex's own, stated once here:
 * missing values are JSON ``null``.
 
 pygeoapi makes a provider per request, so opened datasets are kept in
-:data:`_OPENED`, keyed by record id and version (an update opens the new one).
+:data:`_OPENED`, keyed by record id and version (an update opens the new one),
+each with the :class:`~contextlib.ExitStack` its opener put what it opened on: a
+dataset dropped (an older version, past :data:`OPENED_SIZE`, or its service
+closing, :func:`close_opened`) is closed then, not whenever it is collected.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +42,7 @@ from pygeoapi.provider.base_edr import BaseEDRProvider
 
 from arcodex.extract._datacube import role
 
-__all__ = ["ArcodexProvider", "Grid", "register_opener", "select"]
+__all__ = ["ArcodexProvider", "Grid", "close_opened", "register_opener", "select"]
 
 #: Most values one CoverageJSON answer may hold (JSON is ~20 bytes a value).
 MAX_JSON_VALUES = 5_000_000
@@ -49,15 +53,24 @@ OPENED_SIZE = 32
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 
-#: Who opens a record's product: key (from the provider's options) → opener(record id).
-_OPENERS: dict[str, Callable[[str], Any]] = {}
-_OPENED: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+#: Who opens a record's product: key (from the provider's options) → opener(record id,
+#: stack), which puts what it opens on the stack (closed when the dataset is dropped).
+_OPENERS: dict[str, Callable[[str, ExitStack], Any]] = {}
+_OPENED: OrderedDict[tuple[str, str, str], tuple[Any, ExitStack]] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def register_opener(key: str, opener: Callable[[str], Any]) -> None:
+def register_opener(key: str, opener: Callable[[str, ExitStack], Any]) -> None:
     """Let providers whose ``options.source`` is ``key`` open datasets with ``opener``."""
     _OPENERS[key] = opener
+
+
+def close_opened(key: str) -> None:
+    """Close every dataset opened for ``key`` and forget its opener (its service stops)."""
+    with _LOCK:
+        _OPENERS.pop(key, None)
+        dropped = [_OPENED.pop(k)[1] for k in [k for k in _OPENED if k[0] == key]]
+    _close(dropped)
 
 
 def _dataset(key: str, record_id: str, version: str) -> Any:
@@ -65,18 +78,31 @@ def _dataset(key: str, record_id: str, version: str) -> Any:
         found = _OPENED.get((key, record_id, version))
         if found is not None:
             _OPENED.move_to_end((key, record_id, version))
-            return found
+            return found[0]
     opener = _OPENERS.get(key)
     if opener is None:
         raise ProviderConnectionError(user_msg="this collection's catalog is not served here")
-    ds = opener(record_id)
+    with ExitStack() as stack:
+        ds = opener(record_id, stack)
+        kept = stack.pop_all()  # opened: closed when dropped from the cache, not now
     with _LOCK:
-        for old in [k for k in _OPENED if k[:2] == (key, record_id)]:
-            del _OPENED[old]
-        _OPENED[(key, record_id, version)] = ds
+        dropped = [_OPENED.pop(k)[1] for k in [k for k in _OPENED if k[:2] == (key, record_id)]]
+        _OPENED[(key, record_id, version)] = (ds, kept)
         while len(_OPENED) > OPENED_SIZE:
-            _OPENED.popitem(last=False)
+            dropped.append(_OPENED.popitem(last=False)[1][1])
+    _close(dropped)
     return ds
+
+
+def _close(stacks: Iterable[ExitStack]) -> None:
+    """Close dropped datasets (xarray reopens the file of one a request still reads)."""
+    for stack in stacks:
+        try:
+            stack.close()
+        except Exception:  # one that fails to close must not fail the request that dropped it
+            import logging
+
+            logging.getLogger("arcodex.server").warning("closing a dataset failed", exc_info=True)
 
 
 def _bad(message: str) -> ProviderInvalidQueryError:
