@@ -385,7 +385,8 @@ def _visible_collections(catalog: Catalog, principal: Any) -> Callable[..., Any]
 
 
 def _bad_bbox(text: str) -> str | None:
-    """Why ``bbox`` is not four or six numbers, or None (pygeoapi answers 500 for it)."""
+    """Why ``bbox`` is not four or six numbers in order, or None (pygeoapi's coverages
+    answer 500 for what its validate_bbox refuses)."""
     parts = text.split(",")
     try:
         values = [float(p) for p in parts]
@@ -393,4 +394,8 @@ def _bad_bbox(text: str) -> str | None:
         return f"bbox {text!r}: give minx,miny,maxx,maxy as numbers"
     if len(values) not in (4, 6) or any(v != v for v in values):
         return f"bbox {text!r}: give minx,miny,maxx,maxy as numbers"
+    if values[1] > values[len(values) // 2 + 1]:
+        return f"bbox {text!r}: miny is greater than maxy; give minx,miny,maxx,maxy"
+    if len(values) == 6 and values[2] > values[5]:
+        return f"bbox {text!r}: minz is greater than maxz; give minx,miny,minz,maxx,maxy,maxz"
     return None
