@@ -346,9 +346,14 @@ def test_curvilinear_position_and_refusals(site: dict[str, Any]) -> None:
         ("position", {}, "coords"),
         ("position", {"coords": "POLYGON((0 0,1 0,1 1,0 0))"}, "POINT"),
         ("position", {"coords": "POINT(oops)"}, "coords"),
+        # An empty point was a 500 (shapely has no x for it), a NaN one the first cell.
+        ("position", {"coords": "POINT EMPTY"}, "POINT(lon lat)"),
+        ("position", {"coords": "POINT(nan nan)"}, "finite"),
+        ("position", {"coords": "POINT(inf 0)"}, "finite"),
         ("position", {"coords": "POINT(0 0)", "f": "netcdf"}, "CoverageJSON"),
         ("cube", {}, "bbox"),
         ("area", {"coords": "POINT(0 0)"}, "POLYGON"),
+        ("area", {"coords": "POLYGON EMPTY"}, "POLYGON"),
     ],
 )
 def test_bad_requests_are_400(

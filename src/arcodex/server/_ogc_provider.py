@@ -26,6 +26,7 @@ closing, :func:`close_opened`) is closed then, not whenever it is collected.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
@@ -480,9 +481,13 @@ class ArcodexProvider(BaseEDRProvider):  # type: ignore[misc]
         """The time series of the cell nearest to ``coords=POINT(x y)``."""
         fields = self._edr_fields(kwargs)
         wkt = kwargs.get("wkt")
-        if wkt is None or wkt.geom_type != "Point":
+        # An empty point has no x (shapely raises), a NaN one is nearest to every cell.
+        if wkt is None or wkt.geom_type != "Point" or wkt.is_empty:
             raise _bad("position takes coords=POINT(lon lat)")
-        cell = nearest_cell(self._data, self.grid, float(wkt.x), float(wkt.y))
+        x, y = float(wkt.x), float(wkt.y)
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise _bad(f"position coords=POINT({x} {y}): give a finite lon and lat")
+        cell = nearest_cell(self._data, self.grid, x, y)
         data = self._data[fields].isel({k: [v] for k, v in cell.items()})
         data = select_time(data, self.grid, kwargs.get("datetime_"))
         data = select_z(data, self.grid, kwargs.get("z"))
@@ -498,7 +503,7 @@ class ArcodexProvider(BaseEDRProvider):  # type: ignore[misc]
 
         fields = self._edr_fields(kwargs)
         wkt = kwargs.get("wkt")
-        if wkt is None or wkt.geom_type not in ("Polygon", "MultiPolygon"):
+        if wkt is None or wkt.geom_type not in ("Polygon", "MultiPolygon") or wkt.is_empty:
             raise _bad("area takes coords=POLYGON((lon lat, …))")
         minx, miny, maxx, maxy = wkt.bounds
         data = select(
