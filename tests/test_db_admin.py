@@ -25,6 +25,7 @@ from arcodex.catalog import (
     database_status,
     upgrade_database,
 )
+from arcodex.catalog._users import Users
 from arcodex.cli import app
 from arcodex.errors import ConflictError, StorageError, ValidationError
 from arcodex.model import Operation, Query, Record
@@ -136,7 +137,8 @@ def one_line_error(result: Result, pattern: str) -> str:
 
 def fill(cat: Catalog, tmp: Path) -> dict[str, str]:
     """A small catalog using every part a copy must carry: managed files, externals with
-    extents, deleted records (of two prior statuses), a schema, operations."""
+    extents, deleted records (of two prior statuses), a schema, operations, users and
+    their tokens (one used, one revoked; ``ids["token"]`` is the good one's secret)."""
     cat.register_schema("obs@1", OBS)
     ids: dict[str, str] = {}
     for n, site in enumerate(["MHD", "TAC", "MHD"]):
@@ -165,7 +167,27 @@ def fill(cat: Catalog, tmp: Path) -> dict[str, str]:
     cat.update(ids["old"], status="deprecated")
     cat.delete(ids["gone"])
     cat.delete(ids["old"])
+    cat.users.add("alice", "reader", ["P"])
+    cat.users.add("bob", "writer")
+    ids["token"] = cat.users.create_token("alice", expires_days=30)[1]
+    cat.users.authenticate(ids["token"])  # a last use to carry over
+    cat.users.revoke(cat.users.create_token("bob")[0].id)
     return ids
+
+
+def same_users(copy: Users, source: Users, token: str) -> None:
+    """The copy's users and tokens are the source's, and a token made before the copy
+    authenticates against it (a revoked one still does not)."""
+    assert copy.list() == source.list()
+    assert copy.tokens() == source.tokens()
+    principal, token_id = copy.authenticate(token)
+    assert (principal.name, principal.role, principal.projects) == (
+        "alice",
+        "reader",
+        frozenset({"P"}),
+    )
+    assert token_id == source.tokens("alice")[0].id
+    assert [t.status for t in copy.tokens("bob")] == ["revoked"]
 
 
 def answers(backend: CatalogBackend) -> list[list[str]]:
@@ -344,19 +366,23 @@ def test_copy_sqlite_to_sqlite_is_identical(
 ) -> None:
     cat, ids = source
     dest = f"sqlite:///{tmp_path / 'copies' / 'copy.sqlite'}"
-    result = json.loads(ok("db", "copy", str(cat.root), dest, "--json", "--batch", "2").stdout)
+    copied = ok("db", "copy", str(cat.root), dest, "--json", "--batch", "2").stdout
+    assert ids["token"] not in copied and ids["token"].split("_")[-1] not in copied
+    result = json.loads(copied)
     want = catalog_digest(cat.backend)
     assert (result["records"], result["operations"], result["schemas"]) == (
         6,
         want.operations,
         1,
     )
+    assert (result["users"], result["tokens"]) == (want.users, want.tokens) == (2, 2)
     assert result["sha256"] == want.sha256 == digest_of(dest).sha256
     with Catalog.create(tmp_path / "other", config=CatalogConfig(database_url=dest)) as other:
         assert answers(other.backend) == answers(cat.backend)
         assert other.fields() == cat.fields()
         assert other.list_schemas() == ["obs@1"]
         assert [r.valid for r in other.validate(ids["file0"])] == [True]
+        same_users(other.users, cat.users, ids["token"])
         assert other.restore(ids["old"]).status == "deprecated"
         assert other.restore(ids["gone"]).status == "active"
 
@@ -398,6 +424,12 @@ def test_copy_into_a_non_empty_destination_is_refused(
     backend.close()
     with pytest.raises(ConflictError, match="holds 1 operation; copy only"):
         copy_database(cat.root, f"sqlite:///{only_ops}")
+    only_users = tmp_path / "users.sqlite"
+    backend = SQLiteBackend(only_users, create=True)
+    Users(backend).add("alice", "admin")
+    backend.close()
+    with pytest.raises(ConflictError, match="holds 1 user; copy only"):
+        copy_database(cat.root, f"sqlite:///{only_users}")
 
 
 def test_a_copy_that_does_not_match_is_reported(
@@ -434,6 +466,13 @@ def test_catalog_digest_sees_every_part(
     changed = catalog_digest(cat.backend)
     cat.backend.put_schema("other@1", "{}")
     assert catalog_digest(cat.backend).schemas == changed.schemas + 1
+    changed = catalog_digest(cat.backend)
+    cat.users.add("carol", "reader")
+    assert catalog_digest(cat.backend).users == changed.users + 1
+    changed = catalog_digest(cat.backend)
+    cat.users.revoke(cat.users.tokens("alice")[0].id)
+    assert catalog_digest(cat.backend).sha256 != changed.sha256, "a revocation counts"
+    changed = catalog_digest(cat.backend)
     # A prior status alone changes it: restore would bring back something else.
     with closing(sqlite3.connect(cat.root / "catalog.sqlite")) as conn, conn:
         conn.execute("UPDATE records SET prior_status = 'planned' WHERE id = ?", (ids["old"],))
@@ -467,6 +506,7 @@ def test_copy_sqlite_to_postgres_to_sqlite_is_identical(
     want = catalog_digest(cat.backend)
     there = json.loads(ok("db", "copy", str(cat.root), pg_url, "--json").stdout)
     assert there["sha256"] == want.sha256 and there["records"] == 6
+    assert (there["users"], there["tokens"]) == (2, 2)
     assert "password" not in json.dumps(there).lower()
     pg = open_backend(pg_url)
     try:
@@ -475,11 +515,14 @@ def test_copy_sqlite_to_postgres_to_sqlite_is_identical(
         assert pg.fields() == cat.backend.fields()
         assert pg.schema_keys() == ["obs@1"]
         assert list(pg.all_operations()) == list(cat.backend.all_operations())
+        assert Users(pg).list() == cat.users.list()
+        assert Users(pg).tokens() == cat.users.tokens()
     finally:
         pg.close()
     back = f"sqlite:///{tmp_path / 'back.sqlite'}"
     again = json.loads(ok("db", "copy", pg_url, back, "--json").stdout)
     assert again["sha256"] == want.sha256
+    assert (again["users"], again["tokens"]) == (2, 2)
     with Catalog.create(tmp_path / "back", config=CatalogConfig(database_url=back)) as final:
         assert answers(final.backend) == answers(cat.backend)
         assert final.fields() == cat.fields()
@@ -488,6 +531,7 @@ def test_copy_sqlite_to_postgres_to_sqlite_is_identical(
         assert {o.id for o in final.operations(limit=1000)} == {
             o.id for o in cat.operations(limit=1000)
         }
+        same_users(final.users, cat.users, ids["token"])
         assert final.restore(ids["old"]).status == "deprecated"
         assert final.restore(ids["gone"]).status == "active"
 

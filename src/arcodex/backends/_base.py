@@ -131,7 +131,7 @@ class CatalogBackend(Protocol):
         ...
 
     def is_empty(self) -> bool:
-        """Whether the database holds no record, operation or registered schema."""
+        """Whether the database holds no record, operation, registered schema, user or token."""
         ...
 
     def export_records(self, batch: int = 1000) -> Iterator[list[tuple[Record, str | None]]]:

@@ -189,7 +189,8 @@ class PostgresAdmin(UserTables):
     def is_empty(self) -> bool:
         rows = self._q(
             "SELECT EXISTS (SELECT 1 FROM records) OR EXISTS (SELECT 1 FROM operations)"
-            " OR EXISTS (SELECT 1 FROM schemas)"
+            " OR EXISTS (SELECT 1 FROM schemas) OR EXISTS (SELECT 1 FROM users)"
+            " OR EXISTS (SELECT 1 FROM tokens)"
         )
         return not rows[0][0]
 

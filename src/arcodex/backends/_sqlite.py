@@ -841,7 +841,10 @@ class SQLiteBackend(UserTables):
             return False
         if self._read("SELECT 1 FROM operations LIMIT 1"):
             return False
-        return not (self._has_table("schemas") and self._read("SELECT 1 FROM schemas LIMIT 1"))
+        for table in ("schemas", "users", "tokens"):  # tables of later schema versions
+            if self._has_table(table) and self._read(f"SELECT 1 FROM {table} LIMIT 1"):
+                return False
+        return True
 
     def export_records(self, batch: int = 1000) -> Iterator[list[tuple[Record, str | None]]]:
         after = ""

@@ -6,10 +6,12 @@ database its ``arcodex.yaml`` names (``database_url``; by default the
 catalog's own ``catalog.sqlite``).
 
 A copy moves everything a database holds: every record (deleted ones too,
-with the status each had before), their artifacts, the operations and the
-registered JSON Schemas (the metadata fields are derived from the records).
-It refuses a destination holding anything, and checks what it wrote by counts
-and by :func:`catalog_digest` computed on both sides.
+with the status each had before), their artifacts, the operations, the
+registered JSON Schemas (the metadata fields are derived from the records), and
+the server's users and API tokens (each token as its hash, so a token made
+before the copy authenticates against it; no secret is read or shown). It
+refuses a destination holding anything, and checks what it wrote by counts and
+by :func:`catalog_digest` computed on both sides.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from arcodex.backends import CatalogBackend, SchemaInfo, admin_open, open_backend
+from arcodex.backends._users_sql import UserTables
 from arcodex.catalog._catalog import DB_FILE
 from arcodex.catalog._config import CONFIG_FILE, CatalogConfig, load_config
 from arcodex.errors import ConflictError, StorageError, ValidationError
@@ -42,7 +45,7 @@ __all__ = [
     "upgrade_database",
 ]
 
-#: ``progress(stage, done, total)``: records, operations, schemas, verify.
+#: ``progress(stage, done, total)``: records, operations, schemas, users, verify.
 Progress = Callable[[str, int, int], None]
 _SCHEMES = ("sqlite", "postgresql", "postgres")
 _EVERYTHING = Query(conditions=[Condition(field="status", op="in", value=list(RECORD_STATUSES))])
@@ -181,6 +184,8 @@ class CatalogDigest:
     operations: int
     schemas: int
     sha256: str
+    users: int = 0
+    tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with stable keys."""
@@ -196,7 +201,7 @@ class _Digest:
 
     def __init__(self) -> None:
         self.items: list[bytes] = []
-        self.records = self.operations = self.schemas = 0
+        self.records = self.operations = self.schemas = self.users = self.tokens = 0
 
     def _add(self, value: Any) -> None:
         self.items.append(hashlib.sha256(_canonical(value)).digest())
@@ -213,19 +218,34 @@ class _Digest:
         self._add({"schema": key, "document": json.loads(text or "null")})
         self.schemas += 1
 
+    def user(self, row: Sequence[Any]) -> None:
+        self._add({"user": list(row)})
+        self.users += 1
+
+    def token(self, row: Sequence[Any]) -> None:
+        self._add({"token": list(row)})  # the row holds the token's hash, never its secret
+        self.tokens += 1
+
     def result(self) -> CatalogDigest:
         whole = hashlib.sha256()
         for item in sorted(self.items):
             whole.update(item)
-        return CatalogDigest(self.records, self.operations, self.schemas, whole.hexdigest())
+        return CatalogDigest(
+            self.records,
+            self.operations,
+            self.schemas,
+            whole.hexdigest(),
+            self.users,
+            self.tokens,
+        )
 
 
 def catalog_digest(
     backend: CatalogBackend, *, batch: int = 1000, progress: Progress | None = None
 ) -> CatalogDigest:
     """The sha256 over the sorted canonical JSON of every record with its prior status,
-    every operation and every schema (the same content gives the same digest on any
-    backend, whatever order it stores things in).
+    every operation, every schema, every user and every token row (the same content
+    gives the same digest on any backend, whatever order it stores things in).
 
     Each item's canonical JSON is hashed alone and the sorted item hashes are hashed
     together, so that a million records need 32 MB, not their whole text, to sort.
@@ -241,6 +261,11 @@ def catalog_digest(
         digest.operation(operation)
     for key in backend.schema_keys():
         digest.schema(key, backend.schema_text(key))
+    if isinstance(backend, UserTables):
+        for user in backend.user_rows():
+            digest.user(user)
+        for token in backend.token_rows():
+            digest.token(token)
     return digest.result()
 
 
@@ -258,6 +283,8 @@ class CopyResult:
     schemas: int
     sha256: str
     seconds: float
+    users: int = 0
+    tokens: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict with stable keys."""
@@ -271,9 +298,10 @@ def copy_database(
     batch: int = 1000,
     progress: Progress | None = None,
 ) -> CopyResult:
-    """Copy every record (deleted ones too, with their prior status), operation and
-    schema of ``source`` into the empty database ``destination`` (made when missing),
-    then check both by counts and :func:`catalog_digest`.
+    """Copy every record (deleted ones too, with their prior status), operation,
+    schema, user and API token (its hash, as stored) of ``source`` into the empty
+    database ``destination`` (made when missing), then check both by counts and
+    :func:`catalog_digest`.
 
     Raises ConflictError when the destination holds anything, and StorageError when
     what was written does not match the source (the destination then holds a partial
@@ -313,6 +341,7 @@ def copy_database(
             read.schema(key, text)
             if progress is not None:
                 progress("schemas", read.schemas, len(keys))
+        _copy_users(src, dest, read, progress)
         want = read.result()
         got = catalog_digest(dest, batch=batch, progress=progress)
         if got != want:
@@ -328,27 +357,57 @@ def copy_database(
             want.schemas,
             want.sha256,
             round(time.perf_counter() - started, 3),
+            want.users,
+            want.tokens,
         )
+
+
+def _copy_users(
+    src: CatalogBackend, dest: CatalogBackend, read: _Digest, progress: Progress | None
+) -> None:
+    """The users, then their tokens (which name them), row for row: a token is its hash."""
+    if not isinstance(src, UserTables):
+        return
+    if not isinstance(dest, UserTables):
+        raise ValidationError(
+            f"{dest.url} keeps no users, and {src.url} has them; copy into sqlite or postgres"
+        )
+    users, tokens = src.user_rows(), src.token_rows()
+    for user in users:
+        if not dest.user_insert(user):
+            raise ConflictError(
+                f"{dest.url} already has user {user[0]!r}; copy only into an empty catalog"
+            )
+        read.user(user)
+    for token in tokens:
+        dest.token_insert(token)
+        read.token(token)
+    if progress is not None:
+        progress("users", read.users + read.tokens, len(users) + len(tokens))
 
 
 def _not_empty(dest: CatalogBackend) -> str:
     records = dest.count(_EVERYTHING)
+    operations = 0 if records else sum(1 for _ in dest.all_operations())
+    schemas = 0 if records or operations else len(dest.schema_keys())
+    users = 0
+    if not (records or operations or schemas) and isinstance(dest, UserTables):
+        users = len(dest.user_rows())
     if records:
         what = f"{records} record{'s' * (records != 1)}"
+    elif operations:
+        what = f"{operations} operation{'s' * (operations != 1)}"
+    elif schemas:
+        what = f"{schemas} schema{'s' * (schemas != 1)}"
     else:
-        operations = sum(1 for _ in dest.all_operations())
-        what = (
-            f"{operations} operation{'s' * (operations != 1)}"
-            if operations
-            else f"{len(dest.schema_keys())} schemas"
-        )
+        what = f"{users} user{'s' * (users != 1)}"
     return f"{dest.url} holds {what}; copy only into an empty catalog"
 
 
 def _difference(want: CatalogDigest, got: CatalogDigest) -> str:
     parts = [
         f"{name} {getattr(got, name)} instead of {getattr(want, name)}"
-        for name in ("records", "operations", "schemas")
+        for name in ("records", "operations", "schemas", "users", "tokens")
         if getattr(got, name) != getattr(want, name)
     ]
     return (

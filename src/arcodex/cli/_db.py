@@ -138,8 +138,9 @@ def register(
             print_json(result.to_dict())
             return
         typer.echo(
-            f"copied {result.records} records, {result.operations} operations and "
-            f"{result.schemas} schemas from {result.source} to {result.destination} in "
+            f"copied {result.records} records, {result.operations} operations, "
+            f"{result.schemas} schemas, {result.users} users and {result.tokens} tokens "
+            f"from {result.source} to {result.destination} in "
             f"{result.seconds:.1f}s; verified (sha256 {result.sha256[:16]})"
         )
         typer.echo(
