@@ -199,6 +199,16 @@ def test_coverage_equals_xarray(site: dict[str, Any], name: str) -> None:
     assert axes["t"]["values"][0] == "2000-01-03T00:00:00Z" and len(axes["t"]["values"]) == 5
 
 
+@pytest.mark.parametrize("query", ["coverage", "cube"])
+def test_six_number_bbox_is_the_four_number_one(site: dict[str, Any], query: str) -> None:
+    """minx,miny,minz,maxx,maxy,maxz: its horizontal box is numbers 0, 1, 3 and 4."""
+    rid = site["ids"]["regular-zarr"]
+    flat = _json(_get(site, f"/ogcapi/collections/{rid}/{query}", bbox="-60,-40,50,35"))
+    deep = _json(_get(site, f"/ogcapi/collections/{rid}/{query}", bbox="-60,-40,0,50,35,10"))
+    assert deep["domain"]["axes"] == flat["domain"]["axes"]
+    assert deep["ranges"] == flat["ranges"]
+
+
 def test_coverage_subset_and_range_subset(site: dict[str, Any]) -> None:
     rid = site["ids"]["packed"]
     body = _json(

@@ -360,7 +360,7 @@ def select(
         raise _curvilinear(grid)
     out = ds[list(fields)]
     if bbox:
-        out = select_bbox(out, grid, bbox[:2] + bbox[-2:] if len(bbox) == 6 else bbox)
+        out = select_bbox(out, grid, bbox[:2] + bbox[3:5] if len(bbox) == 6 else bbox)
     if subsets:
         out = select_subset(out, grid, subsets)
     out = select_time(out, grid, datetime_)
