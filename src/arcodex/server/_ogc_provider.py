@@ -274,6 +274,9 @@ def select_bbox(ds: Any, grid: Grid, bbox: list[float]) -> Any:
 def _select_x(ds: Any, grid: Grid, lo: float, hi: float) -> Any:
     if not grid.geographic:
         return ds.isel({grid.xdim: _as_index(_range_indices(ds[grid.x].values, lo, hi))})
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        # Modulo 360 has no value there (numpy warns and answers NaN).
+        raise _bad(f"longitudes {lo} to {hi}: give finite numbers, e.g. -180 to 180")
     order, shifted = _lon_indices(ds[grid.x].values, lo, hi)
     out = ds.isel({grid.xdim: _as_index(order)})
     return out.assign_coords({grid.x: (grid.xdim, shifted, ds[grid.x].attrs)})
