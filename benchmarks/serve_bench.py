@@ -1,10 +1,12 @@
 """Raw Zarr over HTTP: a global mean through ``/zarr/ID`` vs local disk vs xpublish.
 
 A generated dataset (``--mb`` of float32, chunked by time) is converted to Zarr
-by arcodex, published, and served by ``arcodex`` (uvicorn in a thread) and by
-xpublish's Zarr router (uvicorn in a thread, same dataset); xarray with Dask
-computes the global mean of ``tas`` through each. The answers are compared
-before anything is printed; medians of ``--repeats`` runs, MB/s and ratios.
+by arcodex, published, and served by ``arcodex serve`` and by xpublish's Zarr
+router over the same store, each a server process of its own as a site runs it
+(uvicorn, one process, its default HTTP parser and loop), so neither shares the
+client's interpreter; xarray with Dask computes the global mean of ``tas``
+through each. The answers are compared before anything is printed; medians of
+``--repeats`` runs, MB/s and ratios.
 
     PYTHONPATH=src python benchmarks/serve_bench.py --mb 300 --repeats 3
 """
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,21 +33,35 @@ def _port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextlib.contextmanager
-def _uvicorn(app: Any) -> Iterator[str]:
-    import uvicorn
+#: The baseline's server: xpublish's app over the same store, under uvicorn as arcodex's is.
+XPUBLISH = """
+import sys, uvicorn, xarray as xr, xpublish
+app = xpublish.SingleDatasetRest(xr.open_zarr(sys.argv[1])).app
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="error")
+"""
 
-    port = _port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
+
+@contextlib.contextmanager
+def _server(argv: list[str], port: int, ready: str, env: dict[str, str]) -> Iterator[str]:
+    """A server process on ``port``, once ``ready`` answers 200; stopped on exit."""
+    import httpx
+
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(argv, env={**os.environ, **env}, stderr=subprocess.DEVNULL)
     try:
-        yield f"http://127.0.0.1:{port}"
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise SystemExit(f"server {argv[:4]} exited ({proc.returncode})")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + ready, timeout=2).status_code == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            raise SystemExit(f"server {argv[:4]} did not answer {ready}")
+        yield base
     finally:
-        server.should_exit = True
-        thread.join(10)
+        proc.terminate()
+        proc.wait(30)
 
 
 def _make(root: Path, mb: int) -> str:
@@ -83,13 +101,17 @@ def _make(root: Path, mb: int) -> str:
         return result.record.id
 
 
-def _time(fn: Callable[[], float], repeats: int) -> tuple[float, float]:
-    answers, times = [], []
+def _interleaved(sides: dict[str, Callable[[], float]], repeats: int) -> dict[str, Any]:
+    """Median time and last answer of each side, the sides taking turns in every repeat so
+    that a change of the machine's load falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    answers: dict[str, float] = {}
     for _ in range(repeats):
-        start = time.perf_counter()
-        answers.append(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), answers[-1]
+        for name, fn in sides.items():
+            start = time.perf_counter()
+            answers[name] = fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(t), answers[name]) for name, t in times.items()}
 
 
 def main() -> None:
@@ -100,9 +122,6 @@ def main() -> None:
 
     import dask
     import xarray as xr
-    import xpublish
-
-    from arcodex.server import create_app
 
     dask.config.set(scheduler="threads")
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,17 +133,27 @@ def main() -> None:
         def mean_of(ds: Any) -> float:
             return float(ds.tas.mean().compute())
 
-        t_local, a_local = _time(lambda: mean_of(xr.open_zarr(root / "out.zarr")), args.repeats)
-        with _uvicorn(create_app(root / "cat")) as base:
-            url = f"{base}/zarr/{rid}"
-            t_arc, a_arc = _time(lambda: mean_of(xr.open_zarr(url)), args.repeats)
+        arcodex = [sys.executable, "-m", "arcodex", "serve", "--access-log", "off"]
+        arc_port, xp_port = _port(), _port()
+        env = {"ARCODEX_CATALOG": str(root / "cat")}
         # The baseline: xpublish with its Zarr router (the xpublish-zarr plugin, found by its
         # entry point), Zarr v3 with consolidated metadata in its root zarr.json.
-        with _uvicorn(xpublish.SingleDatasetRest(local).app) as base:
-            t_xp, a_xp = _time(
-                lambda: mean_of(xr.open_zarr(f"{base}/zarr", zarr_format=3, consolidated=True)),
+        xpublish = [sys.executable, "-c", XPUBLISH, str(root / "out.zarr"), str(xp_port)]
+        with (
+            _server([*arcodex, "--port", str(arc_port)], arc_port, "/ready", env) as arc,
+            _server(xpublish, xp_port, "/zarr/zarr.json", {}) as xp,
+        ):
+            found = _interleaved(
+                {
+                    "local": lambda: mean_of(xr.open_zarr(root / "out.zarr")),
+                    "arcodex": lambda: mean_of(xr.open_zarr(f"{arc}/zarr/{rid}")),
+                    "xpublish": lambda: mean_of(
+                        xr.open_zarr(f"{xp}/zarr", zarr_format=3, consolidated=True)
+                    ),
+                },
                 args.repeats,
             )
+        (t_local, a_local), (t_arc, a_arc), (t_xp, a_xp) = found.values()
         assert abs(a_arc - a_local) < 1e-6 * abs(a_local), (a_arc, a_local)
         assert abs(a_xp - a_local) < 1e-6 * abs(a_local), (a_xp, a_local)
         mb = nbytes / 1e6

@@ -16,6 +16,7 @@ import hashlib
 import json
 import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import NotFoundError
@@ -59,15 +60,22 @@ class ServedProduct:
     def stat(self, key: str) -> Any:
         """``os.stat`` of ``key`` when the store is a local directory (None otherwise, or
         when it is absent): one system call where a store would take two thread hops."""
+        path = self.local_path(key)
+        if path is None:
+            return None
+        try:
+            found = path.stat()
+        except OSError:
+            return None
+        return found if stat.S_ISREG(found.st_mode) else None  # a directory is no key
+
+    def local_path(self, key: str) -> Path | None:
+        """The file of ``key`` when the store is a local directory (it may be absent)."""
         from zarr.storage import LocalStore
 
         if not isinstance(self.store, LocalStore) or key in self.synthesized:
             return None
-        try:
-            found = (self.store.root / key).stat()
-        except OSError:
-            return None
-        return found if stat.S_ISREG(found.st_mode) else None  # a directory is no key
+        return Path(self.store.root) / key
 
 
 class ProductCache:
@@ -149,6 +157,14 @@ async def read_key(served: ServedProduct, key: str) -> bytes | None:
 
     if key in served.synthesized:
         return served.synthesized[key]
+    path = served.local_path(key)
+    if path is not None:  # one thread hop and no copy, where the store takes two and a copy
+        import anyio
+
+        try:
+            return await anyio.to_thread.run_sync(path.read_bytes)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
     buf = await served.store.get(key, prototype=default_buffer_prototype())
     return None if buf is None else bytes(buf.to_bytes())
 
