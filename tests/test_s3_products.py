@@ -17,7 +17,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from arcodex.testing import (
     S3_KEY_ID,
     S3_SECRET,
     assert_same_values,
+    no_aws_credentials,
     publish_all,
     serve_catalog,
     sources_dataset,
@@ -58,17 +58,6 @@ EXT = {
     "kerchunk": ".json",
 }
 runner = CliRunner()
-
-
-@contextmanager
-def _no_aws(patch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No AWS credential anywhere botocore or Icechunk would look (env, files, IMDS)."""
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
-        patch.delenv(name, raising=False)
-    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
-    patch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
-    patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    yield
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +90,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
     )
     root = tmp / "cat"
     config = CatalogConfig(profiles={"local": FileProfileConfig(), "project": profile})
-    with pytest.MonkeyPatch.context() as patch, _no_aws(patch):
+    with pytest.MonkeyPatch.context() as patch, no_aws_credentials(patch):
         patch.setenv(KEY_ENV, S3_KEY_ID)
         patch.setenv(SECRET_ENV, S3_SECRET)
         ids: dict[str, str] = {}
@@ -478,7 +467,7 @@ def test_a_pyramid_on_s3_opens_by_level_with_only_what_was_published(
     """Each level of a multi-level product on S3 is an asset a consumer opens with the
     published options alone (plain xarray/icechunk, the AWS variables, nothing else)."""
     ids = {}
-    with pytest.MonkeyPatch.context() as patch, _no_aws(patch):
+    with pytest.MonkeyPatch.context() as patch, no_aws_credentials(patch):
         patch.setenv(KEY_ENV, S3_KEY_ID)
         patch.setenv(SECRET_ENV, S3_SECRET)
         with Catalog.open(world["root"]) as cat:

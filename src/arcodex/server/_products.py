@@ -12,6 +12,7 @@ list directories.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import stat
@@ -43,6 +44,9 @@ class ServedProduct:
     version: str
     #: Metadata documents made here rather than read (consolidated metadata).
     synthesized: dict[str, bytes] = field(default_factory=dict)
+    #: What the store raises for a key it cannot hold (Icechunk: one outside the Zarr 3
+    #: key scheme, such as a v2 chunk key), which is an absent key to a client.
+    bad_key: tuple[type[Exception], ...] = ()
 
     def etag(self, key: str, data: bytes | None = None) -> str:
         """A strong ETag of ``key``: of the snapshot and key; else, of a local file, its
@@ -79,28 +83,42 @@ class ServedProduct:
 
 
 class ProductCache:
-    """Opened products by (record id, record version, tag): a request never re-opens one."""
+    """Opened products by (record id, record version, tag): a request never re-opens one.
+
+    The first requests of a product are many at once (a client reads every metadata
+    key together); they wait for one opening rather than each making its own, whose
+    S3 sessions would be dropped unclosed.
+    """
 
     def __init__(self, size: int = 64) -> None:
         self._size = size
-        self._items: dict[tuple[str, int, str | None], ServedProduct] = {}
+        self._items: dict[tuple[str, int, str | None], asyncio.Future[ServedProduct]] = {}
 
     async def get(self, catalog: Catalog, record: Record, tag: str | None) -> ServedProduct:
         key = (record.id, record.version, tag)
         found = self._items.get(key)
         if found is None:
-            found = await served_product(catalog, record, tag)
+            found = asyncio.ensure_future(served_product(catalog, record, tag))
             if len(self._items) >= self._size:
                 self._items.pop(next(iter(self._items)))
             self._items[key] = found
-        return found
+        try:
+            # Shielded: a client that goes away does not cancel the others' opening.
+            return await asyncio.shield(found)
+        except Exception:
+            if self._items.get(key) is found:  # a failure is not kept: the next one retries
+                del self._items[key]
+            raise
 
 
 def _product_of(catalog: Catalog, record: Record) -> Any:
+    from arcodex.convert._access import source_options
     from arcodex.convert._locate import resolve_product
+    from arcodex.server._published import sources_profile
 
     try:
-        return resolve_product(record.id, catalog, None, {}, None, "main")
+        options = source_options(catalog, sources_profile(catalog, record), None)
+        return resolve_product(record.id, catalog, None, options, None, "main")
     except Exception as exc:  # a product that cannot be reached is absent to clients
         raise NotFoundError(
             f"dataset {record.id!r} has no readable product; ask its owner to check it"
@@ -129,26 +147,47 @@ async def served_product(catalog: Catalog, record: Record, tag: str | None = Non
                 session = repo.readonly_session(branch=product.branch)
         except Exception as exc:  # an unknown tag or snapshot: as a missing dataset
             raise _missing(record, tag) from exc
-        served = ServedProduct(session.store, 3, True, str(session.snapshot_id))
+        import icechunk
+
+        served = ServedProduct(
+            session.store, 3, True, str(session.snapshot_id), bad_key=(icechunk.InvalidInputError,)
+        )
     elif tag:
         raise _missing(record, tag)
     elif product.format == "zarr":
-        store = product.target.zarr_store(read_only=True)
+        if product.target.is_local:
+            store = product.target.zarr_store(read_only=True)
+        else:
+            store = zarr.storage.FsspecStore.from_url(
+                product.target.url,
+                storage_options=_own(product.target.storage_options),
+                read_only=True,
+            )
         fmt = 3 if await store.exists("zarr.json") else 2
         served = ServedProduct(store, fmt, False, f"{record.id}:{record.version}")
     else:
         import fsspec
 
-        fs = fsspec.filesystem(
-            "reference",
-            fo=product.target.url,
-            asynchronous=True,
-            **product._reference_options(),
-        )
+        options = product._reference_options()
+        for side in ("target_options", "remote_options"):
+            if side in options:
+                options[side] = _own(options[side])
+        fs = fsspec.filesystem("reference", fo=product.target.url, asynchronous=True, **options)
         store = zarr.storage.FsspecStore(fs, read_only=True, path="")
         served = ServedProduct(store, 2, False, f"{record.id}:{record.version}")
     await _consolidate(served)
     return served
+
+
+def _own(options: Any) -> dict[str, Any]:
+    """fsspec options for a filesystem instance of the server's own event loop.
+
+    fsspec shares instances between equal options, and an async S3 instance is bound to
+    the loop it first ran in: locating the product (``Product.detect`` reads the root's
+    attributes through zarr's synchronous API) leaves one bound to zarr's loop, and
+    the server's loop then fails on it ("attached to a different loop").
+    """
+    return {**options, "skip_instance_cache": True}
 
 
 async def read_key(served: ServedProduct, key: str) -> bytes | None:
@@ -165,7 +204,10 @@ async def read_key(served: ServedProduct, key: str) -> bytes | None:
             return await anyio.to_thread.run_sync(path.read_bytes)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
-    buf = await served.store.get(key, prototype=default_buffer_prototype())
+    try:
+        buf = await served.store.get(key, prototype=default_buffer_prototype())
+    except served.bad_key:
+        return None
     return None if buf is None else bytes(buf.to_bytes())
 
 

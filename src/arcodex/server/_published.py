@@ -2,7 +2,9 @@
 
 A dataset the request's principal may not see is answered exactly as one that
 does not exist: same error, same message. Ids are matched exactly (never by
-prefix), since an "ambiguous prefix" answer would reveal hidden ids.
+prefix), since an "ambiguous prefix" answer would reveal hidden ids. A virtual
+product's sources are read with the storage profile that holds them
+(:func:`sources_profile`): the record names no profile, and readers bring none.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from arcodex.catalog._access import Principal
     from arcodex.model import Record
 
-__all__ = ["UnreadableDataset", "open_served", "visible_dataset"]
+__all__ = ["UnreadableDataset", "open_served", "sources_profile", "visible_dataset"]
 
 
 class UnreadableDataset(ArcodexError):
@@ -42,6 +44,23 @@ def visible_dataset(catalog: Catalog, dataset_id: str, principal: Principal) -> 
     return record
 
 
+def sources_profile(catalog: Catalog, record: Record) -> str | None:
+    """The storage profile whose bucket holds the sources of ``record``'s virtual product
+    (its chunks are read from them), or None (no profile does, or the product is not virtual).
+
+    As a product's ``--dest`` is matched to a profile by its bucket: a conversion's
+    ``--source-profile`` is not stored with its record, only the options without secrets.
+    """
+    from arcodex.storage._access import match_profile
+
+    containers = (record.metadata.get("convert") or {}).get("containers") or []
+    for container in containers:
+        name = match_profile(str(container), catalog.config.profiles)
+        if name is not None:
+            return name
+    return None
+
+
 def open_served(stack: ExitStack, catalog: Catalog, record: Record) -> Any:
     """The dataset ``record`` as the service serves it, lazily (closed with ``stack``): a
     converted product (an Icechunk one at its published snapshot), or the catalogued file.
@@ -57,7 +76,10 @@ def open_served(stack: ExitStack, catalog: Catalog, record: Record) -> Any:
         if "convert" in record.metadata:
             from arcodex.convert._locate import locate_product
 
-            _, prod, _ = locate_product(stack, record.id, catalog, None, None, None, None, "main")
+            profile = sources_profile(catalog, record)
+            _, prod, _ = locate_product(
+                stack, record.id, catalog, profile, None, None, None, "main"
+            )
             access = record_access(record)
             snapshot = access.get("snapshot") if access.get("published") else None
             ds = prod.open(chunks={}, snapshot=str(snapshot) if snapshot else None)

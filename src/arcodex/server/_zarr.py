@@ -156,11 +156,12 @@ async def _size(served: ServedProduct, key: str) -> int | None:
     stat = served.stat(key)
     if stat is not None:
         return int(stat.st_size)
-    if not await served.store.exists(key):
-        return None
+    absent: tuple[type[Exception], ...] = (FileNotFoundError, KeyError, *served.bad_key)
     try:
+        if not await served.store.exists(key):
+            return None
         return int(await served.store.getsize(key))
-    except (FileNotFoundError, KeyError):
+    except absent:
         return None
 
 

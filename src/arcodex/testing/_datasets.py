@@ -14,6 +14,7 @@ __all__ = [
     "assert_same_values",
     "http_directory",
     "http_server",
+    "no_aws_credentials",
     "s3_server",
     "serve_catalog",
     "sources_dataset",
@@ -54,6 +55,18 @@ def assert_same_values(got: Any, want: Any) -> None:
         np.testing.assert_array_equal(
             np.asarray(other.values), np.asarray(var.values), err_msg=name
         )
+
+
+@contextmanager
+def no_aws_credentials(patch: Any) -> Iterator[None]:
+    """No AWS credential anywhere botocore or Icechunk would look (env, files, IMDS), for
+    the life of ``patch`` (a ``pytest.MonkeyPatch``)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        patch.delenv(name, raising=False)
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    patch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    yield
 
 
 @contextmanager
