@@ -5,7 +5,8 @@ converted onto S3 through a catalog profile whose credentials are in its own var
 (not ``AWS_*``), published and served by uvicorn on loopback. The reader is
 ``xr.open_zarr(url)`` with no storage options, here and in a fresh process that has no
 credential of any kind; the HTTP details that depend on where the bytes are (ranges,
-ETags and 304, HEAD, 404) are checked on S3 chunks.
+ETags and 304, HEAD, 404) are checked on S3 chunks. A virtual product's chunks are read
+from its S3 sources, by the server, with the profile whose bucket holds them.
 """
 
 from __future__ import annotations
@@ -91,8 +92,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
         ids: dict[str, str] = {}
         with Catalog.create(root, config=config) as cat:
             for name, (key, kwargs) in KINDS.items():
-                result = _convert(cat, bucket, key, kwargs)
-                ids[name] = result
+                ids[name] = _convert(cat, bucket, key, kwargs)
             publish_all(cat)
         with serve_catalog(root) as url:
             yield {"root": root, "bucket": bucket, "ids": ids, "url": url, "s3": s3}
