@@ -5,6 +5,12 @@ periods exist (:meth:`Provider.periods`), and fetches one period clipped to an
 extent (:meth:`Provider.fetch_period`). Built-in providers (``files``,
 ``http``, ``s3``, ``remote-zarr``) and plugins' (the ``provider`` kind)
 implement it; the ingestion engine calls only these three methods.
+
+``params`` are the template's ``provider.params`` with ``params["period"]`` set
+by the engine to the template's period type (``daily``, ``monthly``…): a
+provider needs it to read periods from file names, keys and listings. The
+template's availability (lag, cutoff) is applied by the engine, not by
+providers: :meth:`Provider.periods` answers what exists at the source.
 """
 
 from __future__ import annotations

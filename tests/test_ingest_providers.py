@@ -1,0 +1,146 @@
+"""Built-in providers (issue 16, section 2): ``files``, ``http``, ``s3`` and ``remote-zarr``.
+
+Each test builds its own daily NetCDF files (0..360 longitudes, descending
+latitudes) and checks that a fetched period equals the source cut with plain
+xarray selection, that periods are the ones that exist, and that every bad
+download or file is a :class:`FetchError` naming its period.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from arcodex.ingest import Extent, FetchError, Provider
+from arcodex.ingest._files import FilesProvider
+
+DAYS = [f"2020-01-0{d}" for d in range(1, 9)]
+#: Crosses the antimeridian, on data whose longitudes run 0..360 and latitudes north to south.
+PACIFIC = Extent(id="pacific", bbox=(150.0, -30.0, -150.0, 30.0))
+
+
+def _day(day: str) -> pd.Period:
+    return pd.Period(day, freq="D")
+
+
+def source(day: str) -> xr.Dataset:
+    """The data of one day: four 6-hourly steps on a 10° grid."""
+    rng = np.random.default_rng(int(day.replace("-", "")))
+    lat = np.arange(85.0, -90.0, -10.0)
+    lon = np.arange(5.0, 360.0, 10.0)
+    return xr.Dataset(
+        {"tas": (("time", "lat", "lon"), rng.random((4, lat.size, lon.size)).astype("float32"))},
+        coords={
+            "time": pd.date_range(day, periods=4, freq="6h"),
+            "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"}),
+        },
+    )
+
+
+def expected(day: str, extent: Extent = PACIFIC) -> xr.Dataset:
+    """The source cut to ``extent`` by xarray selection (longitudes east from ``west``)."""
+    west, south, east, north = extent.bbox
+    src = source(day).sel(lat=slice(north, south))
+    west, east = west % 360, east % 360
+    if west <= east:
+        return src.sel(lon=slice(west, east))
+    return xr.concat([src.sel(lon=slice(west, 360)), src.sel(lon=slice(0, east))], "lon")
+
+
+def write_days(directory: Path, days: list[str], name: str = "tas_{day}.nc") -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for day in days:
+        path = directory / name.format(day=day, compact=day.replace("-", ""))
+        source(day).to_netcdf(path)
+        out.append(path)
+    return out
+
+
+def assert_same(got: xr.Dataset, want: xr.Dataset) -> None:
+    xr.testing.assert_equal(got.reset_coords(drop=True), want.reset_coords(drop=True))
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("archive")
+    write_days(directory, DAYS[:6])
+    return directory
+
+
+def files_params(directory: Path, pattern: str = "tas_{period}.nc") -> dict[str, Any]:
+    return {"path": str(directory), "pattern": pattern, "period": "daily"}
+
+
+def test_files_is_a_provider() -> None:
+    assert isinstance(FilesProvider(catalog=None), Provider)
+
+
+def test_files_periods_are_the_files_that_exist(archive: Path) -> None:
+    provider = FilesProvider()
+    found = provider.periods(_day("2020-01-02"), _day("2020-01-31"), files_params(archive))
+    assert found == [_day(d) for d in DAYS[1:6]]
+    as_glob = {**files_params(archive), "path": str(archive / "tas_*.nc")}
+    assert provider.periods(_day("2019-12-01"), _day("2020-01-03"), as_glob) == [
+        _day(d) for d in DAYS[:3]
+    ]
+
+
+@pytest.mark.parametrize(
+    "extent",
+    [
+        PACIFIC,
+        Extent(id="europe", bbox=(-20.0, 30.0, 40.0, 70.0)),
+        Extent(id="east", bbox=(100.0, -60.0, 200.0, -10.0)),
+    ],
+    ids=["antimeridian", "negative-west", "past-180"],
+)
+def test_files_fetch_equals_the_source_clipped(archive: Path, extent: Extent) -> None:
+    got = FilesProvider().fetch_period(_day("2020-01-03"), extent, files_params(archive))
+    assert isinstance(got, xr.Dataset)
+    assert_same(got, expected("2020-01-03", extent))
+
+
+def test_files_patterns_strftime_and_regex(tmp_path: Path) -> None:
+    write_days(tmp_path, DAYS[:3], name="tas.{compact}.v1.nc")
+    provider = FilesProvider()
+    for pattern in ("tas.{period:%Y%m%d}.v1.nc", r"^tas\.(?P<period>\d{8})\.v1\.nc$"):
+        params = files_params(tmp_path, pattern)
+        assert provider.periods(_day(DAYS[0]), _day(DAYS[-1]), params) == [
+            _day(d) for d in DAYS[:3]
+        ]
+        assert_same(provider.fetch_period(_day(DAYS[1]), PACIFIC, params), expected(DAYS[1]))
+
+
+def test_files_probe_reads_the_grid(archive: Path) -> None:
+    grid = FilesProvider().probe(PACIFIC, files_params(archive))
+    assert grid.dims == {"time": 4, "lat": 6, "lon": 6}
+    assert grid.coords["lat"] == (25.0, -25.0)
+    assert grid.coords["lon"] == (155.0, 205.0)
+    assert grid.dtypes == {"tas": "float32"}
+
+
+def test_files_refuses_wrong_coverage(tmp_path: Path) -> None:
+    write_days(tmp_path, DAYS[:1])
+    # The file named for 2020-01-02 holds the steps of 2020-01-01.
+    source(DAYS[0]).to_netcdf(tmp_path / "tas_2020-01-02.nc")
+    (tmp_path / "tas_2020-01-03.nc").write_bytes(b"<html><body>502 Bad Gateway</body></html>")
+    provider, params = FilesProvider(), files_params(tmp_path)
+    with pytest.raises(FetchError, match=r"period 2020-01-02 .*4 of 4 time steps lie outside"):
+        provider.fetch_period(_day("2020-01-02"), PACIFIC, params)
+    with pytest.raises(FetchError, match=r"period 2020-01-03 .*an HTML page"):
+        provider.fetch_period(_day("2020-01-03"), PACIFIC, params)
+    between_cells = Extent(id="speck", bbox=(1.0, 1.0, 2.0, 2.0))
+    with pytest.raises(FetchError, match=r"period 2020-01-01 .*'speck'.* selects no cell"):
+        provider.fetch_period(_day("2020-01-01"), between_cells, params)
+    with pytest.raises(FetchError, match=r"period 2020-01-04 .*no file"):
+        provider.fetch_period(_day("2020-01-04"), PACIFIC, params)
