@@ -20,6 +20,7 @@ __all__ = [
     "CatalogConfig",
     "ClusterConfig",
     "FileProfileConfig",
+    "IngestConfig",
     "PluginsConfig",
     "ServerConfig",
     "StacCollectionConfig",
@@ -218,6 +219,23 @@ class PluginsConfig(BaseModel):
         return data
 
 
+class IngestConfig(BaseModel):
+    """Where dataset templates and extents are (the ``ingest`` section of ``arcodex.yaml``).
+
+    Both are directories of YAML files, relative to the catalog root; unset, ``templates/``
+    and ``extents/`` are read when they exist.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    templates: str | None = Field(
+        default=None, description="directory of dataset templates (YAML); default: templates/"
+    )
+    extents: str | None = Field(
+        default=None, description="directory of extents (YAML); default: extents/"
+    )
+
+
 #: Settings in the environment: ``ARCODEX_<KEY>``, nested keys joined by ``__``.
 ENV_PREFIX, ENV_NESTED = "ARCODEX_", "__"
 
@@ -287,6 +305,10 @@ class CatalogConfig(BaseModel):
     busy_timeout: float = Field(
         default=30.0, gt=0, description="seconds to wait for a locked database"
     )
+    ingest: IngestConfig = Field(
+        default_factory=IngestConfig,
+        description="where dataset templates and extents are (`arcodex templates`)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -320,6 +342,8 @@ class CatalogConfig(BaseModel):
         if not data.get("pipelines"):
             # Left out when empty, so that a `pipelines:` section can be appended as is.
             data.pop("pipelines", None)
+        if not data.get("ingest"):
+            data.pop("ingest", None)
         return yaml.safe_dump(data, sort_keys=False)
 
 

@@ -7,6 +7,15 @@ and fetch them.
 
 from __future__ import annotations
 
+from arcodex.ingest._loading import (
+    LoadError,
+    get_extent,
+    get_template,
+    load_extent_file,
+    load_extents,
+    load_template_file,
+    load_templates,
+)
 from arcodex.ingest._model import (
     Availability,
     Display,
@@ -20,6 +29,7 @@ from arcodex.ingest._model import (
 )
 from arcodex.ingest._periods import FREQUENCIES, PeriodType, parse_period, period_id, period_range
 from arcodex.ingest._provider import FetchError, Grid, Provider
+from arcodex.ingest._registry import get_provider, provider_names
 
 __all__ = [
     "FREQUENCIES",
@@ -28,6 +38,7 @@ __all__ = [
     "Extent",
     "FetchError",
     "Grid",
+    "LoadError",
     "PeriodType",
     "Provider",
     "ProviderRef",
@@ -36,7 +47,15 @@ __all__ = [
     "Transforms",
     "UnitConversion",
     "VariableSpec",
+    "get_extent",
+    "get_provider",
+    "get_template",
+    "load_extent_file",
+    "load_extents",
+    "load_template_file",
+    "load_templates",
     "parse_period",
     "period_id",
     "period_range",
+    "provider_names",
 ]

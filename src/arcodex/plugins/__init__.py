@@ -1,5 +1,6 @@
 """Plugins: packages that add extractors, schemas, hooks, steps, pipelines, stores,
-source kinds, storage profile kinds, CLI groups and STAC formatters to arcodex.
+source kinds, storage profile kinds, CLI groups, STAC formatters, ingestion providers
+and dataset templates to arcodex.
 
 A plugin declares an entry point in the ``arcodex.plugins`` group naming a
 ``register(registrar)`` function::

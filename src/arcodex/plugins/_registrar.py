@@ -30,6 +30,8 @@ KINDS = (
     "profile_kind",
     "cli",
     "stac_formatter",
+    "provider",
+    "template",
 )
 #: Kinds whose names must be unique across arcodex and every plugin (a clash is refused).
 KEYED_KINDS = frozenset(KINDS) - {"hook", "stac_formatter"}
@@ -151,6 +153,20 @@ class PluginRegistrar:
         if app is None:
             raise PluginError(f"command group {name!r} needs a typer.Typer app")
         self._add("cli", _name(name, "command group name"), app)
+
+    def add_provider(self, name: str, factory: object) -> None:
+        """An ingestion provider: a class or factory ``factory(catalog=None)`` -> an
+        ``arcodex.ingest.Provider``, or ``"pkg.mod:Class"``; templates name it in
+        ``provider.name``."""
+        if not isinstance(factory, str):
+            _callable(factory, f"provider {name!r}")
+        self._add("provider", _name(name, "provider name"), factory)
+
+    def add_template(self, template: object) -> None:
+        """A dataset template: an ``arcodex.ingest.Template`` or a dict of its fields
+        (validated when templates are loaded, like a YAML file's)."""
+        raw = template.get("id") if isinstance(template, dict) else getattr(template, "id", None)
+        self._add("template", _name(raw, "template id"), template)
 
     def add_stac_formatter(self, fn: Callable[..., Any]) -> None:
         """A STAC formatter ``fn(record, item_dict) -> item_dict`` (or None to keep the item)."""

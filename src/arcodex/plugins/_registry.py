@@ -56,6 +56,8 @@ _LABELS = {
     "profile_kind": "storage profile kind",
     "cli": "command group",
     "stac_formatter": "STAC formatter",
+    "provider": "provider",
+    "template": "dataset template",
 }
 
 
@@ -343,6 +345,14 @@ class Registry:
     def stac_formatters(self) -> list[Callable[..., Any]]:
         """``fn(record, item_dict) -> item_dict or None``, in plugin order."""
         return [c.value for _, c in self._items("stac_formatter")]
+
+    def providers(self) -> dict[str, object]:
+        """Provider name -> class or factory (``factory(catalog=None)``) or ``"pkg.mod:Class"``."""
+        return {c.name: c.value for _, c in self._items("provider")}
+
+    def templates(self) -> dict[str, tuple[str, object]]:
+        """Template id -> (the plugin's name, an ``arcodex.ingest.Template`` or a dict)."""
+        return {c.name: (plugin.name, c.value) for plugin, c in self._items("template")}
 
     def owner(self, kind: str, name: str) -> str | None:
         """The plugin whose ``kind`` named ``name`` is in use, if a plugin's."""

@@ -9,6 +9,8 @@
 - storage profile kind ``example-memory``: fsspec's memory filesystem
 - command group ``example``: ``arcodex example hello NAME``
 - a STAC formatter: ``example:station`` in every Item's properties
+- provider ``example``: one constant daily field, made in memory
+- dataset template ``example-daily``: the example provider's field, daily
 """
 
 from __future__ import annotations
@@ -152,6 +154,43 @@ def format_item(record: Any, item: dict[str, Any]) -> dict[str, Any]:
     return item
 
 
+class ExampleProvider:
+    """An ingestion provider (``arcodex.ingest.Provider``) of one constant field per day."""
+
+    def __init__(self, catalog: Any = None) -> None:
+        self.catalog = catalog
+
+    def probe(self, extent: Any, params: dict[str, Any]) -> Any:
+        from arcodex.ingest import Grid
+
+        return Grid(dims={"lat": 2, "lon": 2}, coords={}, dtypes={"t2m": "float32"})
+
+    def periods(self, start: Any, end: Any, params: dict[str, Any]) -> list[Any]:
+        import pandas as pd
+
+        return list(pd.period_range(start, end, freq=start.freq))
+
+    def fetch_period(self, period: Any, extent: Any, params: dict[str, Any]) -> Any:
+        import numpy as np
+        import xarray as xr
+
+        CALLS.append(f"provider:{period}")
+        value = float(params.get("value", 273.15))
+        return xr.Dataset(
+            {"t2m": (("time", "lat", "lon"), np.full((1, 2, 2), value, "f4"), {"units": "K"})},
+            coords={"time": [period.start_time], "lat": [0.0, 1.0], "lon": [0.0, 1.0]},
+        )
+
+
+EXAMPLE_TEMPLATE = {
+    "id": "example-daily",
+    "name": "Example daily field",
+    "period": "daily",
+    "variables": {"t2m": {"units": "K"}},
+    "provider": {"name": "example", "params": {"value": 280.0}},
+}
+
+
 def _cli() -> Any:
     import typer
 
@@ -183,3 +222,5 @@ def register(registrar: Any) -> None:
     registrar.add_profile_kind("example-memory", memory_storage)
     registrar.add_cli("example", _cli())
     registrar.add_stac_formatter(format_item)
+    registrar.add_provider("example", ExampleProvider)
+    registrar.add_template(EXAMPLE_TEMPLATE)
