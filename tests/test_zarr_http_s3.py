@@ -61,6 +61,7 @@ LAT = {"zarr3": "lat/c/0", "zarr2": "lat/0", "icechunk": "lat/c/0"}
 def world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[dict[str, Any]]:
     """Sources on S3, one product of each format next to them, all published and served."""
     import boto3
+    from distributed import Client, LocalCluster
 
     tmp = tmp_path_factory.mktemp("zarrhttps3")
     bucket = f"arcodex-{uuid.uuid4().hex[:12]}"
@@ -90,15 +91,22 @@ def world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
         patch.setenv(KEY_ENV, S3_KEY_ID)
         patch.setenv(SECRET_ENV, S3_SECRET)
         ids: dict[str, str] = {}
-        with Catalog.create(root, config=config) as cat:
+        # One in-process cluster for the six conversions (starting one each costs more).
+        with (
+            LocalCluster(
+                n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster, set_as_default=False) as dask,
+            Catalog.create(root, config=config) as cat,
+        ):
             for name, (key, kwargs) in KINDS.items():
-                ids[name] = _convert(cat, bucket, key, kwargs)
+                ids[name] = _convert(cat, bucket, key, dask, kwargs)
             publish_all(cat)
         with serve_catalog(root) as url:
             yield {"root": root, "bucket": bucket, "ids": ids, "url": url, "s3": s3}
 
 
-def _convert(cat: Catalog, bucket: str, key: str, kwargs: dict[str, Any]) -> str:
+def _convert(cat: Catalog, bucket: str, key: str, dask: Any, kwargs: dict[str, Any]) -> str:
     from arcodex.convert import convert
 
     result = convert(
@@ -107,7 +115,7 @@ def _convert(cat: Catalog, bucket: str, key: str, kwargs: dict[str, Any]) -> str
         profile="project",
         key=f"products/{key}",
         source_profile="project",
-        cluster="threads",
+        cluster=dask,
         **kwargs,
     )
     assert result.status == "pass", result.report.reasons if result.report else None
