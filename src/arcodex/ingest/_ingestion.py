@@ -1,0 +1,539 @@
+"""``ingest``: a dataset of a template over an extent, one committed period at a time.
+
+The steps, in order: **plan** (the provider's periods, availability applied, less
+those the repository already holds), then for each missing period **fetch** it,
+**validate** it (its times inside the period, its variables those of the
+dataset), **transform** it and **write** it as one Icechunk commit carrying the
+period id (the cursor, :mod:`arcodex.ingest._cursor`); then **check** the
+repository and **register** its record, and **publish** it if asked.
+
+A period whose fetch fails (:class:`~arcodex.ingest.FetchError`) is reported
+and skipped; the others go on. A failure or a kill keeps every committed
+period, and the next run starts from what the repository holds, fetching
+nothing it has. With ``overwrite`` the dataset is rebuilt beside the old one,
+which stays the record's until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arcodex.errors import NotFoundError, ValidationError
+from arcodex.ingest._availability import available
+from arcodex.ingest._cursor import commit_message, commit_metadata, committed_periods
+from arcodex.ingest._periods import parse_period, period_id
+from arcodex.ingest._provider import FetchError
+from arcodex.ingest._record import dataset_record, record_id
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+    import xarray as xr
+
+    from arcodex.catalog import Catalog
+    from arcodex.catalog._journal import UnitOfWork
+    from arcodex.convert._place import Placed
+    from arcodex.convert._product import Product
+    from arcodex.ingest._model import Extent, Template
+    from arcodex.ingest._provider import Provider
+    from arcodex.model import Record
+
+__all__ = ["IngestionResult", "PeriodFailure", "ingest"]
+
+#: ``progress(period, done, total)``: called before each period is fetched, and once at
+#: the end with the period ``""``.
+IngestProgress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class PeriodFailure:
+    """A period that could not be ingested, and why."""
+
+    period: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"period": self.period, "message": self.message}
+
+
+@dataclass
+class IngestionResult:
+    """What an ingestion did.
+
+    ``done``: the periods committed by this run; ``failed``: those that could not be
+    fetched or were refused; ``skipped``: those the dataset already held (not
+    fetched); ``unavailable``: those the provider has that availability holds back.
+    """
+
+    record_id: str
+    template: str
+    extent: str
+    operation_id: str | None = None
+    done: list[str] = field(default_factory=list)
+    failed: list[PeriodFailure] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+    #: The scope was already materialised: nothing was fetched or written.
+    reused: bool = False
+    #: With ``overwrite``: whether the rebuilt dataset replaced the old one.
+    switched: bool = False
+    check: str | None = None
+    reasons: list[str] = field(default_factory=list)
+    snapshot: str | None = None
+    published: bool = False
+    record: Record | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.check in (None, "pass", "warn")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "record": self.record_id,
+            "template": self.template,
+            "extent": self.extent,
+            "operation": self.operation_id,
+            "done": self.done,
+            "failed": [f.to_dict() for f in self.failed],
+            "skipped": self.skipped,
+            "unavailable": self.unavailable,
+            "reused": self.reused,
+            "switched": self.switched,
+            "check": self.check,
+            "reasons": self.reasons,
+            "snapshot": self.snapshot,
+            "published": self.published,
+        }
+
+
+def ingest(
+    catalog: Catalog,
+    template: Template,
+    extent: Extent,
+    start: str,
+    end: str,
+    *,
+    provider: Provider | None = None,
+    overwrite: bool = False,
+    publish: bool = False,
+    progress: IngestProgress | None = None,
+    user: str | None = None,
+    now: datetime | None = None,
+) -> IngestionResult:
+    """Ingest the periods from ``start`` to ``end`` (ids or dates, both included) of
+    ``template`` over ``extent`` into the dataset record ``TEMPLATE@EXTENT``.
+
+    Args:
+        catalog: The catalog that keeps the record and the operation.
+        template: What to ingest (provider, availability, transforms, target).
+        extent: Over which area.
+        start: The first period (an id such as ``2020-03`` or any time inside it).
+        end: The last period.
+        provider: The provider to fetch from; default the template's, from the registry.
+        overwrite: Rebuild the dataset beside the old one, even if it holds the periods.
+        publish: Publish the dataset once its check passes.
+        progress: ``progress(period, done, total)``, see :data:`IngestProgress`.
+        user: Who ingests (default: the current user).
+        now: The time availability is judged at (default: now).
+
+    Raises:
+        ValidationError: A bad period, or a provider parameter the provider refuses.
+        ConversionError: The repository cannot be written (someone else committed meanwhile).
+    """
+    from arcodex.catalog._events import current_user
+
+    user = user or current_user()
+    provider = provider or _provider_of(template, catalog)
+    params = {**template.provider.params, "period": template.period}
+    rid = record_id(template, extent)
+    result = IngestionResult(rid, template.id, extent.id)
+    wanted, result.unavailable = _plan_periods(template, provider, params, start, end, now)
+    current = _current(catalog, rid)
+    parameters = {
+        "template": template.id,
+        "extent": extent.id,
+        "start": start,
+        "end": end,
+        "overwrite": overwrite,
+        "publish": publish,
+        "record": rid,
+    }
+    with catalog.unit_of_work(
+        "ingest", user=user, inputs=[template.id, extent.id], parameters=parameters
+    ) as uow:
+        result.operation_id = uow.operation.id
+        product, placed = _destination(catalog, template, extent, current, overwrite, uow)
+        held = committed_periods(product.repository()) if product.target.exists() else []
+        ids = {period_id(p, template.period): p for p in wanted}
+        result.skipped = [i for i in ids if i in held]
+        todo = [(i, p) for i, p in ids.items() if i not in held]
+        if not todo and current is not None and not overwrite:
+            result.reused = True
+            result.snapshot = str((current.metadata.get("convert") or {}).get("snapshot") or "")
+            result.check = str((current.metadata.get("convert") or {}).get("check") or "")
+            result.record = current
+            uow.operation.outputs = [rid]
+            _save_progress(catalog, uow, len(ids), len(ids), None, [])
+        else:
+            uow.transition("planned", periods=len(todo), held=len(held))
+            snapshot = _fetch_and_write(
+                catalog,
+                uow,
+                template,
+                extent,
+                provider,
+                params,
+                product,
+                todo,
+                held,
+                result,
+                progress,
+            )
+            _finish(
+                catalog,
+                uow,
+                template,
+                extent,
+                product,
+                placed,
+                current,
+                overwrite,
+                snapshot,
+                result,
+                user,
+            )
+    if publish and result.record is not None and result.check in ("pass", "warn"):
+        from arcodex.catalog._access import is_published
+
+        if not is_published(result.record) or result.switched or result.done:
+            result.record = catalog.publish(rid, user=user)
+        result.published = True
+    elif publish and result.check not in (None, "pass", "warn"):
+        result.reasons.append(f"not published: its check is {result.check!r}")
+    if progress is not None:
+        progress("", len(ids), len(ids))
+    return result
+
+
+# -- the steps -----------------------------------------------------------------------------
+
+
+def _plan_periods(
+    template: Template,
+    provider: Provider,
+    params: dict[str, Any],
+    start: str,
+    end: str,
+    now: datetime | None,
+) -> tuple[list[pd.Period], list[str]]:
+    """The periods to hold (the provider's, available now) and those held back."""
+    first, last = parse_period(start, template.period), parse_period(end, template.period)
+    if last < first:
+        raise ValidationError(f"end {end!r} is before start {start!r}; swap them")
+    found = sorted(provider.periods(first, last, params))
+    kept = available(found, template.availability, now or datetime.now(UTC))
+    held_back = [period_id(p, template.period) for p in found if p not in set(kept)]
+    return kept, held_back
+
+
+def _fetch_and_write(
+    catalog: Catalog,
+    uow: UnitOfWork,
+    template: Template,
+    extent: Extent,
+    provider: Provider,
+    params: dict[str, Any],
+    product: Product,
+    todo: list[tuple[str, pd.Period]],
+    held: list[str],
+    result: IngestionResult,
+    progress: IngestProgress | None,
+) -> str | None:
+    """Each missing period fetched, validated, transformed and committed; the last snapshot."""
+    from arcodex.ingest._repository import write_period
+
+    total = len(todo) + len(result.skipped)
+    count = len(result.skipped)
+    variables = _variables(product) if held else None
+    snapshot = None
+    for pid, period in todo:
+        if progress is not None:
+            progress(pid, count, total)
+        _save_progress(catalog, uow, count, total, pid, result.failed)
+        try:
+            ds = _fetched(provider, period, extent, params, pid)
+            ds = _shaped(ds, template, period, pid, variables)
+        except (FetchError, ValidationError) as exc:
+            result.failed.append(PeriodFailure(pid, str(exc)))
+            catalog.events.emit(
+                "ingest.period_failed",
+                f"ingest {template.id}@{extent.id}: period {pid} skipped: {exc}",
+                level="warning",
+                operation_id=uow.operation.id,
+                user=uow.operation.user,
+                error=exc,
+                period=pid,
+            )
+            count += 1
+            continue
+        snapshot = write_period(
+            product,
+            ds,
+            first=not held,
+            chunks=template.target.chunks,
+            message=commit_message(pid, template.id, extent.id),
+            metadata=commit_metadata(pid, template.id, extent.id, uow.operation.id),
+        )
+        held.append(pid)
+        if variables is None:
+            variables = set(map(str, ds.data_vars))
+        result.done.append(pid)
+        uow.mark("period_committed", period=pid, snapshot=snapshot)
+        count += 1
+    _save_progress(catalog, uow, count, total, None, result.failed)
+    return snapshot
+
+
+def _finish(
+    catalog: Catalog,
+    uow: UnitOfWork,
+    template: Template,
+    extent: Extent,
+    product: Product,
+    placed: Placed | None,
+    current: Record | None,
+    overwrite: bool,
+    snapshot: str | None,
+    result: IngestionResult,
+    user: str | None,
+) -> None:
+    """Check the repository and register (or update) its record."""
+    if not product.target.exists() or not committed_periods(product.repository()):
+        result.reasons.append("no period was committed; nothing to register")
+        return
+    rebuilding = overwrite and current is not None
+    if rebuilding and result.failed:
+        # Never switch to an incomplete rebuild: the old dataset stays as it was.
+        _remove(product)
+        result.reasons.append(
+            "the rebuild is incomplete (periods failed); the dataset was left as it was"
+        )
+        return
+    held = committed_periods(product.repository())
+    result.check, reasons = check_repository(product, held, template)
+    result.reasons.extend(reasons)
+    result.snapshot = snapshot or _head(product)
+    uow.transition("artifact_write_succeeded")
+    record = dataset_record(
+        template,
+        extent,
+        product,
+        placed,
+        periods=held,
+        snapshot=result.snapshot,
+        check=result.check,
+        operation_id=uow.operation.id,
+        user=user,
+        current=current,
+    )
+    replaced = _product_of(catalog, current) if rebuilding and current is not None else None
+    if current is None:
+        catalog._write_records(uow, [record])
+    else:
+        record = catalog._replace_record(uow, current, record)
+    result.record = record
+    if rebuilding and placed is not None and current is not None:
+        result.switched = True
+        old = next((a for a in current.artifacts if a.role == "primary"), None)
+        if old is not None and old.managed and replaced is not None:
+            # Only once the record points at the new repository is the old one let go.
+            uow.after_commit(lambda: _remove(replaced))
+
+
+def check_repository(
+    product: Product, held: list[str], template: Template
+) -> tuple[str, list[str]]:
+    """``("pass" | "fail", reasons)``: the time axis strictly increasing and every
+    committed period present in it, as the repository's branch now is."""
+    import numpy as np
+
+    reasons: list[str] = []
+    with product.open() as ds:
+        if "time" not in ds.variables:
+            return "fail", ["the dataset has no time coordinate"]
+        times = ds["time"].values
+    if times.size > 1 and not bool(np.all(times[1:] > times[:-1])):
+        reasons.append("time steps are not strictly increasing")
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+    present = {
+        period_id(p, template.period)
+        for p in pd.PeriodIndex(pd.DatetimeIndex(times), freq=_freq(template))
+    }
+    missing = [p for p in held if p not in present]
+    if missing:
+        reasons.append(f"committed periods with no time step: {missing[:10]}")
+    if len(set(held)) != len(held):
+        reasons.append("a period was committed twice")
+    return ("fail" if reasons else "pass"), reasons
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _freq(template: Template) -> str:
+    from arcodex.ingest._periods import FREQUENCIES
+
+    return FREQUENCIES[template.period]
+
+
+def _provider_of(template: Template, catalog: Catalog) -> Provider:
+    from arcodex.ingest._registry import get_provider  # type: ignore[import-not-found, unused-ignore]
+
+    found: Provider = get_provider(template.provider.name, catalog)
+    return found
+
+
+def _current(catalog: Catalog, rid: str) -> Record | None:
+    try:
+        record = catalog.backend.get(rid)
+    except NotFoundError:
+        return None
+    return None if record.status == "deleted" else record
+
+
+def _destination(
+    catalog: Catalog,
+    template: Template,
+    extent: Extent,
+    current: Record | None,
+    overwrite: bool,
+    uow: UnitOfWork,
+) -> tuple[Product, Placed | None]:
+    """The repository to write: the record's, or (new, or rebuilt beside it) a placed one."""
+    from arcodex.convert._place import place
+    from arcodex.convert._product import Product
+
+    if current is not None and not overwrite:
+        return _product_of(catalog, current), None
+    suffix = f"-{uow.operation.id}" if current is not None else ""
+    target = template.target
+    name = f"{extent.id}{suffix}.icechunk"
+    if target.dest:
+        dest = target.dest.format(template=template.id, extent=extent.id)
+        dest = (
+            dest[: -len(".icechunk")] + suffix + ".icechunk"
+            if dest.endswith(".icechunk")
+            else f"{dest.rstrip('/')}/{name}"
+        )
+        placed = place(catalog, "icechunk", dest, None, None, None, [], target.profile)
+    else:
+        placed = place(
+            catalog, "icechunk", None, None, target.profile, f"ingest/{template.id}/{name}", []
+        )
+    product = Product("icechunk", placed.target)
+    if suffix:
+        # A rebuild that does not finish is removed; the old dataset was never touched.
+        uow.on_rollback(
+            "remove the unfinished rebuild", lambda: _remove(product), url=product.target.url
+        )
+    return product, placed
+
+
+def _product_of(catalog: Catalog, record: Record) -> Product:
+    """The repository a dataset record points at."""
+    from arcodex.convert._access import source_options
+    from arcodex.convert._locate import resolve_product
+
+    options = source_options(catalog, None, None)
+    return resolve_product(record.id, catalog, None, options, None, "main")
+
+
+def _fetched(
+    provider: Provider, period: pd.Period, extent: Extent, params: dict[str, Any], pid: str
+) -> xr.Dataset:
+    """The period as the provider gives it, loaded in memory (files opened and read)."""
+    import xarray as xr
+
+    got = provider.fetch_period(period, extent, params)
+    if isinstance(got, xr.Dataset):
+        return got.load()
+    paths = [Path(os.fspath(p)) for p in got]
+    if not paths:
+        raise FetchError(f"period {pid}: the provider gave no file")
+    try:
+        with xr.open_mfdataset(paths, combine="by_coords") as ds:
+            return ds.load()
+    except (OSError, ValueError) as exc:
+        raise FetchError(f"period {pid}: cannot read {paths[0].name}: {exc}") from exc
+
+
+def _shaped(
+    ds: xr.Dataset, template: Template, period: pd.Period, pid: str, variables: set[str] | None
+) -> xr.Dataset:
+    """``ds`` transformed, refused unless its times lie in the period and its variables
+    are the dataset's."""
+    from arcodex.ingest._transforms import apply_transforms
+
+    if "time" not in ds.dims:
+        raise FetchError(f"period {pid}: the data has no time dimension")
+    if ds.sizes["time"] == 0:
+        raise FetchError(f"period {pid}: the data has no time step")
+    ds = ds.sortby("time")
+    times = ds["time"].values
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+    stamps = pd.DatetimeIndex(times)
+    outside = stamps[(stamps < period.start_time) | (stamps > period.end_time)]
+    if len(outside):
+        raise FetchError(
+            f"period {pid}: the data holds times outside the period ({outside[0]}); "
+            "the provider gave another period"
+        )
+    if not stamps.is_unique:
+        raise FetchError(f"period {pid}: the data repeats time steps")
+    ds = apply_transforms(ds, template.transforms)
+    if variables is not None and set(map(str, ds.data_vars)) != variables:
+        raise FetchError(
+            f"period {pid}: its variables {sorted(map(str, ds.data_vars))} are not the "
+            f"dataset's {sorted(variables)}"
+        )
+    return ds
+
+
+def _variables(product: Product) -> set[str]:
+    with product.open(raw=True) as ds:
+        return set(map(str, ds.data_vars))
+
+
+def _head(product: Product) -> str:
+    return str(product.repository().lookup_branch(product.branch))
+
+
+def _save_progress(
+    catalog: Catalog,
+    uow: UnitOfWork,
+    done: int,
+    total: int,
+    current: str | None,
+    failed: list[PeriodFailure],
+) -> None:
+    """The operation as it runs (status running): periods done of total, the one being
+    fetched, the errors so far, for ``GET /ingestions/{id}`` and ``arcodex operations``."""
+    uow.operation.parameters["progress"] = {
+        "periods_done": done,
+        "periods_total": total,
+        "current_period": current,
+        "errors": [f.to_dict() for f in failed],
+    }
+    catalog.backend.save_operation(uow.operation)
+
+
+def _remove(product: Product) -> None:
+    fs, path = product.target.fs()
+    if fs.exists(path):
+        fs.rm(path, recursive=True)

@@ -1,0 +1,133 @@
+"""Writing periods into the target Icechunk repository, one commit each.
+
+The first period creates the arrays with the template's chunking; a later one
+is appended along ``time`` (mid-chunk too: Icechunk rewrites the partial chunk
+in the new snapshot); a period that fills a gap left by a failed one is
+inserted in time order, the steps after it moved along in the same commit.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from arcodex.errors import ConversionError
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from arcodex.convert._product import Product
+
+__all__ = ["TIME", "creation_encoding", "write_period"]
+
+TIME = "time"
+#: One encoding of time for every period: a later one finer than the first still fits.
+_TIME_ENCODING = {
+    "units": "seconds since 1970-01-01",
+    "calendar": "proleptic_gregorian",
+    "dtype": "int64",
+}
+
+
+def creation_encoding(ds: xr.Dataset, chunks: Mapping[str, int] | None) -> dict[str, Any]:
+    """The encoding the first period creates the arrays with: ``chunks`` by dimension
+    (a dimension not named is one chunk; time, one chunk per period unless named)."""
+    import numpy as np
+
+    wanted = dict(chunks or {})
+    encoding: dict[str, Any] = {}
+    for name, var in ds.variables.items():
+        if not var.dims:
+            continue
+        enc: dict[str, Any] = {
+            "chunks": tuple(
+                min(int(wanted.get(str(d), n)), n) if str(d) != TIME else int(wanted.get(TIME, n))
+                for d, n in zip(var.dims, var.shape, strict=True)
+            )
+        }
+        if name == TIME and np.issubdtype(var.dtype, np.datetime64):
+            enc.update(_TIME_ENCODING)
+        encoding[str(name)] = enc
+    return encoding
+
+
+def write_period(
+    product: Product,
+    ds: xr.Dataset,
+    *,
+    first: bool,
+    chunks: Mapping[str, int] | None,
+    message: str,
+    metadata: dict[str, Any],
+) -> str:
+    """Write one period's (loaded) dataset and commit it; the new snapshot's id.
+
+    ``first``: the repository holds no period yet, so the arrays are created.
+    """
+    import icechunk
+    from icechunk.xarray import to_icechunk
+
+    repo = product.repository(create=not product.target.exists())
+    session = repo.writable_session(product.branch)
+    with warnings.catch_warnings():
+        # Consolidated metadata is not part of Zarr 3; icechunk keeps its own.
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        if first:
+            to_icechunk(ds, session, mode="w", encoding=creation_encoding(ds, chunks))
+        else:
+            _add(ds, session, to_icechunk)
+    try:
+        return str(session.commit(message, metadata=metadata))
+    except icechunk.ConflictError as exc:
+        raise ConversionError(
+            f"someone else committed to {product.target.url} meanwhile; run the ingestion again "
+            f"({exc})"
+        ) from exc
+
+
+def _add(ds: xr.Dataset, session: Any, to_icechunk: Any) -> None:
+    """Append ``ds`` along time, or insert it where its times belong."""
+    import numpy as np
+    import xarray as xr
+
+    existing = xr.open_zarr(session.store, consolidated=False, chunks=None)
+    times = existing[TIME].values
+    at = int(np.searchsorted(times, ds[TIME].values[0]))
+    if at >= times.size:
+        to_icechunk(ds, session, append_dim=TIME)
+        return
+    timed = [str(n) for n, v in existing.variables.items() if TIME in v.dims]
+    tail = existing[timed].isel({TIME: slice(at, None)}).load()
+    for var in tail.variables.values():
+        var.encoding = {}
+    new = ds[[n for n in timed if n in ds.variables and n != TIME]]
+    combined = xr.concat(
+        [new, tail], dim=TIME, data_vars="all", coords="minimal", compat="override", join="override"
+    )
+    steps = ds.sizes[TIME]
+    to_icechunk(combined.isel({TIME: slice(-steps, None)}), session, append_dim=TIME)
+    moved = combined.isel({TIME: slice(0, -steps)})
+    region = slice(at, at + moved.sizes[TIME])
+    to_icechunk(
+        moved.drop_vars([n for n, v in moved.variables.items() if TIME not in v.dims]),
+        session,
+        region={TIME: region},
+    )
+    _write_times(session, moved[TIME].values, region)
+
+
+def _write_times(session: Any, values: Any, region: slice) -> None:
+    """The time steps of ``region`` (xarray's region writes leave an index coordinate as it was)."""
+    import numpy as np
+    import zarr
+    from xarray.coding.times import encode_cf_datetime
+
+    array: Any = zarr.open_group(session.store, mode="r+")[TIME]
+    attrs = dict(array.attrs)
+    if np.issubdtype(np.asarray(values).dtype, np.datetime64):
+        units, calendar = attrs.get("units"), attrs.get("calendar")
+        values, _, _ = encode_cf_datetime(
+            values, str(units) if units else None, str(calendar) if calendar else None, array.dtype
+        )
+    array[region] = np.asarray(values, dtype=array.dtype)

@@ -1,0 +1,348 @@
+"""Ingestion from providers (issue 16): one Icechunk commit per period, failures kept
+apart, resumption from what the repository holds, reuse and overwrite."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from arcodex.catalog import Catalog
+from arcodex.convert import open_product
+from arcodex.ingest import (
+    Availability,
+    Extent,
+    FetchError,
+    Grid,
+    ProviderRef,
+    Target,
+    Template,
+    Transforms,
+    UnitConversion,
+    parse_period,
+    period_id,
+)
+from arcodex.ingest._availability import available
+from arcodex.ingest._cursor import CURSOR_KEY, committed_periods
+from arcodex.ingest._ingestion import ingest
+from arcodex.ingest._periods import FREQUENCIES
+
+DAYS = [f"2020-01-0{d}" for d in range(1, 7)]
+EXTENT = Extent(id="box", name="A box", bbox=(0.0, 40.0, 3.0, 42.0))
+
+
+class GeneratedProvider:
+    """A provider of generated data: two steps a day of ``tas`` (K) and ``extra``.
+
+    It fails the periods in ``fail`` with a FetchError, sleeps ``sleep`` seconds a fetch,
+    and counts its fetches (in ``fetched``, and as lines of ``log`` across processes).
+    """
+
+    def __init__(
+        self,
+        fail: set[str] | None = None,
+        sleep: float = 0.0,
+        log: Path | None = None,
+        shift: set[str] | None = None,
+    ) -> None:
+        self.fail = set(fail or ())
+        self.shift = set(shift or ())
+        self.sleep = sleep
+        self.log = log
+        self.fetched: list[str] = []
+
+    def probe(self, extent: Extent, params: dict[str, Any]) -> Grid:
+        return Grid(dims={"lat": 2, "lon": 3}, coords={"lat": (40.5, 41.5), "lon": (0.5, 2.5)},
+                    dtypes={"tas": "float32"})  # fmt: skip
+
+    def periods(self, start: pd.Period, end: pd.Period, params: dict[str, Any]) -> list[pd.Period]:
+        return list(pd.period_range(start, end, freq=FREQUENCIES[params["period"]]))
+
+    def fetch_period(self, period: pd.Period, extent: Extent, params: dict[str, Any]) -> xr.Dataset:
+        pid = period_id(period, params["period"])
+        self.fetched.append(pid)
+        if self.log is not None:
+            with self.log.open("a", encoding="utf-8") as fh:
+                fh.write(pid + "\n")
+        if self.sleep:
+            time.sleep(self.sleep)
+        if pid in self.fail:
+            raise FetchError(f"period {pid}: the server answered 503")
+        return source(period + 1 if pid in self.shift else period)
+
+
+def source(period: pd.Period) -> xr.Dataset:
+    times = pd.date_range(period.start_time, periods=2, freq="12h")
+    base = (times - pd.Timestamp("2020-01-01")) / pd.Timedelta("1h")
+    lat, lon = np.array([40.5, 41.5]), np.array([0.5, 1.5, 2.5])
+    tas = 270.0 + base.values[:, None, None] + lat[None, :, None] / 10 + lon[None, None, :]
+    return xr.Dataset(
+        {
+            "tas": (("time", "lat", "lon"), tas.astype("float32"), {"units": "K"}),
+            "extra": (("time", "lat", "lon"), np.zeros_like(tas, dtype="float32")),
+        },
+        coords={"time": times, "lat": lat, "lon": lon},
+        attrs={"title": "generated"},
+    )
+
+
+def concatenated(days: list[str]) -> xr.Dataset:
+    return xr.concat([source(parse_period(d, "daily")) for d in days], dim="time")
+
+
+def template(**changes: Any) -> Template:
+    fields: dict[str, Any] = {
+        "id": "tas-daily",
+        "name": "Generated temperature",
+        "period": "daily",
+        "provider": ProviderRef(name="generated"),
+        "target": Target(chunks={"time": 3}),
+        **changes,
+    }
+    return Template(**fields)
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Any:
+    with Catalog.create(tmp_path / "cat") as cat:
+        yield cat
+
+
+def repository(cat: Catalog, rid: str) -> Any:
+    from arcodex.convert._locate import resolve_product
+
+    return resolve_product(rid, cat, None, {}, None, "main").repository()
+
+
+def test_six_daily_periods_one_commit_each(catalog: Catalog) -> None:
+    provider = GeneratedProvider()
+    seen: list[tuple[str, int, int]] = []
+    result = ingest(
+        catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=provider,
+        progress=lambda p, d, t: seen.append((p, d, t)),
+    )  # fmt: skip
+    assert result.done == DAYS and not result.failed and result.check == "pass"
+    assert provider.fetched == DAYS
+    assert result.record_id == "tas-daily@box"
+    assert seen[0] == (DAYS[0], 0, 6) and seen[-1] == ("", 6, 6)
+    repo = repository(catalog, result.record_id)
+    assert committed_periods(repo) == DAYS
+    cursors = [s.metadata.get(CURSOR_KEY) for s in repo.ancestry(branch="main")]
+    assert sum(1 for c in cursors if c) == 6
+    with open_product(result.record_id, catalog=catalog) as ds:
+        xr.testing.assert_allclose(ds.load(), concatenated(DAYS))
+        assert ds["tas"].encoding["chunks"][0] == 3  # the template's chunking, appended mid-chunk
+    record = catalog.get(result.record_id)
+    assert record.kind == "dataset"
+    assert record.metadata["convert"]["check"] == "pass"
+    assert record.metadata["convert"]["snapshot"] == result.snapshot
+    assert record.metadata["ingest"]["periods"] == DAYS
+    [op] = [o for o in catalog.operations(limit=50) if o.action == "ingest"]
+    assert op.status == "succeeded" and op.user
+    assert op.parameters["progress"]["periods_done"] == 6
+    assert op.parameters["progress"]["periods_total"] == 6
+    assert op.outputs == [result.record_id]
+
+
+def test_a_failed_period_is_reported_and_a_rerun_fetches_only_it(catalog: Catalog) -> None:
+    faulty = GeneratedProvider(fail={DAYS[2]})
+    result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=faulty)
+    assert result.done == [d for d in DAYS if d != DAYS[2]]
+    assert [f.period for f in result.failed] == [DAYS[2]]
+    assert "503" in result.failed[0].message
+    [op] = [o for o in catalog.operations(limit=50) if o.action == "ingest"]
+    assert op.parameters["progress"]["errors"][0]["period"] == DAYS[2]
+    with open_product(result.record_id, catalog=catalog) as ds:
+        assert ds.sizes["time"] == 10
+
+    healed = GeneratedProvider()
+    again = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=healed)
+    assert healed.fetched == [DAYS[2]]
+    assert again.done == [DAYS[2]] and not again.failed and again.check == "pass"
+    assert sorted(again.skipped) == sorted(set(DAYS) - {DAYS[2]})
+    with open_product(result.record_id, catalog=catalog) as ds:
+        xr.testing.assert_allclose(ds.load(), concatenated(DAYS))
+    assert catalog.get(result.record_id).metadata["ingest"]["periods"][-1] == DAYS[2]
+
+
+def test_a_period_holding_other_times_is_refused(catalog: Catalog) -> None:
+    result = ingest(
+        catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=GeneratedProvider(shift={DAYS[1]})
+    )
+    assert [f.period for f in result.failed] == [DAYS[1]]
+    assert "outside the period" in result.failed[0].message
+
+
+def test_reused_unless_overwrite_which_switches_when_complete(catalog: Catalog) -> None:
+    first = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=GeneratedProvider())
+    old = catalog.locate(catalog.get(first.record_id).artifacts[0])
+    provider = GeneratedProvider()
+    reused = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=provider)
+    assert reused.reused and provider.fetched == [] and reused.snapshot == first.snapshot
+
+    # An overwrite that cannot complete leaves the dataset as it was.
+    failing = GeneratedProvider(fail={DAYS[1]})
+    broken = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=failing, overwrite=True)
+    assert not broken.switched and failing.fetched == DAYS[:3]
+    assert catalog.locate(catalog.get(first.record_id).artifacts[0]) == old
+    assert Path(old).exists()
+    assert [p.name for p in Path(old).parent.iterdir()] == [Path(old).name]
+
+    provider = GeneratedProvider()
+    rebuilt = ingest(
+        catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=provider, overwrite=True
+    )
+    assert rebuilt.switched and provider.fetched == DAYS[:3]
+    new = catalog.locate(catalog.get(first.record_id).artifacts[0])
+    assert new != old and Path(new).exists() and not Path(old).exists()
+    with open_product(first.record_id, catalog=catalog) as ds:
+        xr.testing.assert_allclose(ds.load(), concatenated(DAYS[:3]))
+
+
+def test_transforms_shape_every_period(catalog: Catalog) -> None:
+    shaped = template(
+        transforms=Transforms(
+            variables=["tas"],
+            rename={"tas": "t2m"},
+            units={"t2m": UnitConversion(to="degC", offset=-273.15)},
+            attributes={"": {"institution": "arcodex"}, "t2m": {"long_name": "air temperature"}},
+        )
+    )
+    result = ingest(catalog, shaped, EXTENT, DAYS[0], DAYS[1], provider=GeneratedProvider())
+    with open_product(result.record_id, catalog=catalog) as ds:
+        assert list(ds.data_vars) == ["t2m"]
+        assert ds["t2m"].attrs["units"] == "degC"
+        assert ds["t2m"].attrs["long_name"] == "air temperature"
+        assert ds.attrs["institution"] == "arcodex"
+        expected = concatenated(DAYS[:2])["tas"] - 273.15
+        np.testing.assert_allclose(ds["t2m"].values, expected.values, rtol=1e-6)
+
+
+def test_availability_holds_back_recent_periods(catalog: Catalog) -> None:
+    late = template(availability=Availability(lag="2D"))
+    provider = GeneratedProvider()
+    result = ingest(
+        catalog, late, EXTENT, DAYS[0], DAYS[-1], provider=provider,
+        now=datetime(2020, 1, 6, 12),
+    )  # fmt: skip
+    # Jan 4 ends at Jan 5 00:00; with 2 days' lag it is out at Jan 7.
+    assert provider.fetched == DAYS[:3]
+    assert result.unavailable == DAYS[3:]
+
+
+def periods(*ids: str) -> list[pd.Period]:
+    return [parse_period(i, "daily") for i in ids]
+
+
+def test_available_lag_and_cutoff() -> None:
+    days = periods(*DAYS)
+    assert available(days, Availability(), datetime(2020, 1, 4)) == days[:3]
+    assert available(days, Availability(lag="36h"), datetime(2020, 1, 4, 12)) == days[:2]
+    assert available(days, Availability(cutoff="2020-01-02"), datetime(2030, 1, 1)) == days[:2]
+    assert available(days, Availability(), pd.Timestamp("2020-01-03T00:00Z")) == days[:2]
+    months = [pd.Period("2020-01", "M"), pd.Period("2020-02", "M")]
+    assert available(months, Availability(lag="5D"), datetime(2020, 3, 5)) == months[:1]
+    assert available(months, Availability(lag="5D"), datetime(2020, 3, 6)) == months
+
+
+def test_bad_lag_is_refused() -> None:
+    from arcodex.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="pandas offset"):
+        available(periods(DAYS[0]), Availability(lag="soon"), datetime(2020, 1, 4))
+
+
+def test_publish_after_the_check(catalog: Catalog) -> None:
+    from arcodex.catalog._access import is_published
+
+    result = ingest(
+        catalog, template(), EXTENT, DAYS[0], DAYS[1], provider=GeneratedProvider(), publish=True
+    )
+    assert result.published
+    record = catalog.get(result.record_id)
+    assert is_published(record)
+    assert record.metadata["access"]["snapshot"] == result.snapshot
+    # A later period moves the publication to the new snapshot.
+    more = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=GeneratedProvider())
+    assert catalog.get(result.record_id).metadata["access"]["snapshot"] == more.snapshot
+
+
+_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from arcodex.catalog import Catalog
+from arcodex.ingest._ingestion import ingest
+from test_ingestion import EXTENT, GeneratedProvider, template
+
+with Catalog.open({root!r}) as cat:
+    ingest(cat, template(), EXTENT, {start!r}, {end!r},
+           provider=GeneratedProvider(sleep=0.4, log=Path({log!r})))
+"""
+
+
+def test_kill_mid_backfill_then_resume_fetches_only_the_missing(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    log = tmp_path / "fetches.txt"
+    script = _CHILD.format(
+        tests=str(Path(__file__).parent), root=str(catalog.root), start=DAYS[0], end=DAYS[-1],
+        log=str(log),
+    )  # fmt: skip
+    from arcodex.convert._place import place
+
+    key = "ingest/tas-daily/box.icechunk"
+    repo_path = Path(place(catalog, "icechunk", None, None, None, key, []).target.url)
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=os.environ.copy())
+    try:
+        held: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(held) < 2:
+            time.sleep(0.05)
+            held = _held(repo_path)
+        assert len(held) >= 2, "the child committed too little before the deadline"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    held = _held(repo_path)
+    assert 2 <= len(held) < 6
+    provider = GeneratedProvider()
+    result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=provider)
+    assert provider.fetched == [d for d in DAYS if d not in held]
+    assert result.done == provider.fetched and result.check == "pass"
+    before = log.read_text(encoding="utf-8").split()
+    assert set(before) | set(provider.fetched) == set(DAYS)
+    with open_product(result.record_id, catalog=catalog) as ds:
+        xr.testing.assert_allclose(ds.load(), concatenated(DAYS))
+
+
+def _held(path: Path) -> list[str]:
+    import icechunk
+
+    if not path.exists():
+        return []
+    try:
+        repo = icechunk.Repository.open(icechunk.local_filesystem_storage(str(path)))
+    except icechunk.IcechunkError:
+        return []
+    return committed_periods(repo)
+
+
+def test_result_to_dict_is_json(catalog: Catalog) -> None:
+    result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[0], provider=GeneratedProvider())
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["done"] == [DAYS[0]] and data["record"] == "tas-daily@box"
