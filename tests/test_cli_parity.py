@@ -117,7 +117,8 @@ def test_every_command_is_mapped() -> None:
     # arcodex.convert, .stac, .server, .client and .stores, which have their own tests;
     # the plugins group calls arcodex.plugins, the group group arcodex.groups, the db
     # group arcodex.catalog's database functions (on a database the catalog cannot open);
-    # user and token call catalog.users (tests/test_auth.py).
+    # user and token call catalog.users (tests/test_auth.py); templates and extents call
+    # arcodex.ingest's loading (tests/test_ingest_templates.py).
     assert {
         "convert",
         "check",
@@ -131,6 +132,9 @@ def test_every_command_is_mapped() -> None:
         "db",
         "user",
         "token",
+        "ingest",
+        "templates",
+        "extents",
     } == ENGINE_COMMANDS
     assert _registered_commands() == set(COMMAND_METHODS) | ENGINE_COMMANDS
 

@@ -33,11 +33,13 @@ from arcodex.cli import (
     _discover,
     _group,
     _ingest,
+    _ingest_run,
     _plugins,
     _run,
     _schema,
     _stac,
     _store,
+    _templates,
     _users,
 )
 from arcodex.cli._options import (
@@ -1177,11 +1179,13 @@ _discover.register(app, command, _state)
 _schema.register(app, command, _state)
 _run.register(app, command, _state)
 _ingest.register(app, command, _state)
+_ingest_run.register(app, command, _state)
 _plugins.register(app, command, _state)
 _store.register(app, command, _state)
 _group.register(app, command, _state)
 _db.register(app, command, _state)
 _users.register(app, command, _state)
+_templates.register(app, command, _state)
 
 
 def main() -> None:

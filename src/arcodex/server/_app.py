@@ -102,6 +102,9 @@ def create_app(
     add_datasets_api(
         app, catalog, max_limit=limits.max_limit, max_download=limits.download_max_bytes
     )
+    from arcodex.server._ingest_api import add_ingest_api
+
+    add_ingest_api(app, catalog)
     from arcodex.server._zarr import add_zarr
 
     add_zarr(app, catalog, prefix="/zarr")
