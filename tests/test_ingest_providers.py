@@ -144,3 +144,206 @@ def test_files_refuses_wrong_coverage(tmp_path: Path) -> None:
         provider.fetch_period(_day("2020-01-01"), between_cells, params)
     with pytest.raises(FetchError, match=r"period 2020-01-04 .*no file"):
         provider.fetch_period(_day("2020-01-04"), PACIFIC, params)
+
+
+# -- http ----------------------------------------------------------------------------------------
+
+#: What the loopback server does wrong for some days (the others it serves as they are).
+FAULTS = {
+    "2020-01-01": "503-once",  # a 503 first: the retry gets it
+    "2020-01-02": "timeout",
+    "2020-01-03": "truncated",
+    "2020-01-04": "html",
+    "2020-01-05": "stub",
+    "2020-01-07": "json",
+}
+HTTP_TIMEOUT, RETRIES = 0.3, 1
+SECRET = "s3cr3t-token"
+
+
+class Faulty:
+    """A loopback HTTP server over a directory, with :data:`FAULTS`, counting requests."""
+
+    def __init__(self, directory: Path) -> None:
+        import collections
+        import threading
+
+        self.directory = directory
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.lock = threading.Lock()
+
+    def handler(self) -> Any:
+        from http.server import BaseHTTPRequestHandler
+
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self._answer(body=False)
+
+            def do_GET(self) -> None:
+                self._answer(body=True)
+
+            def _answer(self, body: bool) -> None:
+                import time
+
+                name = self.path.split("?", 1)[0].lstrip("/")
+                with server.lock:
+                    server.requests[(self.command, name)] += 1
+                    count = server.requests[(self.command, name)]
+                if name == "":
+                    links = "".join(
+                        f'<a href="{p.name}">{p.name}</a>'
+                        for p in sorted(server.directory.iterdir())
+                    )
+                    links += '<a href="tas_2020-01-07.nc?x=1">json</a><a href="../">up</a>'
+                    return self._send(200, f"<html><body>{links}</body></html>".encode(), body)
+                fault = next((f for d, f in FAULTS.items() if d in name), None)
+                path = server.directory / name
+                if fault == "timeout":
+                    time.sleep(HTTP_TIMEOUT * 4)
+                    return self._send(200, b"late", body)
+                if fault == "html":
+                    page = b"<!DOCTYPE html><html><body>Service unavailable</body></html>"
+                    return self._send(200, page, body, "text/html")
+                if fault == "json":
+                    return self._send(200, b'{"error": "quota exceeded"}', body, "application/json")
+                if fault == "stub":
+                    return self._send(200, b"CDF\x01" + bytes(44), body)
+                if fault == "503-once" and body and count == 1:
+                    return self._send(503, b"busy", body)
+                if not path.is_file():
+                    return self._send(404, b"not found", body)
+                data = path.read_bytes()
+                if fault == "truncated" and body:
+                    return self._send(200, data[: len(data) // 2], body, length=len(data))
+                return self._send(200, data, body)
+
+            def _send(
+                self,
+                status: int,
+                data: bytes,
+                body: bool,
+                kind: str = "application/x-netcdf",
+                length: int | None = None,
+            ) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", kind)
+                    self.send_header("Content-Length", str(length or len(data)))
+                    self.end_headers()
+                    if body:
+                        self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (the timeout fault)
+
+        return Handler
+
+    def gets(self, day: str) -> int:
+        return self.requests[("GET", f"tas_{day}.nc")]
+
+
+@pytest.fixture(scope="module")
+def http_site(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from arcodex.testing import http_server
+
+    directory = tmp_path_factory.mktemp("site")
+    write_days(directory, DAYS[:6])
+    site = Faulty(directory)
+    with http_server(site.handler()) as url:
+        site.url = url  # type: ignore[attr-defined]
+        yield site
+
+
+def http_params(site: Any, cache: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "url": f"{site.url}/tas_{{period}}.nc?token={SECRET}",
+        "period": "daily",
+        "timeout": HTTP_TIMEOUT,
+        "retries": RETRIES,
+        "backoff": 0.05,
+        "cache": str(cache),
+        **extra,
+    }
+
+
+def test_http_is_a_provider() -> None:
+    from arcodex.ingest._http import HttpProvider
+
+    assert isinstance(HttpProvider(catalog=None), Provider)
+
+
+def test_http_periods_are_the_urls_that_are_not_404(http_site: Any, tmp_path: Path) -> None:
+    from arcodex.ingest._http import HttpProvider
+
+    found = HttpProvider().periods(
+        _day(DAYS[0]), _day("2020-01-10"), http_params(http_site, tmp_path, concurrency=4)
+    )
+    # 2020-01-08..10 answer 404; the faulty ones exist (fetching them says what is wrong).
+    assert found == [_day(d) for d in DAYS[:7]]
+
+
+def test_http_fetch_retries_checks_and_caches(http_site: Any, tmp_path: Path) -> None:
+    from arcodex.ingest._http import HttpProvider
+
+    params = http_params(http_site, tmp_path / "cache")
+    provider = HttpProvider()
+    for day in ("2020-01-01", "2020-01-06"):
+        assert_same(provider.fetch_period(_day(day), PACIFIC, params), expected(day))
+    # The 503 was retried once; the good day came in one request.
+    assert http_site.gets("2020-01-01") == 2
+    assert http_site.gets("2020-01-06") == 1
+    # A complete download is never fetched again, by this provider or another on the cache.
+    provider.fetch_period(_day("2020-01-06"), PACIFIC, params)
+    HttpProvider().fetch_period(_day("2020-01-06"), PACIFIC, params)
+    assert http_site.gets("2020-01-06") == 1
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    ("day", "reason", "attempts"),
+    [
+        ("2020-01-02", r"timed out", RETRIES + 1),
+        ("2020-01-03", r"transfer cut|truncated", RETRIES + 1),
+        ("2020-01-04", r"is an HTML page", 1),
+        ("2020-01-05", r"\(48 bytes\) holds no data variables", 1),
+        ("2020-01-07", r"is a JSON document", 1),
+        ("2020-01-08", r"no such file \(HTTP 404\)", 1),
+    ],
+    ids=["timeout", "truncated", "html", "stub", "json", "missing"],
+)
+def test_http_bad_downloads_are_refused_naming_the_period(
+    http_site: Any, tmp_path: Path, day: str, reason: str, attempts: int
+) -> None:
+    from arcodex.ingest._http import HttpProvider
+
+    before = http_site.gets(day)
+    with pytest.raises(
+        FetchError, match=rf"period {day} \(http://127\.0\.0\.1:\d+/tas_{day}\.nc\): .*{reason}"
+    ) as caught:
+        HttpProvider().fetch_period(_day(day), PACIFIC, http_params(http_site, tmp_path))
+    assert SECRET not in str(caught.value)
+    assert http_site.gets(day) - before == attempts
+    # Nothing of a refused download stays in the cache, not even a partial file.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_listing(http_site: Any, tmp_path: Path) -> None:
+    from arcodex.ingest._http import HttpProvider
+
+    params = {
+        "listing": f"{http_site.url}/",
+        "pattern": "tas_{period}.nc",
+        "period": "daily",
+        "timeout": HTTP_TIMEOUT,
+        "retries": RETRIES,
+        "backoff": 0.05,
+        "cache": str(tmp_path),
+    }
+    provider = HttpProvider()
+    assert provider.periods(_day(DAYS[0]), _day(DAYS[-1]), params) == [_day(d) for d in DAYS[:7]]
+    assert_same(provider.fetch_period(_day("2020-01-06"), PACIFIC, params), expected("2020-01-06"))
+    assert provider.probe(PACIFIC, params).dims == {"time": 4, "lat": 6, "lon": 6}

@@ -70,12 +70,14 @@ def check_netcdf(path: Path, what: str) -> str:
         raise FetchError(f"{what}: the file ({size} bytes) is {_what_it_is(head)}")
     try:
         with xr.open_dataset(path, engine=engine, decode_times=False) as ds:
-            ds.sizes  # noqa: B018  (opening reads the header; a stub fails here)
+            variables = len(ds.data_vars)
     except Exception as exc:  # any library's failure to read is a bad file
         raise FetchError(
             f"{what}: the file ({size} bytes) is not a readable NetCDF/HDF5 file "
             f"({type(exc).__name__}: {exc}); it may be truncated or a stub"
         ) from exc
+    if not variables:
+        raise FetchError(f"{what}: the file ({size} bytes) holds no data variables: a stub")
     return engine
 
 
