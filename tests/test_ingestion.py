@@ -346,3 +346,40 @@ def test_result_to_dict_is_json(catalog: Catalog) -> None:
     result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[0], provider=GeneratedProvider())
     data = json.loads(json.dumps(result.to_dict()))
     assert data["done"] == [DAYS[0]] and data["record"] == "tas-daily@box"
+
+
+def test_cli_ingests_from_the_templates_files(catalog: Catalog) -> None:
+    from typer.testing import CliRunner
+
+    from arcodex.cli import app
+
+    root = Path(catalog.root)
+    (root / "data").mkdir()
+    for day in DAYS[:3]:
+        source(parse_period(day, "daily")).to_netcdf(root / "data" / f"tas_{day}.nc")
+    (root / "templates").mkdir()
+    (root / "templates" / "tas.yaml").write_text(
+        textwrap.dedent("""
+            id: tas-files
+            name: Temperature from files
+            period: daily
+            provider: {name: files, params: {path: data, pattern: "tas_{period}.nc"}}
+            target: {chunks: {time: 4}}
+        """),
+        encoding="utf-8",
+    )
+    (root / "extents").mkdir()
+    (root / "extents" / "box.yaml").write_text("id: box\nbbox: [0, 40, 3, 42]\n", encoding="utf-8")
+    argv = ["--catalog", str(root), "ingest", "tas-files", "--extent", "box",
+            "--start", DAYS[0], "--end", DAYS[2], "--json"]  # fmt: skip
+    done = CliRunner().invoke(app, argv)
+    assert done.exit_code == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["done"] == DAYS[:3] and result["record"] == "tas-files@box"
+    again = json.loads(CliRunner().invoke(app, argv).stdout)
+    assert again["reused"] and again["done"] == []
+    with open_product("tas-files@box", catalog=catalog) as ds:
+        assert ds.sizes["time"] == 6
+    missing = CliRunner().invoke(app, ["--catalog", str(root), "ingest", "nope", "--extent", "box",
+                                       "--start", DAYS[0], "--end", DAYS[2]])  # fmt: skip
+    assert missing.exit_code == 1 and "no template 'nope'" in missing.stderr

@@ -392,7 +392,7 @@ def _freq(template: Template) -> str:
 
 
 def _provider_of(template: Template, catalog: Catalog) -> Provider:
-    from arcodex.ingest._registry import get_provider  # type: ignore[import-not-found, unused-ignore]
+    from arcodex.ingest._registry import get_provider
 
     found: Provider = get_provider(template.provider.name, catalog)
     return found
