@@ -31,12 +31,13 @@ from arcodex.ingest import (
     Template,
     Transforms,
     UnitConversion,
+    available,
+    committed_periods,
+    ingest,
     parse_period,
     period_id,
 )
-from arcodex.ingest._availability import available
-from arcodex.ingest._cursor import CURSOR_KEY, committed_periods
-from arcodex.ingest._ingestion import ingest
+from arcodex.ingest._cursor import CURSOR_KEY
 from arcodex.ingest._periods import FREQUENCIES
 
 DAYS = [f"2020-01-0{d}" for d in range(1, 7)]
@@ -284,7 +285,7 @@ import sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from arcodex.catalog import Catalog
-from arcodex.ingest._ingestion import ingest
+from arcodex.ingest import ingest
 from test_ingestion import EXTENT, GeneratedProvider, template
 
 with Catalog.open({root!r}) as cat:
@@ -320,6 +321,10 @@ def test_kill_mid_backfill_then_resume_fetches_only_the_missing(
             child.kill()
     held = _held(repo_path)
     assert 2 <= len(held) < 6
+    # Recovery of the killed operation undoes nothing the repository committed.
+    [recovered] = [r for r in catalog.recover() if r.action == "ingest"]
+    assert not recovered.removed
+    assert _held(repo_path) == held
     provider = GeneratedProvider()
     result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=provider)
     assert provider.fetched == [d for d in DAYS if d not in held]

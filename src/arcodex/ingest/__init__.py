@@ -2,11 +2,15 @@
 
 Templates and extents (:mod:`arcodex.ingest._model`) say what can be ingested
 and where; providers (:mod:`arcodex.ingest._provider`) say which periods exist
-and fetch them.
+and fetch them; :func:`ingest` writes a template's periods over an extent into
+an Icechunk repository, one commit per period.
 """
 
 from __future__ import annotations
 
+from arcodex.ingest._availability import available
+from arcodex.ingest._cursor import committed_periods
+from arcodex.ingest._ingestion import IngestionResult, PeriodFailure, ingest
 from arcodex.ingest._loading import (
     LoadError,
     get_extent,
@@ -38,7 +42,9 @@ __all__ = [
     "Extent",
     "FetchError",
     "Grid",
+    "IngestionResult",
     "LoadError",
+    "PeriodFailure",
     "PeriodType",
     "Provider",
     "ProviderRef",
@@ -47,9 +53,12 @@ __all__ = [
     "Transforms",
     "UnitConversion",
     "VariableSpec",
+    "available",
+    "committed_periods",
     "get_extent",
     "get_provider",
     "get_template",
+    "ingest",
     "load_extent_file",
     "load_extents",
     "load_template_file",
