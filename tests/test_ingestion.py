@@ -388,3 +388,19 @@ def test_cli_ingests_from_the_templates_files(catalog: Catalog) -> None:
     missing = CliRunner().invoke(app, ["--catalog", str(root), "ingest", "nope", "--extent", "box",
                                        "--start", DAYS[0], "--end", DAYS[2]])  # fmt: skip
     assert missing.exit_code == 1 and "no template 'nope'" in missing.stderr
+
+
+def test_readers_see_an_icechunk_product(catalog: Catalog) -> None:
+    from arcodex.stac import item_for
+    from arcodex.stores import new_store
+
+    result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=GeneratedProvider())
+    record = catalog.get(result.record_id)
+    item = item_for(record, catalog)
+    assert item.bbox == pytest.approx([0.5, 40.5, 2.5, 41.5], abs=0.5)
+    assert str(item.common_metadata.start_datetime or item.datetime)[:10] == DAYS[0]
+    assert any("icechunk" in (a.media_type or "") for a in item.assets.values())
+    with new_store("catalog", root=str(catalog.root)) as store:
+        ds = store.open_data(result.record_id)
+        with ds:
+            xr.testing.assert_allclose(ds.load(), concatenated(DAYS[:3]))
