@@ -191,8 +191,10 @@ def _explain(error: Any, model: type[BaseModel]) -> str:
             "not an id; write lowercase letters, digits, '.', '_' or '-' "
             "(at most 100, starting with a letter or digit)"
         )
-    else:
+    elif field:
         text = f"{msg}; fix the value"
+    else:  # the model's own check, of several fields
+        text = f"{msg}; fix the {model.__name__.lower()}"
     return f"{field}: {text}" if field else text
 
 

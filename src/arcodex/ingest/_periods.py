@@ -28,7 +28,10 @@ def parse_period(text: str, period_type: PeriodType) -> pd.Period:
     import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
     try:
-        return pd.Period(pd.Timestamp(str(text)), freq=FREQUENCIES[period_type])
+        moment = pd.Timestamp(str(text))
+        if pd.isna(moment):  # "", "NaT" and "nan" parse as no time at all
+            raise ValueError("not a time")
+        return pd.Period(moment, freq=FREQUENCIES[period_type])
     except (ValueError, TypeError, KeyError) as exc:
         example = _FORMATS.get(period_type, "%Y-%m-%d").replace("%", "")
         raise ValidationError(
