@@ -308,7 +308,9 @@ def test_built_in_providers_are_known_by_name(catalog: Catalog) -> None:
         get_provider("ftp")
 
 
-def test_a_missing_provider_module_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_provider_module_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from arcodex.ingest import _registry
 
     monkeypatch.setitem(_registry.BUILTIN_PROVIDERS, "gone", "arcodex.ingest._gone:GoneProvider")
@@ -316,7 +318,18 @@ def test_a_missing_provider_module_is_one_line(monkeypatch: pytest.MonkeyPatch) 
         get_provider("gone")
     assert str(caught.value) == (
         "provider 'gone' (arcodex.ingest._gone:GoneProvider) cannot be loaded: "
-        "arcodex.ingest._gone is missing; install the package that provides it"
+        "arcodex.ingest._gone is missing; reinstall or upgrade arcodex"
+    )
+    # A module that is there but needs a package that is not.
+    monkeypatch.setitem(_registry.BUILTIN_PROVIDERS, "gone", "arcodex_ingest_needs:Provider")
+    monkeypatch.syspath_prepend(
+        str(write(tmp_path, "arcodex_ingest_needs.py", "import zzz_nope\n").parent)
+    )
+    with pytest.raises(PluginError) as caught:
+        get_provider("gone")
+    assert str(caught.value) == (
+        "provider 'gone' (arcodex_ingest_needs:Provider) cannot be loaded: it needs zzz_nope, "
+        "which is not installed; install the package that provides it"
     )
 
 

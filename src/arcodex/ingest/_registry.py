@@ -76,11 +76,17 @@ def provider_factory(name: str) -> Any:
     try:
         return getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
-        hint = _INSTALL.get(name, "install the package that provides it")
-        missing = getattr(exc, "name", None) or module
-        raise PluginError(
-            f"provider {name!r} ({found}) cannot be loaded: {missing} is missing; {hint}"
-        ) from exc
+        missing = getattr(exc, "name", None)
+        if missing is None or missing == module:
+            what = f"{module} is missing" + (
+                "; reinstall or upgrade arcodex"
+                if module.startswith("arcodex.")
+                else "; install the package that provides it"
+            )
+        else:  # the module is there, a package it imports is not
+            hint = _INSTALL.get(name, "install the package that provides it")
+            what = f"it needs {missing}, which is not installed; {hint}"
+        raise PluginError(f"provider {name!r} ({found}) cannot be loaded: {what}") from exc
 
 
 def get_provider(name: str, catalog: Catalog | None = None) -> Provider:
