@@ -347,3 +347,116 @@ def test_http_listing(http_site: Any, tmp_path: Path) -> None:
     assert provider.periods(_day(DAYS[0]), _day(DAYS[-1]), params) == [_day(d) for d in DAYS[:7]]
     assert_same(provider.fetch_period(_day("2020-01-06"), PACIFIC, params), expected("2020-01-06"))
     assert provider.probe(PACIFIC, params).dims == {"time": 4, "lat": 6, "lon": 6}
+
+
+# -- s3 ------------------------------------------------------------------------------------------
+
+KEY_ENV, SECRET_ENV = "INGEST_S3_KEY", "INGEST_S3_SECRET"
+
+
+@pytest.fixture(scope="module")
+def s3_world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Any:
+    """A bucket with daily objects (one HTML, one cut in half) and a catalog whose profile
+    reaches it with credentials from variables of its own."""
+    import uuid
+
+    import boto3
+
+    from arcodex.catalog import Catalog, CatalogConfig
+    from arcodex.storage import FileProfileConfig, S3ProfileConfig
+    from arcodex.testing import S3_KEY_ID, S3_SECRET, no_aws_credentials
+
+    tmp = tmp_path_factory.mktemp("s3")
+    bucket = f"ingest-{uuid.uuid4().hex[:12]}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id=S3_KEY_ID,
+        aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1",
+    )
+    s3.create_bucket(Bucket=bucket)
+    for path in write_days(tmp / "src", DAYS[:4]):
+        data = path.read_bytes()
+        if "2020-01-03" in path.name:
+            data = data[: len(data) // 2]
+        s3.put_object(Bucket=bucket, Key=f"archive/tas/{path.name}", Body=data)
+    s3.put_object(Bucket=bucket, Key="archive/tas/tas_2020-01-04.nc", Body=b"<html>Denied</html>")
+    s3.put_object(Bucket=bucket, Key="archive/other/tas_2020-01-05.nc", Body=b"elsewhere")
+    profile = S3ProfileConfig(
+        bucket=bucket,
+        endpoint_url=s3_endpoint,
+        path_style=True,
+        key_env=KEY_ENV,
+        secret_env=SECRET_ENV,
+    )
+    config = CatalogConfig(profiles={"local": FileProfileConfig(), "archive": profile})
+    with pytest.MonkeyPatch.context() as patch, no_aws_credentials(patch):
+        patch.setenv(KEY_ENV, S3_KEY_ID)
+        patch.setenv(SECRET_ENV, S3_SECRET)
+        with Catalog.create(tmp / "cat", config=config) as cat:
+            yield {"catalog": cat, "bucket": bucket, "tmp": tmp}
+
+
+def s3_params(world: dict[str, Any], cache: Path) -> dict[str, Any]:
+    return {
+        "url": f"s3://{world['bucket']}/archive/tas/tas_{{period}}.nc",
+        "profile": "archive",
+        "period": "daily",
+        "cache": str(cache),
+    }
+
+
+def test_s3_lists_fetches_and_checks(s3_world: dict[str, Any], tmp_path: Path) -> None:
+    from arcodex.ingest._s3 import S3Provider
+
+    provider = S3Provider(catalog=s3_world["catalog"])
+    assert isinstance(provider, Provider)
+    params = s3_params(s3_world, tmp_path)
+    assert provider.periods(_day(DAYS[0]), _day(DAYS[-1]), params) == [_day(d) for d in DAYS[:4]]
+    for day in DAYS[:2]:
+        assert_same(provider.fetch_period(_day(day), PACIFIC, params), expected(day))
+    assert provider.probe(PACIFIC, {**params, "url": params["url"]}).dtypes == {"tas": "float32"}
+    where = rf"s3://{s3_world['bucket']}/archive/tas/tas_"
+    with pytest.raises(
+        FetchError,
+        match=rf"period 2020-01-03 \({where}2020-01-03\.nc\): .*(truncated|not a readable)",
+    ):
+        provider.fetch_period(_day("2020-01-03"), PACIFIC, params)
+    with pytest.raises(
+        FetchError, match=rf"period 2020-01-04 \({where}2020-01-04\.nc\): .*an HTML page"
+    ):
+        provider.fetch_period(_day("2020-01-04"), PACIFIC, params)
+    with pytest.raises(FetchError, match=r"period 2020-01-05: no object"):
+        provider.fetch_period(_day("2020-01-05"), PACIFIC, params)
+    # Only the two good downloads stay in the cache; a second fetch reads them from there.
+    cached = sorted(tmp_path.iterdir())
+    assert len(cached) == 2
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    provider.fetch_period(_day(DAYS[0]), PACIFIC, params)
+    assert [p.stat().st_mtime_ns for p in sorted(tmp_path.iterdir())] == stamps
+
+
+def test_s3_without_credentials_says_what_to_set(
+    s3_world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arcodex.errors import AuthError
+    from arcodex.ingest._s3 import S3Provider
+
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(AuthError, match=rf"profile 'archive' needs credentials: set \${KEY_ENV}"):
+        S3Provider(catalog=s3_world["catalog"]).periods(
+            _day(DAYS[0]), _day(DAYS[-1]), s3_params(s3_world, tmp_path)
+        )
+
+
+def test_http_probe_of_a_url_template(http_site: Any, tmp_path: Path) -> None:
+    from arcodex.errors import ValidationError
+    from arcodex.ingest._http import HttpProvider
+
+    params = http_params(http_site, tmp_path, probe="2020-01-06")
+    assert HttpProvider().probe(PACIFIC, params).coords["lat"] == (25.0, -25.0)
+    # The site's periods are long past: nothing among the last 31 days, so ask for one.
+    del params["probe"]
+    with pytest.raises(ValidationError, match=r"params\.probe"):
+        HttpProvider().probe(PACIFIC, params)

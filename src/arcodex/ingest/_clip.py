@@ -10,7 +10,7 @@ a stub is refused by what it is, not by a library's traceback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,15 @@ if TYPE_CHECKING:
 
     from arcodex.ingest._model import Extent
 
-__all__ = ["check_coverage", "check_netcdf", "clip", "grid_of", "netcdf_engine", "open_period"]
+__all__ = [
+    "check_coverage",
+    "check_netcdf",
+    "clip",
+    "grid_of",
+    "netcdf_engine",
+    "open_period",
+    "probe_newest",
+]
 
 _NETCDF3 = (b"CDF\x01", b"CDF\x02", b"CDF\x05")
 _HDF5 = b"\x89HDF\r\n\x1a\n"
@@ -182,3 +190,15 @@ def grid_of(ds: xr.Dataset) -> Grid:
         dtypes={str(n): str(v.dtype) for n, v in ds.data_vars.items()},
         attrs=attrs,
     )
+
+
+def probe_newest(periods: Sequence[pd.Period], fetch: Callable[[pd.Period], xr.Dataset]) -> Grid:
+    """The grid of the newest of the last three ``periods`` that fetches (a bad newest
+    file does not hide the grid); the last one's error if none does."""
+    candidates = sorted(periods, reverse=True)[:3]
+    for period in candidates[:-1]:
+        try:
+            return grid_of(fetch(period))
+        except FetchError:
+            continue
+    return grid_of(fetch(candidates[-1]))

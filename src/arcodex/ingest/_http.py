@@ -34,7 +34,7 @@ from urllib.parse import unquote
 
 from arcodex.errors import ValidationError
 from arcodex.ingest._cache import DownloadCache
-from arcodex.ingest._clip import check_netcdf, grid_of, open_period
+from arcodex.ingest._clip import check_netcdf, open_period, probe_newest
 from arcodex.ingest._names import PeriodNames, period_type_of, public_url
 from arcodex.ingest._periods import PeriodType, parse_period, period_id
 from arcodex.ingest._provider import FetchError, Grid
@@ -129,29 +129,31 @@ class HttpProvider:
 
     def probe(self, extent: Extent, params: dict[str, Any]) -> Grid:
         """The grid over ``extent`` of the period ``params.probe`` names, or of the newest
-        of a listing's periods that fetches (of the last three; a URL template has no
-        listing to find one in)."""
+        period that fetches (of the last three a listing holds, or that a URL template
+        has among the last 31 periods to now)."""
         s = _settings(params)
         if params.get("probe"):
             candidates = [parse_period(str(params["probe"]), s.period_type)]
         elif s.listing:
             with self._client(s) as client:
-                candidates = sorted(self._listing(client, s), reverse=True)[:3]
+                candidates = list(self._listing(client, s))
             if not candidates:
                 raise FetchError(
                     f"no link of {public_url(s.listing)} matches {s.names.pattern!r}; "
                     "check the listing URL and pattern"
                 )
         else:
-            raise ValidationError(
-                "to probe a URL template, name a period that exists in params.probe (2020-01-01)"
-            )
-        for period in candidates[:-1]:
-            try:
-                return grid_of(self.fetch_period(period, extent, params))
-            except FetchError:
-                continue
-        return grid_of(self.fetch_period(candidates[-1], extent, params))
+            import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+            # A template has no listing: look for the newest of the last 31 periods.
+            now = parse_period(str(pd.Timestamp.now(tz="UTC").tz_localize(None)), s.period_type)
+            candidates = self.periods(now - 30, now, params)
+            if not candidates:
+                raise ValidationError(
+                    f"none of the last 31 periods exists at {public_url(s.url or '')}; "
+                    "name one that does in params.probe (2020-01-01)"
+                )
+        return probe_newest(candidates, lambda p: self.fetch_period(p, extent, params))
 
     def fetch_period(self, period: pd.Period, extent: Extent, params: dict[str, Any]) -> xr.Dataset:
         """The period's file(s), downloaded (or found in the cache), checked and clipped."""
