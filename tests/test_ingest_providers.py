@@ -460,3 +460,51 @@ def test_http_probe_of_a_url_template(http_site: Any, tmp_path: Path) -> None:
     del params["probe"]
     with pytest.raises(ValidationError, match=r"params\.probe"):
         HttpProvider().probe(PACIFIC, params)
+
+
+# -- remote-zarr ---------------------------------------------------------------------------------
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The first six days in a Zarr v3 store and in an Icechunk repository."""
+    import icechunk
+    from icechunk.xarray import to_icechunk
+
+    root = tmp_path_factory.mktemp("stores")
+    whole = xr.concat([source(d) for d in DAYS[:6]], "time")
+    whole.to_zarr(root / "tas.zarr", zarr_format=3, consolidated=False)
+    repo = icechunk.Repository.create(icechunk.local_filesystem_storage(str(root / "tas-repo")))
+    session = repo.writable_session("main")
+    to_icechunk(whole, session)
+    session.commit("six days")
+    return {"zarr": root / "tas.zarr", "icechunk": root / "tas-repo"}
+
+
+@pytest.mark.parametrize("kind", ["zarr", "icechunk"])
+def test_remote_zarr_reads_in_place(stores: dict[str, Path], kind: str) -> None:
+    from arcodex.ingest._remote_zarr import RemoteZarrProvider
+
+    provider = RemoteZarrProvider(catalog=None)
+    assert isinstance(provider, Provider)
+    params = {"url": str(stores[kind]), "period": "daily"}
+    before = _tree(stores[kind].parent)
+    assert provider.periods(_day("2020-01-03"), _day("2020-01-31"), params) == [
+        _day(d) for d in DAYS[2:6]
+    ]
+    grid = provider.probe(PACIFIC, params)
+    assert grid.dims == {"time": 24, "lat": 6, "lon": 6}
+    got = provider.fetch_period(_day("2020-01-04"), PACIFIC, params)
+    assert got["tas"].chunks is not None  # lazy: a selection of the store, not a copy
+    assert_same(got.compute(), expected("2020-01-04"))
+    with pytest.raises(FetchError, match=r"period 2020-01-07 \(store .*\): no time steps"):
+        provider.fetch_period(_day("2020-01-07"), PACIFIC, params)
+    monthly = provider.periods(
+        pd.Period("2019-12", "M"), pd.Period("2020-12", "M"), {**params, "period": "monthly"}
+    )
+    assert monthly == [pd.Period("2020-01", "M")]
+    assert _tree(stores[kind].parent) == before, "reading the store wrote to it"
