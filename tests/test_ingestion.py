@@ -404,3 +404,45 @@ def test_readers_see_an_icechunk_product(catalog: Catalog) -> None:
         ds = store.open_data(result.record_id)
         with ds:
             xr.testing.assert_allclose(ds.load(), concatenated(DAYS[:3]))
+
+
+class FileProvider(GeneratedProvider):
+    """The same data, handed over as NetCDF files (one a period); ``wide`` periods come
+    on another grid."""
+
+    def __init__(self, directory: Path, wide: set[str] | None = None) -> None:
+        super().__init__()
+        self.directory = directory
+        self.wide = set(wide or ())
+
+    def fetch_period(self, period: pd.Period, extent: Extent, params: dict[str, Any]) -> Any:
+        ds = super().fetch_period(period, extent, params)
+        pid = period_id(period, "daily")
+        if pid in self.wide:
+            ds = ds.assign_coords(lon=ds["lon"] + 0.25)
+        path = self.directory / f"{pid}.nc"
+        ds.to_netcdf(path)
+        return [path]
+
+
+def test_files_are_read_and_another_grid_is_refused(catalog: Catalog, tmp_path: Path) -> None:
+    provider = FileProvider(tmp_path, wide={DAYS[2]})
+    result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[3], provider=provider)
+    assert result.done == [DAYS[0], DAYS[1], DAYS[3]]
+    assert [f.period for f in result.failed] == [DAYS[2]]
+    assert "lon coordinate differs" in result.failed[0].message
+    with open_product(result.record_id, catalog=catalog) as ds:
+        xr.testing.assert_allclose(ds.load(), concatenated([DAYS[0], DAYS[1], DAYS[3]]))
+
+
+def test_cancel_stops_between_periods_and_keeps_the_commits(catalog: Catalog) -> None:
+    provider = GeneratedProvider()
+    result = ingest(
+        catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=provider,
+        cancelled=lambda: len(provider.fetched) >= 2,
+    )  # fmt: skip
+    assert result.cancelled and result.done == DAYS[:2] and result.pending == DAYS[2:]
+    assert catalog.get(result.record_id).metadata["ingest"]["periods"] == DAYS[:2]
+    again = GeneratedProvider()
+    ingest(catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=again)
+    assert again.fetched == DAYS[2:]

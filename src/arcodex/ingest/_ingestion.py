@@ -16,23 +16,21 @@ which stays the record's until the new one is complete.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import NotFoundError, ValidationError
 from arcodex.ingest._availability import available
 from arcodex.ingest._cursor import commit_message, commit_metadata, committed_periods
+from arcodex.ingest._fetching import PeriodShape, fetched, shaped
 from arcodex.ingest._periods import parse_period, period_id
 from arcodex.ingest._provider import FetchError
 from arcodex.ingest._record import dataset_record, record_id
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped, unused-ignore]
-    import xarray as xr
 
     from arcodex.catalog import Catalog
     from arcodex.catalog._journal import UnitOfWork
@@ -81,6 +79,9 @@ class IngestionResult:
     reused: bool = False
     #: With ``overwrite``: whether the rebuilt dataset replaced the old one.
     switched: bool = False
+    #: Stopped by ``cancelled`` before these periods (what was committed is kept).
+    cancelled: bool = False
+    pending: list[str] = field(default_factory=list)
     check: str | None = None
     reasons: list[str] = field(default_factory=list)
     snapshot: str | None = None
@@ -103,6 +104,8 @@ class IngestionResult:
             "unavailable": self.unavailable,
             "reused": self.reused,
             "switched": self.switched,
+            "cancelled": self.cancelled,
+            "pending": self.pending,
             "check": self.check,
             "reasons": self.reasons,
             "snapshot": self.snapshot,
@@ -123,6 +126,7 @@ def ingest(
     progress: IngestProgress | None = None,
     user: str | None = None,
     now: datetime | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> IngestionResult:
     """Ingest the periods from ``start`` to ``end`` (ids or dates, both included) of
     ``template`` over ``extent`` into the dataset record ``TEMPLATE@EXTENT``.
@@ -139,6 +143,8 @@ def ingest(
         progress: ``progress(period, done, total)``, see :data:`IngestProgress`.
         user: Who ingests (default: the current user).
         now: The time availability is judged at (default: now).
+        cancelled: Asked before each period; once it answers True the ingestion stops
+            there, registers what it committed and lists the rest as ``pending``.
 
     Raises:
         ValidationError: A bad period, or a provider parameter the provider refuses.
@@ -192,6 +198,7 @@ def ingest(
                 held,
                 result,
                 progress,
+                cancelled,
             )
             _finish(
                 catalog,
@@ -252,21 +259,26 @@ def _fetch_and_write(
     held: list[str],
     result: IngestionResult,
     progress: IngestProgress | None,
+    cancelled: Callable[[], bool] | None,
 ) -> str | None:
     """Each missing period fetched, validated, transformed and committed; the last snapshot."""
     from arcodex.ingest._repository import write_period
 
     total = len(todo) + len(result.skipped)
     count = len(result.skipped)
-    variables = _variables(product) if held else None
+    shape = PeriodShape.of_product(product) if held else None
     snapshot = None
-    for pid, period in todo:
+    for n, (pid, period) in enumerate(todo):
+        if cancelled is not None and cancelled():
+            result.cancelled = True
+            result.pending = [i for i, _ in todo[n:]]
+            break
         if progress is not None:
             progress(pid, count, total)
         _save_progress(catalog, uow, count, total, pid, result.failed)
         try:
-            ds = _fetched(provider, period, extent, params, pid)
-            ds = _shaped(ds, template, period, pid, variables)
+            ds = fetched(provider, period, extent, params, pid)
+            ds = shaped(ds, template, period, pid, shape)
         except (FetchError, ValidationError) as exc:
             result.failed.append(PeriodFailure(pid, str(exc)))
             catalog.events.emit(
@@ -289,8 +301,8 @@ def _fetch_and_write(
             metadata=commit_metadata(pid, template.id, extent.id, uow.operation.id),
         )
         held.append(pid)
-        if variables is None:
-            variables = set(map(str, ds.data_vars))
+        if shape is None:
+            shape = PeriodShape.of(ds)
         result.done.append(pid)
         uow.mark("period_committed", period=pid, snapshot=snapshot)
         count += 1
@@ -316,11 +328,12 @@ def _finish(
         result.reasons.append("no period was committed; nothing to register")
         return
     rebuilding = overwrite and current is not None
-    if rebuilding and result.failed:
+    if rebuilding and (result.failed or result.cancelled):
         # Never switch to an incomplete rebuild: the old dataset stays as it was.
         _remove(product)
         result.reasons.append(
-            "the rebuild is incomplete (periods failed); the dataset was left as it was"
+            "the rebuild is incomplete (periods failed or it was cancelled); the dataset "
+            "was left as it was"
         )
         return
     held = committed_periods(product.repository())
@@ -451,63 +464,6 @@ def _product_of(catalog: Catalog, record: Record) -> Product:
 
     options = source_options(catalog, None, None)
     return resolve_product(record.id, catalog, None, options, None, "main")
-
-
-def _fetched(
-    provider: Provider, period: pd.Period, extent: Extent, params: dict[str, Any], pid: str
-) -> xr.Dataset:
-    """The period as the provider gives it, loaded in memory (files opened and read)."""
-    import xarray as xr
-
-    got = provider.fetch_period(period, extent, params)
-    if isinstance(got, xr.Dataset):
-        return got.load()
-    paths = [Path(os.fspath(p)) for p in got]
-    if not paths:
-        raise FetchError(f"period {pid}: the provider gave no file")
-    try:
-        with xr.open_mfdataset(paths, combine="by_coords") as ds:
-            return ds.load()
-    except (OSError, ValueError) as exc:
-        raise FetchError(f"period {pid}: cannot read {paths[0].name}: {exc}") from exc
-
-
-def _shaped(
-    ds: xr.Dataset, template: Template, period: pd.Period, pid: str, variables: set[str] | None
-) -> xr.Dataset:
-    """``ds`` transformed, refused unless its times lie in the period and its variables
-    are the dataset's."""
-    from arcodex.ingest._transforms import apply_transforms
-
-    if "time" not in ds.dims:
-        raise FetchError(f"period {pid}: the data has no time dimension")
-    if ds.sizes["time"] == 0:
-        raise FetchError(f"period {pid}: the data has no time step")
-    ds = ds.sortby("time")
-    times = ds["time"].values
-    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
-
-    stamps = pd.DatetimeIndex(times)
-    outside = stamps[(stamps < period.start_time) | (stamps > period.end_time)]
-    if len(outside):
-        raise FetchError(
-            f"period {pid}: the data holds times outside the period ({outside[0]}); "
-            "the provider gave another period"
-        )
-    if not stamps.is_unique:
-        raise FetchError(f"period {pid}: the data repeats time steps")
-    ds = apply_transforms(ds, template.transforms)
-    if variables is not None and set(map(str, ds.data_vars)) != variables:
-        raise FetchError(
-            f"period {pid}: its variables {sorted(map(str, ds.data_vars))} are not the "
-            f"dataset's {sorted(variables)}"
-        )
-    return ds
-
-
-def _variables(product: Product) -> set[str]:
-    with product.open(raw=True) as ds:
-        return set(map(str, ds.data_vars))
 
 
 def _head(product: Product) -> str:
