@@ -125,6 +125,20 @@ def _product_of(catalog: Catalog, record: Record) -> Any:
         ) from exc
 
 
+def _session(product: Any, record: Record, tag: str | None) -> Any:
+    """A read-only Icechunk session at ``tag``, else the published snapshot, else the branch."""
+    access = record.metadata.get("access") or {}
+    repo = product.repository()
+    try:
+        if tag:
+            return repo.readonly_session(tag=tag)
+        if access.get("snapshot"):
+            return repo.readonly_session(snapshot_id=str(access["snapshot"]))
+        return repo.readonly_session(branch=product.branch)
+    except Exception as exc:  # an unknown tag or snapshot: as a missing dataset
+        raise _missing(record, tag) from exc
+
+
 def _missing(record: Record, tag: str | None) -> NotFoundError:
     at = f"@{tag}" if tag else ""
     return NotFoundError(f"no dataset {record.id}{at!s}; GET /datasets lists the datasets")
@@ -132,21 +146,14 @@ def _missing(record: Record, tag: str | None) -> NotFoundError:
 
 async def served_product(catalog: Catalog, record: Record, tag: str | None = None) -> ServedProduct:
     """Open the product of ``record`` (visible and published: the caller checked) read-only."""
+    import anyio
     import zarr.storage
 
-    product = _product_of(catalog, record)
-    access = record.metadata.get("access") or {}
+    # Locating a product and opening a repository block on storage (S3 round trips):
+    # in a worker thread, so the other requests go on meanwhile.
+    product = await anyio.to_thread.run_sync(_product_of, catalog, record)
     if product.format in ("icechunk", "virtual-icechunk"):
-        repo = product.repository()
-        try:
-            if tag:
-                session = repo.readonly_session(tag=tag)
-            elif access.get("snapshot"):
-                session = repo.readonly_session(snapshot_id=str(access["snapshot"]))
-            else:
-                session = repo.readonly_session(branch=product.branch)
-        except Exception as exc:  # an unknown tag or snapshot: as a missing dataset
-            raise _missing(record, tag) from exc
+        session = await anyio.to_thread.run_sync(_session, product, record, tag)
         import icechunk
 
         served = ServedProduct(
