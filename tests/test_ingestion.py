@@ -130,13 +130,23 @@ def repository(cat: Catalog, rid: str) -> Any:
 def test_six_daily_periods_one_commit_each(catalog: Catalog) -> None:
     provider = GeneratedProvider()
     seen: list[tuple[str, int, int]] = []
+    running: list[dict[str, Any]] = []
+
+    def progress(period: str, done: int, total: int) -> None:
+        seen.append((period, done, total))
+        if period == DAYS[3]:  # what GET /ingestions/{id} would show now
+            [op] = catalog.operations(status="running")
+            running.append(op.parameters["progress"])
+
     result = ingest(
-        catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=provider,
-        progress=lambda p, d, t: seen.append((p, d, t)),
-    )  # fmt: skip
+        catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=provider, progress=progress
+    )
+    assert running == [
+        {"periods_done": 3, "periods_total": 6, "current_period": DAYS[3], "errors": []}
+    ]
     assert result.done == DAYS and not result.failed and result.check == "pass"
     assert provider.fetched == DAYS
-    assert result.record_id == "tas-daily@box"
+    assert result.record_id == "tas-daily+box"
     assert seen[0] == (DAYS[0], 0, 6) and seen[-1] == ("", 6, 6)
     repo = repository(catalog, result.record_id)
     assert committed_periods(repo) == DAYS
@@ -350,7 +360,7 @@ def _held(path: Path) -> list[str]:
 def test_result_to_dict_is_json(catalog: Catalog) -> None:
     result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[0], provider=GeneratedProvider())
     data = json.loads(json.dumps(result.to_dict()))
-    assert data["done"] == [DAYS[0]] and data["record"] == "tas-daily@box"
+    assert data["done"] == [DAYS[0]] and data["record"] == "tas-daily+box"
 
 
 def test_cli_ingests_from_the_templates_files(catalog: Catalog) -> None:
@@ -380,10 +390,10 @@ def test_cli_ingests_from_the_templates_files(catalog: Catalog) -> None:
     done = CliRunner().invoke(app, argv)
     assert done.exit_code == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result["done"] == DAYS[:3] and result["record"] == "tas-files@box"
+    assert result["done"] == DAYS[:3] and result["record"] == "tas-files+box"
     again = json.loads(CliRunner().invoke(app, argv).stdout)
     assert again["reused"] and again["done"] == []
-    with open_product("tas-files@box", catalog=catalog) as ds:
+    with open_product("tas-files+box", catalog=catalog) as ds:
         assert ds.sizes["time"] == 6
     missing = CliRunner().invoke(app, ["--catalog", str(root), "ingest", "nope", "--extent", "box",
                                        "--start", DAYS[0], "--end", DAYS[2]])  # fmt: skip
@@ -446,3 +456,14 @@ def test_cancel_stops_between_periods_and_keeps_the_commits(catalog: Catalog) ->
     again = GeneratedProvider()
     ingest(catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=again)
     assert again.fetched == DAYS[2:]
+
+
+def test_published_dataset_is_served_over_zarr(catalog: Catalog) -> None:
+    from arcodex.testing import serve_catalog
+
+    result = ingest(
+        catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=GeneratedProvider(), publish=True
+    )
+    with serve_catalog(catalog.root) as base:
+        remote = xr.open_zarr(f"{base}/zarr/{result.record_id}").load()
+    xr.testing.assert_allclose(remote, concatenated(DAYS[:3]))

@@ -129,7 +129,7 @@ def ingest(
     cancelled: Callable[[], bool] | None = None,
 ) -> IngestionResult:
     """Ingest the periods from ``start`` to ``end`` (ids or dates, both included) of
-    ``template`` over ``extent`` into the dataset record ``TEMPLATE@EXTENT``.
+    ``template`` over ``extent`` into the dataset record ``TEMPLATE+EXTENT``.
 
     Args:
         catalog: The catalog that keeps the record and the operation.
@@ -273,9 +273,9 @@ def _fetch_and_write(
             result.cancelled = True
             result.pending = [i for i, _ in todo[n:]]
             break
+        _save_progress(catalog, uow, count, total, pid, result.failed)
         if progress is not None:
             progress(pid, count, total)
-        _save_progress(catalog, uow, count, total, pid, result.failed)
         try:
             ds = fetched(provider, period, extent, params, pid)
             ds = shaped(ds, template, period, pid, shape)
@@ -283,7 +283,7 @@ def _fetch_and_write(
             result.failed.append(PeriodFailure(pid, str(exc)))
             catalog.events.emit(
                 "ingest.period_failed",
-                f"ingest {template.id}@{extent.id}: period {pid} skipped: {exc}",
+                f"ingest {template.id}+{extent.id}: period {pid} skipped: {exc}",
                 level="warning",
                 operation_id=uow.operation.id,
                 user=uow.operation.user,

@@ -24,8 +24,8 @@ INGEST_KEY = "ingest"
 
 
 def record_id(template: Template, extent: Extent) -> str:
-    """The id of the dataset of ``template`` over ``extent`` (``@``: in neither id)."""
-    return f"{template.id}@{extent.id}"
+    """The id of the dataset of ``template`` over ``extent`` (``+``: in neither id, and not ``@``, which names a tag in ``ID@TAG``)."""
+    return f"{template.id}+{extent.id}"
 
 
 def dataset_record(
