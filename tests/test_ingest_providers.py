@@ -8,6 +8,7 @@ download or file is a :class:`FetchError` naming its period.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arcodex.ingest import Extent, FetchError, Provider
 from arcodex.ingest._files import FilesProvider
@@ -395,7 +398,7 @@ def s3_world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Any:
         patch.setenv(KEY_ENV, S3_KEY_ID)
         patch.setenv(SECRET_ENV, S3_SECRET)
         with Catalog.create(tmp / "cat", config=config) as cat:
-            yield {"catalog": cat, "bucket": bucket, "tmp": tmp}
+            yield {"catalog": cat, "bucket": bucket, "tmp": tmp, "endpoint": s3_endpoint}
 
 
 def s3_params(world: dict[str, Any], cache: Path) -> dict[str, Any]:
@@ -508,3 +511,70 @@ def test_remote_zarr_reads_in_place(stores: dict[str, Path], kind: str) -> None:
     )
     assert monthly == [pd.Period("2020-01", "M")]
     assert _tree(stores[kind].parent) == before, "reading the store wrote to it"
+
+
+# -- period names --------------------------------------------------------------------------------
+
+FORMATS = {"hourly": "%Y%m%d%H", "daily": "%Y%m%d", "monthly": "%Y%m", "yearly": "%Y"}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    period_type=st.sampled_from(sorted(FORMATS)),
+    when=st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 12, 31)),
+    prefix=st.from_regex(r"[a-z][a-z0-9_.-]{0,12}", fullmatch=True),
+    strftime=st.booleans(),
+)
+def test_period_names_round_trip(
+    period_type: str, when: dt.datetime, prefix: str, strftime: bool
+) -> None:
+    """A name written for a period reads back as that period, in either template form."""
+    from arcodex.ingest._names import PeriodNames
+    from arcodex.ingest._periods import FREQUENCIES
+
+    field = f"{{period:{FORMATS[period_type]}}}" if strftime else "{period}"
+    names = PeriodNames(f"{prefix}_{field}.nc", period_type)  # type: ignore[arg-type]
+    period = pd.Period(when, freq=FREQUENCIES[period_type])
+    name = names.render(period)
+    assert names.period_of(name) == period
+    assert names.period_of("x" + name) is None
+    assert names.period_of(name + ".part") is None
+
+
+@pytest.mark.parametrize("kind", ["zarr", "icechunk"])
+def test_remote_zarr_on_s3_through_a_profile(s3_world: dict[str, Any], kind: str) -> None:
+    import icechunk
+    from icechunk.xarray import to_icechunk
+
+    from arcodex.ingest._remote_zarr import RemoteZarrProvider
+    from arcodex.testing import S3_KEY_ID, S3_SECRET
+
+    bucket, endpoint = s3_world["bucket"], s3_world["endpoint"]
+    whole = xr.concat([source(d) for d in DAYS[:3]], "time")
+    url = f"s3://{bucket}/stores/tas.{kind}"
+    if kind == "zarr":
+        options = {
+            "endpoint_url": endpoint,
+            "key": S3_KEY_ID,
+            "secret": S3_SECRET,
+            "config_kwargs": {"s3": {"addressing_style": "path"}},
+        }
+        whole.to_zarr(url, zarr_format=3, consolidated=False, storage_options=options)
+    else:
+        storage = icechunk.s3_storage(
+            bucket=bucket,
+            prefix="stores/tas.icechunk",
+            endpoint_url=endpoint,
+            region="us-east-1",
+            allow_http=True,
+            force_path_style=True,
+            access_key_id=S3_KEY_ID,
+            secret_access_key=S3_SECRET,
+        )
+        session = icechunk.Repository.create(storage).writable_session("main")
+        to_icechunk(whole, session)
+        session.commit("three days")
+    provider = RemoteZarrProvider(catalog=s3_world["catalog"])
+    params = {"url": url, "profile": "archive", "period": "daily"}
+    assert provider.periods(_day(DAYS[0]), _day(DAYS[-1]), params) == [_day(d) for d in DAYS[:3]]
+    assert_same(provider.fetch_period(_day(DAYS[1]), PACIFIC, params).compute(), expected(DAYS[1]))
