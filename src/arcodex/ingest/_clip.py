@@ -57,14 +57,17 @@ def _what_it_is(head: bytes) -> str:
     return "not NetCDF/HDF5 (no CDF or HDF magic bytes)"
 
 
-def check_netcdf(path: Path, what: str) -> str:
+def check_netcdf(path: Path, what: str, *, open_it: bool = True) -> str:
     """Refuse ``path`` unless it is a NetCDF/HDF5 file xarray can open; its engine.
 
     ``what`` names the period and where the file came from, for the message.
+    With ``open_it=False`` only the size and magic bytes are checked (the caller
+    opens the file next and checks the rest, see :func:`open_period`).
 
     Raises:
         FetchError: the file is empty, an HTML or JSON page, has no NetCDF/HDF5
-            magic bytes, or cannot be opened (a stub, a truncated file).
+            magic bytes, or cannot be opened or holds no variables (a stub, a
+            truncated file).
     """
     import xarray as xr
 
@@ -76,6 +79,8 @@ def check_netcdf(path: Path, what: str) -> str:
     engine = netcdf_engine(head)
     if engine is None:
         raise FetchError(f"{what}: the file ({size} bytes) is {_what_it_is(head)}")
+    if not open_it:
+        return engine
     try:
         with xr.open_dataset(path, engine=engine, decode_times=False) as ds:
             variables = len(ds.data_vars)
@@ -153,9 +158,20 @@ def open_period(paths: Sequence[Path], period: pd.Period, extent: Extent, what: 
     parts = []
     for path in paths:
         where = f"{what} ({Path(path).name})" if len(paths) > 1 else what
-        engine = check_netcdf(Path(path), where)
+        engine = check_netcdf(Path(path), where, open_it=False)
         try:
-            with xr.open_dataset(path, engine=engine) as whole:
+            opened = xr.open_dataset(path, engine=engine)
+        except Exception as exc:  # any library's failure to read is a bad file
+            size = Path(path).stat().st_size
+            raise FetchError(
+                f"{where}: the file ({size} bytes) is not a readable NetCDF/HDF5 file "
+                f"({type(exc).__name__}: {exc}); it may be truncated or a stub"
+            ) from exc
+        try:
+            with opened as whole:
+                if not whole.data_vars:
+                    size = Path(path).stat().st_size
+                    raise FetchError(f"{where}: the file ({size} bytes) holds no data variables")
                 cut = clip(whole, extent, where)
                 check_coverage(cut, whole, period, extent, where)
                 parts.append(cut.load())

@@ -14,12 +14,13 @@ Params:
 from __future__ import annotations
 
 import glob
+import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import ValidationError
-from arcodex.ingest._clip import clip, grid_of, open_period
+from arcodex.ingest._clip import open_period, probe_newest
 from arcodex.ingest._names import PeriodNames, period_type_of
 from arcodex.ingest._periods import period_id
 from arcodex.ingest._provider import FetchError, Grid
@@ -40,13 +41,18 @@ class FilesProvider:
 
     def __init__(self, catalog: Any = None) -> None:
         self.catalog = catalog
+        self._scans: dict[tuple[str, str, str], dict[pd.Period, list[Path]]] = {}
+        self._lock = threading.Lock()
 
     def _root(self) -> Path:
         root = getattr(self.catalog, "root", None)
         return Path(root) if root is not None else Path.cwd()
 
-    def _scan(self, params: dict[str, Any]) -> dict[pd.Period, list[Path]]:
-        """Every period the files hold, each with its files (sorted)."""
+    def _scan(
+        self, params: dict[str, Any], *, refresh: bool = False
+    ) -> dict[pd.Period, list[Path]]:
+        """Every period the files hold, each with its files (sorted); read once per
+        provider unless ``refresh`` (a backfill fetches many periods of one scan)."""
         where = params.get("path")
         pattern = params.get("pattern")
         if not where or not pattern:
@@ -55,6 +61,11 @@ class FilesProvider:
                 "params.pattern (tas_{period}.nc, or a regex with a group period)"
             )
         names = PeriodNames(str(pattern), period_type_of(params, self.name))
+        memo = (str(where), str(pattern), names.period_type)
+        with self._lock:
+            known = None if refresh else self._scans.get(memo)
+        if known is not None:
+            return known
         base = Path(str(where)).expanduser()
         if not base.is_absolute():
             base = self._root() / base
@@ -67,29 +78,28 @@ class FilesProvider:
             period = names.period_of(path.name)
             if period is not None:
                 periods[period].append(path)
-        return {p: sorted(files) for p, files in periods.items()}
+        scanned = {p: sorted(files) for p, files in periods.items()}
+        with self._lock:
+            self._scans[memo] = scanned
+        return scanned
 
     def periods(self, start: pd.Period, end: pd.Period, params: dict[str, Any]) -> list[pd.Period]:
         """The periods from ``start`` to ``end`` that have a file."""
-        return sorted(p for p in self._scan(params) if start <= p <= end)
+        return sorted(p for p in self._scan(params, refresh=True) if start <= p <= end)
 
     def probe(self, extent: Extent, params: dict[str, Any]) -> Grid:
-        """The grid of the newest period's data over ``extent``."""
-        import xarray as xr
-
+        """The grid over ``extent`` of the newest period whose files fetch."""
         scanned = self._scan(params)
         if not scanned:
             raise FetchError(
                 f"no file under {params.get('path')} matches {params.get('pattern')!r}; "
                 "check the template's provider path and pattern"
             )
-        period = max(scanned)
-        with xr.open_dataset(scanned[period][0]) as ds:
-            return grid_of(clip(ds, extent, self._what(period, params)))
+        return probe_newest(list(scanned), lambda p: self.fetch_period(p, extent, params))
 
     def fetch_period(self, period: pd.Period, extent: Extent, params: dict[str, Any]) -> xr.Dataset:
         """The files of ``period``, clipped to ``extent`` and checked."""
-        paths = self._scan(params).get(period)
+        paths = self._scan(params).get(period) or self._scan(params, refresh=True).get(period)
         what = self._what(period, params)
         if paths and len(paths) == 1:
             what = f"{what[:-1]} {paths[0]})"
