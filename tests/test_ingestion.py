@@ -467,3 +467,22 @@ def test_published_dataset_is_served_over_zarr(catalog: Catalog) -> None:
     with serve_catalog(catalog.root) as base:
         remote = xr.open_zarr(f"{base}/zarr/{result.record_id}").load()
     xr.testing.assert_allclose(remote, concatenated(DAYS[:3]))
+
+
+def test_a_failed_registration_keeps_the_commits_and_the_rerun_registers_them(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arcodex.catalog._journal import FAIL_AT_ENV, InjectedFailure
+
+    ingest(catalog, template(), EXTENT, DAYS[0], DAYS[1], provider=GeneratedProvider())
+    monkeypatch.setenv(FAIL_AT_ENV, "catalog_write_started")
+    with pytest.raises(InjectedFailure):
+        ingest(catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=GeneratedProvider())
+    monkeypatch.delenv(FAIL_AT_ENV)
+    rid = "tas-daily+box"
+    assert catalog.get(rid).metadata["ingest"]["periods"] == DAYS[:2]  # rolled back
+    assert committed_periods(repository(catalog, rid)) == DAYS[:3]  # the commit is kept
+    provider = GeneratedProvider()
+    result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=provider)
+    assert provider.fetched == [] and not result.reused
+    assert catalog.get(rid).metadata["ingest"]["periods"] == DAYS[:3]

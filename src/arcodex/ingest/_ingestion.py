@@ -27,7 +27,7 @@ from arcodex.ingest._cursor import commit_message, commit_metadata, committed_pe
 from arcodex.ingest._fetching import PeriodShape, fetched, shaped
 from arcodex.ingest._periods import parse_period, period_id
 from arcodex.ingest._provider import FetchError
-from arcodex.ingest._record import dataset_record, record_id
+from arcodex.ingest._record import INGEST_KEY, dataset_record, record_id
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped, unused-ignore]
@@ -177,7 +177,7 @@ def ingest(
         ids = {period_id(p, template.period): p for p in wanted}
         result.skipped = [i for i in ids if i in held]
         todo = [(i, p) for i, p in ids.items() if i not in held]
-        if not todo and current is not None and not overwrite:
+        if not todo and not overwrite and current is not None and _describes(current, ids):
             result.reused = True
             result.snapshot = str((current.metadata.get("convert") or {}).get("snapshot") or "")
             result.check = str((current.metadata.get("convert") or {}).get("check") or "")
@@ -409,6 +409,13 @@ def _provider_of(template: Template, catalog: Catalog) -> Provider:
 
     found: Provider = get_provider(template.provider.name, catalog)
     return found
+
+
+def _describes(record: Record, ids: dict[str, Any]) -> bool:
+    """Whether ``record`` already lists every period of ``ids`` (a run killed after its
+    last commit left the repository ahead of its record)."""
+    listed = (record.metadata.get(INGEST_KEY) or {}).get("periods") or []
+    return set(ids) <= set(map(str, listed))
 
 
 def _current(catalog: Catalog, rid: str) -> Record | None:
