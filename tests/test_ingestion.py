@@ -486,3 +486,39 @@ def test_a_failed_registration_keeps_the_commits_and_the_rerun_registers_them(
     result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=provider)
     assert provider.fetched == [] and not result.reused
     assert catalog.get(rid).metadata["ingest"]["periods"] == DAYS[:3]
+
+
+def test_ingest_into_an_s3_profile_and_resume(tmp_path: Path, s3_endpoint: str) -> None:
+    import uuid
+
+    import boto3
+
+    from arcodex.catalog import CatalogConfig
+    from arcodex.storage import FileProfileConfig, S3ProfileConfig
+    from arcodex.testing import S3_KEY_ID, S3_SECRET, no_aws_credentials
+
+    bucket = f"arcodex-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3", endpoint_url=s3_endpoint, aws_access_key_id=S3_KEY_ID,
+        aws_secret_access_key=S3_SECRET, region_name="us-east-1",
+    ).create_bucket(Bucket=bucket)  # fmt: skip
+    profile = S3ProfileConfig(
+        bucket=bucket, prefix="managed", endpoint_url=s3_endpoint, region="eu-west-1",
+        path_style=True, key_env="INGEST_S3_KEY", secret_env="INGEST_S3_SECRET",
+    )  # fmt: skip
+    config = CatalogConfig(profiles={"local": FileProfileConfig(), "project": profile})
+    on_s3 = template(target=Target(profile="project", chunks={"time": 3}))
+    with pytest.MonkeyPatch.context() as patch, no_aws_credentials(patch):
+        patch.setenv("INGEST_S3_KEY", S3_KEY_ID)
+        patch.setenv("INGEST_S3_SECRET", S3_SECRET)
+        with Catalog.create(tmp_path / "cat", config=config) as cat:
+            faulty = GeneratedProvider(fail={DAYS[1]})
+            first = ingest(cat, on_s3, EXTENT, DAYS[0], DAYS[3], provider=faulty)
+            assert [f.period for f in first.failed] == [DAYS[1]]
+            url = cat.locate(cat.get(first.record_id).artifacts[0])
+            assert url.startswith(f"s3://{bucket}/managed/ingest/")
+            healed = GeneratedProvider()
+            ingest(cat, on_s3, EXTENT, DAYS[0], DAYS[3], provider=healed)
+            assert healed.fetched == [DAYS[1]]
+            with open_product(first.record_id, catalog=cat) as ds:
+                xr.testing.assert_allclose(ds.load(), concatenated(DAYS[:4]))
