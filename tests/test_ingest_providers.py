@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from arcodex.ingest import Extent, FetchError, Provider
 from arcodex.ingest._files import FilesProvider
+from arcodex.testing import ProviderCase, ProviderTests
 
 DAYS = [f"2020-01-0{d}" for d in range(1, 9)]
 #: Crosses the antimeridian, on data whose longitudes run 0..360 and latitudes north to south.
@@ -578,3 +579,50 @@ def test_remote_zarr_on_s3_through_a_profile(s3_world: dict[str, Any], kind: str
     params = {"url": url, "profile": "archive", "period": "daily"}
     assert provider.periods(_day(DAYS[0]), _day(DAYS[-1]), params) == [_day(d) for d in DAYS[:3]]
     assert_same(provider.fetch_period(_day(DAYS[1]), PACIFIC, params).compute(), expected(DAYS[1]))
+
+
+# -- the provider contract, once per provider ----------------------------------------------------
+
+
+def _cut(period: pd.Period) -> xr.Dataset:
+    return expected(str(period))
+
+
+class TestFilesContract(ProviderTests):
+    @pytest.fixture
+    def case(self, archive: Path) -> ProviderCase:
+        present = [_day(d) for d in DAYS[:6]]
+        return ProviderCase(
+            FilesProvider(), files_params(archive), PACIFIC, present, _day(DAYS[6]), _cut
+        )
+
+
+class TestHttpContract(ProviderTests):
+    @pytest.fixture
+    def case(self, http_site: Any, tmp_path: Path) -> ProviderCase:
+        from arcodex.ingest._http import HttpProvider
+
+        params = http_params(http_site, tmp_path, probe="2020-01-06")
+        present = [_day("2020-01-01"), _day("2020-01-06")]
+        return ProviderCase(HttpProvider(), params, PACIFIC, present, _day("2020-01-08"), _cut)
+
+
+class TestS3Contract(ProviderTests):
+    @pytest.fixture
+    def case(self, s3_world: dict[str, Any], tmp_path: Path) -> ProviderCase:
+        from arcodex.ingest._s3 import S3Provider
+
+        provider = S3Provider(catalog=s3_world["catalog"])
+        present = [_day(d) for d in DAYS[:2]]
+        params = s3_params(s3_world, tmp_path)
+        return ProviderCase(provider, params, PACIFIC, present, _day("2020-01-05"), _cut)
+
+
+class TestRemoteZarrContract(ProviderTests):
+    @pytest.fixture
+    def case(self, stores: dict[str, Path]) -> ProviderCase:
+        from arcodex.ingest._remote_zarr import RemoteZarrProvider
+
+        params = {"url": str(stores["icechunk"]), "period": "daily"}
+        present = [_day(d) for d in DAYS[:6]]
+        return ProviderCase(RemoteZarrProvider(), params, PACIFIC, present, _day(DAYS[6]), _cut)

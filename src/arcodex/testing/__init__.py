@@ -2,7 +2,8 @@
 
 :class:`BackendContract` is the shared contract every catalog backend passes
 (subclass it once per backend), :class:`WritableStoreTests` and
-:class:`ReadOnlyStoreTests` the one every data store passes; :func:`local_slurm` a real
+:class:`ReadOnlyStoreTests` the one every data store passes, :class:`ProviderTests` the one
+every ingestion provider passes; :func:`local_slurm` a real
 one-node SLURM cluster for tests of batch clusters; :mod:`arcodex.testing.strategies` holds
 Hypothesis strategies for the models. Both need the ``test`` extra (pytest,
 hypothesis), so they load lazily: the pytest plugin in
@@ -23,6 +24,8 @@ __all__ = [
     "LocalPostgres",
     "LocalSlurm",
     "PostgresUnavailable",
+    "ProviderCase",
+    "ProviderTests",
     "ReadOnlyStoreTests",
     "SlurmUnavailable",
     "StoreTests",
@@ -67,6 +70,7 @@ if TYPE_CHECKING:
         PostgresUnavailable,
         local_postgres,
     )
+    from arcodex.testing._providers import ProviderCase, ProviderTests
     from arcodex.testing._slurm import OPT_OUT, LocalSlurm, SlurmUnavailable, local_slurm
     from arcodex.testing._stores import (
         SAMPLE_TITLE,
@@ -95,6 +99,8 @@ _LAZY = {
     "LocalPostgres": "arcodex.testing._postgres",
     "PostgresUnavailable": "arcodex.testing._postgres",
     "local_postgres": "arcodex.testing._postgres",
+    "ProviderCase": "arcodex.testing._providers",
+    "ProviderTests": "arcodex.testing._providers",
     "OPT_OUT": "arcodex.testing._slurm",
     "LocalSlurm": "arcodex.testing._slurm",
     "SlurmUnavailable": "arcodex.testing._slurm",
