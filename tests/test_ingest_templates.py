@@ -44,7 +44,7 @@ from arcodex.plugins import registry
 PLUGIN = Path(__file__).parent / "plugins" / "arcodex_ingest_plugin"
 BUILT_IN = ["files", "http", "s3", "remote-zarr"]
 #: Values that must never reach a listing (the template below holds them).
-SECRETS = ("s3cr3t-key", "t0ken-value", "hunter2", "nested-secret", "/srv/private/era5")
+SECRETS = ("s3cr3t-key", "t0ken-value", "hunter2", "nested-secret", "/srv/private", "relative/")
 
 ERA5 = """\
 # ERA5 daily means
@@ -58,6 +58,9 @@ provider:
   name: files
   params:
     directory: /srv/private/era5
+    path: relative/era5-files
+    options_dir: {cache: relative/http-cache}
+    cache: relative/http-cache
     pattern: "era5_{period}.nc"
     api_key: s3cr3t-key
     access: {token: t0ken-value, region: eu}

@@ -333,6 +333,11 @@ def _from_files(catalog: Catalog, kind: Kind, problems: list[str]) -> list[_Load
                 _cache[key] = cached
             loaded += cached[2]
             problems += cached[3]
+        # Files gone from the directory leave the cache with it.
+        listed, prefix = {str(p) for p in files}, str(directory)
+        for gone in [k for k in _cache if k[0] == kind and k[1].startswith(prefix)]:
+            if gone[1] not in listed:
+                del _cache[gone]
     return loaded
 
 

@@ -2,9 +2,10 @@
 
 ``arcodex templates`` and ``GET /templates`` show the same view. Provider
 parameters whose key looks like a secret (key, token, password, secret,
-credential) are left out at any depth, and so are values that name a local
-path or carry a URL's user and password; the target's destination is a
-path, so it is left out too.
+credential) are left out at any depth, and so are those whose key names a
+local place (path, directory, root, cache, glob, file …) and values that
+name a local path or carry a URL's user and password; the target's
+destination is a path, so it is left out too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from arcodex.ingest._model import Extent, Template
 __all__ = ["public_extent", "public_template"]
 
 _SECRET = re.compile(r"key|token|passw|secret|credential|auth", re.IGNORECASE)
+_PLACE = re.compile(
+    r"^(paths?|dirs?|director(y|ies)|roots?|cache|globs?|files?|dest|local)$"
+    r"|_(paths?|dirs?|directory|root|cache|file|dest)$",
+    re.IGNORECASE,
+)
 _LOCAL = re.compile(r"^(/|~|\.{1,2}/|[A-Za-z]:[\\/]|file:)|\\")
 _USERINFO = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@]*@", re.IGNORECASE)
 
@@ -30,7 +36,7 @@ def _public_params(value: Any) -> Any:
         return {
             str(k): _public_params(v)
             for k, v in value.items()
-            if not _SECRET.search(str(k)) and _shown(v)
+            if not _SECRET.search(str(k)) and not _PLACE.search(str(k)) and _shown(v)
         }
     if isinstance(value, list | tuple):
         return [_public_params(v) for v in value if _shown(v)]
