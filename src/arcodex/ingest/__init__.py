@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from arcodex.ingest._availability import available
 from arcodex.ingest._cursor import committed_periods
+from arcodex.ingest._files import FilesProvider
+from arcodex.ingest._http import HttpProvider
 from arcodex.ingest._ingestion import IngestionResult, PeriodFailure, ingest
 from arcodex.ingest._loading import (
     LoadError,
@@ -34,6 +36,8 @@ from arcodex.ingest._model import (
 from arcodex.ingest._periods import FREQUENCIES, PeriodType, parse_period, period_id, period_range
 from arcodex.ingest._provider import FetchError, Grid, Provider
 from arcodex.ingest._registry import get_provider, provider_names
+from arcodex.ingest._remote_zarr import RemoteZarrProvider
+from arcodex.ingest._s3 import S3Provider
 
 __all__ = [
     "FREQUENCIES",
@@ -41,13 +45,17 @@ __all__ = [
     "Display",
     "Extent",
     "FetchError",
+    "FilesProvider",
     "Grid",
+    "HttpProvider",
     "IngestionResult",
     "LoadError",
     "PeriodFailure",
     "PeriodType",
     "Provider",
     "ProviderRef",
+    "RemoteZarrProvider",
+    "S3Provider",
     "Target",
     "Template",
     "Transforms",
