@@ -26,6 +26,7 @@ from arcodex.ingest import (
     Extent,
     FetchError,
     Grid,
+    IngestionResult,
     ProviderRef,
     Target,
     Template,
@@ -361,6 +362,11 @@ def test_result_to_dict_is_json(catalog: Catalog) -> None:
     result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[0], provider=GeneratedProvider())
     data = json.loads(json.dumps(result.to_dict()))
     assert data["done"] == [DAYS[0]] and data["record"] == "tas-daily+box"
+    assert IngestionResult.from_dict(data).to_dict() == data
+    failing = ingest(
+        catalog, template(), EXTENT, DAYS[1], DAYS[1], provider=GeneratedProvider(fail={DAYS[1]})
+    )
+    assert IngestionResult.from_dict(failing.to_dict()).failed == failing.failed
 
 
 def test_cli_ingests_from_the_templates_files(catalog: Catalog) -> None:

@@ -112,6 +112,30 @@ class IngestionResult:
             "published": self.published,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> IngestionResult:
+        """The result :meth:`to_dict` gave (without the record itself)."""
+        return cls(
+            record_id=str(data["record"]),
+            template=str(data["template"]),
+            extent=str(data["extent"]),
+            operation_id=data.get("operation"),
+            done=list(data.get("done", [])),
+            failed=[
+                PeriodFailure(str(f["period"]), str(f["message"])) for f in data.get("failed", [])
+            ],
+            skipped=list(data.get("skipped", [])),
+            unavailable=list(data.get("unavailable", [])),
+            reused=bool(data.get("reused", False)),
+            switched=bool(data.get("switched", False)),
+            cancelled=bool(data.get("cancelled", False)),
+            pending=list(data.get("pending", [])),
+            check=data.get("check"),
+            reasons=list(data.get("reasons", [])),
+            snapshot=data.get("snapshot"),
+            published=bool(data.get("published", False)),
+        )
+
 
 def ingest(
     catalog: Catalog,
