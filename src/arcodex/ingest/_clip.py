@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from arcodex.ingest._model import Extent
 
 __all__ = [
+    "as_timestamps",
     "check_coverage",
     "check_netcdf",
     "clip",
@@ -104,11 +105,21 @@ def clip(ds: xr.Dataset, extent: Extent, what: str) -> xr.Dataset:
         raise FetchError(f"{what}: cannot clip to extent {extent.id!r}: {exc}") from exc
 
 
+def as_timestamps(values: Any) -> pd.DatetimeIndex:
+    """Time values (numpy datetimes, or cftime dates of a standard calendar) as pandas'."""
+    import numpy as np
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+    array = np.asarray(values)
+    if np.issubdtype(array.dtype, np.datetime64):
+        return pd.DatetimeIndex(array)
+    return pd.DatetimeIndex([pd.Timestamp(str(v)) for v in array])
+
+
 def check_coverage(
     ds: xr.Dataset, whole: xr.Dataset, period: pd.Period, extent: Extent, what: str
 ) -> None:
     """Refuse a clip ``ds`` (of ``whole``) that is empty or has times outside ``period``."""
-    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
     from arcodex.client._subset import find_lat_lon, find_time
 
@@ -120,7 +131,7 @@ def check_coverage(
     if len(values) == 0:
         raise FetchError(f"{what}: no time steps")
     try:
-        times = pd.DatetimeIndex([pd.Timestamp(str(v)) for v in values])
+        times = as_timestamps(values)
     except (ValueError, TypeError) as exc:
         raise FetchError(f"{what}: time values {values[:3]!r} are not dates") from exc
     outside = times[(times < period.start_time) | (times > period.end_time)]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import ArcodexError, ValidationError
-from arcodex.ingest._clip import check_coverage, clip, grid_of
+from arcodex.ingest._clip import as_timestamps, check_coverage, clip, grid_of
 from arcodex.ingest._names import period_type_of, public_url
 from arcodex.ingest._periods import FREQUENCIES, period_id
 from arcodex.ingest._provider import FetchError, Grid
@@ -54,8 +54,6 @@ class RemoteZarrProvider:
 
     def periods(self, start: pd.Period, end: pd.Period, params: dict[str, Any]) -> list[pd.Period]:
         """The periods from ``start`` to ``end`` the store's time coordinate has steps in."""
-        import pandas as pd  # type: ignore[import-untyped, unused-ignore]
-
         from arcodex.client._subset import find_time
 
         period_type = period_type_of(params, self.name)
@@ -64,7 +62,10 @@ class RemoteZarrProvider:
             values = ds[find_time(ds)].values
         except ArcodexError as exc:
             raise FetchError(f"store {self._where(params)}: {exc}") from exc
-        stamps = pd.DatetimeIndex([pd.Timestamp(str(v)) for v in values])
+        try:
+            stamps = as_timestamps(values)
+        except (ValueError, TypeError) as exc:
+            raise FetchError(f"store {self._where(params)}: time values are not dates") from exc
         found = set(stamps.to_period(FREQUENCIES[period_type]))
         return sorted(p for p in found if start <= p <= end)
 
