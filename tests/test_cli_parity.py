@@ -118,7 +118,8 @@ def test_every_command_is_mapped() -> None:
     # the plugins group calls arcodex.plugins, the group group arcodex.groups, the db
     # group arcodex.catalog's database functions (on a database the catalog cannot open);
     # user and token call catalog.users (tests/test_auth.py); templates and extents call
-    # arcodex.ingest's loading (tests/test_ingest_templates.py).
+    # arcodex.ingest's loading (tests/test_ingest_templates.py); sync calls arcodex.ingest's
+    # sync (tests/test_sync.py).
     assert {
         "convert",
         "check",
@@ -135,6 +136,7 @@ def test_every_command_is_mapped() -> None:
         "ingest",
         "templates",
         "extents",
+        "sync",
     } == ENGINE_COMMANDS
     assert _registered_commands() == set(COMMAND_METHODS) | ENGINE_COMMANDS
 

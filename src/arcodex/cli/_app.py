@@ -39,6 +39,7 @@ from arcodex.cli import (
     _schema,
     _stac,
     _store,
+    _sync,
     _templates,
     _users,
 )
@@ -1186,6 +1187,7 @@ _group.register(app, command, _state)
 _db.register(app, command, _state)
 _users.register(app, command, _state)
 _templates.register(app, command, _state)
+_sync.register(app, command, _state)
 
 
 def main() -> None:
