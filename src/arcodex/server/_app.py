@@ -105,6 +105,9 @@ def create_app(
     from arcodex.server._ingest_api import add_ingest_api
 
     add_ingest_api(app, catalog)
+    from arcodex.server._ingestions import add_ingestions_api
+
+    add_ingestions_api(app, catalog, max_limit=limits.max_limit)
     from arcodex.server._zarr import add_zarr
 
     add_zarr(app, catalog, prefix="/zarr")
