@@ -626,3 +626,18 @@ class TestRemoteZarrContract(ProviderTests):
         params = {"url": str(stores["icechunk"]), "period": "daily"}
         present = [_day(d) for d in DAYS[:6]]
         return ProviderCase(RemoteZarrProvider(), params, PACIFIC, present, _day(DAYS[6]), _cut)
+
+
+def test_remote_zarr_sees_what_is_appended(tmp_path: Path) -> None:
+    from arcodex.ingest._remote_zarr import RemoteZarrProvider
+
+    store = tmp_path / "growing.zarr"
+    xr.concat([source(d) for d in DAYS[:2]], "time").to_zarr(
+        store, zarr_format=3, consolidated=False
+    )
+    provider = RemoteZarrProvider()
+    params = {"url": str(store), "period": "daily"}
+    assert provider.periods(_day(DAYS[0]), _day(DAYS[-1]), params) == [_day(d) for d in DAYS[:2]]
+    source(DAYS[2]).to_zarr(store, append_dim="time", consolidated=False)
+    assert provider.periods(_day(DAYS[0]), _day(DAYS[-1]), params) == [_day(d) for d in DAYS[:3]]
+    assert_same(provider.fetch_period(_day(DAYS[2]), PACIFIC, params).compute(), expected(DAYS[2]))
