@@ -54,6 +54,8 @@ class Generated:
         self.crash: set[str] = set()
         self.offset = 0.0
         self.fetched: list[str] = []
+        #: Called at each fetch (to act as someone else writing meanwhile).
+        self.during: Any = None
 
     def probe(self, extent: Any, params: dict[str, Any]) -> Grid:
         return Grid(dims={"lat": 2, "lon": 3}, coords={}, dtypes={"tas": "float32"})
@@ -67,6 +69,8 @@ class Generated:
     def fetch_period(self, period: pd.Period, extent: Any, params: dict[str, Any]) -> xr.Dataset:
         pid = period_id(period, params["period"])
         self.fetched.append(pid)
+        if self.during is not None:
+            self.during()
         if pid in self.fail:
             raise FetchError(f"period {pid}: the server answered 503")
         if pid in self.crash:
@@ -343,7 +347,8 @@ def test_release_rebuilt_beside_and_switched_only_when_it_passes(
         patched.setattr(
             "arcodex.ingest._ingestion.check_repository", lambda *a: ("fail", ["made to fail"])
         )
-        assert not sync(catalog, rid, now=at(DAYS[4])).switched
+        checked = sync(catalog, rid, now=at(DAYS[4]))
+        assert not checked.switched and not checked.ok and "failed its check" in str(checked.error)
     unchanged(before)
 
     released.fetched = []
@@ -394,3 +399,30 @@ def test_cli_plan_and_sync_json(catalog: Catalog, providers: dict[str, Generated
 
     both = runner.invoke(app, [*base, RID, "--all"])
     assert both.exit_code == 1 and "give a dataset ID or --all" in both.stderr
+
+
+def test_a_commit_to_main_during_a_rebuild_is_not_overwritten(
+    catalog: Catalog, providers: dict[str, Generated]
+) -> None:
+    import zarr
+
+    rid = "tas-release+box"
+    released = providers["released"]
+    ingested(catalog, "tas-release", released, 2)
+    before = catalog.get(rid)
+    repo = repository(catalog, rid)
+
+    def someone_commits() -> None:
+        released.during = None
+        session = repo.writable_session("main")
+        zarr.open_group(session.store, mode="r+").attrs["note"] = "someone else"
+        session.commit("someone else's change")
+
+    released.during = someone_commits
+    result = sync(catalog, rid, now=at(DAYS[4]))
+    assert not result.switched and not result.ok and "someone committed" in str(result.error)
+    after = catalog.get(rid)
+    assert after.version == before.version and after.metadata == before.metadata
+    repo = repository(catalog, rid)
+    assert repo.list_branches() == {"main"} and repo.list_tags() == set()
+    assert next(iter(repo.ancestry(branch="main"))).message == "someone else's change"

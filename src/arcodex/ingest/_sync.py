@@ -128,11 +128,13 @@ class SyncResult(BaseModel):
     operation_id: str | None = None
     snapshot: str | None = None
     check: str | None = None
+    #: What stopped a rematerialisation (the dataset was left as it was).
+    error: str | None = None
     reasons: list[str] = Field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and self.check in (None, "pass", "warn")
+        return not self.failed and self.error is None and self.check in (None, "pass", "warn")
 
 
 @dataclass
@@ -457,6 +459,7 @@ def _rematerialize(
     except ArcodexError as exc:
         result.switched = False
         result.kept_tag = None
+        result.error = str(exc)
         result.reasons.append(
             f"{exc}; the dataset was left as it was (release {plan.dataset_release or 'unknown'} "
             "stays published and readable)"
