@@ -71,6 +71,9 @@ def _named(
     return run
 
 
+#: An ingestion of a template that does not exist: refused (401, 403, 404), nothing started.
+NO_INGESTION = {"template": "none", "extent": "none", "start": "2030-01-01", "end": "2030-01-02"}
+
 #: (path, method) → how to request it. Every route of the app must have an entry.
 MATRIX: dict[tuple[str, str], Callable[[Send, str | None], list[httpx.Response]]] = {
     ("/", "GET"): _listing("/"),
@@ -105,6 +108,20 @@ MATRIX: dict[tuple[str, str], Callable[[Send, str | None], list[httpx.Response]]
     ("/ogcapi/openapi", "GET"): _listing("/ogcapi/openapi"),
     ("/ogcapi/collections", "GET"): _listing("/ogcapi/collections"),
     ("/ogcapi/collections/{collection_id}", "GET"): _named("/ogcapi/collections/{id}"),
+    ("/templates", "GET"): _listing("/templates"),
+    ("/extents", "GET"): _listing("/extents"),
+    ("/ingestions", "GET"): _listing("/ingestions"),
+    ("/ingestions", "POST"): lambda send, record_id: [
+        send("POST", "/ingestions", {"json": NO_INGESTION})
+    ],
+    ("/sync/{dataset_id}/plan", "GET"): _named("/sync/{id}/plan"),
+}
+#: Routes whose path names no record (a template, an extent, a job): asked for one that
+#: does not exist, each principal gets a 404 (or 401/403) that names no record.
+NOT_RECORDS = {
+    ("/templates/{template_id}", "GET"): "/templates/no-such-thing",
+    ("/extents/{extent_id}", "GET"): "/extents/no-such-thing",
+    ("/ingestions/{ingestion_id}", "GET"): "/ingestions/no-such-thing",
 }
 #: OGC API queries of one collection: hidden must be answered as missing (checked in
 #: test_ogc_queries_of_hidden_datasets_are_missing), visible ones need query parameters.
@@ -119,6 +136,9 @@ OGC_QUERIES = {
 WRITES = {
     ("/datasets/{dataset_id}/publish", "POST"): "/datasets/{id}/publish",
     ("/datasets/{dataset_id}/unpublish", "POST"): "/datasets/{id}/unpublish",
+    ("/sync/{dataset_id}", "POST"): "/sync/{id}",
+    # A job is no record: every id names a missing job, refused as the others.
+    ("/ingestions/{ingestion_id}", "DELETE"): "/ingestions/{id}",
 }
 
 
@@ -185,8 +205,17 @@ def _sender(app: Any, token: str | None) -> Send:
 
 def test_every_route_is_in_the_matrix(world: dict[str, Any]) -> None:
     routes = set(_routes(list(world["app"].routes)))
-    missing = sorted(routes - set(MATRIX) - set(WRITES) - OGC_QUERIES)
+    missing = sorted(routes - set(MATRIX) - set(WRITES) - set(NOT_RECORDS) - OGC_QUERIES)
     assert not missing, f"routes with no entry in the permission matrix: {missing}"
+
+
+@pytest.mark.parametrize("who", ["anonymous", *ROLES])
+def test_routes_naming_no_record_answer_404(world: dict[str, Any], who: str) -> None:
+    send = _sender(world["app"], world["tokens"].get(who))
+    for (path, method), url in NOT_RECORDS.items():
+        got = send(method, url, {})
+        assert got.status_code == 404, (path, who, got.text)
+        assert not any(f"T-{name}" in got.text for name in RECORDS), (path, who)
 
 
 @pytest.mark.parametrize("who", ["anonymous", *ROLES])

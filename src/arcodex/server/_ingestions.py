@@ -106,6 +106,11 @@ class IngestionList(BaseModel):
     next: str | None = Field(None, description="token of the next page, if any")
 
 
+def _error(description: str) -> dict[str, Any]:
+    schema = {"$ref": "#/components/schemas/STACError"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
 _ACCEPTED: dict[int | str, dict[str, Any]] = {
     202: {"model": Accepted, "description": "The job was started"}
 }
@@ -267,7 +272,8 @@ def add_ingestions_api(app: FastAPI, catalog: Catalog, *, max_limit: int = 1_000
         status_code=202,
         summary="Cancel a job (its writer, or an admin)",
         responses={
-            409: {"description": "The job has ended"},
+            403: _error("The user's role does not allow this"),
+            409: _error("The job has ended"),
         },
     )
     def cancel_ingestion(
