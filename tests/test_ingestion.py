@@ -332,10 +332,18 @@ def test_kill_mid_backfill_then_resume_fetches_only_the_missing(
             child.kill()
     held = _held(repo_path)
     assert 2 <= len(held) < 6
-    # Recovery of the killed operation undoes nothing the repository committed.
+    # Recovery of the killed operation undoes nothing the repository committed, and its
+    # record says so: interrupted, with the periods it committed kept.
     [recovered] = [r for r in catalog.recover() if r.action == "ingest"]
     assert not recovered.removed
     assert _held(repo_path) == held
+    [operation] = [
+        o for o in catalog.backend.operations(limit=50) if o.id == recovered.operation_id
+    ]
+    assert operation.status == "failed" and operation.error is not None
+    assert operation.error.type == "Interrupted"
+    assert "rolled back" not in operation.error.message and "kept" in operation.error.message
+    assert operation.parameters["committed_periods"] == held
     provider = GeneratedProvider()
     result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=provider)
     assert provider.fetched == [d for d in DAYS if d not in held]
@@ -528,3 +536,76 @@ def test_ingest_into_an_s3_profile_and_resume(tmp_path: Path, s3_endpoint: str) 
             assert healed.fetched == [DAYS[1]]
             with open_product(first.record_id, catalog=cat) as ds:
                 xr.testing.assert_allclose(ds.load(), concatenated(DAYS[:4]))
+
+
+def test_an_overwrite_whose_check_fails_leaves_the_dataset_as_it_was(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arcodex.ingest import _ingestion
+
+    first = ingest(
+        catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=GeneratedProvider(), publish=True
+    )
+    before = catalog.get(first.record_id)
+    old = Path(catalog.locate(before.artifacts[0]))
+    monkeypatch.setattr(_ingestion, "check_repository", lambda *a: ("fail", ["forced to fail"]))
+    result = ingest(
+        catalog, template(), EXTENT, DAYS[0], DAYS[2], provider=GeneratedProvider(),
+        overwrite=True, publish=True,
+    )  # fmt: skip
+    assert not result.ok and not result.switched and not result.published
+    assert result.check == "fail" and "forced to fail" in result.reasons
+    assert any("left as it was" in r for r in result.reasons)
+    after = catalog.get(first.record_id)
+    assert after.model_dump() == before.model_dump()
+    assert after.metadata["access"]["snapshot"] == first.snapshot
+    assert old.exists() and [p.name for p in old.parent.iterdir()] == [old.name]
+    assert committed_periods(repository(catalog, first.record_id)) == DAYS[:3]
+    with open_product(first.record_id, catalog=catalog) as ds:
+        xr.testing.assert_allclose(ds.load(), concatenated(DAYS[:3]))
+
+
+_OVERWRITE_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from arcodex.catalog import Catalog
+from arcodex.ingest import ingest
+from test_ingestion import EXTENT, GeneratedProvider, template
+
+with Catalog.open({root!r}) as cat:
+    ingest(cat, template(), EXTENT, {start!r}, {end!r}, overwrite=True,
+           provider=GeneratedProvider(sleep=0.4))
+"""
+
+
+def test_recover_removes_the_rebuild_of_an_overwrite_killed_midway(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    first = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[-1], provider=GeneratedProvider())
+    before = catalog.get(first.record_id)
+    old = Path(catalog.locate(before.artifacts[0]))
+    script = _OVERWRITE_CHILD.format(
+        tests=str(Path(__file__).parent), root=str(catalog.root), start=DAYS[0], end=DAYS[-1]
+    )
+    child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=os.environ.copy())
+    try:
+        rebuilds: list[Path] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(len(_held(r)) >= 1 for r in rebuilds):
+            time.sleep(0.05)
+            rebuilds = [p for p in old.parent.iterdir() if p != old]
+        assert rebuilds, "the child started no rebuild before the deadline"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    [recovered] = [r for r in catalog.recover() if r.action == "ingest"]
+    assert [Path(r) for r in recovered.removed] == rebuilds
+    assert [p.name for p in old.parent.iterdir()] == [old.name]
+    assert catalog.get(first.record_id).model_dump() == before.model_dump()
+    assert committed_periods(repository(catalog, first.record_id)) == DAYS
+    [operation] = [
+        o for o in catalog.backend.operations(limit=50) if o.id == recovered.operation_id
+    ]
+    assert operation.status == "rolled_back" and "committed_periods" not in operation.parameters

@@ -426,23 +426,49 @@ def _still_running(catalog: CatalogWriter, operation_id: str | None, entry: dict
 def _close(catalog: CatalogWriter, entries: list[dict[str, Any]], decision: str) -> None:
     first = entries[0]
     op_id = str(first["operation_id"])
-    state = "committed" if decision == "roll_forward" else "rolled_back"
+    # An ingestion's period commits are its checkpoints: recover keeps them (the next run
+    # resumes after them), so the operation was interrupted, not rolled back.
+    # (An overwrite's rebuild is journaled as written, and removed: nothing of it is kept.)
+    kept = [str(e["period"]) for e in entries if e.get("state") == "period_committed"]
+    if any(e.get("state") == "artifact_written" for e in entries):
+        kept = []
+    if decision == "roll_forward":
+        state, status, error = "committed", "succeeded", None
+    elif kept:
+        state, status = "failed", "failed"
+        error = OperationError(
+            type="Interrupted",
+            message=(
+                f"interrupted after {entries[-1].get('state')}; the {len(kept)} committed "
+                f"periods ({kept[0]} to {kept[-1]}) are kept: run the ingestion again to "
+                "resume after them"
+            ),
+        )
+    else:
+        state, status = "rolled_back", "rolled_back"
+        error = OperationError(
+            type="Interrupted",
+            message=f"interrupted after {entries[-1].get('state')}; rolled back by recover",
+        )
     catalog.journal.append(
         op_id, {**entries[-1], "state": state, "recovered": True, "timestamp": utcnow().isoformat()}
     )
+    running = catalog.backend.operations(status="running", limit=1000)
+    known = next((o for o in running if o.id == op_id), None)
     operation = Operation(
         id=op_id,
         action=str(first.get("action")),
         user=first.get("user"),
-        status="succeeded" if decision == "roll_forward" else "rolled_back",
+        status=status,
         finished_at=utcnow(),
-        error=None
-        if decision == "roll_forward"
-        else OperationError(
-            type="Interrupted",
-            message=f"interrupted after {entries[-1].get('state')}; rolled back by recover",
-        ),
+        error=error,
     )
+    if known is not None:
+        operation = known.model_copy(
+            update={"status": status, "finished_at": operation.finished_at, "error": error}
+        )
+    if kept:
+        operation.parameters = {**operation.parameters, "committed_periods": kept}
     catalog.backend.save_operation(operation)
     catalog.events.emit(
         f"recover.{decision}",

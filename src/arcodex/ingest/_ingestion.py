@@ -363,6 +363,12 @@ def _finish(
     held = committed_periods(product.repository())
     result.check, reasons = check_repository(product, held, template)
     result.reasons.extend(reasons)
+    if rebuilding and result.check == "fail":
+        # Only a complete and checked rebuild replaces the dataset: the record, its
+        # repository and what is published stay as they were.
+        _remove(product)
+        result.reasons.append("the rebuild failed its check; the dataset was left as it was")
+        return
     result.snapshot = snapshot or _head(product)
     uow.transition("artifact_write_succeeded")
     record = dataset_record(
@@ -485,6 +491,8 @@ def _destination(
         uow.on_rollback(
             "remove the unfinished rebuild", lambda: _remove(product), url=product.target.url
         )
+        # Journaled too, so that ``recover`` removes it after a kill (it is arcodex's own).
+        uow.mark("artifact_written", url=product.target.url, profile=None)
     return product, placed
 
 
