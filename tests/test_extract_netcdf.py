@@ -466,6 +466,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
         "update",
         "check",
         "publish",
+        "templates",
+        "extents",
+        "ingest",
+        "sync",
     ):
         assert f"\n$ arcodex {command} " in done.stdout or f" catalog {command}" in done.stdout
     # It ends by reading the published product over /zarr with xarray alone.
@@ -475,6 +479,13 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     )
     assert sizes == "{'time': 32, 'lat': 12, 'lon': 16}" and 200 < float(mean) < 350
     assert "is up to date; nothing written" in done.stdout
+    # It ingests five days through a template, plans a sync of the sixth, syncs only it.
+    assert "t2m-daily+alps: 5 periods committed, 0 already held, 0 failed; check pass" in (
+        done.stdout
+    )
+    assert "t2m-daily+alps: append 2021-03-06 to 2021-03-06" in done.stdout
+    assert "t2m-daily+alps: append: 1 periods committed; check pass" in done.stdout
+    assert "t2m-daily+alps: up to date" in done.stdout
     assert "/stac/ --variables tas" in done.stdout and "found" in done.stdout, "found via the API"
     opened = json.loads(done.stdout.rsplit("--json\n", 1)[1].split("\n\n#", 1)[0])
     assert opened["variables"] == ["tas"] and opened["dims"]["time"] == 7
@@ -482,7 +493,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     from arcodex import open_catalog
 
     with open_catalog(directory / "catalog") as catalog:
-        products = [r for r in catalog.search().records if "convert" in r.metadata]
+        ingested = catalog.get("t2m-daily+alps")
+        assert ingested.metadata["convert"]["format"] == "icechunk"
+        assert ingested.metadata["convert"]["check"] == "pass"
+        products = [
+            r for r in catalog.search().records if "convert" in r.metadata and r.id != ingested.id
+        ]
         assert sorted(r.metadata["convert"]["format"] for r in products) == ["kerchunk", "zarr"]
         zarr_product = next(r for r in products if r.metadata["convert"]["format"] == "zarr")
         assert zarr_product.metadata["convert"]["steps"] == 32

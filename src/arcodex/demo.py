@@ -28,6 +28,7 @@ CATALOG = "catalog"
 INCOMING = "incoming"
 ARCHIVE = "archive"
 NEW = "archive-new"
+DAILY = "provider"
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ def run_demo(directory: Path, *, out: TextIO | None = None) -> None:
     step("A summary of the catalog.", *cat, "info")
     step("A health check: interrupted operations, orphaned or changed files.", *cat, "doctor")
     _convert_tour(directory, cat, step)
+    _ingest_tour(directory, cat, step)
     step(
         "The catalog's own event log: who did what, when, and what failed.",
         *cat, "logs", "--event", "operation.*", "--limit", "6",
@@ -245,6 +247,87 @@ def _convert_tour(directory: Path, cat: list[str], step: Any) -> None:
         *cat, "publish", product,
     )  # fmt: skip
     _stac_tour(directory, cat, step, product)
+
+
+def _daily_file(where: Path, day: str) -> None:
+    """One day of air temperature over Europe, as a data provider would publish it."""
+    import numpy as np
+    import pandas as pd
+    import xarray as xr
+
+    lat = np.arange(30.0, 70.0, 2.0)
+    lon = np.arange(-20.0, 40.0, 2.0)
+    seed = int(pd.Timestamp(day).strftime("%Y%m%d"))
+    values = np.random.default_rng(seed).normal(285.0, 5.0, (1, lat.size, lon.size))
+    xr.Dataset(
+        {"t2m": (("time", "lat", "lon"), values.astype("f4"), {"units": "K"})},
+        coords={
+            "time": ("time", [np.datetime64(f"{day}T12:00", "ns")]),
+            "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"}),
+        },
+    ).to_netcdf(where / f"t2m_{day}.nc")
+
+
+_TEMPLATE = """\
+id: t2m-daily
+name: Daily air temperature
+description: Air temperature at 2 m, one file a day from the provider directory.
+period: daily
+provider:
+  name: files
+  params: {{path: {path}, pattern: "t2m_{{period}}.nc"}}
+variables:
+  t2m: {{units: degC, long_name: air temperature at 2 m}}
+transforms:
+  units: {{t2m: {{to: degC, offset: -273.15}}}}
+target: {{chunks: {{time: 4}}}}
+"""
+
+_EXTENT = """\
+id: alps
+name: The Alps
+bbox: [5.0, 43.0, 17.0, 49.0]
+"""
+
+
+def _ingest_tour(directory: Path, cat: list[str], step: Any) -> None:
+    """Ingest a provider's days through a template, then sync the day that arrives next."""
+    provider = directory / DAILY
+    provider.mkdir()
+    for day in range(1, 6):
+        _daily_file(provider, f"2021-03-0{day}")
+    root = directory / CATALOG
+    (root / "templates").mkdir()
+    (root / "extents").mkdir()
+    (root / "templates" / "t2m-daily.yaml").write_text(_TEMPLATE.format(path=f"../{DAILY}"))
+    (root / "extents" / "alps.yaml").write_text(_EXTENT)
+    print(
+        f"\nwrote 5 daily files in {DAILY}/, a template in {CATALOG}/templates/ and an "
+        f"extent in {CATALOG}/extents/",
+        file=sys.stdout,
+    )
+    step("The dataset templates the catalog offers.", *cat, "templates")
+    step("The areas they can be ingested for.", *cat, "extents")
+    step(
+        "Ingest five days over the Alps: each day fetched, checked, clipped, converted to "
+        "degC and committed on its own (a failure keeps what was committed; a rerun resumes).",
+        *cat, "ingest", "t2m-daily", "--extent", "alps", "--start", "2021-03-01", "--end", "2021-03-05",
+    )  # fmt: skip
+    _daily_file(provider, "2021-03-06")
+    print(f"\nthe provider publishes the next day: {DAILY}/t2m_2021-03-06.nc", file=sys.stdout)
+    step(
+        "What a sync would do, without doing it.",
+        *cat, "sync", "t2m-daily+alps", "--plan", "--end", "2021-03-06",
+    )  # fmt: skip
+    step(
+        "Sync: only the new day is fetched and appended, as one more commit.",
+        *cat, "sync", "t2m-daily+alps", "--end", "2021-03-06",
+    )  # fmt: skip
+    step(
+        "Nothing is left to sync.",
+        *cat, "sync", "t2m-daily+alps", "--plan", "--end", "2021-03-06",
+    )  # fmt: skip
 
 
 def _stac_tour(directory: Path, cat: list[str], step: Any, product: str) -> None:
