@@ -206,6 +206,15 @@ def test_delete_cancels_after_the_current_period_and_keeps_what_was_committed(
         assert body["status"] in ("queued", "running"), body
         assert time.monotonic() < deadline, body
         time.sleep(0.02)
+    # The job's process is of a session of its own: it outlives the server that started it.
+    from arcodex.server._ingestion_job import find_job
+
+    with Catalog.open(world["root"]) as cat:
+        running = find_job(cat, job)
+        assert running is not None
+        pid = running.parameters["job"]["pid"]
+    with contextlib.suppress(ProcessLookupError):
+        assert os.getsid(pid) == pid != os.getsid(0)
     # Another writer neither sees nor cancels it; a reader may not cancel at all.
     assert http["w2"].get(f"/ingestions/{job}").status_code == 404
     assert http["w2"].delete(f"/ingestions/{job}").status_code == 404
@@ -290,6 +299,7 @@ def test_sync_plan_and_run(world: dict[str, Any], third: dict[str, Any]) -> None
     assert http["w"].get("/sync/no-such-dataset/plan").status_code == 404
     started = http["w"].post(f"/sync/{rid}", params={"end": DAYS[4]})
     assert started.status_code == 202, started.text
+    assert http["w"].delete(f"/ingestions/{started.json()['id']}").status_code == 409
     synced = _wait(http["w"], started.json()["id"])
     assert synced["status"] == "done" and synced["kind"] == "sync", synced
     assert synced["dataset"] == rid

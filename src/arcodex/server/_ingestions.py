@@ -287,6 +287,9 @@ def add_ingestions_api(app: FastAPI, catalog: Catalog, *, max_limit: int = 1_000
         state, _ = state_of(job)
         if state in FINAL:
             raise ConflictError(f"ingestion {job.id} has ended ({state}); nothing to cancel")
+        if job.parameters.get("kind") == "sync":
+            # arcodex.ingest sync() takes no cancel; what it commits is what a re-run skips.
+            raise ConflictError(f"job {job.id} is a sync, which cannot be cancelled; wait for it")
         request_cancel(catalog, job, principal.name)
         body = IngestionOut.model_validate(out(job, base_of(request)))
         return JSONResponse(body.model_dump(mode="json"), status_code=202)
