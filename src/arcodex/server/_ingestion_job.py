@@ -285,7 +285,7 @@ def _ingest_progress(catalog: Catalog, job: Operation, started: datetime) -> dic
 
 
 def _run_sync(catalog: Catalog, operation: Operation) -> JobState:
-    from arcodex.ingest._sync import sync  # type: ignore[import-not-found, unused-ignore]
+    from arcodex.ingest._sync import sync
 
     request = operation.parameters["request"]
     result = sync(catalog, request["record"], end=request.get("end"), user=operation.user)

@@ -332,7 +332,7 @@ def add_ingestions_api(app: FastAPI, catalog: Catalog, *, max_limit: int = 1_000
 
 
 def _plan(catalog: Catalog, record_id: str, end: str | None) -> dict[str, Any]:
-    from arcodex.ingest._sync import plan_sync  # type: ignore[import-not-found, unused-ignore]
+    from arcodex.ingest._sync import plan_sync
 
     return public_result(as_dict(plan_sync(catalog, record_id, end=end)))
 
