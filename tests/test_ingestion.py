@@ -609,3 +609,22 @@ def test_recover_removes_the_rebuild_of_an_overwrite_killed_midway(
         o for o in catalog.backend.operations(limit=50) if o.id == recovered.operation_id
     ]
     assert operation.status == "rolled_back" and "committed_periods" not in operation.parameters
+
+
+def test_a_backfill_commits_a_time_chunk_of_periods_at_once(catalog: Catalog) -> None:
+    chunked = template(target=Target(chunks={"time": 6}))  # three periods of two steps
+    result = ingest(catalog, chunked, EXTENT, DAYS[0], DAYS[4], provider=GeneratedProvider())
+    assert result.done == DAYS[:5] and result.check == "pass"
+    repo = repository(catalog, result.record_id)
+    cursors = [s.metadata.get(CURSOR_KEY) for s in repo.ancestry(branch="main")]
+    batches = [c.get("periods", [c["period"]]) for c in reversed(cursors) if c]
+    assert batches == [DAYS[0:3], DAYS[3:5]]
+    assert committed_periods(repo) == DAYS[:5]
+    # Nothing committed is fetched again; the data is the periods', in order.
+    provider = GeneratedProvider()
+    more = ingest(catalog, chunked, EXTENT, DAYS[0], DAYS[5], provider=provider)
+    assert provider.fetched == [DAYS[5]] and more.done == [DAYS[5]]
+    assert committed_periods(repository(catalog, result.record_id)) == DAYS
+    with open_product(result.record_id, catalog=catalog) as ds:
+        xr.testing.assert_allclose(ds.load(), concatenated(DAYS))
+        assert ds["tas"].encoding["chunks"][0] == 6

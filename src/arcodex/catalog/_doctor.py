@@ -430,7 +430,9 @@ def _close(catalog: CatalogWriter, entries: list[dict[str, Any]], decision: str)
     # resumes after them), so the operation was interrupted, not rolled back.
     # (An overwrite's rebuild is journaled as written, and removed: nothing of it is kept.)
     kept = [str(e["period"]) for e in entries if e.get("state") == "period_committed"]
-    if any(e.get("state") == "artifact_written" for e in entries):
+    if first.get("action") != "ingest" or any(
+        e.get("state") == "artifact_written" for e in entries
+    ):
         kept = []
     if decision == "roll_forward":
         state, status, error = "committed", "succeeded", None

@@ -285,12 +285,12 @@ def _fetch_and_write(
     progress: IngestProgress | None,
     cancelled: Callable[[], bool] | None,
 ) -> str | None:
-    """Each missing period fetched, validated, transformed and committed; the last snapshot."""
-    from arcodex.ingest._repository import write_period
-
+    """Each missing period fetched, validated and transformed, then committed with the
+    others of its batch (see :class:`_Batch`); the last snapshot."""
     total = len(todo) + len(result.skipped)
     count = len(result.skipped)
     shape = PeriodShape.of_product(product) if held else None
+    batch = _Batch(template, extent.id, product, held, todo)
     snapshot = None
     for n, (pid, period) in enumerate(todo):
         if cancelled is not None and cancelled():
@@ -316,22 +316,106 @@ def _fetch_and_write(
             )
             count += 1
             continue
-        snapshot = write_period(
-            product,
-            ds,
-            first=not held,
-            chunks=template.target.chunks,
-            message=commit_message(pid, template.id, extent.id),
-            metadata=commit_metadata(pid, template.id, extent.id, uow.operation.id),
-        )
-        held.append(pid)
+        except Exception:
+            # What was fetched before a provider broke is kept, as if committed one by one.
+            batch.commit(uow, result)
+            raise
         if shape is None:
             shape = PeriodShape.of(ds)
-        result.done.append(pid)
-        uow.mark("period_committed", period=pid, snapshot=snapshot)
-        count += 1
+        batch.add(pid, ds)
+        if batch.full():
+            snapshot = batch.commit(uow, result) or snapshot
+            count = len(result.skipped) + len(result.done) + len(result.failed)
+    snapshot = batch.commit(uow, result) or snapshot
+    count = len(result.skipped) + len(result.done) + len(result.failed)
     _save_progress(catalog, uow, count, total, None, result.failed)
     return snapshot
+
+
+class _Batch:
+    """Consecutive fetched periods committed together: one commit per time chunk's worth.
+
+    A backfill appends after everything held, so the periods of one chunk of the
+    template's time chunking go in one commit (its cursor lists each of them), and
+    the next batch starts on a chunk boundary. A period that fills a gap, or a
+    time chunking of fewer steps than a period has, is committed alone.
+    """
+
+    def __init__(
+        self,
+        template: Template,
+        extent: str,
+        product: Product,
+        held: list[str],
+        todo: list[tuple[str, Any]],
+    ) -> None:
+        self.template, self.extent, self.product, self.held = template, extent, product, held
+        self.chunk = int((template.target.chunks or {}).get("time", 0) or 0)
+        last = max((parse_period(h, template.period) for h in held), default=None)
+        # Only an append after every held period can be batched (an insert moves steps).
+        self.appending = last is None or all(p > last for _, p in todo)
+        self.steps = self._held_steps() if self.appending and self.chunk > 1 else 0
+        self.periods: list[str] = []
+        self.parts: list[Any] = []
+
+    def _held_steps(self) -> int:
+        if not self.held:
+            return 0
+        from arcodex.ingest._repository import TIME
+
+        with self.product.open() as ds:
+            return int(ds.sizes.get(TIME, 0))
+
+    def add(self, pid: str, ds: Any) -> None:
+        self.periods.append(pid)
+        self.parts.append(ds)
+
+    def full(self) -> bool:
+        """Whether to commit now: the batch ends its chunk, or the next period (as long
+        as the last) would run past it."""
+        if not self.appending or self.chunk <= 1:
+            return True
+        pending = sum(int(p.sizes["time"]) for p in self.parts)
+        boundary = (self.steps // self.chunk + 1) * self.chunk
+        return self.steps + pending + int(self.parts[-1].sizes["time"]) > boundary
+
+    def commit(self, uow: UnitOfWork, result: IngestionResult) -> str | None:
+        """Write and commit the batch (nothing if empty); its snapshot."""
+        if not self.periods:
+            return None
+        import xarray as xr
+
+        from arcodex.ingest._repository import write_period
+
+        template, periods = self.template, self.periods
+        # Every part has the dataset's grid (``shaped`` checked it, to a tolerance).
+        ds = (
+            self.parts[0]
+            if len(self.parts) == 1
+            else xr.concat(
+                self.parts,
+                dim="time",
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                join="override",
+            )
+        )
+        snapshot = write_period(
+            self.product,
+            ds,
+            first=not self.held,
+            chunks=template.target.chunks,
+            message=commit_message(periods, template.id, self.extent),
+            metadata=commit_metadata(periods, template.id, self.extent, uow.operation.id),
+        )
+        self.steps += int(ds.sizes["time"])
+        for pid in periods:
+            self.held.append(pid)
+            result.done.append(pid)
+            uow.mark("period_committed", period=pid, snapshot=snapshot)
+        self.periods, self.parts = [], []
+        return snapshot
 
 
 def _finish(
