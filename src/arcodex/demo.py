@@ -252,7 +252,7 @@ def _convert_tour(directory: Path, cat: list[str], step: Any) -> None:
 def _daily_file(where: Path, day: str) -> None:
     """One day of air temperature over Europe, as a data provider would publish it."""
     import numpy as np
-    import pandas as pd
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
     import xarray as xr
 
     lat = np.arange(30.0, 70.0, 2.0)
