@@ -10,6 +10,7 @@ a stub is refused by what it is, not by a library's traceback.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,12 +40,41 @@ _HDF5 = b"\x89HDF\r\n\x1a\n"
 
 
 def netcdf_engine(head: bytes) -> str | None:
-    """The xarray engine for a file starting with ``head``, or None if it is not NetCDF/HDF5."""
+    """The xarray engine for a file starting with ``head``, or None if it is not NetCDF/HDF5.
+
+    NetCDF4/HDF5 is opened with netCDF4 when it is installed: h5netcdf's opening
+    (h5py group lookups) costs several times the read of a small period's file.
+    """
     if head.startswith(_HDF5):
-        return "h5netcdf"
+        return "netcdf4" if _has_netcdf4() else "h5netcdf"
     if head.startswith(_NETCDF3):
         return "netcdf4"
     return None
+
+
+@functools.cache
+def _has_netcdf4() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("netCDF4") is not None
+
+
+def _open(path: Path, engine: str, **kwargs: Any) -> xr.Dataset:
+    """``path`` opened with ``engine``; an HDF5 file netCDF-C refuses (HDF5 that is not
+    NetCDF4) is tried again with h5netcdf, which reads more of plain HDF5."""
+    import xarray as xr
+
+    try:
+        return xr.open_dataset(path, engine=engine, **kwargs)
+    except Exception:
+        if engine != "netcdf4" or not _is_hdf5(path):
+            raise
+        return xr.open_dataset(path, engine="h5netcdf", **kwargs)
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(8) == _HDF5
 
 
 def _what_it_is(head: bytes) -> str:
@@ -70,7 +100,6 @@ def check_netcdf(path: Path, what: str, *, open_it: bool = True) -> str:
             magic bytes, or cannot be opened or holds no variables (a stub, a
             truncated file).
     """
-    import xarray as xr
 
     size = path.stat().st_size
     if size == 0:
@@ -83,7 +112,7 @@ def check_netcdf(path: Path, what: str, *, open_it: bool = True) -> str:
     if not open_it:
         return engine
     try:
-        with xr.open_dataset(path, engine=engine, decode_times=False) as ds:
+        with _open(path, engine, decode_times=False) as ds:
             variables = len(ds.data_vars)
     except Exception as exc:  # any library's failure to read is a bad file
         raise FetchError(
@@ -171,7 +200,7 @@ def open_period(paths: Sequence[Path], period: pd.Period, extent: Extent, what: 
         where = f"{what} ({Path(path).name})" if len(paths) > 1 else what
         engine = check_netcdf(Path(path), where, open_it=False)
         try:
-            opened = xr.open_dataset(path, engine=engine)
+            opened = _open(Path(path), engine)
         except Exception as exc:  # any library's failure to read is a bad file
             size = Path(path).stat().st_size
             raise FetchError(
