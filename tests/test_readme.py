@@ -450,7 +450,7 @@ SETUPS: dict[str, Setup] = {
         expect={
             "arcodex db status": r"^schema: \d+ \(up to date\)$",
             "arcodex db upgrade --dry-run": r"is up to date",
-            "arcodex db copy": r"^copied 1 records, \d+ operations and 0 schemas .* verified",
+            "arcodex db copy": r"^copied 1 records, \d+ operations, 0 schemas, 0 users and 0 tokens .* verified",
         },
     ),
     "pipelines-and-dry-runs-bash": Setup(
