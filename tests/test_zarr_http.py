@@ -258,3 +258,19 @@ def test_a_directory_of_a_local_store_is_no_key(client: Any, ids: dict[str, Any]
     """A local Zarr v3 store's directories are not values: 404, never their listing or a 500."""
     assert client.get(f"/zarr/{ids['zarr3']}/{key}").status_code == 404
     assert client.get(f"/zarr/{ids['zarr3']}/tas/c/0/0/0").status_code == 200
+
+
+def test_behind_a_proxy_prefix_keys_answer_with_or_without_it(ids: dict[str, Any]) -> None:
+    """Under ``--root-path``, a proxy may pass the prefix on or strip it: /zarr answers
+    both (its fast path sees the prefixed path), and a dataset's errors stay documents."""
+    rid = ids["zarr3"]
+    with serve_catalog(ids["root"], root_path="/arcodex") as base, httpx.Client() as http:
+        for path in (f"/arcodex/zarr/{rid}/zarr.json", f"/zarr/{rid}/zarr.json"):
+            answer = http.get(base + path)
+            assert answer.status_code == 200 and answer.json()["node_type"] == "group", path
+        chunk = http.get(f"{base}/arcodex/zarr/{rid}/tas/c/0/0/0", headers={"Range": "bytes=0-9"})
+        assert chunk.status_code == 206 and len(chunk.content) == 10
+        missing = http.get(f"{base}/arcodex/zarr/{ids['unpublished']}/zarr.json")
+        assert missing.status_code == 404 and missing.json()["code"] == "NotFoundError"
+        bad = http.get(f"{base}/arcodex/zarr/{rid}/..%2Fsecret")
+        assert bad.status_code == 404

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-__all__ = ["add_error_handlers", "error_response", "status_codes"]
+__all__ = ["add_error_handlers", "error_for", "error_response", "status_codes"]
 
 logger = logging.getLogger("arcodex.server")
 
@@ -67,6 +67,21 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _internal_error)
+
+
+def error_for(request: Request, exc: Exception) -> Response:
+    """The answer to ``exc`` that :func:`add_error_handlers`' handlers give, for a route
+    answered outside FastAPI's routing (raw Zarr's fast path)."""
+    from starlette.exceptions import HTTPException
+
+    if isinstance(exc, HTTPException):
+        return _http_error(request, exc)
+    codes = status_codes()
+    for cls in type(exc).__mro__:
+        if cls in codes:
+            known: Response = _known(codes[cls])(request, exc)
+            return known
+    return _internal_error(request, exc)
 
 
 def _known(status: int) -> Any:

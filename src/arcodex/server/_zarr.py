@@ -81,6 +81,9 @@ def add_zarr(app: FastAPI, catalog: Catalog, *, prefix: str = "/zarr") -> None:
     zarr_key.__annotations__.update(
         {"request": Request, "dataset": str, "key": str, "return": Response}
     )
+    # The routes document the keys (and answer what the fast path passes on); the fast path
+    # answers them without FastAPI's routing and dependency solving, a third of a chunk's cost.
+    app.add_middleware(ZarrFastPath, catalog=catalog, cache=cache, prefix=prefix)
     for method in ("GET", "HEAD"):  # two routes: one OpenAPI operation id each
         app.add_api_route(
             prefix + "/{dataset}/{key:path}",
@@ -93,6 +96,45 @@ def add_zarr(app: FastAPI, catalog: Catalog, *, prefix: str = "/zarr") -> None:
             operation_id=f"zarr_key_{method.lower()}",
             include_in_schema=method == "GET",
         )
+
+
+class ZarrFastPath:
+    """ASGI middleware: ``GET``/``HEAD {prefix}/{dataset}/{key}`` answered directly.
+
+    It sits inside authentication (the principal is on the scope) and answers exactly
+    as the routes would, errors included (:func:`~arcodex.server._errors.error_for`);
+    any other request goes on to the app.
+    """
+
+    def __init__(self, app: Any, *, catalog: Catalog, cache: ProductCache, prefix: str) -> None:
+        self.app = app
+        self.catalog = catalog
+        self.cache = cache
+        self.prefix = prefix.rstrip("/") + "/"
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            path, root = scope["path"], scope.get("root_path") or ""
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            if path.startswith(self.prefix):
+                dataset, sep, key = path[len(self.prefix) :].partition("/")
+                if dataset and sep:
+                    await self._answer(scope, receive, send, dataset, key)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _answer(self, scope: Any, receive: Any, send: Any, dataset: str, key: str) -> None:
+        from starlette.requests import Request
+
+        from arcodex.server._errors import error_for
+
+        request = Request(scope, receive)
+        try:
+            response = await _answer(request, self.catalog, self.cache, dataset, key)
+        except Exception as exc:  # answered as the app's own error handlers answer it
+            response = error_for(request, exc)
+        await response(scope, receive, send)
 
 
 def _split(dataset: str) -> tuple[str, str | None]:
