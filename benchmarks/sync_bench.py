@@ -106,7 +106,6 @@ def _one_size(root: Path, periods: int, ny: int, nx: int) -> dict[str, Any]:
     import xarray as xr
 
     from arcodex.catalog import Catalog
-    from arcodex.convert import convert
     from arcodex.ingest import Extent, ingest
     from arcodex.ingest._sync import sync
 
@@ -126,14 +125,7 @@ def _one_size(root: Path, periods: int, ny: int, nx: int) -> dict[str, Any]:
         out["sync"], synced = _timed(lambda: sync(cat, rid, end=_day(periods)))
         assert synced.action == "append", synced
         out["rebuild"], rebuilt = _timed(
-            lambda: convert(
-                str(files / "tas_*.nc"),
-                to="icechunk",
-                dest=root / "rebuilt.icechunk",
-                catalog=cat,
-                chunks={"time": CHUNK_DAYS, "lat": ny, "lon": nx},
-                cluster="threads",
-            )
+            lambda: _convert(files, root / "rebuilt.icechunk", cat, ny, nx)
         )
         ours = _load(cat, rid)
         theirs = xr.open_mfdataset(sorted(files.glob("tas_*.nc")), combine="by_coords").load()
@@ -144,24 +136,28 @@ def _one_size(root: Path, periods: int, ny: int, nx: int) -> dict[str, Any]:
     return out
 
 
+def _convert(files: Path, dest: Path, catalog: Any, ny: int, nx: int) -> Any:
+    """``arcodex convert`` of every day's file to Icechunk, with the ingested chunks."""
+    from arcodex.convert import convert
+
+    return convert(
+        str(files / "tas_*.nc"),
+        to="icechunk",
+        dest=dest,
+        catalog=catalog,
+        chunks={"time": CHUNK_DAYS, "lat": ny, "lon": nx},
+        cluster="threads",
+    )
+
+
 def _convert_only(root: Path, periods: int, ny: int, nx: int) -> float:
     """``convert`` of the same ``periods`` files (the backfill's baseline)."""
     from arcodex.catalog import Catalog
-    from arcodex.convert import convert
 
     files = root / "files"
     _write_days(files, 0, periods, ny, nx)
     with Catalog.create(root / "cat") as cat:
-        took, _ = _timed(
-            lambda: convert(
-                str(files / "tas_*.nc"),
-                to="icechunk",
-                dest=root / "out.icechunk",
-                catalog=cat,
-                chunks={"time": CHUNK_DAYS, "lat": ny, "lon": nx},
-                cluster="threads",
-            )
-        )
+        took, _ = _timed(lambda: _convert(files, root / "out.icechunk", cat, ny, nx))
     return took
 
 
