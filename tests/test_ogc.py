@@ -502,3 +502,41 @@ def test_opened_datasets_are_closed_when_dropped_and_when_the_server_stops(
 
     asyncio.run(serve())
     assert open_files() == before, "a dataset the OGC API opened was left open"
+
+
+def test_html_pages_follow_the_datasets_published_since(tmp_path: Any) -> None:
+    """pygeoapi caches its configuration translated once per process: a collection
+    published after a first HTML page was a 500 on its own HTML page (schemathesis found it
+    when another test's server had rendered first)."""
+    import asyncio
+
+    from arcodex.server import create_app
+
+    for offset, name in enumerate(("first", "second")):
+        values = np.arange(8, dtype="f4").reshape(2, 2, 2) + offset
+        xr.Dataset(
+            {"t": (("time", "lat", "lon"), values, {"units": "K"})},
+            coords={
+                "time": np.array(["2030-01-01", "2030-01-02"], dtype="datetime64[ns]"),
+                "lat": ("lat", [0.0, 1.0], {"units": "degrees_north"}),
+                "lon": ("lon", [10.0, 11.0], {"units": "degrees_east"}),
+            },
+        ).to_netcdf(tmp_path / f"{name}.nc")
+    with Catalog.create(tmp_path / "cat") as cat:
+        first, second = cat.add_files([tmp_path / "first.nc", tmp_path / "second.nc"])
+        cat.publish(first.id)
+    app = create_app(tmp_path / "cat", reload_interval=0.0)
+
+    async def ask(path: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://arcodex") as http:
+            return await http.get(path)
+
+    before = asyncio.run(ask(f"/ogcapi/collections/{first.id}?f=html&lang=en-US"))
+    assert before.status_code == 200 and first.id in before.text
+    with Catalog.open(tmp_path / "cat") as cat:
+        cat.publish(second.id)
+    for lang in ("en-US", "fr"):
+        after = asyncio.run(ask(f"/ogcapi/collections/{second.id}?f=html&lang={lang}"))
+        assert after.status_code == 200, after.text
+        assert second.id in after.text

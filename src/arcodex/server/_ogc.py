@@ -200,6 +200,7 @@ class OgcService:
                 self._signature = signature
             api = self._apis.get(base_url)
             if api is None:
+                _translate_afresh()
                 config = pygeoapi_config(
                     self._records, url=base_url, source=self.source, title=self.title
                 )
@@ -217,6 +218,27 @@ class OgcService:
             if not api.openapi:
                 api.openapi.update(get_oas(api.config, fail_on_invalid_collection=False))
             return dict(api.openapi)
+
+
+class _NeverKept(dict[Any, Any]):
+    """A cache that keeps nothing (see :func:`_translate_afresh`)."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
+def _translate_afresh() -> None:
+    """Make pygeoapi translate its configuration for each HTML page.
+
+    pygeoapi keeps the configuration translated per locale once per process
+    (``l10n._cfg_cache``), whatever configuration it was: once datasets are published or
+    another base URL is served, HTML pages were rendered from the first one (a 500 for a
+    collection it lacks, links to another host).
+    """
+    import pygeoapi.l10n as l10n
+
+    if not isinstance(l10n._cfg_cache, _NeverKept):
+        l10n._cfg_cache = _NeverKept()
 
 
 def _has_product(record: Record) -> bool:
