@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
+
+import orjson
 
 from arcodex.model import Record, normalize_bbox, parse_iso_period, to_epoch
 from arcodex.model._values import DATE_RE
@@ -97,46 +101,7 @@ def _index(
     num: set[tuple[str, str, float]] = set()
     stats: set[tuple[str, str]] = set()
     words: list[str] = []
-
-    def visit(path: str, value: Any, in_list: bool) -> None:
-        kind = type(value)
-        if kind is str:
-            txt.add((path, value))
-            words.append(value)
-            epoch = _date_epoch(value)
-            if epoch is not None:
-                num.add((path, DATE, epoch))
-                stats.add((path, "date"))
-            else:
-                stats.add((path, "string"))
-        elif kind is bool:
-            num.add((path, BOOLEAN, 1.0 if value else 0.0))
-            stats.add((path, "boolean"))
-        elif kind is int:
-            num.add((path, NUMBER, float(value)))
-            stats.add((path, "integer"))
-        elif kind is float:
-            num.add((path, NUMBER, value))
-            stats.add((path, "number"))
-        elif kind is dict:
-            num.add((path, OBJECT, 0.0))
-            stats.add((path, "object"))
-            for key, item in value.items():
-                visit(f"{path}.{key}", item, False)
-        elif kind is list:
-            if not in_list:
-                num.add((path, ARRAY, 0.0))
-                stats.add((path, "array"))
-            if path in _EXTENT_ARRAYS:
-                return
-            for item in value:
-                visit(path, item, True)
-        elif value is None:
-            num.add((path, NULL, 0.0))
-            stats.add((path, "null"))
-
-    for key, value in metadata.items():
-        visit(key, value, False)
+    _walk(metadata.items(), None, False, txt, num, stats, words)
 
     meta = metadata
     boxes: list[tuple[float, float, float, float]] = []
@@ -148,15 +113,79 @@ def _index(
     end_text = meta.get("end_datetime") or meta.get("datetime") or start_text
     if isinstance(start_text, str) and isinstance(end_text, str):
         try:
-            start = to_epoch(parse_iso_period(start_text)[0])
-            first, after = parse_iso_period(end_text)
+            start = _period(start_text)[0]
+            first, after = _period(end_text)
             # A partial end date ("2020") means the end of that period.
-            end = to_epoch(first) if first == after else to_epoch(after) - 1e-6
+            end = first if first == after else after - 1e-6
             time = (start, max(start, end))
         except ValueError:
             time = None
     parts = [title or "", description or "", " ".join(tags), " ".join(words)]
     return IndexRows(txt=txt, num=num, stats=stats, text="\n".join(parts), boxes=boxes, time=time)
+
+
+def _walk(
+    items: Iterable[tuple[str, Any]],
+    prefix: str | None,
+    in_list: bool,
+    txt: set[tuple[str, str]],
+    num: set[tuple[str, str, float]],
+    stats: set[tuple[str, str]],
+    words: list[str],
+) -> None:
+    """Index rows of ``(key, value)`` pairs under ``prefix`` (list elements: the list's
+    own path, ``in_list``). Scalars are handled in the loop, containers recurse: a bulk
+    add spends much of its client time here."""
+    for key, value in items:
+        path = key if prefix is None else (prefix if in_list else f"{prefix}.{key}")
+        kind = type(value)
+        if kind is str:
+            txt.add((path, value))
+            words.append(value)
+            epoch = _date_epoch(value) if len(value) >= 7 and value[4] == "-" else None
+            if epoch is not None:
+                num.add((path, DATE, epoch))
+                stats.add((path, "date"))
+            else:
+                stats.add((path, "string"))
+        elif kind is int:
+            num.add((path, NUMBER, float(value)))
+            stats.add((path, "integer"))
+        elif kind is float:
+            num.add((path, NUMBER, value))
+            stats.add((path, "number"))
+        elif kind is bool:
+            num.add((path, BOOLEAN, 1.0 if value else 0.0))
+            stats.add((path, "boolean"))
+        elif kind is dict:
+            num.add((path, OBJECT, 0.0))
+            stats.add((path, "object"))
+            _walk(value.items(), path, False, txt, num, stats, words)
+        elif kind is list:
+            if not in_list:
+                num.add((path, ARRAY, 0.0))
+                stats.add((path, "array"))
+            if path not in _EXTENT_ARRAYS:
+                _walk(zip(repeat(path), value), path, True, txt, num, stats, words)
+        elif value is None:
+            num.add((path, NULL, 0.0))
+            stats.add((path, "null"))
+
+
+#: Parsed periods of recent texts (many records share their dates): (start, after) epochs.
+_PERIODS: dict[str, tuple[float, float]] = {}
+
+
+def _period(text: str) -> tuple[float, float]:
+    """``parse_iso_period`` in epoch seconds, remembered for the texts seen last."""
+    known = _PERIODS.get(text)
+    if known is None:
+        first, after = parse_iso_period(text)
+        known = (to_epoch(first), to_epoch(after))
+        if len(_PERIODS) >= 65_536:
+            _PERIODS.clear()
+        _PERIODS[text] = known
+    return known
 
 
 #: A record ready to insert: its column values (no rid), JSON document, tags,
@@ -171,7 +200,10 @@ def _epoch(text: str) -> float:
 def prepare(doc: str) -> Prepared:
     """Everything a backend writes for one record, from its JSON document alone
     (the same document it stores, so index and document cannot disagree)."""
-    data = json.loads(doc)
+    try:
+        data = orjson.loads(doc)
+    except orjson.JSONDecodeError:  # what orjson refuses (lone surrogates, huge integers)
+        data = json.loads(doc)
     boxes_time = _index(data["title"], data["description"], data["tags"], data["metadata"])
     columns = (
         data["id"],

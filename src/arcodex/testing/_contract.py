@@ -29,6 +29,7 @@ from arcodex.backends import CatalogBackend
 from arcodex.errors import ConflictError, NotFoundError
 from arcodex.model import (
     Artifact,
+    Condition,
     ExternalUri,
     FsspecUrl,
     LocalPath,
@@ -80,6 +81,37 @@ class RecordContract(ContractBase):
         got = backend.get(record.id)
         assert got == record
         assert got.model_dump(mode="json") == record.model_dump(mode="json")
+
+    def test_bulk_add_keeps_control_characters_and_backslashes(
+        self, backend: CatalogBackend
+    ) -> None:
+        # Bulk adds may format rows themselves (COPY's text format escapes these): more
+        # records than one bulk chunk, every value a character that format gives meaning.
+        odd = ["back\\slash", "tab\there", "new\nline", "cr\rhere", "\\N", "\\t", "end\\"]
+        words = [value for value in odd if not any(c.isspace() for c in value)]  # tags
+        records = [
+            Record(
+                id=f"odd-{i}",
+                title=odd[i % len(odd)],
+                tags=[words[i % len(words)]],
+                metadata={"v": odd[i % len(odd)], "n": [odd[(i + 2) % len(odd)], i]},
+            )
+            for i in range(4_321)
+        ]
+        backend.add(records)
+        assert backend.get("odd-4320") == records[-1]
+        for value in odd:
+            expected = [r.id for r in records if r.metadata["v"] == value]
+            found = backend.ids(Query(conditions=[Condition(field="v", value=value)], limit=None))
+            assert found == expected, value
+            in_list = [r.id for r in records if r.metadata["n"][0] == value]
+            assert backend.count(Query(conditions=[Condition(field="n", value=value)])) == len(
+                in_list
+            )
+            tagged = [r.id for r in records if value in r.tags]
+            assert backend.count(Query(conditions=[Condition(field="tags", value=value)])) == len(
+                tagged
+            )
 
     def test_add_nothing(self, backend: CatalogBackend) -> None:
         backend.add([])
