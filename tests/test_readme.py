@@ -259,6 +259,22 @@ def _next_files(run: Run) -> None:
         path.rename(run.tmp / "archive" / path.name)
 
 
+def _daily(tmp: Path) -> None:
+    """``daily/``: a provider's directory holding five days of air temperature."""
+    from arcodex.samples import write_daily_t2m
+
+    (tmp / "daily").mkdir()
+    for day in range(1, 6):
+        write_daily_t2m(tmp / "daily", f"2021-03-0{day}")
+
+
+def _next_day(run: Run) -> None:
+    """The provider publishes the sixth day."""
+    from arcodex.samples import write_daily_t2m
+
+    write_daily_t2m(run.tmp / "daily", "2021-03-06")
+
+
 def _cmip(tmp: Path) -> None:
     """``cmip/{hist,ssp126,ssp585}/*.nc``: three small archives, one per group member."""
     from arcodex.samples import write_archive
@@ -451,6 +467,18 @@ SETUPS: dict[str, Setup] = {
             "arcodex db status": r"^schema: \d+ \(up to date\)$",
             "arcodex db upgrade --dry-run": r"is up to date",
             "arcodex db copy": r"^copied 1 records, \d+ operations, 0 schemas, 0 users and 0 tokens .* verified",
+        },
+    ),
+    "datasets-that-keep-themselves-up-to-date-bash": Setup(
+        data=_daily,
+        before={"arcodex sync t2m-daily+alps --plan": _next_day},
+        expect={
+            "arcodex templates": r"t2m-daily .*daily .*files .*temporal",
+            "arcodex extents": r"alps .*The Alps .*5, 43, 17, 49",
+            "arcodex ingest t2m-daily": r"5 periods committed, 0 already held, 0 failed; check pass",
+            "arcodex sync t2m-daily+alps --plan": r"append 2021-03-06 to 2021-03-06 \(1 periods\)",
+            "arcodex sync t2m-daily+alps --end": r"append: 1 periods committed; check pass",
+            "arcodex sync --all --plan": r"t2m-daily\+alps: up to date",
         },
     ),
     "pipelines-and-dry-runs-bash": Setup(

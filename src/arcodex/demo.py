@@ -249,26 +249,6 @@ def _convert_tour(directory: Path, cat: list[str], step: Any) -> None:
     _stac_tour(directory, cat, step, product)
 
 
-def _daily_file(where: Path, day: str) -> None:
-    """One day of air temperature over Europe, as a data provider would publish it."""
-    import numpy as np
-    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
-    import xarray as xr
-
-    lat = np.arange(30.0, 70.0, 2.0)
-    lon = np.arange(-20.0, 40.0, 2.0)
-    seed = int(pd.Timestamp(day).strftime("%Y%m%d"))
-    values = np.random.default_rng(seed).normal(285.0, 5.0, (1, lat.size, lon.size))
-    xr.Dataset(
-        {"t2m": (("time", "lat", "lon"), values.astype("f4"), {"units": "K"})},
-        coords={
-            "time": ("time", [np.datetime64(f"{day}T12:00", "ns")]),
-            "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
-            "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"}),
-        },
-    ).to_netcdf(where / f"t2m_{day}.nc")
-
-
 _TEMPLATE = """\
 id: t2m-daily
 name: Daily air temperature
@@ -293,10 +273,12 @@ bbox: [5.0, 43.0, 17.0, 49.0]
 
 def _ingest_tour(directory: Path, cat: list[str], step: Any) -> None:
     """Ingest a provider's days through a template, then sync the day that arrives next."""
+    from arcodex.samples import write_daily_t2m
+
     provider = directory / DAILY
     provider.mkdir()
     for day in range(1, 6):
-        _daily_file(provider, f"2021-03-0{day}")
+        write_daily_t2m(provider, f"2021-03-0{day}")
     root = directory / CATALOG
     (root / "templates").mkdir()
     (root / "extents").mkdir()
@@ -314,7 +296,7 @@ def _ingest_tour(directory: Path, cat: list[str], step: Any) -> None:
         "degC and committed on its own (a failure keeps what was committed; a rerun resumes).",
         *cat, "ingest", "t2m-daily", "--extent", "alps", "--start", "2021-03-01", "--end", "2021-03-05",
     )  # fmt: skip
-    _daily_file(provider, "2021-03-06")
+    write_daily_t2m(provider, "2021-03-06")
     print(f"\nthe provider publishes the next day: {DAILY}/t2m_2021-03-06.nc", file=sys.stdout)
     step(
         "What a sync would do, without doing it.",

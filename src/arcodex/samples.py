@@ -18,6 +18,7 @@ __all__ = [
     "ArchiveKind",
     "NetCDFFormat",
     "write_archive",
+    "write_daily_t2m",
     "write_sample_netcdf",
 ]
 
@@ -179,3 +180,25 @@ def write_sample_netcdf(
     out.parent.mkdir(parents=True, exist_ok=True)
     ds.to_netcdf(out, format=format, engine="netcdf4", encoding=encoding)
     return out
+
+
+def write_daily_t2m(where: Path, day: str) -> Path:
+    """One day of air temperature over Europe, as a data provider would publish it:
+    ``where/t2m_{day}.nc`` (``day`` as ``2021-03-01``), its values seeded by the day."""
+    import numpy as np
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+    import xarray as xr
+
+    lat = np.arange(30.0, 70.0, 2.0)
+    lon = np.arange(-20.0, 40.0, 2.0)
+    seed = int(pd.Timestamp(day).strftime("%Y%m%d"))
+    values = np.random.default_rng(seed).normal(285.0, 5.0, (1, lat.size, lon.size))
+    xr.Dataset(
+        {"t2m": (("time", "lat", "lon"), values.astype("f4"), {"units": "K"})},
+        coords={
+            "time": ("time", [np.datetime64(f"{day}T12:00", "ns")]),
+            "lat": ("lat", lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": ("lon", lon, {"units": "degrees_east", "standard_name": "longitude"}),
+        },
+    ).to_netcdf(path := where / f"t2m_{day}.nc")
+    return path
