@@ -166,13 +166,20 @@ SECRET = "s3cr3t-token"
 
 
 class Faulty:
-    """A loopback HTTP server over a directory, with :data:`FAULTS`, counting requests."""
+    """A loopback HTTP server over a directory, with ``faults`` (by day, default
+    :data:`FAULTS`; change them to heal the site), counting requests by method and file.
 
-    def __init__(self, directory: Path) -> None:
+    Besides the faults of :data:`FAULTS`, ``stall`` holds a day's GET until ``release``
+    is set, then serves it as it is.
+    """
+
+    def __init__(self, directory: Path, faults: dict[str, str] | None = None) -> None:
         import collections
         import threading
 
         self.directory = directory
+        self.faults = dict(FAULTS if faults is None else faults)
+        self.release = threading.Event()
         self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
         self.lock = threading.Lock()
 
@@ -205,8 +212,10 @@ class Faulty:
                     )
                     links += '<a href="tas_2020-01-07.nc?x=1">json</a><a href="../">up</a>'
                     return self._send(200, f"<html><body>{links}</body></html>".encode(), body)
-                fault = next((f for d, f in FAULTS.items() if d in name), None)
+                fault = next((f for d, f in dict(server.faults).items() if d in name), None)
                 path = server.directory / name
+                if fault == "stall" and body:
+                    server.release.wait(60)
                 if fault == "timeout":
                     time.sleep(HTTP_TIMEOUT * 4)
                     return self._send(200, b"late", body)

@@ -292,12 +292,17 @@ class HttpProvider:
                 with open(partial, "wb") as fh:
                     for chunk in response.iter_bytes():
                         fh.write(chunk)
-                received = response.num_bytes_downloaded
+                        # Counted as it comes, so that a cut transfer says how much came.
+                        received += len(chunk)
         except httpx.TimeoutException as exc:
             raise _Retry(f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
-            cut = f"{received} of {expected} bytes, " if expected is not None else ""
-            raise _Retry(f"transfer cut ({cut}{type(exc).__name__})") from exc
+            if expected is not None and received < expected:
+                raise _Retry(
+                    f"truncated: received {received} of {expected} bytes (Content-Length), "
+                    f"the connection closed early ({type(exc).__name__})"
+                ) from exc
+            raise _Retry(f"transfer cut ({type(exc).__name__})") from exc
         if expected is not None and received != expected:
             raise _Retry(f"truncated: received {received} of {expected} bytes (Content-Length)")
 

@@ -181,7 +181,7 @@ def ingest(
     params = {**template.provider.params, "period": template.period}
     rid = record_id(template, extent)
     result = IngestionResult(rid, template.id, extent.id)
-    wanted, result.unavailable = _plan_periods(template, provider, params, start, end, now)
+    first, last = _period_range(template, start, end)
     current = _current(catalog, rid)
     parameters = {
         "template": template.id,
@@ -198,6 +198,9 @@ def ingest(
         result.operation_id = uow.operation.id
         product, placed = _destination(catalog, template, extent, current, overwrite, uow)
         held = committed_periods(product.repository()) if product.target.exists() else []
+        wanted, result.unavailable = _plan_periods(
+            template, provider, params, first, last, held, now
+        )
         ids = {period_id(p, template.period): p for p in wanted}
         result.skipped = [i for i in ids if i in held]
         todo = [(i, p) for i, p in ids.items() if i not in held]
@@ -237,7 +240,14 @@ def ingest(
                 result,
                 user,
             )
-    if publish and result.record is not None and result.check in ("pass", "warn"):
+    if publish and result.failed:
+        # A dataset with holes is not the newest good version: it is published once a
+        # run has every period (the next one fetches only those that failed).
+        result.reasons.append(
+            f"not published: {len(result.failed)} period(s) failed "
+            f"({', '.join(f.period for f in result.failed)}); run it again to fetch them"
+        )
+    elif publish and result.record is not None and result.check in ("pass", "warn"):
         from arcodex.catalog._access import is_published
 
         if not is_published(result.record) or result.switched or result.done:
@@ -253,19 +263,43 @@ def ingest(
 # -- the steps -----------------------------------------------------------------------------
 
 
+def _period_range(template: Template, start: str, end: str) -> tuple[pd.Period, pd.Period]:
+    first, last = parse_period(start, template.period), parse_period(end, template.period)
+    if last < first:
+        raise ValidationError(f"end {end!r} is before start {start!r}; swap them")
+    return first, last
+
+
 def _plan_periods(
     template: Template,
     provider: Provider,
     params: dict[str, Any],
-    start: str,
-    end: str,
+    first: pd.Period,
+    last: pd.Period,
+    held: list[str],
     now: datetime | None,
 ) -> tuple[list[pd.Period], list[str]]:
-    """The periods to hold (the provider's, available now) and those held back."""
-    first, last = parse_period(start, template.period), parse_period(end, template.period)
-    if last < first:
-        raise ValidationError(f"end {end!r} is before start {start!r}; swap them")
-    found = sorted(provider.periods(first, last, params))
+    """The periods to hold (the provider's, available now) and those held back.
+
+    The provider is asked only about the runs of periods the repository does not hold:
+    a resume touches nothing it committed (an ``http`` template HEADs every period it
+    is asked about).
+    """
+    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+    holds = set(held)
+    found: list[pd.Period] = []
+    run: list[pd.Period] = []
+    for period in [*pd.period_range(first, last, freq=first.freq), None]:
+        committed = period is not None and period_id(period, template.period) in holds
+        if committed:
+            found.append(period)
+        elif period is not None:
+            run.append(period)
+        if run and (period is None or committed):
+            found.extend(provider.periods(run[0], run[-1], params))
+            run = []
+    found = sorted(found)
     kept = available(found, template.availability, now or datetime.now(UTC))
     held_back = [period_id(p, template.period) for p in found if p not in set(kept)]
     return kept, held_back
