@@ -270,6 +270,52 @@ def test_a_failed_period_is_skipped_and_fetched_by_the_next_sync(
         xr.testing.assert_equal(ds.load(), concatenated(DAYS[:9]))
 
 
+def test_a_bad_appended_period_is_refused_and_the_dataset_left_unchanged(
+    catalog: Catalog, providers: dict[str, Generated], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    provider = providers["generated"]
+    ingested(catalog, "tas-daily", provider, 6)
+    before = catalog.get(RID).metadata["convert"]["snapshot"]
+    good = provider.fetch_period
+
+    def other_grid(period: pd.Period, extent: Any, params: dict[str, Any]) -> xr.Dataset:
+        ds = good(period, extent, params)
+        return ds.assign_coords(lat=ds["lat"] + 5.0)
+
+    monkeypatch.setattr(provider, "fetch_period", other_grid)
+    result = sync(catalog, RID, now=at(DAYS[7]))
+    assert not result.ok and not result.done and [f.period for f in result.failed] == [DAYS[6]]
+    assert "lat coordinate differs" in result.failed[0].message
+    repo = repository(catalog, RID)
+    assert committed_periods(repo) == DAYS[:6] and str(repo.lookup_branch("main")) == before
+    record = catalog.get(RID)
+    assert record.metadata["ingest"]["periods"] == DAYS[:6]
+    assert record.metadata["convert"]["snapshot"] == before
+    with open_product(RID, catalog=catalog) as ds:
+        xr.testing.assert_equal(ds.load(), concatenated(DAYS[:6]))
+
+
+def test_the_check_of_an_append_reads_what_was_appended(
+    catalog: Catalog, providers: dict[str, Generated], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from arcodex.ingest import _repository
+
+    ingested(catalog, "tas-daily", providers["generated"], 6)
+
+    def damaged(ds: xr.Dataset, session: Any, to_icechunk: Any) -> None:
+        # The period's step lands three days early: out of order, and its period absent.
+        to_icechunk(
+            ds.assign_coords(time=ds["time"] - np.timedelta64(3, "D")), session, append_dim="time"
+        )
+
+    monkeypatch.setattr(_repository, "_add", damaged)
+    result = sync(catalog, RID, now=at(DAYS[7]))
+    assert result.done == [DAYS[6]] and result.check == "fail" and not result.ok
+    assert "time steps are not strictly increasing" in result.reasons
+    assert any(DAYS[6] in r and "no time step" in r for r in result.reasons)
+    assert catalog.get(RID).metadata["convert"]["check"] == "fail"
+
+
 def test_a_provider_failing_mid_sync_leaves_the_dataset_unchanged(
     catalog: Catalog, providers: dict[str, Generated]
 ) -> None:

@@ -158,13 +158,23 @@ class Product:
 
     # -- opening -------------------------------------------------------------------------
 
-    def open(self, *, raw: bool = False, chunks: Any = None, snapshot: str | None = None) -> Any:
-        """The product as an ``xarray.Dataset`` (``raw``: values as stored, no CF decoding)."""
+    def open(
+        self,
+        *,
+        raw: bool = False,
+        chunks: Any = None,
+        snapshot: str | None = None,
+        indexes: bool = True,
+    ) -> Any:
+        """The product as an ``xarray.Dataset`` (``raw``: values as stored, no CF decoding;
+        ``indexes=False``: no coordinate is read until asked for, none is indexed)."""
         import xarray as xr
 
         kwargs: dict[str, Any] = {"decode_cf": False} if raw else {}
         if chunks is not None:
             kwargs["chunks"] = chunks
+        if not indexes:
+            kwargs["create_default_indexes"] = False
         with _quiet():
             if self.format == "zarr":
                 return xr.open_zarr(

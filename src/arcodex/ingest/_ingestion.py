@@ -323,8 +323,8 @@ def _fetch_and_write(
     others of its batch (see :class:`_Batch`); the last snapshot."""
     total = len(todo) + len(result.skipped)
     count = len(result.skipped)
-    shape = PeriodShape.of_product(product) if held else None
-    batch = _Batch(template, extent.id, product, held, todo)
+    shape, steps = _held_shape(product) if held else (None, 0)
+    batch = _Batch(template, extent.id, product, held, todo, steps)
     snapshot = None
     for n, (pid, period) in enumerate(todo):
         if cancelled is not None and cancelled():
@@ -382,23 +382,17 @@ class _Batch:
         product: Product,
         held: list[str],
         todo: list[tuple[str, Any]],
+        steps: int,
     ) -> None:
+        """``steps``: the time steps the held periods have."""
         self.template, self.extent, self.product, self.held = template, extent, product, held
         self.chunk = int((template.target.chunks or {}).get("time", 0) or 0)
         last = max((parse_period(h, template.period) for h in held), default=None)
         # Only an append after every held period can be batched (an insert moves steps).
         self.appending = last is None or all(p > last for _, p in todo)
-        self.steps = self._held_steps() if self.appending and self.chunk > 1 else 0
+        self.steps = steps if self.appending and self.chunk > 1 else 0
         self.periods: list[str] = []
         self.parts: list[Any] = []
-
-    def _held_steps(self) -> int:
-        if not self.held:
-            return 0
-        from arcodex.ingest._repository import TIME
-
-        with self.product.open() as ds:
-            return int(ds.sizes.get(TIME, 0))
 
     def add(self, pid: str, ds: Any) -> None:
         self.periods.append(pid)
@@ -452,6 +446,12 @@ class _Batch:
         return snapshot
 
 
+def _held_shape(product: Product) -> tuple[PeriodShape, int]:
+    """What the held periods share, and their time steps: one opening of the dataset."""
+    with product.open(indexes=False) as ds:
+        return PeriodShape.of(ds), int(ds.sizes.get("time", 0))
+
+
 def _finish(
     catalog: Catalog,
     uow: UnitOfWork,
@@ -466,7 +466,8 @@ def _finish(
     user: str | None,
 ) -> None:
     """Check the repository and register (or update) its record."""
-    if not product.target.exists() or not committed_periods(product.repository()):
+    held = committed_periods(product.repository()) if product.target.exists() else []
+    if not held:
         result.reasons.append("no period was committed; nothing to register")
         return
     rebuilding = overwrite and current is not None
@@ -478,29 +479,33 @@ def _finish(
             "was left as it was"
         )
         return
-    held = committed_periods(product.repository())
-    result.check, reasons = check_repository(product, held, template)
-    result.reasons.extend(reasons)
-    if rebuilding and result.check == "fail":
-        # Only a complete and checked rebuild replaces the dataset: the record, its
-        # repository and what is published stay as they were.
-        _remove(product)
-        result.reasons.append("the rebuild failed its check; the dataset was left as it was")
-        return
-    result.snapshot = snapshot or _head(product)
-    uow.transition("artifact_write_succeeded")
-    record = dataset_record(
-        template,
-        extent,
-        product,
-        placed,
-        periods=held,
-        snapshot=result.snapshot,
-        check=result.check,
-        operation_id=uow.operation.id,
-        user=user,
-        current=current,
-    )
+    head = snapshot or _head(product)
+    since = None if rebuilding else _checked_before(current, held, template)
+    # The check and the record read the snapshot just committed, opened once.
+    with product.open(raw=True, snapshot=head, indexes=False) as stored:
+        result.check, reasons = check_repository(product, held, template, stored, since)
+        result.reasons.extend(reasons)
+        if rebuilding and result.check == "fail":
+            # Only a complete and checked rebuild replaces the dataset: the record, its
+            # repository and what is published stay as they were.
+            _remove(product)
+            result.reasons.append("the rebuild failed its check; the dataset was left as it was")
+            return
+        result.snapshot = head
+        uow.transition("artifact_write_succeeded")
+        record = dataset_record(
+            template,
+            extent,
+            product,
+            placed,
+            periods=held,
+            snapshot=result.snapshot,
+            check=result.check,
+            operation_id=uow.operation.id,
+            user=user,
+            current=current,
+            stored=stored,
+        )
     replaced = _product_of(catalog, current) if rebuilding and current is not None else None
     if current is None:
         catalog._write_records(uow, [record])
@@ -516,17 +521,38 @@ def _finish(
 
 
 def check_repository(
-    product: Product, held: list[str], template: Template
+    product: Product,
+    held: list[str],
+    template: Template,
+    stored: Any = None,
+    since: tuple[int, int] | None = None,
 ) -> tuple[str, list[str]]:
     """``("pass" | "fail", reasons)``: the time axis strictly increasing and every
-    committed period present in it, as the repository's branch now is."""
+    committed period present in it, as the repository's branch now is.
+
+    ``stored``: the dataset as stored (``decode_cf=False``), opened already, read instead
+    of the branch. ``since``: ``(periods, steps)`` of a state that passed this check and
+    that the rest of ``held`` was appended after: only those periods and the steps from
+    the last of that state on are read (the earlier steps were not rewritten).
+    """
     import numpy as np
 
     reasons: list[str] = []
-    with product.open() as ds:
-        if "time" not in ds.variables:
+    if stored is None:
+        with product.open() as ds:
+            if "time" not in ds.variables:
+                return "fail", ["the dataset has no time coordinate"]
+            times = ds["time"].values
+    else:
+        if "time" not in stored.variables:
             return "fail", ["the dataset has no time coordinate"]
-        times = ds["time"].values
+        import xarray as xr
+
+        if since is not None and int(stored.sizes["time"]) < since[1]:
+            since = None  # fewer steps than before: not an append, all of it is checked
+        tail = slice(max(since[1] - 1, 0), None) if since is not None else slice(None)
+        times = xr.decode_cf(stored[["time"]].isel(time=tail))["time"].values
+    checked = held[since[0] :] if since is not None and stored is not None else held
     if times.size > 1 and not bool(np.all(times[1:] > times[:-1])):
         reasons.append("time steps are not strictly increasing")
     import pandas as pd  # type: ignore[import-untyped, unused-ignore]
@@ -535,7 +561,7 @@ def check_repository(
         period_id(p, template.period)
         for p in pd.PeriodIndex(pd.DatetimeIndex(times), freq=_freq(template))
     }
-    missing = [p for p in held if p not in present]
+    missing = [p for p in checked if p not in present]
     if missing:
         reasons.append(f"committed periods with no time step: {missing[:10]}")
     if len(set(held)) != len(held):
@@ -544,6 +570,26 @@ def check_repository(
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _checked_before(
+    current: Record | None, held: list[str], template: Template
+) -> tuple[int, int] | None:
+    """``(periods, steps)`` of the record's dataset when it passed its check and every
+    period committed since lies after its last (an append), else None (check it all)."""
+    if current is None:
+        return None
+    convert = current.metadata.get("convert") or {}
+    listed = [str(p) for p in (current.metadata.get(INGEST_KEY) or {}).get("periods") or []]
+    steps = convert.get("steps")
+    if convert.get("check") != "pass" or not listed or not isinstance(steps, int):
+        return None
+    if held[: len(listed)] != listed:
+        return None
+    last = parse_period(listed[-1], template.period)
+    if any(parse_period(p, template.period) <= last for p in held[len(listed) :]):
+        return None
+    return len(listed), steps
 
 
 def _freq(template: Template) -> str:

@@ -9,6 +9,7 @@ from and which periods it holds.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,21 +41,25 @@ def dataset_record(
     operation_id: str,
     user: str | None,
     current: Record | None,
+    stored: Any = None,
 ) -> Record:
     """The record of the dataset as its repository now is (``current``: the one it replaces;
-    ``placed``: where a new repository went, else ``current``'s artifact is kept)."""
+    ``placed``: where a new repository went, else ``current``'s artifact is kept;
+    ``stored``: the dataset as stored, ``decode_cf=False``, when the caller has it open)."""
+    import xarray as xr
+
     from arcodex.convert._product import MEDIA_TYPES
     from arcodex.extract._datacube import DATACUBE, datacube_or_none
     from arcodex.extract._netcdf import _describe as describe
     from arcodex.model import Artifact, ExternalUri, Lineage, LocalPath, Record, utcnow
 
-    with product.open(raw=True) as ds:
+    with nullcontext(stored) if stored is not None else product.open(raw=True) as ds:
         info: dict[str, Any] = describe(ds, "zarr", [], True)
         cube = datacube_or_none(ds)
         steps = int(ds.sizes.get("time", 0))
         chunks = {str(k): list(v.encoding.get("chunks") or ()) for k, v in ds.data_vars.items()}
-    with product.open() as decoded:
-        times = decoded["time"].values if "time" in decoded.variables else []
+        ends = ds[["time"]].isel(time=[0, -1]) if steps and "time" in ds.variables else None
+        times: Any = [] if ends is None else xr.decode_cf(ends)["time"].values
         first = str(times[0])[:19] if len(times) else None
         last = str(times[-1])[:19] if len(times) else None
     top = info.pop("_top", {})

@@ -91,14 +91,18 @@ def _add(ds: xr.Dataset, session: Any, to_icechunk: Any) -> None:
     import numpy as np
     import xarray as xr
 
-    existing = xr.open_zarr(session.store, consolidated=False, chunks=None)
-    times = existing[TIME].values
-    at = int(np.searchsorted(times, ds[TIME].values[0]))
-    if at >= times.size:
+    last = _last_time(session)
+    if last is None or ds[TIME].values[0] > last:
         to_icechunk(ds, session, append_dim=TIME)
         return
+    # No index: the time axis alone is read, not every coordinate.
+    existing = xr.open_zarr(
+        session.store, consolidated=False, chunks=None, create_default_indexes=False
+    )
+    times = existing[TIME].values
+    at = int(np.searchsorted(times, ds[TIME].values[0]))
     timed = [str(n) for n, v in existing.variables.items() if TIME in v.dims]
-    tail = existing[timed].isel({TIME: slice(at, None)}).load()
+    tail = existing[timed].isel({TIME: slice(at, None)}).load().set_xindex(TIME)
     for var in tail.variables.values():
         var.encoding = {}
     new = ds[[n for n in timed if n in ds.variables and n != TIME]]
@@ -115,6 +119,22 @@ def _add(ds: xr.Dataset, session: Any, to_icechunk: Any) -> None:
         region={TIME: region},
     )
     _write_times(session, moved[TIME].values, region)
+
+
+def _last_time(session: Any) -> Any:
+    """The last time step held, decoded as xarray decodes it (None: none): the only chunk
+    an append needs to read of the time axis."""
+    import zarr
+    from xarray.coding.times import decode_cf_datetime
+
+    array: Any = zarr.open_group(session.store, mode="r")[TIME]
+    if not array.shape[0]:
+        return None
+    value = array[-1:]
+    units, calendar = array.attrs.get("units"), array.attrs.get("calendar")
+    if not units:
+        return value[0]
+    return decode_cf_datetime(value, str(units), str(calendar) if calendar else None)[0]
 
 
 def _write_times(session: Any, values: Any, region: slice) -> None:
