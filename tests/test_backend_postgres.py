@@ -697,3 +697,42 @@ def test_a_bulk_add_that_fails_in_a_late_chunk_adds_nothing(
     assert len(calls) == 4  # three chunks were copied before the failure
     assert backend.count(Query()) == 1
     assert {f.path for f in backend.fields()} == set()
+
+
+def test_a_large_bulk_add_leaves_the_planner_statistics_of_what_it_added(
+    backend: PostgresBackend,
+) -> None:
+    # 12,000 records, 40 sites, each site's records ~2.5 % of all: the planner must count
+    # a site's records from statistics of its path and value together, not as if the
+    # path and the value were independent (which made it expect one record, not 300).
+    backend.add(
+        [
+            Record(id=f"s{i:05d}", metadata={"site": f"S{i % 40}", "k": f"v{i % 7}", "n": i})
+            for i in range(12_000)
+        ]
+    )
+    assert _analysed(backend) == {"meta_num", "meta_txt", "records"}
+    extended = backend._q(
+        "SELECT stxname FROM pg_statistic_ext"
+        " WHERE stxnamespace = current_schema()::regnamespace ORDER BY stxname"
+    )
+    assert [r[0] for r in extended] == ["meta_txt_paths"]
+    compiled = backend._compile(Query.parse(["site=S7"], limit=100))
+    sql = f"SELECT r.rid {compiled.source}"
+    estimate = _plan(backend, sql, compiled.params)[0]["Plan Rows"]
+    assert 225 <= float(estimate) <= 400, estimate  # 300 records hold site S7
+    assert backend.count(Query.parse(["site=S7"])) == 300
+
+
+def test_a_small_add_leaves_statistics_to_autovacuum(backend: PostgresBackend) -> None:
+    backend.add([Record(id=f"t{i}", metadata={"site": "X"}) for i in range(50)])
+    assert _analysed(backend) == set()
+
+
+def _analysed(backend: PostgresBackend) -> set[str]:
+    """The catalog tables of which the planner has column statistics."""
+    rows = backend._q(
+        "SELECT DISTINCT tablename FROM pg_stats WHERE schemaname = current_schema()"
+        " AND tablename IN ('records', 'meta_txt', 'meta_num')"
+    )
+    return {str(r[0]) for r in rows}

@@ -17,6 +17,7 @@ a record. Connections, the password and errors are
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -47,6 +48,7 @@ from arcodex.backends._postgres_query import (
 )
 from arcodex.backends._postgres_schema import ARCODEX_TABLES, KEY_CHARS, schema_ddl
 from arcodex.errors import (
+    ArcodexError,
     ConflictError,
     LockTimeoutError,
     NotACatalogError,
@@ -61,8 +63,11 @@ if TYPE_CHECKING:
 __all__ = ["PostgresBackend", "parse_postgres_url"]
 
 _TRUSTED = {TRUSTED: True}
+_log = logging.getLogger("arcodex.backends")
 #: How often an add is retried when PostgreSQL chose it as a deadlock victim.
 _RETRIES = 3
+#: A bulk add of this many records or more refreshes the planner's statistics.
+_ANALYZE_AFTER = 10_000
 #: A bulk add is prepared and copied in chunks of this many records (see ``_copy_in``).
 _CHUNK = 2_000
 
@@ -223,6 +228,7 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
                         ).fetchall()
                     ]
                     self._copy_in(conn, pending, rids, docs)
+                self._refresh_statistics(len(docs))
                 return
             except LockTimeoutError as exc:
                 from psycopg import errors as pe
@@ -230,6 +236,26 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
                 if attempt + 1 < _RETRIES and isinstance(exc.__cause__, pe.DeadlockDetected):
                     continue
                 raise
+
+    def _refresh_statistics(self, added: int) -> None:
+        """After a bulk add that grew the catalog by a tenth or more (and by at least
+        ``_ANALYZE_AFTER`` records), gather the planner's statistics now: until autovacuum
+        comes round, the planner would judge the new rows from statistics of a catalog a
+        fraction of the size, or from none (the first searches of a fresh load were 10x
+        slower). ANALYZE takes no lock that blocks readers or writers."""
+        import psycopg
+
+        if added < _ANALYZE_AFTER:
+            return
+        try:
+            rows = self._q("SELECT reltuples FROM pg_class WHERE oid = to_regclass('records')")
+            known = float(rows[0][0]) if rows and rows[0][0] is not None else -1.0
+            if known > 0 and added < known / 10:
+                return
+            self._q("ANALYZE records, meta_txt, meta_num, tags")
+        except (ArcodexError, psycopg.Error) as exc:
+            # The records are committed: a failed ANALYZE leaves it to autovacuum.
+            _log.warning("statistics not refreshed after adding %d records: %s", added, exc)
 
     def _copy_in(
         self,

@@ -643,12 +643,17 @@ def _value_tests(pid: int, values: list[Any]) -> list[tuple[str, list[Any]]]:
             tests.append(("SELECT rid FROM meta_num WHERE pid = %s AND typ = 'x'", [pid]))
         else:
             text = safe_text(str(value))
-            tests.append(
-                (
-                    "SELECT rid FROM meta_txt WHERE pid = %s AND k = %s AND txt = %s",
-                    [pid, key_of(text), text],
+            if len(text) < KEY_CHARS:
+                # A key shorter than its limit is the whole value: testing ``txt`` too would
+                # only make the planner count the same condition twice (and misjudge it).
+                tests.append(("SELECT rid FROM meta_txt WHERE pid = %s AND k = %s", [pid, text]))
+            else:
+                tests.append(
+                    (
+                        "SELECT rid FROM meta_txt WHERE pid = %s AND k = %s AND txt = %s",
+                        [pid, key_of(text), text],
+                    )
                 )
-            )
             span = _date_span(text)
             if span is None:
                 continue
