@@ -67,13 +67,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(autouse=True)
 def catalog_backend(request: pytest.FixtureRequest) -> Iterator[None]:
     """In the PostgreSQL run, every catalog the test makes gets a schema of its own.
-
-    Module-scoped, so that the catalogs of a module's shared fixtures (a served site, a
-    fuzzed API) are made on PostgreSQL too: an autouse fixture of a scope is set up before
-    the other fixtures of that scope.
 
     ``Catalog.create`` without a database URL writes a fresh schema's URL into the new
     catalog's arcodex.yaml, so that opening it again, from this process or from a
