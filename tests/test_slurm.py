@@ -379,7 +379,9 @@ def test_jobs_of_a_killed_run_end_by_themselves(slurm: LocalSlurm, tmp_path: Pat
     import signal
 
     name = _name()
-    settings = _settings(tmp_path, name, death_timeout=3)
+    # death_timeout also bounds a worker's start: 3 s was too short for a loaded CI machine,
+    # where the worker's job failed before it could join
+    settings = _settings(tmp_path, name, death_timeout=15)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     with subprocess.Popen(
         [sys.executable, "-c", HOLD, json.dumps(settings)],
@@ -394,4 +396,4 @@ def test_jobs_of_a_killed_run_end_by_themselves(slurm: LocalSlurm, tmp_path: Pat
             assert len(slurm.jobs(name)) == 1
         finally:
             proc.send_signal(signal.SIGKILL)  # no clean-up of any kind
-    assert _gone(slurm, name, timeout=45) == [], "the worker left when its scheduler died"
+    assert _gone(slurm, name, timeout=60) == [], "the worker left when its scheduler died"
