@@ -617,6 +617,61 @@ def test_an_older_postgres_schema_is_refused_until_upgraded(
     assert "up to date" in ok("db", "upgrade", pg_url).stdout
 
 
+def test_a_schema_3_postgres_catalog_gets_its_extents_from_db_upgrade(pg_url: str) -> None:
+    """Schema 4 puts each record's time and box on its text rows: an upgrade computes them
+    in SQL, and they must be what an add of the same records writes."""
+    import psycopg
+
+    from arcodex.backends._postgres import parse_postgres_url
+
+    records = [
+        Record(id="plain", metadata={"site": "MHD"}),
+        Record(
+            id="both",
+            metadata={
+                "site": "MHD",
+                "inst": "picarro",
+                "bbox": [-10.5, 51.25, -9.75, 53.5],
+                "start_datetime": "2020-01-01T00:00:00Z",
+                "end_datetime": "2020-12-31T23:59:59Z",
+            },
+        ),
+        Record(id="seam", metadata={"site": "TAC", "bbox": [170, -5, -170, 5]}),
+        Record(id="moment", metadata={"site": "TAC", "datetime": "2021-06-01"}),
+    ]
+    backend = open_backend(pg_url, create=True)
+    backend.add(records)
+    backend.close()
+    params, _, schema = parse_postgres_url(pg_url)
+    rows_sql = "SELECT pid, k, rid, t0, t1, w, s, e, n FROM meta_txt ORDER BY rid, pid, k"
+    with psycopg.connect(**params) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        written = conn.execute(rows_sql).fetchall()
+    assert {r[3:] for r in written if r[2] == 1} == {(None,) * 6}
+    assert all(None not in r[3:] for r in written if r[2] == 2)
+    # The catalog as schema 3 left it: no extent columns, the index without them.
+    _pg_version_row(
+        pg_url,
+        "DROP INDEX meta_txt_key; ALTER TABLE meta_txt DROP COLUMN t0, DROP COLUMN t1,"
+        " DROP COLUMN w, DROP COLUMN s, DROP COLUMN e, DROP COLUMN n;"
+        " CREATE INDEX meta_txt_key ON meta_txt (pid, k, rid);"
+        " DELETE FROM arcodex_schema WHERE version = 4",
+    )
+    with pytest.raises(StorageError, match="older than this arcodex"):
+        open_backend(pg_url)
+    assert "from schema 3 to 4" in ok("db", "upgrade", pg_url).stdout
+    with psycopg.connect(**params) as conn:
+        conn.execute(f'SET search_path TO "{schema}"')
+        assert conn.execute(rows_sql).fetchall() == written
+    backend = open_backend(pg_url)
+    try:
+        query = Query.parse(["site=MHD"], time="2020-06", bbox="-10,52,-9,53", limit=None)
+        assert backend.ids(query) == ["both"]
+        assert backend.ids(Query.parse(["site=TAC"], bbox="179,0,180,1", limit=None)) == ["seam"]
+    finally:
+        backend.close()
+
+
 def test_bad_postgres_urls_are_one_line_errors(
     source: tuple[Catalog, dict[str, str]], postgres: LocalPostgres
 ) -> None:

@@ -46,7 +46,12 @@ from arcodex.backends._postgres_query import (
     safe_text,
     tsvector_literal,
 )
-from arcodex.backends._postgres_schema import ARCODEX_TABLES, KEY_CHARS, schema_ddl
+from arcodex.backends._postgres_schema import (
+    ARCODEX_TABLES,
+    EXTENT_COLUMNS,
+    KEY_CHARS,
+    schema_ddl,
+)
 from arcodex.errors import (
     ArcodexError,
     ConflictError,
@@ -242,7 +247,7 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
         ``_ANALYZE_AFTER`` records), gather the planner's statistics now: until autovacuum
         comes round, the planner would judge the new rows from statistics of a catalog a
         fraction of the size, or from none (the first searches of a fresh load were 10x
-        slower). ANALYZE takes no lock that blocks readers or writers."""
+        slower). VACUUM (ANALYZE) takes no lock that blocks readers or writers."""
         import psycopg
 
         if added < _ANALYZE_AFTER:
@@ -252,7 +257,9 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
             known = float(rows[0][0]) if rows and rows[0][0] is not None else -1.0
             if known > 0 and added < known / 10:
                 return
-            self._q("ANALYZE records, meta_txt, meta_num, tags")
+            # VACUUM too: it marks the new pages all-visible, without which an index-only
+            # scan (the metadata index carries each row's extent) still reads every row.
+            self._q("VACUUM (ANALYZE) records, meta_txt, meta_num, tags")
         except (ArcodexError, psycopg.Error) as exc:
             # The records are committed: a failed ANALYZE leaves it to autovacuum.
             _log.warning("statistics not refreshed after adding %d records: %s", added, exc)
@@ -314,7 +321,7 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
         writer waiting on the row's lock reads the new version, not a deleted row). Field
         counts go to ``stats`` when given (the caller applies them), else are applied here."""
         rows: list[tuple[Any, ...]] = []
-        txt_rows: list[tuple[int, str, int, str]] = []
+        txt_rows: list[tuple[int, str, int, str, str]] = []
         num_rows: list[tuple[int, str, float, int]] = []
         tag_rows: list[tuple[str, int]] = []
         art_rows: list[tuple[Any, ...]] = []
@@ -323,13 +330,14 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
             # Only a document with an escaped NUL holds text PostgreSQL must be spared.
             clean = "\\u0000" not in doc
             rows.append(_record_row(rid, columns, prior, idx, doc, clean))
+            ext = _extent_fields(idx)
             if clean:
-                txt_rows.extend([(pid[p], v[:KEY_CHARS], rid, v) for p, v in idx.txt])
+                txt_rows.extend([(pid[p], v[:KEY_CHARS], rid, v, ext) for p, v in idx.txt])
                 tag_rows.extend([(tag, rid) for tag in dict.fromkeys(tags)])
             else:
                 for p, v in idx.txt:
                     text = safe_text(v)
-                    txt_rows.append((pid[p], key_of(text), rid, text))
+                    txt_rows.append((pid[p], key_of(text), rid, text, ext))
                 tag_rows.extend([(safe_text(tag), rid) for tag in dict.fromkeys(tags)])
             num_rows.extend([(pid[p], t, v, rid) for p, t, v in idx.num])
             if columns[2] != "deleted":
@@ -363,8 +371,8 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
             _copy_lines(
                 cur,
                 "meta_txt",
-                ("pid", "k", "rid", "txt"),
-                [f"{p}\t{_field(k)}\t{r}\t{_field(v)}\n" for p, k, r, v in txt_rows],
+                ("pid", "k", "rid", "txt", *EXTENT_COLUMNS),
+                [f"{p}\t{_field(k)}\t{r}\t{_field(v)}\t{x}\n" for p, k, r, v, x in txt_rows],
             )
             _copy_lines(
                 cur,
@@ -730,6 +738,40 @@ def _box(box: tuple[float, float, float, float] | None) -> str | None:
         return None
     w, s, e, n = box
     return f"({float(w)!r},{float(s)!r}),({float(e)!r},{float(n)!r})"
+
+
+#: The extent fields of a record without time or box (COPY's NULLs).
+_NO_EXTENT = "\t".join(["\\N"] * 6)
+#: Beyond float4's range: stored as infinity (still a bound in the right direction).
+_FLOAT4_MAX = 3.4e38
+
+
+def _float4(value: float) -> str:
+    """A float for a float4 column: PostgreSQL rounds it to nearest, which keeps order."""
+    if value > _FLOAT4_MAX:
+        return "Infinity"
+    if value < -_FLOAT4_MAX:
+        return "-Infinity"
+    return repr(float(value))
+
+
+def _extent_fields(idx: IndexRows) -> str:
+    """``t0 t1 w s e n`` of a record's text rows, in COPY's text format: its time range and
+    the envelope of its boxes (see ``_postgres_schema``)."""
+    if idx.time is None and not idx.boxes:
+        return _NO_EXTENT
+    fields = ["\\N", "\\N"]
+    if idx.time is not None:
+        fields = [_float4(idx.time[0]), _float4(idx.time[1])]
+    if idx.boxes:
+        west = min(b[0] for b in idx.boxes)
+        south = min(b[1] for b in idx.boxes)
+        east = max(b[2] for b in idx.boxes)
+        north = max(b[3] for b in idx.boxes)
+        fields += [_float4(west), _float4(south), _float4(east), _float4(north)]
+    else:
+        fields += ["\\N"] * 4
+    return "\t".join(fields)
 
 
 def _record_row(

@@ -29,6 +29,7 @@ from arcodex.backends._migrations import (
     older_schema,
     pending,
 )
+from arcodex.backends._postgres_schema import EXTENT_DDL
 from arcodex.backends._users_sql import USERS_DDL, UserTables
 from arcodex.errors import ConflictError
 from arcodex.model import TRUSTED, Operation, Record
@@ -72,6 +73,12 @@ MIGRATIONS: list[Migration] = [
         # telling the planner that a path implies a kind only made those guesses worse.
         "CREATE STATISTICS IF NOT EXISTS meta_txt_paths (mcv, dependencies) ON pid, k"
         " FROM meta_txt; ANALYZE meta_txt",
+    ),
+    Migration(
+        4,
+        "each text metadata row carries its record's time and box (rounded to float4) inside"
+        " the metadata index, so that a value and an extent are answered by one index scan",
+        EXTENT_DDL,
     ),
 ]
 

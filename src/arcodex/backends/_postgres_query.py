@@ -230,8 +230,9 @@ def compile_query(query: Query, pids: dict[str, int]) -> Compiled:
     q = _Sql()
     if query.statuses is None:
         q.add("r.status <> 'deleted'")
+    extent = _extent_prefilter(query)
     for cond in query.conditions:
-        _condition(q, cond, pids)
+        _condition(q, cond, pids, extent)
     if query.text:
         q.add("r.tsv @@ %s::tsquery", fts_query(query.text))
     if query.bbox is not None:
@@ -379,7 +380,39 @@ def _within(q: _Sql, select: str, params: list[Any], *, negate: bool = False) ->
         q.add(f"r.rid IN ({select})", *params)
 
 
-def _condition(q: _Sql, cond: Condition, pids: dict[str, int]) -> None:
+#: Widening of a box's prefilter bounds: PostgreSQL's box operators compare with a
+#: tolerance of 1e-6 (``EPSILON`` of its geometric types), the prefilter must not be stricter.
+_BOX_SLACK = 1e-5
+
+
+def _extent_prefilter(query: Query) -> tuple[str, list[Any]]:
+    """Conditions on a text row's extent columns that every record matching the query's
+    time and box passes (``""`` without either): a necessary test, never a sufficient one
+    (the exact tests on ``records`` still apply), see ``_postgres_schema``."""
+    tests: list[str] = []
+    params: list[Any] = []
+    if query.time is not None:
+        if query.time.end is not None:
+            tests.append("t0 <= %s::float4")
+            params.append(to_epoch(query.time.end))
+        if query.time.start is not None:
+            tests.append("t1 >= %s::float4")
+            params.append(to_epoch(query.time.start))
+    if query.bbox is not None:
+        boxes = _with_seam(query.bbox.boxes())
+        tests += ["w <= %s::float4", "e >= %s::float4", "s <= %s::float4", "n >= %s::float4"]
+        params += [
+            max(b[2] for b in boxes) + _BOX_SLACK,
+            min(b[0] for b in boxes) - _BOX_SLACK,
+            max(b[3] for b in boxes) + _BOX_SLACK,
+            min(b[1] for b in boxes) - _BOX_SLACK,
+        ]
+    return "".join(f" AND {t}" for t in tests), params
+
+
+def _condition(
+    q: _Sql, cond: Condition, pids: dict[str, int], extent: tuple[str, list[Any]] = ("", [])
+) -> None:
     if cond.field in ("tag", "tags"):
         _tag_condition(q, cond)
         return
@@ -399,7 +432,9 @@ def _condition(q: _Sql, cond: Condition, pids: dict[str, int]) -> None:
         return
     if op in ("eq", "in", "ne"):
         values = cond.value if isinstance(cond.value, list) else [cond.value]
-        tests = _value_tests(pid, values)
+        # Only a positive term may carry the extent's prefilter: under ``ne`` it would
+        # turn records outside the extent into matches.
+        tests = _value_tests(pid, values, extent if op != "ne" else ("", []))
         select = " UNION ALL ".join(s for s, _ in tests)
         params = [x for _, p in tests for x in p]
         _within(q, select, params, negate=op == "ne")
@@ -626,8 +661,12 @@ def _range_test(op: str, value: Any) -> tuple[str, str, float]:
     return "d", _CMP[op], first
 
 
-def _value_tests(pid: int, values: list[Any]) -> list[tuple[str, list[Any]]]:
-    """Per value: a rid SELECT and its params (a date means its whole period)."""
+def _value_tests(
+    pid: int, values: list[Any], extent: tuple[str, list[Any]] = ("", [])
+) -> list[tuple[str, list[Any]]]:
+    """Per value: a rid SELECT and its params (a date means its whole period); text values
+    narrowed by ``extent``, the prefilter of the query's time and box."""
+    narrow, bounds = extent
     tests: list[tuple[str, list[Any]]] = []
     num = "SELECT rid FROM meta_num WHERE pid = %s AND typ = %s AND num "
     for value in values:
@@ -646,12 +685,17 @@ def _value_tests(pid: int, values: list[Any]) -> list[tuple[str, list[Any]]]:
             if len(text) < KEY_CHARS:
                 # A key shorter than its limit is the whole value: testing ``txt`` too would
                 # only make the planner count the same condition twice (and misjudge it).
-                tests.append(("SELECT rid FROM meta_txt WHERE pid = %s AND k = %s", [pid, text]))
+                tests.append(
+                    (
+                        f"SELECT rid FROM meta_txt WHERE pid = %s AND k = %s{narrow}",
+                        [pid, text, *bounds],
+                    )
+                )
             else:
                 tests.append(
                     (
-                        "SELECT rid FROM meta_txt WHERE pid = %s AND k = %s AND txt = %s",
-                        [pid, key_of(text), text],
+                        f"SELECT rid FROM meta_txt WHERE pid = %s AND k = %s AND txt = %s{narrow}",
+                        [pid, key_of(text), text, *bounds],
                     )
                 )
             span = _date_span(text)

@@ -20,11 +20,22 @@ term being indexed.
 Text values are keyed by their first 256 characters (``k``): B-tree entries
 have a size limit (about 2,700 bytes) that long attribute values (a NetCDF
 ``history``) would pass; the full value in ``txt`` decides.
+
+Each text row also carries its record's extent — time (``t0``, ``t1``) and the
+envelope of its boxes (``w``, ``s``, ``e``, ``n``) — as ``float4``, inside the
+metadata index (schema 4, :data:`EXTENT_DDL`): a query like ``site=X`` with a time
+range and a box then finds its candidates by one scan of the site's index entries
+(an index-only scan, once VACUUM has marked the pages all-visible) instead of one
+probe into ``records`` for each of the site's records (at 1,000,000 records, 20,000
+probes, most outside shared buffers). The float4 values are only a prefilter:
+rounding to nearest is monotonic, so ``x <= y`` implies ``float4(x) <= float4(y)``
+and comparing them with the query's bounds cast to float4 never drops a record the
+exact test (on ``records``) would keep.
 """
 
 from __future__ import annotations
 
-__all__ = ["ARCODEX_TABLES", "KEY_CHARS", "schema_ddl"]
+__all__ = ["ARCODEX_TABLES", "EXTENT_COLUMNS", "EXTENT_DDL", "KEY_CHARS", "schema_ddl"]
 
 #: Characters of a text value that go into its index key.
 KEY_CHARS = 256
@@ -124,6 +135,26 @@ CREATE TABLE operations (
 );
 CREATE INDEX operations_status ON operations (status, started_at);
 CREATE INDEX operations_started ON operations (started_at);
+"""
+
+
+#: The extent columns of ``meta_txt`` (schema 4), in COPY order.
+EXTENT_COLUMNS = ("t0", "t1", "w", "s", "e", "n")
+
+#: Schema 4: the extent columns, filled from each row's record, and the metadata index
+#: rebuilt to carry them (an ``INCLUDE``, so they are read but not sorted on).
+EXTENT_DDL = """
+ALTER TABLE meta_txt ADD COLUMN IF NOT EXISTS t0 float4, ADD COLUMN IF NOT EXISTS t1 float4,
+    ADD COLUMN IF NOT EXISTS w float4, ADD COLUMN IF NOT EXISTS s float4,
+    ADD COLUMN IF NOT EXISTS e float4, ADD COLUMN IF NOT EXISTS n float4;
+UPDATE meta_txt m SET t0 = lower(x.tr)::float4, t1 = upper(x.tr)::float4,
+    w = (x.env[1])[0]::float4, s = (x.env[1])[1]::float4,
+    e = (x.env[0])[0]::float4, n = (x.env[0])[1]::float4
+    FROM (SELECT rid, tr, bound_box(b1, coalesce(b2, b1)) AS env FROM records
+          WHERE tr IS NOT NULL OR b1 IS NOT NULL) AS x
+    WHERE x.rid = m.rid;
+DROP INDEX IF EXISTS meta_txt_key;
+CREATE INDEX meta_txt_key ON meta_txt (pid, k, rid) INCLUDE (t0, t1, w, s, e, n)
 """
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -354,6 +355,58 @@ class SearchContract(ContractBase):
             "s1"
         ]
         assert search_ids(sample, "status=deleted", bbox="-11,49,-8,55", time="2020-06") == ["s5"]
+
+    def test_terms_with_extents_keep_records_on_the_edges(self, backend: CatalogBackend) -> None:
+        """A value with a time and a box: records touching the query's bounds match, those
+        just past them do not, at a precision finer than a float4 (a backend may prefilter
+        on rounded extents, but never drop what the exact test keeps)."""
+        # 1,600,000,100 s lies between two float4 values and rounds up to 1,600,000,128.
+        edge = datetime.fromtimestamp(1_600_000_100, UTC)
+        east = 10.123456789  # rounds up as a float4 too
+
+        def stamp(moment: datetime) -> str:
+            return moment.isoformat().replace("+00:00", "Z")
+
+        def record(
+            rid: str, start: datetime | None, box: list[float] | None, site: str = "E"
+        ) -> Record:
+            meta: dict[str, Any] = {"site": site}
+            if start is not None:
+                meta["start_datetime"] = stamp(start)
+                meta["end_datetime"] = stamp(start + timedelta(days=1))
+            if box is not None:
+                meta["bbox"] = box
+            return Record(id=rid, metadata=meta)
+
+        inside = [0.0, 0.0, 5.0, 5.0]
+        records = [
+            record("on-time", edge, inside),
+            record("past-time", edge + timedelta(microseconds=1), inside),
+            record("on-east", edge - timedelta(days=3), [east, 0.0, east + 1, 5.0]),
+            record("past-east", edge - timedelta(days=3), [east + 1e-3, 0.0, east + 2, 5.0]),
+            record("ends-on-start", edge - timedelta(days=31), inside),
+            record("seam", edge - timedelta(days=3), [170.0, -1.0, -170.0, 1.0]),
+            record("no-time", None, inside),
+            record("no-box", edge - timedelta(days=3), None),
+            record("other-site", edge, inside, site="F"),
+        ]
+        backend.add(records)
+        window = f"{stamp(edge - timedelta(days=30))}/{stamp(edge)}"
+        for terms, options in [
+            (["site=E"], {"time": window, "bbox": f"-1,-1,{east!r},5"}),
+            (["site=E"], {"time": window}),
+            (["site=E"], {"bbox": f"{east!r},1,20,2"}),
+            (["site=E"], {"bbox": "179,-0.5,-179,0.5"}),
+            (["site=[E,F]"], {"time": window, "bbox": "-1,-1,180,5"}),
+            (["site=E"], {"time": f"{stamp(edge)}/.."}),
+            (["site!=F"], {"time": window}),
+        ]:
+            query = Query.parse(terms, limit=None, **options)
+            expected = reference_search(records, query)
+            assert expected, (terms, options)
+            assert sorted(ids_of(backend, query)) == sorted(expected), (terms, options)
+        query = Query.parse(["site=E"], limit=None, time=window, bbox=f"-1,-1,{east!r},5")
+        assert sorted(ids_of(backend, query)) == ["ends-on-start", "on-east", "on-time"]
 
     # -- sort, limit, cursor --------------------------------------------------------------------------
 
