@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import zarr
 
 from arcodex.catalog import Catalog
 from arcodex.convert import open_product
@@ -40,6 +41,7 @@ from arcodex.ingest import (
 )
 from arcodex.ingest._cursor import CURSOR_KEY
 from arcodex.ingest._periods import FREQUENCIES
+from arcodex.ingest._repository import _append_arrays, write_period
 
 DAYS = [f"2020-01-0{d}" for d in range(1, 7)]
 EXTENT = Extent(id="box", name="A box", bbox=(0.0, 40.0, 3.0, 42.0))
@@ -628,3 +630,154 @@ def test_a_backfill_commits_a_time_chunk_of_periods_at_once(catalog: Catalog) ->
     with open_product(result.record_id, catalog=catalog) as ds:
         xr.testing.assert_allclose(ds.load(), concatenated(DAYS))
         assert ds["tas"].encoding["chunks"][0] == 6
+
+
+# -- writing periods: an append written through zarr stores exactly what xarray's own append
+# (``to_icechunk(append_dim="time")``) stores, packed and masked encodings included,
+# mid-chunk and across chunks; what it cannot write so goes through xarray.
+
+
+def gridded_day(n: int, *, packed: bool = False, attrs: dict[str, Any] | None = None) -> xr.Dataset:
+    """Day ``n`` of 2020 (one step at noon): ``tas`` on a 3x4 grid, a NaN in it, and a
+    per-step ``count`` without a grid."""
+    times = pd.DatetimeIndex([pd.Timestamp("2020-01-01 12:00") + pd.Timedelta(days=n)])
+    tas = np.arange(12, dtype="float32").reshape(1, 3, 4) + 270 + n
+    tas[0, 0, 0] = np.nan
+    ds = xr.Dataset(
+        {
+            "tas": (("time", "lat", "lon"), tas, {"units": "K"}),
+            "count": (("time",), np.array([n], dtype="int32")),
+        },
+        coords={"time": times, "lat": [10.0, 11.0, 12.0], "lon": [0.0, 1.0, 2.0, 3.0]},
+        attrs=attrs or {"title": "generated"},
+    )
+    if packed:
+        ds["tas"].encoding = {
+            "dtype": "int16",
+            "scale_factor": 0.01,
+            "add_offset": 270.0,
+            "_FillValue": -32767,
+        }
+    return ds
+
+
+def store_at(where: Path) -> Any:
+    from arcodex.convert._product import Product
+    from arcodex.convert._target import Target as StoreTarget
+
+    return Product("icechunk", StoreTarget.of(str(where)))
+
+
+def write_one(target: Any, ds: xr.Dataset, first: bool) -> str:
+    return write_period(
+        target,
+        ds,
+        first=first,
+        chunks={"time": 4},
+        message="test",
+        metadata={"test": True},
+    )
+
+
+def xarray_append(target: Any, ds: xr.Dataset) -> None:
+    """The same append through xarray, as it was written before."""
+    from icechunk.xarray import to_icechunk
+
+    session = target.repository().writable_session("main")
+    to_icechunk(ds, session, append_dim="time")
+    session.commit("xarray")
+
+
+def stored_arrays(target: Any) -> dict[str, Any]:
+    """Every array as stored: raw values, attributes, chunks, fill value; root attributes."""
+    session = target.repository().readonly_session(branch="main")
+    group = zarr.open_group(session.store, mode="r")
+    out: dict[str, Any] = {"attrs": dict(group.attrs)}
+    for name, array in group.arrays():
+        out[name] = (array[...], dict(array.attrs), array.chunks, str(array.fill_value))
+    return out
+
+
+def assert_same_store(ours: Any, theirs: Any) -> None:
+    mine, other = stored_arrays(ours), stored_arrays(theirs)
+    assert mine.keys() == other.keys()
+    assert mine["attrs"] == other["attrs"]
+    for name in mine.keys() - {"attrs"}:
+        values, attrs, chunks, fill = mine[name]
+        np.testing.assert_array_equal(values, other[name][0], err_msg=name)
+        assert values.dtype == other[name][0].dtype, name
+        assert (attrs, chunks, fill) == other[name][1:], name
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_append_through_zarr_stores_what_xarray_stores(tmp_path: Path, packed: bool) -> None:
+    ours, theirs = store_at(tmp_path / "ours.icechunk"), store_at(tmp_path / "theirs.icechunk")
+    for target in (ours, theirs):
+        write_one(target, gridded_day(0, packed=packed), True)
+    # 1 to 6: mid-chunk (chunks of 4 steps), a chunk filled, then the next chunk begun.
+    for n in range(1, 7):
+        write_one(ours, gridded_day(n, packed=packed), False)
+        xarray_append(theirs, gridded_day(n, packed=packed))
+    assert_same_store(ours, theirs)
+    with xr.open_zarr(
+        ours.repository().readonly_session(branch="main").store, consolidated=False
+    ) as ds:
+        expected = xr.concat([gridded_day(n, packed=packed) for n in range(7)], dim="time")
+        tolerance = 0.01 if packed else 0
+        xr.testing.assert_allclose(ds.tas.load(), expected.tas, atol=tolerance, rtol=0)
+        xr.testing.assert_equal(ds["count"].load(), expected["count"])
+        assert ds.tas.isnull().sum() == 7  # the NaNs were stored masked and read back
+    # The appends above went through zarr, not through xarray.
+    session = ours.repository().writable_session("main")
+    group = zarr.open_group(session.store, mode="r+")
+    assert _append_arrays(gridded_day(7, packed=packed), group, dict(group.arrays()))
+
+
+def test_what_zarr_cannot_write_as_xarray_would_goes_through_xarray(tmp_path: Path) -> None:
+    target = store_at(tmp_path / "ds.icechunk")
+    write_one(target, gridded_day(0), True)
+    session = target.repository().writable_session("main")
+    group = zarr.open_group(session.store, mode="r+")
+    arrays = dict(group.arrays())
+    # Other global attributes (xarray replaces the stored ones), a variable the store
+    # lacks, a variable of other dimensions: nothing is written, xarray's append is used.
+    assert not _append_arrays(gridded_day(1, attrs={"title": "other"}), group, arrays)
+    assert not _append_arrays(gridded_day(1).assign(extra=gridded_day(1).tas * 2), group, arrays)
+    assert not _append_arrays(gridded_day(1).transpose("time", "lon", "lat"), group, arrays)
+    assert arrays["tas"].shape == (1, 3, 4) and arrays["time"].shape == (1,)
+    # The same through write_period: the attributes changed, and the steps are there.
+    write_one(target, gridded_day(1, attrs={"title": "other"}), False)
+    with xr.open_zarr(
+        target.repository().readonly_session(branch="main").store, consolidated=False
+    ) as ds:
+        assert ds.sizes["time"] == 2 and ds.attrs["title"] == "other"
+        xr.testing.assert_equal(ds.tas.isel(time=1).load(), gridded_day(1).tas.isel(time=0))
+
+
+@pytest.mark.parametrize("masked_lat", [False, True])
+def test_the_held_shape_read_through_zarr_is_what_xarray_reads(
+    tmp_path: Path, masked_lat: bool
+) -> None:
+    from arcodex.ingest._fetching import PeriodShape
+
+    def period(n: int) -> xr.Dataset:
+        ds = gridded_day(n)
+        if masked_lat:  # xarray masks a stored fill value: read through xarray, not zarr
+            ds = ds.assign_coords(lat=[10.0, np.nan, 12.0])
+        ds = ds.assign_coords(area=(("lat", "lon"), np.ones((3, 4))), level=5.0)
+        ds["flag"] = xr.DataArray(np.int8(1))  # a data variable without dimensions
+        return ds
+
+    target = store_at(tmp_path / "ds.icechunk")
+    write_one(target, period(0), True)
+    write_one(target, period(1), False)
+    shape, steps = PeriodShape.held(target)
+    opened, opened_steps = PeriodShape.of_opened(target)
+    assert steps == opened_steps == 2
+    assert shape.variables == opened.variables == {"tas", "count", "flag"}
+    assert shape.grid.keys() == opened.grid.keys() == {"lat", "lon"}
+    for dim, values in opened.grid.items():
+        np.testing.assert_array_equal(shape.grid[dim], values)
+    if not masked_lat:
+        assert shape.unlike(PeriodShape.of(period(2))) is None
+        assert "lon" in str(shape.unlike(PeriodShape.of(period(2).assign_coords(lon=[9, 8, 7, 6]))))

@@ -95,6 +95,44 @@ class PeriodShape:
         with product.open() as ds:
             return cls.of(ds)
 
+    @classmethod
+    def held(cls, product: Product) -> tuple[PeriodShape, int]:
+        """What the periods an Icechunk ``product`` holds share, and their time steps.
+
+        Read through zarr: the arrays' metadata and the grid's coordinates, which is
+        what :meth:`of` reads of the dataset xarray would open (its data variables are
+        the arrays that are neither a dimension's coordinate nor named in a
+        ``coordinates`` attribute). A coordinate xarray would decode (packed, masked,
+        times) is read through xarray.
+        """
+        import zarr
+
+        session = product.repository().readonly_session(branch=product.branch)
+        group = zarr.open_group(session.store, path=product.group or "", mode="r")
+        arrays = {str(n): a for n, a in group.members() if isinstance(a, zarr.Array)}
+        dims: dict[str, int] = {}
+        named = set(str(group.attrs.get("coordinates") or "").split())
+        for array in arrays.values():
+            names = getattr(array.metadata, "dimension_names", None) or ()
+            dims.update((str(d), int(n)) for d, n in zip(names, array.shape, strict=False))
+            named.update(str(array.attrs.get("coordinates") or "").split())
+        variables = {n for n in arrays if n not in dims and n not in named}
+        grid: dict[str, Any] = {}
+        for dim, size in dims.items():
+            if dim == "time":
+                continue
+            values = _plain_coordinate(arrays[dim]) if dim in arrays else int(size)
+            if values is None:
+                return cls.of_opened(product)
+            grid[dim] = values
+        return cls(variables, grid), dims.get("time", 0)
+
+    @classmethod
+    def of_opened(cls, product: Product) -> tuple[PeriodShape, int]:
+        """:meth:`held` through xarray: the dataset opened, without indexes."""
+        with product.open(indexes=False) as ds:
+            return cls.of(ds), int(ds.sizes.get("time", 0))
+
     def unlike(self, other: PeriodShape) -> str | None:
         """Why ``other`` does not fit the dataset, or None."""
         import numpy as np
@@ -118,3 +156,32 @@ class PeriodShape:
             if not same:
                 return f"its {dim} coordinate differs from the dataset's (another grid or extent)"
         return None
+
+
+#: Attributes by which xarray would decode a coordinate's stored values into others.
+_DECODING = ("scale_factor", "add_offset", "missing_value", "calendar", "dtype")
+
+
+def _plain_coordinate(array: Any) -> Any:
+    """A 1-D coordinate's values as xarray decodes them, when they are the stored ones
+    (None: xarray would change them, read it through xarray)."""
+    import numpy as np
+
+    attrs = array.attrs
+    if len(array.shape) != 1 or any(k in attrs for k in _DECODING):
+        return None
+    if " since " in str(attrs.get("units", "")) or array.dtype.kind not in "iuf":
+        return None
+    values = np.asarray(array[...])
+    fill = attrs.get("_FillValue")
+    if fill is not None:
+        try:
+            from xarray.backends.zarr import FillValueCoder
+
+            decoded = FillValueCoder.decode(fill, array.dtype)
+        except (ImportError, TypeError, ValueError):
+            return None
+        masked = np.isnan(values) if np.isnan(decoded) else values == decoded
+        if masked.any():
+            return None  # xarray masks them (and makes the values floats)
+    return values

@@ -90,10 +90,14 @@ def _add(ds: xr.Dataset, session: Any, to_icechunk: Any) -> None:
     """Append ``ds`` along time, or insert it where its times belong."""
     import numpy as np
     import xarray as xr
+    import zarr
 
-    last = _last_time(session)
+    group = zarr.open_group(session.store, mode="r+")
+    arrays = {name: node for name, node in group.members() if isinstance(node, zarr.Array)}
+    last = _last_time(arrays.get(TIME))
     if last is None or ds[TIME].values[0] > last:
-        to_icechunk(ds, session, append_dim=TIME)
+        if not _append_arrays(ds, group, arrays):
+            to_icechunk(ds, session, append_dim=TIME)
         return
     # No index: the time axis alone is read, not every coordinate.
     existing = xr.open_zarr(
@@ -121,20 +125,112 @@ def _add(ds: xr.Dataset, session: Any, to_icechunk: Any) -> None:
     _write_times(session, moved[TIME].values, region)
 
 
-def _last_time(session: Any) -> Any:
-    """The last time step held, decoded as xarray decodes it (None: none): the only chunk
-    an append needs to read of the time axis."""
-    import zarr
+def _last_time(array: Any) -> Any:
+    """The last time step of the stored ``time`` array, decoded as xarray decodes it
+    (None: none): the only chunk an append needs to read of the time axis."""
     from xarray.coding.times import decode_cf_datetime
 
-    array: Any = zarr.open_group(session.store, mode="r")[TIME]
-    if not array.shape[0]:
+    if array is None or not array.shape[0]:
         return None
     value = array[-1:]
     units, calendar = array.attrs.get("units"), array.attrs.get("calendar")
     if not units:
         return value[0]
     return decode_cf_datetime(value, str(units), str(calendar) if calendar else None)[0]
+
+
+def _append_arrays(ds: xr.Dataset, group: Any, arrays: dict[str, Any]) -> bool:
+    """Append ``ds``'s time steps to the stored arrays through zarr; False, with nothing
+    written, when ``ds`` is not one this can write as xarray's append would.
+
+    xarray's append (``to_icechunk(append_dim=...)``) opens every array again, decodes
+    the stored variables and rewrites the arrays without time; here each variable with
+    time is encoded exactly as xarray encodes an append (the stored variable's encoding,
+    read from its attributes) and written after the last step, mid-chunk included (zarr
+    rewrites the partial chunk). The arrays without time are left as stored: the
+    period's grid was checked equal to the dataset's before (``shaped``). Anything
+    else (a variable the store lacks, other dimensions, other global attributes) goes
+    through xarray.
+    """
+    writes: list[tuple[Any, int, Any]] = []
+    for name, var in ds.variables.items():
+        array = arrays.get(str(name))
+        if array is None or _dimension_names(array) != tuple(map(str, var.dims)):
+            return False
+        if TIME not in var.dims:
+            continue
+        axis = var.dims.index(TIME)
+        if any(
+            n != m for i, (n, m) in enumerate(zip(var.shape, array.shape, strict=True)) if i != axis
+        ):
+            return False
+        encoded = _encoded_like(str(name), var, array)
+        if encoded is None or encoded.dtype != array.dtype:
+            return False
+        writes.append((array, axis, encoded))
+    if not writes or any(ds.sizes[TIME] != e.shape[a] for _, a, e in writes):
+        return False
+    if _plain(ds.attrs) != _plain(dict(group.attrs)):
+        return False
+    for array, axis, encoded in writes:
+        start = array.shape[axis]
+        shape = list(array.shape)
+        shape[axis] = start + encoded.shape[axis]
+        array.resize(tuple(shape))
+        where = tuple(slice(start, None) if i == axis else slice(None) for i in range(len(shape)))
+        array[where] = encoded
+    return True
+
+
+def _dimension_names(array: Any) -> tuple[str, ...] | None:
+    names = getattr(array.metadata, "dimension_names", None)
+    if names is None:
+        names = array.attrs.get("_ARRAY_DIMENSIONS")
+    return None if names is None else tuple(map(str, names))
+
+
+def _encoded_like(name: str, var: Any, array: Any) -> Any:
+    """``var``'s values encoded as the stored ``array`` holds its values (None: cannot
+    tell; the caller lets xarray write)."""
+    import numpy as np
+
+    try:
+        from xarray import Variable
+        from xarray.backends.zarr import FillValueCoder, encode_zarr_variable
+        from xarray.conventions import decode_cf_variable
+    except ImportError:  # another xarray: its own append is used
+        return None
+    attrs = dict(array.attrs)
+    if "_FillValue" in attrs:
+        attrs["_FillValue"] = FillValueCoder.decode(attrs["_FillValue"], array.dtype)
+    empty = np.empty(
+        tuple(0 if d == TIME else n for d, n in zip(var.dims, array.shape, strict=True))
+    )
+    try:
+        stored = decode_cf_variable(
+            name, Variable(var.dims, empty.astype(array.dtype), attrs, {"dtype": array.dtype})
+        )
+        new = var.copy(deep=False)
+        new.encoding = dict(stored.encoding)
+        return np.asarray(encode_zarr_variable(new, name=name, zarr_format=3).values)
+    except (ValueError, TypeError, OverflowError):  # xarray would say why; let it
+        return None
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON holds it (NumPy values and tuples as Python's), for comparing
+    attributes with those stored."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _write_times(session: Any, values: Any, region: slice) -> None:
