@@ -343,6 +343,42 @@ def test_a_provider_failing_mid_sync_leaves_the_dataset_unchanged(
     assert provider.fetched == DAYS[7:9]
 
 
+def test_a_cancelled_sync_leaves_the_dataset_unchanged_append_and_release(
+    catalog: Catalog, providers: dict[str, Generated]
+) -> None:
+    """Cancelled after periods were committed (an append) or built (a release): the
+    dataset is as before, and the next sync does it all."""
+    from arcodex.catalog._access import record_access
+
+    provider = providers["generated"]
+    ingested(catalog, "tas-daily", provider, 6, publish=True)
+    before = catalog.get(RID)
+    head = str(repository(catalog, RID).lookup_branch("main"))
+    stopped = sync(catalog, RID, now=at(DAYS[15]), cancelled=lambda: len(provider.fetched) >= 5)
+    assert stopped.cancelled and not stopped.done and provider.fetched == DAYS[6:11]
+    assert "left as it was" in stopped.reasons[-1]
+    after = catalog.get(RID)
+    assert after.version == before.version and after.metadata == before.metadata
+    assert record_access(after)["published"] is True
+    repo = repository(catalog, RID)
+    assert str(repo.lookup_branch("main")) == head and committed_periods(repo) == DAYS[:6]
+    assert sync(catalog, RID, now=at(DAYS[9])).done == DAYS[6:9]
+
+    rid, released = "tas-release+box", providers["released"]
+    ingested(catalog, "tas-release", released, 4, publish=True)
+    assert sync(catalog, rid, now=at(DAYS[4])).switched
+    released.current, released.offset, released.fetched = "r2", 100.0, []
+    before = catalog.get(rid)
+    stopped = sync(catalog, rid, now=at(DAYS[4]), cancelled=lambda: len(released.fetched) >= 2)
+    assert stopped.cancelled and not stopped.switched and released.fetched == DAYS[:2]
+    after = catalog.get(rid)
+    assert after.version == before.version and after.metadata == before.metadata
+    repo = repository(catalog, rid)
+    assert repo.list_branches() == {"main"} and repo.list_tags() == {"release-unknown"}
+    with open_product(rid, catalog=catalog) as ds:
+        xr.testing.assert_equal(ds.load(), concatenated(DAYS[:4]))
+
+
 # -- release -------------------------------------------------------------------------------
 
 

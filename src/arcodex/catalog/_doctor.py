@@ -127,6 +127,8 @@ def diagnose(catalog: CatalogWriter, *, verify_hashes: bool = False) -> DoctorRe
                 "since": entries[0].get("timestamp") if entries else None,
                 # Still running (its lease is held): recover leaves it be.
                 "running": running,
+                # An ingestion's periods committed before it stopped (recover keeps them).
+                "committed_periods": sum(e.get("state") == "period_committed" for e in entries),
             }
         )
     referenced: dict[str, set[str]] = {}

@@ -192,6 +192,14 @@ class UnitOfWork:
         self.state: str | None = None
         self._undo: list[_Undo] = []
         self.after: list[Callable[[], Any]] = []
+        #: Set by :meth:`fell_short`: the unit commits, but its operation ends failed.
+        self.shortfall: str | None = None
+
+    def fell_short(self, message: str) -> None:
+        """Say that the unit did not do all it was asked (an ingestion's periods that
+        could not be fetched): what it did still commits, and its operation ends
+        ``failed`` with ``message`` as its error, so that nobody takes it for complete."""
+        self.shortfall = message
 
     def after_commit(self, action: Callable[[], Any]) -> None:
         """Run ``action`` once the unit has committed (clean-ups that must not happen before)."""

@@ -276,7 +276,7 @@ class CatalogWriter(CatalogReader):
                 finally:
                     self._finish(operation, error=exc)
                 raise
-            self._finish(operation)
+            self._finish(operation, shortfall=uow.shortfall)
             self._close_journal(operation.id)
         self._after_commit(uow)
 
@@ -352,10 +352,20 @@ class CatalogWriter(CatalogReader):
         )
         return record
 
-    def _finish(self, operation: Operation, error: BaseException | None = None) -> None:
+    def _finish(
+        self,
+        operation: Operation,
+        error: BaseException | None = None,
+        shortfall: str | None = None,
+    ) -> None:
+        """End ``operation``: failed by ``error``, or committed but ``shortfall`` short of
+        what was asked (failed too, its work kept: see ``UnitOfWork.fell_short``)."""
         operation.finished_at = utcnow()
-        if error is None:
+        if error is None and shortfall is None:
             operation.status = "succeeded"
+        elif error is None:
+            operation.status = "failed"
+            operation.error = OperationError(type="Incomplete", message=str(shortfall)[:2000])
         else:
             operation.status = "failed"
             operation.error = OperationError(type=type(error).__name__, message=str(error)[:2000])
@@ -366,7 +376,7 @@ class CatalogWriter(CatalogReader):
                 f"operation.{operation.status}",
                 f"{operation.action} {operation.status}"
                 + (f": {operation.error.message}" if operation.error else ""),
-                level="error" if error is not None else "info",
+                level="error" if error is not None else "warning" if shortfall else "info",
                 operation_id=operation.id,
                 record_id=operation.outputs[0] if len(operation.outputs) == 1 else None,
                 user=operation.user,

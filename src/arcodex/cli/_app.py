@@ -1086,11 +1086,18 @@ def doctor(
                     + f", pid {op['pid']} on {op.get('host')}): wait for it to finish"
                 )
                 continue
+            kept = op.get("committed_periods") or 0
             out.print(
-                f"incomplete operation {op['operation_id']} ({op['action']}, stopped after "
+                f"incomplete operation {op['operation_id']} ({op['action']}, interrupted after "
                 f"{op['last_state']}"
                 + (f" in step {op['step']}" if op.get("step") else "")
                 + f", pid {op['pid']}): run `arcodex recover`"
+                + (
+                    f"; its {kept} committed periods are kept, and the same ingestion run "
+                    "again resumes after them"
+                    if kept and op["action"] == "ingest"
+                    else ""
+                )
             )
         if report.fix is not None:
             for where in report.fix.would_remove:

@@ -240,6 +240,8 @@ def ingest(
                 result,
                 user,
             )
+            if result.failed:
+                uow.fell_short(shortfall(result))
     if publish and result.failed:
         # A dataset with holes is not the newest good version: it is published once a
         # run has every period (the next one fetches only those that failed).
@@ -570,6 +572,19 @@ def check_repository(
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def shortfall(result: IngestionResult, shown: int = 10) -> str:
+    """The error of an ingestion some periods of which failed: each with the first line
+    of its reason, what was kept, and what to do next."""
+    failed = result.failed
+    lines = [f"{f.period}: {(f.message.strip().splitlines() or [''])[0]}" for f in failed[:shown]]
+    more = f"; and {len(failed) - shown} more" if len(failed) > shown else ""
+    kept = len(result.done) + len(result.skipped)
+    return (
+        f"{len(failed)} period(s) failed ({'; '.join(lines)}{more}); the {kept} committed "
+        "are kept: run the ingestion again to fetch the failed ones"
+    )
 
 
 def _checked_before(

@@ -37,7 +37,9 @@ What a failure leaves (per-period commits are the design):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from contextlib import suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -130,6 +132,8 @@ class SyncResult(BaseModel):
     check: str | None = None
     #: What stopped a rematerialisation (the dataset was left as it was).
     error: str | None = None
+    #: Stopped by ``cancelled`` (the dataset was left as it was).
+    cancelled: bool = False
     reasons: list[str] = Field(default_factory=list)
 
     @property
@@ -368,6 +372,7 @@ def sync(
     end: str | None = None,
     now: datetime | None = None,
     user: str | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> SyncResult:
     """Bring dataset ``record_id`` up to date with its provider, as :func:`plan_sync` plans.
 
@@ -382,6 +387,9 @@ def sync(
         end: The last period to sync to (default: now), clamped to availability.
         now: The time availability is judged at (default: now).
         user: Who syncs (default: the current user).
+        cancelled: Asked before each period; once it answers True the sync stops there
+            and leaves the dataset as it was (``main``, the record, what is published),
+            undoing what it had committed, and the result says ``cancelled``.
 
     Raises:
         NotFoundError: No record matches ``record_id``.
@@ -394,9 +402,46 @@ def sync(
     result = SyncResult(record_id=plan.record_id, action=plan.action, plan=plan)
     if subject is None or plan.action in ("up_to_date", "not_syncable"):
         return result
-    if plan.action == "append":
-        return _append(catalog, subject, plan, result, when, user)
-    return _rematerialize(catalog, subject, plan, result, user)
+    if cancelled is None:
+        if plan.action == "append":
+            return _append(catalog, subject, plan, result, when, user)
+        return _rematerialize(catalog, subject, plan, result, user)
+    product = subject.product
+    repo = product.repository() if product.format == "icechunk" else None
+    before = str(repo.lookup_branch(product.branch)) if repo is not None else None
+    token = _CANCELLED.set(cancelled)
+    try:
+        if plan.action == "append":
+            return _append(catalog, subject, plan, result, when, user)
+        return _rematerialize(catalog, subject, plan, result, user)
+    except _Cancelled:
+        # The unit of work rolled back (the record is as it was); the periods the
+        # append committed to the branch are taken back too.
+        head = str(repo.lookup_branch(product.branch)) if repo is not None else None
+        if repo is not None and head != before:
+            repo.reset_branch(product.branch, before, from_snapshot_id=head)
+        result.cancelled, result.done, result.switched = True, [], False
+        result.reasons.append("cancelled; the dataset was left as it was")
+        return result
+    finally:
+        _CANCELLED.reset(token)
+
+
+class _Cancelled(Exception):
+    """Raised before a period once the sync is cancelled; never leaves :func:`sync`."""
+
+
+#: The cancel test of the :func:`sync` running in this context.
+_CANCELLED: ContextVar[Callable[[], bool] | None] = ContextVar("sync_cancelled", default=None)
+
+
+def _stop_if_cancelled() -> bool:
+    """Raise :class:`_Cancelled` once the running sync is cancelled (never answers True:
+    an ingestion told to stop would register what it committed)."""
+    asked = _CANCELLED.get()
+    if asked is not None and asked():
+        raise _Cancelled
+    return False
 
 
 def _append(
@@ -420,6 +465,7 @@ def _append(
         provider=subject.provider,
         user=user,
         now=now,
+        cancelled=_stop_if_cancelled,
     )
     result.done = list(done.done)
     result.failed = [SyncFailure(period=f.period, message=f.message) for f in done.failed]
@@ -497,6 +543,7 @@ def _build_and_switch(
     building = replace(subject.product, branch=branch)
     shape: PeriodShape | None = None
     for pid in plan.missing:
+        _stop_if_cancelled()
         period = parse_period(pid, template.period)
         try:
             ds = fetched(subject.provider, period, extent, subject.params, pid)

@@ -8,13 +8,15 @@ every server worker and host that shares the catalog answers the same
 ``GET /ingestions/{id}``. The process (:func:`run_job`) marks the job running,
 runs :func:`arcodex.ingest.ingest` with the requesting user (the ingest operation
 records them) and mirrors its progress into the job, and ends it done, failed or
-cancelled.
+cancelled. It holds the job's lease (the catalog's, as a unit of work does) from
+before it marks the job running until after it ends it: a running job whose lease is
+free has lost its process (killed, its host down) and is answered ``interrupted``.
 
 A cancel request is an event (``job.cancel_requested`` naming the job's operation)
 appended to the catalog's event log, never a write to the job's operation: the
 job's process is the only writer of that operation after it started, so no
-update is lost. ``cancelled()``, asked by the ingestion before each period, looks
-for that event.
+update is lost. ``cancelled()``, asked by the ingestion (or the sync) before each
+period, looks for that event.
 """
 
 from __future__ import annotations
@@ -52,8 +54,10 @@ __all__ = [
 ACTION = "job"
 #: The event a cancel request is.
 CANCEL_EVENT = "job.cancel_requested"
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
-FINAL = ("done", "failed", "cancelled")
+JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
+#: ``interrupted``: the job's process is gone without having ended the job (killed, or its
+#: host went down); never written, judged from the job's lease (see :func:`state_of`).
+FINAL = ("done", "failed", "cancelled", "interrupted")
 
 # An absolute path (POSIX), in a message: only its last part is shown.
 _PATH = re.compile(r"(?<![\w:/.])/(?:[^\s'\"():,/]+/)+([^\s'\"():,/]+)")
@@ -159,30 +163,45 @@ def cancel_requested(catalog: Catalog, operation: Operation) -> bool:
     return bool(catalog.logs(operation=operation.id, event=CANCEL_EVENT, since=since, limit=1))
 
 
-def _alive(job: dict[str, Any]) -> bool:
-    """Whether the job's process still runs (judged on its own host only)."""
-    pid = job.get("pid")
-    if not isinstance(pid, int) or job.get("host") != socket.gethostname():
+def _alive(catalog: Catalog, operation: Operation, job: dict[str, Any]) -> bool:
+    """Whether the job's process still runs, as ``doctor`` and ``recover`` judge an
+    operation: a running job's process holds the job's lease (:func:`run_job`), which the
+    catalog's leases test (an advisory lock seen from every host of a PostgreSQL catalog,
+    dropped at once by a killed process). Leases seen from one host only (the pid and
+    host, a SQLite catalog's) cannot tell of another host's process: it counts as alive.
+    A queued job has no lease yet: its process, started by the server, is judged by pid."""
+    from arcodex.catalog._opstate import process_alive
+
+    leases = catalog.leases
+    if job.get("state") == "running" and leases.shared:
+        return bool(leases.running(operation.id, job))
+    if not isinstance(job.get("pid"), int) or job.get("host") != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(job.get("pid"), job.get("host"))
 
 
-def state_of(operation: Operation) -> tuple[JobState, str | None]:
-    """The job's state, and why it failed; a job whose process is gone without ending it
-    is failed."""
+def state_of(catalog: Catalog, operation: Operation) -> tuple[JobState, str | None]:
+    """The job's state, and why it failed or stopped; a job whose process is gone without
+    ending it is ``interrupted``."""
     job = operation.parameters.get("job") or {}
     state: JobState = job.get("state", "queued")
     if state in FINAL:
         return state, job.get("error")
-    if not _alive(job):
-        return "failed", "the job's process ended before the job did; start it again"
-    return state, None
+    if _alive(catalog, operation, job):
+        return state, None
+    # Its process may have ended the job between the read and the test of its lease.
+    again = find_job(catalog, operation.id)
+    ended = (again.parameters.get("job") or {}) if again is not None else {}
+    if ended.get("state") in FINAL:
+        operation.parameters = again.parameters if again is not None else operation.parameters
+        return ended["state"], ended.get("error")
+    done = int((operation.parameters.get("progress") or {}).get("periods_done") or 0)
+    return "interrupted", (
+        f"the job's process ended before the job did (killed, or its host stopped) after "
+        f"{done} period(s); what it committed is kept: start the same "
+        f"{operation.parameters.get('kind', 'ingest')} again to resume, and run "
+        "`arcodex recover` to close its operation"
+    )
 
 
 # -- the job's process ----------------------------------------------------------------------
@@ -191,6 +210,7 @@ def state_of(operation: Operation) -> tuple[JobState, str | None]:
 def run_job(catalog: Catalog, job_id: str) -> JobState:
     """Run the job ``job_id`` to its end; its final state."""
     from arcodex.catalog._events import acting_user
+    from arcodex.catalog._opstate import released
 
     operation = find_job(catalog, job_id)
     if operation is None:
@@ -199,19 +219,22 @@ def run_job(catalog: Catalog, job_id: str) -> JobState:
     job.update(pid=os.getpid(), host=socket.gethostname())
     if cancel_requested(catalog, operation):
         return _end(catalog, operation, "cancelled")
-    job["state"] = "running"
-    job["started_at"] = _now()
-    _save_job(catalog, operation)
-    try:
-        with acting_user(operation.user):
-            if operation.parameters["kind"] == "sync":
-                state = _run_sync(catalog, operation)
-            else:
-                state = _run_ingest(catalog, operation)
-    except Exception as exc:  # the job's answer, not a traceback
-        operation.error = _error(exc)
-        return _end(catalog, operation, "failed", public_text(f"{type(exc).__name__}: {exc}"))
-    return _end(catalog, operation, state)
+    # Held from before the job says it runs until after it says it ended: a running job
+    # whose lease is free is one whose process is gone (see state_of).
+    with released(catalog.leases.hold(operation.id)):
+        job["state"] = "running"
+        job["started_at"] = _now()
+        _save_job(catalog, operation)
+        try:
+            with acting_user(operation.user):
+                if operation.parameters["kind"] == "sync":
+                    state = _run_sync(catalog, operation)
+                else:
+                    state = _run_ingest(catalog, operation)
+        except Exception as exc:  # the job's answer, not a traceback
+            operation.error = _error(exc)
+            return _end(catalog, operation, "failed", public_text(f"{type(exc).__name__}: {exc}"))
+        return _end(catalog, operation, state)
 
 
 def _run_ingest(catalog: Catalog, operation: Operation) -> JobState:
@@ -260,6 +283,13 @@ def _run_ingest(catalog: Catalog, operation: Operation) -> JobState:
         operation.parameters["job"]["operation"] = result.operation_id
     if result.cancelled:
         return "cancelled"
+    if result.failed:
+        from arcodex.ingest._ingestion import shortfall
+        from arcodex.model import OperationError
+
+        message = public_text(shortfall(result))
+        operation.parameters["job"]["error"] = message
+        operation.error = OperationError(type="Incomplete", message=message)
     return "done" if result.ok else "failed"
 
 
@@ -288,11 +318,18 @@ def _run_sync(catalog: Catalog, operation: Operation) -> JobState:
     from arcodex.ingest._sync import sync
 
     request = operation.parameters["request"]
-    result = sync(catalog, request["record"], end=request.get("end"), user=operation.user)
+
+    def cancelled() -> bool:
+        return cancel_requested(catalog, operation)
+
+    result = sync(
+        catalog, request["record"], end=request.get("end"), user=operation.user, cancelled=cancelled
+    )
     operation.parameters["result"] = public_result(as_dict(result))
     operation.outputs = [str(request["record"])]
-    ok = getattr(result, "ok", True)
-    return "done" if ok else "failed"
+    if result.cancelled:
+        return "cancelled"
+    return "done" if result.ok else "failed"
 
 
 def as_dict(value: Any) -> dict[str, Any]:

@@ -5,7 +5,9 @@ extent, periods that parse), saves a queued job and starts its process
 (:mod:`arcodex.server._ingestion_job`), then answers 202 with the job's id. The
 job is a catalog operation, so every server worker sees the same
 ``GET /ingestions/{id}``; ``DELETE /ingestions/{id}`` asks it to stop after its
-current period. ``GET /sync/{id}/plan`` is the sync planner's dry run;
+current period (an ingestion keeps what it committed, a sync leaves its dataset as
+it was). A job whose process was killed is ``interrupted``; the same request again
+resumes it. ``GET /sync/{id}/plan`` is the sync planner's dry run;
 ``POST /sync/{id}`` runs the plan as a job, or answers the plan at once when
 there is nothing to do. Answers name no path, profile option or secret: a job's
 texts have their file paths cut to file names.
@@ -80,7 +82,10 @@ class Progress(BaseModel):
 class IngestionOut(BaseModel):
     id: str
     kind: str = Field(description="ingest or sync")
-    status: str = Field(description="queued, running, done, failed or cancelled")
+    status: str = Field(
+        description="queued, running, done, failed (some periods or the job failed), "
+        "cancelled, or interrupted (its process was killed: start it again to resume)"
+    )
     user: str | None = None
     request: dict[str, Any] = Field(description="what was asked for")
     progress: Progress
@@ -136,7 +141,7 @@ def add_ingestions_api(app: FastAPI, catalog: Catalog, *, max_limit: int = 1_000
         return links
 
     def out(job: Operation, base: str) -> dict[str, Any]:
-        state, error = state_of(job)
+        state, error = state_of(catalog, job)
         progress = job.parameters.get("progress") or {}
         result = job.parameters.get("result")
         datasets = _dataset_of(job)
@@ -185,7 +190,7 @@ def add_ingestions_api(app: FastAPI, catalog: Catalog, *, max_limit: int = 1_000
     def busy(record: str) -> Operation | None:
         """An unfinished job that writes ``record`` (two would race for its repository)."""
         for job in jobs(catalog):
-            if state_of(job)[0] in FINAL:
+            if state_of(catalog, job)[0] in FINAL:
                 continue
             if record in _targets(job):
                 return job
@@ -284,12 +289,9 @@ def add_ingestions_api(app: FastAPI, catalog: Catalog, *, max_limit: int = 1_000
             # Another writer's job is answered as a missing one: only its user or an admin
             # may see it, or cancel it.
             raise NotFoundError(f"no ingestion {ingestion_id!r}; GET /ingestions lists yours")
-        state, _ = state_of(job)
+        state, _ = state_of(catalog, job)
         if state in FINAL:
             raise ConflictError(f"ingestion {job.id} has ended ({state}); nothing to cancel")
-        if job.parameters.get("kind") == "sync":
-            # arcodex.ingest sync() takes no cancel; what it commits is what a re-run skips.
-            raise ConflictError(f"job {job.id} is a sync, which cannot be cancelled; wait for it")
         request_cancel(catalog, job, principal.name)
         body = IngestionOut.model_validate(out(job, base_of(request)))
         return JSONResponse(body.model_dump(mode="json"), status_code=202)
