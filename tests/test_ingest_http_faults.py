@@ -269,7 +269,7 @@ def test_a_job_killed_mid_backfill_is_interrupted_and_a_new_one_resumes_it(
     import httpx
 
     from arcodex.convert._place import place
-    from arcodex.server._ingestion_job import find_job
+    from arcodex.server._ingestion_job import find_job, state_of
     from arcodex.testing import serve_catalog
 
     catalog.users.add("w", "writer", [])
@@ -300,12 +300,20 @@ def test_a_job_killed_mid_backfill_is_interrupted_and_a_new_one_resumes_it(
             found = find_job(catalog, job)
             assert found is not None
             pid = int(found.parameters["job"]["pid"])
+            # The job as a server of another host reads it: its pid says nothing there.
+            # Leases every host sees (PostgreSQL) tell; the pid and host of a SQLite
+            # catalog's cannot, so such a job is taken to run.
+            elsewhere = found.model_copy(deep=True)
+            elsewhere.parameters["job"].update(host="another-host", pid=1)
+            assert state_of(catalog, elsewhere)[0] == "running"
             os.killpg(pid, signal.SIGKILL)
             deadline = time.monotonic() + 30
             while (status := _job_status(http, job))["status"] == "running":
                 assert time.monotonic() < deadline, "a killed job still shows running"
                 time.sleep(0.05)
             assert status["status"] == "interrupted", status
+            shared = catalog.leases.shared
+            assert state_of(catalog, elsewhere)[0] == ("interrupted" if shared else "running")
             assert "start the same ingest again to resume" in status["error"], status
             assert status["progress"]["periods_done"] >= 4
             # It has ended: nothing to cancel, and it no longer holds its dataset.
