@@ -781,3 +781,81 @@ def test_the_held_shape_read_through_zarr_is_what_xarray_reads(
     if not masked_lat:
         assert shape.unlike(PeriodShape.of(period(2))) is None
         assert "lon" in str(shape.unlike(PeriodShape.of(period(2).assign_coords(lon=[9, 8, 7, 6]))))
+
+
+class OffsetProvider(GeneratedProvider):
+    """Its periods' two steps are six hours later than the others' (00:00 and 12:00)."""
+
+    def fetch_period(self, period: pd.Period, extent: Extent, params: dict[str, Any]) -> xr.Dataset:
+        ds = super().fetch_period(period, extent, params)
+        return ds.assign_coords(time=ds.time + pd.Timedelta("6h"))
+
+
+def by_name(metadata: dict[str, Any]) -> dict[str, Any]:
+    """``metadata`` with its datacube's entries in name order (a store lists its arrays in
+    no set order, so two descriptions of one dataset may list them differently)."""
+    cube = dict(metadata["datacube"])
+    for key in ("dimensions", "variables"):
+        cube[key] = sorted(cube[key], key=lambda entry: entry["name"])
+    return {**metadata, "datacube": cube}
+
+
+@pytest.mark.parametrize("steps", ["regular", "irregular"])
+def test_an_append_updates_the_record_as_describing_the_dataset_again_would(
+    catalog: Catalog, steps: str
+) -> None:
+    from arcodex.ingest._ingestion import _appended_steps, _product_of
+    from arcodex.ingest._record import _appended_description, dataset_record
+
+    first = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[3], provider=GeneratedProvider())
+    before = catalog.get(first.record_id)
+    later = GeneratedProvider() if steps == "regular" else OffsetProvider()
+    result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[5], provider=later)
+    assert result.ok and result.done == DAYS[4:] and result.record is not None
+    record = result.record
+    product = _product_of(catalog, record)
+    # The record was updated from the appended steps, not by describing the dataset...
+    tail = _appended_steps(product, str(result.snapshot), before.metadata["convert"]["steps"])
+    assert tail is not None and _appended_description(before, tail) is not None
+    # ...and says what describing it again says.
+    described = dataset_record(
+        template(),
+        EXTENT,
+        product,
+        None,
+        periods=DAYS,
+        snapshot=str(result.snapshot),
+        check="pass",
+        operation_id=str(result.operation_id),
+        user=record.updated_by,
+        current=before,
+    )
+    assert by_name(record.metadata) == by_name(described.metadata)
+    time_dim = next(d for d in record.metadata["datacube"]["dimensions"] if d["name"] == "time")
+    assert time_dim.get("step") == ("PT12H" if steps == "regular" else None)
+    assert record.metadata["convert"]["steps"] == 12
+    assert record.metadata["end_datetime"].startswith(
+        "2020-01-06T12:00" if steps == "regular" else "2020-01-06T18:00"
+    )
+
+
+def test_the_check_of_appended_steps_catches_a_damaged_append(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that appends the period's steps three days early (a fault injected in the
+    zarr append): the check of the appended steps alone fails it, and the record says so."""
+    from arcodex.ingest import _repository
+
+    ingest(catalog, template(), EXTENT, DAYS[0], DAYS[3], provider=GeneratedProvider())
+
+    def damaged(ds: xr.Dataset, session: Any, to_icechunk: Any) -> bool:
+        group = zarr.open_group(session.store, mode="r+")
+        early = ds.assign_coords(time=ds["time"] - np.timedelta64(3, "D"))
+        return _append_arrays(early, group, dict(group.arrays()))
+
+    monkeypatch.setattr(_repository, "_add", damaged)
+    result = ingest(catalog, template(), EXTENT, DAYS[0], DAYS[4], provider=GeneratedProvider())
+    assert result.done == [DAYS[4]] and result.check == "fail" and not result.ok
+    assert "time steps are not strictly increasing" in result.reasons
+    assert any(DAYS[4] in r and "no time step" in r for r in result.reasons)
+    assert catalog.get(result.record_id).metadata["convert"]["check"] == "fail"

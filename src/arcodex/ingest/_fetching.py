@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from arcodex.convert._product import Product
     from arcodex.ingest._model import Extent, Template
     from arcodex.ingest._provider import Provider
+    from arcodex.ingest._repository import Opened
 
 __all__ = ["PeriodShape", "fetched", "shaped"]
 
@@ -52,8 +53,10 @@ def shaped(
         raise FetchError(f"period {pid}: the data has no time dimension")
     if ds.sizes["time"] == 0:
         raise FetchError(f"period {pid}: the data has no time step")
-    ds = ds.sortby("time")
     times = ds["time"].values
+    if times.size > 1 and not bool((times[1:] >= times[:-1]).all()):
+        ds = ds.sortby("time")  # a copy of every variable: only when it is needed
+        times = ds["time"].values
     import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
     stamps = pd.DatetimeIndex(times)
@@ -96,20 +99,23 @@ class PeriodShape:
             return cls.of(ds)
 
     @classmethod
-    def held(cls, product: Product) -> tuple[PeriodShape, int]:
+    def held(cls, product: Product, opened: Opened | None = None) -> tuple[PeriodShape, int]:
         """What the periods an Icechunk ``product`` holds share, and their time steps.
 
         Read through zarr: the arrays' metadata and the grid's coordinates, which is
         what :meth:`of` reads of the dataset xarray would open (its data variables are
         the arrays that are neither a dimension's coordinate nor named in a
         ``coordinates`` attribute). A coordinate xarray would decode (packed, masked,
-        times) is read through xarray.
+        times) is read through xarray. ``opened``: the root, read already.
         """
         import zarr
 
-        session = product.repository().readonly_session(branch=product.branch)
-        group = zarr.open_group(session.store, path=product.group or "", mode="r")
-        arrays = {str(n): a for n, a in group.members() if isinstance(a, zarr.Array)}
+        if opened is not None:
+            group, arrays = opened.group, opened.arrays
+        else:
+            session = product.repository().readonly_session(branch=product.branch)
+            group = zarr.open_group(session.store, path=product.group or "", mode="r")
+            arrays = {str(n): a for n, a in group.members() if isinstance(a, zarr.Array)}
         dims: dict[str, int] = {}
         named = set(str(group.attrs.get("coordinates") or "").split())
         for array in arrays.values():

@@ -27,7 +27,7 @@ from arcodex.ingest._cursor import commit_message, commit_metadata, committed_pe
 from arcodex.ingest._fetching import PeriodShape, fetched, shaped
 from arcodex.ingest._periods import parse_period, period_id
 from arcodex.ingest._provider import FetchError
-from arcodex.ingest._record import INGEST_KEY, dataset_record, record_id
+from arcodex.ingest._record import INGEST_KEY, Appended, dataset_record, record_id
 
 if TYPE_CHECKING:
     import pandas as pd  # type: ignore[import-untyped, unused-ignore]
@@ -38,9 +38,10 @@ if TYPE_CHECKING:
     from arcodex.convert._product import Product
     from arcodex.ingest._model import Extent, Template
     from arcodex.ingest._provider import Provider
+    from arcodex.ingest._repository import Opened
     from arcodex.model import Record
 
-__all__ = ["IngestionResult", "PeriodFailure", "ingest"]
+__all__ = ["IngestionResult", "Known", "PeriodFailure", "ingest"]
 
 #: ``progress(period, done, total)``: called before each period is fetched, and once at
 #: the end with the period ``""``.
@@ -56,6 +57,19 @@ class PeriodFailure:
 
     def to_dict(self) -> dict[str, str]:
         return {"period": self.period, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Known:
+    """What a caller has just read of the dataset it ingests into (the sync's planner),
+    so that the ingestion does not read it again: its record, its repository, the
+    periods committed there, and the provider's periods (before availability) over a
+    range holding every period the ingestion is asked for."""
+
+    record: Record
+    product: Product
+    held: list[str]
+    found: list[pd.Period]
 
 
 @dataclass
@@ -151,6 +165,7 @@ def ingest(
     user: str | None = None,
     now: datetime | None = None,
     cancelled: Callable[[], bool] | None = None,
+    known: Known | None = None,
 ) -> IngestionResult:
     """Ingest the periods from ``start`` to ``end`` (ids or dates, both included) of
     ``template`` over ``extent`` into the dataset record ``TEMPLATE+EXTENT``.
@@ -169,6 +184,8 @@ def ingest(
         now: The time availability is judged at (default: now).
         cancelled: Asked before each period; once it answers True the ingestion stops
             there, registers what it committed and lists the rest as ``pending``.
+        known: What the caller has just read of the dataset (see :class:`Known`); used
+            when it is the record's and ``overwrite`` is off.
 
     Raises:
         ValidationError: A bad period, or a provider parameter the provider refuses.
@@ -182,7 +199,11 @@ def ingest(
     rid = record_id(template, extent)
     result = IngestionResult(rid, template.id, extent.id)
     first, last = _period_range(template, start, end)
-    current = _current(catalog, rid)
+    if known is not None and (
+        overwrite or known.record.id != rid or known.record.status == "deleted"
+    ):
+        known = None
+    current = known.record if known is not None else _current(catalog, rid)
     parameters = {
         "template": template.id,
         "extent": extent.id,
@@ -196,10 +217,13 @@ def ingest(
         "ingest", user=user, inputs=[template.id, extent.id], parameters=parameters
     ) as uow:
         result.operation_id = uow.operation.id
-        product, placed = _destination(catalog, template, extent, current, overwrite, uow)
-        held = committed_periods(product.repository()) if product.target.exists() else []
+        if known is not None:
+            product, placed, held = known.product, None, list(known.held)
+        else:
+            product, placed = _destination(catalog, template, extent, current, overwrite, uow)
+            held = committed_periods(product.repository()) if product.target.exists() else []
         wanted, result.unavailable = _plan_periods(
-            template, provider, params, first, last, held, now
+            template, provider, params, first, last, held, now, known.found if known else None
         )
         ids = {period_id(p, template.period): p for p in wanted}
         result.skipped = [i for i in ids if i in held]
@@ -213,7 +237,7 @@ def ingest(
             _save_progress(catalog, uow, len(ids), len(ids), None, [])
         else:
             uow.transition("planned", periods=len(todo), held=len(held))
-            snapshot = _fetch_and_write(
+            snapshot, appended, root = _fetch_and_write(
                 catalog,
                 uow,
                 template,
@@ -239,6 +263,9 @@ def ingest(
                 snapshot,
                 result,
                 user,
+                held if known is not None else None,
+                appended,
+                root,
             )
             if result.failed:
                 uow.fell_short(shortfall(result))
@@ -280,12 +307,14 @@ def _plan_periods(
     last: pd.Period,
     held: list[str],
     now: datetime | None,
+    found_before: list[pd.Period] | None = None,
 ) -> tuple[list[pd.Period], list[str]]:
     """The periods to hold (the provider's, available now) and those held back.
 
     The provider is asked only about the runs of periods the repository does not hold:
     a resume touches nothing it committed (an ``http`` template HEADs every period it
-    is asked about).
+    is asked about). ``found_before``: the provider's answer over a range holding
+    ``first`` to ``last``, given already; it is not asked again.
     """
     import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
@@ -299,7 +328,10 @@ def _plan_periods(
         elif period is not None:
             run.append(period)
         if run and (period is None or committed):
-            found.extend(provider.periods(run[0], run[-1], params))
+            if found_before is None:
+                found.extend(provider.periods(run[0], run[-1], params))
+            else:
+                found.extend(p for p in found_before if run[0] <= p <= run[-1])
             run = []
     found = sorted(found)
     kept = available(found, template.availability, now or datetime.now(UTC))
@@ -320,13 +352,16 @@ def _fetch_and_write(
     result: IngestionResult,
     progress: IngestProgress | None,
     cancelled: Callable[[], bool] | None,
-) -> str | None:
+) -> tuple[str | None, bool, Opened | None]:
     """Each missing period fetched, validated and transformed, then committed with the
-    others of its batch (see :class:`_Batch`); the last snapshot."""
+    others of its batch (see :class:`_Batch`); the last snapshot, whether every commit
+    only appended steps after the last, and the root the last commit was written in
+    (see :class:`~arcodex.ingest._repository.Written`)."""
     total = len(todo) + len(result.skipped)
     count = len(result.skipped)
-    shape, steps = _held_shape(product) if held else (None, 0)
-    batch = _Batch(template, extent.id, product, held, todo, steps)
+    opened = _opened(product) if held and todo else None
+    shape, steps = _held_shape(product, opened) if held else (None, 0)
+    batch = _Batch(template, extent.id, product, held, todo, steps, opened)
     snapshot = None
     for n, (pid, period) in enumerate(todo):
         if cancelled is not None and cancelled():
@@ -365,7 +400,7 @@ def _fetch_and_write(
     snapshot = batch.commit(uow, result) or snapshot
     count = len(result.skipped) + len(result.done) + len(result.failed)
     _save_progress(catalog, uow, count, total, None, result.failed)
-    return snapshot
+    return snapshot, batch.appended and bool(result.done), batch.root
 
 
 class _Batch:
@@ -385,8 +420,11 @@ class _Batch:
         held: list[str],
         todo: list[tuple[str, Any]],
         steps: int,
+        opened: Opened | None = None,
     ) -> None:
-        """``steps``: the time steps the held periods have."""
+        """``steps``: the time steps the held periods have; ``opened``: the session the
+        first commit writes in (:func:`~arcodex.ingest._repository.open_for_append`)."""
+        self.opened = opened
         self.template, self.extent, self.product, self.held = template, extent, product, held
         self.chunk = int((template.target.chunks or {}).get("time", 0) or 0)
         last = max((parse_period(h, template.period) for h in held), default=None)
@@ -395,6 +433,10 @@ class _Batch:
         self.steps = steps if self.appending and self.chunk > 1 else 0
         self.periods: list[str] = []
         self.parts: list[Any] = []
+        #: Every commit so far only appended steps after the last.
+        self.appended = True
+        #: The root the last commit was written in, when it was opened beforehand.
+        self.root: Opened | None = None
 
     def add(self, pid: str, ds: Any) -> None:
         self.periods.append(pid)
@@ -415,7 +457,7 @@ class _Batch:
             return None
         import xarray as xr
 
-        from arcodex.ingest._repository import write_period
+        from arcodex.ingest._repository import write_steps
 
         template, periods = self.template, self.periods
         # Every part has the dataset's grid (``shaped`` checked it, to a tolerance).
@@ -431,14 +473,18 @@ class _Batch:
                 join="override",
             )
         )
-        snapshot = write_period(
+        written = write_steps(
             self.product,
             ds,
             first=not self.held,
             chunks=template.target.chunks,
             message=commit_message(periods, template.id, self.extent),
             metadata=commit_metadata(periods, template.id, self.extent, uow.operation.id),
+            opened=self.opened,
         )
+        self.opened = None  # committed: the next batch writes in a session of its own
+        snapshot, self.appended = written.snapshot, self.appended and written.appended
+        self.root = written.root
         self.steps += int(ds.sizes["time"])
         for pid in periods:
             self.held.append(pid)
@@ -448,10 +494,18 @@ class _Batch:
         return snapshot
 
 
-def _held_shape(product: Product) -> tuple[PeriodShape, int]:
-    """What the held periods share, and their time steps: one opening of the dataset."""
-    with product.open(indexes=False) as ds:
-        return PeriodShape.of(ds), int(ds.sizes.get("time", 0))
+def _held_shape(product: Product, opened: Opened | None = None) -> tuple[PeriodShape, int]:
+    """What the held periods share, and their time steps (``opened``: the root, read)."""
+    if product.format == "icechunk":
+        return PeriodShape.held(product, opened)
+    return PeriodShape.of_opened(product)
+
+
+def _opened(product: Product) -> Opened | None:
+    """A session to append to an Icechunk ``product`` in, its root read (else None)."""
+    from arcodex.ingest._repository import open_for_append
+
+    return open_for_append(product) if product.format == "icechunk" else None
 
 
 def _finish(
@@ -466,9 +520,15 @@ def _finish(
     snapshot: str | None,
     result: IngestionResult,
     user: str | None,
+    held: list[str] | None = None,
+    appended: bool = False,
+    root: Opened | None = None,
 ) -> None:
-    """Check the repository and register (or update) its record."""
-    held = committed_periods(product.repository()) if product.target.exists() else []
+    """Check the repository and register (or update) its record (``held``: the periods
+    it holds now, known to the caller, else read from it; ``appended``: this run only
+    appended steps after the last, see :class:`~arcodex.ingest._repository.Written`)."""
+    if held is None:
+        held = committed_periods(product.repository()) if product.target.exists() else []
     if not held:
         result.reasons.append("no period was committed; nothing to register")
         return
@@ -483,31 +543,49 @@ def _finish(
         return
     head = snapshot or _head(product)
     since = None if rebuilding else _checked_before(current, held, template)
-    # The check and the record read the snapshot just committed, opened once.
-    with product.open(raw=True, snapshot=head, indexes=False) as stored:
-        result.check, reasons = check_repository(product, held, template, stored, since)
-        result.reasons.extend(reasons)
-        if rebuilding and result.check == "fail":
-            # Only a complete and checked rebuild replaces the dataset: the record, its
-            # repository and what is published stay as they were.
-            _remove(product)
-            result.reasons.append("the rebuild failed its check; the dataset was left as it was")
-            return
+
+    def registered(stored: Any = None, steps: Appended | None = None) -> Record:
         result.snapshot = head
         uow.transition("artifact_write_succeeded")
-        record = dataset_record(
+        return dataset_record(
             template,
             extent,
             product,
             placed,
             periods=held,
-            snapshot=result.snapshot,
-            check=result.check,
+            snapshot=head,
+            check=str(result.check),
             operation_id=uow.operation.id,
             user=user,
             current=current,
             stored=stored,
+            appended=steps,
         )
+
+    tail = (
+        _appended_steps(product, head, since[1], root) if appended and since is not None else None
+    )
+    if tail is not None and since is not None:
+        # Only steps after those of a state that passed were written: the check and the
+        # record read those (and the last before them), whatever the dataset's length.
+        result.check, reasons = judge_times(tail.decoded, held[since[0] :], held, template)
+        result.reasons.extend(reasons)
+        # A failed one is described again: its steps are not what the record assumes.
+        record = registered(steps=tail if result.check == "pass" else None)
+    else:
+        # The check and the record read the snapshot just committed, opened once.
+        with product.open(raw=True, snapshot=head, indexes=False) as stored:
+            result.check, reasons = check_repository(product, held, template, stored, since)
+            result.reasons.extend(reasons)
+            if rebuilding and result.check == "fail":
+                # Only a complete and checked rebuild replaces the dataset: the record, its
+                # repository and what is published stay as they were.
+                _remove(product)
+                result.reasons.append(
+                    "the rebuild failed its check; the dataset was left as it was"
+                )
+                return
+            record = registered(stored=stored)
     replaced = _product_of(catalog, current) if rebuilding and current is not None else None
     if current is None:
         catalog._write_records(uow, [record])
@@ -537,9 +615,6 @@ def check_repository(
     that the rest of ``held`` was appended after: only those periods and the steps from
     the last of that state on are read (the earlier steps were not rewritten).
     """
-    import numpy as np
-
-    reasons: list[str] = []
     if stored is None:
         with product.open() as ds:
             if "time" not in ds.variables:
@@ -555,6 +630,17 @@ def check_repository(
         tail = slice(max(since[1] - 1, 0), None) if since is not None else slice(None)
         times = xr.decode_cf(stored[["time"]].isel(time=tail))["time"].values
     checked = held[since[0] :] if since is not None and stored is not None else held
+    return judge_times(times, checked, held, template)
+
+
+def judge_times(
+    times: Any, checked: list[str], held: list[str], template: Template
+) -> tuple[str, list[str]]:
+    """:func:`check_repository` of the time steps ``times``: strictly increasing, and each
+    period of ``checked`` (of the periods ``held``) with a step among them."""
+    import numpy as np
+
+    reasons: list[str] = []
     if times.size > 1 and not bool(np.all(times[1:] > times[:-1])):
         reasons.append("time steps are not strictly increasing")
     import pandas as pd  # type: ignore[import-untyped, unused-ignore]
@@ -569,6 +655,43 @@ def check_repository(
     if len(set(held)) != len(held):
         reasons.append("a period was committed twice")
     return ("fail" if reasons else "pass"), reasons
+
+
+def _appended_steps(
+    product: Product, head: str, before: int, root: Opened | None = None
+) -> Appended | None:
+    """The time steps of snapshot ``head`` from the last of the ``before`` steps a record
+    described on (see :class:`~arcodex.ingest._record.Appended`), read through zarr
+    (``root``: the session that committed ``head``, read-only at it now); None when the
+    time axis is not one that had ``before`` steps and grew."""
+    import xarray as xr
+    import zarr
+
+    array: Any
+    if root is not None and str(root.session.snapshot_id) == head:
+        group, array = root.group, root.arrays.get("time")
+    else:
+        session = product.repository().readonly_session(snapshot_id=head)
+        group = zarr.open_group(session.store, path=product.group or "", mode="r")
+        try:
+            array = group["time"]
+        except KeyError:
+            return None
+    if not isinstance(array, zarr.Array) or len(array.shape) != 1 or array.shape[0] <= before:
+        return None
+    attrs: dict[str, Any] = dict(array.attrs)
+    if "_FillValue" in attrs:
+        try:
+            from xarray.backends.zarr import FillValueCoder
+
+            attrs["_FillValue"] = FillValueCoder.decode(attrs["_FillValue"], array.dtype)
+        except (ImportError, TypeError, ValueError):
+            return None
+    raw = array[max(before - 1, 0) :]
+    decoded = xr.decode_cf(xr.Dataset(coords={"time": ("time", raw, attrs)}))["time"].values
+    # As xarray reads them (it leaves out netCDF's own).
+    found = {k: v for k, v in group.attrs.items() if not k.lower().startswith("_nc")}
+    return Appended(int(array.shape[0]), raw, decoded, attrs, found)
 
 
 # -- helpers -------------------------------------------------------------------------------

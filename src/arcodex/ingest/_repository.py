@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from arcodex.errors import ConversionError
@@ -19,7 +20,15 @@ if TYPE_CHECKING:
 
     from arcodex.convert._product import Product
 
-__all__ = ["TIME", "creation_encoding", "write_period"]
+__all__ = [
+    "TIME",
+    "Opened",
+    "Written",
+    "creation_encoding",
+    "open_for_append",
+    "write_period",
+    "write_steps",
+]
 
 TIME = "time"
 #: One encoding of time for every period: a later one finer than the first still fits.
@@ -52,6 +61,47 @@ def creation_encoding(ds: xr.Dataset, chunks: Mapping[str, int] | None) -> dict[
     return encoding
 
 
+@dataclass(frozen=True)
+class Opened:
+    """A writable session of a repository's branch, its root group and arrays read: what
+    an append reads before it writes (the held periods' shape, the last step), read once
+    for both (see :func:`open_for_append`)."""
+
+    session: Any
+    group: Any
+    arrays: dict[str, Any]
+
+
+#: The opened root of each session being written (by its id), for the append to find.
+_ROOTS: dict[int, Opened] = {}
+
+
+def open_for_append(product: Product) -> Opened:
+    """A writable session of ``product``'s branch with its root read, for the next
+    :func:`write_steps` (``opened=``): opened before the periods are fetched, so a
+    commit made meanwhile by someone else fails the append instead of being built on."""
+    import zarr
+
+    session = product.repository().writable_session(product.branch)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
+        group = zarr.open_group(session.store, path=product.group or "", mode="r+")
+        arrays = {str(n): a for n, a in group.members() if isinstance(a, zarr.Array)}
+    return Opened(session, group, arrays)
+
+
+@dataclass(frozen=True)
+class Written:
+    """A commit of periods: its snapshot, and whether it only appended time steps after
+    the last (through zarr: the attributes and the arrays without time are as they were);
+    ``root``: the session written in, read-only at the new snapshot now, when it was
+    opened beforehand (:func:`open_for_append`)."""
+
+    snapshot: str
+    appended: bool
+    root: Opened | None = None
+
+
 def write_period(
     product: Product,
     ds: xr.Dataset,
@@ -65,20 +115,48 @@ def write_period(
 
     ``first``: the repository holds no period yet, so the arrays are created.
     """
+    written = write_steps(
+        product, ds, first=first, chunks=chunks, message=message, metadata=metadata
+    )
+    return written.snapshot
+
+
+def write_steps(
+    product: Product,
+    ds: xr.Dataset,
+    *,
+    first: bool,
+    chunks: Mapping[str, int] | None,
+    message: str,
+    metadata: dict[str, Any],
+    opened: Opened | None = None,
+) -> Written:
+    """:func:`write_period`, saying what the commit changed (see :class:`Written`);
+    ``opened``: the session to write in (:func:`open_for_append`), else one is opened."""
     import icechunk
     from icechunk.xarray import to_icechunk
 
-    repo = product.repository(create=not product.target.exists())
-    session = repo.writable_session(product.branch)
+    if opened is not None and not first:
+        session = opened.session
+    else:
+        repo = product.repository(create=not product.target.exists())
+        session = repo.writable_session(product.branch)
     with warnings.catch_warnings():
         # Consolidated metadata is not part of Zarr 3; icechunk keeps its own.
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         if first:
             to_icechunk(ds, session, mode="w", encoding=creation_encoding(ds, chunks))
+            appended = False
         else:
-            _add(ds, session, to_icechunk)
+            if opened is not None:
+                _ROOTS[id(session)] = opened
+            try:
+                appended = _add(ds, session, to_icechunk)
+            finally:
+                _ROOTS.pop(id(session), None)
     try:
-        return str(session.commit(message, metadata=metadata))
+        snapshot = str(session.commit(message, metadata=metadata))
+        return Written(snapshot, appended, opened if appended else None)
     except icechunk.ConflictError as exc:
         raise ConversionError(
             f"someone else committed to {product.target.url} meanwhile; run the ingestion again "
@@ -86,19 +164,25 @@ def write_period(
         ) from exc
 
 
-def _add(ds: xr.Dataset, session: Any, to_icechunk: Any) -> None:
-    """Append ``ds`` along time, or insert it where its times belong."""
+def _add(ds: xr.Dataset, session: Any, to_icechunk: Any) -> bool:
+    """Append ``ds`` along time, or insert it where its times belong; whether it was
+    appended through zarr (:func:`_append_arrays`)."""
     import numpy as np
     import xarray as xr
     import zarr
 
-    group = zarr.open_group(session.store, mode="r+")
-    arrays = {name: node for name, node in group.members() if isinstance(node, zarr.Array)}
+    opened = _ROOTS.get(id(session))
+    if opened is not None and opened.session is session:
+        group, arrays = opened.group, opened.arrays
+    else:
+        group = zarr.open_group(session.store, mode="r+")
+        arrays = {name: node for name, node in group.members() if isinstance(node, zarr.Array)}
     last = _last_time(arrays.get(TIME))
     if last is None or ds[TIME].values[0] > last:
-        if not _append_arrays(ds, group, arrays):
-            to_icechunk(ds, session, append_dim=TIME)
-        return
+        if _append_arrays(ds, group, arrays):
+            return True
+        to_icechunk(ds, session, append_dim=TIME)
+        return False
     # No index: the time axis alone is read, not every coordinate.
     existing = xr.open_zarr(
         session.store, consolidated=False, chunks=None, create_default_indexes=False
@@ -123,6 +207,7 @@ def _add(ds: xr.Dataset, session: Any, to_icechunk: Any) -> None:
         region={TIME: region},
     )
     _write_times(session, moved[TIME].values, region)
+    return False
 
 
 def _last_time(array: Any) -> Any:

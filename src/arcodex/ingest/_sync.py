@@ -152,6 +152,9 @@ class _Subject:
     params: dict[str, Any]
     product: Product
     held: list[str]
+    #: The provider's periods the plan asked for (before availability), and over which range.
+    found: list[pd.Period] | None = None
+    asked: tuple[pd.Period, pd.Period] | None = None
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -213,7 +216,7 @@ def _subject(catalog: Catalog, record_id: str) -> tuple[_Subject | None, SyncPla
         plan.reasons.append("static template: its data does not change, nothing to sync")
         return None, plan
     provider = get_provider(template.provider.name, catalog)
-    product = resolve_product(
+    product = _ingested_product(catalog, record) or resolve_product(
         record.id, catalog, None, source_options(catalog, None, None), None, "main"
     )
     held = committed_periods(product.repository())
@@ -225,6 +228,25 @@ def _subject(catalog: Catalog, record_id: str) -> tuple[_Subject | None, SyncPla
         return None, plan
     params = {**template.provider.params, "period": template.period}
     return _Subject(record, template, extent, provider, params, product, held), plan
+
+
+def _ingested_product(catalog: Catalog, record: Record) -> Product | None:
+    """The Icechunk repository on a local path that an ingestion made for ``record``,
+    without detecting what it is (it is one, with no group, no levels and no virtual
+    chunks: the ingestion wrote it); None for any other record, or when the repository
+    is not there (detecting it says why)."""
+    from arcodex.convert._product import Product
+    from arcodex.convert._target import Target
+    from arcodex.model import LocalPath
+
+    primary = next((a for a in record.artifacts if a.role == "primary"), None)
+    made = (record.metadata.get("convert") or {}).get("product") or {}
+    if primary is None or primary.format != "icechunk" or made.get("format") != "icechunk":
+        return None
+    if made.get("group") or not isinstance(primary.locator, LocalPath):
+        return None
+    target = Target.of(catalog.locate(primary))
+    return Product("icechunk", target) if target.exists() else None
 
 
 def _plan(subject: _Subject, plan: SyncPlan, end: str | None, now: datetime) -> SyncPlan:
@@ -315,6 +337,7 @@ def _available(subject: _Subject, first: pd.Period, last: pd.Period, now: dateti
     from arcodex.ingest._availability import available
 
     found = sorted(subject.provider.periods(first, last, subject.params))
+    subject.found, subject.asked = found, (first, last)
     return available(found, subject.template.availability, now)
 
 
@@ -453,9 +476,16 @@ def _append(
     user: str | None,
 ) -> SyncResult:
     """The missing periods, through the ingestion engine (which skips those held)."""
-    from arcodex.ingest._ingestion import ingest
+    from arcodex.ingest._ingestion import Known, ingest
+    from arcodex.ingest._periods import parse_period
 
     assert plan.start is not None and plan.end is not None
+    known = None
+    if subject.found is not None and subject.asked is not None:
+        kind = subject.template.period
+        first, last = subject.asked
+        if first <= parse_period(plan.start, kind) and parse_period(plan.end, kind) <= last:
+            known = Known(subject.record, subject.product, subject.held, subject.found)
     done = ingest(
         catalog,
         subject.template,
@@ -465,6 +495,7 @@ def _append(
         provider=subject.provider,
         user=user,
         now=now,
+        known=known,
         cancelled=_stop_if_cancelled,
     )
     result.done = list(done.done)
