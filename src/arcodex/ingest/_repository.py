@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from arcodex.convert._product import Product
 from arcodex.errors import ConversionError
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from arcodex.convert._product import Product
-
 __all__ = [
     "TIME",
     "Opened",
+    "OpenedOnce",
     "Written",
     "creation_encoding",
     "open_for_append",
@@ -59,6 +59,22 @@ def creation_encoding(ds: xr.Dataset, chunks: Mapping[str, int] | None) -> dict[
             enc.update(_TIME_ENCODING)
         encoding[str(name)] = enc
     return encoding
+
+
+@dataclass(frozen=True)
+class OpenedOnce(Product):
+    """A product whose repository is opened once, by the first :meth:`repository` (a
+    repository serves any number of sessions): what a sync works on, which opened it
+    again at each of its steps."""
+
+    opened: list[Any] = field(default_factory=list, repr=False, compare=False)
+
+    def repository(self, *, create: bool = False, config: Any = None) -> Any:
+        if create or config is not None:
+            return super().repository(create=create, config=config)
+        if not self.opened:
+            self.opened.append(super().repository())
+        return self.opened[0]
 
 
 @dataclass(frozen=True)

@@ -235,8 +235,8 @@ def _ingested_product(catalog: Catalog, record: Record) -> Product | None:
     without detecting what it is (it is one, with no group, no levels and no virtual
     chunks: the ingestion wrote it); None for any other record, or when the repository
     is not there (detecting it says why)."""
-    from arcodex.convert._product import Product
     from arcodex.convert._target import Target
+    from arcodex.ingest._repository import OpenedOnce
     from arcodex.model import LocalPath
 
     primary = next((a for a in record.artifacts if a.role == "primary"), None)
@@ -246,7 +246,7 @@ def _ingested_product(catalog: Catalog, record: Record) -> Product | None:
     if made.get("group") or not isinstance(primary.locator, LocalPath):
         return None
     target = Target.of(catalog.locate(primary))
-    return Product("icechunk", target) if target.exists() else None
+    return OpenedOnce("icechunk", target) if target.exists() else None
 
 
 def _plan(subject: _Subject, plan: SyncPlan, end: str | None, now: datetime) -> SyncPlan:
