@@ -243,8 +243,9 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
                 raise
 
     def _refresh_statistics(self, added: int) -> None:
-        """After a bulk add that grew the catalog by a tenth or more (and by at least
-        ``_ANALYZE_AFTER`` records), gather the planner's statistics now: until autovacuum
+        """After a bulk add (of at least ``_ANALYZE_AFTER`` records) that, with the adds
+        before it since the last VACUUM, grew the catalog by a tenth or more, gather the
+        planner's statistics and mark the new pages all-visible now: until autovacuum
         comes round, the planner would judge the new rows from statistics of a catalog a
         fraction of the size, or from none (the first searches of a fresh load were 10x
         slower). VACUUM (ANALYZE) takes no lock that blocks readers or writers."""
@@ -253,9 +254,16 @@ class PostgresBackend(PostgresConnection, PostgresAdmin, PostgresOperations):
         if added < _ANALYZE_AFTER:
             return
         try:
-            rows = self._q("SELECT reltuples FROM pg_class WHERE oid = to_regclass('records')")
+            # Growth since the last VACUUM (by anyone, autovacuum too), not this add's alone:
+            # a catalog loaded in batches of a few percent each must be refreshed as well.
+            rows = self._q(
+                "SELECT c.reltuples, coalesce(s.n_ins_since_vacuum, 0) FROM pg_class c"
+                " LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid"
+                " WHERE c.oid = to_regclass('records')"
+            )
             known = float(rows[0][0]) if rows and rows[0][0] is not None else -1.0
-            if known > 0 and added < known / 10:
+            grown = max(added, int(rows[0][1])) if rows else added
+            if known > 0 and grown < known / 10:
                 return
             # VACUUM too: it marks the new pages all-visible, without which an index-only
             # scan (the metadata index carries each row's extent) still reads every row.

@@ -142,7 +142,11 @@ CREATE INDEX operations_started ON operations (started_at);
 EXTENT_COLUMNS = ("t0", "t1", "w", "s", "e", "n")
 
 #: Schema 4: the extent columns, filled from each row's record, and the metadata index
-#: rebuilt to carry them (an ``INCLUDE``, so they are read but not sorted on).
+#: rebuilt to carry them (an ``INCLUDE``, so they are read but not sorted on); and the
+#: statistics of paths and values together keep the 1,000 most common pairs, not 100: at
+#: 1,000,000 records of 20 keys the 100 were all taken by keys of a few values (platform,
+#: units, network…), a site of 20,000 records was judged to hold 36, and the planner read
+#: all 20,000 to sort them where the first 100 in order were wanted (15 ms -> 450 ms).
 EXTENT_DDL = """
 ALTER TABLE meta_txt ADD COLUMN IF NOT EXISTS t0 float4, ADD COLUMN IF NOT EXISTS t1 float4,
     ADD COLUMN IF NOT EXISTS w float4, ADD COLUMN IF NOT EXISTS s float4,
@@ -154,7 +158,9 @@ UPDATE meta_txt m SET t0 = lower(x.tr)::float4, t1 = upper(x.tr)::float4,
           WHERE tr IS NOT NULL OR b1 IS NOT NULL) AS x
     WHERE x.rid = m.rid;
 DROP INDEX IF EXISTS meta_txt_key;
-CREATE INDEX meta_txt_key ON meta_txt (pid, k, rid) INCLUDE (t0, t1, w, s, e, n)
+CREATE INDEX meta_txt_key ON meta_txt (pid, k, rid) INCLUDE (t0, t1, w, s, e, n);
+ALTER STATISTICS meta_txt_paths SET STATISTICS 1000;
+ANALYZE meta_txt
 """
 
 
