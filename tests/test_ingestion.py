@@ -735,7 +735,7 @@ def test_append_through_zarr_stores_what_xarray_stores(tmp_path: Path, packed: b
 
 def test_what_zarr_cannot_write_as_xarray_would_goes_through_xarray(tmp_path: Path) -> None:
     target = store_at(tmp_path / "ds.icechunk")
-    write_one(target, gridded_day(0), True)
+    write_one(target, gridded_day(0).assign(flag=xr.DataArray(np.int8(0))), True)
     session = target.repository().writable_session("main")
     group = zarr.open_group(session.store, mode="r+")
     arrays = dict(group.arrays())
@@ -744,7 +744,15 @@ def test_what_zarr_cannot_write_as_xarray_would_goes_through_xarray(tmp_path: Pa
     assert not _append_arrays(gridded_day(1, attrs={"title": "other"}), group, arrays)
     assert not _append_arrays(gridded_day(1).assign(extra=gridded_day(1).tas * 2), group, arrays)
     assert not _append_arrays(gridded_day(1).transpose("time", "lon", "lat"), group, arrays)
+    # A variable without time that holds other values than those stored (xarray writes
+    # them over the stored ones); with the values stored, the steps go through zarr.
+    flag = xr.DataArray(np.int8(1))
+    assert not _append_arrays(gridded_day(1).assign(flag=flag), group, arrays)
     assert arrays["tas"].shape == (1, 3, 4) and arrays["time"].shape == (1,)
+    fresh = target.repository().writable_session("main")
+    root = zarr.open_group(fresh.store, mode="r+")
+    same = gridded_day(1).assign(flag=xr.DataArray(np.int8(0)))
+    assert _append_arrays(same, root, dict(root.arrays()))
     # The same through write_period: the attributes changed, and the steps are there.
     write_one(target, gridded_day(1, attrs={"title": "other"}), False)
     with xr.open_zarr(

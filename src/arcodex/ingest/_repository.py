@@ -249,9 +249,10 @@ def _append_arrays(ds: xr.Dataset, group: Any, arrays: dict[str, Any]) -> bool:
     time is encoded exactly as xarray encodes an append (the stored variable's encoding,
     read from its attributes) and written after the last step, mid-chunk included (zarr
     rewrites the partial chunk). The arrays without time are left as stored: the
-    period's grid was checked equal to the dataset's before (``shaped``). Anything
-    else (a variable the store lacks, other dimensions, other global attributes) goes
-    through xarray.
+    period's grid was checked equal to the dataset's before (``shaped``), and any other
+    variable without time must hold what is stored. Anything else (a variable the store
+    lacks, other dimensions, other global attributes, another value of a variable without
+    time) goes through xarray, which writes it over the stored one.
     """
     writes: list[tuple[Any, int, Any]] = []
     for name, var in ds.variables.items():
@@ -259,6 +260,8 @@ def _append_arrays(ds: xr.Dataset, group: Any, arrays: dict[str, Any]) -> bool:
         if array is None or _dimension_names(array) != tuple(map(str, var.dims)):
             return False
         if TIME not in var.dims:
+            if name not in var.dims and not _stored_as(str(name), var, array):
+                return False  # xarray would write its new values over the stored ones
             continue
         axis = var.dims.index(TIME)
         if any(
@@ -283,10 +286,25 @@ def _append_arrays(ds: xr.Dataset, group: Any, arrays: dict[str, Any]) -> bool:
     return True
 
 
+def _stored_as(name: str, var: Any, array: Any) -> bool:
+    """Whether a variable without time (not a dimension's coordinate, whose values the
+    period's check compared already) holds what is stored, once encoded as stored."""
+    import numpy as np
+
+    if tuple(var.shape) != tuple(array.shape):
+        return False
+    encoded = _encoded_like(name, var, array)
+    if encoded is None or encoded.dtype != array.dtype:
+        return False
+    return bool(np.array_equal(encoded, array[...], equal_nan=encoded.dtype.kind in "fc"))
+
+
 def _dimension_names(array: Any) -> tuple[str, ...] | None:
     names = getattr(array.metadata, "dimension_names", None)
     if names is None:
         names = array.attrs.get("_ARRAY_DIMENSIONS")
+    if names is None and not array.shape:
+        return ()  # a scalar names no dimension
     return None if names is None else tuple(map(str, names))
 
 
