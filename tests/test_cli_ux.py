@@ -55,7 +55,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def products(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def products(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None
+) -> tuple[Path, dict[str, str]]:
     """A catalog with an Icechunk product tagged v1 (then appended to), a Zarr product
     and a NetCDF file with a long title and metadata."""
     from arcodex.convert import convert, update

@@ -368,7 +368,9 @@ KEY_ENV, SECRET_ENV = "INGEST_S3_KEY", "INGEST_S3_SECRET"
 
 
 @pytest.fixture(scope="module")
-def s3_world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Any:
+def s3_world(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None, s3_endpoint: str
+) -> Any:
     """A bucket with daily objects (one HTML, one cut in half) and a catalog whose profile
     reaches it with credentials from variables of its own."""
     import uuid

@@ -84,7 +84,9 @@ def _kill_jobs(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None
+) -> Iterator[dict[str, Any]]:
     base = tmp_path_factory.mktemp("ingestions")
     root = base / "cat"
     tokens: dict[str, str] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,7 +39,9 @@ PRODUCTS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def site(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None
+) -> Iterator[dict[str, Any]]:
     from arcodex.convert import convert
 
     root = tmp_path_factory.mktemp("ogc")
@@ -59,6 +62,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                 cat.update(ids[name], set={f"access.{k}": v for k, v in access.items()})
     with serve_catalog(root / "cat") as url, httpx.Client(base_url=url, timeout=60) as client:
         yield {"root": root, "ids": ids, "client": client}
+
+
+def test_the_served_catalog_is_on_the_backend_of_this_run(site: dict[str, Any]) -> None:
+    # A module-scoped fixture's catalog is made outside the per-test patch of conftest; in
+    # the PostgreSQL run it must still be on PostgreSQL (module_catalog_backend).
+    expected = "postgresql" if os.environ.get("ARCODEX_TEST_BACKEND") == "postgres" else "sqlite"
+    with Catalog.open(site["root"] / "cat") as cat:
+        assert cat.backend.url.partition(":")[0] == expected
+        assert (cat.config.database_url or "sqlite:").partition(":")[0] == expected
 
 
 def _get(site: dict[str, Any], path: str, **params: Any) -> httpx.Response:

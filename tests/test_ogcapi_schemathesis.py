@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import os
 import socket
 import threading
 import time
@@ -47,7 +46,7 @@ from typing import Any
 
 import pytest
 
-from arcodex.catalog import Catalog, CatalogConfig
+from arcodex.catalog import Catalog
 
 schemathesis = pytest.importorskip("schemathesis")
 pytest.importorskip("pygeoapi")
@@ -201,17 +200,13 @@ def _netcdf(path: Path, lons: list[float]) -> Path:
 
 @pytest.fixture(scope="module")
 def api(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None
 ) -> Iterator[tuple[str, dict[str, str]]]:
     """The live server's URL, and the collection id of each dataset."""
     from arcodex.server import create_app
 
     base = tmp_path_factory.mktemp("ogcfuzz")
-    config = None
-    if os.environ.get("ARCODEX_TEST_BACKEND") == "postgres":
-        # A module fixture is made before conftest's per-test PostgreSQL patch applies.
-        config = CatalogConfig(database_url=request.getfixturevalue("postgres").schema_url())
-    with Catalog.create(base / "cat", config=config) as cat:
+    with Catalog.create(base / "cat") as cat:
         regular, lon360 = cat.add_files(
             [
                 _netcdf(base / "regular.nc", [-40.0, -20.0, 0.0, 20.0, 40.0]),

@@ -168,7 +168,7 @@ def _netcdf(path: Path, value: float) -> Path:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def world(tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None) -> dict[str, Any]:
     from arcodex.server import create_app
 
     root = tmp_path_factory.mktemp("perm")

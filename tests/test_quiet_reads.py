@@ -17,7 +17,9 @@ pytest.importorskip("icechunk")
 
 
 @pytest.fixture(scope="module")
-def product(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+def product(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None
+) -> tuple[Path, str, str]:
     """A catalog with a local Icechunk product: (catalog root, record id, repository path)."""
     from arcodex.convert import convert
 

@@ -61,7 +61,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[dict[str, Any]]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None, s3_endpoint: str
+) -> Iterator[dict[str, Any]]:
     """A bucket holding the sources, a catalog whose profile writes there, one product per type."""
     import boto3
 

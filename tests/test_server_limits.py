@@ -71,7 +71,9 @@ def external_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory, external_url: str) -> Path:
+def root(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None, external_url: str
+) -> Path:
     """A catalog: a group of two files, three files of their own, one external dataset."""
     base = tmp_path_factory.mktemp("limits")
     config = CatalogConfig(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,9 @@ def test_rfc3339() -> None:
 
 
 @pytest.fixture(scope="module")
-def products(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def products(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None
+) -> tuple[Path, dict[str, str]]:
     """A catalog with a product of several archive kinds and formats (record ids by label)."""
     from arcodex.convert import convert
 
@@ -199,12 +201,13 @@ def test_a_replaced_profile_is_used(tmp_path: Path, products: tuple[Path, dict[s
 
 
 def test_export_is_self_contained_incremental_and_checkable(
-    tmp_path: Path, products: tuple[Path, dict[str, str]]
+    tmp_path: Path,
+    products: tuple[Path, dict[str, str]],
+    copy_catalog: Callable[[Path, Path], Path],
 ) -> None:
     source, ids = products
     # This test changes and deletes records: it works on its own copy of the catalog.
-    root = tmp_path / "catalog-copy"
-    shutil.copytree(source, root)
+    root = copy_catalog(source, tmp_path / "catalog-copy")
     dest = tmp_path / "published"
     with Catalog.open(root) as cat:
         first = export_stac(cat, dest)

@@ -68,9 +68,10 @@ def ids(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
     root = tmp_path_factory.mktemp("stac")
     out: dict[str, Any] = {"root": root / "cat", "backend": request.param}
-    config = None
     if request.param == "postgres":  # the session's database, a schema of this module's own
         config = CatalogConfig(database_url=request.getfixturevalue("postgres").schema_url())
+    else:  # named, so that the PostgreSQL run's patches leave it on SQLite
+        config = CatalogConfig(database_url=f"sqlite:///{root / 'cat' / 'catalog.sqlite'}")
     with Catalog.create(root / "cat", config=config) as cat:
         for kind, start in (("regular", "2000-01-01"), ("lon360", "2001-06-01")):
             write_archive(root / kind, kind, files=2, steps=4, start=start)

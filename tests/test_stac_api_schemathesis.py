@@ -48,7 +48,9 @@ def _netcdf(path: Path, lon0: float, start: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+def api(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None
+) -> Iterator[tuple[str, dict[str, str]]]:
     """The live server's URL, and a real Collection and Item id of each kind."""
     from arcodex.server import create_app
 

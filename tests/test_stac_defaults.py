@@ -4,7 +4,7 @@ Collection that names none says how to fix it (``stac validate``, ``stac export`
 from __future__ import annotations
 
 import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,9 @@ def _cli(root: Path, *args: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def fresh(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None
+) -> tuple[Path, str]:
     """A new catalog with one product converted from plain generated files."""
     base = tmp_path_factory.mktemp("defaults")
     files = [_plain(base / "data" / f"tas_{m}.nc", f"2020-0{m}-01") for m in (1, 2)]
@@ -61,11 +63,12 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @pytest.fixture
-def copy(fresh: tuple[Path, str], tmp_path: Path) -> tuple[Path, str]:
+def copy(
+    fresh: tuple[Path, str], tmp_path: Path, copy_catalog: Callable[[Path, Path], Path]
+) -> tuple[Path, str]:
     """The fresh catalog, copied so a test can change its configuration or records."""
     root, record_id = fresh
-    shutil.copytree(root, tmp_path / "cat")
-    return tmp_path / "cat", record_id
+    return copy_catalog(root, tmp_path / "cat"), record_id
 
 
 def test_a_fresh_product_fails_validation_naming_every_fix(fresh: tuple[Path, str]) -> None:

@@ -137,7 +137,9 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, Any]]]:
+def catalog(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None
+) -> tuple[Path, list[dict[str, Any]]]:
     """A catalog with one NetCDF dataset, and its STAC (a Catalog, a Collection, an Item)."""
     root = tmp_path_factory.mktemp("schemas")
     with Catalog.create(root / "cat") as cat:

@@ -49,7 +49,7 @@ def _months(where: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def ids(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def ids(tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None) -> dict[str, Any]:
     from arcodex.convert import convert
 
     root = tmp_path_factory.mktemp("zarrhttp")

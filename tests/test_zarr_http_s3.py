@@ -58,7 +58,9 @@ LAT = {"zarr3": "lat/c/0", "zarr2": "lat/0", "icechunk": "lat/c/0"}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterator[dict[str, Any]]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, module_catalog_backend: None, s3_endpoint: str
+) -> Iterator[dict[str, Any]]:
     """Sources on S3, one product of each format next to them, all published and served."""
     import boto3
     from distributed import Client, LocalCluster
