@@ -481,7 +481,7 @@ def test_search_results(site: dict[str, Any]) -> None:
         "other": ["nemo"],  # pacific has no asset to open
     }
     page = results._repr_html_()
-    assert all(f"<td>{item.id}</td>" in page for item in results)
+    assert all(f"<td><code>{item.id}</code></td>" in page for item in results)
     assert "application/vnd.icechunk" in page and "1990-06-01T00:00:00Z" in page
     assert repr(results).startswith(f"SearchResults({len(results)} item(s)")
     again = SearchResults.from_dict(json.loads(json.dumps(results.to_dict())))

@@ -19,6 +19,37 @@ class Page:
     records: list[Record]
     next_cursor: str | None = None
 
+    def _repr_html_(self) -> str:
+        from arcodex._html import box, code, esc, period, table
+
+        n = len(self.records)
+        rows = (
+            (code(r.id), r.title or "", r.kind, r.status, period(r.metadata)) for r in self.records
+        )
+        if self.next_cursor:
+            hint = (
+                "<p>more records match: the next page is "
+                f"<code>search(…, cursor={esc(repr(self.next_cursor), 400)})</code></p>"
+            )
+        else:
+            hint = "<p>the last page</p>"
+        return box(
+            "Page",
+            f"{n} record{'s' if n != 1 else ''} on this page",
+            table(
+                ("id", "title", "kind", "status", "period"),
+                rows,
+                total=n,
+                limit=PAGE_ROWS,
+                what="records on this page",
+            ),
+            hint,
+        )
+
+
+#: Rows a page shows in a notebook.
+PAGE_ROWS = 25
+
 
 @dataclass(frozen=True)
 class BackendStats:

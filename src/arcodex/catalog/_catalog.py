@@ -158,3 +158,8 @@ class Catalog(Adding, Ingesting, Publishing, Changing, Health, Validation, Runni
 
     def __repr__(self) -> str:
         return f"Catalog({str(self.root)!r}, backend={self.backend.url!r})"
+
+    def _repr_html_(self) -> str:
+        from arcodex.catalog._catalog_html import catalog_html
+
+        return catalog_html(self)

@@ -7,7 +7,6 @@ filters its items in Python with the same parameters.
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -99,8 +98,9 @@ class SearchResults(Sequence["pystac.Item"]):
         return f"SearchResults({len(self.items)} item(s){where})"
 
     def _repr_html_(self) -> str:
-        rows = []
-        for item in self.items:
+        from arcodex._html import box, code, table
+
+        def row(item: pystac.Item) -> tuple[object, ...]:
             start, end = _item_interval(item)
             if start is None and end is None:
                 span = ""
@@ -109,14 +109,26 @@ class SearchResults(Sequence["pystac.Item"]):
             else:
                 span = f"{_iso(start)} – {_iso(end)}"
             types = sorted({a.media_type or "?" for a in item.assets.values()})
-            cells = (item.id, item.collection_id or "", span, ", ".join(types))
-            rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-        head = "".join(f"<th>{h}</th>" for h in ("id", "collection", "datetime", "asset types"))
-        caption = html.escape(repr(self))
-        return (
-            f"<table><caption>{caption}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table>"
+            title = item.properties.get("title")
+            return (code(item.id), title or "", item.collection_id or "", span, ", ".join(types))
+
+        n = len(self.items)
+        where = f" from {code(self.source, 400)}" if self.source else ""
+        return box(
+            "SearchResults",
+            f"{n} item{'s' if n != 1 else ''}{where}",
+            table(
+                ("id", "title", "collection", "datetime", "asset types"),
+                (row(item) for item in self.items),
+                total=n,
+                limit=RESULT_ROWS,
+                what="items",
+            ),
         )
+
+
+#: Items a notebook shows of search results.
+RESULT_ROWS = 25
 
 
 class Client:

@@ -82,6 +82,34 @@ class CheckReport:
             seconds=float(data.get("seconds", 0.0)),
         )
 
+    def _repr_html_(self) -> str:
+        from arcodex._html import Raw, badge, box, code, esc, pairs, section, table
+
+        verdict = {"pass": "faithful", "warn": "faithful, with warnings", "fail": "NOT faithful"}
+        heading = (
+            f'<span style="font-size:1.3em">{badge(self.status.upper())}</span> '
+            f"{verdict.get(self.status, '')} · {code(self.product, 400)} · {self.seconds:.2f} s"
+        )
+        findings = [("fail", r) for r in self.reasons] + [("warn", w) for w in self.warnings]
+        summary = {k: v for k, v in self.checked.items() if isinstance(v, int | float | bool | str)}
+        return box(
+            "CheckReport",
+            heading,
+            section(
+                "Findings",
+                table(
+                    ("severity", "message"),
+                    ((badge(level), Raw(esc(message, 1000))) for level, message in findings),
+                    total=len(findings),
+                    what="findings",
+                )
+                if findings
+                else "<p>none</p>",
+                len(findings),
+            ),
+            section("Checked", pairs(summary, what="counts") if summary else ""),
+        )
+
 
 class _Failures:
     def __init__(self) -> None:

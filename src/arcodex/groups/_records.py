@@ -114,6 +114,44 @@ class GroupStatus:
             "members": [m.to_dict() for m in self.members],
         }
 
+    def _repr_html_(self) -> str:
+        from arcodex._html import Raw, badge, box, code, esc, pairs, section, size, table
+
+        counts = ", ".join(f"{badge(k)} {n}" for k, n in self.counts.items() if n)
+        heading = f"{code(self.name)} · {len(self.members)} members" + (
+            f" · {counts}" if counts else ""
+        )
+        about = [
+            (k, v)
+            for k, v in (("title", self.title), ("record", self.record_id), ("source", self.source))
+            if v
+        ]
+        rows = (
+            (
+                code(m.id),
+                Raw(badge(m.status) + (" <em>(stale: its run is gone)</em>" if m.stale else "")),
+                m.phase or "",
+                Raw(esc(m.reason, 500)),
+                f"{m.seconds:.1f} s" if m.seconds is not None else "",
+                size(m.bytes),
+                code(m.product) if m.product else "",
+                m.updated_at or "",
+            )
+            for m in self.members
+        )
+        members = table(
+            ("member", "status", "phase", "reason", "time", "size", "product", "updated"),
+            rows,
+            total=len(self.members),
+            what="members",
+        )
+        return box(
+            "Group",
+            heading,
+            pairs(about) if about else "",
+            section("Members", members if self.members else f"<p>{esc('none')}</p>"),
+        )
+
 
 def alive(run: Any, leases: Leases) -> bool:
     """Whether the run a ``running`` member's claim names still runs: the lease of its

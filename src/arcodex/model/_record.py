@@ -242,3 +242,8 @@ class Record(_Model):
             if artifact.role == role:
                 return artifact
         raise LookupError(f"record {self.id} has no {role!r} artifact")
+
+    def _repr_html_(self) -> str:
+        from arcodex.model._record_html import record_html
+
+        return record_html(self)
