@@ -116,8 +116,35 @@ def check_rollback_demo(out: str, output: Path) -> None:
         assert cat.doctor(verify_hashes=True).clean
 
 
+def check_format_preparation(out: str, output: Path) -> None:
+    assert "schemas: ['ocean-std@1']" in out
+    (refused,) = _lines(out, "naive product refused: ")
+    assert "does not match schema ocean-std@1" in refused and "'sst' is a required" in refused
+    (line,) = _lines(out, "product buoy7-std as ")
+    product_id = RECORD_ID.search(line)
+    assert product_id and line.endswith(": schema ocean-std@1")
+    assert "validate buoy7-std: valid=True" in out
+    assert "  variable sst: units=degC" in out and "  variable so: units=1e-3" in out
+    assert "lineage: derived_from operation convert (succeeded)" in out
+    assert "  inputs: ['buoy7_2021-03_std.nc']" in out
+    assert "  prepared from: BUOY7_2021-03.nc" in out
+    assert "sst in the product: 10.0 .. 15.0 degC" in out
+    with Catalog.open(output / "catalog") as cat:
+        assert cat.list_schemas() == ["ocean-std@1"]
+        records = cat.search(limit=None).records
+        assert sorted(r.title for r in records) == ["BUOY7_2021-03.nc", "buoy7-std"]
+        product = cat.get(product_id.group())
+        assert (product.schema_name, product.schema_version) == ("ocean-std", "1")
+        assert "standardised" in product.tags
+        source = cat.get(product.metadata["prepared_from"])
+        assert "raw" in source.tags and "SST" in source.metadata["netcdf"]["variables"]
+        (result,) = cat.validate(product.id)
+        assert result.valid
+
+
 CHECKS: dict[str, Callable[[str, Path], None]] = {
     "basic-file-catalog": check_basic_file_catalog,
+    "format-preparation": check_format_preparation,
     "netcdf-metadata-extraction": check_netcdf_metadata_extraction,
     "rollback-demo": check_rollback_demo,
 }
