@@ -8,6 +8,7 @@ and what it left in ``output/``: a broken example fails here.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -142,10 +143,38 @@ def check_format_preparation(out: str, output: Path) -> None:
         assert result.valid
 
 
+def check_remote_frontend(out: str, output: Path) -> None:
+    registered = dict(re.findall(r"^registered (\S+) as (\S+) \(external\)$", out, re.M))
+    assert sorted(registered) == ["tas_2022-01.nc", "tas_2022-02.nc", "tas_2022-03.nc"]
+    assert _lines(out, "requests to the server so far:") == [
+        "requests to the server so far: 0",  # registering downloads nothing
+        "requests to the server so far: 1 ['/tas_2022-03.nc']",  # one fetch, once
+    ]
+    assert "search month>=2022-02: ['tas_2022-02.nc', 'tas_2022-03.nc']" in out
+    fetched = re.search(
+        r"^fetched tas_2022-03.nc as (\S+); asked again: same record=True$", out, re.M
+    )
+    assert fetched
+    assert "local copy: dataset variables=['lat', 'lon', 'tas', 'time']" in out
+    assert len(json.loads((output / "manifest.json").read_text())) == 3
+    with Catalog.open(output / "catalog") as cat:
+        external = cat.get(registered["tas_2022-03.nc"])
+        assert external.kind == "external" and external.metadata["month"] == "2022-03"
+        assert external.artifacts[0].locator.type == "external_uri"
+        assert external.metadata["local_copy"] == fetched.group(1)
+        local = cat.get(fetched.group(1))
+        assert local.metadata["fetched_from"] == external.id and "fetched" in local.tags
+        stored = Path(cat.path(local.id))
+        assert stored.is_relative_to(output / "catalog" / "store")
+        assert stored.read_bytes() == (output / "remote" / "tas_2022-03.nc").read_bytes()
+        assert "local_copy" not in cat.get(registered["tas_2022-01.nc"]).metadata
+
+
 CHECKS: dict[str, Callable[[str, Path], None]] = {
     "basic-file-catalog": check_basic_file_catalog,
     "format-preparation": check_format_preparation,
     "netcdf-metadata-extraction": check_netcdf_metadata_extraction,
+    "remote-frontend": check_remote_frontend,
     "rollback-demo": check_rollback_demo,
 }
 
