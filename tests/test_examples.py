@@ -170,10 +170,41 @@ def check_remote_frontend(out: str, output: Path) -> None:
         assert "local_copy" not in cat.get(registered["tas_2022-01.nc"]).metadata
 
 
+def check_persistent_ids(out: str, output: Path) -> None:
+    registered = dict(re.findall(r"^registered doi:(\S+) as (\S+): pid=", out, re.M))
+    assert sorted(registered) == ["10.5555/buoy.7", "10.5555/buoy.8"]
+    assert (
+        "doi:buoy.9 refused: required hook pid failed at before_record_commit:"
+        " 'buoy.9' is not a DOI (10.PREFIX/SUFFIX); the operation was rolled back"
+    ) in out
+    assert "records: 2" in out
+    assert _lines(out, "not materialised:") == [
+        "not materialised: ['10.5555/buoy.7', '10.5555/buoy.8']",
+        "not materialised: ['10.5555/buoy.7']",
+    ]
+    done = re.search(r"^materialised doi:10.5555/buoy.8 as (\S+)$", out, re.M)
+    assert done and "again: True" in out
+    with Catalog.open(output / "catalog") as cat:
+        pid = cat.get(registered["10.5555/buoy.8"])
+        assert pid.kind == "external" and pid.artifacts[0].locator.uri == "doi:10.5555/buoy.8"
+        assert pid.metadata["pid"] == {"scheme": "doi", "value": "10.5555/buoy.8"}
+        assert pid.metadata["materialised"] is True
+        assert pid.metadata["local_copy"] == done.group(1)
+        assert cat.get(registered["10.5555/buoy.7"]).metadata["materialised"] is False
+        local = cat.get(done.group(1))
+        assert local.metadata["materialised_from"] == "doi:10.5555/buoy.8"
+        assert "pid" not in local.metadata  # the hook leaves files alone
+        stored = Path(cat.path(local.id))
+        assert stored.read_bytes() == (output / "repository" / "buoy8.nc").read_bytes()
+        assert cat.count() == 3  # the refused DOI left nothing
+        assert cat.journal.open_operations() == []
+
+
 CHECKS: dict[str, Callable[[str, Path], None]] = {
     "basic-file-catalog": check_basic_file_catalog,
     "format-preparation": check_format_preparation,
     "netcdf-metadata-extraction": check_netcdf_metadata_extraction,
+    "persistent-ids": check_persistent_ids,
     "remote-frontend": check_remote_frontend,
     "rollback-demo": check_rollback_demo,
 }
