@@ -7,7 +7,7 @@ dependencies and the named extras (``arcodex[a,b]`` inside an extra expanded),
 and ``[tool.arcodex.imports]``, the module each distribution provides. It
 prints one line per problem and exits 1 if there is any.
 
-    python tools/check_environment.py --extras all,test [--pyproject pyproject.toml]
+    python tools/check_environment.py --extras all,test,docs [--pyproject pyproject.toml]
 
 It must not import arcodex: a broken environment is what it looks for.
 """
