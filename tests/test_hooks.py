@@ -67,6 +67,30 @@ def test_hooks_add_metadata_in_a_fixed_order(cat: Catalog, src: Path) -> None:
     assert [r["hook"] for r in runs][:3] == ["z", "a", "b"]
 
 
+def test_adds_return_the_records_as_a_commit_hook_left_them(
+    cat: Catalog, src: Path, tmp_path: Path
+) -> None:
+    """What an add returns is what it stored: a ``before_record_commit`` hook's metadata
+    is in the returned record, for every way of adding (it was only in the stored one)."""
+    from arcodex.model import Record
+
+    cat.hooks.register(
+        "before_record_commit", lambda ctx: HookResult(metadata={"pid": "x"}), name="pid"
+    )
+    other = tmp_path / "other.csv"
+    other.write_text("t,ch4\n2,1901\n")
+    added = [
+        cat.add_file(src),
+        cat.add_external("https://example.org/a.nc"),
+        *cat.add_files([other]),
+        *cat.add_records([Record(id="bulk")]),
+        cat.add_bytes(b"notes", name="notes.txt"),
+    ]
+    for record in added:
+        assert record.metadata.get("pid") == "x", record.id
+        assert record == cat.get(record.id), record.id
+
+
 def test_a_failing_required_hook_rolls_back(cat: Catalog, src: Path) -> None:
     calls: list[str] = []
 

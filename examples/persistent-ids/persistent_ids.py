@@ -83,8 +83,8 @@ cat = Catalog.create(OUT / "catalog")
 cat.hooks.register("before_record_commit", pid_hook, name="pid", required=True)
 
 for doi in FILES:
-    added = cat.add_external(f"doi:{doi}", title=doi, tags=["buoy"])
-    rec = cat.get(added.id)  # as stored: with what the commit hook added
+    # As stored: with what the commit hook added.
+    rec = cat.add_external(f"doi:{doi}", title=doi, tags=["buoy"])
     print(f"registered doi:{doi} as {rec.id}: pid={rec.metadata['pid']}")
 try:
     cat.add_external("doi:buoy.9")

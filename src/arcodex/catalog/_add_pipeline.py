@@ -490,7 +490,7 @@ def commit_record(ctx: PipelineContext) -> None:
         opts = _options(ctx)
         uow = open_unit(ctx, "add", inputs=list(opts.uris or opts.paths))
         uow.transition("planned", records=[r.id for r in records])
-    catalog._write_records(uow, records)
+    ctx.state["records"] = catalog._write_records(uow, records)
 
 
 def _begin(ctx: PipelineContext) -> UnitOfWork:

@@ -228,7 +228,7 @@ class Adding(CatalogWriter):
             )
             record = record.model_copy(update={"artifacts": [artifact]})
             uow.transition("artifact_write_succeeded")
-            self._write_records(uow, [record])
+            (record,) = self._write_records(uow, [record])
         return record
 
     def add_external(

@@ -92,8 +92,8 @@ class CatalogWriter(CatalogReader):
         """
         with self.unit_of_work("add", user=user, parameters={"count": len(records)}) as uow:
             uow.transition("planned", count=len(records))
-            self._write_records(uow, records)
-        return list(records)
+            written = self._write_records(uow, records)
+        return written
 
     def _delete_managed(self, artifact: Artifact) -> None:
         """Remove an object arcodex wrote (never anything else)."""
@@ -117,8 +117,10 @@ class CatalogWriter(CatalogReader):
                 )
             store.delete(key)
 
-    def _write_records(self, uow: UnitOfWork, records: Sequence[Record]) -> None:
-        """Insert records in one transaction, undoable by purging them again."""
+    def _write_records(self, uow: UnitOfWork, records: Sequence[Record]) -> list[Record]:
+        """Insert records in one transaction, undoable by purging them again; the records
+        as written (a ``before_record_commit`` hook may have added metadata)."""
+        records = list(records)
         if self.hooks.names("before_record_commit"):
             records = [self._before_commit(uow, r) for r in records]
         uow.transition("catalog_write_started")
@@ -135,6 +137,7 @@ class CatalogWriter(CatalogReader):
             for record in records:
                 self._hook("after_record_commit", uow=uow, record=record)
         uow.operation.outputs = ids[:1000]
+        return records
 
     def _replace_record(
         self, uow: UnitOfWork, current: Record, new: Record, expected_version: int | None = None

@@ -68,7 +68,7 @@ def register(
     result.operation_id = uow.operation.id
     uow.transition("artifact_write_succeeded")
     if current is None:
-        cat._write_records(uow, [record])
+        (record,) = cat._write_records(uow, [record])
     else:
         record = cat._replace_record(uow, current, record)
     result.record = record

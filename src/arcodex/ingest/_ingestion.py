@@ -588,7 +588,7 @@ def _finish(
             record = registered(stored=stored)
     replaced = _product_of(catalog, current) if rebuilding and current is not None else None
     if current is None:
-        catalog._write_records(uow, [record])
+        (record,) = catalog._write_records(uow, [record])
     else:
         record = catalog._replace_record(uow, current, record)
     result.record = record
